@@ -1,0 +1,32 @@
+# Tributary: the two commands that matter are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+test: ## Install what is needed, start the test bed, run all checks and tests, stop the test bed
+	@bash scripts/test.sh
+
+demo: ## Bring up the local stack and show it working
+	@bash scripts/demo.sh
+
+testbed-install: ## Build and install the test bed components (cached)
+	@bash testbed/install.sh
+
+testbed-up: ## Start the test bed on 127.0.0.1 (idempotent); writes target/testbed/env and kubeconfig
+	@bash testbed/up.sh
+
+testbed-down: ## Stop exactly the test bed processes that testbed-up started
+	@bash testbed/down.sh
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	@bash scripts/cargo-lock.sh restore
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+unit: ## Fast unit tests, no network
+	@bash scripts/cargo-lock.sh restore
+	cargo test --locked --lib --bins

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make test`: install what the tests need, start the test bed, run every check and test, stop the test bed.
+# The test bed is stopped even when a step fails; the exit code is the first failure's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "make test: '$1' is not installed: $2" >&2; exit 1; }; }
+need cargo "install Rust with rustup (1.95 or newer)"
+
+started=$SECONDS
+bash scripts/cargo-lock.sh restore
+echo "== format and lints"
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== unit tests (no network)"
+cargo test --locked --lib --bins
+
+echo "== test bed"
+# Stop only if this run started it, so `make test` against a test bed a developer brought up leaves it up.
+if [[ -f ${TESTBED_DIR:-target/testbed}/pids/kube-apiserver.pid ]] &&
+	kill -0 "$(cat "${TESTBED_DIR:-target/testbed}/pids/kube-apiserver.pid")" 2>/dev/null; then
+	echo "test bed already running: reusing it and leaving it up"
+else
+	trap 'bash testbed/down.sh' EXIT
+fi
+bash testbed/up.sh
+
+echo "== tests against the test bed"
+cargo test --locked --tests -- --test-threads 4
+echo "make test: all passed in $((SECONDS - started))s"

@@ -1,0 +1,12 @@
+//! Tributary: a Kubernetes operator that runs multi-cloud event pipelines declaratively.
+//!
+//! The library holds everything testable; `src/main.rs` only wires the command line. Modules grow with the
+//! issues: `api` (CRD types), `controller`, `cloud` (narrow traits per capability, AWS and Azure
+//! implementations side by side), `filter` and `worker`.
+#![forbid(unsafe_code)]
+
+pub mod cloud;
+pub mod tls;
+
+/// The version of this build, as Cargo stamped it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,102 @@
+# Shared settings and helpers for the test bed scripts. Sourced, not run.
+#
+# Every path and port can be overridden from the environment, so two test beds can run side by side:
+#   TESTBED_DIR=/tmp/tb2 TESTBED_PORT_BASE=28000 testbed/up.sh
+# shellcheck shell=bash
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TESTBED_SRC="$ROOT/testbed"
+# Per-checkout state: pid files, logs, certificates, kubeconfig, env file.
+TESTBED_DIR=${TESTBED_DIR:-$ROOT/target/testbed}
+# Per-machine cache of everything installed or built, shared by clones (CI clones afresh every run).
+TRIBUTARY_CACHE=${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}
+TESTBED_BIN="$TESTBED_DIR/bin"
+
+# --- Pinned versions (the note and README list these; change them here only) ---------------------------
+KUBE_VERSION=v1.36.3        # testbed/tools/kube/go.mod pins k8s.io/kubernetes and its staging modules
+ETCD_VERSION=v3.6.16        # testbed/tools/etcd/go.mod
+KWOK_VERSION=v0.8.0         # testbed/tools/kwok/go.mod
+HELM_VERSION=v3.22.0        # testbed/tools/helm/go.mod
+COSMIUM_VERSION=v0.1.20     # testbed/tools/cosmium/go.mod (later tags lack the v prefix the Go proxy needs)
+MOTO_VERSION=5.2.5          # testbed/moto-requirements.txt
+AZURITE_VERSION=3.35.0      # testbed/azurite/package-lock.json (3.36+ needs Node 22)
+KAFKA_VERSION=4.1.1         # testbed/kafka/pom.xml
+
+# --- Ports: one base, fixed offsets ------------------------------------------------------------------------
+TESTBED_PORT_BASE=${TESTBED_PORT_BASE:-27000}
+ETCD_PORT=${ETCD_PORT:-$((TESTBED_PORT_BASE + 0))}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-$((TESTBED_PORT_BASE + 1))}
+APISERVER_PORT=${APISERVER_PORT:-$((TESTBED_PORT_BASE + 2))}
+KCM_PORT=${KCM_PORT:-$((TESTBED_PORT_BASE + 3))}
+SCHEDULER_PORT=${SCHEDULER_PORT:-$((TESTBED_PORT_BASE + 4))}
+KWOK_PORT=${KWOK_PORT:-$((TESTBED_PORT_BASE + 5))}
+MOTO_PORT=${MOTO_PORT:-$((TESTBED_PORT_BASE + 10))}
+AZURITE_QUEUE_PORT=${AZURITE_QUEUE_PORT:-$((TESTBED_PORT_BASE + 11))}
+COSMOS_PORT=${COSMOS_PORT:-$((TESTBED_PORT_BASE + 12))}
+KAFKA_PORT=${KAFKA_PORT:-$((TESTBED_PORT_BASE + 13))}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((TESTBED_PORT_BASE + 14))}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((TESTBED_PORT_BASE + 15))}
+
+log() { printf '[testbed] %s\n' "$*" >&2; }
+die() {
+	printf '[testbed] ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# need CMD HINT: fail clearly when a tool the machine must already have is missing.
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed: $2"
+}
+
+# hash_files FILE...: a short content hash, used to key cached builds and installs.
+hash_files() {
+	cat "$@" | sha256sum | cut -c1-16
+}
+
+# is_running NAME: whether the pid file of NAME names a live process.
+is_running() {
+	local pidfile="$TESTBED_DIR/pids/$1.pid"
+	[[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# start NAME CMD...: start CMD in the background with its output in logs/NAME.log, unless already running.
+start() {
+	local name=$1
+	shift
+	mkdir -p "$TESTBED_DIR/pids" "$TESTBED_DIR/logs"
+	if is_running "$name"; then
+		log "$name already running (pid $(cat "$TESTBED_DIR/pids/$name.pid"))"
+		return 0
+	fi
+	# setsid: the service does not get the terminal's signals (a Ctrl-C in `make` goes to make, which then
+	# runs testbed-down); the pid is the service's own, so down.sh stops exactly what was started.
+	setsid "$@" >"$TESTBED_DIR/logs/$name.log" 2>&1 </dev/null &
+	echo $! >"$TESTBED_DIR/pids/$name.pid"
+	log "$name started (pid $!)"
+}
+
+# wait_for NAME SECONDS CHECK...: poll CHECK until it succeeds; on timeout show NAME's log and fail.
+wait_for() {
+	local name=$1 timeout=$2
+	shift 2
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		if ! is_running "$name"; then
+			tail -n 40 "$TESTBED_DIR/logs/$name.log" >&2 || true
+			die "$name exited before it was ready (log: $TESTBED_DIR/logs/$name.log)"
+		fi
+		if ((SECONDS >= deadline)); then
+			tail -n 40 "$TESTBED_DIR/logs/$name.log" >&2 || true
+			die "$name not ready after ${timeout}s (log: $TESTBED_DIR/logs/$name.log)"
+		fi
+		sleep 0.5
+	done
+	log "$name ready"
+}
+
+# port_open PORT: whether something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
