@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,3 +30,7 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 unit: ## Fast unit tests, no network
 	@bash scripts/cargo-lock.sh restore
 	cargo test --locked --lib --bins
+
+crds: ## Regenerate crds/tributary.yaml from the Rust types
+	@bash scripts/cargo-lock.sh restore
+	cargo run --quiet -- crds > crds/tributary.yaml

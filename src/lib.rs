@@ -5,6 +5,7 @@
 //! implementations side by side), `filter` and `worker`.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cloud;
 pub mod tls;
 

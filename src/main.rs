@@ -15,12 +15,16 @@ struct Cli {
 enum Command {
     /// Print the version of this build.
     Version,
+    /// Print the CustomResourceDefinitions of the Tributary API as YAML (what `crds/` holds).
+    Crds,
 }
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     tributary::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("tributary {}", tributary::VERSION),
+        Command::Crds => print!("{}", tributary::api::crds_yaml()?),
     }
+    Ok(())
 }

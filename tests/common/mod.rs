@@ -97,3 +97,76 @@ pub async fn aws_config() -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// Installs the Tributary CRDs (server-side apply) once per test binary and waits until each is
+/// Established.
+pub async fn install_crds(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::{
+        Api,
+        api::{Patch, PatchParams},
+    };
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            let params = PatchParams::apply("tributary-tests").force();
+            for crd in tributary::api::crds() {
+                let name = kube::ResourceExt::name_any(&crd);
+                crds.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap();
+            }
+            for crd in tributary::api::crds() {
+                let name = kube::ResourceExt::name_any(&crd);
+                eventually(
+                    &format!("CRD {name} Established"),
+                    Duration::from_secs(30),
+                    || {
+                        let (crds, name) = (crds.clone(), name.clone());
+                        async move {
+                            let crd = crds.get(&name).await.ok()?;
+                            let established = crd
+                                .status?
+                                .conditions?
+                                .into_iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True");
+                            established.then_some(())
+                        }
+                    },
+                )
+                .await;
+            }
+        })
+        .await;
+}
+
+/// Creates a namespace with a unique name and returns it.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::{Api, api::PostParams};
+    let name = unique(prefix);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    name
+}
+
+/// A dynamic API for a Tributary kind in `namespace`.
+pub fn tributary_api(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+) -> kube::Api<kube::api::DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk("tributary.dev", "v1alpha1", kind);
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
+    kube::Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// Every YAML document in `text`, as dynamic objects.
+pub fn yaml_objects(text: &str) -> Vec<kube::api::DynamicObject> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .filter_map(|doc| Option::<kube::api::DynamicObject>::deserialize(doc).unwrap())
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! Types shared by every Tributary kind: provider selection, references, deletion policy and status
+//! conditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every Tributary kind.
+pub const GROUP: &str = "tributary.dev";
+/// The API version of every Tributary kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Which cloud backs a resource. The provider block of the same name (`aws` or `azure`) configures it.
+/// A third provider, `local` (an in-cluster broker), is planned; code matches on this enum exhaustively so
+/// that adding it shows every place that must learn about it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon Web Services (SNS, SQS, DynamoDB).
+    #[default]
+    Aws,
+    /// Microsoft Azure (Event Hubs, Storage Queues, Cosmos DB).
+    Azure,
+}
+
+/// What happens to the cloud resource when the Kubernetes object is deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the cloud resource with the object.
+    #[default]
+    Delete,
+    /// Keep the cloud resource; only the Kubernetes object goes away.
+    Retain,
+}
+
+/// A reference to another Tributary object in the same namespace, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+pub struct ObjectRef {
+    /// Name of the referenced object, in this object's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in this object's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Status fields every kind carries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// The `metadata.generation` this status was computed for. Older than the object's generation means
+    /// the controller has not acted on the latest spec yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current state: `Ready` (usable), `Synced` (cloud matches spec), and kind-specific types. Each
+    /// carries `reason`, `message` and the `observedGeneration` it describes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The schema of `conditions`: a list keyed by `type`, so server-side apply merges entries by type.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("x-kubernetes-list-type".into(), "map".into());
+        obj.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    }
+    schema
+}
+
+/// A map of tags (AWS) or labels (Azure) put on the cloud resource.
+pub type Tags = std::collections::BTreeMap<String, String>;
+
+/// `true` when absent, for serde defaults.
+pub(crate) fn default_true() -> bool {
+    true
+}

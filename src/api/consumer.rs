@@ -1,0 +1,280 @@
+//! `Consumer`: worker pods that drain a source with a built-in processor or a custom image.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, ObjectRef, SecretKeyRef};
+
+/// A Deployment of worker pods reading one source (a Queue, a DeviceStream, or HTTP requests), processing
+/// each message with a built-in processor or a custom image, and dead-lettering what fails.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "tributary.dev",
+    version = "v1alpha1",
+    kind = "Consumer",
+    namespaced,
+    status = "ConsumerStatus",
+    shortname = "trcons",
+    category = "tributary",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Processor", type_ = "string", json_path = ".spec.processor"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
+    printcolumn(
+        name = "Processed",
+        type_ = "integer",
+        json_path = ".status.processed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.failed",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("has(self.processor) != has(self.image)").message("set exactly one of spec.processor (a built-in processor) and spec.image (a custom worker image)"))]
+#[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'order-ack' || has(self.source.http)").message("spec.processor order-ack serves the order REST endpoint: it needs spec.source.http"))]
+#[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'device' || has(self.source.deviceStreamRef)").message("spec.processor device reads telemetry: it needs spec.source.deviceStreamRef"))]
+#[x_kube(validation = Rule::new("!has(self.processor) || !(self.processor in ['notification', 'inventory', 'shipment']) || has(self.source.queueRef)").message("spec.processor notification, inventory and shipment drain a queue: they need spec.source.queueRef"))]
+#[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'device' || (has(self.sink) && has(self.sink.cosmos))").message("spec.processor device writes Cosmos DB: it needs spec.sink.cosmos"))]
+#[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'order-ack' || (has(self.sink) && has(self.sink.topicRef))").message("spec.processor order-ack publishes OrderPlaced: it needs spec.sink.topicRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSpec {
+    /// Where messages come from: exactly one of `queueRef`, `deviceStreamRef` and `http`.
+    pub source: ConsumerSource,
+    /// Built-in processor. Exactly one of `processor` and `image` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<Processor>,
+    /// Custom worker image speaking Tributary's worker protocol. Exactly one of `processor` and `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Where processed results go (the Order table and topic for order-ack, Cosmos DB for device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<ConsumerSink>,
+    /// Retries of a failing message before it is dead-lettered.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// DeadLetter receiving messages that cannot be processed (malformed, or out of retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_ref: Option<ObjectRef>,
+    /// Replica bounds and the backlog each replica should handle.
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+/// The built-in processors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Processor {
+    /// Validates POSTed orders, records them in the Order table and publishes `OrderPlaced`.
+    OrderAck,
+    /// Records customer notifications for order events.
+    Notification,
+    /// Reserves stock for placed orders.
+    Inventory,
+    /// Creates shipments with tracking ids and advances the order's state.
+    Shipment,
+    /// Validates and enriches device telemetry and writes it to Cosmos DB.
+    Device,
+}
+
+/// Source of a Consumer's messages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.queueRef), has(self.deviceStreamRef), has(self.http)].filter(x, x).size() == 1").message("spec.source must set exactly one of queueRef, deviceStreamRef and http"))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSource {
+    /// Drain this Queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ref: Option<ObjectRef>,
+    /// Read this DeviceStream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_stream_ref: Option<DeviceStreamSource>,
+    /// Serve HTTP requests (the order REST endpoint) through a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSource>,
+}
+
+/// Reading a DeviceStream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceStreamSource {
+    /// Name of the DeviceStream, in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Consumer group to read in; it must exist on the stream. Default `$Default`.
+    #[serde(default = "default_consumer_group")]
+    #[schemars(length(min = 1, max = 50))]
+    pub consumer_group: String,
+}
+
+fn default_consumer_group() -> String {
+    "$Default".to_owned()
+}
+
+/// Serving HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSource {
+    /// Container and Service port. Default 8080.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+}
+
+fn default_port() -> i32 {
+    8080
+}
+
+/// Where results go.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSink {
+    /// Topic that events are published to (order-ack publishes `OrderPlaced` here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_ref: Option<ObjectRef>,
+    /// DynamoDB table holding orders, notifications, stock and shipments. Defaults to `<namespace>-orders`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 255), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub table: Option<String>,
+    /// Cosmos DB container that device events are upserted into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosmos: Option<CosmosSink>,
+}
+
+/// A Cosmos DB (NoSQL) container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CosmosSink {
+    /// Account endpoint, e.g. `https://myaccount.documents.azure.com:443/`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("spec.sink.cosmos.endpoint must be an https:// URL"))]
+    pub endpoint: String,
+    /// Secret key holding the account key. Without it workers use their Azure identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretKeyRef>,
+    /// Database name.
+    #[schemars(length(min = 1, max = 255))]
+    pub database: String,
+    /// Container name.
+    #[schemars(length(min = 1, max = 255))]
+    pub container: String,
+    /// Partition key path of the container, e.g. `/deviceId`. Default `/deviceId`.
+    #[serde(default = "default_partition_key")]
+    #[schemars(length(min = 2, max = 256))]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.sink.cosmos.partitionKeyPath must start with '/'"))]
+    pub partition_key_path: String,
+    /// Create the database and container if they do not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+}
+
+fn default_partition_key() -> String {
+    "/deviceId".to_owned()
+}
+
+/// Retries with exponential backoff.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.initialBackoffSeconds <= self.maxBackoffSeconds").message("spec.retry.initialBackoffSeconds must not exceed spec.retry.maxBackoffSeconds"))]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Attempts before a failing message is dead-lettered (1 to 1000). Default 5.
+    #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_attempts: i32,
+    /// Delay before the first retry, in seconds (1 to 43200). Doubles each attempt. Default 1.
+    #[serde(default = "default_initial_backoff")]
+    #[schemars(range(min = 1, max = 43200))]
+    pub initial_backoff_seconds: i32,
+    /// Longest delay between retries, in seconds (1 to 43200). Default 300.
+    #[serde(default = "default_max_backoff")]
+    #[schemars(range(min = 1, max = 43200))]
+    pub max_backoff_seconds: i32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            initial_backoff_seconds: default_initial_backoff(),
+            max_backoff_seconds: default_max_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> i32 {
+    5
+}
+fn default_initial_backoff() -> i32 {
+    1
+}
+fn default_max_backoff() -> i32 {
+    300
+}
+
+/// Replica bounds and the backlog target between them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct Scaling {
+    /// Fewest replicas (0 to 100). Default 1.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_replicas: i32,
+    /// Most replicas (1 to 100); a DeviceStream consumer is also capped at the partition count. Default 5.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Backlog (queue depth or consumer lag) one replica should handle. Default 100.
+    #[serde(default = "default_target_backlog")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub target_backlog_per_replica: i32,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_replicas: default_min_replicas(),
+            max_replicas: default_max_replicas(),
+            target_backlog_per_replica: default_target_backlog(),
+        }
+    }
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_max_replicas() -> i32 {
+    5
+}
+fn default_target_backlog() -> i32 {
+    100
+}
+
+/// Observed state of a Consumer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Replicas the Deployment currently runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Messages waiting (queue depth or consumer lag) at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// Messages processed successfully, summed over the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed: Option<i64>,
+    /// Messages that failed, summed over the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i64>,
+}

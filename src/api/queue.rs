@@ -1,0 +1,191 @@
+//! `Queue`: an SQS queue or an Azure Storage Queue that Subscriptions deliver to and Consumers drain.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, DeletionPolicy, ObjectRef, Provider, SecretKeyRef, Tags};
+
+/// A message queue. On `aws` it is an SQS queue, on `azure` a Storage Queue.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "tributary.dev",
+    version = "v1alpha1",
+    kind = "Queue",
+    namespaced,
+    status = "QueueStatus",
+    shortname = "trqueue",
+    category = "tributary",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(name = "Depth", type_ = "integer", json_path = ".status.depth"),
+    printcolumn(
+        name = "Oldest",
+        type_ = "integer",
+        json_path = ".status.oldestMessageAgeSeconds",
+        priority = 1
+    ),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.provider == 'aws' ? (has(self.aws) && !has(self.azure)) : (has(self.azure) && !has(self.aws))").message("exactly one provider block must be set and it must match spec.provider: spec.aws for aws, spec.azure for azure"))]
+#[x_kube(validation = Rule::new("!has(self.aws) || !has(oldSelf.aws) || self.aws.fifo == oldSelf.aws.fifo").message("spec.aws.fifo is immutable: SQS cannot change a queue's type; create a new Queue"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.aws) || !has(oldSelf.aws.name) || (has(self.aws) && has(self.aws.name) && self.aws.name == oldSelf.aws.name)").message("spec.aws.name is immutable: it names the SQS queue"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.azure) || !has(oldSelf.azure.name) || (has(self.azure) && has(self.azure.name) && self.azure.name == oldSelf.azure.name)").message("spec.azure.name is immutable: it names the Storage Queue"))]
+#[serde(rename_all = "camelCase")]
+pub struct QueueSpec {
+    /// Cloud provider: `aws` (SQS) or `azure` (Storage Queue). Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.provider is immutable"))]
+    pub provider: Provider,
+    /// SQS settings; required when `provider` is `aws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<QueueAws>,
+    /// Storage Queue settings; required when `provider` is `azure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<QueueAzure>,
+    /// Where messages go after failing `maxReceiveCount` times: a DeadLetter of the same provider (and
+    /// FIFO exactly when this queue is FIFO, which the controller checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterTarget>,
+    /// What happens to the cloud queue when this object is deleted: `Delete` (default) or `Retain`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over a queue that already exists under the same name instead of refusing to reconcile.
+    #[serde(default)]
+    pub adopt: bool,
+    /// Tags (AWS) or metadata (Azure) put on the queue (at most 50).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub tags: Tags,
+}
+
+/// Dead-letter wiring of a Queue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterTarget {
+    /// The DeadLetter object receiving messages that keep failing.
+    #[serde(rename = "ref")]
+    pub target: ObjectRef,
+    /// Receives before a message moves to the dead letter (1 to 1000, SQS's range). Default 5.
+    #[serde(default = "default_max_receive_count")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_receive_count: i32,
+}
+
+fn default_max_receive_count() -> i32 {
+    5
+}
+
+/// SQS queue settings. Ranges are SQS's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.name) || (self.fifo == self.name.endsWith('.fifo'))").message("spec.aws.name must end with '.fifo' exactly when spec.aws.fifo is true"))]
+#[x_kube(validation = Rule::new("!self.contentBasedDeduplication || self.fifo").message("spec.aws.contentBasedDeduplication requires spec.aws.fifo"))]
+#[serde(rename_all = "camelCase")]
+pub struct QueueAws {
+    /// SQS queue name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO queues). Set it to adopt an
+    /// existing queue. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
+    pub name: Option<String>,
+    /// FIFO queue: exactly-once processing in order per message group. Immutable.
+    #[serde(default)]
+    pub fifo: bool,
+    /// For FIFO queues: deduplicate by a hash of the body instead of an explicit deduplication id.
+    #[serde(default)]
+    pub content_based_deduplication: bool,
+    /// Seconds a received message stays hidden from other receivers (0 to 43200). Default 30.
+    #[serde(default = "default_visibility")]
+    #[schemars(range(min = 0, max = 43200))]
+    pub visibility_timeout_seconds: i32,
+    /// Seconds SQS keeps a message (60 to 1209600, i.e. 1 minute to 14 days). Default 345600 (4 days).
+    #[serde(default = "default_retention")]
+    #[schemars(range(min = 60, max = 1_209_600))]
+    pub message_retention_seconds: i32,
+    /// Seconds every new message is delayed before it can be received (0 to 900). Default 0.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 900))]
+    pub delay_seconds: i32,
+    /// Long-polling wait of ReceiveMessage in seconds (0 to 20). Default 20.
+    #[serde(default = "default_receive_wait")]
+    #[schemars(range(min = 0, max = 20))]
+    pub receive_wait_time_seconds: i32,
+    /// Largest message accepted, in bytes (1024 to 1048576). Default 262144.
+    #[serde(default = "default_max_message_size")]
+    #[schemars(range(min = 1024, max = 1_048_576))]
+    pub maximum_message_size_bytes: i32,
+    /// KMS key for server-side encryption; unset means SQS-managed encryption (SSE-SQS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_master_key_id: Option<String>,
+}
+
+fn default_visibility() -> i32 {
+    30
+}
+fn default_retention() -> i32 {
+    345_600
+}
+fn default_receive_wait() -> i32 {
+    20
+}
+fn default_max_message_size() -> i32 {
+    262_144
+}
+
+/// Azure Storage Queue settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueAzure {
+    /// Storage account holding the queue.
+    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
+    pub storage_account: String,
+    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>`.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9])*$")
+    )]
+    pub name: Option<String>,
+    /// Secret key holding the storage account key. Without it the controller uses its Azure identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_secret_ref: Option<SecretKeyRef>,
+    /// Time to live of each message in seconds; -1 means never expire. Default 604800 (7 days).
+    #[serde(default = "default_azure_ttl")]
+    #[x_kube(validation = Rule::new("self == -1 || self >= 1").message("spec.azure.messageTtlSeconds must be -1 (never expire) or at least 1"))]
+    pub message_ttl_seconds: i64,
+    /// Seconds a received message stays hidden (0 to 604800). Default 30.
+    #[serde(default = "default_visibility")]
+    #[schemars(range(min = 0, max = 604_800))]
+    pub visibility_timeout_seconds: i32,
+}
+
+fn default_azure_ttl() -> i64 {
+    604_800
+}
+
+/// Observed state of a Queue.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Queue URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Queue ARN (AWS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Approximate number of visible messages at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i64>,
+    /// Approximate age in seconds of the oldest message at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_message_age_seconds: Option<i64>,
+}

@@ -1,0 +1,93 @@
+//! `Topic`: an SNS topic that publishers send events to and Subscriptions fan out from.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CommonStatus, DeletionPolicy, Provider, Tags};
+
+/// A publish/subscribe topic. On `aws` it is an SNS topic.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "tributary.dev",
+    version = "v1alpha1",
+    kind = "Topic",
+    namespaced,
+    status = "TopicStatus",
+    shortname = "trtopic",
+    category = "tributary",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.provider == 'aws'").message("spec.provider: a Topic is an SNS topic, so only 'aws' is supported"))]
+#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.aws)").message("spec.aws is required when spec.provider is aws"))]
+#[x_kube(validation = Rule::new("!has(self.aws) || !has(oldSelf.aws) || self.aws.fifo == oldSelf.aws.fifo").message("spec.aws.fifo is immutable: SNS cannot change a topic's type; create a new Topic"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.aws) || !has(oldSelf.aws.name) || (has(self.aws) && has(self.aws.name) && self.aws.name == oldSelf.aws.name)").message("spec.aws.name is immutable: it names the SNS topic"))]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Cloud provider backing the topic. Only `aws` (SNS) is supported. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.provider is immutable"))]
+    pub provider: Provider,
+    /// SNS settings; required when `provider` is `aws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<TopicAws>,
+    /// What happens to the SNS topic when this object is deleted: `Delete` (default) or `Retain`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over an SNS topic that already exists under the same name instead of refusing to reconcile.
+    #[serde(default)]
+    pub adopt: bool,
+    /// Tags put on the SNS topic (at most 50).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub tags: Tags,
+}
+
+/// SNS topic settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.name) || (self.fifo == self.name.endsWith('.fifo'))").message("spec.aws.name must end with '.fifo' exactly when spec.aws.fifo is true"))]
+#[x_kube(validation = Rule::new("!self.contentBasedDeduplication || self.fifo").message("spec.aws.contentBasedDeduplication requires spec.aws.fifo"))]
+#[serde(rename_all = "camelCase")]
+pub struct TopicAws {
+    /// SNS topic name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO topics). Set it to adopt an
+    /// existing topic. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
+    pub name: Option<String>,
+    /// FIFO topic: strict ordering and deduplication; only FIFO queues can subscribe. Immutable.
+    #[serde(default)]
+    pub fifo: bool,
+    /// For FIFO topics: deduplicate by a hash of the message body instead of an explicit deduplication id.
+    #[serde(default)]
+    pub content_based_deduplication: bool,
+    /// KMS key (id, alias or ARN) for server-side encryption; unset means no encryption at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_master_key_id: Option<String>,
+    /// Display name used for SMS and email subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub display_name: Option<String>,
+}
+
+/// Observed state of a Topic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// ARN of the SNS topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Number of confirmed subscriptions, as SNS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions_confirmed: Option<i64>,
+}
