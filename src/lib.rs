@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod cloud;
+pub mod filter;
 pub mod tls;
+pub mod webhook;
 
 /// The version of this build, as Cargo stamped it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

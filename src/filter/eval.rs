@@ -1,0 +1,336 @@
+//! Evaluation and explanation of a policy against a message.
+//!
+//! Matching rules (SNS guide, "Filter policy" pages): every key must match (AND), one of a key's values
+//! or conditions is enough (OR), a key absent from the message matches only `{"exists": false}`, and a list
+//! in the message (String.Array attribute, JSON array in the body) matches when any element does.
+
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+
+use serde_json::Value;
+
+use super::{Branch, Condition, Node, NumericOp, Scalar, Scope};
+
+/// A message as a filter sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// Message attributes by name: (data type, value), e.g. ("Number", "42").
+    Attributes(BTreeMap<String, (String, String)>),
+    /// The JSON body.
+    Body(Value),
+}
+
+/// A message that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON.
+    #[error("message is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Attributes not in the form SNS delivers them.
+    #[error(
+        "attribute {0:?}: expected {{\"Type\": \"String|Number|String.Array|Binary\", \"Value\": \"...\"}}"
+    )]
+    Attribute(String),
+}
+
+impl Message {
+    /// Attributes in the form SNS delivers them (`{"name": {"Type": "String", "Value": "x"}}`); the SQS
+    /// form (`DataType`/`StringValue`) is accepted too.
+    pub fn from_attributes_json(text: &str) -> Result<Self, MessageError> {
+        let value: Value = serde_json::from_str(text)?;
+        let Value::Object(map) = value else {
+            return Err(MessageError::Attribute(String::new()));
+        };
+        let mut out = BTreeMap::new();
+        for (name, attr) in map {
+            let field = |a: &str, b: &str| {
+                attr.get(a)
+                    .or_else(|| attr.get(b))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let (Some(data_type), Some(value)) = (field("Type", "DataType"), field("Value", "StringValue"))
+            else {
+                return Err(MessageError::Attribute(name));
+            };
+            out.insert(name, (data_type, value));
+        }
+        Ok(Self::Attributes(out))
+    }
+
+    /// A JSON body.
+    pub fn from_body_json(text: &str) -> Result<Self, MessageError> {
+        Ok(Self::Body(serde_json::from_str(text)?))
+    }
+
+    /// The scope a policy needs to read this message.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Self::Attributes(_) => Scope::MessageAttributes,
+            Self::Body(_) => Scope::MessageBody,
+        }
+    }
+}
+
+/// The result of evaluating a policy, key by key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    /// Whether the message matches.
+    pub matched: bool,
+    /// One line per key (and `$or` group), in policy order.
+    pub keys: Vec<KeyOutcome>,
+}
+
+/// How one key fared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyOutcome {
+    /// Dotted path of the key.
+    pub path: String,
+    /// Whether it matched.
+    pub matched: bool,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", if self.matched { "match" } else { "no match" })?;
+        for k in &self.keys {
+            writeln!(
+                f,
+                "  {} {}: {}",
+                if k.matched { "✓" } else { "✗" },
+                k.path,
+                k.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A value found in the message.
+#[derive(Clone, Debug, PartialEq)]
+enum Found {
+    Str(String),
+    Num(f64),
+    Null,
+    Other,
+}
+
+/// What the message holds at a key: nothing, scalar values, or objects (body scope).
+enum At<'a> {
+    Absent,
+    Values(Vec<Found>),
+    Objects(Vec<&'a serde_json::Map<String, Value>>),
+}
+
+/// The context a branch is evaluated in.
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    Attributes(&'a BTreeMap<String, (String, String)>),
+    Object(&'a serde_json::Map<String, Value>),
+    /// A body that is not an object: every key is absent.
+    Nothing,
+}
+
+fn lookup<'a>(ctx: Ctx<'a>, key: &str) -> At<'a> {
+    match ctx {
+        Ctx::Attributes(attrs) => match attrs.get(key) {
+            None => At::Absent,
+            Some((t, v)) => match t.as_str() {
+                "Number" => At::Values(vec![v.parse().map_or_else(|_| Found::Str(v.clone()), Found::Num)]),
+                "String.Array" => match serde_json::from_str::<Vec<Value>>(v) {
+                    Ok(items) => At::Values(items.iter().map(found).collect()),
+                    Err(_) => At::Values(vec![Found::Str(v.clone())]),
+                },
+                // SNS does not filter on Binary attributes: they are as good as absent.
+                t if t.starts_with("Binary") => At::Absent,
+                _ => At::Values(vec![Found::Str(v.clone())]),
+            },
+        },
+        Ctx::Object(map) => match map.get(key) {
+            None => At::Absent,
+            Some(Value::Object(o)) => At::Objects(vec![o]),
+            Some(Value::Array(items)) if items.iter().all(Value::is_object) && !items.is_empty() => {
+                At::Objects(items.iter().filter_map(Value::as_object).collect())
+            }
+            Some(Value::Array(items)) => At::Values(items.iter().map(found).collect()),
+            Some(v) => At::Values(vec![found(v)]),
+        },
+        Ctx::Nothing => At::Absent,
+    }
+}
+
+fn found(v: &Value) -> Found {
+    match v {
+        Value::String(s) => Found::Str(s.clone()),
+        Value::Number(n) => n.as_f64().map_or(Found::Other, Found::Num),
+        Value::Null => Found::Null,
+        _ => Found::Other,
+    }
+}
+
+fn condition_matches(c: &Condition, at: &At<'_>) -> bool {
+    let values = match at {
+        At::Absent => return matches!(c, Condition::Exists(false)),
+        At::Objects(_) => return matches!(c, Condition::Exists(true)),
+        At::Values(values) => values,
+    };
+    if let Condition::Exists(e) = c {
+        return *e;
+    }
+    values.iter().any(|v| value_matches(c, v))
+}
+
+fn value_matches(c: &Condition, v: &Found) -> bool {
+    match (c, v) {
+        (Condition::String(s), Found::Str(x)) => s == x,
+        (Condition::Number(n), Found::Num(x)) => n == x,
+        (Condition::Null, Found::Null) => true,
+        (Condition::Prefix(p), Found::Str(x)) => x.starts_with(p.as_str()),
+        (Condition::Suffix(p), Found::Str(x)) => x.ends_with(p.as_str()),
+        (Condition::EqualsIgnoreCase(p), Found::Str(x)) => p.to_lowercase() == x.to_lowercase(),
+        (Condition::AnythingBut(list), Found::Str(x)) => {
+            list.iter().any(|s| matches!(s, Scalar::String(_)))
+                && !list.iter().any(|s| matches!(s, Scalar::String(y) if y == x))
+        }
+        (Condition::AnythingBut(list), Found::Num(x)) => {
+            list.iter().any(|s| matches!(s, Scalar::Number(_)))
+                && !list.iter().any(|s| matches!(s, Scalar::Number(y) if y == x))
+        }
+        (Condition::AnythingButPrefix(p), Found::Str(x)) => !x.starts_with(p.as_str()),
+        (Condition::AnythingButSuffix(p), Found::Str(x)) => !x.ends_with(p.as_str()),
+        (Condition::Numeric(bounds), Found::Num(x)) => bounds.iter().all(|(op, n)| match op {
+            NumericOp::Eq => x == n,
+            NumericOp::Gt => x > n,
+            NumericOp::Ge => x >= n,
+            NumericOp::Lt => x < n,
+            NumericOp::Le => x <= n,
+        }),
+        (Condition::Cidr(net), Found::Str(x)) => x.parse::<IpAddr>().is_ok_and(|ip| net.contains(ip)),
+        _ => false,
+    }
+}
+
+fn node_matches(node: &Node, at: &At<'_>) -> bool {
+    match node {
+        Node::Conditions(conditions) => conditions.iter().any(|c| condition_matches(c, at)),
+        Node::Nested(branch) => match at {
+            At::Objects(objects) => objects.iter().any(|o| branch_matches(branch, Ctx::Object(o))),
+            // A nested policy over an absent object still matches if it only asks for absence.
+            At::Absent => branch_matches(branch, Ctx::Nothing),
+            At::Values(_) => false,
+        },
+    }
+}
+
+fn branch_matches(branch: &Branch, ctx: Ctx<'_>) -> bool {
+    branch
+        .keys
+        .iter()
+        .all(|(key, node)| node_matches(node, &lookup(ctx, key)))
+        && branch
+            .or
+            .iter()
+            .all(|group| group.iter().any(|alt| branch_matches(alt, ctx)))
+}
+
+fn root_ctx(message: &Message) -> Ctx<'_> {
+    match message {
+        Message::Attributes(attrs) => Ctx::Attributes(attrs),
+        Message::Body(Value::Object(map)) => Ctx::Object(map),
+        Message::Body(_) => Ctx::Nothing,
+    }
+}
+
+pub(super) fn matches(root: &Branch, message: &Message) -> bool {
+    branch_matches(root, root_ctx(message))
+}
+
+pub(super) fn explain(root: &Branch, message: &Message) -> Explanation {
+    let mut keys = Vec::new();
+    explain_branch(root, root_ctx(message), "", &mut keys);
+    Explanation {
+        matched: matches(root, message),
+        keys,
+    }
+}
+
+fn describe(at: &At<'_>) -> String {
+    match at {
+        At::Absent => "the message has no such key".to_owned(),
+        At::Objects(_) => "the message holds an object here".to_owned(),
+        At::Values(values) => {
+            let mut s = String::from("the message has ");
+            for (i, v) in values.iter().enumerate() {
+                let _ = match v {
+                    Found::Str(x) => write!(s, "{}{x:?}", if i > 0 { ", " } else { "" }),
+                    Found::Num(x) => write!(s, "{}{x}", if i > 0 { ", " } else { "" }),
+                    Found::Null => write!(s, "{}null", if i > 0 { ", " } else { "" }),
+                    Found::Other => write!(
+                        s,
+                        "{}a value filters cannot compare",
+                        if i > 0 { ", " } else { "" }
+                    ),
+                };
+            }
+            s
+        }
+    }
+}
+
+fn explain_branch(branch: &Branch, ctx: Ctx<'_>, path: &str, out: &mut Vec<KeyOutcome>) {
+    for (key, node) in &branch.keys {
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let at = lookup(ctx, key);
+        match node {
+            Node::Conditions(conditions) => {
+                let matched = node_matches(node, &at);
+                let wanted = super::canonical::to_value(&Branch {
+                    keys: [(key.clone(), Node::Conditions(conditions.clone()))].into(),
+                    or: Vec::new(),
+                })[key.as_str()]
+                .to_string();
+                let verdict = if matched { "one of" } else { "none of" };
+                out.push(KeyOutcome {
+                    path: here,
+                    matched,
+                    reason: format!("{}; {verdict} {wanted} holds", describe(&at)),
+                });
+            }
+            Node::Nested(nested) => match at {
+                At::Objects(objects) if objects.len() == 1 => {
+                    explain_branch(nested, Ctx::Object(objects[0]), &here, out)
+                }
+                _ => {
+                    let matched = node_matches(node, &at);
+                    out.push(KeyOutcome {
+                        path: here,
+                        matched,
+                        reason: format!("{}; a nested policy applies here", describe(&at)),
+                    });
+                }
+            },
+        }
+    }
+    for group in &branch.or {
+        let here = if path.is_empty() {
+            "$or".to_owned()
+        } else {
+            format!("{path}.$or")
+        };
+        let first = group.iter().position(|alt| branch_matches(alt, ctx));
+        let reason = match first {
+            Some(i) => format!("alternative {i} matches"),
+            None => format!("none of the {} alternatives matches", group.len()),
+        };
+        out.push(KeyOutcome {
+            path: here,
+            matched: first.is_some(),
+            reason,
+        });
+    }
+}

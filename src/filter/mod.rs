@@ -1,0 +1,248 @@
+//! The SNS filter-policy language: parse and validate a policy, put it in canonical form, evaluate it
+//! against a message, and explain the outcome key by key.
+//!
+//! One engine serves every place a policy matters: validating a Subscription before anything reaches AWS,
+//! comparing the applied and desired policies canonically so reconciles never loop, the
+//! `tributary filter` command, and delivery paths where Tributary filters by itself (Azure queues have no
+//! broker-side filtering). It has no cloud dependency.
+//!
+//! Semantics follow the SNS developer guide: "Amazon SNS subscription filter policies",
+//! "Filter policy constraints", "String value matching", "Numeric value matching", "Key matching" and
+//! "AND/OR logic" (docs.aws.amazon.com/sns/latest/dg/).
+
+mod canonical;
+pub mod command;
+mod eval;
+mod parse;
+
+use std::{collections::BTreeMap, fmt, net::IpAddr};
+
+pub use eval::{Explanation, KeyOutcome, Message, MessageError};
+
+/// Where a policy looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Message attributes (String, String.Array, Number; Binary attributes are never matched). No nesting.
+    #[default]
+    MessageAttributes,
+    /// The JSON message body; keys may nest into objects.
+    MessageBody,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "MessageAttributes" => Ok(Self::MessageAttributes),
+            "MessageBody" => Ok(Self::MessageBody),
+            other => Err(format!(
+                "unknown scope {other:?}: expected MessageAttributes or MessageBody"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MessageAttributes => "MessageAttributes",
+            Self::MessageBody => "MessageBody",
+        })
+    }
+}
+
+/// Limits SNS enforces on a policy.
+pub mod limits {
+    /// Keys per policy (per `$or` alternative, counting nested leaf keys).
+    pub const MAX_KEYS: usize = 5;
+    /// Total combinations of values (the product of each key's value count, summed over alternatives).
+    pub const MAX_COMBINATIONS: usize = 150;
+    /// Size of the policy document in bytes.
+    pub const MAX_BYTES: usize = 256 * 1024;
+    /// Largest magnitude of a number in a policy.
+    pub const MAX_NUMBER: f64 = 1_000_000_000.0;
+    /// Digits allowed after the decimal point.
+    pub const MAX_DECIMALS: usize = 5;
+}
+
+/// A validated filter policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    scope: Scope,
+    root: Branch,
+}
+
+/// One level of a policy: keys that must all match, and optional `$or` groups, each of which must have at
+/// least one matching alternative.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(crate) struct Branch {
+    pub(crate) keys: BTreeMap<String, Node>,
+    pub(crate) or: Vec<Vec<Branch>>,
+}
+
+/// What a key holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Node {
+    /// A list of conditions; one matching is enough.
+    Conditions(Vec<Condition>),
+    /// A nested policy for a nested object (body scope only).
+    Nested(Branch),
+}
+
+/// One accepted value or condition of a key.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Condition {
+    /// Exactly this string.
+    String(String),
+    /// Exactly this number (numeric comparison: 5 equals 5.0).
+    Number(f64),
+    /// JSON null (body scope).
+    Null,
+    /// The string starts with this.
+    Prefix(String),
+    /// The string ends with this.
+    Suffix(String),
+    /// The string equals this, ignoring case.
+    EqualsIgnoreCase(String),
+    /// Present and not one of these strings or numbers.
+    AnythingBut(Vec<Scalar>),
+    /// Present, a string, and not starting with this.
+    AnythingButPrefix(String),
+    /// Present, a string, and not ending with this.
+    AnythingButSuffix(String),
+    /// A number within these bounds (one or two comparisons, lower first).
+    Numeric(Vec<(NumericOp, f64)>),
+    /// Present (`true`) or absent (`false`).
+    Exists(bool),
+    /// An IP address within this network.
+    Cidr(Cidr),
+}
+
+/// A string or number, as listed by `anything-but`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Scalar {
+    String(String),
+    Number(f64),
+}
+
+/// A comparison of a numeric condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum NumericOp {
+    Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl NumericOp {
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Self::Eq => "=",
+            Self::Gt => ">",
+            Self::Ge => ">=",
+            Self::Lt => "<",
+            Self::Le => "<=",
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    pub(crate) network: IpAddr,
+    pub(crate) prefix: u8,
+}
+
+impl Cidr {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let bits = usize::from(bits);
+    let (full, rest) = (bits / 8, bits % 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Why a policy is invalid: the key (a dotted path, `$or[i]` for alternatives) and the rule it breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {rule}", if path.is_empty() { "policy" } else { path.as_str() })]
+pub struct PolicyError {
+    /// Where in the policy, e.g. `total` or `customer.tier` or `$or[1].event`; empty for the whole policy.
+    pub path: String,
+    /// The rule that is broken, in words.
+    pub rule: String,
+}
+
+impl Policy {
+    /// Parse and validate a policy from its JSON (or YAML-decoded) value, with every SNS rule and limit.
+    pub fn parse(value: &serde_json::Value, scope: Scope) -> Result<Self, PolicyError> {
+        parse::parse(value, scope)
+    }
+
+    /// Parse a policy from JSON text.
+    pub fn parse_str(text: &str, scope: Scope) -> Result<Self, PolicyError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| PolicyError {
+            path: String::new(),
+            rule: format!("not valid JSON: {e}"),
+        })?;
+        if text.len() > limits::MAX_BYTES {
+            return Err(PolicyError {
+                path: String::new(),
+                rule: format!(
+                    "{} bytes exceeds the limit of {} bytes",
+                    text.len(),
+                    limits::MAX_BYTES
+                ),
+            });
+        }
+        Self::parse(&value, scope)
+    }
+
+    /// The scope this policy was validated for.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The canonical form: keys sorted, each key's values sorted and de-duplicated, numbers normalised,
+    /// `$or` alternatives sorted. Two policies that mean the same have the same canonical form.
+    pub fn canonical(&self) -> serde_json::Value {
+        canonical::to_value(&self.root)
+    }
+
+    /// The canonical form as compact JSON, as sent to SNS and compared against what SNS reports.
+    pub fn canonical_json(&self) -> String {
+        self.canonical().to_string()
+    }
+
+    /// Whether `message` matches.
+    pub fn matches(&self, message: &Message) -> bool {
+        eval::matches(&self.root, message)
+    }
+
+    /// Whether `message` matches, and why, key by key.
+    pub fn explain(&self, message: &Message) -> Explanation {
+        eval::explain(&self.root, message)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;

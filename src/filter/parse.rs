@@ -1,0 +1,343 @@
+//! Parsing and validation: from a JSON value to a [`Policy`], enforcing the rules and limits of the SNS
+//! "Filter policy constraints" page.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use super::{Branch, Cidr, Condition, Node, NumericOp, Policy, PolicyError, Scalar, Scope, limits};
+
+type Result<T> = std::result::Result<T, PolicyError>;
+
+fn err(path: &str, rule: impl Into<String>) -> PolicyError {
+    PolicyError {
+        path: path.to_owned(),
+        rule: rule.into(),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+pub(super) fn parse(value: &Value, scope: Scope) -> Result<Policy> {
+    let size = value.to_string().len();
+    if size > limits::MAX_BYTES {
+        return Err(err(
+            "",
+            format!("{size} bytes exceeds the limit of {} bytes", limits::MAX_BYTES),
+        ));
+    }
+    let Value::Object(map) = value else {
+        return Err(err("", "a policy must be an object of keys"));
+    };
+    let root = branch(map, "", scope)?;
+    check_limits(&root)?;
+    Ok(Policy { scope, root })
+}
+
+fn branch(map: &Map<String, Value>, path: &str, scope: Scope) -> Result<Branch> {
+    if map.is_empty() {
+        return Err(err(path, "a policy must have at least one key"));
+    }
+    let mut out = Branch::default();
+    for (key, value) in map {
+        if key == "$or" {
+            out.or.push(alternatives(value, path, scope)?);
+            continue;
+        }
+        let here = join(path, key);
+        let node = match value {
+            Value::Array(items) => Node::Conditions(conditions(items, &here, scope)?),
+            Value::Object(nested) if scope == Scope::MessageBody => {
+                Node::Nested(branch(nested, &here, scope)?)
+            }
+            Value::Object(_) => {
+                return Err(err(
+                    &here,
+                    "nested keys are not allowed in MessageAttributes scope; use scope MessageBody",
+                ));
+            }
+            _ => {
+                return Err(err(
+                    &here,
+                    "must be a list of values or conditions, e.g. [\"a\", {\"prefix\": \"b\"}]",
+                ));
+            }
+        };
+        out.keys.insert(key.clone(), node);
+    }
+    Ok(out)
+}
+
+fn alternatives(value: &Value, path: &str, scope: Scope) -> Result<Vec<Branch>> {
+    let here = join(path, "$or");
+    let Value::Array(items) = value else {
+        return Err(err(&here, "must be a list of at least two policies"));
+    };
+    if items.len() < 2 {
+        return Err(err(&here, "must be a list of at least two policies"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{here}[{i}]");
+            match item {
+                Value::Object(map) => branch(map, &at, scope),
+                _ => Err(err(&at, "each $or alternative must be a policy object")),
+            }
+        })
+        .collect()
+}
+
+fn conditions(items: &[Value], path: &str, scope: Scope) -> Result<Vec<Condition>> {
+    if items.is_empty() {
+        return Err(err(path, "the list of values must not be empty"));
+    }
+    items.iter().map(|item| condition(item, path, scope)).collect()
+}
+
+fn condition(item: &Value, path: &str, scope: Scope) -> Result<Condition> {
+    match item {
+        Value::String(s) => Ok(Condition::String(s.clone())),
+        Value::Number(_) => Ok(Condition::Number(number(item, path)?)),
+        Value::Null if scope == Scope::MessageBody => Ok(Condition::Null),
+        Value::Null => Err(err(path, "null can only be matched in MessageBody scope")),
+        Value::Bool(_) => Err(err(
+            path,
+            "true and false are not filter values; use strings, or {\"exists\": true}",
+        )),
+        Value::Array(_) => Err(err(path, "a list of values cannot contain another list")),
+        Value::Object(map) => operator(map, path),
+    }
+}
+
+fn operator(map: &Map<String, Value>, path: &str) -> Result<Condition> {
+    let mut entries = map.iter();
+    let (Some((op, arg)), None) = (entries.next(), entries.next()) else {
+        return Err(err(path, "a condition object must have exactly one operator"));
+    };
+    let string_arg = |name: &str| -> Result<String> {
+        match arg {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(err(path, format!("{name} takes a string"))),
+        }
+    };
+    match op.as_str() {
+        "prefix" => Ok(Condition::Prefix(string_arg("prefix")?)),
+        "suffix" => Ok(Condition::Suffix(string_arg("suffix")?)),
+        "equals-ignore-case" => Ok(Condition::EqualsIgnoreCase(string_arg("equals-ignore-case")?)),
+        "exists" => match arg {
+            Value::Bool(b) => Ok(Condition::Exists(*b)),
+            _ => Err(err(path, "exists takes true or false")),
+        },
+        "cidr" => Ok(Condition::Cidr(cidr(&string_arg("cidr")?, path)?)),
+        "numeric" => numeric(arg, path),
+        "anything-but" => anything_but(arg, path),
+        other => Err(err(
+            path,
+            format!(
+                "unknown operator {other:?}; expected prefix, suffix, equals-ignore-case, anything-but, numeric, exists or cidr"
+            ),
+        )),
+    }
+}
+
+fn anything_but(arg: &Value, path: &str) -> Result<Condition> {
+    let scalar = |v: &Value| -> Result<Scalar> {
+        match v {
+            Value::String(s) => Ok(Scalar::String(s.clone())),
+            Value::Number(_) => Ok(Scalar::Number(number(v, path)?)),
+            _ => Err(err(path, "anything-but lists strings or numbers")),
+        }
+    };
+    match arg {
+        Value::String(_) | Value::Number(_) => Ok(Condition::AnythingBut(vec![scalar(arg)?])),
+        Value::Array(items) if items.is_empty() => Err(err(path, "anything-but needs at least one value")),
+        Value::Array(items) => Ok(Condition::AnythingBut(
+            items.iter().map(scalar).collect::<Result<_>>()?,
+        )),
+        Value::Object(map) => match map.iter().collect::<Vec<_>>().as_slice() {
+            [(op, Value::String(s))] if op.as_str() == "prefix" => {
+                Ok(Condition::AnythingButPrefix(s.clone()))
+            }
+            [(op, Value::String(s))] if op.as_str() == "suffix" => {
+                Ok(Condition::AnythingButSuffix(s.clone()))
+            }
+            _ => Err(err(
+                path,
+                "anything-but takes a value, a list of values, {\"prefix\": \"...\"} or {\"suffix\": \"...\"}",
+            )),
+        },
+        _ => Err(err(
+            path,
+            "anything-but takes a value, a list of values, {\"prefix\": \"...\"} or {\"suffix\": \"...\"}",
+        )),
+    }
+}
+
+fn numeric(arg: &Value, path: &str) -> Result<Condition> {
+    let Value::Array(items) = arg else {
+        return Err(err(
+            path,
+            "numeric takes a list such as [\">=\", 0, \"<\", 100] or [\"=\", 5]",
+        ));
+    };
+    let mut bounds = Vec::new();
+    for pair in items.chunks(2) {
+        let [Value::String(op), n] = pair else {
+            return Err(err(
+                path,
+                "numeric takes operator/number pairs such as [\">=\", 0, \"<\", 100]",
+            ));
+        };
+        let op = match op.as_str() {
+            "=" => NumericOp::Eq,
+            ">" => NumericOp::Gt,
+            ">=" => NumericOp::Ge,
+            "<" => NumericOp::Lt,
+            "<=" => NumericOp::Le,
+            other => {
+                return Err(err(
+                    path,
+                    format!("unknown numeric operator {other:?}; expected =, >, >=, < or <="),
+                ));
+            }
+        };
+        bounds.push((op, number(n, path)?));
+    }
+    match bounds.as_slice() {
+        [(NumericOp::Eq, _)] | [(NumericOp::Gt | NumericOp::Ge | NumericOp::Lt | NumericOp::Le, _)] => {}
+        [
+            (NumericOp::Gt | NumericOp::Ge, low),
+            (NumericOp::Lt | NumericOp::Le, high),
+        ] => {
+            if low >= high {
+                return Err(err(
+                    path,
+                    format!("numeric range: bottom {low} must be less than top {high}"),
+                ));
+            }
+        }
+        [_, _] => {
+            return Err(err(
+                path,
+                "numeric range: the lower bound (> or >=) comes first, then the upper (< or <=)",
+            ));
+        }
+        _ => return Err(err(path, "numeric takes one comparison or a range of two")),
+    }
+    Ok(Condition::Numeric(bounds))
+}
+
+/// A policy number: within ±1e9 and with at most 5 decimal places.
+fn number(value: &Value, path: &str) -> Result<f64> {
+    let Value::Number(n) = value else {
+        return Err(err(path, "expected a number"));
+    };
+    let f = n
+        .as_f64()
+        .ok_or_else(|| err(path, format!("{n} is not a number SNS can compare")))?;
+    if f.abs() > limits::MAX_NUMBER {
+        return Err(err(
+            path,
+            format!("{n} is outside the range -1000000000 to 1000000000"),
+        ));
+    }
+    let text = n.to_string();
+    let decimals = text
+        .split_once('.')
+        .map_or(0, |(_, frac)| frac.trim_end_matches('0').len());
+    if decimals > limits::MAX_DECIMALS || text.contains(['e', 'E']) && (f * 1e5).fract() != 0.0 {
+        return Err(err(
+            path,
+            format!("{n} has more than {} decimal places", limits::MAX_DECIMALS),
+        ));
+    }
+    Ok(f)
+}
+
+fn cidr(text: &str, path: &str) -> Result<Cidr> {
+    let bad = || {
+        err(
+            path,
+            format!("{text:?} is not a CIDR block such as 10.0.0.0/24 or 2001:db8::/32"),
+        )
+    };
+    let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+    let network: IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let max = if network.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(err(path, format!("prefix length {prefix} is longer than {max}")));
+    }
+    Ok(Cidr { network, prefix })
+}
+
+/// Each `$or` alternative, expanded: (number of keys, number of value combinations).
+fn alternatives_of(branch: &Branch) -> Result<Vec<(usize, usize)>> {
+    let mut acc = vec![(0_usize, 1_usize)];
+    for node in branch.keys.values() {
+        let here = match node {
+            Node::Conditions(c) => vec![(1, c.len())],
+            Node::Nested(nested) => alternatives_of(nested)?,
+        };
+        acc = cross(&acc, &here)?;
+    }
+    for group in &branch.or {
+        let mut options = Vec::new();
+        for alt in group {
+            options.extend(alternatives_of(alt)?);
+        }
+        acc = cross(&acc, &options)?;
+    }
+    Ok(acc)
+}
+
+fn cross(a: &[(usize, usize)], b: &[(usize, usize)]) -> Result<Vec<(usize, usize)>> {
+    if a.len().saturating_mul(b.len()) > limits::MAX_COMBINATIONS {
+        return Err(err(
+            "",
+            format!(
+                "more than {} value combinations; SNS allows at most {}",
+                limits::MAX_COMBINATIONS,
+                limits::MAX_COMBINATIONS
+            ),
+        ));
+    }
+    Ok(a.iter()
+        .flat_map(|x| b.iter().map(move |y| (x.0 + y.0, x.1.saturating_mul(y.1))))
+        .collect())
+}
+
+fn check_limits(root: &Branch) -> Result<()> {
+    let alternatives = alternatives_of(root)?;
+    if let Some((keys, _)) = alternatives.iter().find(|(keys, _)| *keys > limits::MAX_KEYS) {
+        return Err(err(
+            "",
+            format!(
+                "{keys} keys in one alternative; SNS allows at most {}",
+                limits::MAX_KEYS
+            ),
+        ));
+    }
+    let combinations: usize = alternatives
+        .iter()
+        .map(|(_, c)| *c)
+        .fold(0, usize::saturating_add);
+    if combinations > limits::MAX_COMBINATIONS {
+        return Err(err(
+            "",
+            format!(
+                "{combinations} value combinations; SNS allows at most {}",
+                limits::MAX_COMBINATIONS
+            ),
+        ));
+    }
+    Ok(())
+}

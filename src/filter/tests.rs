@@ -1,0 +1,492 @@
+//! Cases from AWS's own documentation of SNS filter policies, grouped by the page they come from
+//! (docs.aws.amazon.com/sns/latest/dg/<page>), plus canonical-form cases.
+
+use serde_json::{Value, json};
+
+use super::{Message, Policy, Scope};
+
+fn attrs(pairs: &[(&str, &str, &str)]) -> Message {
+    Message::Attributes(
+        pairs
+            .iter()
+            .map(|(k, t, v)| ((*k).to_owned(), ((*t).to_owned(), (*v).to_owned())))
+            .collect(),
+    )
+}
+
+fn check(policy: Value, scope: Scope, cases: &[(Message, bool)]) {
+    let p = Policy::parse(&policy, scope).unwrap_or_else(|e| panic!("{policy} should be valid: {e}"));
+    for (i, (message, expected)) in cases.iter().enumerate() {
+        assert_eq!(
+            p.matches(message),
+            *expected,
+            "case {i} of {policy}: {message:?}\n{}",
+            p.explain(message)
+        );
+        // Canonicalisation preserves meaning.
+        let again = Policy::parse(&p.canonical(), scope).expect("canonical form is valid");
+        assert_eq!(
+            again.matches(message),
+            *expected,
+            "canonical form of {policy} changed case {i}"
+        );
+    }
+}
+
+fn invalid(policy: Value, scope: Scope, path: &str, rule_fragment: &str) {
+    let e = Policy::parse(&policy, scope).expect_err(&format!("{policy} should be invalid"));
+    assert_eq!(e.path, path, "{policy}: {e}");
+    assert!(
+        e.rule.contains(rule_fragment),
+        "{policy}: {e} lacks {rule_fragment:?}"
+    );
+}
+
+// --- string-value-matching.html ---------------------------------------------------------------------------
+
+#[test]
+fn exact_string_matching() {
+    check(
+        json!({"customer_interests": ["rugby", "tennis"]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("customer_interests", "String", "rugby")]), true),
+            (attrs(&[("customer_interests", "String", "Rugby")]), false),
+            (
+                attrs(&[("customer_interests", "String.Array", "[\"soccer\", \"tennis\"]")]),
+                true,
+            ),
+            (
+                attrs(&[("customer_interests", "String.Array", "[\"soccer\"]")]),
+                false,
+            ),
+            (attrs(&[]), false),
+        ],
+    );
+}
+
+#[test]
+fn anything_but_values_and_prefix() {
+    check(
+        json!({"customer_interests": [{"anything-but": ["rugby", "tennis"]}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("customer_interests", "String", "baseball")]), true),
+            (attrs(&[("customer_interests", "String", "rugby")]), false),
+            // Absent keys never satisfy anything-but.
+            (attrs(&[]), false),
+        ],
+    );
+    check(
+        json!({"event": [{"anything-but": {"prefix": "order-"}}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("event", "String", "data-entry")]), true),
+            (attrs(&[("event", "String", "order-cancelled")]), false),
+        ],
+    );
+    check(
+        json!({"event": [{"anything-but": "order_cancelled"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("event", "String", "order_placed")]), true),
+            (attrs(&[("event", "String", "order_cancelled")]), false),
+        ],
+    );
+}
+
+#[test]
+fn prefix_suffix_and_equals_ignore_case() {
+    check(
+        json!({"customer_interests": [{"prefix": "bas"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("customer_interests", "String", "baseball")]), true),
+            (attrs(&[("customer_interests", "String", "rugby")]), false),
+        ],
+    );
+    check(
+        json!({"customer_interests": [{"suffix": "ball"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("customer_interests", "String", "baseball")]), true),
+            (attrs(&[("customer_interests", "String", "tennis")]), false),
+        ],
+    );
+    check(
+        json!({"customer_interests": [{"equals-ignore-case": "tennis"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("customer_interests", "String", "TeNnIs")]), true),
+            (attrs(&[("customer_interests", "String", "rugby")]), false),
+        ],
+    );
+}
+
+#[test]
+fn ip_address_matching() {
+    check(
+        json!({"source_ip": [{"cidr": "10.0.0.0/24"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("source_ip", "String", "10.0.0.255")]), true),
+            (attrs(&[("source_ip", "String", "10.0.1.0")]), false),
+            (attrs(&[("source_ip", "String", "not an ip")]), false),
+        ],
+    );
+    check(
+        json!({"source_ip": [{"cidr": "2001:db8::/32"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("source_ip", "String", "2001:db8:1::7")]), true),
+            (attrs(&[("source_ip", "String", "2001:db9::1")]), false),
+            (attrs(&[("source_ip", "String", "10.0.0.1")]), false),
+        ],
+    );
+}
+
+// --- numeric-value-matching.html --------------------------------------------------------------------------
+
+#[test]
+fn numeric_exact_range_and_anything_but() {
+    check(
+        json!({"price_usd": [{"numeric": ["=", 301.5]}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("price_usd", "Number", "301.5")]), true),
+            (attrs(&[("price_usd", "Number", "301.50")]), true),
+            (attrs(&[("price_usd", "Number", "300")]), false),
+            // A String attribute never matches a numeric condition.
+            (attrs(&[("price_usd", "String", "301.5")]), false),
+        ],
+    );
+    check(
+        json!({"price_usd": [{"numeric": [">", 0, "<=", 150]}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("price_usd", "Number", "150")]), true),
+            (attrs(&[("price_usd", "Number", "0")]), false),
+            (attrs(&[("price_usd", "Number", "150.00001")]), false),
+        ],
+    );
+    check(
+        json!({"price_usd": [{"anything-but": [100, 500]}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("price_usd", "Number", "200")]), true),
+            (attrs(&[("price_usd", "Number", "100.0")]), false),
+        ],
+    );
+    check(
+        json!({"price_usd": [301.5]}),
+        Scope::MessageAttributes,
+        &[(attrs(&[("price_usd", "Number", "301.50")]), true)],
+    );
+}
+
+// --- attribute-key-matching.html --------------------------------------------------------------------------
+
+#[test]
+fn exists_true_and_false() {
+    check(
+        json!({"store": [{"exists": true}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("store", "String", "example_corp")]), true),
+            (attrs(&[("event", "String", "x")]), false),
+        ],
+    );
+    check(
+        json!({"store": [{"exists": false}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("event", "String", "x")]), true),
+            (attrs(&[("store", "String", "example_corp")]), false),
+        ],
+    );
+    // SNS does not filter on Binary attributes: for a filter they are absent.
+    check(
+        json!({"blob": [{"exists": false}]}),
+        Scope::MessageAttributes,
+        &[(attrs(&[("blob", "Binary", "AAE=")]), true)],
+    );
+}
+
+// --- and-or-logic.html -------------------------------------------------------------------------------------
+
+#[test]
+fn and_across_keys_or_across_values_and_or_operator() {
+    check(
+        json!({"customer_interests": ["rugby", "football"], "price_usd": [{"numeric": [">", 100]}]}),
+        Scope::MessageAttributes,
+        &[
+            (
+                attrs(&[
+                    ("customer_interests", "String", "football"),
+                    ("price_usd", "Number", "150"),
+                ]),
+                true,
+            ),
+            (
+                attrs(&[
+                    ("customer_interests", "String", "football"),
+                    ("price_usd", "Number", "50"),
+                ]),
+                false,
+            ),
+            (
+                attrs(&[
+                    ("customer_interests", "String", "chess"),
+                    ("price_usd", "Number", "150"),
+                ]),
+                false,
+            ),
+        ],
+    );
+    let or = json!({"source": ["aws.cloudwatch"], "$or": [{"metricName": ["CPUUtilization"]}, {"namespace": ["AWS/EC2"]}]});
+    check(
+        or,
+        Scope::MessageAttributes,
+        &[
+            (
+                attrs(&[
+                    ("source", "String", "aws.cloudwatch"),
+                    ("namespace", "String", "AWS/EC2"),
+                ]),
+                true,
+            ),
+            (
+                attrs(&[
+                    ("source", "String", "aws.cloudwatch"),
+                    ("metricName", "String", "CPUUtilization"),
+                ]),
+                true,
+            ),
+            (
+                attrs(&[
+                    ("source", "String", "aws.cloudwatch"),
+                    ("metricName", "String", "Memory"),
+                ]),
+                false,
+            ),
+            (attrs(&[("namespace", "String", "AWS/EC2")]), false),
+        ],
+    );
+}
+
+// --- example-filter-policies.html and message body filtering -----------------------------------------------
+
+#[test]
+fn message_body_nested_keys_arrays_and_nulls() {
+    // Five leaf keys: SNS counts nested leaves against the limit of 5.
+    let policy = json!({
+        "event": [{"anything-but": "order_cancelled"}],
+        "customer": {"interests": ["rugby", "football"], "tier": [{"exists": false}]},
+        "price_usd": [{"numeric": [">=", 100]}],
+        "coupon": [null]
+    });
+    let body = |v: Value| Message::Body(v);
+    check(
+        policy,
+        Scope::MessageBody,
+        &[
+            (
+                body(
+                    json!({"store": "example_corp", "event": "order_placed", "customer": {"interests": ["chess", "rugby"]}, "price_usd": 210.75, "coupon": null}),
+                ),
+                true,
+            ),
+            (
+                body(
+                    json!({"store": "example_corp", "event": "order_cancelled", "customer": {"interests": ["rugby"]}, "price_usd": 210.75, "coupon": null}),
+                ),
+                false,
+            ),
+            (
+                body(
+                    json!({"store": "example_corp", "event": "order_placed", "customer": {"interests": ["rugby"], "tier": "gold"}, "price_usd": 210.75, "coupon": null}),
+                ),
+                false,
+            ),
+            (
+                body(
+                    json!({"store": "example_corp", "event": "order_placed", "customer": {"interests": ["rugby"]}, "price_usd": 210.75}),
+                ),
+                false,
+            ),
+            (body(json!("not an object")), false),
+        ],
+    );
+}
+
+// --- subscription-filter-policy-constraints.html -----------------------------------------------------------
+
+#[test]
+fn constraints_are_enforced_with_the_key_and_rule_named() {
+    let s = Scope::MessageAttributes;
+    invalid(
+        json!({"a": [1], "b": [1], "c": [1], "d": [1], "e": [1], "f": [1]}),
+        s,
+        "",
+        "at most 5",
+    );
+    let many: Vec<i32> = (0..13).collect();
+    invalid(json!({"a": many, "b": many}), s, "", "combinations");
+    invalid(
+        json!({"customer": {"tier": ["gold"]}}),
+        s,
+        "customer",
+        "MessageAttributes scope",
+    );
+    invalid(
+        json!({"price": [{"numeric": [">", 1_000_000_001]}]}),
+        s,
+        "price",
+        "outside the range",
+    );
+    invalid(
+        json!({"price": [{"numeric": ["=", 1.123_456]}]}),
+        s,
+        "price",
+        "decimal places",
+    );
+    invalid(
+        json!({"price": [{"numeric": [">", 10, "<", 5]}]}),
+        s,
+        "price",
+        "must be less than top",
+    );
+    invalid(
+        json!({"price": [{"numeric": ["<", 10, ">", 5]}]}),
+        s,
+        "price",
+        "lower bound",
+    );
+    invalid(json!({"event": "OrderPlaced"}), s, "event", "list of values");
+    invalid(json!({"event": []}), s, "event", "must not be empty");
+    invalid(
+        json!({"event": [{"prefix": 5}]}),
+        s,
+        "event",
+        "prefix takes a string",
+    );
+    invalid(
+        json!({"event": [{"wildcard": "a*"}]}),
+        s,
+        "event",
+        "unknown operator",
+    );
+    invalid(
+        json!({"event": [{"prefix": "a", "suffix": "b"}]}),
+        s,
+        "event",
+        "exactly one operator",
+    );
+    invalid(
+        json!({"event": [{"exists": "yes"}]}),
+        s,
+        "event",
+        "exists takes true or false",
+    );
+    invalid(
+        json!({"ip": [{"cidr": "10.0.0.0/33"}]}),
+        s,
+        "ip",
+        "longer than 32",
+    );
+    invalid(json!({"$or": [{"a": ["x"]}]}), s, "$or", "at least two");
+    invalid(
+        json!({"$or": [{"a": ["x"]}, {"b": "y"}]}),
+        s,
+        "$or[1].b",
+        "list of values",
+    );
+    invalid(json!({"flag": [true]}), s, "flag", "not filter values");
+    invalid(json!({"coupon": [null]}), s, "coupon", "MessageBody scope");
+    invalid(json!({}), s, "", "at least one key");
+    invalid(json!(["a"]), s, "", "object");
+    invalid(
+        json!({"customer": {"tier": []}}),
+        Scope::MessageBody,
+        "customer.tier",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn or_alternatives_count_against_the_key_limit_each() {
+    // Two alternatives of 3 + 2 keys each stay within 5 keys per combination.
+    let ok = json!({"a": ["x"], "b": ["x"], "c": ["x"], "$or": [{"d": ["x"], "e": ["x"]}, {"f": ["x"]}]});
+    assert!(Policy::parse(&ok, Scope::MessageAttributes).is_ok());
+    let too_many = json!({"a": ["x"], "b": ["x"], "c": ["x"], "$or": [{"d": ["x"], "e": ["x"], "f": ["x"]}, {"g": ["x"]}]});
+    assert!(Policy::parse(&too_many, Scope::MessageAttributes).is_err());
+}
+
+// --- canonical form ------------------------------------------------------------------------------------------
+
+#[test]
+fn policies_that_mean_the_same_have_one_canonical_form() {
+    let s = Scope::MessageAttributes;
+    let pairs = [
+        (
+            json!({"b": ["y", "x", "x"], "a": [5.0]}),
+            json!({"a": [5], "b": ["x", "y"]}),
+        ),
+        (
+            json!({"e": [{"anything-but": "z"}]}),
+            json!({"e": [{"anything-but": ["z"]}]}),
+        ),
+        (
+            json!({"e": [{"anything-but": ["b", "a", "a"]}]}),
+            json!({"e": [{"anything-but": ["a", "b"]}]}),
+        ),
+        (
+            json!({"$or": [{"b": ["1"]}, {"a": ["2"]}]}),
+            json!({"$or": [{"a": ["2"]}, {"b": ["1"]}]}),
+        ),
+        (
+            json!({"n": [{"numeric": [">=", 1.50]}]}),
+            json!({"n": [{"numeric": [">=", 1.5]}]}),
+        ),
+    ];
+    for (a, b) in pairs {
+        let (pa, pb) = (Policy::parse(&a, s).unwrap(), Policy::parse(&b, s).unwrap());
+        assert_eq!(pa.canonical_json(), pb.canonical_json(), "{a} vs {b}");
+    }
+    let different = (json!({"a": ["x"]}), json!({"a": ["y"]}));
+    assert_ne!(
+        Policy::parse(&different.0, s).unwrap().canonical_json(),
+        Policy::parse(&different.1, s).unwrap().canonical_json()
+    );
+}
+
+#[test]
+fn explanation_names_each_key_and_why() {
+    let p = Policy::parse(
+        &json!({"event": ["OrderPlaced"], "total": [{"numeric": [">=", 100]}]}),
+        Scope::MessageAttributes,
+    )
+    .unwrap();
+    let e = p.explain(&attrs(&[
+        ("event", "String", "OrderPlaced"),
+        ("total", "Number", "20"),
+    ]));
+    assert!(!e.matched);
+    let total = e.keys.iter().find(|k| k.path == "total").unwrap();
+    assert!(!total.matched);
+    assert!(
+        total.reason.contains("20") && total.reason.contains("numeric"),
+        "{}",
+        total.reason
+    );
+    assert!(e.keys.iter().find(|k| k.path == "event").unwrap().matched);
+}
+
+#[test]
+fn attribute_messages_are_read_in_the_sns_and_sqs_forms() {
+    let sns = Message::from_attributes_json(r#"{"event": {"Type": "String", "Value": "x"}}"#).unwrap();
+    let sqs =
+        Message::from_attributes_json(r#"{"event": {"DataType": "String", "StringValue": "x"}}"#).unwrap();
+    assert_eq!(sns, sqs);
+    assert!(Message::from_attributes_json(r#"{"event": "x"}"#).is_err());
+}
