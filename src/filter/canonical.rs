@@ -54,6 +54,8 @@ fn condition(c: &Condition) -> Value {
         Condition::Prefix(s) => json!({"prefix": s}),
         Condition::Suffix(s) => json!({"suffix": s}),
         Condition::EqualsIgnoreCase(s) => json!({"equals-ignore-case": s}),
+        Condition::Wildcard(w) => json!({"wildcard": w.source}),
+        Condition::AnythingButWildcard(w) => json!({"anything-but": {"wildcard": w.source}}),
         Condition::AnythingBut(values) => {
             json!({"anything-but": sorted(values.iter().map(scalar).collect())})
         }

@@ -189,6 +189,8 @@ fn value_matches(c: &Condition, v: &Found) -> bool {
         (Condition::Prefix(p), Found::Str(x)) => x.starts_with(p.as_str()),
         (Condition::Suffix(p), Found::Str(x)) => x.ends_with(p.as_str()),
         (Condition::EqualsIgnoreCase(p), Found::Str(x)) => p.to_lowercase() == x.to_lowercase(),
+        (Condition::Wildcard(w), Found::Str(x)) => w.matches(x),
+        (Condition::AnythingButWildcard(w), Found::Str(x)) => !w.matches(x),
         (Condition::AnythingBut(list), Found::Str(x)) => {
             list.iter().any(|s| matches!(s, Scalar::String(_)))
                 && !list.iter().any(|s| matches!(s, Scalar::String(y) if y == x))

@@ -104,18 +104,53 @@ pub(crate) enum Condition {
     Suffix(String),
     /// The string equals this, ignoring case.
     EqualsIgnoreCase(String),
+    /// The string matches this pattern, where `*` stands for any run of characters.
+    Wildcard(Wildcard),
     /// Present and not one of these strings or numbers.
     AnythingBut(Vec<Scalar>),
     /// Present, a string, and not starting with this.
     AnythingButPrefix(String),
     /// Present, a string, and not ending with this.
     AnythingButSuffix(String),
+    /// Present, a string, and not matching this pattern.
+    AnythingButWildcard(Wildcard),
     /// A number within these bounds (one or two comparisons, lower first).
     Numeric(Vec<(NumericOp, f64)>),
     /// Present (`true`) or absent (`false`).
     Exists(bool),
     /// An IP address within this network.
     Cidr(Cidr),
+}
+
+/// A `wildcard` pattern: literal pieces separated by `*`. `\*` is a literal star and `\\` a backslash.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Wildcard {
+    /// The pattern as written (the canonical form keeps it).
+    pub(crate) source: String,
+    /// The literal pieces between stars: `a*b*` is `["a", "b", ""]`.
+    pub(crate) pieces: Vec<String>,
+}
+
+impl Wildcard {
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        let (first, rest) = self
+            .pieces
+            .split_first()
+            .expect("a pattern has at least one piece");
+        let Some(mut remaining) = text.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let Some((last, middle)) = rest.split_last() else {
+            return remaining.is_empty(); // no star at all: an exact match
+        };
+        for piece in middle {
+            match remaining.find(piece.as_str()) {
+                Some(i) => remaining = &remaining[i + piece.len()..],
+                None => return false,
+            }
+        }
+        remaining.len() >= last.len() && remaining.ends_with(last.as_str())
+    }
 }
 
 /// A string or number, as listed by `anything-but`.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use super::{Branch, Cidr, Condition, Node, NumericOp, Policy, PolicyError, Scalar, Scope, limits};
+use super::{Branch, Cidr, Condition, Node, NumericOp, Policy, PolicyError, Scalar, Scope, Wildcard, limits};
 
 type Result<T> = std::result::Result<T, PolicyError>;
 
@@ -132,6 +132,7 @@ fn operator(map: &Map<String, Value>, path: &str) -> Result<Condition> {
         "prefix" => Ok(Condition::Prefix(string_arg("prefix")?)),
         "suffix" => Ok(Condition::Suffix(string_arg("suffix")?)),
         "equals-ignore-case" => Ok(Condition::EqualsIgnoreCase(string_arg("equals-ignore-case")?)),
+        "wildcard" => Ok(Condition::Wildcard(wildcard(&string_arg("wildcard")?, path)?)),
         "exists" => match arg {
             Value::Bool(b) => Ok(Condition::Exists(*b)),
             _ => Err(err(path, "exists takes true or false")),
@@ -142,11 +143,13 @@ fn operator(map: &Map<String, Value>, path: &str) -> Result<Condition> {
         other => Err(err(
             path,
             format!(
-                "unknown operator {other:?}; expected prefix, suffix, equals-ignore-case, anything-but, numeric, exists or cidr"
+                "unknown operator {other:?}; expected prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists or cidr"
             ),
         )),
     }
 }
+
+const ANYTHING_BUT_FORMS: &str = "anything-but takes a value, a list of values, or one of {\"prefix\": ...}, {\"suffix\": ...}, {\"wildcard\": ...}";
 
 fn anything_but(arg: &Value, path: &str) -> Result<Condition> {
     let scalar = |v: &Value| -> Result<Scalar> {
@@ -169,15 +172,12 @@ fn anything_but(arg: &Value, path: &str) -> Result<Condition> {
             [(op, Value::String(s))] if op.as_str() == "suffix" => {
                 Ok(Condition::AnythingButSuffix(s.clone()))
             }
-            _ => Err(err(
-                path,
-                "anything-but takes a value, a list of values, {\"prefix\": \"...\"} or {\"suffix\": \"...\"}",
-            )),
+            [(op, Value::String(s))] if op.as_str() == "wildcard" => {
+                Ok(Condition::AnythingButWildcard(wildcard(s, path)?))
+            }
+            _ => Err(err(path, ANYTHING_BUT_FORMS)),
         },
-        _ => Err(err(
-            path,
-            "anything-but takes a value, a list of values, {\"prefix\": \"...\"} or {\"suffix\": \"...\"}",
-        )),
+        _ => Err(err(path, ANYTHING_BUT_FORMS)),
     }
 }
 
@@ -233,6 +233,48 @@ fn numeric(arg: &Value, path: &str) -> Result<Condition> {
         _ => return Err(err(path, "numeric takes one comparison or a range of two")),
     }
     Ok(Condition::Numeric(bounds))
+}
+
+/// A wildcard pattern: `*` matches any run of characters; `\*` and `\\` escape; `**` is refused as it
+/// only costs matching time.
+fn wildcard(pattern: &str, path: &str) -> Result<Wildcard> {
+    let mut pieces = vec![String::new()];
+    let mut chars = pattern.chars().peekable();
+    let mut last_was_star = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('*' | '\\')) => {
+                    pieces.last_mut().expect("never empty").push(e);
+                    last_was_star = false;
+                }
+                _ => {
+                    return Err(err(
+                        path,
+                        format!("wildcard {pattern:?}: a backslash may only escape * or \\"),
+                    ));
+                }
+            },
+            '*' if last_was_star => {
+                return Err(err(
+                    path,
+                    format!("wildcard {pattern:?}: consecutive * are not allowed"),
+                ));
+            }
+            '*' => {
+                pieces.push(String::new());
+                last_was_star = true;
+            }
+            other => {
+                pieces.last_mut().expect("never empty").push(other);
+                last_was_star = false;
+            }
+        }
+    }
+    Ok(Wildcard {
+        source: pattern.to_owned(),
+        pieces,
+    })
 }
 
 /// A policy number: within ±1e9 and with at most 5 decimal places.

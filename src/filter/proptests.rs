@@ -23,6 +23,7 @@ fn condition() -> impl Strategy<Value = Value> {
         word().prop_map(|w| json!({"prefix": w})),
         word().prop_map(|w| json!({"suffix": w})),
         word().prop_map(|w| json!({"equals-ignore-case": w})),
+        word().prop_map(|w| json!({"wildcard": format!("*{w}*")})),
         prop::collection::vec(word(), 1..3).prop_map(|w| json!({"anything-but": w})),
         prop::collection::vec(number(), 1..3).prop_map(|n| json!({"anything-but": n})),
         word().prop_map(|w| json!({"anything-but": {"prefix": w}})),

@@ -124,6 +124,43 @@ fn prefix_suffix_and_equals_ignore_case() {
 }
 
 #[test]
+fn wildcard_matching() {
+    check(
+        json!({"file": [{"wildcard": "*.png"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("file", "String", "cat.png")]), true),
+            (attrs(&[("file", "String", ".png")]), true),
+            (attrs(&[("file", "String", "cat.jpg")]), false),
+        ],
+    );
+    check(
+        json!({"path": [{"wildcard": "dir/*/file*.txt"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("path", "String", "dir/a/b/file1.txt")]), true),
+            (attrs(&[("path", "String", "dir/file1.txt")]), false),
+        ],
+    );
+    check(
+        json!({"s": [{"wildcard": "a\\*b"}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("s", "String", "a*b")]), true),
+            (attrs(&[("s", "String", "axb")]), false),
+        ],
+    );
+    check(
+        json!({"file": [{"anything-but": {"wildcard": "*.tmp"}}]}),
+        Scope::MessageAttributes,
+        &[
+            (attrs(&[("file", "String", "a.txt")]), true),
+            (attrs(&[("file", "String", "a.tmp")]), false),
+        ],
+    );
+}
+
+#[test]
 fn ip_address_matching() {
     check(
         json!({"source_ip": [{"cidr": "10.0.0.0/24"}]}),
@@ -370,11 +407,12 @@ fn constraints_are_enforced_with_the_key_and_rule_named() {
         "event",
         "prefix takes a string",
     );
+    invalid(json!({"event": [{"glob": "a*"}]}), s, "event", "unknown operator");
     invalid(
-        json!({"event": [{"wildcard": "a*"}]}),
+        json!({"event": [{"wildcard": "a**b"}]}),
         s,
         "event",
-        "unknown operator",
+        "consecutive",
     );
     invalid(
         json!({"event": [{"prefix": "a", "suffix": "b"}]}),
