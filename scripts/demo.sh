@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: bring up the local stack and show it working. Until the operator lands this starts the test
-# bed, runs a Deployment on the fake nodes, and prints how to reach every server; the example pipelines join
-# here as the controller and workers arrive.
+# `make demo`: bring up the local stack and show it working. Until the controller lands this starts the test
+# bed, runs a Deployment on the fake nodes, installs the Tributary CRDs and applies the example pipelines
+# (accepted and listed, not yet provisioned), and prints how to reach every server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,27 @@ kubectl -n demo create deployment hello --image=tributary.invalid/hello:1 --repl
 	--dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n demo rollout status deployment/hello --timeout=90s
 kubectl -n demo get pods -o wide
+
+echo
+echo "== The Tributary API: CRDs and the example pipelines"
+kubectl apply --server-side -f crds/tributary.yaml >/dev/null
+kubectl wait --for=condition=Established --timeout=60s \
+	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters}.tributary.dev >/dev/null
+for pipeline in orders devices; do
+	kubectl create namespace "$pipeline" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	kubectl apply -n "$pipeline" -f "examples/$pipeline/" >/dev/null
+	kubectl get tributary -n "$pipeline"
+done
+echo
+echo "== A bad object is refused by the API server, naming the field:"
+kubectl apply -n orders -f - <<'YAML' 2>&1 | sed 's/^/  /' || true
+apiVersion: tributary.dev/v1alpha1
+kind: Queue
+metadata: {name: broken}
+spec:
+  aws: {visibilityTimeoutSeconds: 50000}
+  deadLetter: {ref: {name: orders-dlq}, maxReceiveCount: 0}
+YAML
 
 cat <<MSG
 

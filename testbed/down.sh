@@ -22,4 +22,4 @@ for name in "${order[@]}"; do
 	fi
 	rm -f "$pidfile"
 done
-rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data"
+rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data" "$TESTBED_DIR/port-base"

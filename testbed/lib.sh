@@ -25,6 +25,10 @@ AZURITE_VERSION=3.35.0      # testbed/azurite/package-lock.json (3.36+ needs Nod
 KAFKA_VERSION=4.1.1         # testbed/kafka/pom.xml
 
 # --- Ports: one base, fixed offsets ------------------------------------------------------------------------
+# A running test bed remembers its port base, so later commands (make demo, make test) find it again.
+if [[ -z ${TESTBED_PORT_BASE:-} && -f $TESTBED_DIR/port-base ]]; then
+	TESTBED_PORT_BASE=$(cat "$TESTBED_DIR/port-base")
+fi
 TESTBED_PORT_BASE=${TESTBED_PORT_BASE:-27000}
 ETCD_PORT=${ETCD_PORT:-$((TESTBED_PORT_BASE + 0))}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-$((TESTBED_PORT_BASE + 1))}

@@ -15,6 +15,10 @@ PKI="$TESTBED_DIR/pki"
 KUBECONFIG_FILE="$TESTBED_DIR/kubeconfig"
 export PATH="$TESTBED_BIN:$PATH"
 mkdir -p "$PKI" "$TESTBED_DIR/logs" "$TESTBED_DIR/pids"
+if is_running kube-apiserver && [[ -f $TESTBED_DIR/port-base && $(cat "$TESTBED_DIR/port-base") != "$TESTBED_PORT_BASE" ]]; then
+	die "the test bed in $TESTBED_DIR is running on port base $(cat "$TESTBED_DIR/port-base"), not $TESTBED_PORT_BASE; stop it first (make testbed-down)"
+fi
+echo "$TESTBED_PORT_BASE" >"$TESTBED_DIR/port-base"
 
 # --- Certificates and credentials (made once per test bed folder) -----------------------------------------
 # cert NAME CN: a serving certificate for 127.0.0.1/localhost signed by the test bed CA.
