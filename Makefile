@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,3 +34,6 @@ unit: ## Fast unit tests, no network
 crds: ## Regenerate crds/tributary.yaml from the Rust types
 	@bash scripts/cargo-lock.sh restore
 	cargo run --quiet -- crds > crds/tributary.yaml
+
+fuzz: ## Fuzz the filter-policy parser for FUZZ_SECONDS (default 60); needs a nightly toolchain
+	@bash scripts/fuzz.sh

@@ -15,18 +15,27 @@ pub(super) fn to_value(branch: &Branch) -> Value {
         };
         map.insert(key.clone(), value);
     }
-    // The parser produces at most one `$or` per level, as JSON objects have one key of a name.
+    // The parser produces at most one `$or` per level, as JSON objects have one key of a name. Duplicate
+    // alternatives are dropped, but an `$or` needs two: a lone survivor is written twice.
     for group in &branch.or {
-        map.insert("$or".to_owned(), sorted(group.iter().map(to_value).collect()));
+        let mut alternatives = sort_dedup(group.iter().map(to_value).collect());
+        if let [only] = alternatives.as_slice() {
+            alternatives.push(only.clone());
+        }
+        map.insert("$or".to_owned(), Value::Array(alternatives));
     }
     Value::Object(map)
 }
 
 /// Sort by canonical text and drop duplicates.
-fn sorted(mut values: Vec<Value>) -> Value {
+fn sort_dedup(mut values: Vec<Value>) -> Vec<Value> {
     values.sort_by_cached_key(Value::to_string);
     values.dedup();
-    Value::Array(values)
+    values
+}
+
+fn sorted(values: Vec<Value>) -> Value {
+    Value::Array(sort_dedup(values))
 }
 
 pub(super) fn number(n: f64) -> Value {

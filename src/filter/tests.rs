@@ -491,6 +491,13 @@ fn policies_that_mean_the_same_have_one_canonical_form() {
         let (pa, pb) = (Policy::parse(&a, s).unwrap(), Policy::parse(&b, s).unwrap());
         assert_eq!(pa.canonical_json(), pb.canonical_json(), "{a} vs {b}");
     }
+    // Identical `$or` alternatives stay: one alone would not be a valid `$or`.
+    let twice = Policy::parse(&json!({"$or": [{"a": ["x"]}, {"a": ["x"]}]}), s).unwrap();
+    assert!(
+        Policy::parse(&twice.canonical(), s).is_ok(),
+        "{}",
+        twice.canonical_json()
+    );
     let different = (json!({"a": ["x"]}), json!({"a": ["y"]}));
     assert_ne!(
         Policy::parse(&different.0, s).unwrap().canonical_json(),
