@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cloud;
+pub mod controller;
 pub mod filter;
 pub mod tls;
 pub mod webhook;

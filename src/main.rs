@@ -20,6 +20,8 @@ enum Command {
     Version,
     /// Print the CustomResourceDefinitions of the Tributary API as YAML (what `crds/` holds).
     Crds,
+    /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration.
+    Controller,
     /// Serve the validating admission webhook (HTTPS) that checks Subscription filters with the filter
     /// engine. The controller will serve it too; this runs it alone.
     Webhook {
@@ -69,6 +71,20 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => println!("tributary {}", tributary::VERSION),
         Command::Crds => print!("{}", tributary::api::crds_yaml()?),
+        Command::Controller => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .init();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                tributary::controller::run(client, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Webhook {
             listen,
             tls_cert,

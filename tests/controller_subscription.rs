@@ -1,0 +1,87 @@
+//! The Subscription reconciler on the test bed, with no webhook installed: an invalid filter policy is
+//! accepted by the API server (its schema cannot check the policy) and reported as `Ready=False` with the
+//! filter engine's message; fixing the spec moves the condition on, with `observedGeneration` following.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+fn ready(object: &kube::api::DynamicObject) -> Option<(String, String, String, i64)> {
+    let conditions = object.data.get("status")?.get("conditions")?.as_array()?;
+    let c = conditions.iter().find(|c| c["type"] == "Ready")?;
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    Some((
+        s("status"),
+        s("reason"),
+        s("message"),
+        c["observedGeneration"].as_i64()?,
+    ))
+}
+
+#[tokio::test]
+async fn invalid_filter_is_reported_as_ready_false_with_the_engines_message() {
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "ctrl-sub").await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(tributary::controller::run(client.clone(), async {
+        let _ = stop_rx.await;
+    }));
+
+    let api = common::tributary_api(&client, &ns, "Subscription");
+    let object = &common::yaml_objects(
+        "apiVersion: tributary.dev/v1alpha1\nkind: Subscription\nmetadata: {name: s}\nspec:\n  topicRef: {name: orders}\n  queueRef: {name: q}\n  filter:\n    policy:\n      customer: {tier: [gold]}\n",
+    )[0];
+    api.create(&PostParams::default(), object).await.unwrap();
+
+    let (status, _, message, generation) =
+        common::eventually("Ready=False InvalidFilter", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move { ready(&api.get("s").await.ok()?).filter(|r| r.1 == "InvalidFilter") }
+        })
+        .await;
+    assert_eq!((status.as_str(), generation), ("False", 1));
+    assert!(
+        message
+            .contains("spec.filter.policy: customer: nested keys are not allowed in MessageAttributes scope"),
+        "{message}"
+    );
+
+    // Fix the spec: body scope allows nesting. The condition moves on and tracks the new generation.
+    let fix: Value = json!({"spec": {"filter": {"scope": "MessageBody"}}});
+    api.patch("s", &PatchParams::default(), &Patch::Merge(&fix))
+        .await
+        .unwrap();
+    let (status, reason, _, generation) =
+        common::eventually("Ready leaves InvalidFilter", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move { ready(&api.get("s").await.ok()?).filter(|r| r.1 != "InvalidFilter") }
+        })
+        .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str(), generation),
+        ("Unknown", "Provisioning", 2)
+    );
+    let stored = api.get("s").await.unwrap();
+    assert_eq!(
+        stored.data["status"]["appliedFilterPolicy"],
+        r#"{"customer":{"tier":["gold"]}}"#
+    );
+    assert_eq!(stored.data["status"]["observedGeneration"], 2);
+
+    // Status is deterministic: a resync of the unchanged object does not change the resourceVersion.
+    let before = stored.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.get("s").await.unwrap().metadata.resource_version,
+        before,
+        "the controller loops on its own status"
+    );
+
+    stop_tx.send(()).unwrap();
+    controller.await.unwrap();
+}
