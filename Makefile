@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,3 +37,6 @@ crds: ## Regenerate crds/tributary.yaml from the Rust types
 
 fuzz: ## Fuzz the filter-policy parser for FUZZ_SECONDS (default 60); needs a nightly toolchain
 	@bash scripts/fuzz.sh
+
+bench: ## Filter engine throughput next to AWS event-ruler, same events and patterns (bench/filter/run.sh)
+	@bash bench/filter/run.sh

@@ -100,12 +100,11 @@ fn attribute_event(rng: &mut Lcg) -> String {
     .to_string()
 }
 
-fn measure(scope: Scope, count: usize) -> (f64, usize) {
+/// The policies and events of one scope, generated the same way for every engine.
+fn workload(scope: Scope, count: usize) -> (Vec<Value>, Vec<String>) {
     let mut rng = Lcg(42);
-    let policies: Vec<Policy> = (0..count)
-        .map(|_| Policy::parse(&policy(&mut rng, scope), scope).expect("valid"))
-        .collect();
-    let events: Vec<String> = (0..2000)
+    let policies = (0..count).map(|_| policy(&mut rng, scope)).collect();
+    let events = (0..2000)
         .map(|_| {
             if scope == Scope::MessageBody {
                 body_event(&mut rng)
@@ -113,6 +112,15 @@ fn measure(scope: Scope, count: usize) -> (f64, usize) {
                 attribute_event(&mut rng)
             }
         })
+        .collect();
+    (policies, events)
+}
+
+fn measure(scope: Scope, count: usize) -> (f64, usize) {
+    let (raw, events) = workload(scope, count);
+    let policies: Vec<Policy> = raw
+        .iter()
+        .map(|p| Policy::parse(p, scope).expect("valid"))
         .collect();
     let mut matched = 0;
     let mut processed = 0_u64;
@@ -131,7 +139,51 @@ fn measure(scope: Scope, count: usize) -> (f64, usize) {
     (processed as f64 / start.elapsed().as_secs_f64(), matched)
 }
 
+/// Writes the workloads for the peer engines (bench/filter/), so they match the same events against the
+/// same patterns.
+fn write_workload() {
+    let mut all = serde_json::Map::new();
+    for scope in [Scope::MessageBody, Scope::MessageAttributes] {
+        for count in [10, 100, 1000] {
+            let (policies, events) = workload(scope, count);
+            // Peers match JSON events: attribute messages become flat objects (Number attributes as numbers).
+            let peer_events: Vec<String> = events
+                .iter()
+                .map(|text| match scope {
+                    Scope::MessageBody => text.clone(),
+                    Scope::MessageAttributes => {
+                        let attrs: serde_json::Map<String, Value> =
+                            serde_json::from_str(text).expect("event");
+                        let flat: serde_json::Map<String, Value> = attrs
+                            .into_iter()
+                            .map(|(k, a)| {
+                                let v = a["Value"].as_str().unwrap_or_default().to_owned();
+                                let v = if a["Type"] == "Number" {
+                                    json!(v.parse::<f64>().unwrap_or_default())
+                                } else {
+                                    json!(v)
+                                };
+                                (k, v)
+                            })
+                            .collect();
+                        Value::Object(flat).to_string()
+                    }
+                })
+                .collect();
+            all.insert(
+                format!("{scope}/{count}"),
+                json!({"scope": scope.to_string(), "policies": policies, "events": events, "peerEvents": peer_events}),
+            );
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    std::fs::write(dir.join("filter-workload.json"), Value::Object(all).to_string())
+        .expect("workload written");
+}
+
 fn main() {
+    write_workload();
     let size = body_event(&mut Lcg(1)).len();
     println!("filter engine, one core, parsing included (body events are {size} bytes)");
     println!("{:<18} {:>9} {:>14}", "scope", "policies", "events/s");
