@@ -13,7 +13,6 @@ mod common;
 use std::collections::BTreeSet;
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tributary::filter::{Message, Policy, Scope};
 
@@ -136,17 +135,7 @@ async fn engine_agrees_with_moto_delivery() {
             .unwrap()
             .queue_url
             .unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()
-            .remove(&QueueAttributeName::QueueArn)
-            .unwrap();
+        let arn = common::queue_arn(&sqs, &url).await;
         let parsed = Policy::parse(&policy, scope).unwrap_or_else(|e| panic!("policy {i} {policy}: {e}"));
         sns.subscribe()
             .topic_arn(&topic)

@@ -43,17 +43,7 @@ async fn filtered_subscription_delivers_only_the_matching_message() {
         .unwrap()
         .queue_url
         .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .remove(&QueueAttributeName::QueueArn)
-        .unwrap();
+    let queue_arn = common::queue_arn(&sqs, &queue_url).await;
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [{

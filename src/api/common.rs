@@ -34,6 +34,23 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// Lifecycle settings shared by every kind that is backed by a cloud resource (flattened into its spec).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    /// What happens to the cloud resource when this object is deleted: `Delete` (default) or `Retain`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over a cloud resource that already exists under the same name instead of refusing to
+    /// reconcile.
+    #[serde(default)]
+    pub adopt: bool,
+    /// Tags (AWS) or metadata (Azure) put on the cloud resource (at most 50).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub tags: Tags,
+}
+
 /// A reference to another Tributary object in the same namespace, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 pub struct ObjectRef {

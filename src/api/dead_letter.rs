@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DeletionPolicy, ObjectRef, Provider, SecretKeyRef, Tags};
+use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, SecretKeyRef};
 
 /// A dead-letter queue: an SQS queue on `aws`, a Storage Queue on `azure` (where Tributary's workers do the
 /// dead-lettering themselves, since Azure queues have none).
@@ -46,16 +46,9 @@ pub struct DeadLetterSpec {
     /// in `status.lastRedrive`. Remove the block (or keep the same id) to do nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive: Option<Redrive>,
-    /// What happens to the queue when this object is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
-    /// Take over a queue that already exists under the same name instead of refusing to reconcile.
-    #[serde(default)]
-    pub adopt: bool,
-    /// Tags (AWS) or metadata (Azure) put on the queue (at most 50).
-    #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
-    pub tags: Tags,
+    /// Deletion policy, adoption and tags.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 /// SQS dead-letter queue settings.

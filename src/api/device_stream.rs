@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DeletionPolicy, Provider, Tags};
+use super::common::{CommonStatus, Lifecycle, Provider};
 
 /// A partitioned event stream for device telemetry. On `azure` it is an Event Hub, read by consumers
 /// through its Kafka endpoint.
@@ -37,16 +37,9 @@ pub struct DeviceStreamSpec {
     /// Event Hubs settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<DeviceStreamAzure>,
-    /// What happens to the Event Hub when this object is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
-    /// Take over an Event Hub that already exists under the same name instead of refusing to reconcile.
-    #[serde(default)]
-    pub adopt: bool,
-    /// Tags put on the Event Hub namespace when Tributary creates it (at most 50).
-    #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
-    pub tags: Tags,
+    /// Deletion policy, adoption and tags.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 fn azure() -> Provider {

@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DeletionPolicy, ObjectRef, Provider, SecretKeyRef, Tags};
+use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, SecretKeyRef};
 
 /// A message queue. On `aws` it is an SQS queue, on `azure` a Storage Queue.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,16 +52,9 @@ pub struct QueueSpec {
     /// FIFO exactly when this queue is FIFO, which the controller checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterTarget>,
-    /// What happens to the cloud queue when this object is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
-    /// Take over a queue that already exists under the same name instead of refusing to reconcile.
-    #[serde(default)]
-    pub adopt: bool,
-    /// Tags (AWS) or metadata (Azure) put on the queue (at most 50).
-    #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
-    pub tags: Tags,
+    /// Deletion policy, adoption and tags.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 /// Dead-letter wiring of a Queue.

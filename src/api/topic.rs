@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, DeletionPolicy, Provider, Tags};
+use super::common::{CommonStatus, Lifecycle, Provider};
 
 /// A publish/subscribe topic. On `aws` it is an SNS topic.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,16 +38,9 @@ pub struct TopicSpec {
     /// SNS settings; required when `provider` is `aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<TopicAws>,
-    /// What happens to the SNS topic when this object is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
-    /// Take over an SNS topic that already exists under the same name instead of refusing to reconcile.
-    #[serde(default)]
-    pub adopt: bool,
-    /// Tags put on the SNS topic (at most 50).
-    #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
-    pub tags: Tags,
+    /// Deletion policy, adoption and tags.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 /// SNS topic settings.

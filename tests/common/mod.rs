@@ -170,3 +170,18 @@ pub fn yaml_objects(text: &str) -> Vec<kube::api::DynamicObject> {
         .filter_map(|doc| Option::<kube::api::DynamicObject>::deserialize(doc).unwrap())
         .collect()
 }
+
+/// The ARN of the SQS queue at `url`.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap()
+}
