@@ -71,7 +71,7 @@ fn policy(rng: &mut Lcg, scope: Scope) -> Value {
 }
 
 fn body_event(rng: &mut Lcg) -> String {
-    let items: Vec<Value> = (0..6)
+    let items: Vec<Value> = (0..12)
         .map(|i| json!({"sku": format!("SKU-{}-{i}", rng.next() % 1000), "qty": rng.next() % 5 + 1, "price": (rng.next() % 10_000) as f64 / 100.0}))
         .collect();
     json!({
