@@ -10,7 +10,7 @@ pub(super) fn to_value(branch: &Branch) -> Value {
     let mut map = Map::new();
     for (key, node) in &branch.keys {
         let value = match node {
-            Node::Conditions(conditions) => sorted(conditions.iter().map(condition).collect()),
+            Node::Conditions(list) => conditions(list),
             Node::Nested(nested) => to_value(nested),
         };
         map.insert(key.clone(), value);
@@ -25,6 +25,11 @@ pub(super) fn to_value(branch: &Branch) -> Value {
         map.insert("$or".to_owned(), Value::Array(alternatives));
     }
     Value::Object(map)
+}
+
+/// A key's list of values and conditions, canonical.
+pub(super) fn conditions(list: &[Condition]) -> Value {
+    sorted(list.iter().map(condition).collect())
 }
 
 /// Sort by canonical text and drop duplicates.

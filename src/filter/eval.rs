@@ -4,7 +4,7 @@
 //! or conditions is enough (OR), a key absent from the message matches only `{"exists": false}`, and a list
 //! in the message (String.Array attribute, JSON array in the body) matches when any element does.
 
-use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use serde_json::Value;
 
@@ -262,20 +262,16 @@ fn describe(at: &At<'_>) -> String {
         At::Absent => "the message has no such key".to_owned(),
         At::Objects(_) => "the message holds an object here".to_owned(),
         At::Values(values) => {
-            let mut s = String::from("the message has ");
-            for (i, v) in values.iter().enumerate() {
-                let _ = match v {
-                    Found::Str(x) => write!(s, "{}{x:?}", if i > 0 { ", " } else { "" }),
-                    Found::Num(x) => write!(s, "{}{x}", if i > 0 { ", " } else { "" }),
-                    Found::Null => write!(s, "{}null", if i > 0 { ", " } else { "" }),
-                    Found::Other => write!(
-                        s,
-                        "{}a value filters cannot compare",
-                        if i > 0 { ", " } else { "" }
-                    ),
-                };
-            }
-            s
+            let shown: Vec<String> = values
+                .iter()
+                .map(|v| match v {
+                    Found::Str(x) => format!("{x:?}"),
+                    Found::Num(x) => x.to_string(),
+                    Found::Null => "null".to_owned(),
+                    Found::Other => "a value filters cannot compare".to_owned(),
+                })
+                .collect();
+            format!("the message has {}", shown.join(", "))
         }
     }
 }
@@ -291,11 +287,7 @@ fn explain_branch(branch: &Branch, ctx: Ctx<'_>, path: &str, out: &mut Vec<KeyOu
         match node {
             Node::Conditions(conditions) => {
                 let matched = node_matches(node, &at);
-                let wanted = super::canonical::to_value(&Branch {
-                    keys: [(key.clone(), Node::Conditions(conditions.clone()))].into(),
-                    or: Vec::new(),
-                })[key.as_str()]
-                .to_string();
+                let wanted = super::canonical::conditions(conditions).to_string();
                 let verdict = if matched { "one of" } else { "none of" };
                 out.push(KeyOutcome {
                     path: here,

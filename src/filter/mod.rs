@@ -236,16 +236,6 @@ impl Policy {
             path: String::new(),
             rule: format!("not valid JSON: {e}"),
         })?;
-        if text.len() > limits::MAX_BYTES {
-            return Err(PolicyError {
-                path: String::new(),
-                rule: format!(
-                    "{} bytes exceeds the limit of {} bytes",
-                    text.len(),
-                    limits::MAX_BYTES
-                ),
-            });
-        }
         Self::parse(&value, scope)
     }
 

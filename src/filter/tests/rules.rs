@@ -102,6 +102,12 @@ fn constraints_are_enforced_with_the_key_and_rule_named() {
 }
 
 #[test]
+fn a_policy_over_256_kb_is_refused() {
+    let big = "x".repeat(300 * 1024);
+    invalid(json!({"event": [big]}), Scope::MessageAttributes, "", "exceeds the limit of 262144 bytes");
+}
+
+#[test]
 fn or_alternatives_count_against_the_key_limit_each() {
     // Two alternatives of 3 + 2 keys each stay within 5 keys per combination.
     let ok = json!({"a": ["x"], "b": ["x"], "c": ["x"], "$or": [{"d": ["x"], "e": ["x"]}, {"f": ["x"]}]});
