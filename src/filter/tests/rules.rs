@@ -104,7 +104,12 @@ fn constraints_are_enforced_with_the_key_and_rule_named() {
 #[test]
 fn a_policy_over_256_kb_is_refused() {
     let big = "x".repeat(300 * 1024);
-    invalid(json!({"event": [big]}), Scope::MessageAttributes, "", "exceeds the limit of 262144 bytes");
+    invalid(
+        json!({"event": [big]}),
+        Scope::MessageAttributes,
+        "",
+        "exceeds the limit of 262144 bytes",
+    );
 }
 
 #[test]
