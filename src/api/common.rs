@@ -95,6 +95,44 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schema
 }
 
+/// Where an Azure Storage Queue lives: shared by Queue and DeadLetter on `azure`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageQueueLocation {
+    /// Storage account holding the queue.
+    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
+    pub storage_account: String,
+    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>`.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9])*$")
+    )]
+    pub name: Option<String>,
+    /// Secret key holding the storage account key. Without it the controller uses its Azure identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// What the controller observes of a queue (SQS or Storage Queue), for Queue and DeadLetter status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueObservation {
+    /// Queue URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Queue ARN (AWS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Approximate number of visible messages at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i64>,
+    /// Approximate age in seconds of the oldest message at the last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_message_age_seconds: Option<i64>,
+}
+
 /// A map of tags (AWS) or labels (Azure) put on the cloud resource.
 pub type Tags = std::collections::BTreeMap<String, String>;
 

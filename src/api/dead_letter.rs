@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, SecretKeyRef};
+use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, QueueObservation, StorageQueueLocation};
 
 /// A dead-letter queue: an SQS queue on `aws`, a Storage Queue on `azure` (where Tributary's workers do the
 /// dead-lettering themselves, since Azure queues have none).
@@ -41,7 +41,7 @@ pub struct DeadLetterSpec {
     pub aws: Option<DeadLetterAws>,
     /// Storage Queue settings; required when `provider` is `azure`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure: Option<DeadLetterAzure>,
+    pub azure: Option<StorageQueueLocation>,
     /// Move the messages back to the queues they came from. A new `id` starts a new redrive; the result is
     /// in `status.lastRedrive`. Remove the block (or keep the same id) to do nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,25 +74,6 @@ fn default_dlq_retention() -> i32 {
     1_209_600
 }
 
-/// Azure Storage Queue dead-letter settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetterAzure {
-    /// Storage account holding the queue.
-    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
-    pub storage_account: String,
-    /// Queue name. Defaults to `<namespace>-<name>`. Immutable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 3, max = 63),
-        regex(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9])*$")
-    )]
-    pub name: Option<String>,
-    /// Secret key holding the storage account key. Without it the controller uses its Azure identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_key_secret_ref: Option<SecretKeyRef>,
-}
-
 /// A request to move dead messages back.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -120,18 +101,9 @@ pub struct DeadLetterStatus {
     /// Generation and conditions.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// Queue URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Queue ARN (AWS only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arn: Option<String>,
-    /// Approximate number of dead messages at the last observation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub depth: Option<i64>,
-    /// Approximate age in seconds of the oldest dead message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest_message_age_seconds: Option<i64>,
+    /// URL, ARN, depth and oldest message age.
+    #[serde(flatten)]
+    pub observed: QueueObservation,
     /// Outcome of the most recent redrive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_redrive: Option<RedriveResult>,

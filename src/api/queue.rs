@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, SecretKeyRef};
+use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, QueueObservation, StorageQueueLocation};
 
 /// A message queue. On `aws` it is an SQS queue, on `azure` a Storage Queue.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -134,20 +134,9 @@ fn default_max_message_size() -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueAzure {
-    /// Storage account holding the queue.
-    #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
-    pub storage_account: String,
-    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>`.
-    /// Immutable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 3, max = 63),
-        regex(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9])*$")
-    )]
-    pub name: Option<String>,
-    /// Secret key holding the storage account key. Without it the controller uses its Azure identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_key_secret_ref: Option<SecretKeyRef>,
+    /// Storage account, queue name and account key.
+    #[serde(flatten)]
+    pub location: StorageQueueLocation,
     /// Time to live of each message in seconds; -1 means never expire. Default 604800 (7 days).
     #[serde(default = "default_azure_ttl")]
     #[x_kube(validation = Rule::new("self == -1 || self >= 1").message("spec.azure.messageTtlSeconds must be -1 (never expire) or at least 1"))]
@@ -169,16 +158,7 @@ pub struct QueueStatus {
     /// Generation and conditions.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// Queue URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Queue ARN (AWS only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arn: Option<String>,
-    /// Approximate number of visible messages at the last observation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub depth: Option<i64>,
-    /// Approximate age in seconds of the oldest message at the last observation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest_message_age_seconds: Option<i64>,
+    /// URL, ARN, depth and oldest message age.
+    #[serde(flatten)]
+    pub observed: QueueObservation,
 }
