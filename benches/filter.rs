@@ -1,11 +1,17 @@
 //! Filter engine throughput: ~1 KB JSON events (body scope) and attribute messages matched against 10, 100
 //! and 1,000 subscription policies with a mix of operators, parsing included. Prints events per second on
 //! one core. Run with `cargo bench --bench filter`.
+//!
+//! Two shapes of policy set. `partitioned` is what a topic with many subscriptions looks like: each
+//! subscription serves one slice of the stream (here a store, 1-3 of 50 per policy, next to the operator
+//! mix), so an event reaches a handful of them whatever their number. `broad` drops the store: every policy
+//! matches about 5% of events, so the deliveries per event grow with the number of policies (about 50 at
+//! 1,000) and so does the work of any engine, which must at least produce them.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tributary::filter::{Message, Policy, Scope};
+use tributary::filter::{Matcher, Message, Policy, Scope};
 
 /// A small deterministic generator, so every run measures the same workload.
 struct Lcg(u64);
@@ -39,8 +45,48 @@ const REGIONS: &[&str] = &[
 ];
 const TIERS: &[&str] = &["gold", "silver", "bronze"];
 
-fn policy(rng: &mut Lcg, scope: Scope) -> Value {
+/// The two shapes of policy set (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Partitioned,
+    Broad,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Partitioned => "partitioned",
+            Shape::Broad => "broad",
+        }
+    }
+}
+
+/// One measured case.
+#[derive(Clone, Copy)]
+struct Case {
+    scope: Scope,
+    shape: Shape,
+    count: usize,
+}
+
+impl Case {
+    fn name(self) -> String {
+        format!("{}/{}/{}", self.scope, self.shape.name(), self.count)
+    }
+}
+
+const STORES: u64 = 50;
+
+fn store(n: u64) -> String {
+    format!("store-{:02}", n % STORES)
+}
+
+fn policy(rng: &mut Lcg, scope: Scope, shape: Shape) -> Value {
     let mut p = serde_json::Map::new();
+    if shape == Shape::Partitioned {
+        let stores: Vec<String> = (0..=rng.next() % 3).map(|_| store(rng.next())).collect();
+        p.insert("store".into(), json!(stores));
+    }
     p.insert("event".into(), json!([rng.pick(EVENTS), rng.pick(EVENTS)]));
     match rng.next() % 4 {
         0 => p.insert("region".into(), json!([{"prefix": &rng.pick(REGIONS)[..3]}])),
@@ -77,6 +123,7 @@ fn body_event(rng: &mut Lcg) -> String {
     json!({
         "event": rng.pick(EVENTS),
         "region": rng.pick(REGIONS),
+        "store": store(rng.next()),
         "orderId": format!("o-{:016x}", rng.next()),
         "order": {
             "total": rng.next() % 1000,
@@ -85,6 +132,8 @@ fn body_event(rng: &mut Lcg) -> String {
             "items": items,
             "shipping": {"method": "courier", "address": {"street": "1 Example Street", "city": "Dublin", "country": "IE"}}
         },
+        "source": "checkout-service/2.14.0",
+        "createdAt": "2026-11-28T06:00:00.000Z",
         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     })
     .to_string()
@@ -94,16 +143,18 @@ fn attribute_event(rng: &mut Lcg) -> String {
     json!({
         "event": {"Type": "String", "Value": rng.pick(EVENTS)},
         "region": {"Type": "String", "Value": rng.pick(REGIONS)},
+        "store": {"Type": "String", "Value": store(rng.next())},
         "total": {"Type": "Number", "Value": (rng.next() % 1000).to_string()},
         "tier": {"Type": "String", "Value": rng.pick(TIERS)},
     })
     .to_string()
 }
 
-/// The policies and events of one scope, generated the same way for every engine.
-fn workload(scope: Scope, count: usize) -> (Vec<Value>, Vec<String>) {
+/// The policies and events of one case, generated the same way for every engine.
+fn workload(case: Case) -> (Vec<Value>, Vec<String>) {
+    let Case { scope, shape, count } = case;
     let mut rng = Lcg(42);
-    let policies = (0..count).map(|_| policy(&mut rng, scope)).collect();
+    let policies = (0..count).map(|_| policy(&mut rng, scope, shape)).collect();
     let events = (0..2000)
         .map(|_| {
             if scope == Scope::MessageBody {
@@ -116,8 +167,75 @@ fn workload(scope: Scope, count: usize) -> (Vec<Value>, Vec<String>) {
     (policies, events)
 }
 
-fn measure(scope: Scope, count: usize) -> (f64, usize) {
-    let (raw, events) = workload(scope, count);
+/// Before timing anything: the compiled matcher and the one-by-one evaluation agree on every event.
+fn check_agreement(case: Case) {
+    let scope = case.scope;
+    let (raw, events) = workload(case);
+    let policies: Vec<Policy> = raw
+        .iter()
+        .map(|p| Policy::parse(p, scope).expect("valid"))
+        .collect();
+    let matcher = Matcher::new(scope, policies.clone()).expect("one scope");
+    let mut scratch = matcher.scratch();
+    for text in &events {
+        let message = match scope {
+            Scope::MessageBody => Message::from_body_json(text),
+            Scope::MessageAttributes => Message::from_attributes_json(text),
+        }
+        .expect("valid event");
+        let one_by_one: Vec<usize> = (0..policies.len())
+            .filter(|&i| policies[i].matches(&message))
+            .collect();
+        assert_eq!(
+            matcher.matching(text, &mut scratch).expect("valid event"),
+            one_by_one
+        );
+    }
+}
+
+/// How many policies an event matches on average: the output every engine must produce.
+fn fan_out(case: Case) -> f64 {
+    let scope = case.scope;
+    let (raw, events) = workload(case);
+    let policies: Vec<Policy> = raw
+        .iter()
+        .map(|p| Policy::parse(p, scope).expect("valid"))
+        .collect();
+    let matcher = Matcher::new(scope, policies).expect("one scope");
+    let mut scratch = matcher.scratch();
+    let matched: usize = events
+        .iter()
+        .map(|text| matcher.matching(text, &mut scratch).expect("valid event").len())
+        .sum();
+    matched as f64 / events.len() as f64
+}
+
+/// The policies compiled into one matcher: what a topic's delivery path uses.
+fn measure_compiled(case: Case) -> (f64, usize) {
+    let scope = case.scope;
+    let (raw, events) = workload(case);
+    let policies: Vec<Policy> = raw
+        .iter()
+        .map(|p| Policy::parse(p, scope).expect("valid"))
+        .collect();
+    let matcher = Matcher::new(scope, policies).expect("one scope");
+    let mut scratch = matcher.scratch();
+    let mut matched = 0;
+    let mut processed = 0_u64;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        for text in &events {
+            matched += matcher.matching(text, &mut scratch).expect("valid event").len();
+            processed += 1;
+        }
+    }
+    (processed as f64 / start.elapsed().as_secs_f64(), matched)
+}
+
+/// The policies tested one by one against a parsed message: the baseline the matcher is built to beat.
+fn measure(case: Case) -> (f64, usize) {
+    let scope = case.scope;
+    let (raw, events) = workload(case);
     let policies: Vec<Policy> = raw
         .iter()
         .map(|p| Policy::parse(p, scope).expect("valid"))
@@ -143,9 +261,10 @@ fn measure(scope: Scope, count: usize) -> (f64, usize) {
 /// same patterns.
 fn write_workload() {
     let mut all = serde_json::Map::new();
-    for scope in [Scope::MessageBody, Scope::MessageAttributes] {
-        for count in [10, 100, 1000] {
-            let (policies, events) = workload(scope, count);
+    for case in cases() {
+        let scope = case.scope;
+        {
+            let (policies, events) = workload(case);
             // Peers match JSON events: attribute messages become flat objects (Number attributes as numbers).
             let peer_events: Vec<String> = events
                 .iter()
@@ -171,7 +290,7 @@ fn write_workload() {
                 })
                 .collect();
             all.insert(
-                format!("{scope}/{count}"),
+                case.name(),
                 json!({"scope": scope.to_string(), "policies": policies, "events": events, "peerEvents": peer_events}),
             );
         }
@@ -182,16 +301,50 @@ fn write_workload() {
         .expect("workload written");
 }
 
+/// Every case, in the order both harnesses print them.
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for scope in [Scope::MessageBody, Scope::MessageAttributes] {
+        for shape in [Shape::Partitioned, Shape::Broad] {
+            for count in [10, 100, 1000] {
+                cases.push(Case { scope, shape, count });
+            }
+        }
+    }
+    cases
+}
+
 fn main() {
+    // `cargo bench --bench filter -- MessageBody/broad` runs only the cases whose name contains the text.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     write_workload();
     let size = body_event(&mut Lcg(1)).len();
     println!("filter engine, one core, parsing included (body events are {size} bytes)");
-    println!("{:<18} {:>9} {:>14}", "scope", "policies", "events/s");
-    for scope in [Scope::MessageBody, Scope::MessageAttributes] {
-        for count in [10, 100, 1000] {
-            let (rate, matched) = measure(scope, count);
-            assert!(matched > 0, "the workload must match something");
-            println!("{:<18} {count:>9} {rate:>14.0}", scope.to_string());
+    println!(
+        "{:<36} {:>14} {:>16} {:>14}",
+        "case (scope/shape/policies)", "compiled ev/s", "one-by-one ev/s", "matches/event"
+    );
+    for case in cases() {
+        let name = case.name();
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
         }
+        check_agreement(case);
+        let (compiled, matched_compiled) = measure_compiled(case);
+        // FILTER_BENCH_COMPILED_ONLY=1 skips the slow baseline (for profiling the matcher).
+        let (single, matched) = if std::env::var_os("FILTER_BENCH_COMPILED_ONLY").is_some() {
+            (0.0, matched_compiled)
+        } else {
+            measure(case)
+        };
+        assert!(
+            matched > 0 && matched_compiled > 0,
+            "the workload must match something"
+        );
+        let fan_out = fan_out(case);
+        println!("{name:<36} {compiled:>14.0} {single:>16.0} {fan_out:>14.2}");
     }
 }

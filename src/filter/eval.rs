@@ -4,7 +4,7 @@
 //! or conditions is enough (OR), a key absent from the message matches only `{"exists": false}`, and a list
 //! in the message (String.Array attribute, JSON array in the body) matches when any element does.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
 
 use serde_json::Value;
 
@@ -107,19 +107,20 @@ impl std::fmt::Display for Explanation {
     }
 }
 
-/// A value found in the message.
+/// A value found in the message. Strings borrow from the message where they can.
 #[derive(Clone, Debug, PartialEq)]
-enum Found {
-    Str(String),
+pub(super) enum Found<'a> {
+    Str(Cow<'a, str>),
     Num(f64),
     Null,
+    /// A boolean, object or list inside a list: present, but no condition but `exists` compares it.
     Other,
 }
 
 /// What the message holds at a key: nothing, scalar values, or objects (body scope).
 enum At<'a> {
     Absent,
-    Values(Vec<Found>),
+    Values(Vec<Found<'a>>),
     Objects(Vec<&'a serde_json::Map<String, Value>>),
 }
 
@@ -137,14 +138,8 @@ fn lookup<'a>(ctx: Ctx<'a>, key: &str) -> At<'a> {
         Ctx::Attributes(attrs) => match attrs.get(key) {
             None => At::Absent,
             Some((t, v)) => match t.as_str() {
-                "Number" => At::Values(vec![v.parse().map_or_else(|_| Found::Str(v.clone()), Found::Num)]),
-                "String.Array" => match serde_json::from_str::<Vec<Value>>(v) {
-                    Ok(items) => At::Values(items.iter().map(found).collect()),
-                    Err(_) => At::Values(vec![Found::Str(v.clone())]),
-                },
-                // SNS does not filter on Binary attributes: they are as good as absent.
                 t if t.starts_with("Binary") => At::Absent,
-                _ => At::Values(vec![Found::Str(v.clone())]),
+                t => At::Values(attribute_values(t, Cow::Borrowed(v))),
             },
         },
         Ctx::Object(map) => match map.get(key) {
@@ -160,9 +155,34 @@ fn lookup<'a>(ctx: Ctx<'a>, key: &str) -> At<'a> {
     }
 }
 
-fn found(v: &Value) -> Found {
+/// The values of a message attribute of a type other than Binary (which SNS never filters on: as good as
+/// absent). A Number that does not parse compares as a string; a String.Array that is not a JSON list is
+/// one string.
+pub(super) fn attribute_values<'a>(data_type: &str, value: Cow<'a, str>) -> Vec<Found<'a>> {
+    match data_type {
+        "Number" => vec![value.parse().map_or(Found::Str(value), Found::Num)],
+        "String.Array" => match serde_json::from_str::<Vec<Value>>(&value) {
+            Ok(items) => items.iter().map(|v| found(v).into_owned()).collect(),
+            Err(_) => vec![Found::Str(value)],
+        },
+        _ => vec![Found::Str(value)],
+    }
+}
+
+impl Found<'_> {
+    fn into_owned(self) -> Found<'static> {
+        match self {
+            Found::Str(s) => Found::Str(Cow::Owned(s.into_owned())),
+            Found::Num(n) => Found::Num(n),
+            Found::Null => Found::Null,
+            Found::Other => Found::Other,
+        }
+    }
+}
+
+fn found(v: &Value) -> Found<'_> {
     match v {
-        Value::String(s) => Found::Str(s.clone()),
+        Value::String(s) => Found::Str(Cow::Borrowed(s)),
         Value::Number(n) => n.as_f64().map_or(Found::Other, Found::Num),
         Value::Null => Found::Null,
         _ => Found::Other,
@@ -170,30 +190,42 @@ fn found(v: &Value) -> Found {
 }
 
 fn condition_matches(c: &Condition, at: &At<'_>) -> bool {
-    let values = match at {
-        At::Absent => return matches!(c, Condition::Exists(false)),
-        At::Objects(_) => return matches!(c, Condition::Exists(true)),
-        At::Values(values) => values,
-    };
+    match at {
+        At::Absent => matches!(c, Condition::Exists(false)),
+        At::Objects(_) => matches!(c, Condition::Exists(true)),
+        At::Values(values) => condition_matches_values(c, values),
+    }
+}
+
+/// Whether a condition holds for a key that is present with these values (any one is enough).
+pub(super) fn condition_matches_values(c: &Condition, values: &[Found<'_>]) -> bool {
     if let Condition::Exists(e) = c {
         return *e;
     }
     values.iter().any(|v| value_matches(c, v))
 }
 
-fn value_matches(c: &Condition, v: &Found) -> bool {
+fn value_matches(c: &Condition, v: &Found<'_>) -> bool {
     match (c, v) {
         (Condition::String(s), Found::Str(x)) => s == x,
         (Condition::Number(n), Found::Num(x)) => n == x,
         (Condition::Null, Found::Null) => true,
         (Condition::Prefix(p), Found::Str(x)) => x.starts_with(p.as_str()),
         (Condition::Suffix(p), Found::Str(x)) => x.ends_with(p.as_str()),
-        (Condition::EqualsIgnoreCase(p), Found::Str(x)) => p.to_lowercase() == x.to_lowercase(),
+        (Condition::EqualsIgnoreCase(p), Found::Str(x)) => {
+            if p.is_ascii() && x.is_ascii() {
+                p.eq_ignore_ascii_case(x)
+            } else {
+                p.to_lowercase() == x.to_lowercase()
+            }
+        }
         (Condition::Wildcard(w), Found::Str(x)) => w.matches(x),
         (Condition::AnythingButWildcard(w), Found::Str(x)) => !w.matches(x),
         (Condition::AnythingBut(list), Found::Str(x)) => {
             list.iter().any(|s| matches!(s, Scalar::String(_)))
-                && !list.iter().any(|s| matches!(s, Scalar::String(y) if y == x))
+                && !list
+                    .iter()
+                    .any(|s| matches!(s, Scalar::String(y) if y == x.as_ref()))
         }
         (Condition::AnythingBut(list), Found::Num(x)) => {
             list.iter().any(|s| matches!(s, Scalar::Number(_)))

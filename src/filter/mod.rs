@@ -13,11 +13,13 @@
 mod canonical;
 pub mod command;
 mod eval;
+mod matcher;
 mod parse;
 
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 pub use eval::{Explanation, KeyOutcome, Message, MessageError};
+pub use matcher::{Matcher, Scratch};
 
 /// Where a policy looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

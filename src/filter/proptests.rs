@@ -5,18 +5,18 @@ use serde_json::{Value, json};
 
 use super::{Message, Policy, Scope};
 
-const KEYS: &[&str] = &["event", "region", "total", "tier"];
-const WORDS: &[&str] = &["OrderPlaced", "order", "eu-west-1", "gold", "10.0.0.7", ""];
+pub(crate) const KEYS: &[&str] = &["event", "region", "total", "tier"];
+pub(crate) const WORDS: &[&str] = &["OrderPlaced", "order", "eu-west-1", "gold", "10.0.0.7", ""];
 
-fn word() -> impl Strategy<Value = String> {
+pub(crate) fn word() -> impl Strategy<Value = String> {
     prop::sample::select(WORDS).prop_map(str::to_owned)
 }
 
-fn number() -> impl Strategy<Value = f64> {
+pub(crate) fn number() -> impl Strategy<Value = f64> {
     (-1000_i32..1000).prop_map(|n| f64::from(n) / 4.0)
 }
 
-fn condition() -> impl Strategy<Value = Value> {
+pub(crate) fn condition() -> impl Strategy<Value = Value> {
     prop_oneof![
         word().prop_map(Value::from),
         number().prop_map(Value::from),
@@ -35,7 +35,7 @@ fn condition() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn policy() -> impl Strategy<Value = Value> {
+pub(crate) fn policy() -> impl Strategy<Value = Value> {
     let keys = prop::collection::btree_map(
         prop::sample::select(KEYS),
         prop::collection::vec(condition(), 1..4),
@@ -74,7 +74,7 @@ fn policy() -> impl Strategy<Value = Value> {
         })
 }
 
-fn message() -> impl Strategy<Value = Message> {
+pub(crate) fn message() -> impl Strategy<Value = Message> {
     let attr = prop_oneof![
         word().prop_map(|w| ("String".to_owned(), w)),
         number().prop_map(|n| ("Number".to_owned(), n.to_string())),
@@ -85,7 +85,7 @@ fn message() -> impl Strategy<Value = Message> {
         .prop_map(Message::Attributes)
 }
 
-fn any_json() -> impl Strategy<Value = Value> {
+pub(crate) fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),

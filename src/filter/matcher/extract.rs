@@ -1,0 +1,511 @@
+//! Reading only what the policies look at: a streaming pass over the message JSON that records the values
+//! at the paths of the compiled policies and skips everything else without building it.
+//!
+//! The result for each path is what the one-policy evaluator would see there (`eval::lookup`): absent,
+//! values, or objects. Two more outcomes exist because one pass serves every path at once:
+//! - `Blocked`: an ancestor holds a value that is not an object, so a nested policy under it cannot match
+//!   (not even `exists: false`, as with the one-policy evaluator);
+//! - `Ambiguous`: an ancestor is a list of several objects, where a nested policy must match within one
+//!   element. The matcher then lets every condition there pass and checks the candidates exactly.
+
+use std::borrow::Cow;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::super::eval::{Found, attribute_values};
+use super::PathTree;
+
+/// What the message holds at one path.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) enum FieldValue<'a> {
+    #[default]
+    Absent,
+    Blocked,
+    Ambiguous,
+    /// One or more objects (a list of objects counts each).
+    Objects,
+    Values(Vec<Found<'a>>),
+}
+
+/// Set every path strictly below `node` to `value`.
+fn set_below<'a>(tree: &PathTree, node: usize, out: &mut [FieldValue<'a>], value: &FieldValue<'a>) {
+    for slot in &mut out[node + 1..tree.end[node]] {
+        slot.clone_from(value);
+    }
+}
+
+/// Read a JSON body: the values at every path of `tree` land in `out` (indexed by path id, reset first).
+pub(super) fn body<'a>(
+    text: &'a str,
+    tree: &PathTree,
+    out: &mut Vec<FieldValue<'a>>,
+) -> Result<(), serde_json::Error> {
+    out.clear();
+    out.resize(tree.end[0], FieldValue::Absent);
+    let mut de = serde_json::Deserializer::from_str(text);
+    // A body that is not an object leaves every path absent; it is still read, so bad JSON is an error.
+    de.deserialize_any(RootVisitor { tree, out })?;
+    de.end()
+}
+
+struct RootVisitor<'t, 'o, 'a> {
+    tree: &'t PathTree,
+    out: &'o mut Vec<FieldValue<'a>>,
+}
+
+impl<'de> Visitor<'de> for RootVisitor<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        read_object(self.tree, 0, self.out, map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// The keys of an object under `node`: those the tree knows are read, the rest skipped.
+fn read_object<'de, A: MapAccess<'de>>(
+    tree: &PathTree,
+    node: usize,
+    out: &mut [FieldValue<'de>],
+    mut map: A,
+) -> Result<(), A::Error> {
+    while let Some(child) = map.next_key_seed(KeySeed { tree, node })? {
+        match child {
+            Some(child) => {
+                // A repeated key replaces what an earlier one left (last wins, as when parsing to a value).
+                set_below(tree, child, out, &FieldValue::Absent);
+                out[child] = map.next_value_seed(ValueSeed {
+                    tree,
+                    node: child,
+                    out,
+                })?;
+            }
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the child of `node` a key names, without allocating when the key has no escapes.
+struct KeySeed<'t> {
+    tree: &'t PathTree,
+    node: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.tree.child(self.node, key))
+    }
+}
+
+/// Reads the value at `node` and says what it is; paths below it are filled in as a side effect.
+struct ValueSeed<'t, 'o, 'a> {
+    tree: &'t PathTree,
+    node: usize,
+    out: &'o mut [FieldValue<'a>],
+}
+
+impl ValueSeed<'_, '_, '_> {
+    /// A scalar here: nested paths below cannot match.
+    fn scalar<'a>(self, found: Found<'a>) -> FieldValue<'a> {
+        if self.tree.end[self.node] > self.node + 1 {
+            set_below(self.tree, self.node, self.out, &FieldValue::Blocked);
+        }
+        FieldValue::Values(vec![found])
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, 'de> {
+    type Value = FieldValue<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, '_, 'de> {
+    type Value = FieldValue<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Str(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Str(Cow::Owned(v))))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        #[allow(clippy::cast_precision_loss)] // as serde_json's own as_f64
+        Ok(self.scalar(Found::Num(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(self.scalar(Found::Num(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Num(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Other))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Null))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        read_object(self.tree, self.node, self.out, map)?;
+        Ok(FieldValue::Objects)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // A list of objects is a list of contexts for nested paths; any other list is a list of values
+        // (objects in a mixed list, and nested lists, are values no condition but `exists` compares).
+        let nested = self.tree.end[self.node] > self.node + 1;
+        let mut values = Vec::new();
+        let mut objects = 0_usize;
+        while let Some(element) = seq.next_element_seed(ElementSeed {
+            tree: self.tree,
+            node: self.node,
+            out: &mut *self.out,
+            descend: nested && objects == 0,
+        })? {
+            match element {
+                Some(found) => values.push(found),
+                None => objects += 1,
+            }
+        }
+        if objects > 0 && values.is_empty() {
+            if objects > 1 && nested {
+                set_below(self.tree, self.node, self.out, &FieldValue::Ambiguous);
+            }
+            return Ok(FieldValue::Objects);
+        }
+        if nested {
+            set_below(self.tree, self.node, self.out, &FieldValue::Blocked);
+        }
+        values.extend(std::iter::repeat_n(Found::Other, objects));
+        Ok(FieldValue::Values(values))
+    }
+}
+
+/// One element of a list: `Some(value)` for a scalar or nested list, `None` for an object (read into the
+/// paths below only when `descend`: the first object of the list).
+struct ElementSeed<'t, 'o, 'a> {
+    tree: &'t PathTree,
+    node: usize,
+    out: &'o mut [FieldValue<'a>],
+    descend: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ElementSeed<'_, '_, 'de> {
+    type Value = Option<Found<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ElementSeed<'_, '_, 'de> {
+    type Value = Option<Found<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Found::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Found::Str(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Found::Str(Cow::Owned(v))))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(Some(Found::Num(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(Some(Found::Num(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Found::Num(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some(Found::Other))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some(Found::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some(Found::Other))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.descend {
+            read_object(self.tree, self.node, self.out, map)?;
+        } else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        }
+        Ok(None)
+    }
+}
+
+/// Why an attribute message cannot be read; the same cases as [`super::super::Message::from_attributes_json`].
+#[derive(Debug)]
+pub(super) enum AttributeError {
+    Json(serde_json::Error),
+    /// The attribute of this name is not `{"Type": ..., "Value": ...}`.
+    Shape(String),
+}
+
+/// Read message attributes in the form SNS delivers them (or SQS's `DataType`/`StringValue`): every
+/// attribute must be well formed, and those the tree knows are recorded.
+pub(super) fn attributes<'a>(
+    text: &'a str,
+    tree: &PathTree,
+    out: &mut Vec<FieldValue<'a>>,
+) -> Result<(), AttributeError> {
+    out.clear();
+    out.resize(tree.end[0], FieldValue::Absent);
+    let parsed: Vec<(Cow<'a, str>, AttributeFields<'a>)> = {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let map = de
+            .deserialize_any(AttributesVisitor)
+            .map_err(AttributeError::Json)?;
+        de.end().map_err(AttributeError::Json)?;
+        map.ok_or_else(|| AttributeError::Shape(String::new()))?
+    };
+    for (name, fields) in parsed {
+        // As `Message::from_attributes_json`: `Type` wins over `DataType` when both are there.
+        let pick = |a: Option<Option<Cow<'a, str>>>, b: Option<Option<Cow<'a, str>>>| a.or(b).flatten();
+        let (Some(data_type), Some(value)) = (
+            pick(fields.data_type.0, fields.data_type.1),
+            pick(fields.value.0, fields.value.1),
+        ) else {
+            return Err(AttributeError::Shape(name.into_owned()));
+        };
+        if let Some(id) = tree.child(0, &name) {
+            out[id] = if data_type.starts_with("Binary") {
+                FieldValue::Absent
+            } else {
+                FieldValue::Values(attribute_values(&data_type, value))
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The fields of one attribute: (`Type`, `DataType`) and (`Value`, `StringValue`); the outer option says
+/// whether the key was there, the inner whether it held a string.
+#[derive(Default)]
+struct AttributeFields<'a> {
+    data_type: (Field<'a>, Field<'a>),
+    value: (Field<'a>, Field<'a>),
+}
+
+/// One field of an attribute: whether the key was there, and whether it held a string.
+type Field<'a> = Option<Option<Cow<'a, str>>>;
+
+/// The top level: `None` when it is not an object.
+struct AttributesVisitor;
+
+impl<'de> Visitor<'de> for AttributesVisitor {
+    type Value = Option<Vec<(Cow<'de, str>, AttributeFields<'de>)>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of message attributes")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = map.next_key::<MaybeBorrowed<'de>>()? {
+            let fields = map.next_value::<AttributeFields<'de>>()?;
+            let name = name.0;
+            // A repeated attribute replaces the earlier one.
+            out.retain(|(n, _): &(Cow<'de, str>, _)| *n != name);
+            out.push((name, fields));
+        }
+        Ok(Some(out))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for AttributeFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AttributeFieldsVisitor)
+    }
+}
+
+/// An attribute that is not an object has no fields, so it is reported as malformed by the caller.
+struct AttributeFieldsVisitor;
+
+impl<'de> Visitor<'de> for AttributeFieldsVisitor {
+    type Value = AttributeFields<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a message attribute")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = AttributeFields::default();
+        while let Some(key) = map.next_key::<MaybeBorrowed<'de>>()? {
+            let slot = match key.0.as_ref() {
+                "Type" => &mut fields.data_type.0,
+                "DataType" => &mut fields.data_type.1,
+                "Value" => &mut fields.value.0,
+                "StringValue" => &mut fields.value.1,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value::<StringOrOther<'de>>()?.0);
+        }
+        Ok(fields)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(AttributeFields::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(AttributeFields::default())
+    }
+}
+
+/// A string, borrowed from the text when it has no escapes.
+struct MaybeBorrowed<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for MaybeBorrowed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor).map(MaybeBorrowed)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// A value that is kept when it is a string and skipped otherwise.
+struct StringOrOther<'a>(Option<Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for StringOrOther<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StringOrOtherVisitor).map(StringOrOther)
+    }
+}
+
+struct StringOrOtherVisitor;
+
+impl<'de> Visitor<'de> for StringOrOtherVisitor {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}

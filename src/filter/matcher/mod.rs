@@ -1,0 +1,244 @@
+//! Many policies of one scope compiled into one matcher, for the places that filter every message against
+//! all of a topic's subscriptions (and for the benchmark against the published engines).
+//!
+//! Testing policies one by one costs time in proportion to their number. Here each policy is expanded
+//! into its alternatives (`$or` multiplied out), each alternative is a list of predicates (one path and
+//! that key's conditions), identical predicates are shared, and the alternatives are laid into a trie in a
+//! fixed order of paths (the most selective first), so alternatives that start alike are tested once.
+//! Where a node has many edges on one path, they are found from the message's value through an index
+//! (`index.rs`: hash maps for values, affix lookups, a segment tree for numeric ranges); other edges are
+//! tested, each predicate at most once per message, and chains of single-child nodes are collapsed into
+//! one edge. The message itself is read in one streaming pass that keeps only the values at the paths the
+//! policies mention.
+//!
+//! The result is exactly `Policy::matches` for each policy (property and boundary tests hold it to that).
+
+mod extract;
+mod index;
+mod trie;
+
+use std::collections::HashMap;
+
+use super::{Branch, Condition, Message, MessageError, Node, Policy, PolicyError, Scope};
+use extract::FieldValue;
+
+pub use trie::Scratch;
+
+/// The paths the policies read, as a tree: node 0 is the message itself, every other node one key under
+/// its parent. Nodes are numbered depth first, so the nodes below `n` are `n + 1 .. end[n]`.
+#[derive(Debug, Default)]
+struct PathTree {
+    children: Vec<Vec<(Box<str>, usize)>>,
+    end: Vec<usize>,
+}
+
+impl PathTree {
+    fn child(&self, node: usize, key: &str) -> Option<usize> {
+        self.children[node]
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, id)| *id)
+    }
+
+    /// Build from the key paths in use, numbering depth first.
+    fn build(paths: &[Vec<String>]) -> (Self, HashMap<Vec<String>, usize>) {
+        #[derive(Default)]
+        struct Building(std::collections::BTreeMap<String, Building>);
+        let mut root = Building::default();
+        for path in paths {
+            let mut at = &mut root;
+            for key in path {
+                at = at.0.entry(key.clone()).or_default();
+            }
+        }
+        let mut tree = Self::default();
+        let mut ids = HashMap::new();
+        fn number(
+            b: &Building,
+            path: &mut Vec<String>,
+            tree: &mut PathTree,
+            ids: &mut HashMap<Vec<String>, usize>,
+        ) {
+            let id = tree.children.len();
+            tree.children.push(Vec::new());
+            tree.end.push(0);
+            ids.insert(path.clone(), id);
+            for (key, child) in &b.0 {
+                path.push(key.clone());
+                let child_id = tree.children.len();
+                number(child, path, tree, ids);
+                path.pop();
+                tree.children[id].push((key.as_str().into(), child_id));
+            }
+            tree.end[id] = tree.children.len();
+        }
+        number(&root, &mut Vec::new(), &mut tree, &mut ids);
+        (tree, ids)
+    }
+}
+
+/// One alternative of a policy: (path, conditions of that key), all of which must hold.
+type Clause<'p> = Vec<(Vec<String>, &'p [Condition])>;
+
+/// Multiply a branch out into its alternatives. SNS's limit of 150 combinations bounds the count.
+fn clauses<'p>(branch: &'p Branch, prefix: &[String]) -> Vec<Clause<'p>> {
+    let mut out: Vec<Clause<'p>> = vec![Vec::new()];
+    let product = |out: Vec<Clause<'p>>, alternatives: Vec<Clause<'p>>| -> Vec<Clause<'p>> {
+        out.iter()
+            .flat_map(|left| {
+                alternatives.iter().map(move |right| {
+                    let mut both = left.clone();
+                    both.extend(right.iter().cloned());
+                    both
+                })
+            })
+            .collect()
+    };
+    for (key, node) in &branch.keys {
+        let mut path = prefix.to_vec();
+        path.push(key.clone());
+        match node {
+            Node::Conditions(conditions) => {
+                for clause in &mut out {
+                    clause.push((path.clone(), conditions.as_slice()));
+                }
+            }
+            Node::Nested(nested) => out = product(out, clauses(nested, &path)),
+        }
+    }
+    for group in &branch.or {
+        let alternatives = group.iter().flat_map(|alt| clauses(alt, prefix)).collect();
+        out = product(out, alternatives);
+    }
+    out
+}
+
+/// A key's conditions at one path, shared by every policy that has the same.
+#[derive(Debug)]
+struct Predicate {
+    field: usize,
+    conditions: Vec<Condition>,
+    /// Only conditions the trie finds by value (see `index::indexable`) instead of testing them.
+    indexed: bool,
+}
+
+impl Predicate {
+    /// Whether it holds; `None` when the message cannot say without the exact evaluator (`Ambiguous`).
+    fn holds(&self, value: &FieldValue<'_>) -> Option<bool> {
+        let any = |f: &dyn Fn(&Condition) -> bool| self.conditions.iter().any(f);
+        Some(match value {
+            FieldValue::Absent => any(&|c| matches!(c, Condition::Exists(false))),
+            FieldValue::Blocked => false,
+            FieldValue::Ambiguous => return None,
+            FieldValue::Objects => any(&|c| matches!(c, Condition::Exists(true))),
+            FieldValue::Values(values) => any(&|c| super::eval::condition_matches_values(c, values)),
+        })
+    }
+}
+
+/// A number as a key of the trie's hash indexes: its bits, with -0 as 0 (the two compare equal).
+fn number_key(n: f64) -> u64 {
+    if n == 0.0 { 0 } else { n.to_bits() }
+}
+
+/// Policies of one scope compiled into one matcher. Build once per set of policies; match many messages.
+#[derive(Debug)]
+pub struct Matcher {
+    scope: Scope,
+    policies: Vec<Policy>,
+    paths: PathTree,
+    trie: trie::Trie,
+}
+
+impl Matcher {
+    /// Compile `policies`, which must all be of `scope`. Policy `i` of the list is reported as `i`.
+    pub fn new(scope: Scope, policies: Vec<Policy>) -> Result<Self, PolicyError> {
+        if let Some(i) = policies.iter().position(|p| p.scope() != scope) {
+            return Err(PolicyError {
+                path: String::new(),
+                rule: format!(
+                    "policy {i} is for {} but the matcher is for {scope}",
+                    policies[i].scope()
+                ),
+            });
+        }
+        let expanded: Vec<Vec<Clause<'_>>> = policies.iter().map(|p| clauses(&p.root, &[])).collect();
+        let all_paths: Vec<Vec<String>> = expanded
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|(path, _)| path.clone())
+            .collect();
+        let (paths, ids) = PathTree::build(&all_paths);
+        let numbered = expanded
+            .iter()
+            .map(|alternatives| {
+                alternatives
+                    .iter()
+                    .map(|clause| {
+                        clause
+                            .iter()
+                            .map(|(path, conditions)| (ids[path], *conditions))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let trie = trie::Trie::build(numbered, &paths);
+        Ok(Self {
+            scope,
+            policies,
+            paths,
+            trie,
+        })
+    }
+
+    /// The scope of every policy in the matcher.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// How many policies it holds.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether it holds no policy.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Working memory for [`Matcher::matching`]; keep one per thread and reuse it.
+    pub fn scratch(&self) -> Scratch {
+        self.trie.scratch(self.policies.len())
+    }
+
+    /// The indexes (ascending) of the policies that match a message given as JSON text: the body in
+    /// `MessageBody` scope, attributes in the form SNS delivers them in `MessageAttributes` scope.
+    pub fn matching<'s>(&self, text: &str, scratch: &'s mut Scratch) -> Result<&'s [usize], MessageError> {
+        let mut fields = Vec::new();
+        match self.scope {
+            Scope::MessageBody => extract::body(text, &self.paths, &mut fields)?,
+            Scope::MessageAttributes => {
+                extract::attributes(text, &self.paths, &mut fields).map_err(|e| match e {
+                    extract::AttributeError::Json(e) => MessageError::Json(e),
+                    extract::AttributeError::Shape(name) => MessageError::Attribute(name),
+                })?
+            }
+        }
+        let verify = self.trie.run(&fields, scratch);
+        if verify {
+            // A list of several objects lies on a path some policy nests into: the trie let those
+            // conditions pass, so the candidates are checked one by one against the whole message.
+            let message = match self.scope {
+                Scope::MessageBody => Message::from_body_json(text)?,
+                Scope::MessageAttributes => Message::from_attributes_json(text)?,
+            };
+            scratch.out.retain(|&i| self.policies[i].matches(&message));
+        }
+        Ok(&scratch.out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

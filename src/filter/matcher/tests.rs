@@ -1,0 +1,265 @@
+//! The compiled matcher must agree with `Policy::matches` on every policy and message.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::super::proptests::{any_json, condition, message, policy};
+use super::super::{Message, Policy, Scope};
+use super::Matcher;
+
+/// What the one-policy evaluator says, policy by policy.
+fn expected(policies: &[Policy], message: &Message) -> Vec<usize> {
+    (0..policies.len())
+        .filter(|&i| policies[i].matches(message))
+        .collect()
+}
+
+fn attributes_text(message: &Message) -> String {
+    let Message::Attributes(attrs) = message else {
+        unreachable!()
+    };
+    let map: serde_json::Map<String, Value> = attrs
+        .iter()
+        .map(|(k, (t, v))| (k.clone(), json!({"Type": t, "Value": v})))
+        .collect();
+    Value::Object(map).to_string()
+}
+
+fn check_body(policies: &[Value], bodies: &[Value]) {
+    let parsed: Vec<Policy> = policies
+        .iter()
+        .map(|p| Policy::parse(p, Scope::MessageBody).expect("valid"))
+        .collect();
+    let matcher = Matcher::new(Scope::MessageBody, parsed.clone()).expect("compiles");
+    let mut scratch = matcher.scratch();
+    for body in bodies {
+        let got = matcher
+            .matching(&body.to_string(), &mut scratch)
+            .expect("readable")
+            .to_vec();
+        assert_eq!(
+            got,
+            expected(&parsed, &Message::Body(body.clone())),
+            "body {body}"
+        );
+    }
+}
+
+/// The value indexes (ranges, affixes, case-insensitive equality) at their edges: every comparison form on
+/// the bounds themselves, just beside them, signed zeros, lists, and case folding beyond ASCII.
+#[test]
+fn indexed_conditions_at_their_boundaries() {
+    let mut policies = Vec::new();
+    for (lo, hi) in [(-1.0, 0.5), (0.0, 3.0), (0.5, 0.5), (3.0, 0.0)] {
+        for lower in [">", ">="] {
+            for upper in ["<", "<="] {
+                policies.push(json!({"n": [{"numeric": [lower, lo, upper, hi]}]}));
+            }
+            policies.push(json!({"n": [{"numeric": [lower, lo]}]}));
+        }
+        policies.push(json!({"n": [{"numeric": ["<", hi]}]}));
+        policies.push(json!({"n": [{"numeric": ["<=", hi]}]}));
+        policies.push(json!({"n": [{"numeric": ["=", lo]}, hi]}));
+    }
+    for word in ["", "a", "ab", "é", "K", "kelvin"] {
+        policies.push(json!({"s": [{"prefix": word}]}));
+        policies.push(json!({"s": [{"suffix": word}]}));
+        policies.push(json!({"s": [{"equals-ignore-case": word}, {"prefix": "x"}]}));
+    }
+    // Empty and inverted ranges are refused by the parser; the rest must all compile.
+    let before = policies.len();
+    policies.retain(|p| Policy::parse(p, Scope::MessageBody).is_ok());
+    assert!(policies.len() > before / 2, "most of the policies are valid");
+    let mut bodies: Vec<Value> = [
+        -2.0, -1.0, -0.5, -0.0, 0.0, 0.25, 0.5, 0.75, 3.0, 3.5, 1e300, -1e300,
+    ]
+    .iter()
+    .map(|n| json!({"n": n}))
+    .collect();
+    bodies.push(json!({"n": [-2.0, 0.5]}));
+    bodies.push(json!({"n": "0.5"}));
+    for s in [
+        "", "a", "ab", "abc", "bab", "é", "aé", "\u{212A}", "KELVIN", "Kelvin", "xK",
+    ] {
+        bodies.push(json!({"s": s}));
+    }
+    bodies.push(json!({"s": ["zz", "ab"]}));
+    check_body(&policies, &bodies);
+}
+
+#[test]
+fn nested_paths_through_objects_lists_and_scalars() {
+    let policies = [
+        json!({"order": {"tier": ["gold"]}}),
+        json!({"order": {"tier": [{"exists": false}]}}),
+        json!({"order": {"tier": ["gold"], "total": [{"numeric": [">", 10]}]}}),
+        json!({"order": [{"exists": true}]}),
+        json!({"order": {"customer": {"id": [{"prefix": "c-"}]}}}),
+    ];
+    let bodies = [
+        json!({"order": {"tier": "gold", "total": 20}}),
+        json!({"order": {"tier": "silver", "total": 20}}),
+        json!({"order": {"total": 5}}),
+        json!({}),
+        json!({"order": "gold"}),
+        json!({"order": null}),
+        json!({"order": []}),
+        json!({"order": [{"tier": "gold", "total": 20}]}),
+        // Several objects: a nested policy must hold within one of them.
+        json!({"order": [{"tier": "gold", "total": 5}, {"tier": "silver", "total": 20}]}),
+        json!({"order": [{"tier": "gold", "total": 5}, {"tier": "gold", "total": 20}]}),
+        json!({"order": [{"tier": "silver"}, {"total": 1}]}),
+        // A mixed list is a list of values.
+        json!({"order": [{"tier": "gold"}, "gold"]}),
+        json!({"order": {"customer": [{"id": "c-1"}, {"id": "d-2"}]}}),
+        json!({"order": {"customer": {"id": ["x", "c-9"]}}}),
+        // A repeated key: the last one counts.
+        serde_json::from_str(r#"{"order": {"tier": "gold"}, "order": {"tier": "silver"}}"#).unwrap(),
+        json!([1, 2]),
+        json!("text"),
+    ];
+    check_body(&policies, &bodies);
+}
+
+#[test]
+fn a_repeated_key_in_the_text_is_read_as_the_last_one() {
+    let policies = [
+        json!({"order": {"tier": ["gold"]}}),
+        json!({"order": {"tier": ["silver"]}}),
+    ];
+    let matcher = Matcher::new(
+        Scope::MessageBody,
+        policies
+            .iter()
+            .map(|p| Policy::parse(p, Scope::MessageBody).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let mut scratch = matcher.scratch();
+    let text = r#"{"order": {"tier": "gold", "x": 1}, "order": {"y": 2, "tier": "silver"}}"#;
+    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[1]);
+    let text = r#"{"order": {"tier": "gold"}, "order": 7}"#;
+    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[] as &[usize]);
+}
+
+#[test]
+fn bad_messages_are_errors_not_panics() {
+    let p = Policy::parse(&json!({"a": ["x"]}), Scope::MessageAttributes).unwrap();
+    let matcher = Matcher::new(Scope::MessageAttributes, vec![p.clone()]).unwrap();
+    let mut scratch = matcher.scratch();
+    for text in [
+        "{",
+        "[1]",
+        r#"{"a": 1}"#,
+        r#"{"a": {"Type": "String"}}"#,
+        r#"{"b": {"Value": "x"}}"#,
+    ] {
+        let one = Message::from_attributes_json(text);
+        let many = matcher.matching(text, &mut scratch);
+        assert_eq!(one.is_err(), many.is_err(), "{text}");
+    }
+    let body = Matcher::new(Scope::MessageBody, vec![]).unwrap();
+    assert!(body.matching("{\"a\": ", &mut body.scratch()).is_err());
+    assert!(body.matching("{} x", &mut body.scratch()).is_err());
+    assert!(
+        Matcher::new(Scope::MessageBody, vec![p]).is_err(),
+        "scopes must agree"
+    );
+}
+
+#[test]
+fn sqs_attribute_form_and_binary_attributes() {
+    let policies: Vec<Policy> = [json!({"a": ["x"]}), json!({"b": [{"exists": false}]})]
+        .iter()
+        .map(|p| Policy::parse(p, Scope::MessageAttributes).unwrap())
+        .collect();
+    let matcher = Matcher::new(Scope::MessageAttributes, policies.clone()).unwrap();
+    let mut scratch = matcher.scratch();
+    let text =
+        r#"{"a": {"DataType": "String", "StringValue": "x"}, "b": {"Type": "Binary", "Value": "AAE="}}"#;
+    let message = Message::from_attributes_json(text).unwrap();
+    assert_eq!(
+        matcher.matching(text, &mut scratch).unwrap(),
+        expected(&policies, &message)
+    );
+    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[0, 1]);
+}
+
+const BODY_KEYS: &[&str] = &["event", "region", "total", "tier"];
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop::collection::vec(condition(), 1..3).prop_map(Value::from)
+}
+
+fn body_policy() -> impl Strategy<Value = Value> {
+    let nested = prop::collection::btree_map(prop::sample::select(BODY_KEYS), leaf(), 1..3)
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+    let entry = prop_oneof![3 => leaf(), 1 => nested];
+    prop::collection::btree_map(
+        prop::sample::select(&["event", "order", "items", "total"][..]),
+        entry,
+        1..4,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+}
+
+fn body() -> impl Strategy<Value = Value> {
+    let scalar = prop_oneof![
+        prop::sample::select(super::super::proptests::WORDS).prop_map(Value::from),
+        (-20_i32..20).prop_map(|n| Value::from(f64::from(n) / 2.0)),
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+    ];
+    let object = prop::collection::btree_map(prop::sample::select(BODY_KEYS), scalar.clone(), 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+    let value = prop_oneof![
+        scalar.clone(),
+        object.clone(),
+        prop::collection::vec(object, 0..3).prop_map(Value::from),
+        prop::collection::vec(scalar, 0..3).prop_map(Value::from),
+    ];
+    prop::collection::btree_map(
+        prop::sample::select(&["event", "order", "items", "total"][..]),
+        value,
+        0..4,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+}
+
+proptest! {
+    #[test]
+    fn agrees_with_each_policy_on_attributes(
+        raw in prop::collection::vec(policy(), 1..12),
+        messages in prop::collection::vec(message(), 1..8),
+    ) {
+        let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageAttributes).ok()).collect();
+        let matcher = Matcher::new(Scope::MessageAttributes, policies.clone()).unwrap();
+        let mut scratch = matcher.scratch();
+        for m in &messages {
+            let got = matcher.matching(&attributes_text(m), &mut scratch).unwrap().to_vec();
+            prop_assert_eq!(got, expected(&policies, m), "message {:?}", m);
+        }
+    }
+
+    #[test]
+    fn agrees_with_each_policy_on_bodies(
+        raw in prop::collection::vec(body_policy(), 1..12),
+        bodies in prop::collection::vec(body(), 1..8),
+    ) {
+        let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageBody).ok()).collect();
+        let matcher = Matcher::new(Scope::MessageBody, policies.clone()).unwrap();
+        let mut scratch = matcher.scratch();
+        for b in &bodies {
+            let got = matcher.matching(&b.to_string(), &mut scratch).unwrap().to_vec();
+            prop_assert_eq!(got, expected(&policies, &Message::Body(b.clone())), "body {}", b);
+        }
+    }
+
+    #[test]
+    fn reading_arbitrary_bodies_never_panics(raw in prop::collection::vec(body_policy(), 1..4), b in any_json()) {
+        let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageBody).ok()).collect();
+        let matcher = Matcher::new(Scope::MessageBody, policies.clone()).unwrap();
+        let got = matcher.matching(&b.to_string(), &mut matcher.scratch()).unwrap().to_vec();
+        prop_assert_eq!(got, expected(&policies, &Message::Body(b)));
+    }
+}
