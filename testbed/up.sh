@@ -196,7 +196,10 @@ EOF
 kafka_java=(java -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
 	"-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties" -cp "$TESTBED_DIR/kafka-libs/*")
 if [[ ! -f $KAFKA_DIR/data/meta.properties ]] && ! is_running kafka; then
+	# A Kafka cluster id is 16 random bytes in URL-safe base64. It must not start with '-', or the storage
+	# tool reads it as an option: the first character is forced to a letter.
 	cluster_id=$(openssl rand -base64 16 | tr '+/' '-_' | tr -d '=')
+	cluster_id="A${cluster_id:1}"
 	"${kafka_java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
 		>"$TESTBED_DIR/logs/kafka-format.log" 2>&1 || {
 		cat "$TESTBED_DIR/logs/kafka-format.log" >&2
