@@ -77,6 +77,9 @@ impl Case {
 
 const STORES: u64 = 50;
 
+/// Events generated per case; every engine matches the same ones.
+const EVENTS_PER_CASE: usize = 2000;
+
 fn store(n: u64) -> String {
     format!("store-{:02}", n % STORES)
 }
@@ -155,7 +158,7 @@ fn workload(case: Case) -> (Vec<Value>, Vec<String>) {
     let Case { scope, shape, count } = case;
     let mut rng = Lcg(42);
     let policies = (0..count).map(|_| policy(&mut rng, scope, shape)).collect();
-    let events = (0..2000)
+    let events = (0..EVENTS_PER_CASE)
         .map(|_| {
             if scope == Scope::MessageBody {
                 body_event(&mut rng)
@@ -220,16 +223,30 @@ fn measure_compiled(case: Case) -> (f64, usize) {
         .collect();
     let matcher = Matcher::new(scope, policies).expect("one scope");
     let mut scratch = matcher.scratch();
+    best_of_three(|| {
+        events
+            .iter()
+            .map(|text| matcher.matching(text, &mut scratch).expect("valid event").len())
+            .sum()
+    })
+}
+
+/// Events per second of the best of three one-second windows (a shared 2-core machine is noisy; the best
+/// window is the closest to the engine's own speed), and the matches counted.
+fn best_of_three(mut pass: impl FnMut() -> usize) -> (f64, usize) {
+    let events = EVENTS_PER_CASE as f64;
+    let mut best = 0.0_f64;
     let mut matched = 0;
-    let mut processed = 0_u64;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        for text in &events {
-            matched += matcher.matching(text, &mut scratch).expect("valid event").len();
-            processed += 1;
+    for _ in 0..3 {
+        let mut passes = 0_u32;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(1) {
+            matched += pass();
+            passes += 1;
         }
+        best = best.max(f64::from(passes) * events / start.elapsed().as_secs_f64());
     }
-    (processed as f64 / start.elapsed().as_secs_f64(), matched)
+    (best, matched)
 }
 
 /// The policies tested one by one against a parsed message: the baseline the matcher is built to beat.
@@ -240,21 +257,19 @@ fn measure(case: Case) -> (f64, usize) {
         .iter()
         .map(|p| Policy::parse(p, scope).expect("valid"))
         .collect();
-    let mut matched = 0;
-    let mut processed = 0_u64;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        for text in &events {
-            let message = match scope {
-                Scope::MessageBody => Message::from_body_json(text),
-                Scope::MessageAttributes => Message::from_attributes_json(text),
-            }
-            .expect("valid event");
-            matched += policies.iter().filter(|p| p.matches(&message)).count();
-            processed += 1;
-        }
-    }
-    (processed as f64 / start.elapsed().as_secs_f64(), matched)
+    best_of_three(|| {
+        events
+            .iter()
+            .map(|text| {
+                let message = match scope {
+                    Scope::MessageBody => Message::from_body_json(text),
+                    Scope::MessageAttributes => Message::from_attributes_json(text),
+                }
+                .expect("valid event");
+                policies.iter().filter(|p| p.matches(&message)).count()
+            })
+            .sum()
+    })
 }
 
 /// Writes the workloads for the peer engines (bench/filter/), so they match the same events against the

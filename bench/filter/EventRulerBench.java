@@ -1,6 +1,7 @@
 // Matches the benchmark workload (target/bench/filter-workload.json, written by `cargo bench --bench
 // filter`) with AWS event-ruler: the same patterns added to one Machine, the same events (attribute messages
-// as flat JSON objects), JSON parsing included. Prints events per second on one thread.
+// as flat JSON objects), JSON parsing included. Prints events per second on one thread (best of three
+// one-second windows per case).
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
@@ -43,21 +44,25 @@ public class EventRulerBench {
                 }
             }
         }
+        // Best of three one-second windows, as the Rust harness measures.
         for (int c = 0; c < names.size(); c++) {
             long caseMatched = 0;
-            long processed = 0;
-            long start = System.nanoTime();
-            while (System.nanoTime() - start < 2_000_000_000L) {
-                for (String e : workloads.get(c)) {
-                    caseMatched += machines.get(c).rulesForJSONEvent(e).size();
-                    processed++;
+            double best = 0;
+            for (int window = 0; window < 3; window++) {
+                long processed = 0;
+                long start = System.nanoTime();
+                while (System.nanoTime() - start < 1_000_000_000L) {
+                    for (String e : workloads.get(c)) {
+                        caseMatched += machines.get(c).rulesForJSONEvent(e).size();
+                        processed++;
+                    }
                 }
+                best = Math.max(best, processed / ((System.nanoTime() - start) / 1e9));
             }
-            double seconds = (System.nanoTime() - start) / 1e9;
             if (caseMatched == 0 || matched == 0) {
                 throw new IllegalStateException("the workload matched nothing: " + names.get(c));
             }
-            System.out.printf("%-36s %14.0f%n", names.get(c), processed / seconds);
+            System.out.printf("%-36s %14.0f%n", names.get(c), best);
         }
     }
 }
