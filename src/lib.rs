@@ -2,13 +2,15 @@
 //!
 //! The library holds everything testable; `src/main.rs` only wires the command line. Modules grow with the
 //! issues: `api` (CRD types), `controller`, `cloud` (narrow traits per capability, AWS and Azure
-//! implementations side by side), `filter` and `worker`.
+//! implementations side by side), `filter`, `operate` (metrics, health, leader election, shutdown) and
+//! `worker`.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod cloud;
 pub mod controller;
 pub mod filter;
+pub mod operate;
 pub mod tls;
 pub mod webhook;
 

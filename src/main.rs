@@ -20,8 +20,9 @@ enum Command {
     Version,
     /// Print the CustomResourceDefinitions of the Tributary API as YAML (what `crds/` holds).
     Crds,
-    /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration.
-    Controller,
+    /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration, and
+    /// against AWS through the standard credential chain (`AWS_ENDPOINT_URL` points it at an emulator).
+    Controller(ControllerArgs),
     /// Serve the validating admission webhook (HTTPS) that checks Subscription filters with the filter
     /// engine. The controller will serve it too; this runs it alone.
     Webhook {
@@ -38,6 +39,41 @@ enum Command {
     /// Work with SNS filter policies offline.
     #[command(subcommand)]
     Filter(FilterCommand),
+}
+
+/// Flags of `tributary controller`; each can also come from the environment.
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "TRIBUTARY_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: std::net::SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader-election Lease, shared by all replicas.
+    #[arg(long, env = "TRIBUTARY_LEASE_NAME", default_value = "tributary-controller")]
+    lease_name: String,
+    /// This replica's identity in the Lease and in Events (default: hostname and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Every object is reconciled again this often, which finds and corrects drift made outside Kubernetes.
+    #[arg(long, env = "TRIBUTARY_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "TRIBUTARY_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,19 +107,9 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => println!("tributary {}", tributary::VERSION),
         Command::Crds => print!("{}", tributary::api::crds_yaml()?),
-        Command::Controller => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .init();
+        Command::Controller(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                let client = kube::Client::try_default().await?;
-                tributary::controller::run(client, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await;
-                anyhow::Ok(())
-            })?;
+            runtime.block_on(controller(args))?;
         }
         Command::Webhook {
             listen,
@@ -122,4 +148,117 @@ fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
+/// SIGTERM or the lease is lost → release the lease → exit.
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use std::{
+        sync::{Arc, atomic::AtomicBool},
+        time::Duration,
+    };
+
+    use anyhow::Context as _;
+    use futures::FutureExt;
+    use tributary::{
+        cloud::aws::AwsCloud,
+        controller::{self, Config, Context},
+        operate::{self, HttpState, LeaseConfig, Metrics, http},
+    };
+
+    let ControllerArgs {
+        metrics_listen,
+        leader_election_namespace,
+        lease_name,
+        identity,
+        resync_seconds,
+        watch_namespace,
+        log_format,
+    } = args;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+    let identity = identity.unwrap_or_else(default_identity);
+    tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
+
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = operate::shutdown::signal().shared();
+    let listener = http::bind(metrics_listen)
+        .await
+        .with_context(|| format!("failed to bind {metrics_listen}"))?;
+    let state = HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(http::serve_on(listener, state, shutdown.clone()));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client")?;
+    let lease = LeaseConfig {
+        namespace: leader_election_namespace,
+        name: lease_name,
+        identity: identity.clone(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    };
+    let leadership = tokio::select! {
+        leadership = operate::acquire(client.clone(), lease, metrics.clone()) => {
+            leadership.context("failed to acquire the leader lease")?
+        }
+        () = shutdown.clone() => {
+            tracing::info!("shut down before becoming the leader");
+            return Ok(());
+        }
+    };
+    tracing::info!("leader: starting the controllers");
+
+    let cloud = AwsCloud::from_env_with_metrics(metrics.clone()).await;
+    let config = Config {
+        resync: Duration::from_secs(resync_seconds.max(1)),
+        namespace: watch_namespace,
+        instance: Some(identity),
+        ..Config::default()
+    };
+    let ctx = Arc::new(Context::new(client, cloud, metrics, config));
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The controllers stop gracefully (finishing the reconciles in flight) on SIGTERM or when the lease
+    // is lost, whichever comes first.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controllers = controller::run(ctx, async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(controllers);
+    tokio::select! {
+        () = &mut controllers => {}
+        () = shutdown.clone() => {
+            let _ = stop.send(());
+            controllers.await;
+        }
+        () = leadership.lost() => {
+            tracing::warn!("the leader lease was lost: stopping the controllers");
+            let _ = stop.send(());
+            controllers.await;
+        }
+    }
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    leadership.release().await;
+    server.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tributary".to_owned());
+    format!("{host}-{}", std::process::id())
 }

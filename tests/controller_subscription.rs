@@ -1,6 +1,7 @@
 //! The Subscription reconciler on the test bed, with no webhook installed: an invalid filter policy is
 //! accepted by the API server (its schema cannot check the policy) and reported as `Ready=False` with the
-//! filter engine's message; fixing the spec moves the condition on, with `observedGeneration` following.
+//! filter engine's message; fixing the spec moves the condition on (to `DependencyNotReady`, since the
+//! Topic does not exist), with `observedGeneration` following, and without an error storm.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -27,10 +28,8 @@ async fn invalid_filter_is_reported_as_ready_false_with_the_engines_message() {
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-sub").await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(tributary::controller::run(client.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let aws = common::aws_config().await;
+    let controller = common::start_controller(&client, &ns, &aws).await;
 
     let api = common::tributary_api(&client, &ns, "Subscription");
     let object = &common::yaml_objects(
@@ -64,24 +63,22 @@ async fn invalid_filter_is_reported_as_ready_false_with_the_engines_message() {
         .await;
     assert_eq!(
         (status.as_str(), reason.as_str(), generation),
-        ("Unknown", "Provisioning", 2)
+        ("False", "DependencyNotReady", 2)
     );
     let stored = api.get("s").await.unwrap();
-    assert_eq!(
-        stored.data["status"]["appliedFilterPolicy"],
-        r#"{"customer":{"tier":["gold"]}}"#
-    );
+    let (_, _, message, _) = ready(&stored).unwrap();
+    assert_eq!(message, "Topic orders does not exist");
     assert_eq!(stored.data["status"]["observedGeneration"], 2);
 
-    // Status is deterministic: a resync of the unchanged object does not change the resourceVersion.
+    // Status is deterministic: the dependency retries (every second here) of the unchanged object do not
+    // change the resourceVersion.
     let before = stored.metadata.resource_version.clone();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         api.get("s").await.unwrap().metadata.resource_version,
         before,
         "the controller loops on its own status"
     );
 
-    stop_tx.send(()).unwrap();
-    controller.await.unwrap();
+    controller.stop().await;
 }

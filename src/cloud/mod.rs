@@ -1,4 +1,14 @@
-//! Cloud provider plumbing. Capability traits land here with the provider issues; for now this holds the
-//! pieces every Azure data-plane client needs.
+//! Cloud provider plumbing: the capability traits the controllers call ([`traits`]), the classified
+//! error every implementation returns ([`Error`], [`ErrorKind`]), and one module per provider. The AWS
+//! implementation ([`aws::AwsCloud`]) provides topics, queues, subscriptions and queue messages; the
+//! Azure module holds what every Azure data-plane client needs. [`redrive`] is the provider-neutral
+//! fallback for moving dead-lettered messages.
 
+pub mod aws;
 pub mod azure;
+mod error;
+pub mod redrive;
+pub mod traits;
+
+pub use error::{Error, ErrorKind, Operation, Result};
+pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tags, Topics};

@@ -1,56 +1,160 @@
-//! The controllers: one reconciler per kind, sharing a [`Context`]. Finalizers, cloud calls, metrics and
-//! leader election join with the provider issues; the Subscription reconciler validates and reports.
+//! The controllers: one reconciler per kind (Topic, Queue, DeadLetter, Subscription) sharing one
+//! [`Context`]. Each follows the same pipeline: validate (pure) → build the desired cloud state (pure) →
+//! apply through the cloud traits → write status. The shared driver ([`finalize`]) adds the finalizer,
+//! classifies errors and writes the failure conditions; [`watch`] wires the watches so a dependency
+//! becoming ready wakes the objects that wait for it, and status-only writes wake nobody.
 
 pub mod conditions;
+pub mod dead_letter;
+pub mod drift;
+pub mod error;
+pub mod events;
+pub mod finalize;
+pub mod ownership;
+pub mod queue;
+mod redrive;
+pub mod status;
 pub mod subscription;
+pub mod topic;
+pub mod watch;
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::{
-    Api, Client,
-    runtime::{Controller, controller::Action, watcher},
+    Client,
+    runtime::{
+        Controller,
+        events::{Recorder, Reporter},
+    },
 };
 
-use crate::api::Subscription;
+pub use error::Error;
+
+use crate::{
+    api::{DeadLetter, Queue, Subscription, Topic},
+    cloud::{QueueMessages, Queues, Subscriptions, Topics},
+    operate::Metrics,
+};
 
 /// Field manager of every write the controller makes (server-side apply).
 pub const FIELD_MANAGER: &str = "tributary-controller";
 
-/// Shared state of the reconcilers.
-pub struct Context {
+/// The finalizer on every object backed by a cloud resource.
+pub const FINALIZER: &str = "tributary.dev/cleanup";
+
+/// Every capability the AWS controllers use, in one bound.
+pub trait Cloud: Topics + Queues + Subscriptions + QueueMessages + Clone + 'static {}
+
+impl<T: Topics + Queues + Subscriptions + QueueMessages + Clone + 'static> Cloud for T {}
+
+/// Settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Every object is reconciled again this long after a success, which detects and corrects drift
+    /// made outside Kubernetes.
+    pub resync: Duration,
+    /// Watch only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// How soon an object waiting for a dependency looks again (watches usually wake it sooner).
+    pub dependency_retry: Duration,
+    /// Identity of this replica in Events (`reportingInstance`).
+    pub instance: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            namespace: None,
+            dependency_retry: Duration::from_secs(10),
+            instance: None,
+        }
+    }
+}
+
+/// Shared state of the reconcilers: one per process.
+pub struct Context<C> {
     /// Kubernetes client.
     pub client: Client,
+    /// The cloud the objects are reconciled against.
+    pub cloud: C,
+    /// Reconcile and cloud-call metrics.
+    pub metrics: Metrics,
+    /// Records Kubernetes Events on the objects.
+    pub recorder: Recorder,
+    /// Settings.
+    pub config: Config,
+    /// Per-object backoff of transient failures.
+    pub backoff: error::Backoff,
 }
 
-/// Errors of a reconcile, with what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed (transient: retried with backoff).
-    #[error("{what}: {source}")]
-    Kube {
-        /// What was being done.
-        what: String,
-        /// The cause.
-        source: kube::Error,
-    },
+impl<C> Context<C> {
+    /// A context with an Event recorder reporting as `tributary-controller` (and `config.instance`).
+    pub fn new(client: Client, cloud: C, metrics: Metrics, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: config.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cloud,
+            metrics,
+            config,
+            backoff: error::Backoff::default(),
+        }
+    }
 }
 
-fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Runs the Topic, Queue, DeadLetter and Subscription controllers concurrently until `shutdown`
+/// resolves; each then finishes the reconciles in flight.
+pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.boxed().shared();
+    let topics = watch::primary::<Topic, C>(&ctx);
+    let queues = watch::primary::<Queue, C>(&ctx);
+    let dead_letters = watch::primary::<DeadLetter, C>(&ctx);
+    let subscriptions = watch::primary::<Subscription, C>(&ctx);
+
+    let topic_controller = Controller::for_stream(topics.stream, topics.store);
+    let queue_controller = watch::queue_watches(
+        Controller::for_stream(queues.stream, queues.store.clone()),
+        &ctx,
+        queues.store,
+    );
+    let dead_letter_controller = watch::dead_letter_watches(
+        Controller::for_stream(dead_letters.stream, dead_letters.store),
+        &ctx,
+    );
+    let subscription_controller = watch::subscription_watches(
+        Controller::for_stream(subscriptions.stream, subscriptions.store.clone()),
+        &ctx,
+        subscriptions.store,
+    );
+
+    tokio::join!(
+        drive(topic_controller, ctx.clone(), shutdown.clone()),
+        drive(queue_controller, ctx.clone(), shutdown.clone()),
+        drive(dead_letter_controller, ctx.clone(), shutdown.clone()),
+        drive(subscription_controller, ctx.clone(), shutdown),
+    );
 }
 
-/// Run the Subscription controller on all namespaces until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let subscriptions: Api<Subscription> = Api::all(client.clone());
-    let ctx = Arc::new(Context { client });
-    Controller::new(subscriptions, watcher::Config::default())
+/// Runs one controller with the shared driver until shutdown.
+async fn drive<K, C>(
+    controller: Controller<K>,
+    ctx: Arc<Context<C>>,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) where
+    K: finalize::Reconciler<C>,
+    C: Cloud,
+{
+    controller
         .graceful_shutdown_on(shutdown)
-        .run(subscription::reconcile, error_policy, ctx)
+        .run(finalize::reconcile::<K, C>, finalize::error_policy::<K, C>, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "reconcile error");
+                tracing::debug!(kind = K::KIND, %error, "reconcile error");
             }
         })
         .await;

@@ -1,37 +1,38 @@
-//! Subscription reconciler. Pipeline: validate (no network) → build desired state → apply → status.
-//! This stage implements validation and status: an invalid filter policy is reported as `Ready=False`
-//! with the filter engine's message, which is what users see when no admission webhook is installed.
-//! Provisioning the SNS subscription arrives with the AWS provider.
+//! Subscription reconciler (SNS subscription of an SQS queue to a topic). validate: the filter policy,
+//! by the filter engine (an invalid one is `InvalidFilter`, the engine's message in the condition, which
+//! is what users see when no admission webhook is installed) → dependencies: the Topic's and the Queue's
+//! ARNs (`DependencyNotReady` until both have one), FIFO parity → build: attributes with the filter policy
+//! in the engine's canonical JSON → apply: find or subscribe (never a duplicate), set what differs →
+//! status: ARN and the applied canonical policy. The queue policy letting the topic send is the Queue
+//! reconciler's (it watches Subscriptions).
 
 use std::sync::Arc;
 
-use k8s_openapi::jiff::Timestamp;
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
-};
-use serde_json::json;
+use kube::{Api, ResourceExt};
 
 use super::{
-    Context, Error,
-    conditions::{self, Desired, types},
+    Cloud, Context,
+    drift::{self, names_of},
+    error::Error,
+    events::{self, reasons},
+    finalize::{Applied, Reconciler},
+    status::{describe, was_synced},
 };
 use crate::{
-    api::subscription::{FilterScope, Subscription},
+    api::{
+        Queue, Topic,
+        common::{DeletionPolicy, Provider},
+        subscription::{FilterScope, Subscription, SubscriptionStatus},
+    },
+    cloud::{
+        Attributes,
+        aws::attributes::{self, names},
+    },
     filter::{Policy, Scope},
 };
 
-/// Why a Subscription cannot be reconciled as written. Permanent: only a spec change fixes it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
-    /// The filter policy breaks a rule of the SNS filter-policy language.
-    #[error("spec.filter.policy: {0}")]
-    Filter(String),
-}
-
-/// The validate step: pure, no network.
-pub fn validate(subscription: &Subscription) -> Result<Option<Policy>, Invalid> {
+/// The validate step: pure. The parsed filter policy, if there is one.
+pub fn validate(subscription: &Subscription) -> Result<Option<Policy>, Error> {
     let Some(filter) = &subscription.spec.filter else {
         return Ok(None);
     };
@@ -41,81 +42,296 @@ pub fn validate(subscription: &Subscription) -> Result<Option<Policy>, Invalid> 
     };
     Policy::parse(&serde_json::Value::Object(filter.policy.clone()), scope)
         .map(Some)
-        .map_err(|e| Invalid::Filter(e.to_string()))
+        .map_err(|e| Error::InvalidFilter {
+            object: describe(subscription),
+            message: format!("spec.filter.policy: {e}"),
+        })
 }
 
-/// The conditions for the outcome of validation.
-pub fn desired_conditions(validated: &Result<Option<Policy>, Invalid>) -> Vec<Desired> {
-    match validated {
-        Err(invalid) => vec![
-            Desired {
-                type_: types::READY,
-                status: "False",
-                reason: "InvalidFilter",
-                message: invalid.to_string(),
-            },
-            Desired {
-                type_: types::SYNCED,
-                status: "False",
-                reason: "InvalidFilter",
-                message: invalid.to_string(),
-            },
-        ],
-        Ok(_) => vec![
-            Desired {
-                type_: types::READY,
-                status: "Unknown",
-                reason: "Provisioning",
-                message: "the spec is valid; waiting for the SNS subscription to be provisioned".to_owned(),
-            },
-            Desired {
-                type_: types::SYNCED,
-                status: "Unknown",
-                reason: "Provisioning",
-                message: String::new(),
-            },
-        ],
+/// The build step: pure. Raw delivery, and the filter policy as the engine's canonical JSON with its
+/// scope (or an empty policy, which removes a filter).
+pub fn build(subscription: &Subscription, policy: Option<&Policy>) -> Attributes {
+    let mut desired = attributes::subscription_attributes(
+        subscription.spec.raw_message_delivery,
+        subscription.spec.filter.as_ref(),
+    );
+    if let Some(policy) = policy {
+        desired.insert(names::FILTER_POLICY.to_owned(), policy.canonical_json());
+    }
+    desired
+}
+
+/// FIFO parity: a FIFO queue receives only from a FIFO topic. Pure.
+pub fn check_fifo(topic: &Topic, queue: &Queue) -> Result<(), String> {
+    let topic_fifo = topic.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
+    let queue_fifo = queue.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
+    if queue_fifo && !topic_fifo {
+        return Err(format!(
+            "Queue {} is FIFO but Topic {} is not: a FIFO queue can only subscribe to a FIFO topic",
+            queue.name_any(),
+            topic.name_any()
+        ));
+    }
+    Ok(())
+}
+
+/// The ARNs of the Topic and the Queue, or why there are none yet.
+async fn endpoints<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+) -> Result<(String, String), Error> {
+    let object = describe(subscription);
+    let namespace = subscription.namespace().unwrap_or_default();
+    let topic_name = &subscription.spec.topic_ref.name;
+    let queue_name = &subscription.spec.queue_ref.name;
+    let topic = Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(topic_name)
+        .await
+        .map_err(|source| Error::kube(&object, format!("reading Topic {topic_name}"), source))?;
+    let queue = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(queue_name)
+        .await
+        .map_err(|source| Error::kube(&object, format!("reading Queue {queue_name}"), source))?;
+    let not_ready = |message: String| Error::DependencyNotReady {
+        object: object.clone(),
+        message,
+    };
+    let (topic, queue) = match (topic, queue) {
+        (Some(topic), Some(queue)) => (topic, queue),
+        (None, _) => return Err(not_ready(format!("Topic {topic_name} does not exist"))),
+        (_, None) => return Err(not_ready(format!("Queue {queue_name} does not exist"))),
+    };
+    if queue.spec.provider != Provider::Aws {
+        return Err(Error::InvalidSpec {
+            object,
+            message: format!(
+                "spec.queueRef: Queue {queue_name} is not on aws; SNS delivers to SQS queues only"
+            ),
+        });
+    }
+    check_fifo(&topic, &queue).map_err(|message| Error::InvalidSpec {
+        object: object.clone(),
+        message,
+    })?;
+    let topic_arn = topic.status.as_ref().and_then(|s| s.arn.clone());
+    let queue_arn = queue.status.as_ref().and_then(|s| s.observed.arn.clone());
+    match (topic_arn, queue_arn) {
+        (Some(topic), Some(queue)) => Ok((topic, queue)),
+        (None, _) => Err(not_ready(format!(
+            "Topic {topic_name} is not ready: it has no SNS ARN yet"
+        ))),
+        (_, None) => Err(not_ready(format!(
+            "Queue {queue_name} is not ready: it has no SQS ARN yet"
+        ))),
     }
 }
 
-/// Reconcile one Subscription.
-pub async fn reconcile(subscription: Arc<Subscription>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = subscription.name_any();
-    let namespace = subscription.namespace().unwrap_or_default();
-    let validated = validate(&subscription);
-    let current = subscription
-        .status
-        .as_ref()
-        .map(|s| s.common.conditions.clone())
-        .unwrap_or_default();
-    let generation = subscription.metadata.generation;
-    let conditions = conditions::merge(
-        &current,
-        &desired_conditions(&validated),
-        generation,
-        Timestamp::now(),
-    );
-    let applied = validated
-        .as_ref()
-        .ok()
-        .and_then(|p| p.as_ref())
-        .map(Policy::canonical_json);
-    let status = json!({
-        "apiVersion": "tributary.dev/v1alpha1",
-        "kind": "Subscription",
-        "status": {"observedGeneration": generation, "conditions": conditions, "appliedFilterPolicy": applied},
-    });
-    let api: Api<Subscription> = Api::namespaced(ctx.client.clone(), &namespace);
-    api.patch_status(
-        &name,
-        &PatchParams::apply(super::FIELD_MANAGER).force(),
-        &Patch::Apply(&status),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        what: format!("writing status of Subscription {namespace}/{name}"),
-        source,
-    })?;
-    // An invalid spec waits for a change; nothing to retry.
-    Ok(Action::await_change())
+impl<C: Cloud> Reconciler<C> for Subscription {
+    async fn apply(
+        subscription: Arc<Self>,
+        ctx: Arc<Context<C>>,
+    ) -> Result<Applied<SubscriptionStatus>, Error> {
+        let object = describe(&*subscription);
+        let policy = validate(&subscription)?;
+        let desired = build(&subscription, policy.as_ref());
+        let (topic_arn, queue_arn) = endpoints(&subscription, &ctx).await?;
+        let cloud = &ctx.cloud;
+        let err = |source| Error::cloud(&object, source);
+
+        // The ARN in status, if SNS still has it; else look it up, so a restart never subscribes twice.
+        let mut existing = None;
+        if let Some(arn) = subscription.status.as_ref().and_then(|s| s.arn.clone())
+            && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
+        {
+            existing = Some((arn, observed));
+        }
+        if existing.is_none()
+            && let Some(arn) = cloud
+                .find_subscription(&topic_arn, &queue_arn)
+                .await
+                .map_err(err)?
+            && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
+        {
+            existing = Some((arn, observed));
+        }
+        let arn = match existing {
+            None => {
+                let arn = cloud
+                    .subscribe(&topic_arn, &queue_arn, &desired)
+                    .await
+                    .map_err(err)?;
+                let note = format!("subscribed {queue_arn} to {topic_arn}: {arn}");
+                events::normal(&ctx.recorder, &*subscription, reasons::CREATED, note).await;
+                arn
+            }
+            Some((arn, observed)) => {
+                let changes = drift::diff(&desired, &observed);
+                for (name, value) in &changes.to_set {
+                    cloud
+                        .set_subscription_attribute(&arn, name, value)
+                        .await
+                        .map_err(err)?;
+                }
+                if !changes.to_set.is_empty() {
+                    let reason = events::change_reason(was_synced(&*subscription));
+                    let note = format!("set {} on SNS subscription {arn}", names_of(&changes));
+                    events::normal(&ctx.recorder, &*subscription, reason, note).await;
+                }
+                arn
+            }
+        };
+        Ok(Applied {
+            status: SubscriptionStatus {
+                arn: Some(arn.clone()),
+                applied_filter_policy: policy.as_ref().map(Policy::canonical_json),
+                ..SubscriptionStatus::default()
+            },
+            message: format!("SNS subscription {arn}"),
+            requeue: None,
+        })
+    }
+
+    async fn cleanup(subscription: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
+        if subscription.spec.deletion_policy == DeletionPolicy::Retain {
+            let note = "deletionPolicy is Retain: the SNS subscription is kept".to_owned();
+            events::normal(&ctx.recorder, &*subscription, reasons::RETAINED, note).await;
+            return Ok(());
+        }
+        let object = describe(&*subscription);
+        let err = |source| Error::cloud(&object, source);
+        let mut arn = subscription.status.as_ref().and_then(|s| s.arn.clone());
+        if arn.is_none() {
+            // Subscribed but the status was never written (a restart mid-reconcile): look it up.
+            if let Ok((topic_arn, queue_arn)) = endpoints(&subscription, &ctx).await {
+                arn = ctx
+                    .cloud
+                    .find_subscription(&topic_arn, &queue_arn)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        if let Some(arn) = arn {
+            ctx.cloud.unsubscribe(&arn).await.map_err(err)?;
+            let note = format!("unsubscribed {arn}");
+            events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{
+        common::ObjectRef,
+        queue::{QueueAws, QueueSpec},
+        subscription::{SubscriptionFilter, SubscriptionSpec},
+        topic::{TopicAws, TopicSpec},
+    };
+
+    fn subscription(policy: serde_json::Value, scope: FilterScope) -> Subscription {
+        Subscription::new(
+            "s",
+            SubscriptionSpec {
+                topic_ref: ObjectRef {
+                    name: "orders".into(),
+                },
+                queue_ref: ObjectRef { name: "q".into() },
+                filter: Some(SubscriptionFilter {
+                    scope,
+                    policy: policy.as_object().unwrap().clone(),
+                }),
+                raw_message_delivery: true,
+                deletion_policy: DeletionPolicy::Delete,
+            },
+        )
+    }
+
+    #[test]
+    fn an_invalid_filter_is_invalid_filter_with_the_engines_message() {
+        let s = subscription(
+            json!({"customer": {"tier": ["gold"]}}),
+            FilterScope::MessageAttributes,
+        );
+        let error = validate(&s).unwrap_err();
+        assert_eq!(error.reason(), "InvalidFilter");
+        assert!(
+            error
+                .condition_message()
+                .contains("customer: nested keys are not allowed in MessageAttributes scope"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_filter_is_sent_in_canonical_form_with_scope_and_raw_delivery() {
+        let s = subscription(
+            json!({"event": ["OrderShipped", "OrderPlaced"]}),
+            FilterScope::MessageBody,
+        );
+        let policy = validate(&s).unwrap();
+        let desired = build(&s, policy.as_ref());
+        assert_eq!(desired["FilterPolicy"], policy.unwrap().canonical_json());
+        assert_eq!(desired["FilterPolicyScope"], "MessageBody");
+        assert_eq!(desired["RawMessageDelivery"], "true");
+        // What SNS reports back, reordered, is not a difference.
+        let observed: Attributes = [
+            ("FilterPolicy", r#"{"event": ["OrderPlaced", "OrderShipped"]}"#),
+            ("FilterPolicyScope", "MessageBody"),
+            ("RawMessageDelivery", "True"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert!(drift::diff(&desired, &observed).is_empty());
+    }
+
+    #[test]
+    fn without_a_filter_the_policy_is_cleared() {
+        let mut s = subscription(json!({"a": ["b"]}), FilterScope::MessageAttributes);
+        s.spec.filter = None;
+        let desired = build(&s, validate(&s).unwrap().as_ref());
+        assert_eq!(desired["FilterPolicy"], "");
+    }
+
+    #[test]
+    fn a_fifo_queue_needs_a_fifo_topic() {
+        let topic = |fifo| {
+            Topic::new(
+                "t",
+                TopicSpec {
+                    aws: Some(TopicAws {
+                        fifo,
+                        ..TopicAws::default()
+                    }),
+                    ..TopicSpec::default()
+                },
+            )
+        };
+        let queue = |fifo| {
+            Queue::new(
+                "q",
+                QueueSpec {
+                    aws: Some(QueueAws {
+                        fifo,
+                        ..QueueAws::default()
+                    }),
+                    ..QueueSpec::default()
+                },
+            )
+        };
+        assert!(check_fifo(&topic(true), &queue(true)).is_ok());
+        assert!(check_fifo(&topic(false), &queue(false)).is_ok());
+        assert!(
+            check_fifo(&topic(true), &queue(false)).is_ok(),
+            "SNS FIFO topics deliver to standard queues"
+        );
+        let error = check_fifo(&topic(false), &queue(true)).unwrap_err();
+        assert!(
+            error.contains("a FIFO queue can only subscribe to a FIFO topic"),
+            "{error}"
+        );
+    }
 }

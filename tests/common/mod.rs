@@ -185,3 +185,105 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .remove(&QueueAttributeName::QueueArn)
         .unwrap()
 }
+
+/// A controller running in this test process, watching one namespace.
+pub struct RunningController {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    /// Stops it gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap();
+    }
+
+    /// Kills it at once, wherever it is (a crash).
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the controllers for `namespace` against the AWS endpoint of `aws`, with a 3 s resync and a
+/// 1 s dependency retry so that tests converge quickly.
+pub async fn start_controller(
+    client: &kube::Client,
+    namespace: &str,
+    aws: &aws_config::SdkConfig,
+) -> RunningController {
+    use tributary::{
+        cloud::aws::AwsCloud,
+        controller::{Config, Context, run},
+        operate::Metrics,
+    };
+    let config = Config {
+        resync: Duration::from_secs(3),
+        namespace: Some(namespace.to_owned()),
+        dependency_retry: Duration::from_secs(1),
+        instance: Some(format!("test-{}", std::process::id())),
+    };
+    let ctx = std::sync::Arc::new(Context::new(
+        client.clone(),
+        AwsCloud::new(aws),
+        Metrics::new(),
+        config,
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(ctx, async {
+        let _ = stopped.await;
+    }));
+    RunningController {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// The `(status, reason, message, observedGeneration)` of an object's condition `type_`.
+pub fn condition(object: &kube::api::DynamicObject, type_: &str) -> Option<(String, String, String, i64)> {
+    let conditions = object.data.get("status")?.get("conditions")?.as_array()?;
+    let c = conditions.iter().find(|c| c["type"] == type_)?;
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    Some((
+        s("status"),
+        s("reason"),
+        s("message"),
+        c["observedGeneration"].as_i64()?,
+    ))
+}
+
+/// Waits until `kind` `name` has condition Ready with `reason`, and returns the object.
+pub async fn wait_reason(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> kube::api::DynamicObject {
+    let api = tributary_api(client, namespace, kind);
+    let what = format!("{kind} {namespace}/{name} Ready reason {reason}");
+    eventually(&what, timeout, || {
+        let api = api.clone();
+        async move {
+            let object = api.get(name).await.ok()?;
+            let (_, found, _, _) = condition(&object, "Ready")?;
+            (found == reason).then_some(object)
+        }
+    })
+    .await
+}
+
+/// Creates every object of a YAML text in `namespace`.
+pub async fn create_yaml(client: &kube::Client, namespace: &str, text: &str) {
+    for object in yaml_objects(text) {
+        let kind = object.types.as_ref().unwrap().kind.clone();
+        tributary_api(client, namespace, &kind)
+            .create(&kube::api::PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("creating {kind}: {e}"));
+    }
+}

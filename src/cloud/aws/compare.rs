@@ -1,0 +1,191 @@
+//! Comparing desired and observed attributes without false differences, pure. AWS hands JSON-valued
+//! attributes back in its own shape (keys reordered, whitespace dropped, `"5"` for `5` in
+//! `RedrivePolicy`, one-element arrays collapsed in IAM policies), and booleans as `true` or `True`.
+//! Comparing strings would report a drift on every reconcile, set the same value again, and never settle;
+//! comparing canonical forms does settle.
+
+use serde_json::{Map, Value};
+
+use crate::cloud::Attributes;
+
+use super::attributes::names;
+
+/// Attributes that cannot change after creation: a difference means the resource must be replaced.
+pub const IMMUTABLE: &[&str] = &[names::FIFO_QUEUE, names::FIFO_TOPIC];
+
+/// How much of a JSON document is significant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonMode {
+    /// Key order and whitespace are not significant; everything else is (filter and delivery policies,
+    /// where `"5"` and `5` match different messages).
+    Plain,
+    /// Also: numbers and strings with the same text are equal (`maxReceiveCount`), array order is not
+    /// significant (`sourceQueueArns`).
+    Redrive,
+    /// IAM policy documents: also a one-element array equals its element, arrays are sets, `"*"` as a
+    /// principal equals `{"AWS": "*"}`, actions are case-insensitive, and numbers and booleans equal their
+    /// string forms.
+    Iam,
+}
+
+/// The JSON mode of an attribute, or `None` if its value is not JSON.
+pub fn json_mode(name: &str) -> Option<JsonMode> {
+    match name {
+        names::POLICY => Some(JsonMode::Iam),
+        names::REDRIVE_POLICY | names::REDRIVE_ALLOW_POLICY => Some(JsonMode::Redrive),
+        _ if name.ends_with("Policy") => Some(JsonMode::Plain),
+        _ => None,
+    }
+}
+
+/// The canonical form of a JSON value under `mode`: objects with sorted keys, and the mode's
+/// equivalences applied. Two documents are equivalent exactly when their canonical forms are equal.
+pub fn canonical(value: &Value, mode: JsonMode) -> Value {
+    canonical_under(value, mode, None)
+}
+
+fn canonical_under(value: &Value, mode: JsonMode, key: Option<&str>) -> Value {
+    let loose = mode != JsonMode::Plain;
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort_unstable();
+            let mut out = Map::new();
+            for k in keys {
+                if let Some(v) = object.get(k) {
+                    out.insert(k.clone(), canonical_under(v, mode, Some(k)));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(|v| canonical_under(v, mode, key)).collect();
+            if loose {
+                items.sort_by_cached_key(Value::to_string);
+                items.dedup();
+            }
+            match items.len() {
+                1 if mode == JsonMode::Iam => items.pop().unwrap_or(Value::Null),
+                _ => Value::Array(items),
+            }
+        }
+        Value::Number(number) if loose => Value::String(number.to_string()),
+        Value::Bool(flag) if mode == JsonMode::Iam => Value::String(flag.to_string()),
+        Value::String(text) if mode == JsonMode::Iam => match key {
+            Some("Principal" | "NotPrincipal") if text == "*" => {
+                Value::Object(Map::from_iter([("AWS".to_owned(), Value::String("*".into()))]))
+            }
+            Some("Action" | "NotAction") => Value::String(text.to_ascii_lowercase()),
+            _ => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// The value an attribute has when the cloud does not report it: SNS and SQS leave out false flags and
+/// unset policies.
+pub fn absent_value(name: &str) -> &'static str {
+    match name {
+        names::FIFO_QUEUE
+        | names::FIFO_TOPIC
+        | names::CONTENT_BASED_DEDUPLICATION
+        | names::RAW_MESSAGE_DELIVERY => "false",
+        _ => "",
+    }
+}
+
+/// Whether a desired and an observed value of attribute `name` are equivalent.
+pub fn values_equal(name: &str, desired: &str, observed: &str) -> bool {
+    if desired == observed {
+        return true;
+    }
+    if let Some(mode) = json_mode(name) {
+        // An empty document, `{}` and absence all mean "no policy".
+        let parse = |text: &str| -> Option<Value> {
+            if text.trim().is_empty() {
+                return Some(Value::Object(Map::new()));
+            }
+            serde_json::from_str(text).ok()
+        };
+        if let (Some(a), Some(b)) = (parse(desired), parse(observed)) {
+            return canonical(&a, mode) == canonical(&b, mode);
+        }
+        return false;
+    }
+    match (parse_bool(desired), parse_bool(observed)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// An immutable attribute whose observed value differs from the desired one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImmutableChange {
+    /// The attribute.
+    pub name: String,
+    /// What the spec asks for.
+    pub desired: String,
+    /// What the cloud has.
+    pub observed: String,
+}
+
+/// What it takes to bring observed attributes to the desired ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttributeDiff {
+    /// Attributes to set in place, in the order to set them (`FilterPolicyScope` before `FilterPolicy`,
+    /// since SNS checks a filter policy against the current scope; otherwise by name).
+    pub to_set: Vec<(String, String)>,
+    /// Immutable attributes that differ: the resource must be replaced for the spec to hold.
+    pub immutable: Vec<ImmutableChange>,
+}
+
+impl AttributeDiff {
+    /// Whether the observed attributes already match.
+    pub fn is_empty(&self) -> bool {
+        self.to_set.is_empty() && self.immutable.is_empty()
+    }
+
+    /// The attributes to set, as a map (for SQS, which sets them in one call).
+    pub fn to_set_map(&self) -> Attributes {
+        self.to_set.iter().cloned().collect()
+    }
+}
+
+/// Compares the desired attributes with the observed ones. Only desired attributes are considered, so
+/// attributes another owner manages (a queue's `Policy`, written by the Subscription wiring) are left
+/// alone; a desired empty value asks for the attribute to be absent.
+pub fn diff(desired: &Attributes, observed: &Attributes) -> AttributeDiff {
+    let mut result = AttributeDiff::default();
+    for (name, want) in desired {
+        let have = observed.get(name).map_or(absent_value(name), String::as_str);
+        let want_or_absent = if want.is_empty() { absent_value(name) } else { want };
+        if values_equal(name, want_or_absent, have) {
+            continue;
+        }
+        if IMMUTABLE.contains(&name.as_str()) {
+            result.immutable.push(ImmutableChange {
+                name: name.clone(),
+                desired: want.clone(),
+                observed: have.to_owned(),
+            });
+        } else {
+            result.to_set.push((name.clone(), want.clone()));
+        }
+    }
+    result
+        .to_set
+        .sort_by_key(|(name, _)| (name != names::FILTER_POLICY_SCOPE, name.clone()));
+    result
+}
+
+#[cfg(test)]
+#[path = "compare_tests.rs"]
+mod tests;

@@ -1,0 +1,175 @@
+//! The fallback redrive: move messages out of a dead-letter queue by receiving them, sending copies (body,
+//! message attributes, FIFO group and deduplication ids) to the destination and deleting the originals.
+//! Used when the cloud has no server-side move task (an `Unsupported` error from
+//! [`QueueMessages::start_message_move`]), e.g. on emulators.
+//!
+//! Delivery is at least once: a message is deleted only after its copy was accepted, so a crash between
+//! the two leaves a duplicate, never a loss. Messages whose copy failed stay in the dead-letter queue and
+//! reappear after the visibility timeout.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use super::{
+    Result,
+    traits::{BatchFailure, QueueMessages, ReceivedMessage},
+};
+
+/// Where redriven messages go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Every message to this queue URL.
+    Queue(String),
+    /// Each message back to the queue it came from: looked up by the message's
+    /// `DeadLetterQueueSourceArn` in `by_arn` (ARN to URL), else `default` (the only source queue, when
+    /// there is exactly one; some servers do not record the source on the message).
+    Sources {
+        /// Source queue ARN to URL.
+        by_arn: BTreeMap<String, String>,
+        /// Where messages without a known source go; `None` leaves them in the dead-letter queue.
+        default: Option<String>,
+    },
+}
+
+impl Destination {
+    /// The URL this message goes to, if it can be routed.
+    pub fn route(&self, message: &ReceivedMessage) -> Option<&str> {
+        match self {
+            Self::Queue(url) => Some(url),
+            Self::Sources { by_arn, default } => message
+                .dead_letter_source_arn()
+                .and_then(|arn| by_arn.get(arn))
+                .or(default.as_ref())
+                .map(String::as_str),
+        }
+    }
+}
+
+/// What one or more rounds of the fallback did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MoveTotals {
+    /// Messages received from the dead-letter queue.
+    pub received: u64,
+    /// Messages sent to their destination and deleted from the dead-letter queue.
+    pub moved: u64,
+    /// Messages left in place because no destination was known for them.
+    pub unroutable: u64,
+    /// Sends or deletes that failed (the message stays, or may be duplicated if only the delete failed).
+    pub failed: Vec<BatchFailure>,
+}
+
+impl MoveTotals {
+    fn add(&mut self, other: Self) {
+        self.received += other.received;
+        self.moved += other.moved;
+        self.unroutable += other.unroutable;
+        self.failed.extend(other.failed);
+    }
+}
+
+/// One round: receive up to 10 messages from `source_url`, copy them to their destination, delete the
+/// ones copied. `visibility_timeout_seconds` hides the received messages from other receivers meanwhile.
+pub async fn move_round<M: QueueMessages>(
+    cloud: &M,
+    source_url: &str,
+    destination: &Destination,
+    visibility_timeout_seconds: i32,
+) -> Result<MoveTotals> {
+    let messages = cloud
+        .receive_messages(source_url, 10, visibility_timeout_seconds)
+        .await?;
+    let mut totals = MoveTotals {
+        received: messages.len() as u64,
+        ..MoveTotals::default()
+    };
+    // Group by destination so each destination gets one batch.
+    let mut batches: BTreeMap<&str, Vec<(String, &ReceivedMessage)>> = BTreeMap::new();
+    for (index, message) in messages.iter().enumerate() {
+        match destination.route(message) {
+            Some(url) => batches
+                .entry(url)
+                .or_default()
+                .push((format!("m{index}"), message)),
+            None => totals.unroutable += 1,
+        }
+    }
+    for (url, entries) in batches {
+        let outgoing: Vec<_> = entries.iter().map(|(id, m)| m.to_outgoing(id.clone())).collect();
+        let sent = cloud.send_messages(url, &outgoing).await?;
+        totals.failed.extend(sent.failed);
+        let receipts: Vec<(String, String)> = entries
+            .iter()
+            .filter(|(id, _)| sent.succeeded.contains(id))
+            .map(|(id, m)| (id.clone(), m.receipt_handle.clone()))
+            .collect();
+        if receipts.is_empty() {
+            continue;
+        }
+        let deleted = cloud.delete_messages(source_url, &receipts).await?;
+        totals.moved += deleted.succeeded.len() as u64;
+        totals.failed.extend(deleted.failed);
+    }
+    Ok(totals)
+}
+
+/// Rounds of [`move_round`] until the dead-letter queue answers with no message, a round moves nothing
+/// (everything left failed or is unroutable), or `limit` messages were moved. `max_per_second` throttles
+/// between rounds, like the server-side task's `MaxNumberOfMessagesPerSecond`.
+pub async fn move_messages<M: QueueMessages>(
+    cloud: &M,
+    source_url: &str,
+    destination: &Destination,
+    limit: u64,
+    max_per_second: Option<u32>,
+) -> Result<MoveTotals> {
+    // Long enough that a round finishes before its messages become visible again.
+    const VISIBILITY_TIMEOUT_SECONDS: i32 = 60;
+    let mut totals = MoveTotals::default();
+    while totals.moved < limit {
+        let round = move_round(cloud, source_url, destination, VISIBILITY_TIMEOUT_SECONDS).await?;
+        let (received, moved) = (round.received, round.moved);
+        totals.add(round);
+        if received == 0 || moved == 0 {
+            break;
+        }
+        if let Some(rate) = max_per_second.filter(|rate| *rate > 0) {
+            tokio::time::sleep(Duration::from_secs_f64(moved as f64 / f64::from(rate))).await;
+        }
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(source: Option<&str>) -> ReceivedMessage {
+        let mut system_attributes = BTreeMap::new();
+        if let Some(arn) = source {
+            system_attributes.insert("DeadLetterQueueSourceArn".to_owned(), arn.to_owned());
+        }
+        ReceivedMessage {
+            message_id: "id".into(),
+            receipt_handle: "receipt".into(),
+            body: "body".into(),
+            attributes: BTreeMap::new(),
+            system_attributes,
+        }
+    }
+
+    #[test]
+    fn routes_by_source_arn_then_default() {
+        let destination = Destination::Sources {
+            by_arn: BTreeMap::from([("arn:a".to_owned(), "url-a".to_owned())]),
+            default: Some("url-default".into()),
+        };
+        assert_eq!(destination.route(&message(Some("arn:a"))), Some("url-a"));
+        assert_eq!(destination.route(&message(Some("arn:b"))), Some("url-default"));
+        assert_eq!(destination.route(&message(None)), Some("url-default"));
+        let no_default = Destination::Sources {
+            by_arn: BTreeMap::new(),
+            default: None,
+        };
+        assert_eq!(no_default.route(&message(None)), None);
+        assert_eq!(Destination::Queue("q".into()).route(&message(None)), Some("q"));
+    }
+}

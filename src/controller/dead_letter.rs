@@ -1,0 +1,194 @@
+//! DeadLetter reconciler (SQS dead-letter queue). validate: the `aws` block → dependencies: the Queues
+//! that use this dead letter (their ARNs go into the redrive allow policy) → build: name, attributes,
+//! tags → apply: find or create, adopt or refuse, set what differs, then advance a requested redrive
+//! ([`super::redrive`]) → status: URL, ARN, depth, last redrive.
+
+use std::sync::Arc;
+
+use kube::{Api, ResourceExt, api::ListParams};
+
+use super::{
+    Cloud, Context,
+    error::Error,
+    events,
+    finalize::{Applied, Reconciler},
+    ownership::desired_tags,
+    queue::{delete_queue, ensure_queue, sync_attributes},
+    redrive::{self, Source},
+    status::{describe, was_synced},
+};
+use crate::{
+    api::{
+        DeadLetter, Queue,
+        common::QueueObservation,
+        dead_letter::{DeadLetterAws, DeadLetterStatus},
+    },
+    cloud::aws::{attributes, queue_stats_from},
+};
+
+/// The validate step: pure.
+pub fn validate(dead_letter: &DeadLetter) -> Result<&DeadLetterAws, Error> {
+    dead_letter.spec.aws.as_ref().ok_or_else(|| Error::InvalidSpec {
+        object: describe(dead_letter),
+        message: "spec.aws is required when spec.provider is aws".to_owned(),
+    })
+}
+
+/// The SQS queue name of a DeadLetter.
+pub fn queue_name(dead_letter: &DeadLetter, aws: &DeadLetterAws) -> String {
+    aws.name.clone().unwrap_or_else(|| {
+        attributes::default_queue_name(
+            &dead_letter.namespace().unwrap_or_default(),
+            &dead_letter.name_any(),
+            aws.fifo,
+        )
+    })
+}
+
+/// The source queues of `dead_letter` among `queues`: those that reference it, are not being deleted and
+/// have an SQS queue. Pure.
+pub fn sources(dead_letter: &str, queues: &[Queue]) -> Vec<Source> {
+    let mut out: Vec<Source> = queues
+        .iter()
+        .filter(|q| {
+            q.metadata.deletion_timestamp.is_none()
+                && q.spec.dead_letter.as_ref().map(|d| d.target.name.as_str()) == Some(dead_letter)
+        })
+        .filter_map(|q| {
+            let observed = &q.status.as_ref()?.observed;
+            Some((observed.arn.clone()?, observed.url.clone()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl<C: Cloud> Reconciler<C> for DeadLetter {
+    async fn apply(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeadLetterStatus>, Error> {
+        let object = describe(&*dead_letter);
+        let aws = validate(&dead_letter)?;
+        let namespace = dead_letter.namespace().unwrap_or_default();
+        let queues = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::kube(&object, "listing Queues", source))?;
+        let sources = sources(&dead_letter.name_any(), &queues.items);
+        let source_arns: Vec<String> = sources.iter().map(|(arn, _)| arn.clone()).collect();
+
+        let name = queue_name(&dead_letter, aws);
+        let tags = desired_tags(
+            "DeadLetter",
+            &namespace,
+            &dead_letter.name_any(),
+            &dead_letter.spec.lifecycle.tags,
+        );
+        let desired = attributes::dead_letter_attributes(aws, &source_arns);
+        let ensured = ensure_queue(
+            &ctx,
+            &*dead_letter,
+            "DeadLetter",
+            &name,
+            &desired,
+            &tags,
+            dead_letter.spec.lifecycle.adopt,
+        )
+        .await?;
+        let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;
+        if !changed.is_empty() && !ensured.created {
+            let reason = events::change_reason(was_synced(&*dead_letter));
+            let note = format!("set {changed} on SQS queue {name}");
+            events::normal(&ctx.recorder, &*dead_letter, reason, note).await;
+        }
+
+        let step = redrive::step(&dead_letter, &ctx, &ensured.url, &ensured.arn, &sources).await?;
+        // A redrive changes the depth: read it again when one ran.
+        let stats = if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
+            ctx.cloud
+                .queue_stats(&ensured.url)
+                .await
+                .map_err(|source| Error::cloud(&object, source))?
+        } else {
+            queue_stats_from(&ensured.attributes)
+        };
+        Ok(Applied {
+            status: DeadLetterStatus {
+                observed: QueueObservation {
+                    url: Some(ensured.url.clone()),
+                    arn: Some(ensured.arn.clone()),
+                    depth: Some(stats.visible),
+                    oldest_message_age_seconds: stats.oldest_message_age_seconds,
+                },
+                last_redrive: step.result,
+                ..DeadLetterStatus::default()
+            },
+            message: format!("SQS queue {}", ensured.url),
+            requeue: step.requeue,
+        })
+    }
+
+    async fn cleanup(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
+        let url = dead_letter.status.as_ref().and_then(|s| s.observed.url.clone());
+        let name = dead_letter
+            .spec
+            .aws
+            .as_ref()
+            .map(|aws| queue_name(&dead_letter, aws));
+        let policy = dead_letter.spec.lifecycle.deletion_policy;
+        delete_queue(&ctx, &*dead_letter, "DeadLetter", policy, url, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        common::ObjectRef,
+        queue::{DeadLetterTarget, QueueSpec, QueueStatus},
+    };
+
+    fn queue(name: &str, dead_letter: &str, observed: Option<(&str, &str)>) -> Queue {
+        let mut queue = Queue::new(
+            name,
+            QueueSpec {
+                dead_letter: Some(DeadLetterTarget {
+                    target: ObjectRef {
+                        name: dead_letter.into(),
+                    },
+                    max_receive_count: 5,
+                }),
+                ..QueueSpec::default()
+            },
+        );
+        queue.status = observed.map(|(arn, url)| QueueStatus {
+            observed: QueueObservation {
+                arn: Some(arn.into()),
+                url: Some(url.into()),
+                ..QueueObservation::default()
+            },
+            ..QueueStatus::default()
+        });
+        queue
+    }
+
+    #[test]
+    fn sources_are_the_provisioned_queues_that_use_this_dead_letter() {
+        let queues = [
+            queue("b", "dlq", Some(("arn:b", "url-b"))),
+            queue("a", "dlq", Some(("arn:a", "url-a"))),
+            queue("c", "dlq", None),
+            queue("d", "other", Some(("arn:d", "url-d"))),
+        ];
+        assert_eq!(
+            sources("dlq", &queues),
+            [
+                ("arn:a".to_owned(), "url-a".to_owned()),
+                ("arn:b".to_owned(), "url-b".to_owned())
+            ]
+        );
+        let allow = attributes::redrive_allow_policy(&["arn:b".to_owned(), "arn:a".to_owned()]);
+        assert_eq!(
+            allow,
+            r#"{"redrivePermission":"byQueue","sourceQueueArns":["arn:a","arn:b"]}"#
+        );
+    }
+}

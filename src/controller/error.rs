@@ -1,0 +1,317 @@
+//! Errors of a reconcile and how they are classified: every error names the object and what was being
+//! done, and maps to the condition reason users see, to the metric label, and to what happens next
+//! (wait for a spec change, requeue until a dependency is ready, or back off and retry).
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use crate::cloud::{self, ErrorKind};
+
+/// Condition reasons the controllers write.
+pub mod reasons {
+    /// Ready=True: the cloud resource exists and matches the spec.
+    pub const AVAILABLE: &str = "Available";
+    /// Synced=True: the cloud resource matches the spec.
+    pub const IN_SYNC: &str = "InSync";
+    /// The spec cannot be reconciled as written (permanent).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The filter policy breaks a rule of the SNS filter-policy language (permanent).
+    pub const INVALID_FILTER: &str = "InvalidFilter";
+    /// A referenced Topic, Queue or DeadLetter does not exist or has no cloud identity yet (requeued).
+    pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+    /// The cloud did not answer, throttled or failed on its side (retried with backoff).
+    pub const CLOUD_UNAVAILABLE: &str = "CloudUnavailable";
+    /// The cloud refused the request (permanent: invalid parameter, access denied).
+    pub const CLOUD_REJECTED: &str = "CloudRejected";
+    /// The spec asks for a change the cloud cannot make in place (permanent; nothing is replaced).
+    pub const IMMUTABLE_CHANGE: &str = "ImmutableChange";
+    /// A cloud resource with this name exists, is not ours, and `spec.adopt` is false (permanent).
+    pub const ALREADY_EXISTS: &str = "AlreadyExists";
+    /// A Kubernetes API call failed (retried with backoff).
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// The object's provider has no controller yet.
+    pub const PROVIDER_NOT_IMPLEMENTED: &str = "ProviderNotImplemented";
+}
+
+/// What happens after an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Only a change of the object (or of what it references) fixes it: write the condition and wait.
+    Permanent,
+    /// Something the object needs is not there yet: write the condition and look again soon.
+    Dependency,
+    /// Retry with exponential backoff.
+    Transient,
+}
+
+impl Class {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Permanent => "permanent",
+            Self::Dependency => "dependency",
+            Self::Transient => "transient",
+        }
+    }
+}
+
+/// An error of a reconcile. `object` is `Kind namespace/name`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec cannot be reconciled as written.
+    #[error("{object}: {message}")]
+    InvalidSpec {
+        /// The object.
+        object: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The filter policy is invalid.
+    #[error("{object}: {message}")]
+    InvalidFilter {
+        /// The object.
+        object: String,
+        /// The filter engine's message.
+        message: String,
+    },
+    /// A referenced object is missing or not ready.
+    #[error("{object}: {message}")]
+    DependencyNotReady {
+        /// The object.
+        object: String,
+        /// Which dependency, and what it lacks.
+        message: String,
+    },
+    /// The spec asks for a change the cloud cannot make in place.
+    #[error("{object}: {message}")]
+    ImmutableChange {
+        /// The object.
+        object: String,
+        /// Which attribute, and its observed and desired values.
+        message: String,
+    },
+    /// The cloud resource exists and is not ours.
+    #[error("{object}: {message}")]
+    AlreadyExists {
+        /// The object.
+        object: String,
+        /// Which resource, and how to take it over.
+        message: String,
+    },
+    /// A cloud call failed.
+    #[error("{object}: {source}")]
+    Cloud {
+        /// The object.
+        object: String,
+        /// The classified cloud error (names the operation and resource); boxed, as it is large.
+        source: Box<cloud::Error>,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{object}: {what}: {source}")]
+    Kube {
+        /// The object.
+        object: String,
+        /// What was being done.
+        what: String,
+        /// The cause; boxed, as it is large.
+        source: Box<kube::Error>,
+    },
+}
+
+impl Error {
+    /// A cloud error in the context of `object`.
+    pub fn cloud(object: &str, source: cloud::Error) -> Self {
+        Self::Cloud {
+            object: object.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A Kubernetes error in the context of `object` and of what was being done.
+    pub fn kube(object: &str, what: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            object: object.to_owned(),
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec { .. } => reasons::INVALID_SPEC,
+            Self::InvalidFilter { .. } => reasons::INVALID_FILTER,
+            Self::DependencyNotReady { .. } => reasons::DEPENDENCY_NOT_READY,
+            Self::ImmutableChange { .. } => reasons::IMMUTABLE_CHANGE,
+            Self::AlreadyExists { .. } => reasons::ALREADY_EXISTS,
+            Self::Cloud { source, .. } => match source.kind() {
+                ErrorKind::Permanent | ErrorKind::Unsupported => reasons::CLOUD_REJECTED,
+                // NotFound here means a resource vanished between two calls: look again.
+                ErrorKind::Transient | ErrorKind::NotFound => reasons::CLOUD_UNAVAILABLE,
+            },
+            Self::Kube { .. } => reasons::KUBERNETES_ERROR,
+        }
+    }
+
+    /// What happens next.
+    pub fn class(&self) -> Class {
+        match self {
+            Self::InvalidSpec { .. }
+            | Self::InvalidFilter { .. }
+            | Self::ImmutableChange { .. }
+            | Self::AlreadyExists { .. } => Class::Permanent,
+            Self::DependencyNotReady { .. } => Class::Dependency,
+            Self::Cloud { source, .. } => match source.kind() {
+                ErrorKind::Permanent | ErrorKind::Unsupported => Class::Permanent,
+                ErrorKind::Transient | ErrorKind::NotFound => Class::Transient,
+            },
+            Self::Kube { .. } => Class::Transient,
+        }
+    }
+
+    /// The message for the condition: without the object prefix (the condition is on the object).
+    pub fn condition_message(&self) -> String {
+        match self {
+            Self::InvalidSpec { message, .. }
+            | Self::InvalidFilter { message, .. }
+            | Self::DependencyNotReady { message, .. }
+            | Self::ImmutableChange { message, .. }
+            | Self::AlreadyExists { message, .. } => message.clone(),
+            Self::Cloud { source, .. } => source.to_string(),
+            Self::Kube { what, source, .. } => format!("{what}: {source}"),
+        }
+    }
+}
+
+/// Per-object exponential backoff for transient failures: 1 s, doubling, at most 5 minutes; reset by a
+/// successful reconcile.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The first delay.
+    pub const INITIAL: Duration = Duration::from_secs(1);
+    /// The longest delay.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// Records one more failure of `key` and returns how long to wait before the next attempt.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        Self::delay(*count)
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// The delay after `failures` consecutive failures (1 s for the first).
+    pub fn delay(failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(16);
+        Self::INITIAL.saturating_mul(1 << exponent).min(Self::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::Operation;
+
+    fn service(kind: ErrorKind) -> cloud::Error {
+        cloud::Error::Service {
+            operation: Operation::new("sqs", "CreateQueue", "q"),
+            kind,
+            code: "Code".into(),
+            message: "message".into(),
+            status: Some(400),
+        }
+    }
+
+    #[test]
+    fn each_error_maps_to_its_reason_and_class() {
+        let object = "Queue ns/q";
+        let cases = [
+            (
+                Error::cloud(object, service(ErrorKind::Transient)),
+                reasons::CLOUD_UNAVAILABLE,
+                Class::Transient,
+            ),
+            (
+                Error::cloud(object, service(ErrorKind::Permanent)),
+                reasons::CLOUD_REJECTED,
+                Class::Permanent,
+            ),
+            (
+                Error::cloud(
+                    object,
+                    cloud::Error::Unreachable {
+                        operation: Operation::new("sns", "CreateTopic", "t"),
+                        detail: "connection refused".into(),
+                    },
+                ),
+                reasons::CLOUD_UNAVAILABLE,
+                Class::Transient,
+            ),
+            (
+                Error::DependencyNotReady {
+                    object: object.into(),
+                    message: "m".into(),
+                },
+                reasons::DEPENDENCY_NOT_READY,
+                Class::Dependency,
+            ),
+            (
+                Error::ImmutableChange {
+                    object: object.into(),
+                    message: "m".into(),
+                },
+                reasons::IMMUTABLE_CHANGE,
+                Class::Permanent,
+            ),
+            (
+                Error::AlreadyExists {
+                    object: object.into(),
+                    message: "m".into(),
+                },
+                reasons::ALREADY_EXISTS,
+                Class::Permanent,
+            ),
+            (
+                Error::InvalidFilter {
+                    object: object.into(),
+                    message: "m".into(),
+                },
+                reasons::INVALID_FILTER,
+                Class::Permanent,
+            ),
+        ];
+        for (error, reason, class) in cases {
+            assert_eq!((error.reason(), error.class()), (reason, class), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_cloud_message_names_the_operation() {
+        let error = Error::cloud("Queue ns/q", service(ErrorKind::Transient));
+        assert!(error.condition_message().contains("CreateQueue"));
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes_and_resets() {
+        let backoff = Backoff::default();
+        let delays: Vec<_> = (0..12).map(|_| backoff.failed("a").as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff.failed("b"), Duration::from_secs(1), "per object");
+        backoff.succeeded("a");
+        assert_eq!(backoff.failed("a"), Duration::from_secs(1));
+    }
+}

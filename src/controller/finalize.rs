@@ -1,0 +1,147 @@
+//! The driver every kind shares: times the reconcile, skips providers without a controller, runs the
+//! kind's apply or cleanup inside `kube::runtime::finalizer` (finalizer `tributary.dev/cleanup`, because
+//! the objects stand for external resources), writes the status of the outcome, and classifies failures:
+//! permanent → condition and wait for a change; dependency not ready → condition and look again soon;
+//! transient → condition and per-object exponential backoff.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::Action,
+        finalizer::{self, finalizer},
+    },
+};
+
+use super::{
+    Cloud, Context, FINALIZER,
+    error::{Class, Error},
+    events,
+    status::{self, Kind, describe},
+};
+use crate::api::common::Provider;
+
+/// What a successful apply observed.
+#[derive(Clone, Debug)]
+pub struct Applied<S> {
+    /// The status to write, without conditions (the driver adds Ready and Synced).
+    pub status: S,
+    /// The Ready condition's message.
+    pub message: String,
+    /// Look again this soon instead of at the next resync (e.g. a redrive in progress).
+    pub requeue: Option<Duration>,
+}
+
+/// A kind's apply and cleanup steps.
+pub trait Reconciler<C: Cloud>: Kind {
+    /// Validate, build and apply; returns the observed status.
+    fn apply(
+        object: Arc<Self>,
+        ctx: Arc<Context<C>>,
+    ) -> impl Future<Output = Result<Applied<Self::Status>, Error>> + Send;
+
+    /// Honour `deletionPolicy`: delete the cloud resource (already gone is success) or keep it.
+    fn cleanup(object: Arc<Self>, ctx: Arc<Context<C>>) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+fn key<K: Kind>(object: &K) -> String {
+    describe(object)
+}
+
+/// Reconciles one object of kind `K`.
+pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
+    object: Arc<K>,
+    ctx: Arc<Context<C>>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(K::KIND);
+    let provider = object.provider();
+    if provider != Provider::Aws {
+        // Not ours to act on yet: no finalizer, no cloud calls; say so in status.
+        let desired = status::provider_not_implemented(provider);
+        let status =
+            status::with_conditions(&*object, object.status().cloned().unwrap_or_default(), &desired);
+        status::write(&ctx.client, &*object, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, object.clone(), |event| {
+        let ctx = ctx.clone();
+        async move {
+            match event {
+                finalizer::Event::Apply(object) => {
+                    let applied = K::apply(object.clone(), ctx.clone()).await?;
+                    let desired = status::ready(applied.message);
+                    let status = status::with_conditions(&*object, applied.status, &desired);
+                    status::write(&ctx.client, &*object, &status).await?;
+                    Ok(Action::requeue(applied.requeue.unwrap_or(ctx.config.resync)))
+                }
+                finalizer::Event::Cleanup(object) => {
+                    K::cleanup(object, ctx).await?;
+                    Ok(Action::await_change())
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|error| flatten(&*object, error));
+    match result {
+        Ok(action) => {
+            ctx.backoff.succeeded(&key(&*object));
+            Ok(action)
+        }
+        Err(error) => failed(&*object, &ctx, error).await,
+    }
+}
+
+/// The cause inside a finalizer error, so the policy below sees what really failed.
+fn flatten<K: Kind>(object: &K, error: finalizer::Error<Error>) -> Error {
+    let described = describe(object);
+    match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+        finalizer::Error::AddFinalizer(source) => Error::kube(&described, "adding the finalizer", source),
+        finalizer::Error::RemoveFinalizer(source) => {
+            Error::kube(&described, "removing the finalizer", source)
+        }
+        other => Error::InvalidSpec {
+            object: described,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Records a failure: metric, status condition, Event (not for a dependency that is merely not ready
+/// yet, which would be an error storm), and what to do next.
+async fn failed<K: Kind, C: Cloud>(object: &K, ctx: &Context<C>, error: Error) -> Result<Action, Error> {
+    let class = error.class();
+    ctx.metrics
+        .reconcile_failed(K::KIND, class.as_str(), error.reason());
+    let desired = status::failed(&error);
+    let status = status::with_conditions(object, object.status().cloned().unwrap_or_default(), &desired);
+    if let Err(write_error) = status::write(&ctx.client, object, &status).await {
+        tracing::warn!(object = %describe(object), error = %write_error, "unable to write the failure status");
+    }
+    match class {
+        Class::Dependency => {
+            tracing::info!(object = %describe(object), %error, "waiting for a dependency");
+            Ok(Action::requeue(ctx.config.dependency_retry))
+        }
+        Class::Permanent | Class::Transient => {
+            tracing::warn!(object = %describe(object), %error, class = class.as_str(), "reconcile failed");
+            let note = format!("{}: {}", error.reason(), error.condition_message());
+            events::warning(&ctx.recorder, object, events::reasons::RECONCILE_FAILED, note).await;
+            Err(error)
+        }
+    }
+}
+
+/// What to do after a failed reconcile: wait for a change of the object when only that can fix it, else
+/// back off exponentially per object.
+pub fn error_policy<K: Kind, C: Cloud>(object: Arc<K>, error: &Error, ctx: Arc<Context<C>>) -> Action {
+    match error.class() {
+        Class::Permanent => Action::await_change(),
+        Class::Dependency => Action::requeue(ctx.config.dependency_retry),
+        Class::Transient => Action::requeue(ctx.backoff.failed(&key(&*object))),
+    }
+}

@@ -1,0 +1,377 @@
+//! Queue reconciler (SQS queue). validate: the `aws` block, FIFO parity with the DeadLetter →
+//! dependencies: the DeadLetter's ARN (for `RedrivePolicy`) and the ARNs of the Topics that have a
+//! Subscription to this Queue (for the queue policy) → build: name, attributes, policy, tags → apply:
+//! find or create, adopt or refuse, set what differs, tag → status: URL, ARN, depth.
+//!
+//! Every SetQueueAttributes call carries `Policy`: moto (unlike SQS) drops the queue policy on a call
+//! that leaves it out, and sending the desired value is correct on both.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::{Api, ResourceExt, api::ListParams};
+
+use super::{
+    Cloud, Context,
+    drift::{self, names_of},
+    error::Error,
+    events::{self, reasons},
+    finalize::{Applied, Reconciler},
+    ownership::{Ownership, desired_tags, missing_tags, ownership},
+    status::{describe, was_synced},
+};
+use crate::{
+    api::{
+        DeadLetter, Queue, Subscription, Topic,
+        common::{DeletionPolicy, Provider, QueueObservation},
+        queue::{QueueAws, QueueStatus},
+    },
+    cloud::{
+        Attributes, Tags,
+        aws::{
+            attributes::{self, RedriveTarget, names},
+            queue_stats_from,
+        },
+    },
+};
+
+/// The validate step: pure.
+pub fn validate(queue: &Queue) -> Result<&QueueAws, Error> {
+    queue.spec.aws.as_ref().ok_or_else(|| Error::InvalidSpec {
+        object: describe(queue),
+        message: "spec.aws is required when spec.provider is aws".to_owned(),
+    })
+}
+
+/// The SQS queue name of a Queue.
+pub fn queue_name(queue: &Queue, aws: &QueueAws) -> String {
+    aws.name.clone().unwrap_or_else(|| {
+        attributes::default_queue_name(
+            &queue.namespace().unwrap_or_default(),
+            &queue.name_any(),
+            aws.fifo,
+        )
+    })
+}
+
+/// FIFO parity of a queue and its dead letter: SQS requires the same type.
+pub fn check_dead_letter_type(queue_fifo: bool, dead_letter: &DeadLetter) -> Result<(), String> {
+    let name = dead_letter.name_any();
+    if dead_letter.spec.provider != Provider::Aws {
+        return Err(format!(
+            "spec.deadLetter.ref: DeadLetter {name} is not on aws; an SQS queue needs an SQS dead letter"
+        ));
+    }
+    let dead_letter_fifo = dead_letter.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
+    match (queue_fifo, dead_letter_fifo) {
+        (true, false) => Err(format!(
+            "spec.deadLetter.ref: DeadLetter {name} is a standard queue; a FIFO queue's dead letter must be FIFO"
+        )),
+        (false, true) => Err(format!(
+            "spec.deadLetter.ref: DeadLetter {name} is FIFO; a standard queue's dead letter must be standard"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The ARNs of the Topics allowed to send to the queue `queue`: those of every Subscription to it that is
+/// not being deleted, whose Topic has an ARN. Pure.
+pub fn subscribed_topic_arns(queue: &str, subscriptions: &[Subscription], topics: &[Topic]) -> Vec<String> {
+    let arns: BTreeMap<String, String> = topics
+        .iter()
+        .filter_map(|t| Some((t.name_any(), t.status.as_ref()?.arn.clone()?)))
+        .collect();
+    let mut out: Vec<String> = subscriptions
+        .iter()
+        .filter(|s| s.spec.queue_ref.name == queue && s.metadata.deletion_timestamp.is_none())
+        .filter_map(|s| arns.get(&s.spec.topic_ref.name).cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The desired attributes including `Policy` (empty when no topic may send).
+pub fn desired_attributes(
+    aws: &QueueAws,
+    redrive: Option<&RedriveTarget>,
+    queue_arn: &str,
+    topic_arns: &[String],
+) -> Attributes {
+    let mut desired = attributes::queue_attributes(aws, redrive);
+    desired.insert(
+        names::POLICY.to_owned(),
+        attributes::queue_policy(queue_arn, topic_arns).unwrap_or_default(),
+    );
+    desired
+}
+
+/// Resolves the dead-letter target: the DeadLetter must exist, be of the same type and have an ARN.
+async fn redrive_target<C: Cloud>(
+    queue: &Queue,
+    aws: &QueueAws,
+    ctx: &Context<C>,
+) -> Result<Option<RedriveTarget>, Error> {
+    let Some(target) = &queue.spec.dead_letter else {
+        return Ok(None);
+    };
+    let object = describe(queue);
+    let namespace = queue.namespace().unwrap_or_default();
+    let api: Api<DeadLetter> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = &target.target.name;
+    let dead_letter = api
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::kube(&object, format!("reading DeadLetter {name}"), source))?
+        .ok_or_else(|| Error::DependencyNotReady {
+            object: object.clone(),
+            message: format!("DeadLetter {name} does not exist"),
+        })?;
+    check_dead_letter_type(aws.fifo, &dead_letter).map_err(|message| Error::InvalidSpec {
+        object: object.clone(),
+        message,
+    })?;
+    let arn = dead_letter
+        .status
+        .as_ref()
+        .and_then(|s| s.observed.arn.clone())
+        .ok_or_else(|| Error::DependencyNotReady {
+            object,
+            message: format!("DeadLetter {name} is not ready: it has no SQS ARN yet"),
+        })?;
+    Ok(Some(RedriveTarget {
+        dead_letter_arn: arn,
+        max_receive_count: target.max_receive_count,
+    }))
+}
+
+/// The Topics with a Subscription to this queue, from the API server.
+async fn topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<Vec<String>, Error> {
+    let object = describe(queue);
+    let namespace = queue.namespace().unwrap_or_default();
+    let subscriptions = Api::<Subscription>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::kube(&object, "listing Subscriptions", source))?;
+    if !subscriptions
+        .items
+        .iter()
+        .any(|s| s.spec.queue_ref.name == queue.name_any())
+    {
+        return Ok(Vec::new());
+    }
+    let topics = Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::kube(&object, "listing Topics", source))?;
+    Ok(subscribed_topic_arns(
+        &queue.name_any(),
+        &subscriptions.items,
+        &topics.items,
+    ))
+}
+
+impl<C: Cloud> Reconciler<C> for Queue {
+    async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
+        let aws = validate(&queue)?;
+        let redrive = redrive_target(&queue, aws, &ctx).await?;
+        let topics = topic_arns(&queue, &ctx).await?;
+        let name = queue_name(&queue, aws);
+        let namespace = queue.namespace().unwrap_or_default();
+        let tags = desired_tags("Queue", &namespace, &queue.name_any(), &queue.spec.lifecycle.tags);
+        let base = attributes::queue_attributes(aws, redrive.as_ref());
+        let ensured = ensure_queue(
+            &ctx,
+            &*queue,
+            "Queue",
+            &name,
+            &base,
+            &tags,
+            queue.spec.lifecycle.adopt,
+        )
+        .await?;
+
+        let desired = desired_attributes(aws, redrive.as_ref(), &ensured.arn, &topics);
+        let changed = sync_attributes(&ctx, &*queue, &ensured, &desired).await?;
+        if !changed.is_empty() && !ensured.created {
+            let reason = events::change_reason(was_synced(&*queue));
+            let note = format!("set {changed} on SQS queue {name}");
+            events::normal(&ctx.recorder, &*queue, reason, note).await;
+        }
+        let stats = queue_stats_from(&ensured.attributes);
+        Ok(Applied {
+            status: QueueStatus {
+                observed: QueueObservation {
+                    url: Some(ensured.url.clone()),
+                    arn: Some(ensured.arn.clone()),
+                    depth: Some(stats.visible),
+                    oldest_message_age_seconds: stats.oldest_message_age_seconds,
+                },
+                ..QueueStatus::default()
+            },
+            message: format!("SQS queue {}", ensured.url),
+            requeue: None,
+        })
+    }
+
+    async fn cleanup(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
+        let url = queue.status.as_ref().and_then(|s| s.observed.url.clone());
+        let name = queue.spec.aws.as_ref().map(|aws| queue_name(&queue, aws));
+        delete_queue(
+            &ctx,
+            &*queue,
+            "Queue",
+            queue.spec.lifecycle.deletion_policy,
+            url,
+            name,
+        )
+        .await
+    }
+}
+
+/// An SQS queue found or created, with its attributes as observed.
+pub(crate) struct Ensured {
+    pub url: String,
+    pub arn: String,
+    pub created: bool,
+    pub attributes: Attributes,
+}
+
+/// Finds the queue `name` or creates it with `attributes` and `tags`; an existing queue must be ours, or
+/// is adopted when `adopt`, or is refused with `AlreadyExists`. Missing tags are added.
+pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
+    ctx: &Context<C>,
+    owner: &K,
+    kind: &str,
+    name: &str,
+    attributes: &Attributes,
+    tags: &Tags,
+    adopt: bool,
+) -> Result<Ensured, Error> {
+    let object = describe(owner);
+    let err = |source| Error::cloud(&object, source);
+    let cloud = &ctx.cloud;
+    let (url, created) = match cloud.find_queue(name).await.map_err(err)? {
+        None => {
+            let url = cloud.create_queue(name, attributes, tags).await.map_err(err)?;
+            let note = format!("created SQS queue {url}");
+            events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
+            (url, true)
+        }
+        Some(url) => {
+            let observed_tags = cloud.queue_tags(&url).await.map_err(err)?;
+            let namespace = owner.namespace().unwrap_or_default();
+            match ownership(&observed_tags, kind, &namespace, &owner.name_any(), adopt) {
+                Ownership::Ours => {
+                    cloud
+                        .tag_queue(&url, &missing_tags(tags, &observed_tags))
+                        .await
+                        .map_err(err)?;
+                }
+                Ownership::Adopt => {
+                    cloud.tag_queue(&url, tags).await.map_err(err)?;
+                    let note = format!("adopted the existing SQS queue {url}");
+                    events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
+                }
+                Ownership::Foreign(who) => {
+                    return Err(Error::AlreadyExists {
+                        object,
+                        message: format!(
+                            "SQS queue {name} exists and {who}; set spec.adopt: true to take it over"
+                        ),
+                    });
+                }
+            }
+            (url, false)
+        }
+    };
+    let attributes = cloud.queue_attributes(&url).await.map_err(err)?;
+    let arn = attributes.get(names::QUEUE_ARN).cloned().ok_or_else(|| {
+        err(crate::cloud::Error::Response {
+            operation: crate::cloud::Operation::new("sqs", "GetQueueAttributes", url.clone()),
+            detail: "the answer has no QueueArn".to_owned(),
+        })
+    })?;
+    Ok(Ensured {
+        url,
+        arn,
+        created,
+        attributes,
+    })
+}
+
+/// Sets the attributes that differ from `desired` in one call (with `Policy`, see the module doc) and
+/// returns their names (empty when in sync). An immutable difference is refused with `ImmutableChange`.
+pub(crate) async fn sync_attributes<K: super::status::Kind, C: Cloud>(
+    ctx: &Context<C>,
+    owner: &K,
+    ensured: &Ensured,
+    desired: &Attributes,
+) -> Result<String, Error> {
+    let object = describe(owner);
+    let changes = drift::diff(desired, &ensured.attributes);
+    if let Some(change) = changes.immutable.first() {
+        return Err(Error::ImmutableChange {
+            object,
+            message: format!(
+                "SQS cannot change {} of queue {} in place (it is {:?}, the spec asks for {:?}); create a new \
+                 object with another name",
+                change.name, ensured.url, change.observed, change.desired
+            ),
+        });
+    }
+    if changes.to_set.is_empty() {
+        return Ok(String::new());
+    }
+    let mut set = changes.to_set_map();
+    set.insert(
+        names::POLICY.to_owned(),
+        desired.get(names::POLICY).cloned().unwrap_or_default(),
+    );
+    ctx.cloud
+        .set_queue_attributes(&ensured.url, &set)
+        .await
+        .map_err(|source| Error::cloud(&object, source))?;
+    Ok(names_of(&changes))
+}
+
+/// Cleanup of a Queue or DeadLetter: keep the queue (`Retain`), or delete the one we own (by the URL in
+/// status, else by name when it carries our tags). A queue that is not ours is never deleted.
+pub(crate) async fn delete_queue<K: super::status::Kind, C: Cloud>(
+    ctx: &Context<C>,
+    owner: &K,
+    kind: &str,
+    policy: DeletionPolicy,
+    url: Option<String>,
+    name: Option<String>,
+) -> Result<(), Error> {
+    if policy == DeletionPolicy::Retain {
+        let note = "deletionPolicy is Retain: the SQS queue is kept".to_owned();
+        events::normal(&ctx.recorder, owner, reasons::RETAINED, note).await;
+        return Ok(());
+    }
+    let object = describe(owner);
+    let err = |source| Error::cloud(&object, source);
+    let url = match (url, name) {
+        (Some(url), _) => Some(url),
+        (None, Some(name)) => match ctx.cloud.find_queue(&name).await.map_err(err)? {
+            Some(url) => {
+                let tags = ctx.cloud.queue_tags(&url).await.map_err(err)?;
+                let namespace = owner.namespace().unwrap_or_default();
+                (ownership(&tags, kind, &namespace, &owner.name_any(), false) == Ownership::Ours)
+                    .then_some(url)
+            }
+            None => None,
+        },
+        (None, None) => None,
+    };
+    if let Some(url) = url {
+        ctx.cloud.delete_queue(&url).await.map_err(err)?;
+        let note = format!("deleted SQS queue {url}");
+        events::normal(&ctx.recorder, owner, reasons::DELETED, note).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;

@@ -1,0 +1,130 @@
+//! Pure tests of the Queue reconciler's validate and build steps.
+
+use serde_json::json;
+
+use super::*;
+use crate::api::{
+    common::ObjectRef, dead_letter::DeadLetterAws, queue::QueueSpec, subscription::SubscriptionSpec,
+    topic::TopicStatus,
+};
+
+fn queue_aws(fifo: bool) -> QueueAws {
+    QueueAws {
+        fifo,
+        visibility_timeout_seconds: 60,
+        message_retention_seconds: 345_600,
+        receive_wait_time_seconds: 20,
+        maximum_message_size_bytes: 262_144,
+        ..QueueAws::default()
+    }
+}
+
+fn dead_letter(fifo: bool, provider: Provider) -> DeadLetter {
+    let mut dead_letter = DeadLetter::new("dlq", Default::default());
+    dead_letter.spec.provider = provider;
+    dead_letter.spec.aws = Some(DeadLetterAws {
+        fifo,
+        ..DeadLetterAws::default()
+    });
+    dead_letter
+}
+
+fn subscription(name: &str, topic: &str, queue: &str) -> Subscription {
+    Subscription::new(
+        name,
+        SubscriptionSpec {
+            topic_ref: ObjectRef { name: topic.into() },
+            queue_ref: ObjectRef { name: queue.into() },
+            ..SubscriptionSpec::default()
+        },
+    )
+}
+
+fn topic(name: &str, arn: Option<&str>) -> Topic {
+    let mut topic = Topic::new(name, Default::default());
+    topic.status = arn.map(|arn| TopicStatus {
+        arn: Some(arn.into()),
+        ..TopicStatus::default()
+    });
+    topic
+}
+
+#[test]
+fn fifo_parity_with_the_dead_letter() {
+    assert!(check_dead_letter_type(false, &dead_letter(false, Provider::Aws)).is_ok());
+    assert!(check_dead_letter_type(true, &dead_letter(true, Provider::Aws)).is_ok());
+    let error = check_dead_letter_type(true, &dead_letter(false, Provider::Aws)).unwrap_err();
+    assert!(
+        error.contains("a FIFO queue's dead letter must be FIFO"),
+        "{error}"
+    );
+    assert!(check_dead_letter_type(false, &dead_letter(true, Provider::Aws)).is_err());
+    assert!(check_dead_letter_type(false, &dead_letter(false, Provider::Azure)).is_err());
+}
+
+#[test]
+fn only_topics_with_a_live_subscription_to_this_queue_and_an_arn_may_send() {
+    let mut deleting = subscription("d", "gone", "q");
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    let subscriptions = [
+        subscription("a", "orders", "q"),
+        subscription("b", "orders", "q"),
+        subscription("c", "returns", "q"),
+        subscription("e", "pending", "q"),
+        subscription("f", "other", "elsewhere"),
+        deleting,
+    ];
+    let topics = [
+        topic("orders", Some("arn:aws:sns:us-east-1:1:orders")),
+        topic("returns", Some("arn:aws:sns:us-east-1:1:returns")),
+        topic("pending", None),
+        topic("other", Some("arn:aws:sns:us-east-1:1:other")),
+        topic("gone", Some("arn:aws:sns:us-east-1:1:gone")),
+    ];
+    assert_eq!(
+        subscribed_topic_arns("q", &subscriptions, &topics),
+        [
+            "arn:aws:sns:us-east-1:1:orders",
+            "arn:aws:sns:us-east-1:1:returns"
+        ]
+    );
+}
+
+#[test]
+fn desired_attributes_carry_the_redrive_and_the_policy() {
+    let target = RedriveTarget {
+        dead_letter_arn: "arn:aws:sqs:us-east-1:1:dlq".into(),
+        max_receive_count: 5,
+    };
+    let topics = vec!["arn:aws:sns:us-east-1:1:orders".to_owned()];
+    let desired = desired_attributes(
+        &queue_aws(false),
+        Some(&target),
+        "arn:aws:sqs:us-east-1:1:q",
+        &topics,
+    );
+    let redrive: serde_json::Value = serde_json::from_str(&desired["RedrivePolicy"]).unwrap();
+    assert_eq!(
+        redrive,
+        json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:dlq", "maxReceiveCount": 5})
+    );
+    let policy: serde_json::Value = serde_json::from_str(&desired["Policy"]).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!(["arn:aws:sns:us-east-1:1:orders"])
+    );
+    assert_eq!(desired["VisibilityTimeout"], "60");
+    let no_topics = desired_attributes(&queue_aws(false), None, "arn:q", &[]);
+    assert_eq!(no_topics["Policy"], "");
+    assert_eq!(no_topics["RedrivePolicy"], "");
+}
+
+#[test]
+fn the_queue_name_defaults_to_namespace_dash_name() {
+    let mut queue = Queue::new("inventory", QueueSpec::default());
+    queue.metadata.namespace = Some("shop".into());
+    assert_eq!(queue_name(&queue, &queue_aws(false)), "shop-inventory");
+    assert_eq!(queue_name(&queue, &queue_aws(true)), "shop-inventory.fifo");
+}

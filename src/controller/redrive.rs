@@ -1,0 +1,257 @@
+//! The redrive part of the DeadLetter apply step: when `spec.redrive.id` is new, move the dead messages
+//! back. SQS's own message-move task is tried first; when the server does not have it (moto answers
+//! `Unsupported`), the receive/send/delete fallback of [`crate::cloud::redrive`] runs in bounded rounds,
+//! a few seconds of work per reconcile, throttled at `maxMessagesPerSecond`, with progress in
+//! `status.lastRedrive` and a short requeue until done. Keeping the state in status (not in a task of
+//! this process) lets a restarted controller carry on where the previous one stopped.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use kube::{Api, ResourceExt};
+
+use super::{
+    Cloud, Context,
+    error::Error,
+    events::{self, reasons},
+    status::describe,
+};
+use crate::{
+    api::{
+        DeadLetter, Queue,
+        dead_letter::{Redrive, RedriveResult},
+    },
+    cloud::{
+        ErrorKind,
+        aws::is_message_move_unsupported,
+        redrive::{Destination, move_messages},
+        traits::{MoveRequest, MoveTaskStatus},
+    },
+};
+
+/// `lastRedrive.state` values.
+pub mod states {
+    /// Moving.
+    pub const RUNNING: &str = "Running";
+    /// Every message was moved.
+    pub const COMPLETED: &str = "Completed";
+    /// Stopped by an error; see the message.
+    pub const FAILED: &str = "Failed";
+    /// Cancelled outside Tributary.
+    pub const CANCELLED: &str = "Cancelled";
+}
+
+/// Start of `lastRedrive.message` while SQS's move task runs; the task handle follows.
+const TASK: &str = "SQS message-move task ";
+/// `lastRedrive.message` of the fallback.
+const FALLBACK: &str = "moved by receive/send/delete: the server has no message-move task";
+/// Seconds of fallback work per reconcile, at the requested rate.
+const ROUND_SECONDS: u64 = 5;
+/// How soon a running redrive is looked at again.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The redrive outcome to put in status, and how soon to look again.
+pub(crate) struct Step {
+    /// `status.lastRedrive`.
+    pub result: Option<RedriveResult>,
+    /// Requeue sooner than the resync while running.
+    pub requeue: Option<Duration>,
+}
+
+/// A source queue of the dead letter: (ARN, URL).
+pub(crate) type Source = (String, String);
+
+fn is_finished(state: &str) -> bool {
+    matches!(state, states::COMPLETED | states::FAILED | states::CANCELLED)
+}
+
+/// Where messages go: `destinationRef`'s queue, or back to their source queue (by the message's
+/// `DeadLetterQueueSourceArn`, or the only source queue when there is one: moto records no source).
+async fn destination<C: Cloud>(
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    sources: &[Source],
+    ctx: &Context<C>,
+) -> Result<(Destination, Option<String>), Error> {
+    let object = describe(dead_letter);
+    let Some(target) = &request.destination_ref else {
+        let by_arn: BTreeMap<String, String> = sources.iter().cloned().collect();
+        let default = match sources {
+            [(_, url)] => Some(url.clone()),
+            _ => None,
+        };
+        return Ok((Destination::Sources { by_arn, default }, None));
+    };
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let queue = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&target.name)
+        .await
+        .map_err(|source| Error::kube(&object, format!("reading Queue {}", target.name), source))?;
+    let observed = queue.and_then(|q| q.status).map(|s| s.observed);
+    match observed.and_then(|o| Some((o.url?, o.arn?))) {
+        Some((url, arn)) => Ok((Destination::Queue(url), Some(arn))),
+        None => Err(Error::DependencyNotReady {
+            object,
+            message: format!(
+                "spec.redrive.destinationRef: Queue {} does not exist or has no SQS queue yet",
+                target.name
+            ),
+        }),
+    }
+}
+
+/// Advances the redrive of `dead_letter`, whose SQS queue is `url`/`arn`.
+pub(crate) async fn step<C: Cloud>(
+    dead_letter: &DeadLetter,
+    ctx: &Context<C>,
+    url: &str,
+    arn: &str,
+    sources: &[Source],
+) -> Result<Step, Error> {
+    let object = describe(dead_letter);
+    let last = dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone());
+    let Some(request) = &dead_letter.spec.redrive else {
+        return Ok(Step {
+            result: last,
+            requeue: None,
+        });
+    };
+    let current = last.filter(|l| l.id == request.id);
+    if let Some(done) = current.as_ref().filter(|l| is_finished(&l.state)) {
+        return Ok(Step {
+            result: Some(done.clone()),
+            requeue: None,
+        });
+    }
+    let err = |source| Error::cloud(&object, source);
+    let rate = request.max_messages_per_second.max(1);
+    let (destination, destination_arn) = destination(dead_letter, request, sources, ctx).await?;
+    let running = |moved: i64, message: String| RedriveResult {
+        id: request.id.clone(),
+        state: states::RUNNING.to_owned(),
+        moved,
+        message: Some(message),
+    };
+
+    let task_handle = current
+        .as_ref()
+        .and_then(|l| l.message.as_deref())
+        .and_then(|m| m.strip_prefix(TASK))
+        .map(str::to_owned);
+    if current.is_none() {
+        let move_request = MoveRequest {
+            source_arn: arn.to_owned(),
+            destination_arn,
+            max_messages_per_second: Some(rate),
+        };
+        match ctx.cloud.start_message_move(&move_request).await {
+            Ok(handle) => {
+                let note = format!("redrive {} started: {TASK}{handle}", request.id);
+                events::normal(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
+                return Ok(Step {
+                    result: Some(running(0, format!("{TASK}{handle}"))),
+                    requeue: Some(POLL),
+                });
+            }
+            Err(error) if is_message_move_unsupported(&error) => {
+                tracing::info!(object, "no message-move task on this server; using the fallback");
+            }
+            Err(error) if error.kind() == ErrorKind::Permanent => {
+                return finish(ctx, dead_letter, request, states::FAILED, 0, error.to_string()).await;
+            }
+            Err(error) => return Err(err(error)),
+        }
+    } else if task_handle.is_some() {
+        let tasks = ctx.cloud.message_moves(arn).await.map_err(err)?;
+        let Some(task) = tasks.into_iter().next() else {
+            return Ok(Step {
+                result: current,
+                requeue: Some(POLL),
+            });
+        };
+        let state = match &task.status {
+            MoveTaskStatus::Completed => states::COMPLETED,
+            MoveTaskStatus::Failed => states::FAILED,
+            MoveTaskStatus::Cancelled => states::CANCELLED,
+            _ => {
+                let message = current.and_then(|l| l.message).unwrap_or_default();
+                return Ok(Step {
+                    result: Some(running(task.moved, message)),
+                    requeue: Some(POLL),
+                });
+            }
+        };
+        let message = task
+            .failure_reason
+            .unwrap_or_else(|| "SQS message-move task finished".to_owned());
+        return finish(ctx, dead_letter, request, state, task.moved, message).await;
+    }
+
+    // The fallback, a bounded amount per reconcile.
+    let before = current.map_or(0, |l| l.moved);
+    let limit = u64::try_from(rate).unwrap_or(1) * ROUND_SECONDS;
+    let totals = move_messages(&ctx.cloud, url, &destination, limit, u32::try_from(rate).ok())
+        .await
+        .map_err(err)?;
+    let moved = before + i64::try_from(totals.moved).unwrap_or(i64::MAX);
+    if totals.moved >= limit {
+        return Ok(Step {
+            result: Some(running(moved, FALLBACK.to_owned())),
+            requeue: Some(POLL),
+        });
+    }
+    if totals.unroutable > 0 {
+        let message = format!(
+            "{} messages have no known source queue and stay in the dead letter; set \
+             spec.redrive.destinationRef",
+            totals.unroutable
+        );
+        return finish(ctx, dead_letter, request, states::FAILED, moved, message).await;
+    }
+    if let Some(failure) = totals.failed.first() {
+        let message = format!(
+            "{} messages could not be moved; first: {}: {}",
+            totals.failed.len(),
+            failure.code,
+            failure.message
+        );
+        return finish(ctx, dead_letter, request, states::FAILED, moved, message).await;
+    }
+    finish(
+        ctx,
+        dead_letter,
+        request,
+        states::COMPLETED,
+        moved,
+        FALLBACK.to_owned(),
+    )
+    .await
+}
+
+async fn finish<C: Cloud>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    state: &str,
+    moved: i64,
+    message: String,
+) -> Result<Step, Error> {
+    let note = format!(
+        "redrive {} {}: {moved} messages moved; {message}",
+        request.id,
+        state.to_lowercase()
+    );
+    if state == states::COMPLETED {
+        events::normal(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
+    } else {
+        events::warning(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
+    }
+    Ok(Step {
+        result: Some(RedriveResult {
+            id: request.id.clone(),
+            state: state.to_owned(),
+            moved,
+            message: Some(message),
+        }),
+        requeue: None,
+    })
+}

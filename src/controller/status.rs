@@ -1,0 +1,246 @@
+//! The status step, shared by every kind: the [`Kind`] trait tells the driver where a kind keeps its
+//! status, and [`write`] applies it with one server-side-apply patch of the status subresource. Conditions
+//! are merged with [`super::conditions::merge`], so an unchanged outcome writes an identical status and
+//! an unchanged status is not written at all.
+
+use std::fmt::Debug;
+
+use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::{
+    FIELD_MANAGER,
+    conditions::{self, Desired, types},
+    error::{Error, reasons},
+};
+use crate::api::{
+    DeadLetter, Queue, Subscription, Topic,
+    common::{CommonStatus, Provider},
+    dead_letter::DeadLetterStatus,
+    queue::QueueStatus,
+    subscription::SubscriptionStatus,
+    topic::TopicStatus,
+};
+
+/// A Tributary kind reconciled by these controllers: where its status lives and which provider it uses.
+pub trait Kind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind's name, for messages, metrics and the status patch.
+    const KIND: &'static str;
+    /// The status type.
+    type Status: Clone + Debug + Default + PartialEq + Serialize + Send + Sync;
+    /// The current status, if any.
+    fn status(&self) -> Option<&Self::Status>;
+    /// The conditions and generation part of a status.
+    fn common(status: &Self::Status) -> &CommonStatus;
+    /// The same, mutable.
+    fn common_mut(status: &mut Self::Status) -> &mut CommonStatus;
+    /// The cloud provider of the object.
+    fn provider(&self) -> Provider;
+}
+
+macro_rules! kind {
+    ($kind:ty, $status:ty, $name:literal, |$object:ident| $provider:expr) => {
+        impl Kind for $kind {
+            const KIND: &'static str = $name;
+            type Status = $status;
+            fn status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn common(status: &Self::Status) -> &CommonStatus {
+                &status.common
+            }
+            fn common_mut(status: &mut Self::Status) -> &mut CommonStatus {
+                &mut status.common
+            }
+            fn provider(&self) -> Provider {
+                let $object = self;
+                $provider
+            }
+        }
+    };
+}
+
+kind!(Topic, TopicStatus, "Topic", |topic| topic.spec.provider);
+kind!(Queue, QueueStatus, "Queue", |queue| queue.spec.provider);
+kind!(DeadLetter, DeadLetterStatus, "DeadLetter", |dead_letter| {
+    dead_letter.spec.provider
+});
+// A Subscription has no provider of its own: it is SNS to SQS, so AWS.
+kind!(
+    Subscription,
+    SubscriptionStatus,
+    "Subscription",
+    |_subscription| Provider::Aws
+);
+
+/// `Kind namespace/name`, the context every error and log line carries.
+pub fn describe<K: Kind>(object: &K) -> String {
+    format!(
+        "{} {}/{}",
+        K::KIND,
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// The current conditions of `object`.
+pub fn current_conditions<K: Kind>(
+    object: &K,
+) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+    object
+        .status()
+        .map(|status| K::common(status).conditions.as_slice())
+        .unwrap_or_default()
+}
+
+/// Whether the last reconcile of this generation found the cloud in sync (so a difference now is drift
+/// made outside Kubernetes, not a spec change).
+pub fn was_synced<K: Kind>(object: &K) -> bool {
+    current_conditions(object).iter().any(|c| {
+        c.type_ == types::SYNCED && c.status == "True" && c.observed_generation == object.meta().generation
+    })
+}
+
+/// `status` with conditions set to `desired` (merged over the current ones) and the generation stamped.
+pub fn with_conditions<K: Kind>(object: &K, mut status: K::Status, desired: &[Desired]) -> K::Status {
+    let generation = object.meta().generation;
+    let merged = conditions::merge(current_conditions(object), desired, generation, Timestamp::now());
+    let common = K::common_mut(&mut status);
+    common.conditions = merged;
+    common.observed_generation = generation;
+    status
+}
+
+/// Ready=True `Available` and Synced=True `InSync`.
+pub fn ready(message: impl Into<String>) -> Vec<Desired> {
+    vec![
+        Desired {
+            type_: types::READY,
+            status: "True",
+            reason: reasons::AVAILABLE,
+            message: message.into(),
+        },
+        Desired {
+            type_: types::SYNCED,
+            status: "True",
+            reason: reasons::IN_SYNC,
+            message: "the cloud resource matches the spec".to_owned(),
+        },
+    ]
+}
+
+/// Ready=False and Synced=False with the error's reason and message.
+pub fn failed(error: &Error) -> Vec<Desired> {
+    let message = error.condition_message();
+    vec![
+        Desired {
+            type_: types::READY,
+            status: "False",
+            reason: error.reason(),
+            message: message.clone(),
+        },
+        Desired {
+            type_: types::SYNCED,
+            status: "False",
+            reason: error.reason(),
+            message,
+        },
+    ]
+}
+
+/// Ready=Unknown and Synced=Unknown `ProviderNotImplemented`.
+pub fn provider_not_implemented(provider: Provider) -> Vec<Desired> {
+    let message = format!("no controller for provider {provider:?} yet; the object is not reconciled");
+    [types::READY, types::SYNCED]
+        .into_iter()
+        .map(|type_| Desired {
+            type_,
+            status: "Unknown",
+            reason: reasons::PROVIDER_NOT_IMPLEMENTED,
+            message: message.clone(),
+        })
+        .collect()
+}
+
+/// Writes `status` with one server-side-apply patch (forced: the controller owns status), unless it is
+/// what the object already has.
+pub async fn write<K: Kind>(client: &Client, object: &K, status: &K::Status) -> Result<(), Error> {
+    if object.status() == Some(status) {
+        return Ok(());
+    }
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::kube(&describe(object), "writing status", source))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{self, ErrorKind, Operation};
+
+    #[test]
+    fn failure_conditions_carry_the_reason_on_ready_and_synced() {
+        let error = Error::cloud(
+            "Queue ns/q",
+            cloud::Error::Service {
+                operation: Operation::new("sqs", "SetQueueAttributes", "url"),
+                kind: ErrorKind::Permanent,
+                code: "InvalidAttributeValue".into(),
+                message: "bad".into(),
+                status: Some(400),
+            },
+        );
+        let desired = failed(&error);
+        assert_eq!(desired.len(), 2);
+        assert!(
+            desired
+                .iter()
+                .all(|d| d.status == "False" && d.reason == "CloudRejected")
+        );
+        assert!(desired[0].message.contains("SetQueueAttributes"));
+    }
+
+    #[test]
+    fn an_unchanged_status_is_stamped_identically() {
+        let mut queue = Queue::new("q", Default::default());
+        queue.metadata.generation = Some(3);
+        let first = with_conditions(&queue, QueueStatus::default(), &ready("ok"));
+        queue.status = Some(first.clone());
+        let again = with_conditions(&queue, QueueStatus::default(), &ready("ok"));
+        assert_eq!(first, again);
+        assert_eq!(again.common.observed_generation, Some(3));
+        assert!(was_synced(&queue));
+        queue.metadata.generation = Some(4);
+        assert!(
+            !was_synced(&queue),
+            "a new generation is a spec change, not drift"
+        );
+    }
+}

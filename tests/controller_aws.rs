@@ -1,0 +1,146 @@
+//! The AWS controllers on the test bed and moto, running in this process (`common::start_controller`,
+//! one namespace each, 3 s resync): the order example is applied and every cloud attribute checked
+//! through the AWS SDK, orders are routed by the filters, a filter change changes delivery, deletion
+//! honours `deletionPolicy`, existing queues are adopted or refused, drift is corrected, a restarted
+//! controller converges without duplicates, a moto outage is reported and recovered from, and a
+//! DeadLetter redrive moves messages back with the receive/send/delete fallback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "controller_aws/lifecycle.rs"]
+mod lifecycle;
+#[path = "controller_aws/orders.rs"]
+mod orders;
+#[path = "controller_aws/redrive.rs"]
+mod redrive;
+#[path = "controller_aws/resilience.rs"]
+mod resilience;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use kube::api::DynamicObject;
+
+/// How long a test waits for the controller to converge.
+const CONVERGE: Duration = Duration::from_secs(45);
+
+/// The order example (without Consumers, another issue's kind), as one YAML text.
+fn order_example() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
+    [
+        "00-topic.yaml",
+        "01-dead-letter.yaml",
+        "02-queue-inventory.yaml",
+        "02-queue-notifications.yaml",
+        "02-queue-shipments.yaml",
+        "03-subscriptions.yaml",
+    ]
+    .iter()
+    .map(|file| std::fs::read_to_string(dir.join(file)).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n---\n")
+}
+
+/// The objects of the order example: (kind, name).
+const ORDER_OBJECTS: &[(&str, &str)] = &[
+    ("Topic", "orders"),
+    ("DeadLetter", "orders-dlq"),
+    ("Queue", "inventory"),
+    ("Queue", "notifications"),
+    ("Queue", "shipments"),
+    ("Subscription", "orders-to-notifications"),
+    ("Subscription", "orders-to-inventory"),
+    ("Subscription", "orders-to-shipments"),
+];
+
+/// Waits until every object of the order example is Ready=True and returns them by name.
+async fn wait_orders_ready(client: &kube::Client, namespace: &str) -> BTreeMap<String, DynamicObject> {
+    let mut objects = BTreeMap::new();
+    for (kind, name) in ORDER_OBJECTS {
+        let object = common::wait_reason(client, namespace, kind, name, "Available", CONVERGE).await;
+        objects.insert((*name).to_owned(), object);
+    }
+    objects
+}
+
+/// A status field of an object, as text.
+fn status_str(object: &DynamicObject, field: &str) -> String {
+    object.data["status"][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status.{field} in {:?}", object.data["status"]))
+        .to_owned()
+}
+
+/// Every attribute of an SQS queue.
+async fn queue_attributes(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .collect()
+}
+
+/// The tags of an SQS queue.
+async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
+    sqs.list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Receives and deletes everything in a queue until it stays empty for a second; returns the bodies.
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            bodies.sort();
+            return bodies;
+        }
+        for message in messages {
+            bodies.push(message.body.clone().unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Whether an Event with `reason` whose note contains `text` was recorded on `name`.
+async fn has_event(client: &kube::Client, namespace: &str, name: &str, reason: &str, text: &str) -> bool {
+    use k8s_openapi::api::events::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+                && e.note.as_deref().unwrap_or_default().contains(text)
+        })
+}

@@ -1,0 +1,79 @@
+//! DeadLetter redrive against moto, which has no message-move task: the controller falls back to
+//! receive/send/delete, moves every message back to the only source queue, and reports the result.
+
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::*;
+
+const PIPELINE: &str = "apiVersion: tributary.dev/v1alpha1
+kind: DeadLetter
+metadata: {name: dlq}
+spec:
+  provider: aws
+  aws: {}
+---
+apiVersion: tributary.dev/v1alpha1
+kind: Queue
+metadata: {name: work}
+spec:
+  provider: aws
+  aws: {receiveWaitTimeSeconds: 0}
+  deadLetter:
+    ref: {name: dlq}
+    maxReceiveCount: 2
+";
+
+#[tokio::test]
+async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "ctrl-redrive").await;
+    let aws = common::aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let controller = common::start_controller(&client, &ns, &aws).await;
+
+    common::create_yaml(&client, &ns, PIPELINE).await;
+    let work = common::wait_reason(&client, &ns, "Queue", "work", "Available", CONVERGE).await;
+    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "dlq", "Available", CONVERGE).await;
+    let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));
+    let redrive = queue_attributes(&sqs, &work_url).await["RedrivePolicy"].clone();
+    assert!(redrive.contains(&status_str(&dlq, "arn")), "{redrive}");
+
+    for i in 0..25 {
+        sqs.send_message()
+            .queue_url(&dlq_url)
+            .message_body(format!("dead {i:02}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let dead_letters = common::tributary_api(&client, &ns, "DeadLetter");
+    let request = json!({"spec": {"redrive": {"id": "r1", "maxMessagesPerSecond": 20}}});
+    dead_letters
+        .patch("dlq", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let done = common::eventually("redrive r1 Completed", CONVERGE, || {
+        let dead_letters = dead_letters.clone();
+        async move {
+            let dlq = dead_letters.get("dlq").await.ok()?;
+            let last = dlq.data["status"]["lastRedrive"].clone();
+            (last["id"] == "r1" && last["state"] == "Completed").then_some(dlq)
+        }
+    })
+    .await;
+    let last = &done.data["status"]["lastRedrive"];
+    assert_eq!(last["moved"], 25, "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("receive/send/delete"),
+        "{last}"
+    );
+    assert_eq!(done.data["status"]["depth"], 0);
+    let moved = drain(&sqs, &work_url).await;
+    let expected: Vec<String> = (0..25).map(|i| format!("dead {i:02}")).collect();
+    assert_eq!(moved, expected);
+    assert!(has_event(&client, &ns, "dlq", "Redrive", "r1 completed").await);
+
+    controller.stop().await;
+}
