@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench bench-controller
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,3 +40,6 @@ fuzz: ## Fuzz the filter-policy parser for FUZZ_SECONDS (default 60); needs a ni
 
 bench: ## Filter engine throughput next to AWS event-ruler, same events and patterns (bench/filter/run.sh)
 	@bash bench/filter/run.sh
+
+bench-controller: ## Controller figures on the test bed: order example and 300 Subscriptions to Ready, requests, RSS
+	@bash bench/controller/run.sh
