@@ -170,14 +170,20 @@ fn workload(case: Case) -> (Vec<Value>, Vec<String>) {
     (policies, events)
 }
 
+/// The case's policies, parsed, and its events.
+fn parsed(case: Case) -> (Vec<Policy>, Vec<String>) {
+    let (raw, events) = workload(case);
+    let policies = raw
+        .iter()
+        .map(|p| Policy::parse(p, case.scope).expect("valid"))
+        .collect();
+    (policies, events)
+}
+
 /// Before timing anything: the compiled matcher and the one-by-one evaluation agree on every event.
 fn check_agreement(case: Case) {
     let scope = case.scope;
-    let (raw, events) = workload(case);
-    let policies: Vec<Policy> = raw
-        .iter()
-        .map(|p| Policy::parse(p, scope).expect("valid"))
-        .collect();
+    let (policies, events) = parsed(case);
     let matcher = Matcher::new(scope, policies.clone()).expect("one scope");
     let mut scratch = matcher.scratch();
     for text in &events {
@@ -199,11 +205,7 @@ fn check_agreement(case: Case) {
 /// How many policies an event matches on average: the output every engine must produce.
 fn fan_out(case: Case) -> f64 {
     let scope = case.scope;
-    let (raw, events) = workload(case);
-    let policies: Vec<Policy> = raw
-        .iter()
-        .map(|p| Policy::parse(p, scope).expect("valid"))
-        .collect();
+    let (policies, events) = parsed(case);
     let matcher = Matcher::new(scope, policies).expect("one scope");
     let mut scratch = matcher.scratch();
     let matched: usize = events
@@ -216,11 +218,7 @@ fn fan_out(case: Case) -> f64 {
 /// The policies compiled into one matcher: what a topic's delivery path uses.
 fn measure_compiled(case: Case) -> (f64, usize) {
     let scope = case.scope;
-    let (raw, events) = workload(case);
-    let policies: Vec<Policy> = raw
-        .iter()
-        .map(|p| Policy::parse(p, scope).expect("valid"))
-        .collect();
+    let (policies, events) = parsed(case);
     let matcher = Matcher::new(scope, policies).expect("one scope");
     let mut scratch = matcher.scratch();
     best_of_three(|| {
@@ -252,11 +250,7 @@ fn best_of_three(mut pass: impl FnMut() -> usize) -> (f64, usize) {
 /// The policies tested one by one against a parsed message: the baseline the matcher is built to beat.
 fn measure(case: Case) -> (f64, usize) {
     let scope = case.scope;
-    let (raw, events) = workload(case);
-    let policies: Vec<Policy> = raw
-        .iter()
-        .map(|p| Policy::parse(p, scope).expect("valid"))
-        .collect();
+    let (policies, events) = parsed(case);
     best_of_three(|| {
         events
             .iter()

@@ -86,6 +86,20 @@ async fn queue_attributes(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<Stri
         .collect()
 }
 
+/// The SNS subscriptions of a topic.
+async fn topic_subscriptions(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+) -> Vec<aws_sdk_sns::types::Subscription> {
+    sns.list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+        .unwrap()
+        .subscriptions
+        .unwrap_or_default()
+}
+
 /// The tags of an SQS queue.
 async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
     sqs.list_queue_tags()

@@ -101,14 +101,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     }
 
     // Subscriptions: one per queue, canonical filter policy, raw delivery.
-    let listed = sns
-        .list_subscriptions_by_topic()
-        .topic_arn(&topic_arn)
-        .send()
-        .await
-        .unwrap()
-        .subscriptions
-        .unwrap_or_default();
+    let listed = topic_subscriptions(&sns, &topic_arn).await;
     assert_eq!(listed.len(), 3, "{listed:?}");
     for name in [
         "orders-to-notifications",
@@ -254,14 +247,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
         }
     })
     .await;
-    let remaining = sns
-        .list_subscriptions_by_topic()
-        .topic_arn(&topic_arn)
-        .send()
-        .await
-        .unwrap()
-        .subscriptions
-        .unwrap_or_default();
+    let remaining = topic_subscriptions(&sns, &topic_arn).await;
     assert_eq!(remaining.len(), 2, "{remaining:?}");
     let gone = sqs
         .get_queue_url()

@@ -36,14 +36,7 @@ async fn a_controller_killed_mid_way_converges_after_restart_without_duplicates(
     let second = common::start_controller(&client, &ns, &aws).await;
     let objects = wait_orders_ready(&client, &ns).await;
     let topic_arn = status_str(&objects["orders"], "arn");
-    let subscriptions = sns
-        .list_subscriptions_by_topic()
-        .topic_arn(&topic_arn)
-        .send()
-        .await
-        .unwrap()
-        .subscriptions
-        .unwrap_or_default();
+    let subscriptions = topic_subscriptions(&sns, &topic_arn).await;
     assert_eq!(subscriptions.len(), 3, "{subscriptions:?}");
     let queues = sqs
         .list_queues()
