@@ -199,6 +199,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("failed to configure the Kubernetes client")?;
+    controller::ensure_crds(&client, watch_namespace.as_deref())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let lease = LeaseConfig {
         namespace: leader_election_namespace,
         name: lease_name,

@@ -107,6 +107,44 @@ impl<C> Context<C> {
     }
 }
 
+/// Whether the API server serves kind `K` in `namespace` (all namespaces when `None`), i.e. its CRD is
+/// installed. Checked once at start, so a missing CRD is one clear error instead of watches failing
+/// forever; it uses only the `list` permission the controller needs anyway.
+pub async fn ensure_served<K>(client: &Client, namespace: Option<&str>) -> Result<(), String>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: kube::Api<K> = match namespace {
+        Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+        None => kube::Api::all(client.clone()),
+    };
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(format!(
+            "the API server does not serve {} ({}/{}): install the CRDs first \
+             (kubectl apply --server-side -f crds/tributary.yaml, or the Helm chart)",
+            K::plural(&()),
+            K::group(&()),
+            K::version(&()),
+        )),
+        Err(error) => Err(format!("checking that {} are served: {error}", K::plural(&()))),
+    }
+}
+
+/// [`ensure_served`] for every kind the controllers watch.
+pub async fn ensure_crds(client: &Client, namespace: Option<&str>) -> Result<(), String> {
+    ensure_served::<Topic>(client, namespace).await?;
+    ensure_served::<Queue>(client, namespace).await?;
+    ensure_served::<DeadLetter>(client, namespace).await?;
+    ensure_served::<Subscription>(client, namespace).await
+}
+
 /// Runs the Topic, Queue, DeadLetter and Subscription controllers concurrently until `shutdown`
 /// resolves; each then finishes the reconciles in flight.
 pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = ()> + Send + 'static) {
