@@ -52,16 +52,19 @@ metric_sum() { # text family [label-regex]
 		END { printf "%d", sum }' <<<"$1"
 }
 controller_metrics() { curl -fs "127.0.0.1:$port/metrics"; }
-# What the controller asks of the API server: our group, Events and the Lease (nothing else runs here).
-apiserver_requests() {
-	metric_sum "$(kubectl get --raw /metrics)" 'apiserver_request_total{' \
-		'group="tributary.dev"|resource="events"|resource="leases"'
-}
+# What is asked of the API server in our group, Events and Leases: the controller's requests, plus this
+# script's own apply and polling, which are subtracted (nothing else uses them on the test bed).
+controller_requests() { kubectl get --raw /metrics | grep -E '^apiserver_request_total\{' |
+	grep -E 'group="tributary.dev"|resource="events"|resource="leases"'; }
+apiserver_requests() { metric_sum "$(controller_requests)" 'apiserver_request_total{'; }
 
 # Seconds until every object of the given kinds in the namespace is Ready=True.
+# Counts its polls in `polls`: each is one LIST per kind.
+polls=0
 wait_ready() { # expected-count
 	local start=$SECONDS ready
 	while :; do
+		polls=$((polls + 1))
 		ready=$(kubectl get --namespace "$ns" topics.tributary.dev,queues.tributary.dev,deadletters.tributary.dev,subscriptions.tributary.dev \
 			-o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)
 		((ready >= $1)) && break
@@ -94,17 +97,23 @@ done
 objects=$((topics + 2 * subscriptions))
 reconciles_before=$(metric_sum "$(controller_metrics)" 'tributary_reconciles_total{')
 calls_before=$(metric_sum "$(controller_metrics)" 'tributary_cloud_calls_total{')
+controller_requests >"target/bench/controller-$ns.requests-before"
 requests_before=$(apiserver_requests)
+polls=0
 start=$(date +%s.%N)
-kubectl apply --namespace "$ns" -f "$manifest" >/dev/null
+# Server-side apply: one request per object.
+kubectl apply --server-side --namespace "$ns" -f "$manifest" >/dev/null
 wait_ready $((objects + 8))
 many_seconds=$(since "$start")
 sleep 5 # let the last status writes and requeues settle before counting
 loaded_rss=$(rss)
 reconciles=$(($(metric_sum "$(controller_metrics)" 'tributary_reconciles_total{') - reconciles_before))
 calls=$(($(metric_sum "$(controller_metrics)" 'tributary_cloud_calls_total{') - calls_before))
-requests=$(($(apiserver_requests) - requests_before))
+requests=$(($(apiserver_requests) - requests_before - objects - 4 * polls))
 errors=$(metric_sum "$(controller_metrics)" 'tributary_reconcile_errors_total{')
+# The raw figures, for a closer look: by kind, operation, verb and resource.
+controller_metrics >"target/bench/controller-$ns.metrics"
+controller_requests >"target/bench/controller-$ns.requests-after"
 
 per() { awk -v n="$1" -v d="$objects" 'BEGIN { printf "%.1f", n / d }'; }
 # Reconcile failures by reason: a Subscription applied before its Queue waits (DependencyNotReady).

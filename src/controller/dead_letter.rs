@@ -3,9 +3,9 @@
 //! tags → apply: find or create, adopt or refuse, set what differs, then advance a requested redrive
 //! ([`super::redrive`]) → status: URL, ARN, depth, last redrive.
 
-use std::sync::Arc;
+use std::{borrow::Borrow, sync::Arc};
 
-use kube::{Api, ResourceExt, api::ListParams};
+use kube::ResourceExt;
 
 use super::{
     Cloud, Context,
@@ -16,6 +16,7 @@ use super::{
     queue::{delete_queue, ensure_queue, sync_attributes},
     redrive::{self, Source},
     status::{describe, was_synced},
+    watch,
 };
 use crate::{
     api::{
@@ -47,9 +48,10 @@ pub fn queue_name(dead_letter: &DeadLetter, aws: &DeadLetterAws) -> String {
 
 /// The source queues of `dead_letter` among `queues`: those that reference it, are not being deleted and
 /// have an SQS queue. Pure.
-pub fn sources(dead_letter: &str, queues: &[Queue]) -> Vec<Source> {
+pub fn sources<Q: Borrow<Queue>>(dead_letter: &str, queues: &[Q]) -> Vec<Source> {
     let mut out: Vec<Source> = queues
         .iter()
+        .map(Borrow::borrow)
         .filter(|q| {
             q.metadata.deletion_timestamp.is_none()
                 && q.spec.dead_letter.as_ref().map(|d| d.target.name.as_str()) == Some(dead_letter)
@@ -68,11 +70,8 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
         let object = describe(&*dead_letter);
         let aws = validate(&dead_letter)?;
         let namespace = dead_letter.namespace().unwrap_or_default();
-        let queues = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| Error::kube(&object, "listing Queues", source))?;
-        let sources = sources(&dead_letter.name_any(), &queues.items);
+        let queues = watch::in_namespace(&ctx.stores.queues, &namespace);
+        let sources = sources(&dead_letter.name_any(), &queues);
         let source_arns: Vec<String> = sources.iter().map(|(arn, _)| arn.clone()).collect();
 
         let name = queue_name(&dead_letter, aws);

@@ -206,6 +206,18 @@ impl Backoff {
         Self::delay(*count)
     }
 
+    /// Records one more wait of `key` for a dependency and returns how long to wait: `first`, doubling,
+    /// at most eight times `first` (watches wake the object sooner; this only bounds a missed wake-up).
+    pub fn waited(&self, key: &str, first: Duration) -> Duration {
+        let mut waits = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = waits.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        first.saturating_mul(1 << count.saturating_sub(1).min(3))
+    }
+
     /// Forgets the failures of `key`.
     pub fn succeeded(&self, key: &str) {
         self.failures
@@ -313,5 +325,15 @@ mod tests {
         assert_eq!(backoff.failed("b"), Duration::from_secs(1), "per object");
         backoff.succeeded("a");
         assert_eq!(backoff.failed("a"), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn dependency_waits_double_up_to_eight_times_the_first() {
+        let waits = Backoff::default();
+        let first = Duration::from_secs(10);
+        let delays: Vec<_> = (0..6).map(|_| waits.waited("a", first).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 80, 80]);
+        waits.succeeded("a");
+        assert_eq!(waits.waited("a", first), first);
     }
 }

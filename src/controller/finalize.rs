@@ -84,14 +84,33 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
             }
         }
     })
-    .await
-    .map_err(|error| flatten(&*object, error));
-    match result {
+    .await;
+    if let Err(error) = &result
+        && is_stale(error)
+    {
+        // The object changed since the watch last passed it (typically: this reconcile was queued
+        // while the previous one added the finalizer). Its newer version has other finalizers, so
+        // the watch passes it and it is reconciled then; no failure to report.
+        tracing::debug!(object = %describe(&*object), %error, "stale object; waiting for the newer one");
+        return Ok(Action::await_change());
+    }
+    match result.map_err(|error| flatten(&*object, error)) {
         Ok(action) => {
             ctx.backoff.succeeded(&key(&*object));
+            ctx.waits.succeeded(&key(&*object));
             Ok(action)
         }
         Err(error) => failed(&*object, &ctx, error).await,
+    }
+}
+
+/// Whether a finalizer patch was refused because the object it was computed from is out of date: the
+/// JSON patch tests the finalizers it saw (422), or the object is already gone (404).
+fn is_stale(error: &finalizer::Error<Error>) -> bool {
+    match error {
+        finalizer::Error::AddFinalizer(kube::Error::Api(status)) => status.code == 422,
+        finalizer::Error::RemoveFinalizer(kube::Error::Api(status)) => matches!(status.code, 404 | 422),
+        _ => false,
     }
 }
 
@@ -125,9 +144,12 @@ async fn failed<K: Kind, C: Cloud>(object: &K, ctx: &Context<C>, error: Error) -
     match class {
         Class::Dependency => {
             tracing::info!(object = %describe(object), %error, "waiting for a dependency");
-            Ok(Action::requeue(ctx.config.dependency_retry))
+            Ok(Action::requeue(
+                ctx.waits.waited(&key(object), ctx.config.dependency_retry),
+            ))
         }
         Class::Permanent | Class::Transient => {
+            ctx.waits.succeeded(&key(object));
             tracing::warn!(object = %describe(object), %error, class = class.as_str(), "reconcile failed");
             let note = format!("{}: {}", error.reason(), error.condition_message());
             events::warning(&ctx.recorder, object, events::reasons::RECONCILE_FAILED, note).await;

@@ -1,7 +1,8 @@
 //! The controllers: one reconciler per kind (Topic, Queue, DeadLetter, Subscription) sharing one
 //! [`Context`]. Each follows the same pipeline: validate (pure) → build the desired cloud state (pure) →
 //! apply through the cloud traits → write status. The shared driver ([`finalize`]) adds the finalizer,
-//! classifies errors and writes the failure conditions; [`watch`] wires the watches so a dependency
+//! classifies errors and writes the failure conditions; [`watch`] keeps one watch and cache per kind
+//! (the reconcilers read their dependencies there) and decides which changes wake whom: a dependency
 //! becoming ready wakes the objects that wait for it, and status-only writes wake nobody.
 
 pub mod conditions;
@@ -56,7 +57,8 @@ pub struct Config {
     pub resync: Duration,
     /// Watch only this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
-    /// How soon an object waiting for a dependency looks again (watches usually wake it sooner).
+    /// How soon an object waiting for a dependency looks again; the delay doubles with each wait, up
+    /// to eight times this. Watches wake it as soon as the dependency changes, so this is a safety net.
     pub dependency_retry: Duration,
     /// Identity of this replica in Events (`reportingInstance`).
     pub instance: Option<String>,
@@ -87,6 +89,12 @@ pub struct Context<C> {
     pub config: Config,
     /// Per-object backoff of transient failures.
     pub backoff: error::Backoff,
+    /// Per-object backoff of the retries of an object waiting for a dependency.
+    pub waits: error::Backoff,
+    /// What the watches have seen, for the reconcilers' lookups.
+    pub stores: watch::Stores,
+    /// The write halves of `stores`, taken by [`run`].
+    writers: std::sync::Mutex<Option<watch::Writers>>,
 }
 
 impl<C> Context<C> {
@@ -96,6 +104,7 @@ impl<C> Context<C> {
             controller: FIELD_MANAGER.to_owned(),
             instance: config.instance.clone(),
         };
+        let (stores, writers) = watch::stores();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -103,6 +112,9 @@ impl<C> Context<C> {
             metrics,
             config,
             backoff: error::Backoff::default(),
+            waits: error::Backoff::default(),
+            stores,
+            writers: std::sync::Mutex::new(Some(writers)),
         }
     }
 }
@@ -146,36 +158,98 @@ pub async fn ensure_crds(client: &Client, namespace: Option<&str>) -> Result<(),
 }
 
 /// Runs the Topic, Queue, DeadLetter and Subscription controllers concurrently until `shutdown`
-/// resolves; each then finishes the reconciles in flight.
+/// resolves; each then finishes the reconciles in flight. The controllers start once every watch has
+/// listed its kind. A context runs its controllers once.
 pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let writers = ctx
+        .writers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some(writers) = writers else {
+        tracing::error!("the controllers of this context have already run");
+        return;
+    };
     let shutdown = shutdown.boxed().shared();
-    let topics = watch::primary::<Topic, C>(&ctx);
-    let queues = watch::primary::<Queue, C>(&ctx);
-    let dead_letters = watch::primary::<DeadLetter, C>(&ctx);
-    let subscriptions = watch::primary::<Subscription, C>(&ctx);
+    let stores = ctx.stores.clone();
+    let mut topics = watch::Reflector::new(writers.topics);
+    let mut queues = watch::Reflector::new(writers.queues);
+    let mut dead_letters = watch::Reflector::new(writers.dead_letters);
+    let mut subscriptions = watch::Reflector::new(writers.subscriptions);
 
-    let topic_controller = Controller::for_stream(topics.stream, topics.store);
-    let queue_controller = watch::queue_watches(
-        Controller::for_stream(queues.stream, queues.store.clone()),
-        &ctx,
-        queues.store,
-    );
-    let dead_letter_controller = watch::dead_letter_watches(
-        Controller::for_stream(dead_letters.stream, dead_letters.store),
-        &ctx,
-    );
-    let subscription_controller = watch::subscription_watches(
-        Controller::for_stream(subscriptions.stream, subscriptions.store.clone()),
-        &ctx,
-        subscriptions.store,
+    let topic_controller = Controller::for_shared_stream(
+        topics.subscribe(watch::spec_or_lifecycle, false),
+        stores.topics.clone(),
     );
 
-    tokio::join!(
-        drive(topic_controller, ctx.clone(), shutdown.clone()),
-        drive(queue_controller, ctx.clone(), shutdown.clone()),
-        drive(dead_letter_controller, ctx.clone(), shutdown.clone()),
-        drive(subscription_controller, ctx.clone(), shutdown),
-    );
+    let queue_controller = Controller::for_shared_stream(
+        queues.subscribe(watch::spec_or_lifecycle, false),
+        stores.queues.clone(),
+    )
+    .watches_shared_stream(
+        subscriptions.subscribe(watch::subscription_identity, true),
+        |subscription| watch::queue_of(&subscription),
+    )
+    .watches_shared_stream(topics.subscribe(watch::topic_arn, true), {
+        let subscriptions = stores.subscriptions.clone();
+        move |topic| watch::queues_subscribed_to(&subscriptions, &topic)
+    })
+    .watches_shared_stream(dead_letters.subscribe(watch::dead_letter_identity, true), {
+        let queues = stores.queues.clone();
+        move |dead_letter| watch::queues_using(&queues, &dead_letter)
+    });
+
+    let dead_letter_controller = Controller::for_shared_stream(
+        dead_letters.subscribe(watch::spec_or_lifecycle, false),
+        stores.dead_letters.clone(),
+    )
+    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
+        let dead_letters = stores.dead_letters.clone();
+        move |queue| watch::dead_letters_of(&dead_letters, &queue)
+    });
+
+    let subscription_controller = Controller::for_shared_stream(
+        subscriptions.subscribe(watch::spec_or_lifecycle, false),
+        stores.subscriptions.clone(),
+    )
+    .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
+        let subscriptions = stores.subscriptions.clone();
+        move |topic| watch::referencing(&subscriptions, &*topic, |s| &s.spec.topic_ref.name)
+    })
+    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
+        let subscriptions = stores.subscriptions.clone();
+        move |queue| watch::referencing(&subscriptions, &*queue, |s| &s.spec.queue_ref.name)
+    });
+
+    let namespace = ctx.config.namespace.as_deref();
+    let watches = async {
+        tokio::join!(
+            topics.run(watch::api(&ctx.client, namespace)),
+            queues.run(watch::api(&ctx.client, namespace)),
+            dead_letters.run(watch::api(&ctx.client, namespace)),
+            subscriptions.run(watch::api(&ctx.client, namespace)),
+        )
+    };
+    let controllers = async {
+        tokio::select! {
+            ready = stores.ready() => if let Err(error) = ready {
+                tracing::error!(%error, "a watch stopped before listing its kind");
+                return;
+            },
+            () = shutdown.clone() => return,
+        }
+        tokio::join!(
+            drive(topic_controller, ctx.clone(), shutdown.clone()),
+            drive(queue_controller, ctx.clone(), shutdown.clone()),
+            drive(dead_letter_controller, ctx.clone(), shutdown.clone()),
+            drive(subscription_controller, ctx.clone(), shutdown.clone()),
+        );
+    };
+    // The watches end only with the controllers (a watch never ends by itself).
+    tokio::select! {
+        () = controllers => {}
+        _ = watches => {}
+    }
 }
 
 /// Runs one controller with the shared driver until shutdown.

@@ -6,9 +6,9 @@
 //! Every SetQueueAttributes call carries `Policy`: moto (unlike SQS) drops the queue policy on a call
 //! that leaves it out, and sending the desired value is correct on both.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{borrow::Borrow, collections::BTreeMap, sync::Arc};
 
-use kube::{Api, ResourceExt, api::ListParams};
+use kube::ResourceExt;
 
 use super::{
     Cloud, Context,
@@ -18,6 +18,7 @@ use super::{
     finalize::{Applied, Reconciler},
     ownership::{Ownership, desired_tags, missing_tags, ownership},
     status::{describe, was_synced},
+    watch,
 };
 use crate::{
     api::{
@@ -74,14 +75,20 @@ pub fn check_dead_letter_type(queue_fifo: bool, dead_letter: &DeadLetter) -> Res
 }
 
 /// The ARNs of the Topics allowed to send to the queue `queue`: those of every Subscription to it that is
-/// not being deleted, whose Topic has an ARN. Pure.
-pub fn subscribed_topic_arns(queue: &str, subscriptions: &[Subscription], topics: &[Topic]) -> Vec<String> {
+/// not being deleted, whose Topic has an ARN. Pure; the objects are those of the queue's namespace.
+pub fn subscribed_topic_arns<S: Borrow<Subscription>, T: Borrow<Topic>>(
+    queue: &str,
+    subscriptions: &[S],
+    topics: &[T],
+) -> Vec<String> {
     let arns: BTreeMap<String, String> = topics
         .iter()
+        .map(Borrow::borrow)
         .filter_map(|t| Some((t.name_any(), t.status.as_ref()?.arn.clone()?)))
         .collect();
     let mut out: Vec<String> = subscriptions
         .iter()
+        .map(Borrow::borrow)
         .filter(|s| s.spec.queue_ref.name == queue && s.metadata.deletion_timestamp.is_none())
         .filter_map(|s| arns.get(&s.spec.topic_ref.name).cloned())
         .collect();
@@ -106,7 +113,7 @@ pub fn desired_attributes(
 }
 
 /// Resolves the dead-letter target: the DeadLetter must exist, be of the same type and have an ARN.
-async fn redrive_target<C: Cloud>(
+fn redrive_target<C: Cloud>(
     queue: &Queue,
     aws: &QueueAws,
     ctx: &Context<C>,
@@ -116,13 +123,9 @@ async fn redrive_target<C: Cloud>(
     };
     let object = describe(queue);
     let namespace = queue.namespace().unwrap_or_default();
-    let api: Api<DeadLetter> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = &target.target.name;
-    let dead_letter = api
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::kube(&object, format!("reading DeadLetter {name}"), source))?
-        .ok_or_else(|| Error::DependencyNotReady {
+    let dead_letter =
+        watch::get(&ctx.stores.dead_letters, &namespace, name).ok_or_else(|| Error::DependencyNotReady {
             object: object.clone(),
             message: format!("DeadLetter {name} does not exist"),
         })?;
@@ -144,37 +147,26 @@ async fn redrive_target<C: Cloud>(
     }))
 }
 
-/// The Topics with a Subscription to this queue, from the API server.
-async fn topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<Vec<String>, Error> {
-    let object = describe(queue);
+/// The ARNs of the Topics with a Subscription to this queue, from the watches' stores.
+fn topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Vec<String> {
     let namespace = queue.namespace().unwrap_or_default();
-    let subscriptions = Api::<Subscription>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::kube(&object, "listing Subscriptions", source))?;
-    if !subscriptions
-        .items
+    let name = queue.name_any();
+    let subscriptions: Vec<_> = watch::in_namespace(&ctx.stores.subscriptions, &namespace)
+        .into_iter()
+        .filter(|s| s.spec.queue_ref.name == name)
+        .collect();
+    let topics: Vec<_> = subscriptions
         .iter()
-        .any(|s| s.spec.queue_ref.name == queue.name_any())
-    {
-        return Ok(Vec::new());
-    }
-    let topics = Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::kube(&object, "listing Topics", source))?;
-    Ok(subscribed_topic_arns(
-        &queue.name_any(),
-        &subscriptions.items,
-        &topics.items,
-    ))
+        .filter_map(|s| watch::get(&ctx.stores.topics, &namespace, &s.spec.topic_ref.name))
+        .collect();
+    subscribed_topic_arns(&name, &subscriptions, &topics)
 }
 
 impl<C: Cloud> Reconciler<C> for Queue {
     async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
         let aws = validate(&queue)?;
-        let redrive = redrive_target(&queue, aws, &ctx).await?;
-        let topics = topic_arns(&queue, &ctx).await?;
+        let redrive = redrive_target(&queue, aws, &ctx)?;
+        let topics = topic_arns(&queue, &ctx);
         let name = queue_name(&queue, aws);
         let namespace = queue.namespace().unwrap_or_default();
         let tags = desired_tags("Queue", &namespace, &queue.name_any(), &queue.spec.lifecycle.tags);

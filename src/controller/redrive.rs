@@ -7,17 +7,18 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::{
     Cloud, Context,
     error::Error,
     events::{self, reasons},
     status::describe,
+    watch,
 };
 use crate::{
     api::{
-        DeadLetter, Queue,
+        DeadLetter,
         dead_letter::{Redrive, RedriveResult},
     },
     cloud::{
@@ -82,11 +83,8 @@ async fn destination<C: Cloud>(
         return Ok((Destination::Sources { by_arn, default }, None));
     };
     let namespace = dead_letter.namespace().unwrap_or_default();
-    let queue = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&target.name)
-        .await
-        .map_err(|source| Error::kube(&object, format!("reading Queue {}", target.name), source))?;
-    let observed = queue.and_then(|q| q.status).map(|s| s.observed);
+    let queue = watch::get(&ctx.stores.queues, &namespace, &target.name);
+    let observed = queue.and_then(|q| q.status.clone()).map(|s| s.observed);
     match observed.and_then(|o| Some((o.url?, o.arn?))) {
         Some((url, arn)) => Ok((Destination::Queue(url), Some(arn))),
         None => Err(Error::DependencyNotReady {

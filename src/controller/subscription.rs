@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::{
     Cloud, Context,
@@ -17,6 +17,7 @@ use super::{
     events::{self, reasons},
     finalize::{Applied, Reconciler},
     status::{describe, was_synced},
+    watch,
 };
 use crate::{
     api::{
@@ -75,23 +76,14 @@ pub fn check_fifo(topic: &Topic, queue: &Queue) -> Result<(), String> {
     Ok(())
 }
 
-/// The ARNs of the Topic and the Queue, or why there are none yet.
-async fn endpoints<C: Cloud>(
-    subscription: &Subscription,
-    ctx: &Context<C>,
-) -> Result<(String, String), Error> {
+/// The ARNs of the Topic and the Queue (from the watches' stores), or why there are none yet.
+fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<(String, String), Error> {
     let object = describe(subscription);
     let namespace = subscription.namespace().unwrap_or_default();
     let topic_name = &subscription.spec.topic_ref.name;
     let queue_name = &subscription.spec.queue_ref.name;
-    let topic = Api::<Topic>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(topic_name)
-        .await
-        .map_err(|source| Error::kube(&object, format!("reading Topic {topic_name}"), source))?;
-    let queue = Api::<Queue>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(queue_name)
-        .await
-        .map_err(|source| Error::kube(&object, format!("reading Queue {queue_name}"), source))?;
+    let topic = watch::get(&ctx.stores.topics, &namespace, topic_name);
+    let queue = watch::get(&ctx.stores.queues, &namespace, queue_name);
     let not_ready = |message: String| Error::DependencyNotReady {
         object: object.clone(),
         message,
@@ -134,7 +126,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         let object = describe(&*subscription);
         let policy = validate(&subscription)?;
         let desired = build(&subscription, policy.as_ref());
-        let (topic_arn, queue_arn) = endpoints(&subscription, &ctx).await?;
+        let (topic_arn, queue_arn) = endpoints(&subscription, &ctx)?;
         let cloud = &ctx.cloud;
         let err = |source| Error::cloud(&object, source);
 
@@ -202,7 +194,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         let mut arn = subscription.status.as_ref().and_then(|s| s.arn.clone());
         if arn.is_none() {
             // Subscribed but the status was never written (a restart mid-reconcile): look it up.
-            if let Ok((topic_arn, queue_arn)) = endpoints(&subscription, &ctx).await {
+            if let Ok((topic_arn, queue_arn)) = endpoints(&subscription, &ctx) {
                 arn = ctx
                     .cloud
                     .find_subscription(&topic_arn, &queue_arn)

@@ -1,42 +1,233 @@
-//! Which changes wake which reconciler. Each controller's own watch passes only spec changes
-//! (`generation`), finalizer changes and the start of a deletion, so the status a reconcile writes does
-//! not wake it again (resync requeues catch drift instead). Related kinds wake the objects that depend
-//! on them, filtered to the changes that matter (generation, deletion, cloud identity, readiness):
-//! a Topic or Queue getting its ARN wakes its Subscriptions, a Subscription wakes its Queue (whose policy
-//! lists the topics), a DeadLetter wakes the Queues that use it and a Queue wakes its DeadLetter (whose
-//! redrive allow policy lists the sources).
+//! One watch per kind, the caches the reconcilers read, and which changes wake which reconciler.
+//!
+//! Each kind has one watch ([`Reflector`]) feeding its [`Store`]; the reconcilers look their dependencies
+//! up in the [`Stores`] instead of asking the API server on every reconcile (a Queue used to list every
+//! Subscription and Topic of its namespace each time). A watch passes an object to its subscribers only
+//! once the store holds it, so a reconcile woken by a change always reads at least that change.
+//!
+//! Each controller's own subscription passes only spec changes (`generation`), finalizer changes and the
+//! start of a deletion, so the status a reconcile writes does not wake it again (resync requeues catch
+//! drift instead). Related kinds wake the objects that depend on them, filtered to the changes that
+//! matter: a Topic or Queue getting its ARN wakes its Subscriptions; a Subscription appearing, changing or
+//! going, or the ARN of its Topic, wakes its Queue (whose policy lists the topics); a DeadLetter wakes
+//! the Queues that use it; a Queue wakes the DeadLetters that list it as a source or redrive to it.
 
 use std::{
-    collections::hash_map::DefaultHasher,
+    collections::{HashMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
+    pin::pin,
     sync::Arc,
 };
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, channel::mpsc};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
-        reflector::{self, ObjectRef, Store},
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store, store::Writer},
         watcher,
     },
 };
 
-use super::{Cloud, Context, conditions::types, status::Kind};
+use super::{conditions::types, status::Kind};
 use crate::api::{DeadLetter, Queue, Subscription, Topic};
 
-/// A controller's own watch: the store it reads and the filtered trigger stream.
-pub struct Primary<K: Kind> {
-    /// The objects, as the watch last saw them.
-    pub store: Store<K>,
-    /// Objects whose spec, finalizers or deletion changed.
-    pub stream: futures::stream::BoxStream<'static, Result<K, watcher::Error>>,
+/// What the watches have seen of each kind: the reconcilers read their dependencies here.
+#[derive(Clone)]
+pub struct Stores {
+    /// Topics.
+    pub topics: Store<Topic>,
+    /// Queues.
+    pub queues: Store<Queue>,
+    /// DeadLetters.
+    pub dead_letters: Store<DeadLetter>,
+    /// Subscriptions.
+    pub subscriptions: Store<Subscription>,
 }
 
-fn api<K: Kind, C>(ctx: &Context<C>) -> Api<K> {
-    match &ctx.config.namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => Api::all(ctx.client.clone()),
+/// The write halves of [`Stores`], taken by the watches when the controllers run.
+pub struct Writers {
+    pub(crate) topics: Writer<Topic>,
+    pub(crate) queues: Writer<Queue>,
+    pub(crate) dead_letters: Writer<DeadLetter>,
+    pub(crate) subscriptions: Writer<Subscription>,
+}
+
+/// Empty stores and their writers.
+pub fn stores() -> (Stores, Writers) {
+    let (topics, topic_writer) = reflector::store();
+    let (queues, queue_writer) = reflector::store();
+    let (dead_letters, dead_letter_writer) = reflector::store();
+    let (subscriptions, subscription_writer) = reflector::store();
+    (
+        Stores {
+            topics,
+            queues,
+            dead_letters,
+            subscriptions,
+        },
+        Writers {
+            topics: topic_writer,
+            queues: queue_writer,
+            dead_letters: dead_letter_writer,
+            subscriptions: subscription_writer,
+        },
+    )
+}
+
+impl Stores {
+    /// Waits until every watch has listed its kind once, so no reconcile takes an empty cache for
+    /// "nothing there" (a Queue would drop its topics from its policy). Fails if a watch has stopped.
+    pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.topics.wait_until_ready().await?;
+        self.queues.wait_until_ready().await?;
+        self.dead_letters.wait_until_ready().await?;
+        self.subscriptions.wait_until_ready().await
+    }
+}
+
+/// The objects of `store` in `namespace`.
+pub fn in_namespace<K: Kind>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|object| object.namespace().as_deref() == Some(namespace))
+        .collect()
+}
+
+/// The object `name` of `store` in `namespace`.
+pub fn get<K: Kind>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>> {
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// Which changes of an object a subscriber cares about: equal values mean no change.
+pub type Identity<K> = fn(&K) -> Option<u64>;
+
+/// A subscriber of a watch: the objects whose identity changed since it last saw them.
+struct Subscriber<K: Kind> {
+    identity: Identity<K>,
+    /// Whether objects gone from the API server are passed too (a related kind's deletion matters to
+    /// the objects that used it; a controller's own deleted object has nothing left to reconcile).
+    deletions: bool,
+    /// The uid and identity last passed, per object.
+    seen: HashMap<ObjectRef<K>, (Option<String>, Option<u64>)>,
+    sender: mpsc::UnboundedSender<Arc<K>>,
+}
+
+impl<K: Kind> Subscriber<K> {
+    /// Whether `object` is new to this subscriber (another uid is another object) or its identity
+    /// changed; no identity means always.
+    fn changed(&mut self, key: ObjectRef<K>, object: &K) -> bool {
+        let identity = (self.identity)(object);
+        let seen = (object.meta().uid.clone(), identity);
+        let changed = identity.is_none() || self.seen.get(&key) != Some(&seen);
+        self.seen.insert(key, seen);
+        changed
+    }
+}
+
+/// The watch of kind `K`: keeps its store and passes changes on to its subscribers.
+pub struct Reflector<K: Kind> {
+    writer: Writer<K>,
+    subscribers: Vec<Subscriber<K>>,
+}
+
+impl<K: Kind> Reflector<K> {
+    /// A watch writing through `writer`, with no subscribers yet.
+    pub fn new(writer: Writer<K>) -> Self {
+        Self {
+            writer,
+            subscribers: Vec::new(),
+        }
+    }
+
+    /// The objects whose `identity` changes, from now on (every object once after the first list).
+    /// The channel is unbounded so that a busy controller never holds up the watch, which the other
+    /// controllers share; it holds only `Arc`s of objects the store already has.
+    pub fn subscribe(
+        &mut self,
+        identity: Identity<K>,
+        deletions: bool,
+    ) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (sender, receiver) = mpsc::unbounded();
+        self.subscribers.push(Subscriber {
+            identity,
+            deletions,
+            seen: HashMap::new(),
+            sender,
+        });
+        receiver
+    }
+
+    /// Watches `api` until the subscribers are gone (the controllers stopped). A list is passed on
+    /// when it is complete and in the store, as the store swaps it in only then.
+    pub async fn run(self, api: Api<K>) {
+        let Self {
+            writer,
+            mut subscribers,
+        } = self;
+        let store = writer.as_reader();
+        let mut listed: Vec<ObjectRef<K>> = Vec::new();
+        let mut events = pin!(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+        );
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(object)) => {
+                    let key = ObjectRef::from_obj(&object);
+                    let object = store.get(&key).unwrap_or_else(|| Arc::new(object));
+                    publish(&mut subscribers, key, object, false);
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    publish(
+                        &mut subscribers,
+                        ObjectRef::from_obj(&object),
+                        Arc::new(object),
+                        true,
+                    );
+                }
+                Ok(watcher::Event::Init) => listed.clear(),
+                Ok(watcher::Event::InitApply(object)) => listed.push(ObjectRef::from_obj(&object)),
+                Ok(watcher::Event::InitDone) => {
+                    // Objects deleted while the watch was down are in no list: forget them.
+                    for subscriber in &mut subscribers {
+                        subscriber.seen.retain(|key, _| store.get(key).is_some());
+                    }
+                    for key in listed.drain(..) {
+                        if let Some(object) = store.get(&key) {
+                            publish(&mut subscribers, key, object, false);
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(kind = K::KIND, %error, "watch failed; retrying with backoff"),
+            }
+            if subscribers.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Passes `object` to the subscribers that care; drops those whose controller has stopped.
+fn publish<K: Kind>(subscribers: &mut Vec<Subscriber<K>>, key: ObjectRef<K>, object: Arc<K>, deleted: bool) {
+    subscribers.retain_mut(|subscriber| {
+        let pass = if deleted {
+            subscriber.seen.remove(&key);
+            subscriber.deletions
+        } else {
+            subscriber.changed(key.clone(), &object)
+        };
+        !pass || subscriber.sender.unbounded_send(object.clone()).is_ok()
+    });
+}
+
+/// The API of kind `K` in the watched namespace (all namespaces when `None`).
+pub fn api<K: Kind>(client: &kube::Client, namespace: Option<&str>) -> Api<K> {
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
     }
 }
 
@@ -46,7 +237,7 @@ fn hash(value: &impl Hash) -> u64 {
     hasher.finish()
 }
 
-/// The primary predicate: generation, finalizers and whether a deletion started. Adding the finalizer
+/// The primary identity: generation, finalizers and whether a deletion started. Adding the finalizer
 /// leaves the generation alone, so finalizers are part of it (the finalizer helper waits for that
 /// change); status-only writes change none of it.
 pub fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
@@ -56,29 +247,6 @@ pub fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
         &meta.finalizers,
         meta.deletion_timestamp.is_some(),
     )))
-}
-
-/// The trigger stream and store of kind `K`.
-pub fn primary<K: Kind, C: Cloud>(ctx: &Context<C>) -> Primary<K> {
-    let (store, writer) = reflector::store();
-    let stream = watcher(api::<K, C>(ctx), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_lifecycle::<K>, Default::default())
-        .boxed();
-    Primary { store, stream }
-}
-
-/// A watch of a related kind, passing only changes that `identity` sees.
-fn related<K: Kind, C>(
-    ctx: &Context<C>,
-    identity: fn(&K) -> Option<u64>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    watcher(api::<K, C>(ctx), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(identity, Default::default())
 }
 
 fn ready_status<K: Kind>(object: &K) -> Option<String> {
@@ -91,7 +259,8 @@ fn ready_status<K: Kind>(object: &K) -> Option<String> {
     })
 }
 
-fn topic_identity(topic: &Topic) -> Option<u64> {
+/// What a Subscription needs of its Topic.
+pub fn topic_identity(topic: &Topic) -> Option<u64> {
     let arn = topic.status.as_ref().and_then(|s| s.arn.clone());
     Some(hash(&(
         topic.meta().generation,
@@ -101,7 +270,13 @@ fn topic_identity(topic: &Topic) -> Option<u64> {
     )))
 }
 
-fn queue_identity(queue: &Queue) -> Option<u64> {
+/// What a Queue's policy needs of a Topic subscribed to it: its ARN.
+pub fn topic_arn(topic: &Topic) -> Option<u64> {
+    Some(hash(&topic.status.as_ref().and_then(|s| s.arn.as_ref())))
+}
+
+/// What a Subscription and a DeadLetter need of a Queue.
+pub fn queue_identity(queue: &Queue) -> Option<u64> {
     let observed = queue
         .status
         .as_ref()
@@ -114,7 +289,8 @@ fn queue_identity(queue: &Queue) -> Option<u64> {
     )))
 }
 
-fn dead_letter_identity(dead_letter: &DeadLetter) -> Option<u64> {
+/// What a Queue needs of its DeadLetter.
+pub fn dead_letter_identity(dead_letter: &DeadLetter) -> Option<u64> {
     let observed = dead_letter
         .status
         .as_ref()
@@ -127,92 +303,83 @@ fn dead_letter_identity(dead_letter: &DeadLetter) -> Option<u64> {
     )))
 }
 
-fn subscription_identity(subscription: &Subscription) -> Option<u64> {
-    let arn = subscription.status.as_ref().and_then(|s| s.arn.clone());
+/// What a Queue's policy needs of a Subscription to it: that it exists (its references are immutable)
+/// and is not being deleted. Its own ARN does not matter; its Topic's ARN is watched directly.
+pub fn subscription_identity(subscription: &Subscription) -> Option<u64> {
     Some(hash(&(
         subscription.meta().generation,
         subscription.meta().deletion_timestamp.is_some(),
-        arn,
     )))
 }
 
-/// The Queue controller also wakes a Queue when a Subscription to it changes (its policy lists the
-/// topics) and when its DeadLetter changes (the redrive policy needs the DeadLetter's ARN).
-pub fn queue_watches<C: Cloud>(
-    controller: Controller<Queue>,
-    ctx: &Arc<Context<C>>,
-    queues: Store<Queue>,
-) -> Controller<Queue> {
-    controller
-        .watches_stream(
-            related::<Subscription, C>(ctx, subscription_identity),
-            |subscription| {
-                let namespace = subscription.namespace().unwrap_or_default();
-                Some(ObjectRef::new(&subscription.spec.queue_ref.name).within(&namespace))
-            },
-        )
-        .watches_stream(
-            related::<DeadLetter, C>(ctx, dead_letter_identity),
-            move |dead_letter| {
-                let namespace = dead_letter.namespace();
-                let name = dead_letter.name_any();
-                queues
-                    .state()
-                    .into_iter()
-                    .filter(|queue| {
-                        queue.namespace() == namespace
-                            && queue.spec.dead_letter.as_ref().map(|d| d.target.name.as_str())
-                                == Some(name.as_str())
-                    })
-                    .map(|queue| ObjectRef::from_obj(&*queue))
-                    .collect::<Vec<_>>()
-            },
-        )
+/// The Queue a Subscription delivers to.
+pub fn queue_of(subscription: &Subscription) -> Option<ObjectRef<Queue>> {
+    let namespace = subscription.namespace().unwrap_or_default();
+    Some(ObjectRef::new(&subscription.spec.queue_ref.name).within(&namespace))
 }
 
-/// The DeadLetter controller also wakes a DeadLetter when a Queue using it changes.
-pub fn dead_letter_watches<C: Cloud>(
-    controller: Controller<DeadLetter>,
-    ctx: &Arc<Context<C>>,
-) -> Controller<DeadLetter> {
-    controller.watches_stream(related::<Queue, C>(ctx, queue_identity), |queue| {
-        let namespace = queue.namespace().unwrap_or_default();
-        queue
-            .spec
-            .dead_letter
-            .as_ref()
-            .map(|target| ObjectRef::new(&target.target.name).within(&namespace))
-    })
+/// The Queues with a Subscription to `topic`.
+pub fn queues_subscribed_to(subscriptions: &Store<Subscription>, topic: &Topic) -> Vec<ObjectRef<Queue>> {
+    let namespace = topic.namespace().unwrap_or_default();
+    let name = topic.name_any();
+    let mut queues: Vec<ObjectRef<Queue>> = in_namespace(subscriptions, &namespace)
+        .into_iter()
+        .filter(|s| s.spec.topic_ref.name == name)
+        .map(|s| ObjectRef::new(&s.spec.queue_ref.name).within(&namespace))
+        .collect();
+    queues.sort_by(|a, b| a.name.cmp(&b.name));
+    queues.dedup();
+    queues
 }
 
-/// The Subscription controller also wakes a Subscription when its Topic or Queue changes.
-pub fn subscription_watches<C: Cloud>(
-    controller: Controller<Subscription>,
-    ctx: &Arc<Context<C>>,
-    subscriptions: Store<Subscription>,
-) -> Controller<Subscription> {
-    let by_queue = subscriptions.clone();
-    controller
-        .watches_stream(related::<Topic, C>(ctx, topic_identity), move |topic| {
-            referencing(&subscriptions, &topic, |s| &s.spec.topic_ref.name)
+/// The Queues whose dead letter is `dead_letter`.
+pub fn queues_using(queues: &Store<Queue>, dead_letter: &DeadLetter) -> Vec<ObjectRef<Queue>> {
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let name = dead_letter.name_any();
+    in_namespace(queues, &namespace)
+        .into_iter()
+        .filter(|queue| {
+            queue.spec.dead_letter.as_ref().map(|d| d.target.name.as_str()) == Some(name.as_str())
         })
-        .watches_stream(related::<Queue, C>(ctx, queue_identity), move |queue| {
-            referencing(&by_queue, &queue, |s| &s.spec.queue_ref.name)
+        .map(|queue| ObjectRef::from_obj(&*queue))
+        .collect()
+}
+
+/// The DeadLetters that `queue` matters to: its own (whose redrive allow policy lists it) and those
+/// whose redrive sends messages to it.
+pub fn dead_letters_of(dead_letters: &Store<DeadLetter>, queue: &Queue) -> Vec<ObjectRef<DeadLetter>> {
+    let namespace = queue.namespace().unwrap_or_default();
+    let name = queue.name_any();
+    let mut out: Vec<ObjectRef<DeadLetter>> = in_namespace(dead_letters, &namespace)
+        .into_iter()
+        .filter(|d| {
+            d.spec
+                .redrive
+                .as_ref()
+                .and_then(|r| r.destination_ref.as_ref())
+                .is_some_and(|target| target.name == name)
         })
+        .map(|d| ObjectRef::from_obj(&*d))
+        .collect();
+    if let Some(target) = &queue.spec.dead_letter {
+        out.push(ObjectRef::new(&target.target.name).within(&namespace));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup();
+    out
 }
 
 /// The Subscriptions in `target`'s namespace whose reference (`field`) names it.
-fn referencing<T: Resource>(
+pub fn referencing<T: Resource>(
     subscriptions: &Store<Subscription>,
     target: &T,
     field: fn(&Subscription) -> &String,
 ) -> Vec<ObjectRef<Subscription>> {
-    let namespace = target.namespace();
+    let namespace = target.namespace().unwrap_or_default();
     let name = target.name_any();
-    subscriptions
-        .state()
+    in_namespace(subscriptions, &namespace)
         .into_iter()
-        .filter(|s| s.namespace() == namespace && *field(s) == name)
+        .filter(|s| *field(s) == name)
         .map(|s| ObjectRef::from_obj(&*s))
         .collect()
 }
@@ -221,6 +388,62 @@ fn referencing<T: Resource>(
 mod tests {
     use super::*;
     use crate::api::topic::TopicStatus;
+
+    fn subscriber(
+        identity: Identity<Topic>,
+        deletions: bool,
+    ) -> (Subscriber<Topic>, mpsc::UnboundedReceiver<Arc<Topic>>) {
+        let (sender, receiver) = mpsc::unbounded();
+        let subscriber = Subscriber {
+            identity,
+            deletions,
+            seen: HashMap::new(),
+            sender,
+        };
+        (subscriber, receiver)
+    }
+
+    #[test]
+    fn subscribers_see_changes_of_their_identity_and_deletions_if_asked() {
+        let (primary, mut primary_rx) = subscriber(spec_or_lifecycle, false);
+        let (related, mut related_rx) = subscriber(topic_arn, true);
+        let mut subscribers = vec![primary, related];
+        let mut topic = Topic::new("t", Default::default());
+        topic.metadata.namespace = Some("ns".into());
+        topic.metadata.uid = Some("uid-1".into());
+        let key = ObjectRef::from_obj(&topic);
+        let mut passed = |subscribers: &mut Vec<Subscriber<Topic>>, topic: &Topic, deleted: bool| {
+            publish(subscribers, key.clone(), Arc::new(topic.clone()), deleted);
+            (primary_rx.try_recv().is_ok(), related_rx.try_recv().is_ok())
+        };
+        assert_eq!(
+            passed(&mut subscribers, &topic, false),
+            (true, true),
+            "first sight"
+        );
+        assert_eq!(
+            passed(&mut subscribers, &topic, false),
+            (false, false),
+            "no change"
+        );
+        topic.status = Some(TopicStatus {
+            arn: Some("arn".into()),
+            ..TopicStatus::default()
+        });
+        assert_eq!(
+            passed(&mut subscribers, &topic, false),
+            (false, true),
+            "status only"
+        );
+        topic.metadata.uid = Some("uid-2".into());
+        assert_eq!(passed(&mut subscribers, &topic, false), (true, true), "recreated");
+        assert_eq!(passed(&mut subscribers, &topic, true), (false, true), "deleted");
+        assert_eq!(
+            passed(&mut subscribers, &topic, false),
+            (true, true),
+            "seen again"
+        );
+    }
 
     #[test]
     fn status_only_changes_do_not_pass_the_primary_predicate() {
