@@ -10,7 +10,6 @@ mod redrive;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 use tributary::{
     api::{
@@ -218,14 +217,6 @@ async fn queue_is_created_adopted_updated_tagged_counted_and_deleted_twice() {
     );
 }
 
-fn string(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_filtered_subscription_delivers_only_matching_messages_through_the_queue_policy() {
     let cloud = cloud().await;
@@ -267,12 +258,7 @@ async fn a_filtered_subscription_delivers_only_matching_messages_through_the_que
     assert!(diff(&desired, &observed).is_empty(), "{observed:?}");
 
     for (event, body) in [("OrderPlaced", "placed"), ("OrderCancelled", "cancelled")] {
-        let publish = sns.publish().topic_arn(&topic).message(body);
-        publish
-            .message_attributes("event", string(event))
-            .send()
-            .await
-            .unwrap();
+        common::publish(&sns, &topic, body, &[("event", "String", event)]).await;
     }
     let delivered = common::eventually("the matching message", Duration::from_secs(10), || async {
         Some(drain(&cloud, &queue_url).await).filter(|messages| !messages.is_empty())

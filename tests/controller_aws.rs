@@ -113,33 +113,12 @@ async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, St
         .collect()
 }
 
-/// Receives and deletes everything in a queue until it stays empty for a second; returns the bodies.
+/// Receives and deletes everything in a queue until it stays empty for a second; returns the bodies,
+/// sorted.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            bodies.sort();
-            return bodies;
-        }
-        for message in messages {
-            bodies.push(message.body.clone().unwrap_or_default());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(message.receipt_handle.unwrap_or_default())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let mut bodies = common::receive_all(sqs, url).await;
+    bodies.sort();
+    bodies
 }
 
 /// Whether an Event with `reason` whose note contains `text` was recorded on `name`.

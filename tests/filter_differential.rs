@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{Value, json};
 use tributary::filter::{Message, Policy, Scope};
 
@@ -154,40 +153,20 @@ async fn engine_agrees_with_moto_delivery() {
     for (id, (attrs, body)) in messages.iter().enumerate() {
         let mut envelope = body.clone();
         envelope["id"] = json!(id);
-        let mut publish = sns.publish().topic_arn(&topic).message(envelope.to_string());
-        for (name, data_type, value) in attrs {
-            let attr = MessageAttributeValue::builder()
-                .data_type(*data_type)
-                .string_value(*value)
-                .build()
-                .unwrap();
-            publish = publish.message_attributes(*name, attr);
-        }
-        publish.send().await.unwrap();
+        common::publish(&sns, &topic, &envelope.to_string(), attrs).await;
     }
 
     let mut disagreements = Vec::new();
     let mut discriminating = 0;
     for (i, (url, policy)) in queues.iter().enumerate() {
-        let mut received = BTreeSet::new();
-        loop {
-            let batch = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            let batch = batch.messages.unwrap_or_default();
-            if batch.is_empty() {
-                break;
-            }
-            for m in batch {
-                let body: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
-                received.insert(body["id"].as_u64().unwrap() as usize);
-            }
-        }
+        let received: BTreeSet<usize> = common::receive_all(&sqs, url)
+            .await
+            .iter()
+            .map(|body| {
+                let body: Value = serde_json::from_str(body).unwrap();
+                body["id"].as_u64().unwrap() as usize
+            })
+            .collect();
         let expected: BTreeSet<usize> = messages
             .iter()
             .enumerate()

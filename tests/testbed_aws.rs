@@ -8,17 +8,8 @@ mod common;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
-
-fn string_attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn filtered_subscription_delivers_only_the_matching_message() {
@@ -78,21 +69,13 @@ async fn filtered_subscription_delivers_only_the_matching_message() {
         ("OrderPlaced", "20", "small order"),
         ("OrderCancelled", "250", "cancelled"),
     ] {
-        sns.publish()
-            .topic_arn(&topic_arn)
-            .message(body)
-            .message_attributes("event", string_attribute(event))
-            .message_attributes(
-                "total",
-                MessageAttributeValue::builder()
-                    .data_type("Number")
-                    .string_value(total)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        common::publish(
+            &sns,
+            &topic_arn,
+            body,
+            &[("event", "String", event), ("total", "Number", total)],
+        )
+        .await;
     }
 
     let mut bodies = Vec::new();

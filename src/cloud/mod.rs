@@ -11,4 +11,6 @@ pub mod redrive;
 pub mod traits;
 
 pub use error::{Error, ErrorKind, Operation, Result};
+#[cfg(test)]
+pub(crate) use traits::attributes_of;
 pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tags, Topics};

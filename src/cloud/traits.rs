@@ -14,6 +14,15 @@ pub use crate::api::common::Tags;
 /// Attribute names to values, as the cloud reports and accepts them (SNS and SQS attributes are strings).
 pub type Attributes = BTreeMap<String, String>;
 
+/// Attributes from (name, value) pairs, for tests.
+#[cfg(test)]
+pub(crate) fn attributes_of(pairs: &[(&str, &str)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Publish/subscribe topics (SNS).
 pub trait Topics: Send + Sync {
     /// The ARN of the topic called `name`, or `None` if there is none. Used to adopt existing topics and to

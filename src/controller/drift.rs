@@ -64,22 +64,16 @@ pub fn names_of(diff: &AttributeDiff) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attributes(pairs: &[(&str, &str)]) -> Attributes {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::cloud::attributes_of;
 
     #[test]
     fn an_unreported_redrive_allow_policy_is_not_drift_but_a_reported_one_is_compared() {
-        let desired = attributes(&[
+        let desired = attributes_of(&[
             ("RedriveAllowPolicy", r#"{"redrivePermission":"allowAll"}"#),
             ("VisibilityTimeout", "30"),
         ]);
-        assert!(diff(&desired, &attributes(&[("VisibilityTimeout", "30")])).is_empty());
-        let reported = attributes(&[
+        assert!(diff(&desired, &attributes_of(&[("VisibilityTimeout", "30")])).is_empty());
+        let reported = attributes_of(&[
             ("VisibilityTimeout", "30"),
             ("RedriveAllowPolicy", r#"{"redrivePermission":"denyAll"}"#),
         ]);
@@ -88,12 +82,12 @@ mod tests {
 
     #[test]
     fn filter_policies_compare_by_meaning() {
-        let desired = attributes(&[("FilterPolicy", r#"{"event":["A","B"]}"#)]);
-        let observed = attributes(&[("FilterPolicy", r#"{"event": ["B", "A", "A"]}"#)]);
+        let desired = attributes_of(&[("FilterPolicy", r#"{"event":["A","B"]}"#)]);
+        let observed = attributes_of(&[("FilterPolicy", r#"{"event": ["B", "A", "A"]}"#)]);
         assert!(diff(&desired, &observed).is_empty());
-        let other = attributes(&[("FilterPolicy", r#"{"event":["A"]}"#)]);
+        let other = attributes_of(&[("FilterPolicy", r#"{"event":["A"]}"#)]);
         assert_eq!(names_of(&diff(&desired, &other)), "FilterPolicy");
-        let cleared = attributes(&[("FilterPolicy", "")]);
-        assert!(diff(&cleared, &attributes(&[])).is_empty());
+        let cleared = attributes_of(&[("FilterPolicy", "")]);
+        assert!(diff(&cleared, &attributes_of(&[])).is_empty());
     }
 }

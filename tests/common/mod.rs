@@ -82,6 +82,54 @@ pub async fn kube_client() -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
+/// Publishes `body` to an SNS topic with message attributes given as (name, data type, value).
+pub async fn publish(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    body: &str,
+    attributes: &[(&str, &str, &str)],
+) {
+    let mut request = sns.publish().topic_arn(topic_arn).message(body);
+    for (name, data_type, value) in attributes {
+        let attribute = aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type(*data_type)
+            .string_value(*value)
+            .build()
+            .unwrap();
+        request = request.message_attributes(*name, attribute);
+    }
+    request.send().await.unwrap();
+}
+
+/// Receives and deletes the messages of an SQS queue until a one-second long poll comes back empty;
+/// returns their bodies in the order received.
+pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for message in messages {
+            bodies.push(message.body.unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// AWS SDK configuration pointing at the test bed's moto server.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

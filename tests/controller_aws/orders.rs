@@ -1,27 +1,10 @@
 //! The order example end to end: provisioning with every attribute checked, routing by the filters, a
 //! filter change, a quiet resync, and deletion with `deletionPolicy: Delete`.
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::*;
-
-fn attribute(data_type: &str, value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type(data_type)
-        .string_value(value)
-        .build()
-        .unwrap()
-}
-
-async fn publish(sns: &aws_sdk_sns::Client, topic: &str, body: &str, attributes: &[(&str, &str, &str)]) {
-    let mut request = sns.publish().topic_arn(topic).message(body);
-    for (name, data_type, value) in attributes {
-        request = request.message_attributes(*name, attribute(data_type, value));
-    }
-    request.send().await.unwrap();
-}
 
 #[tokio::test]
 async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
@@ -144,16 +127,16 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
         ("delivery", "String", "pickup"),
         ("total", "Number", "50"),
     ];
-    publish(&sns, &topic_arn, "placed-home", &home).await;
-    publish(&sns, &topic_arn, "placed-pickup", &pickup).await;
-    publish(
+    common::publish(&sns, &topic_arn, "placed-home", &home).await;
+    common::publish(&sns, &topic_arn, "placed-pickup", &pickup).await;
+    common::publish(
         &sns,
         &topic_arn,
         "shipped",
         &[("event", "String", "OrderShipped")],
     )
     .await;
-    publish(
+    common::publish(
         &sns,
         &topic_arn,
         "refunded",
@@ -192,8 +175,8 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
         }
     })
     .await;
-    publish(&sns, &topic_arn, "placed-again", &home).await;
-    publish(
+    common::publish(&sns, &topic_arn, "placed-again", &home).await;
+    common::publish(
         &sns,
         &topic_arn,
         "cancelled",

@@ -1,14 +1,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::cloud::attributes_of;
 use crate::cloud::aws::attributes::{RedriveTarget, queue_policy, redrive_allow_policy, redrive_policy};
-
-fn attributes(pairs: &[(&str, &str)]) -> Attributes {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
 
 #[test]
 fn redrive_policy_numbers_as_strings_key_order_and_whitespace_are_equal() {
@@ -91,14 +85,14 @@ fn booleans_compare_case_insensitively() {
 
 #[test]
 fn diff_sets_mutable_changes_and_reports_immutable_ones() {
-    let desired = attributes(&[
+    let desired = attributes_of(&[
         ("FifoQueue", "true"),
         ("VisibilityTimeout", "60"),
         ("DelaySeconds", "0"),
         ("RedrivePolicy", ""),
         ("KmsMasterKeyId", ""),
     ]);
-    let observed = attributes(&[
+    let observed = attributes_of(&[
         ("VisibilityTimeout", "30"),
         ("DelaySeconds", "0"),
         ("Policy", "{\"Statement\":[]}"),
@@ -121,8 +115,8 @@ fn diff_sets_mutable_changes_and_reports_immutable_ones() {
 
 #[test]
 fn an_empty_desired_value_clears_a_present_attribute() {
-    let desired = attributes(&[("RedrivePolicy", "")]);
-    let observed = attributes(&[(
+    let desired = attributes_of(&[("RedrivePolicy", "")]);
+    let observed = attributes_of(&[(
         "RedrivePolicy",
         r#"{"deadLetterTargetArn":"a","maxReceiveCount":5}"#,
     )]);
@@ -134,7 +128,7 @@ fn an_empty_desired_value_clears_a_present_attribute() {
 
 #[test]
 fn matching_attributes_give_an_empty_diff() {
-    let desired = attributes(&[
+    let desired = attributes_of(&[
         ("FifoTopic", "false"),
         ("DisplayName", ""),
         ("RawMessageDelivery", "false"),
@@ -144,7 +138,7 @@ fn matching_attributes_give_an_empty_diff() {
 
 #[test]
 fn the_filter_scope_is_set_before_the_filter_policy() {
-    let desired = attributes(&[
+    let desired = attributes_of(&[
         ("FilterPolicy", r#"{"a":{"b":["c"]}}"#),
         ("FilterPolicyScope", "MessageBody"),
         ("RawMessageDelivery", "true"),
