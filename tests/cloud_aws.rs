@@ -12,12 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::json;
 use tributary::{
-    api::{
-        dead_letter::DeadLetterAws,
-        queue::QueueAws,
-        subscription::{FilterScope, SubscriptionFilter},
-        topic::TopicAws,
-    },
+    api::{dead_letter::DeadLetterAws, queue::QueueAws, topic::TopicAws},
     cloud::{
         ErrorKind, QueueMessages, Queues, Subscriptions, Tags, Topics,
         aws::{
@@ -29,6 +24,7 @@ use tributary::{
         redrive::{Destination, move_messages},
         traits::{MessageAttribute, MoveRequest, OutgoingMessage, ReceivedMessage},
     },
+    filter::{Policy, Scope},
 };
 
 async fn cloud() -> AwsCloud {
@@ -234,10 +230,7 @@ async fn a_filtered_subscription_delivers_only_matching_messages_through_the_que
     let wanted = [("Policy".to_owned(), policy)].into();
     assert!(diff(&wanted, &cloud.queue_attributes(&queue_url).await.unwrap()).is_empty());
 
-    let filter = SubscriptionFilter {
-        scope: FilterScope::MessageAttributes,
-        policy: json!({"event": ["OrderPlaced"]}).as_object().unwrap().clone(),
-    };
+    let filter = Policy::parse(&json!({"event": ["OrderPlaced"]}), Scope::MessageAttributes).unwrap();
     let desired = attributes::subscription_attributes(true, Some(&filter));
     assert_eq!(cloud.find_subscription(&topic, &queue_arn).await.unwrap(), None);
     let arn = cloud.subscribe(&topic, &queue_arn, &desired).await.unwrap();

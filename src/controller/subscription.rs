@@ -25,10 +25,7 @@ use crate::{
         common::{DeletionPolicy, Provider},
         subscription::{FilterScope, Subscription, SubscriptionStatus},
     },
-    cloud::{
-        Attributes,
-        aws::attributes::{self, names},
-    },
+    cloud::{Attributes, aws::attributes},
     filter::{Policy, Scope},
 };
 
@@ -52,14 +49,7 @@ pub fn validate(subscription: &Subscription) -> Result<Option<Policy>, Error> {
 /// The build step: pure. Raw delivery, and the filter policy as the engine's canonical JSON with its
 /// scope (or an empty policy, which removes a filter).
 pub fn build(subscription: &Subscription, policy: Option<&Policy>) -> Attributes {
-    let mut desired = attributes::subscription_attributes(
-        subscription.spec.raw_message_delivery,
-        subscription.spec.filter.as_ref(),
-    );
-    if let Some(policy) = policy {
-        desired.insert(names::FILTER_POLICY.to_owned(), policy.canonical_json());
-    }
-    desired
+    attributes::subscription_attributes(subscription.spec.raw_message_delivery, policy)
 }
 
 /// FIFO parity: a FIFO queue receives only from a FIFO topic. Pure.

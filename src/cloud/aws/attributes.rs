@@ -11,13 +11,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    api::{
-        dead_letter::DeadLetterAws,
-        queue::QueueAws,
-        subscription::{FilterScope, SubscriptionFilter},
-        topic::TopicAws,
-    },
+    api::{dead_letter::DeadLetterAws, queue::QueueAws, topic::TopicAws},
     cloud::Attributes,
+    filter::Policy,
 };
 
 /// Attribute names used by Tributary (SQS and SNS spell them the same way where they overlap).
@@ -187,25 +183,15 @@ pub fn topic_attributes(aws: &TopicAws) -> Attributes {
     attributes
 }
 
-/// The SNS subscription attributes: raw delivery, and the filter policy (as canonical JSON) with its
-/// scope. Without a filter the policy is cleared (SNS's way to remove one is an empty `FilterPolicy`).
-pub fn subscription_attributes(
-    raw_message_delivery: bool,
-    filter: Option<&SubscriptionFilter>,
-) -> Attributes {
+/// The SNS subscription attributes: raw delivery, and the filter policy in the filter engine's canonical
+/// form (so two spellings of one policy are sent, and compared, alike) with its scope. Without a filter the
+/// policy is cleared (SNS's way to remove one is an empty `FilterPolicy`).
+pub fn subscription_attributes(raw_message_delivery: bool, filter: Option<&Policy>) -> Attributes {
     let mut attributes = Attributes::from([(names::RAW_MESSAGE_DELIVERY.into(), flag(raw_message_delivery))]);
     match filter {
-        Some(SubscriptionFilter { scope, policy }) => {
-            let policy = serde_json::Value::Object(policy.clone());
-            attributes.insert(
-                names::FILTER_POLICY.into(),
-                super::compare::canonical(&policy, super::compare::JsonMode::Plain).to_string(),
-            );
-            let scope = match scope {
-                FilterScope::MessageAttributes => "MessageAttributes",
-                FilterScope::MessageBody => "MessageBody",
-            };
-            attributes.insert(names::FILTER_POLICY_SCOPE.into(), scope.into());
+        Some(policy) => {
+            attributes.insert(names::FILTER_POLICY.into(), policy.canonical_json());
+            attributes.insert(names::FILTER_POLICY_SCOPE.into(), policy.scope().to_string());
         }
         None => {
             attributes.insert(names::FILTER_POLICY.into(), String::new());

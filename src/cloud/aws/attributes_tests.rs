@@ -120,10 +120,7 @@ fn topics_get_their_flags_key_and_display_name() {
 #[test]
 fn subscriptions_carry_raw_delivery_and_a_canonical_filter() {
     let policy = json!({"total": [{"numeric": [">=", 100]}], "event": ["OrderPlaced"]});
-    let filter = SubscriptionFilter {
-        scope: FilterScope::MessageBody,
-        policy: policy.as_object().unwrap().clone(),
-    };
+    let filter = crate::filter::Policy::parse(&policy, crate::filter::Scope::MessageBody).unwrap();
     let attributes = subscription_attributes(true, Some(&filter));
     assert_eq!(attributes["RawMessageDelivery"], "true");
     assert_eq!(attributes["FilterPolicyScope"], "MessageBody");
