@@ -2,11 +2,15 @@
 //! attributes back in its own shape (keys reordered, whitespace dropped, `"5"` for `5` in
 //! `RedrivePolicy`, one-element arrays collapsed in IAM policies), and booleans as `true` or `True`.
 //! Comparing strings would report a drift on every reconcile, set the same value again, and never settle;
-//! comparing canonical forms does settle.
+//! comparing canonical forms does settle. A subscription's `FilterPolicy` is compared by meaning, through
+//! the filter engine, so a policy SNS hands back with its values reordered or repeated is no difference.
 
 use serde_json::{Map, Value};
 
-use crate::cloud::Attributes;
+use crate::{
+    cloud::Attributes,
+    filter::{Policy, Scope},
+};
 
 use super::attributes::names;
 
@@ -167,7 +171,9 @@ pub fn diff(desired: &Attributes, observed: &Attributes) -> AttributeDiff {
     for (name, want) in desired {
         let have = observed.get(name).map_or(absent_value(name), String::as_str);
         let want_or_absent = if want.is_empty() { absent_value(name) } else { want };
-        if values_equal(name, want_or_absent, have) {
+        if values_equal(name, want_or_absent, have)
+            || (name == names::FILTER_POLICY && same_filter(want, have, observed))
+        {
             continue;
         }
         if IMMUTABLE.contains(&name.as_str()) {
@@ -184,6 +190,21 @@ pub fn diff(desired: &Attributes, observed: &Attributes) -> AttributeDiff {
         .to_set
         .sort_by_key(|(name, _)| (name != names::FILTER_POLICY_SCOPE, name.clone()));
     result
+}
+
+/// Whether two filter policies mean the same, by the filter engine, in the scope the server reports.
+fn same_filter(desired: &str, observed: &str, attributes: &Attributes) -> bool {
+    let scope = match attributes.get(names::FILTER_POLICY_SCOPE).map(String::as_str) {
+        Some("MessageBody") => Scope::MessageBody,
+        _ => Scope::MessageAttributes,
+    };
+    match (
+        Policy::parse_str(desired, scope),
+        Policy::parse_str(observed, scope),
+    ) {
+        (Ok(want), Ok(have)) => want.canonical() == have.canonical(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

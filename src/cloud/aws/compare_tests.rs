@@ -150,3 +150,21 @@ fn the_filter_scope_is_set_before_the_filter_policy() {
         .collect();
     assert_eq!(names, ["FilterPolicyScope", "FilterPolicy", "RawMessageDelivery"]);
 }
+
+#[test]
+fn filter_policies_compare_by_meaning() {
+    let desired = attributes_of(&[("FilterPolicy", r#"{"event":["A","B"]}"#)]);
+    let observed = attributes_of(&[("FilterPolicy", r#"{"event": ["B", "A", "A"]}"#)]);
+    assert!(diff(&desired, &observed).is_empty());
+    let other = attributes_of(&[("FilterPolicy", r#"{"event":["A"]}"#)]);
+    assert_eq!(
+        diff(&desired, &other)
+            .to_set
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["FilterPolicy"]
+    );
+    let cleared = attributes_of(&[("FilterPolicy", "")]);
+    assert!(diff(&cleared, &attributes_of(&[])).is_empty());
+}
