@@ -45,10 +45,6 @@ pub trait Reconciler<C: Cloud>: Kind {
     fn cleanup(object: Arc<Self>, ctx: Arc<Context<C>>) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-fn key<K: Kind>(object: &K) -> String {
-    describe(object)
-}
-
 /// Reconciles one object of kind `K`.
 pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
     object: Arc<K>,
@@ -96,8 +92,9 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
     }
     match result.map_err(|error| flatten(&*object, error)) {
         Ok(action) => {
-            ctx.backoff.succeeded(&key(&*object));
-            ctx.waits.succeeded(&key(&*object));
+            let key = describe(&*object);
+            ctx.backoff.succeeded(&key);
+            ctx.waits.succeeded(&key);
             Ok(action)
         }
         Err(error) => failed(&*object, &ctx, error).await,
@@ -145,11 +142,11 @@ async fn failed<K: Kind, C: Cloud>(object: &K, ctx: &Context<C>, error: Error) -
         Class::Dependency => {
             tracing::info!(object = %describe(object), %error, "waiting for a dependency");
             Ok(Action::requeue(
-                ctx.waits.waited(&key(object), ctx.config.dependency_retry),
+                ctx.waits.waited(&describe(object), ctx.config.dependency_retry),
             ))
         }
         Class::Permanent | Class::Transient => {
-            ctx.waits.succeeded(&key(object));
+            ctx.waits.succeeded(&describe(object));
             tracing::warn!(object = %describe(object), %error, class = class.as_str(), "reconcile failed");
             let note = format!("{}: {}", error.reason(), error.condition_message());
             events::warning(&ctx.recorder, object, events::reasons::RECONCILE_FAILED, note).await;
@@ -164,6 +161,6 @@ pub fn error_policy<K: Kind, C: Cloud>(object: Arc<K>, error: &Error, ctx: Arc<C
     match error.class() {
         Class::Permanent => Action::await_change(),
         Class::Dependency => Action::requeue(ctx.config.dependency_retry),
-        Class::Transient => Action::requeue(ctx.backoff.failed(&key(&*object))),
+        Class::Transient => Action::requeue(ctx.backoff.failed(&describe(&*object))),
     }
 }
