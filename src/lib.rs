@@ -13,6 +13,7 @@ pub mod filter;
 pub mod operate;
 pub mod tls;
 pub mod webhook;
+pub mod worker;
 
 /// The version of this build, as Cargo stamped it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

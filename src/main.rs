@@ -23,6 +23,20 @@ enum Command {
     /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration, and
     /// against AWS through the standard credential chain (`AWS_ENDPOINT_URL` points it at an emulator).
     Controller(ControllerArgs),
+    /// Run a Consumer's worker: drain its source with its processor, as the configuration file the
+    /// Consumer's ConfigMap holds says. AWS credentials and endpoint come from the environment.
+    Worker {
+        /// The worker configuration (`worker.yaml` of the Consumer's ConfigMap).
+        #[arg(
+            long,
+            env = "TRIBUTARY_WORKER_CONFIG",
+            default_value = "/etc/tributary/worker.yaml"
+        )]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Serve the validating admission webhook (HTTPS) that checks Subscription filters with the filter
     /// engine. The controller will serve it too; this runs it alone.
     Webhook {
@@ -111,6 +125,15 @@ fn main() -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(controller(args))?;
         }
+        Command::Worker { config, log_format } => {
+            init_logging(log_format);
+            let config = tributary::worker::config::WorkerConfig::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let aws = tributary::cloud::aws::AwsCloud::config_from_env().await;
+                tributary::worker::run(config, &aws, tributary::operate::shutdown::signal()).await
+            })?;
+        }
         Command::Webhook {
             listen,
             tls_cert,
@@ -175,12 +198,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         watch_namespace,
         log_format,
     } = args;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-    }
+    init_logging(log_format);
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
 
@@ -264,4 +282,21 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tributary".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// Structured logs on stderr, `RUST_LOG` filtering (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
 }

@@ -3,7 +3,7 @@
 # cluster and emulator state so the next start is fresh. Certificates, tokens and the cache are kept.
 source "$(dirname "$0")/lib.sh"
 
-order=(kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+order=(elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 for name in "${order[@]}"; do
 	pidfile="$TESTBED_DIR/pids/$name.pid"
 	[[ -f $pidfile ]] || continue

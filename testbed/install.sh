@@ -6,7 +6,7 @@
 #   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium
 #   PyPI:          moto[server]
 #   npm:           azurite
-#   Maven Central: Apache Kafka (broker, KRaft mode)
+#   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
 source "$(dirname "$0")/lib.sh"
 
 need go "Go 1.26 is required to build the control plane from Go modules"
@@ -120,5 +120,17 @@ if [[ ! -f $kafka_dir/libs/.complete ]]; then
 	touch "$kafka_dir/libs/.complete"
 fi
 ln -sfn "$kafka_dir/libs" "$TESTBED_DIR/kafka-libs"
+
+# ElasticMQ: the server's jars, the same way.
+elasticmq_key=$(hash_files "$TESTBED_SRC/elasticmq/pom.xml")
+elasticmq_dir="$TRIBUTARY_CACHE/elasticmq-$elasticmq_key"
+if [[ ! -f $elasticmq_dir/libs/.complete ]]; then
+	log "resolving ElasticMQ $ELASTICMQ_VERSION from Maven Central"
+	rm -rf "$elasticmq_dir"
+	mvn -B -q -f "$TESTBED_SRC/elasticmq/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory="$elasticmq_dir/libs" || die "mvn dependency:copy-dependencies for ElasticMQ failed"
+	touch "$elasticmq_dir/libs/.complete"
+fi
+ln -sfn "$elasticmq_dir/libs" "$TESTBED_DIR/elasticmq-libs"
 
 log "installed into $TRIBUTARY_CACHE; binaries linked in $TESTBED_BIN"

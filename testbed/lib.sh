@@ -23,6 +23,7 @@ COSMIUM_VERSION=v0.1.20     # testbed/tools/cosmium/go.mod (later tags lack the 
 MOTO_VERSION=5.2.5          # testbed/moto-requirements.txt
 AZURITE_VERSION=3.35.0      # testbed/azurite/package-lock.json (3.36+ needs Node 22)
 KAFKA_VERSION=4.1.1         # testbed/kafka/pom.xml
+ELASTICMQ_VERSION=1.6.11    # testbed/elasticmq/pom.xml
 
 # --- Ports: one base, fixed offsets ------------------------------------------------------------------------
 # A running test bed remembers its port base, so later commands (make demo, make test) find it again.
@@ -42,6 +43,7 @@ COSMOS_PORT=${COSMOS_PORT:-$((TESTBED_PORT_BASE + 12))}
 KAFKA_PORT=${KAFKA_PORT:-$((TESTBED_PORT_BASE + 13))}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((TESTBED_PORT_BASE + 14))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((TESTBED_PORT_BASE + 15))}
+ELASTICMQ_PORT=${ELASTICMQ_PORT:-$((TESTBED_PORT_BASE + 16))}
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() {

@@ -22,7 +22,7 @@ use tributary::{
             is_message_move_unsupported,
         },
         redrive::{Destination, move_messages},
-        traits::{MessageAttribute, MoveRequest, OutgoingMessage, ReceivedMessage},
+        traits::{MessageAttribute, MoveRequest, MoveTaskStatus, OutgoingMessage, ReceivedMessage},
     },
     filter::{Policy, Scope},
 };

@@ -3,7 +3,7 @@
 //! through the AWS SDK, orders are routed by the filters, a filter change changes delivery, deletion
 //! honours `deletionPolicy`, existing queues are adopted or refused, drift is corrected, a restarted
 //! controller converges without duplicates, a moto outage is reported and recovered from, and a
-//! DeadLetter redrive moves messages back with the receive/send/delete fallback.
+//! DeadLetter redrive moves messages back (message-move task on ElasticMQ, the fallback on moto).
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -2,7 +2,11 @@
 //! done, and maps to the condition reason users see, to the metric label, and to what happens next
 //! (wait for a spec change, requeue until a dependency is ready, or back off and retry).
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use crate::cloud::{self, ErrorKind};
 
@@ -184,9 +188,38 @@ impl Error {
 
 /// Per-object exponential backoff for transient failures: 1 s, doubling, at most 5 minutes; reset by a
 /// successful reconcile.
+///
+/// An object deleted while failing never succeeds, so its entry would stay forever: entries not touched
+/// for [`Self::FORGET_AFTER`] (longer than any delay handed out) are dropped, at most once a minute.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    state: Mutex<BackoffState>,
+}
+
+#[derive(Debug, Default)]
+struct BackoffState {
+    /// Consecutive failures (or waits) per object, and when the last one was recorded.
+    failures: HashMap<String, (u32, Instant)>,
+    /// When entries were last pruned.
+    pruned: Option<Instant>,
+}
+
+impl BackoffState {
+    /// Counts one more failure of `key` and returns the new count.
+    fn record(&mut self, key: &str, now: Instant) -> u32 {
+        if self
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= Backoff::PRUNE_EVERY)
+        {
+            self.failures
+                .retain(|_, (_, last)| now.duration_since(*last) < Backoff::FORGET_AFTER);
+            self.pruned = Some(now);
+        }
+        let entry = self.failures.entry(key.to_owned()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        entry.0
+    }
 }
 
 impl Backoff {
@@ -194,36 +227,33 @@ impl Backoff {
     pub const INITIAL: Duration = Duration::from_secs(1);
     /// The longest delay.
     pub const MAX: Duration = Duration::from_secs(300);
+    /// How long an entry is kept after its last failure: twice the longest delay, so an object still
+    /// failing always finds its count.
+    pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+    /// How often old entries are looked for.
+    const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
     /// Records one more failure of `key` and returns how long to wait before the next attempt.
     pub fn failed(&self, key: &str) -> Duration {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = failures.entry(key.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
-        Self::delay(*count)
+        Self::delay(self.lock().record(key, Instant::now()))
     }
 
     /// Records one more wait of `key` for a dependency and returns how long to wait: `first`, doubling,
     /// at most eight times `first` (watches wake the object sooner; this only bounds a missed wake-up).
     pub fn waited(&self, key: &str, first: Duration) -> Duration {
-        let mut waits = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = waits.entry(key.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
+        let count = self.lock().record(key, Instant::now());
         first.saturating_mul(1 << count.saturating_sub(1).min(3))
     }
 
     /// Forgets the failures of `key`.
     pub fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+        self.lock().failures.remove(key);
     }
 
     /// The delay after `failures` consecutive failures (1 s for the first).
@@ -325,6 +355,22 @@ mod tests {
         assert_eq!(backoff.failed("b"), Duration::from_secs(1), "per object");
         backoff.succeeded("a");
         assert_eq!(backoff.failed("a"), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn entries_of_objects_that_stopped_failing_long_ago_are_dropped() {
+        let mut state = BackoffState::default();
+        let start = Instant::now();
+        assert_eq!(state.record("gone", start), 1);
+        assert_eq!(
+            state.record("gone", start + Duration::from_secs(1)),
+            2,
+            "kept while failing"
+        );
+        let later = start + Backoff::FORGET_AFTER + Duration::from_secs(2);
+        assert_eq!(state.record("other", later), 1);
+        assert!(!state.failures.contains_key("gone"), "dropped");
+        assert_eq!(state.record("other", later + Duration::from_secs(1)), 2);
     }
 
     #[test]

@@ -28,13 +28,26 @@ pub fn desired_tags(kind: &str, namespace: &str, name: &str, spec_tags: &Tags) -
     tags
 }
 
-/// Tags in `desired` that `observed` lacks or has with another value. Tags the spec does not mention are
-/// left alone: other tools may tag the resource too.
+/// Tags in `desired` that `observed` lacks or has with another value.
 pub fn missing_tags(desired: &Tags, observed: &Tags) -> Tags {
     desired
         .iter()
         .filter(|(key, value)| observed.get(*key) != Some(*value))
         .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Prefix of the tags AWS itself sets (CloudFormation, Service Catalog), which no user may remove.
+const AWS_RESERVED_PREFIX: &str = "aws:";
+
+/// Keys of tags on a resource of ours that `desired` does not have: removed, so that a tag deleted from
+/// `spec.tags` goes from the cloud too. The spec is the whole truth about a managed resource's tags, as
+/// with ACK and Crossplane; only AWS's reserved `aws:` tags are left alone.
+pub fn stale_tags(desired: &Tags, observed: &Tags) -> Vec<String> {
+    observed
+        .keys()
+        .filter(|key| !desired.contains_key(*key) && !key.starts_with(AWS_RESERVED_PREFIX))
+        .cloned()
         .collect()
 }
 
@@ -111,5 +124,15 @@ mod tests {
         assert!(missing_tags(&desired, &observed).is_empty());
         observed.insert(TAG_NAME.into(), "x".into());
         assert_eq!(missing_tags(&desired, &observed).len(), 1);
+    }
+
+    #[test]
+    fn tags_not_in_the_spec_are_stale_except_aws_reserved_ones() {
+        let desired = desired_tags("Queue", "ns", "q", &Tags::from([("team".into(), "shop".into())]));
+        let mut observed = desired.clone();
+        assert!(stale_tags(&desired, &observed).is_empty());
+        observed.insert("removed-from-spec".into(), "x".into());
+        observed.insert("aws:cloudformation:stack-name".into(), "s".into());
+        assert_eq!(stale_tags(&desired, &observed), ["removed-from-spec"]);
     }
 }

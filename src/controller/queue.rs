@@ -16,7 +16,7 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, missing_tags, ownership},
+    ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
     status::{describe, was_synced},
     watch,
 };
@@ -229,7 +229,8 @@ pub(crate) struct Ensured {
 }
 
 /// Finds the queue `name` or creates it with `attributes` and `tags`; an existing queue must be ours, or
-/// is adopted when `adopt`, or is refused with `AlreadyExists`. Missing tags are added.
+/// is adopted when `adopt`, or is refused with `AlreadyExists`. Missing tags are added and, on a queue
+/// already ours, tags the spec no longer has are removed.
 pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
@@ -256,6 +257,10 @@ pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
                 Ownership::Ours => {
                     cloud
                         .tag_queue(&url, &missing_tags(tags, &observed_tags))
+                        .await
+                        .map_err(err)?;
+                    cloud
+                        .untag_queue(&url, &stale_tags(tags, &observed_tags))
                         .await
                         .map_err(err)?;
                 }

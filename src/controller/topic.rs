@@ -12,7 +12,7 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, missing_tags, ownership},
+    ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
     status::{describe, was_synced},
 };
 use crate::{
@@ -130,6 +130,8 @@ impl<C: Cloud> Reconciler<C> for Topic {
         }
         let missing = missing_tags(&desired.tags, &observed_tags);
         cloud.tag_topic(&arn, &missing).await.map_err(err)?;
+        let stale = stale_tags(&desired.tags, &observed_tags);
+        cloud.untag_topic(&arn, &stale).await.map_err(err)?;
 
         let status = TopicStatus {
             arn: Some(arn.clone()),

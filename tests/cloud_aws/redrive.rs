@@ -164,3 +164,90 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
         }
     }
 }
+
+/// SQS's message-move task against ElasticMQ, which has it (moto has not): messages dead-lettered by
+/// `maxReceiveCount` go back to the queue they came from, and messages to an explicit destination go
+/// there; the task is listed as finished with the count moved.
+#[tokio::test]
+async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
+    let cloud = AwsCloud::new(&common::elasticmq_config().await);
+    let ((dlq_url, dlq_arn), (source_url, source_arn)) = wired_queues(&cloud, false).await;
+    for i in 0..5 {
+        let message = outgoing(&format!("m{i}"), &format!("poison {i}"), None);
+        cloud.send_messages(&source_url, &[message]).await.unwrap();
+    }
+    // Two receives each (maxReceiveCount 2); the third receive attempt moves them to the dead letter.
+    for _ in 0..3 {
+        common::eventually("the receives", Duration::from_secs(10), || async {
+            let batch = cloud.receive_messages(&source_url, 10, 0).await.unwrap();
+            Some(batch.len())
+        })
+        .await;
+    }
+    let dead = common::eventually("5 dead letters", Duration::from_secs(20), || async {
+        let stats = cloud.queue_stats(&dlq_url).await.unwrap();
+        let _ = cloud.receive_messages(&source_url, 10, 0).await.unwrap();
+        (stats.visible == 5).then_some(stats)
+    })
+    .await;
+    assert_eq!(dead.visible, 5);
+
+    let finished = |cloud: AwsCloud, arn: String| async move {
+        let tasks = cloud.message_moves(&arn).await.unwrap();
+        tasks.first().filter(|task| task.status.is_finished()).cloned()
+    };
+    let request = MoveRequest {
+        source_arn: dlq_arn.clone(),
+        destination_arn: None,
+        max_messages_per_second: Some(50),
+    };
+    let handle = cloud.start_message_move(&request).await.unwrap();
+    assert!(!handle.is_empty());
+    let task = common::eventually("the move back to finish", Duration::from_secs(30), || {
+        finished(cloud.clone(), dlq_arn.clone())
+    })
+    .await;
+    assert_eq!(task.status, MoveTaskStatus::Completed, "{task:?}");
+    assert_eq!(task.moved, 5, "{task:?}");
+    assert_eq!(task.source_arn.as_deref(), Some(dlq_arn.as_str()));
+    let mut back: Vec<_> = drain(&cloud, &source_url)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    back.sort();
+    assert_eq!(back, (0..5).map(|i| format!("poison {i}")).collect::<Vec<_>>());
+    let _ = source_arn;
+
+    // To an explicit destination.
+    let (other_url, other_arn) = create_queue(&cloud, "other", false).await;
+    cloud
+        .send_messages(
+            &dlq_url,
+            &[outgoing("x", "dead x", None), outgoing("y", "dead y", None)],
+        )
+        .await
+        .unwrap();
+    let request = MoveRequest {
+        destination_arn: Some(other_arn.clone()),
+        ..request
+    };
+    cloud.start_message_move(&request).await.unwrap();
+    let task = common::eventually("the move elsewhere to finish", Duration::from_secs(30), || {
+        finished(cloud.clone(), dlq_arn.clone())
+    })
+    .await;
+    assert_eq!(
+        task.destination_arn.as_deref(),
+        Some(other_arn.as_str()),
+        "{task:?}"
+    );
+    let mut moved: Vec<_> = drain(&cloud, &other_url)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    moved.sort();
+    assert_eq!(moved, ["dead x", "dead y"]);
+    assert_eq!(cloud.queue_stats(&dlq_url).await.unwrap().visible, 0);
+}

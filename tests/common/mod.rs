@@ -132,8 +132,17 @@ pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
 
 /// AWS SDK configuration pointing at the test bed's moto server.
 pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config_at(&var("AWS_ENDPOINT_URL")).await
+}
+
+/// AWS SDK configuration pointing at the test bed's ElasticMQ server (SQS only, with message-move tasks).
+pub async fn elasticmq_config() -> aws_config::SdkConfig {
+    aws_config_at(&var("ELASTICMQ_ENDPOINT_URL")).await
+}
+
+async fn aws_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(var("AWS_ENDPOINT_URL"))
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new(var("AWS_REGION")))
         .credentials_provider(aws_credential_types::Credentials::new(
             var("AWS_ACCESS_KEY_ID"),

@@ -1,5 +1,6 @@
 //! Lifecycle of single Queues: `deletionPolicy: Retain`, adoption of an existing queue (refused without
-//! `adopt`, taken over with it), and drift made behind the controller's back restored with an Event.
+//! `adopt`, taken over with it), drift made behind the controller's back restored with an Event, and
+//! tags added and removed with the spec.
 
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -91,6 +92,39 @@ async fn retain_keeps_the_queue_and_adoption_needs_adopt_true_and_drift_is_corre
         }
     })
     .await;
+
+    // Tags follow the spec both ways: added, and removed when the spec drops them.
+    let set_tags = |tags: serde_json::Value| {
+        let queues = queues.clone();
+        async move {
+            let patch = json!({"spec": {"tags": tags}});
+            queues
+                .patch("legacy", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    let wait_tags = |what: &'static str, want: fn(&BTreeMap<String, String>) -> bool| {
+        let (sqs, url) = (sqs.clone(), existing.clone());
+        async move {
+            common::eventually(what, CONVERGE, || {
+                let (sqs, url) = (sqs.clone(), url.clone());
+                async move { want(&queue_tags(&sqs, &url).await).then_some(()) }
+            })
+            .await;
+        }
+    };
+    set_tags(json!({"team": "shop", "tier": "gold"})).await;
+    wait_tags("tags team and tier", |t| {
+        t.get("team").is_some() && t.get("tier").is_some()
+    })
+    .await;
+    set_tags(json!({"tier": null})).await;
+    wait_tags("tag tier removed", |t| {
+        t.get("team").is_some() && t.get("tier").is_none()
+    })
+    .await;
+    assert_eq!(queue_tags(&sqs, &existing).await["tributary.dev/name"], "legacy");
 
     controller.stop().await;
 }

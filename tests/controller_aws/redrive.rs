@@ -1,5 +1,6 @@
-//! DeadLetter redrive against moto, which has no message-move task: the controller falls back to
-//! receive/send/delete, moves every message back to the only source queue, and reports the result.
+//! DeadLetter redrive both ways: against moto, which has no message-move task, the controller falls back
+//! to receive/send/delete, moves every message back to the only source queue, and reports the result;
+//! against ElasticMQ, which has it, the controller uses SQS's message-move task.
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -74,6 +75,87 @@ async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
     let expected: Vec<String> = (0..25).map(|i| format!("dead {i:02}")).collect();
     assert_eq!(moved, expected);
     assert!(has_event(&client, &ns, "dlq", "Redrive", "r1 completed").await);
+
+    controller.stop().await;
+}
+
+/// The same DeadLetter against ElasticMQ, which has SQS's message-move task: the controller starts the
+/// task, follows it through `ListMessageMoveTasks` and reports it finished; the messages that
+/// `maxReceiveCount` moved to the dead letter are back in the queue they came from.
+#[tokio::test]
+async fn a_redrive_uses_the_message_move_task_where_the_server_has_it() {
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "ctrl-movetask").await;
+    let aws = common::elasticmq_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let controller = common::start_controller(&client, &ns, &aws).await;
+
+    common::create_yaml(&client, &ns, PIPELINE).await;
+    let work = common::wait_reason(&client, &ns, "Queue", "work", "Available", CONVERGE).await;
+    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "dlq", "Available", CONVERGE).await;
+    let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));
+    for i in 0..12 {
+        sqs.send_message()
+            .queue_url(&work_url)
+            .message_body(format!("poison {i:02}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Received twice without being deleted (maxReceiveCount 2): SQS moves them to the dead letter.
+    common::eventually("12 messages in the dead letter", CONVERGE, || {
+        let (sqs, work_url, dlq_url) = (sqs.clone(), work_url.clone(), dlq_url.clone());
+        async move {
+            let _ = sqs
+                .receive_message()
+                .queue_url(&work_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+            let depth = queue_attributes(&sqs, &dlq_url).await["ApproximateNumberOfMessages"].clone();
+            (depth == "12").then_some(())
+        }
+    })
+    .await;
+
+    let dead_letters = common::tributary_api(&client, &ns, "DeadLetter");
+    let request = json!({"spec": {"redrive": {"id": "task-1", "maxMessagesPerSecond": 50}}});
+    dead_letters
+        .patch("dlq", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let done = common::eventually("redrive task-1 Completed", CONVERGE, || {
+        let dead_letters = dead_letters.clone();
+        async move {
+            let dlq = dead_letters.get("dlq").await.ok()?;
+            let last = dlq.data["status"]["lastRedrive"].clone();
+            (last["id"] == "task-1" && last["state"] == "Completed").then_some(dlq)
+        }
+    })
+    .await;
+    let last = &done.data["status"]["lastRedrive"];
+    assert_eq!(last["moved"], 12, "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("message-move task"),
+        "{last}"
+    );
+    assert!(
+        has_event(
+            &client,
+            &ns,
+            "dlq",
+            "Redrive",
+            "task-1 started: SQS message-move task"
+        )
+        .await
+    );
+    assert!(has_event(&client, &ns, "dlq", "Redrive", "task-1 completed").await);
+    let moved = drain(&sqs, &work_url).await;
+    let expected: Vec<String> = (0..12).map(|i| format!("poison {i:02}")).collect();
+    assert_eq!(moved, expected);
 
     controller.stop().await;
 }

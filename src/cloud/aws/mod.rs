@@ -15,9 +15,12 @@ mod call_metrics;
 pub mod compare;
 pub mod error;
 mod messages;
+pub mod order_table;
+pub mod publisher;
 pub mod ratelimit;
 mod sns;
 mod sqs;
+pub mod work_queue;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,7 +38,10 @@ use crate::{
 };
 
 pub use error::is_message_move_unsupported;
+pub use order_table::OrderTable;
+pub use publisher::SnsPublisher;
 pub use sqs::queue_stats_from;
+pub use work_queue::SqsWorkQueue;
 
 const SNS: &str = "sns";
 const SQS: &str = "sqs";
@@ -115,7 +121,8 @@ impl AwsCloud {
         Self::with_limits_and_metrics(&Self::config_from_env().await, &RateLimits::default(), metrics)
     }
 
-    async fn config_from_env() -> SdkConfig {
+    /// The SDK configuration [`Self::from_env`] uses, for other clients of the same account (workers).
+    pub async fn config_from_env() -> SdkConfig {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(30))

@@ -1,0 +1,340 @@
+//! The worker's configuration: what the Consumer reconciler renders into the Consumer's ConfigMap
+//! (`worker.yaml`) with every reference resolved (queue URLs, topic ARN, table), and what
+//! `tributary worker --config FILE` reads, in a pod or on a laptop alike. Cloud credentials and endpoints
+//! are not in it: they come from the environment (the standard AWS chain, `AWS_ENDPOINT_URL`).
+
+use std::{net::SocketAddr, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+/// The file name of the configuration inside the ConfigMap and the mounted volume.
+pub const FILE_NAME: &str = "worker.yaml";
+
+/// Everything a worker process needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The Consumer this worker runs for (in logs, metrics and dead-letter reasons).
+    pub consumer: ConsumerName,
+    /// The processor.
+    pub processor: ProcessorKind,
+    /// Where messages come from: exactly one of `sqs` and `http`.
+    pub source: Source,
+    /// Where results go.
+    #[serde(default)]
+    pub sink: Sink,
+    /// Retries of a failing message.
+    #[serde(default)]
+    pub retry: Retry,
+    /// Where messages that cannot be processed go, with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterTarget>,
+    /// Address of `/metrics` and `/healthz`.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    /// How long in-flight messages may take to finish after SIGTERM before they are released to other
+    /// workers.
+    #[serde(default = "default_drain_seconds")]
+    pub drain_seconds: u64,
+}
+
+/// Namespace and name of a Consumer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerName {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ConsumerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The processors a worker can run: the built-in ones of the Consumer API, and `noop` (acknowledges
+/// everything; for measuring the runtime itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessorKind {
+    /// Validates POSTed orders, records them and publishes `OrderPlaced`.
+    OrderAck,
+    /// Records customer notifications.
+    Notification,
+    /// Reserves stock.
+    Inventory,
+    /// Creates shipments.
+    Shipment,
+    /// Does nothing and succeeds.
+    Noop,
+}
+
+/// Message source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// An SQS queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs: Option<SqsSource>,
+    /// HTTP requests (the order REST endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSource>,
+}
+
+/// Draining an SQS queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SqsSource {
+    /// Queue URL.
+    pub queue_url: String,
+    /// The queue's visibility timeout: a message being worked on is extended before half of it passes.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_seconds: i32,
+    /// Receive calls kept in flight at once, each for up to 10 messages.
+    #[serde(default = "default_receivers")]
+    pub receivers: usize,
+    /// Long-polling wait of each receive (0 to 20).
+    #[serde(default = "default_wait")]
+    pub wait_time_seconds: i32,
+}
+
+/// Serving HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSource {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// Results.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sink {
+    /// DynamoDB table of orders, notifications, stock and shipments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// SNS topic that events are published to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_arn: Option<String>,
+}
+
+/// Retries with exponential backoff, through the queue's visibility timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts before a failing message is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each attempt.
+    pub initial_backoff_seconds: u32,
+    /// Longest delay.
+    pub max_backoff_seconds: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff_seconds: 1,
+            max_backoff_seconds: 300,
+        }
+    }
+}
+
+impl Retry {
+    /// SQS's longest visibility timeout, so the longest retry delay.
+    pub const MAX_DELAY_SECONDS: u32 = 43_200;
+
+    /// The delay before the next attempt after attempt number `attempt` (1 for the first) failed:
+    /// `initial × 2^(attempt-1)`, at most `max_backoff_seconds` and SQS's 12 hours.
+    pub fn delay_seconds(&self, attempt: u32) -> u32 {
+        let doubled = self
+            .initial_backoff_seconds
+            .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
+        doubled.min(self.max_backoff_seconds).min(Self::MAX_DELAY_SECONDS)
+    }
+
+    /// Whether attempt number `attempt` was the last one.
+    pub fn exhausted(&self, attempt: u32) -> bool {
+        attempt >= self.max_attempts
+    }
+}
+
+/// The dead-letter queue of the Consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterTarget {
+    /// SQS queue URL.
+    pub queue_url: String,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+fn default_drain_seconds() -> u64 {
+    20
+}
+fn default_visibility() -> i32 {
+    30
+}
+fn default_receivers() -> usize {
+    4
+}
+fn default_wait() -> i32 {
+    20
+}
+
+/// A configuration that cannot be used, with the field and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the worker configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML does not fit the schema.
+    #[error("the worker configuration {path} is not valid: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why, with the line and field.
+        source: serde_yaml_ng::Error,
+    },
+    /// A rule across fields.
+    #[error("the worker configuration is not valid: {0}")]
+    Invalid(String),
+}
+
+impl WorkerConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let config: Self =
+            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        match (&self.source.sqs, &self.source.http, self.processor) {
+            (Some(_), Some(_), _) | (None, None, _) => {
+                return invalid("source: set exactly one of sqs and http");
+            }
+            (None, Some(_), kind) if kind != ProcessorKind::OrderAck => {
+                return invalid("source.http serves the order endpoint: processor must be order-ack");
+            }
+            (Some(_), None, ProcessorKind::OrderAck) => {
+                return invalid("processor order-ack serves HTTP: it needs source.http");
+            }
+            _ => {}
+        }
+        if let Some(sqs) = &self.source.sqs {
+            if !(0..=20).contains(&sqs.wait_time_seconds) {
+                return invalid("source.sqs.waitTimeSeconds must be between 0 and 20");
+            }
+            if !(1..=43_200).contains(&sqs.visibility_timeout_seconds) {
+                return invalid("source.sqs.visibilityTimeoutSeconds must be between 1 and 43200");
+            }
+            if !(1..=64).contains(&sqs.receivers) {
+                return invalid("source.sqs.receivers must be between 1 and 64");
+            }
+        }
+        if self.retry.max_attempts == 0 {
+            return invalid("retry.maxAttempts must be at least 1");
+        }
+        let needs_table = matches!(
+            self.processor,
+            ProcessorKind::OrderAck
+                | ProcessorKind::Notification
+                | ProcessorKind::Inventory
+                | ProcessorKind::Shipment
+        );
+        if needs_table && self.sink.table.is_none() {
+            return invalid("sink.table is required by the order processors");
+        }
+        if matches!(self.processor, ProcessorKind::OrderAck) && self.sink.topic_arn.is_none() {
+            return invalid("sink.topicArn is required by order-ack, which publishes OrderPlaced");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqs_config(processor: &str) -> String {
+        format!(
+            "consumer: {{namespace: shop, name: inventory}}\nprocessor: {processor}\nsource:\n  sqs: {{queueUrl: 'http://q'}}\nsink: {{table: orders}}\n"
+        )
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults() {
+        let config: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("inventory")).unwrap();
+        config.validate().unwrap();
+        let sqs = config.source.sqs.unwrap();
+        assert_eq!(
+            (
+                sqs.visibility_timeout_seconds,
+                sqs.receivers,
+                sqs.wait_time_seconds
+            ),
+            (30, 4, 20)
+        );
+        assert_eq!(config.retry, Retry::default());
+        assert_eq!(config.metrics_listen.port(), 9090);
+        assert_eq!(config.consumer.to_string(), "shop/inventory");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_combinations_are_refused_by_name() {
+        let typo = format!("{}recievers: 3\n", sqs_config("inventory"));
+        let error = serde_yaml_ng::from_str::<WorkerConfig>(&typo)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("recievers"), "{error}");
+
+        let order_ack: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("order-ack")).unwrap();
+        let error = order_ack.validate().unwrap_err().to_string();
+        assert!(error.contains("source.http"), "{error}");
+
+        let mut no_table: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("shipment")).unwrap();
+        no_table.sink.table = None;
+        assert!(
+            no_table
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sink.table")
+        );
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let retry = Retry {
+            max_attempts: 5,
+            initial_backoff_seconds: 2,
+            max_backoff_seconds: 20,
+        };
+        let delays: Vec<_> = (1..=6).map(|a| retry.delay_seconds(a)).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 20, 20]);
+        assert_eq!(retry.delay_seconds(200), 20, "no overflow");
+        assert!(!retry.exhausted(4) && retry.exhausted(5));
+        let long = Retry {
+            max_backoff_seconds: u32::MAX,
+            ..retry
+        };
+        assert_eq!(long.delay_seconds(40), Retry::MAX_DELAY_SECONDS);
+    }
+}

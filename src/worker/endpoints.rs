@@ -1,0 +1,45 @@
+//! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text) and `GET /healthz`.
+
+use std::future::Future;
+
+use axum::{Router, extract, http::header, response::IntoResponse, routing::get};
+use tokio::net::TcpListener;
+
+use super::metrics::WorkerMetrics;
+use crate::operate::metrics::CONTENT_TYPE;
+
+/// What the endpoints serve.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// The counters.
+    pub metrics: WorkerMetrics,
+    /// `namespace/name` of the Consumer, a label of every series.
+    pub consumer: String,
+    /// The processor's name, a label of every series.
+    pub processor: &'static str,
+}
+
+/// The routes, to serve alone or beside others (the order ingress).
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves the endpoints until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, state: State, shutdown: impl Future<Output = ()> + Send + 'static) {
+    if let Err(error) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(%error, "the metrics endpoint failed");
+    }
+}
+
+async fn metrics(extract::State(state): extract::State<State>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(&state.consumer, state.processor),
+    )
+}

@@ -1,0 +1,106 @@
+//! What the order processors need of the Order table, as one narrow trait: the DynamoDB implementation
+//! is `cloud::aws::order_table`. Every write is conditional, so a redelivered message finds its effect
+//! already there and makes no second one.
+
+use std::future::Future;
+
+use serde::Serialize;
+
+use super::model::OrderEvent;
+use crate::cloud::Result;
+
+/// A state change of an order, with its time (RFC 3339).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    /// The state reached.
+    pub state: String,
+    /// When.
+    pub at: String,
+}
+
+/// An order as stored, with everything recorded about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRecord {
+    /// The `OrderPlaced` event (what was ordered).
+    pub placed: OrderEvent,
+    /// The current state.
+    pub state: String,
+    /// Every state reached, oldest first.
+    pub history: Vec<Transition>,
+    /// Whether `OrderPlaced` still waits in the outbox to be published.
+    pub outbox_pending: bool,
+    /// The shipment's tracking id, once shipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+    /// The events the customer was notified of.
+    pub notifications: Vec<String>,
+}
+
+/// The outcome of reserving an order's stock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// Every item reserved.
+    Reserved,
+    /// This item had not enough stock; nothing was reserved.
+    OutOfStock(String),
+}
+
+/// An `OrderPlaced` waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The event.
+    pub event: OrderEvent,
+    /// The trace context it was recorded with.
+    pub traceparent: String,
+    /// When it was recorded, milliseconds since the epoch.
+    pub recorded_at_millis: i64,
+}
+
+/// The Order table.
+pub trait OrderStore: Clone + Send + Sync + 'static {
+    /// Records a new order in state PLACED with its `OrderPlaced` in the outbox. `false` if an order with
+    /// this id exists already (a retried POST).
+    fn create_order(
+        &self,
+        event: &OrderEvent,
+        traceparent: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The order and everything recorded about it.
+    fn order(&self, order_id: &str) -> impl Future<Output = Result<Option<OrderRecord>>> + Send;
+
+    /// Marks the order's `OrderPlaced` as published.
+    fn clear_outbox(&self, order_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Up to `limit` orders whose `OrderPlaced` has not been published yet.
+    fn pending_outbox(&self, limit: i32) -> impl Future<Output = Result<Vec<Pending>>> + Send;
+
+    /// Records that the customer was notified of `event` for the order. `false` if already recorded.
+    fn record_notification(
+        &self,
+        order_id: &str,
+        event: &str,
+        text: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Reserves the order's stock and moves it to RESERVED, or records it OUT_OF_STOCK; all or nothing.
+    /// Reserving an order again returns the first outcome.
+    fn reserve(&self, event: &OrderEvent) -> impl Future<Output = Result<Reservation>> + Send;
+
+    /// The reservation outcome, if the order has been through inventory.
+    fn reservation(&self, order_id: &str) -> impl Future<Output = Result<Option<Reservation>>> + Send;
+
+    /// Creates the shipment with `tracking_id` and moves the order from RESERVED to SHIPPED. Returns
+    /// whether `OrderShipped` was already published for it (a redelivery after the publish).
+    fn ship(&self, order_id: &str, tracking_id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Marks the shipment's `OrderShipped` as published.
+    fn shipment_published(&self, order_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets the stock of `sku`.
+    fn set_stock(&self, sku: &str, available: i64) -> impl Future<Output = Result<()>> + Send;
+
+    /// The stock of `sku`, if it has any record.
+    fn stock(&self, sku: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+}

@@ -1,0 +1,359 @@
+//! The queue runtime: `receivers` loops, each long-polling for up to 10 messages, processing them
+//! concurrently, and settling the batch while the next receive is already under way.
+//!
+//! - Success: acknowledged in one batch delete.
+//! - [`Outcome::Retry`]: made visible again after the retry delay (exponential in the receive count,
+//!   through the visibility timeout); on the last attempt, dead-lettered with the reason.
+//! - [`Outcome::Reject`]: dead-lettered at once with the reason.
+//! - A message is deleted only after its dead-letter copy was accepted, so nothing is lost; without a
+//!   dead-letter queue it is hidden for the longest delay instead, and the queue's own redrive policy
+//!   (`maxReceiveCount`) moves it eventually.
+//! - Work that outlasts half the visibility timeout gets its messages' visibility extended.
+//! - Shutdown: receiving stops; messages in flight get `drain` to finish, and those still unfinished
+//!   are released (visible at once) for another worker.
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use tokio::task::JoinSet;
+
+use super::{
+    config::Retry,
+    metrics::{DeadLetterReason, WorkerMetrics},
+    processor::{Outcome, Processor},
+};
+use crate::cloud::work_queue::{Delivery, WorkQueue};
+
+/// How the runtime drains its queue.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The Consumer, for logs and dead-letter reasons.
+    pub consumer: String,
+    /// Concurrent receive loops.
+    pub receivers: usize,
+    /// Long-polling wait per receive.
+    pub wait_seconds: i32,
+    /// The queue's visibility timeout.
+    pub visibility_timeout: Duration,
+    /// Retry policy.
+    pub retry: Retry,
+    /// Time in-flight messages get after shutdown.
+    pub drain: Duration,
+}
+
+/// Settlements a receive loop may have in flight before it waits for one (bounds memory and calls).
+const MAX_PENDING_SETTLEMENTS: usize = 4;
+
+/// Runs until `shutdown` resolves, then drains. Returns when every receive loop has settled its last
+/// batch.
+pub async fn run<Q, P, S>(
+    queue: Q,
+    processor: Arc<P>,
+    settings: Settings,
+    metrics: WorkerMetrics,
+    shutdown: S,
+) where
+    Q: WorkQueue,
+    P: Processor,
+    S: Future<Output = ()> + Clone + Send + 'static,
+{
+    let settings = Arc::new(settings);
+    let mut loops = JoinSet::new();
+    for index in 0..settings.receivers.max(1) {
+        loops.spawn(receive_loop(
+            index,
+            queue.clone(),
+            processor.clone(),
+            settings.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while let Some(result) = loops.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, "a receive loop ended abnormally");
+        }
+    }
+}
+
+async fn receive_loop<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Clone + Send>(
+    index: usize,
+    queue: Q,
+    processor: Arc<P>,
+    settings: Arc<Settings>,
+    metrics: WorkerMetrics,
+    shutdown: S,
+) {
+    let mut pending = JoinSet::new();
+    let mut errors = 0u32;
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = shutdown.clone() => break,
+            received = queue.receive(10, settings.wait_seconds) => received,
+        };
+        let batch = match received {
+            Ok(batch) => {
+                errors = 0;
+                batch
+            }
+            Err(error) => {
+                errors = errors.saturating_add(1);
+                let pause = Duration::from_secs(1 << errors.min(5).saturating_sub(1));
+                tracing::warn!(receiver = index, %error, ?pause, "receive failed; retrying");
+                tokio::select! {
+                    () = shutdown.clone() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        metrics.received(batch.len());
+        let Some(outcomes) =
+            process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await
+        else {
+            // Released for another worker: shutting down with work unfinished.
+            break;
+        };
+        while pending.len() >= MAX_PENDING_SETTLEMENTS {
+            let _ = pending.join_next().await;
+        }
+        pending.spawn(settle(
+            queue.clone(),
+            settings.clone(),
+            metrics.clone(),
+            batch.into_iter().zip(outcomes).collect(),
+        ));
+    }
+    while pending.join_next().await.is_some() {}
+}
+
+/// Processes a batch concurrently, extending visibility while it runs. `None` if shutdown's drain time
+/// ran out first (the batch has then been released).
+async fn process<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Send>(
+    queue: &Q,
+    processor: &P,
+    settings: &Settings,
+    metrics: &WorkerMetrics,
+    batch: &[Delivery],
+    shutdown: S,
+) -> Option<Vec<Outcome>> {
+    let work = join_all(batch.iter().map(|delivery| async move {
+        let started = Instant::now();
+        let outcome = processor.process(&delivery.message).await;
+        match outcome {
+            Outcome::Done => metrics.processed(started.elapsed()),
+            Outcome::Retry(_) | Outcome::Reject(_) => metrics.failed(started.elapsed()),
+        }
+        outcome
+    }));
+    tokio::pin!(work);
+    tokio::pin!(shutdown);
+    let half = (settings.visibility_timeout / 2).max(Duration::from_secs(1));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let extend = i32::try_from(settings.visibility_timeout.as_secs()).unwrap_or(43_200);
+    loop {
+        tokio::select! {
+            outcomes = &mut work => return Some(outcomes),
+            _ = heartbeat.tick() => {
+                let entries = batch.iter().map(|d| (d.receipt.clone(), extend)).collect();
+                if let Err(error) = queue.postpone(entries).await {
+                    tracing::warn!(%error, "extending the visibility of messages in progress failed");
+                }
+            }
+            () = &mut shutdown, if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + settings.drain);
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                tracing::warn!(messages = batch.len(), "drain time over: releasing unfinished messages");
+                let entries = batch.iter().map(|d| (d.receipt.clone(), 0)).collect();
+                if let Err(error) = queue.postpone(entries).await {
+                    tracing::warn!(%error, "releasing messages failed; they reappear after the visibility timeout");
+                }
+                for _ in batch {
+                    metrics.done();
+                }
+                return None;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What happens to one message after processing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delete it.
+    Acknowledge,
+    /// Make it visible again after this many seconds.
+    Postpone(u32),
+    /// Send it to the dead letter with this reason, then delete it.
+    DeadLetter(DeadLetterReason, String),
+}
+
+/// The pure decision: what to do with a message of `receive_count` receives and this outcome.
+pub fn settlement(outcome: &Outcome, receive_count: u32, retry: &Retry, has_dead_letter: bool) -> Settlement {
+    match outcome {
+        Outcome::Done => Settlement::Acknowledge,
+        Outcome::Reject(reason) if has_dead_letter => {
+            Settlement::DeadLetter(DeadLetterReason::Rejected, reason.clone())
+        }
+        Outcome::Retry(reason) if retry.exhausted(receive_count) && has_dead_letter => {
+            Settlement::DeadLetter(
+                DeadLetterReason::Exhausted,
+                format!("failed {receive_count} times; last: {reason}"),
+            )
+        }
+        // No dead letter to send it to: hide it as long as possible, never delete it. The queue's own
+        // redrive policy, if any, moves it after maxReceiveCount receives.
+        Outcome::Reject(_) => Settlement::Postpone(Retry::MAX_DELAY_SECONDS),
+        Outcome::Retry(_) if retry.exhausted(receive_count) => Settlement::Postpone(Retry::MAX_DELAY_SECONDS),
+        Outcome::Retry(_) => Settlement::Postpone(retry.delay_seconds(receive_count)),
+    }
+}
+
+/// The reason attached to a dead-lettered message: JSON with the consumer, the reason and the attempts.
+pub fn reason_json(consumer: &str, reason: &str, attempts: u32) -> String {
+    serde_json::json!({"consumer": consumer, "reason": reason, "attempts": attempts}).to_string()
+}
+
+async fn settle<Q: WorkQueue>(
+    queue: Q,
+    settings: Arc<Settings>,
+    metrics: WorkerMetrics,
+    batch: Vec<(Delivery, Outcome)>,
+) {
+    let mut acknowledge = Vec::new();
+    let mut postpone = Vec::new();
+    for (delivery, outcome) in &batch {
+        let message = &delivery.message;
+        match settlement(
+            outcome,
+            message.receive_count,
+            &settings.retry,
+            queue.has_dead_letter(),
+        ) {
+            Settlement::Acknowledge => acknowledge.push(delivery.receipt.clone()),
+            Settlement::Postpone(seconds) => {
+                if let Outcome::Retry(reason) | Outcome::Reject(reason) = outcome {
+                    tracing::warn!(
+                        message_id = %message.id,
+                        trace_id = message.trace_id().unwrap_or_default(),
+                        attempt = message.receive_count,
+                        retry_in_seconds = seconds,
+                        %reason,
+                        "processing failed"
+                    );
+                }
+                postpone.push((delivery.receipt.clone(), i32::try_from(seconds).unwrap_or(43_200)));
+            }
+            Settlement::DeadLetter(kind, reason) => {
+                let attached = reason_json(&settings.consumer, &reason, message.receive_count);
+                match queue.dead_letter(delivery, &attached).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            message_id = %message.id,
+                            trace_id = message.trace_id().unwrap_or_default(),
+                            %reason,
+                            "dead-lettered"
+                        );
+                        metrics.dead_lettered(kind);
+                        acknowledge.push(delivery.receipt.clone());
+                    }
+                    Err(error) => {
+                        // Kept in the queue: it comes back and is dead-lettered then.
+                        tracing::warn!(message_id = %message.id, %error, "dead-lettering failed; retrying later");
+                        let delay = settings.retry.delay_seconds(message.receive_count);
+                        postpone.push((delivery.receipt.clone(), i32::try_from(delay).unwrap_or(43_200)));
+                    }
+                }
+            }
+        }
+    }
+    match queue.acknowledge(acknowledge).await {
+        Ok(failed) if !failed.is_empty() => {
+            tracing::warn!(
+                count = failed.len(),
+                "some deletes failed; those messages will be redelivered"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "deleting processed messages failed; they will be redelivered"),
+    }
+    if let Err(error) = queue.postpone(postpone).await {
+        tracing::warn!(%error, "postponing failed messages failed; they reappear after the visibility timeout");
+    }
+    for _ in &batch {
+        metrics.done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RETRY: Retry = Retry {
+        max_attempts: 3,
+        initial_backoff_seconds: 2,
+        max_backoff_seconds: 60,
+    };
+
+    #[test]
+    fn outcomes_become_queue_operations() {
+        assert_eq!(
+            settlement(&Outcome::Done, 1, &RETRY, true),
+            Settlement::Acknowledge
+        );
+        let retry = Outcome::Retry("table throttled".into());
+        assert_eq!(settlement(&retry, 1, &RETRY, true), Settlement::Postpone(2));
+        assert_eq!(settlement(&retry, 2, &RETRY, true), Settlement::Postpone(4));
+        assert_eq!(
+            settlement(&retry, 3, &RETRY, true),
+            Settlement::DeadLetter(
+                DeadLetterReason::Exhausted,
+                "failed 3 times; last: table throttled".into()
+            )
+        );
+        let reject = Outcome::Reject("body is not JSON".into());
+        assert_eq!(
+            settlement(&reject, 1, &RETRY, true),
+            Settlement::DeadLetter(DeadLetterReason::Rejected, "body is not JSON".into())
+        );
+    }
+
+    #[test]
+    fn without_a_dead_letter_nothing_is_deleted() {
+        let reject = Outcome::Reject("bad".into());
+        assert_eq!(
+            settlement(&reject, 1, &RETRY, false),
+            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
+        );
+        let retry = Outcome::Retry("down".into());
+        assert_eq!(
+            settlement(&retry, 9, &RETRY, false),
+            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
+        );
+    }
+
+    #[test]
+    fn the_reason_is_json_naming_the_consumer() {
+        let reason: serde_json::Value =
+            serde_json::from_str(&reason_json("shop/inventory", "bad \"sku\"", 2)).unwrap();
+        assert_eq!(reason["consumer"], "shop/inventory");
+        assert_eq!(reason["reason"], "bad \"sku\"");
+        assert_eq!(reason["attempts"], 2);
+    }
+}
