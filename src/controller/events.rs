@@ -26,22 +26,46 @@ pub mod reasons {
     pub const REDRIVE: &str = "Redrive";
 }
 
+/// The action of most Events.
+const RECONCILE: &str = "Reconcile";
+
 /// Records a Normal event on `object`.
 pub async fn normal<K: Kind>(recorder: &Recorder, object: &K, reason: &str, note: String) {
-    publish(recorder, object, EventType::Normal, reason, note).await;
+    publish(recorder, object, EventType::Normal, reason, RECONCILE, note).await;
 }
 
 /// Records a Warning event on `object`.
 pub async fn warning<K: Kind>(recorder: &Recorder, object: &K, reason: &str, note: String) {
-    publish(recorder, object, EventType::Warning, reason, note).await;
+    publish(recorder, object, EventType::Warning, reason, RECONCILE, note).await;
 }
 
-async fn publish<K: Kind>(recorder: &Recorder, object: &K, type_: EventType, reason: &str, note: String) {
+/// Records an event with its own `action`. kube's recorder folds events of the same object, type,
+/// reason and action into one series that keeps the first note, so two steps of one operation (a
+/// redrive started, then finished) need different actions to both be seen.
+pub async fn with_action<K: Kind>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    publish(recorder, object, type_, reason, action, note).await;
+}
+
+async fn publish<K: Kind>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
-        action: "Reconcile".to_owned(),
+        action: action.to_owned(),
         secondary: None,
     };
     if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {

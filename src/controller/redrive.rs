@@ -7,7 +7,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use kube::ResourceExt;
+use kube::{ResourceExt, runtime::events::EventType};
 
 use super::{
     Cloud, Context,
@@ -144,7 +144,16 @@ pub(crate) async fn step<C: Cloud>(
         match ctx.cloud.start_message_move(&move_request).await {
             Ok(handle) => {
                 let note = format!("redrive {} started: {TASK}{handle}", request.id);
-                events::normal(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
+                let normal = EventType::Normal;
+                events::with_action(
+                    &ctx.recorder,
+                    dead_letter,
+                    normal,
+                    reasons::REDRIVE,
+                    "StartRedrive",
+                    note,
+                )
+                .await;
                 return Ok(Step {
                     result: Some(running(0, format!("{TASK}{handle}"))),
                     requeue: Some(POLL),
@@ -238,11 +247,20 @@ async fn finish<C: Cloud>(
         request.id,
         state.to_lowercase()
     );
-    if state == states::COMPLETED {
-        events::normal(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
+    let type_ = if state == states::COMPLETED {
+        EventType::Normal
     } else {
-        events::warning(&ctx.recorder, dead_letter, reasons::REDRIVE, note).await;
-    }
+        EventType::Warning
+    };
+    events::with_action(
+        &ctx.recorder,
+        dead_letter,
+        type_,
+        reasons::REDRIVE,
+        "FinishRedrive",
+        note,
+    )
+    .await;
     Ok(Step {
         result: Some(RedriveResult {
             id: request.id.clone(),

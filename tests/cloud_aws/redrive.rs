@@ -32,7 +32,8 @@ async fn wired_queues(cloud: &AwsCloud, fifo: bool) -> ((String, String), (Strin
         .create_queue(&source_name, &desired, &Tags::new())
         .await
         .unwrap();
-    assert!(diff(&desired, &cloud.queue_attributes(&source_url).await.unwrap()).is_empty());
+    let changes = diff(&desired, &cloud.queue_attributes(&source_url).await.unwrap());
+    assert!(changes.is_empty(), "{changes:?}");
     let source_arn = queue_arn(cloud, &source_url).await;
     ((dlq_url, dlq_arn), (source_url, source_arn))
 }
@@ -171,7 +172,7 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
 #[tokio::test]
 async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
     let cloud = AwsCloud::new(&common::elasticmq_config().await);
-    let ((dlq_url, dlq_arn), (source_url, source_arn)) = wired_queues(&cloud, false).await;
+    let ((dlq_url, dlq_arn), (source_url, _)) = wired_queues(&cloud, false).await;
     for i in 0..5 {
         let message = outgoing(&format!("m{i}"), &format!("poison {i}"), None);
         cloud.send_messages(&source_url, &[message]).await.unwrap();
@@ -217,7 +218,6 @@ async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
         .collect();
     back.sort();
     assert_eq!(back, (0..5).map(|i| format!("poison {i}")).collect::<Vec<_>>());
-    let _ = source_arn;
 
     // To an explicit destination.
     let (other_url, other_arn) = create_queue(&cloud, "other", false).await;

@@ -17,6 +17,15 @@ use super::attributes::names;
 /// Attributes that cannot change after creation: a difference means the resource must be replaced.
 pub const IMMUTABLE: &[&str] = &[names::FIFO_QUEUE, names::FIFO_TOPIC];
 
+/// Queue attributes SQS reports on every queue. A server that leaves one out does not implement it
+/// (ElasticMQ has no message size, retention or encryption settings, and refuses to set them), so it is
+/// not compared: setting it would fail, or change nothing and report a drift on every resync.
+pub const ALWAYS_REPORTED: &[&str] = &[
+    names::MAXIMUM_MESSAGE_SIZE,
+    names::MESSAGE_RETENTION_PERIOD,
+    names::SQS_MANAGED_SSE_ENABLED,
+];
+
 /// How much of a JSON document is significant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonMode {
@@ -165,10 +174,14 @@ impl AttributeDiff {
 
 /// Compares the desired attributes with the observed ones. Only desired attributes are considered, so
 /// attributes another owner manages (a queue's `Policy`, written by the Subscription wiring) are left
-/// alone; a desired empty value asks for the attribute to be absent.
+/// alone; a desired empty value asks for the attribute to be absent. An [`ALWAYS_REPORTED`] attribute the
+/// server does not report is skipped.
 pub fn diff(desired: &Attributes, observed: &Attributes) -> AttributeDiff {
     let mut result = AttributeDiff::default();
     for (name, want) in desired {
+        if ALWAYS_REPORTED.contains(&name.as_str()) && !observed.contains_key(name) {
+            continue;
+        }
         let have = observed.get(name).map_or(absent_value(name), String::as_str);
         let want_or_absent = if want.is_empty() { absent_value(name) } else { want };
         if values_equal(name, want_or_absent, have)

@@ -168,3 +168,23 @@ fn filter_policies_compare_by_meaning() {
     let cleared = attributes_of(&[("FilterPolicy", "")]);
     assert!(diff(&cleared, &attributes_of(&[])).is_empty());
 }
+
+#[test]
+fn attributes_sqs_always_reports_are_skipped_when_a_server_leaves_them_out() {
+    let desired = attributes_of(&[
+        (names::VISIBILITY_TIMEOUT, "45"),
+        (names::MESSAGE_RETENTION_PERIOD, "345600"),
+        (names::SQS_MANAGED_SSE_ENABLED, "true"),
+    ]);
+    let elasticmq = attributes_of(&[(names::VISIBILITY_TIMEOUT, "30")]);
+    assert_eq!(
+        diff(&desired, &elasticmq).to_set,
+        vec![(names::VISIBILITY_TIMEOUT.to_owned(), "45".to_owned())]
+    );
+    let aws = attributes_of(&[
+        (names::VISIBILITY_TIMEOUT, "45"),
+        (names::MESSAGE_RETENTION_PERIOD, "60"),
+        (names::SQS_MANAGED_SSE_ENABLED, "false"),
+    ]);
+    assert_eq!(diff(&desired, &aws).to_set.len(), 2, "reported, so compared");
+}
