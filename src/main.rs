@@ -243,6 +243,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(resync_seconds.max(1)),
         namespace: watch_namespace,
         instance: Some(identity),
+        worker: controller::consumer::worker_settings_from_env(),
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

@@ -236,6 +236,12 @@ pub struct Scaling {
     #[serde(default = "default_target_backlog")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub target_backlog_per_replica: i32,
+    /// Seconds the backlog must have asked for fewer replicas before they are removed (0 to 3600), so a
+    /// backlog that dips between bursts does not make replicas come and go. Scaling up is immediate.
+    /// Default 60.
+    #[serde(default = "default_stabilization")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: i32,
 }
 
 impl Default for Scaling {
@@ -244,6 +250,7 @@ impl Default for Scaling {
             min_replicas: default_min_replicas(),
             max_replicas: default_max_replicas(),
             target_backlog_per_replica: default_target_backlog(),
+            scale_down_stabilization_seconds: default_stabilization(),
         }
     }
 }
@@ -256,6 +263,9 @@ fn default_max_replicas() -> i32 {
 }
 fn default_target_backlog() -> i32 {
     100
+}
+fn default_stabilization() -> i32 {
+    60
 }
 
 /// Observed state of a Consumer.
@@ -277,4 +287,21 @@ pub struct ConsumerStatus {
     /// Messages that failed, summed over the workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<i64>,
+    /// The last change of the replica count, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale: Option<ScaleDecision>,
+}
+
+/// A change of a Consumer's replica count.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDecision {
+    /// Replicas before.
+    pub from: i32,
+    /// Replicas after.
+    pub to: i32,
+    /// Why, e.g. `backlog 420 / 100 per replica`.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub time: String,
 }

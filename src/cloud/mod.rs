@@ -14,4 +14,4 @@ pub mod work_queue;
 pub use error::{Error, ErrorKind, Operation, Result};
 #[cfg(test)]
 pub(crate) use traits::attributes_of;
-pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tags, Topics};
+pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tables, Tags, Topics};

@@ -172,6 +172,13 @@ pub trait QueueMessages: Send + Sync {
     ) -> impl Future<Output = Result<BatchOutcome>> + Send;
 }
 
+/// Key-value tables for the order processors (DynamoDB).
+pub trait Tables: Send + Sync {
+    /// Creates the Order table `name` if it does not exist and waits until it can be used. Existing
+    /// tables are left as they are (their data belongs to the pipeline, not to one Consumer).
+    fn ensure_table(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// What status reports about a queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {

@@ -129,7 +129,11 @@ fn flatten<K: Kind>(object: &K, error: finalizer::Error<Error>) -> Error {
 
 /// Records a failure: metric, status condition, Event (not for a dependency that is merely not ready
 /// yet, which would be an error storm), and what to do next.
-async fn failed<K: Kind, C: Cloud>(object: &K, ctx: &Context<C>, error: Error) -> Result<Action, Error> {
+pub(crate) async fn failed<K: Kind, C: Cloud>(
+    object: &K,
+    ctx: &Context<C>,
+    error: Error,
+) -> Result<Action, Error> {
     let class = error.class();
     ctx.metrics
         .reconcile_failed(K::KIND, class.as_str(), error.reason());

@@ -1,4 +1,4 @@
-//! The controllers: one reconciler per kind (Topic, Queue, DeadLetter, Subscription) sharing one
+//! The controllers: one reconciler per kind (Topic, Queue, DeadLetter, Subscription, Consumer) sharing one
 //! [`Context`]. Each follows the same pipeline: validate (pure) → build the desired cloud state (pure) →
 //! apply through the cloud traits → write status. The shared driver ([`finalize`]) adds the finalizer,
 //! classifies errors and writes the failure conditions; [`watch`] keeps one watch and cache per kind
@@ -6,6 +6,7 @@
 //! becoming ready wakes the objects that wait for it, and status-only writes wake nobody.
 
 pub mod conditions;
+pub mod consumer;
 pub mod dead_letter;
 pub mod drift;
 pub mod error;
@@ -33,8 +34,8 @@ use kube::{
 pub use error::Error;
 
 use crate::{
-    api::{DeadLetter, Queue, Subscription, Topic},
-    cloud::{QueueMessages, Queues, Subscriptions, Topics},
+    api::{Consumer, DeadLetter, Queue, Subscription, Topic},
+    cloud::{QueueMessages, Queues, Subscriptions, Tables, Topics},
     operate::Metrics,
 };
 
@@ -45,9 +46,9 @@ pub const FIELD_MANAGER: &str = "tributary-controller";
 pub const FINALIZER: &str = "tributary.dev/cleanup";
 
 /// Every capability the AWS controllers use, in one bound.
-pub trait Cloud: Topics + Queues + Subscriptions + QueueMessages + Clone + 'static {}
+pub trait Cloud: Topics + Queues + Subscriptions + QueueMessages + Tables + Clone + 'static {}
 
-impl<T: Topics + Queues + Subscriptions + QueueMessages + Clone + 'static> Cloud for T {}
+impl<T: Topics + Queues + Subscriptions + QueueMessages + Tables + Clone + 'static> Cloud for T {}
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -62,6 +63,10 @@ pub struct Config {
     pub dependency_retry: Duration,
     /// Identity of this replica in Events (`reportingInstance`).
     pub instance: Option<String>,
+    /// How often a Consumer draining a queue looks at the backlog to scale.
+    pub scale_interval: Duration,
+    /// How worker pods are run.
+    pub worker: consumer::render::WorkerSettings,
 }
 
 impl Default for Config {
@@ -71,6 +76,8 @@ impl Default for Config {
             namespace: None,
             dependency_retry: Duration::from_secs(10),
             instance: None,
+            scale_interval: Duration::from_secs(15),
+            worker: consumer::render::WorkerSettings::default(),
         }
     }
 }
@@ -154,7 +161,8 @@ pub async fn ensure_crds(client: &Client, namespace: Option<&str>) -> Result<(),
     ensure_served::<Topic>(client, namespace).await?;
     ensure_served::<Queue>(client, namespace).await?;
     ensure_served::<DeadLetter>(client, namespace).await?;
-    ensure_served::<Subscription>(client, namespace).await
+    ensure_served::<Subscription>(client, namespace).await?;
+    ensure_served::<Consumer>(client, namespace).await
 }
 
 /// Runs the Topic, Queue, DeadLetter and Subscription controllers concurrently until `shutdown`
@@ -176,6 +184,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let mut queues = watch::Reflector::new(writers.queues);
     let mut dead_letters = watch::Reflector::new(writers.dead_letters);
     let mut subscriptions = watch::Reflector::new(writers.subscriptions);
+    let mut consumers = watch::Reflector::new(writers.consumers);
 
     let topic_controller = Controller::for_shared_stream(
         topics.subscribe(watch::spec_or_lifecycle, false),
@@ -221,6 +230,23 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         move |queue| watch::referencing(&subscriptions, &*queue, |s| &s.spec.queue_ref.name)
     });
 
+    let consumer_controller = Controller::for_shared_stream(
+        consumers.subscribe(watch::spec_or_lifecycle, false),
+        stores.consumers.clone(),
+    )
+    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
+        let consumers = stores.consumers.clone();
+        move |queue| consumer::consumers_referencing(&consumers, &*queue, consumer::source_queue)
+    })
+    .watches_shared_stream(dead_letters.subscribe(watch::dead_letter_identity, true), {
+        let consumers = stores.consumers.clone();
+        move |dead_letter| consumer::consumers_referencing(&consumers, &*dead_letter, consumer::dead_letter)
+    })
+    .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
+        let consumers = stores.consumers.clone();
+        move |topic| consumer::consumers_referencing(&consumers, &*topic, consumer::sink_topic)
+    });
+
     let namespace = ctx.config.namespace.as_deref();
     let watches = async {
         tokio::join!(
@@ -228,6 +254,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             queues.run(watch::api(&ctx.client, namespace)),
             dead_letters.run(watch::api(&ctx.client, namespace)),
             subscriptions.run(watch::api(&ctx.client, namespace)),
+            consumers.run(watch::api(&ctx.client, namespace)),
         )
     };
     let controllers = async {
@@ -243,6 +270,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             drive(queue_controller, ctx.clone(), shutdown.clone()),
             drive(dead_letter_controller, ctx.clone(), shutdown.clone()),
             drive(subscription_controller, ctx.clone(), shutdown.clone()),
+            drive_consumers(consumer_controller, ctx.clone(), shutdown.clone()),
         );
     };
     // The watches end only with the controllers (a watch never ends by itself).
@@ -267,6 +295,27 @@ async fn drive<K, C>(
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(kind = K::KIND, %error, "reconcile error");
+            }
+        })
+        .await;
+}
+
+/// Runs the Consumer controller (no finalizer: its children are owned objects) until shutdown.
+async fn drive_consumers<C: Cloud>(
+    controller: Controller<Consumer>,
+    ctx: Arc<Context<C>>,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) {
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            consumer::reconcile::<C>,
+            finalize::error_policy::<Consumer, C>,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(kind = "Consumer", %error, "reconcile error");
             }
         })
         .await;

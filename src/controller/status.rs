@@ -19,8 +19,9 @@ use super::{
     error::{Error, reasons},
 };
 use crate::api::{
-    DeadLetter, Queue, Subscription, Topic,
+    Consumer, DeadLetter, Queue, Subscription, Topic,
     common::{CommonStatus, Provider},
+    consumer::ConsumerStatus,
     dead_letter::DeadLetterStatus,
     queue::QueueStatus,
     subscription::SubscriptionStatus,
@@ -86,6 +87,9 @@ kind!(
     "Subscription",
     |_subscription| Provider::Aws
 );
+
+// A Consumer runs pods; its cloud is that of its source (AWS until the Azure provider lands).
+kind!(Consumer, ConsumerStatus, "Consumer", |_consumer| Provider::Aws);
 
 /// `Kind namespace/name`, the context every error and log line carries.
 pub fn describe<K: Kind>(object: &K) -> String {

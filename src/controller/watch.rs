@@ -30,7 +30,7 @@ use kube::{
 };
 
 use super::{conditions::types, status::Kind};
-use crate::api::{DeadLetter, Queue, Subscription, Topic};
+use crate::api::{Consumer, DeadLetter, Queue, Subscription, Topic};
 
 /// What the watches have seen of each kind: the reconcilers read their dependencies here.
 #[derive(Clone)]
@@ -43,6 +43,8 @@ pub struct Stores {
     pub dead_letters: Store<DeadLetter>,
     /// Subscriptions.
     pub subscriptions: Store<Subscription>,
+    /// Consumers.
+    pub consumers: Store<Consumer>,
 }
 
 /// The write halves of [`Stores`], taken by the watches when the controllers run.
@@ -51,6 +53,7 @@ pub struct Writers {
     pub(crate) queues: Writer<Queue>,
     pub(crate) dead_letters: Writer<DeadLetter>,
     pub(crate) subscriptions: Writer<Subscription>,
+    pub(crate) consumers: Writer<Consumer>,
 }
 
 /// Empty stores and their writers.
@@ -59,18 +62,21 @@ pub fn stores() -> (Stores, Writers) {
     let (queues, queue_writer) = reflector::store();
     let (dead_letters, dead_letter_writer) = reflector::store();
     let (subscriptions, subscription_writer) = reflector::store();
+    let (consumers, consumer_writer) = reflector::store();
     (
         Stores {
             topics,
             queues,
             dead_letters,
             subscriptions,
+            consumers,
         },
         Writers {
             topics: topic_writer,
             queues: queue_writer,
             dead_letters: dead_letter_writer,
             subscriptions: subscription_writer,
+            consumers: consumer_writer,
         },
     )
 }
@@ -82,7 +88,8 @@ impl Stores {
         self.topics.wait_until_ready().await?;
         self.queues.wait_until_ready().await?;
         self.dead_letters.wait_until_ready().await?;
-        self.subscriptions.wait_until_ready().await
+        self.subscriptions.wait_until_ready().await?;
+        self.consumers.wait_until_ready().await
     }
 }
 

@@ -69,6 +69,8 @@ pub enum ProcessorKind {
     Shipment,
     /// Does nothing and succeeds.
     Noop,
+    /// A custom image's own processor: the image reads this file and speaks the same contract.
+    Custom,
 }
 
 /// Message source.

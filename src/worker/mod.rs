@@ -105,6 +105,9 @@ pub async fn run(
         ProcessorKind::Inventory => drain.run(Inventory::new(table()?)).await,
         ProcessorKind::Shipment => drain.run(Shipment::new(table()?, publisher)).await,
         ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
+        ProcessorKind::Custom => {
+            anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
+        }
     }
 }
 

@@ -282,6 +282,11 @@ pub async fn start_controller(
         namespace: Some(namespace.to_owned()),
         dependency_retry: Duration::from_secs(1),
         instance: Some(format!("test-{}", std::process::id())),
+        scale_interval: Duration::from_secs(1),
+        worker: tributary::controller::consumer::render::WorkerSettings {
+            image: "tributary:test".to_owned(),
+            env: std::collections::BTreeMap::from([("AWS_REGION".to_owned(), var("AWS_REGION"))]),
+        },
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),

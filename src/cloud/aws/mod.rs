@@ -59,6 +59,9 @@ struct Inner {
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
     sts: aws_sdk_sts::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    /// Tables known to exist: ensured once per process, not on every reconcile.
+    tables: std::sync::Mutex<std::collections::HashSet<String>>,
     region: Option<String>,
     /// The caller's account id, from STS on first use: topic ARNs are built from it.
     account: OnceCell<String>,
@@ -89,16 +92,20 @@ impl AwsCloud {
         let mut sns = aws_sdk_sns::config::Builder::from(config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(config);
         let mut sts = aws_sdk_sts::config::Builder::from(config);
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
         if let Some(metrics) = metrics {
             sns.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics.clone())));
             sqs.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics.clone())));
-            sts.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics)));
+            sts.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics.clone())));
+            dynamodb.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics)));
         }
         Self {
             inner: Arc::new(Inner {
                 sns: aws_sdk_sns::Client::from_conf(sns.build()),
                 sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
                 sts: aws_sdk_sts::Client::from_conf(sts.build()),
+                dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+                tables: std::sync::Mutex::default(),
                 region: config.region().map(ToString::to_string),
                 account: OnceCell::new(),
                 sns_limiter: Limiter::new(limits),
@@ -174,5 +181,28 @@ impl AwsCloud {
 
     async fn limit_sqs(&self, family: Family) {
         self.inner.sqs_limiter.acquire(family).await;
+    }
+}
+
+impl crate::cloud::Tables for AwsCloud {
+    async fn ensure_table(&self, name: &str) -> Result<()> {
+        let known = |tables: &std::sync::Mutex<std::collections::HashSet<String>>| {
+            tables
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(name)
+        };
+        if known(&self.inner.tables) {
+            return Ok(());
+        }
+        OrderTable::new(self.inner.dynamodb.clone(), name)
+            .ensure()
+            .await?;
+        self.inner
+            .tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned());
+        Ok(())
     }
 }

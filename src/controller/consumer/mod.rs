@@ -1,0 +1,304 @@
+//! The Consumer reconciler: validate → resolve the references from the watch caches (no network) →
+//! build the worker configuration and the objects that run it ([`render`], pure) → apply: ensure the
+//! Order table, read the backlog, decide the replicas ([`scaling`], pure), server-side apply the
+//! ConfigMap, ServiceAccount, Deployment and Service → status (ready workers, backlog, last scaling
+//! decision).
+//!
+//! A Consumer owns only Kubernetes objects, which carry owner references: deleting it lets the garbage
+//! collector remove them, so it has no finalizer. The Order table is the pipeline's data and stays.
+
+pub mod render;
+pub mod scaling;
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+};
+use serde::Serialize;
+
+use self::render::{Resolved, WorkerSettings};
+use super::{
+    Cloud, Context, FIELD_MANAGER,
+    error::Error,
+    events, finalize,
+    status::{self, describe},
+    watch,
+};
+use crate::api::{
+    Consumer, DeadLetter, Queue, Topic,
+    common::Provider,
+    consumer::{ConsumerStatus, Processor},
+};
+
+/// The Event reason of a replica change.
+pub const SCALED: &str = "Scaled";
+
+/// The validate step, pure: what this controller cannot run yet.
+pub fn validate(consumer: &Consumer) -> Result<(), String> {
+    if consumer.spec.processor == Some(Processor::Device) || consumer.spec.source.device_stream_ref.is_some()
+    {
+        return Err("DeviceStream consumers and the device processor need the Azure provider".to_owned());
+    }
+    Ok(())
+}
+
+fn not_ready(consumer: &Consumer, message: String) -> Error {
+    Error::DependencyNotReady {
+        object: describe(consumer),
+        message,
+    }
+}
+
+/// The resolve step, pure: the references from the watch caches, or which one is not ready.
+pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, Error> {
+    let namespace = consumer.namespace().unwrap_or_default();
+    let mut resolved = Resolved::default();
+    if let Some(queue_ref) = &consumer.spec.source.queue_ref {
+        let queue = watch::get::<Queue>(&stores.queues, &namespace, &queue_ref.name);
+        let message = || {
+            format!(
+                "spec.source.queueRef: Queue {} does not exist or has no SQS queue yet",
+                queue_ref.name
+            )
+        };
+        let queue = queue.ok_or_else(|| not_ready(consumer, message()))?;
+        if queue.spec.provider != Provider::Aws {
+            return Err(not_ready(
+                consumer,
+                format!("spec.source.queueRef: Queue {} is not on AWS", queue_ref.name),
+            ));
+        }
+        let url = queue
+            .status
+            .as_ref()
+            .and_then(|s| s.observed.url.clone())
+            .ok_or_else(|| not_ready(consumer, message()))?;
+        let visibility = queue
+            .spec
+            .aws
+            .as_ref()
+            .map_or(30, |aws| aws.visibility_timeout_seconds);
+        resolved.queue = Some((url, visibility));
+    }
+    if let Some(dead_letter_ref) = &consumer.spec.dead_letter_ref {
+        let url = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_ref.name)
+            .and_then(|d| d.status.as_ref()?.observed.url.clone())
+            .ok_or_else(|| {
+                let name = &dead_letter_ref.name;
+                not_ready(
+                    consumer,
+                    format!("spec.deadLetterRef: DeadLetter {name} does not exist or has no queue yet"),
+                )
+            })?;
+        resolved.dead_letter_url = Some(url);
+    }
+    if let Some(topic_ref) = consumer
+        .spec
+        .sink
+        .as_ref()
+        .and_then(|sink| sink.topic_ref.as_ref())
+    {
+        let arn = watch::get::<Topic>(&stores.topics, &namespace, &topic_ref.name)
+            .and_then(|t| t.status.as_ref()?.arn.clone())
+            .ok_or_else(|| {
+                let name = &topic_ref.name;
+                not_ready(
+                    consumer,
+                    format!("spec.sink.topicRef: Topic {name} does not exist or has no SNS topic yet"),
+                )
+            })?;
+        resolved.topic_arn = Some(arn);
+    }
+    if consumer.spec.processor.is_some() {
+        resolved.table = Some(render::table_name(consumer));
+    }
+    Ok(resolved)
+}
+
+/// Reconciles one Consumer.
+pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started("Consumer");
+    if consumer.meta().deletion_timestamp.is_some() {
+        // The garbage collector removes the children (owner references).
+        return Ok(Action::await_change());
+    }
+    if let Err(message) = validate(&consumer) {
+        let desired = status::provider_not_implemented(Provider::Azure)
+            .into_iter()
+            .map(|mut d| {
+                d.message = message.clone();
+                d
+            })
+            .collect::<Vec<_>>();
+        let status =
+            status::with_conditions(&*consumer, consumer.status.clone().unwrap_or_default(), &desired);
+        status::write(&ctx.client, &*consumer, &status).await?;
+        return Ok(Action::await_change());
+    }
+    match apply(&consumer, &ctx).await {
+        Ok((status, message, requeue)) => {
+            let status = status::with_conditions(&*consumer, status, &status::ready(message));
+            status::write(&ctx.client, &*consumer, &status).await?;
+            let key = describe(&*consumer);
+            ctx.backoff.succeeded(&key);
+            ctx.waits.succeeded(&key);
+            Ok(Action::requeue(requeue))
+        }
+        Err(error) => finalize::failed(&*consumer, &ctx, error).await,
+    }
+}
+
+fn now() -> (String, i64) {
+    let now = time::OffsetDateTime::now_utc();
+    let text = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    (text, now.unix_timestamp())
+}
+
+fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| now - t.unix_timestamp())
+}
+
+async fn apply<C: Cloud>(
+    consumer: &Consumer,
+    ctx: &Context<C>,
+) -> Result<(ConsumerStatus, String, Duration), Error> {
+    let object = describe(consumer);
+    let err = |source| Error::cloud(&object, source);
+    let resolved = resolve(consumer, &ctx.stores)?;
+    if let Some(table) = &resolved.table {
+        ctx.cloud.ensure_table(table).await.map_err(err)?;
+    }
+    let backlog = match &resolved.queue {
+        Some((url, _)) => {
+            let stats = ctx.cloud.queue_stats(url).await.map_err(err)?;
+            Some(stats.visible + stats.in_flight)
+        }
+        None => None,
+    };
+    let previous = consumer.status.as_ref().and_then(|s| s.last_scale.clone());
+    let (now_text, now_seconds) = now();
+    let current = previous.as_ref().map_or(0, |d| d.to);
+    let since = previous
+        .as_ref()
+        .and_then(|d| seconds_since(&d.time, now_seconds));
+    let scale = scaling::decide(&consumer.spec.scaling, backlog, current, since, &now_text);
+
+    let config = render::worker_config(consumer, &resolved);
+    let children = render::children(consumer, &config, &ctx.config.worker, scale.replicas);
+    let namespace = consumer.namespace().unwrap_or_default();
+    apply_child(ctx, &object, &namespace, &children.config_map).await?;
+    apply_child(ctx, &object, &namespace, &children.service_account).await?;
+    if let Some(service) = &children.service {
+        apply_child(ctx, &object, &namespace, service).await?;
+    }
+    let deployment: Deployment = apply_child(ctx, &object, &namespace, &children.deployment).await?;
+    if let Some(decision) = &scale.decision {
+        let note = format!(
+            "scaled from {} to {} replicas: {}",
+            decision.from, decision.to, decision.reason
+        );
+        let action = format!("ScaleTo{}", decision.to);
+        events::with_action(&ctx.recorder, consumer, EventType::Normal, SCALED, &action, note).await;
+    }
+    let ready = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let status = ConsumerStatus {
+        replicas: Some(ready),
+        backlog,
+        last_scale: scale.decision.or(previous),
+        ..ConsumerStatus::default()
+    };
+    let message = format!(
+        "{ready}/{} workers ready (Deployment {})",
+        scale.replicas,
+        render::worker_name(consumer)
+    );
+    let requeue = if backlog.is_some() {
+        ctx.config.scale_interval
+    } else {
+        ctx.config.resync
+    };
+    Ok((status, message, requeue))
+}
+
+/// Server-side apply of one child (forced: the controller owns these objects).
+async fn apply_child<C, K>(ctx: &Context<C>, object: &str, namespace: &str, child: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = child.name_any();
+    let mut patch = serde_json::to_value(child).unwrap_or_default();
+    patch["apiVersion"] = K::api_version(&()).into();
+    patch["kind"] = K::kind(&()).into();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::kube(object, format!("applying {} {name}", K::kind(&())), source))
+}
+
+/// The worker settings from the controller's environment: the image (`TRIBUTARY_WORKER_IMAGE`, default
+/// `tributary:<version>`) and the AWS region and endpoint the controller itself uses.
+pub fn worker_settings_from_env() -> WorkerSettings {
+    let image =
+        std::env::var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|_| format!("tributary:{}", crate::VERSION));
+    let env = ["AWS_REGION", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+        .collect();
+    WorkerSettings { image, env }
+}
+
+/// The Consumers that reference `name` through `field`, for waking them when it changes.
+pub fn consumers_referencing<T: Resource>(
+    consumers: &kube::runtime::reflector::Store<Consumer>,
+    target: &T,
+    field: fn(&Consumer) -> Option<&str>,
+) -> Vec<ObjectRef<Consumer>> {
+    let namespace = target.namespace().unwrap_or_default();
+    let name = target.name_any();
+    watch::in_namespace(consumers, &namespace)
+        .into_iter()
+        .filter(|c| field(c) == Some(name.as_str()))
+        .map(|c| ObjectRef::from_obj(&*c))
+        .collect()
+}
+
+/// The source Queue of a Consumer.
+pub fn source_queue(consumer: &Consumer) -> Option<&str> {
+    consumer.spec.source.queue_ref.as_ref().map(|r| r.name.as_str())
+}
+
+/// The DeadLetter of a Consumer.
+pub fn dead_letter(consumer: &Consumer) -> Option<&str> {
+    consumer.spec.dead_letter_ref.as_ref().map(|r| r.name.as_str())
+}
+
+/// The sink Topic of a Consumer.
+pub fn sink_topic(consumer: &Consumer) -> Option<&str> {
+    consumer
+        .spec
+        .sink
+        .as_ref()?
+        .topic_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+}

@@ -1,0 +1,357 @@
+//! Build step of the Consumer reconciler, pure: the worker configuration with every reference resolved,
+//! and the Kubernetes objects that run it: a ConfigMap holding `worker.yaml`, a ServiceAccount, a
+//! Deployment of the operator's own image (or the Consumer's custom image) under the `restricted` Pod
+//! Security Standard, and for the HTTP source a Service. Each is owned by the Consumer, so deleting it
+//! removes them; a change of the configuration rolls the pods (its hash is a pod annotation).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+            SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+        util::intstr::IntOrString,
+    },
+};
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    api::{Consumer, consumer::Processor},
+    worker::config::{
+        ConsumerName, DeadLetterTarget, FILE_NAME, HttpSource, ProcessorKind, Retry, Sink, Source, SqsSource,
+        WorkerConfig,
+    },
+};
+
+/// Port of the workers' `/metrics` and `/healthz`.
+pub const METRICS_PORT: u16 = 9090;
+/// Where the ConfigMap is mounted in the worker container.
+pub const CONFIG_DIR: &str = "/etc/tributary";
+/// The label naming the Consumer on everything made for it.
+pub const CONSUMER_LABEL: &str = "tributary.dev/consumer";
+/// The pod annotation carrying the configuration's hash.
+pub const CONFIG_HASH: &str = "tributary.dev/config-hash";
+/// Seconds in-flight messages get to finish after SIGTERM (the pod's grace period is longer).
+const DRAIN_SECONDS: u64 = 20;
+
+/// How worker pods are run, from the controller's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The operator's image, which holds every built-in processor.
+    pub image: String,
+    /// Environment passed to every worker (AWS region and endpoint).
+    pub env: BTreeMap<String, String>,
+}
+
+/// The references of a Consumer, resolved from the watch caches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The source queue: URL and visibility timeout.
+    pub queue: Option<(String, i32)>,
+    /// The DeadLetter's queue URL.
+    pub dead_letter_url: Option<String>,
+    /// The sink Topic's ARN.
+    pub topic_arn: Option<String>,
+    /// The Order table.
+    pub table: Option<String>,
+}
+
+/// The Order table of a Consumer: `spec.sink.table`, else `<namespace>-orders`.
+pub fn table_name(consumer: &Consumer) -> String {
+    consumer
+        .spec
+        .sink
+        .as_ref()
+        .and_then(|sink| sink.table.clone())
+        .unwrap_or_else(|| format!("{}-orders", consumer.namespace().unwrap_or_default()))
+}
+
+/// The name of everything made for a Consumer.
+pub fn worker_name(consumer: &Consumer) -> String {
+    format!("{}-worker", consumer.name_any())
+}
+
+fn processor_kind(consumer: &Consumer) -> ProcessorKind {
+    match consumer.spec.processor {
+        Some(Processor::OrderAck) => ProcessorKind::OrderAck,
+        Some(Processor::Notification) => ProcessorKind::Notification,
+        Some(Processor::Inventory) => ProcessorKind::Inventory,
+        Some(Processor::Shipment) => ProcessorKind::Shipment,
+        // The device processor comes with the Azure provider; the reconciler stops before this.
+        Some(Processor::Device) | None => ProcessorKind::Custom,
+    }
+}
+
+/// The worker configuration of `consumer`.
+pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
+    let retry = &consumer.spec.retry;
+    let positive = |v: i32| u32::try_from(v.max(1)).unwrap_or(1);
+    WorkerConfig {
+        consumer: ConsumerName {
+            namespace: consumer.namespace().unwrap_or_default(),
+            name: consumer.name_any(),
+        },
+        processor: processor_kind(consumer),
+        source: Source {
+            sqs: resolved.queue.as_ref().map(|(url, visibility)| SqsSource {
+                queue_url: url.clone(),
+                visibility_timeout_seconds: *visibility,
+                receivers: 4,
+                wait_time_seconds: 20,
+            }),
+            http: consumer.spec.source.http.as_ref().map(|http| HttpSource {
+                listen: std::net::SocketAddr::from(([0, 0, 0, 0], u16::try_from(http.port).unwrap_or(8080))),
+            }),
+        },
+        sink: Sink {
+            table: resolved.table.clone(),
+            topic_arn: resolved.topic_arn.clone(),
+        },
+        retry: Retry {
+            max_attempts: positive(retry.max_attempts),
+            initial_backoff_seconds: positive(retry.initial_backoff_seconds),
+            max_backoff_seconds: positive(retry.max_backoff_seconds),
+        },
+        dead_letter: resolved
+            .dead_letter_url
+            .clone()
+            .map(|queue_url| DeadLetterTarget { queue_url }),
+        metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
+        drain_seconds: DRAIN_SECONDS,
+    }
+}
+
+/// Everything made for a Consumer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    /// `worker.yaml`.
+    pub config_map: ConfigMap,
+    /// The pods' identity (annotate it for IRSA or workload identity).
+    pub service_account: ServiceAccount,
+    /// The workers.
+    pub deployment: Deployment,
+    /// The HTTP source's Service.
+    pub service: Option<Service>,
+}
+
+fn owner(consumer: &Consumer) -> Option<OwnerReference> {
+    consumer.controller_owner_ref(&())
+}
+
+fn labels(consumer: &Consumer) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "tributary-worker".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), consumer.name_any()),
+        ("app.kubernetes.io/managed-by".to_owned(), "tributary".to_owned()),
+        (CONSUMER_LABEL.to_owned(), consumer.name_any()),
+    ])
+}
+
+fn meta(consumer: &Consumer) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(worker_name(consumer)),
+        namespace: consumer.namespace(),
+        labels: Some(labels(consumer)),
+        owner_references: owner(consumer).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A short hash of the configuration text, for the pod annotation.
+pub fn config_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The restricted Pod Security Standard for the worker container.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The objects for `consumer` running `config` with `replicas` pods.
+pub fn children(
+    consumer: &Consumer,
+    config: &WorkerConfig,
+    settings: &WorkerSettings,
+    replicas: i32,
+) -> Children {
+    let text = serde_yaml_ng::to_string(config).unwrap_or_default();
+    let name = worker_name(consumer);
+    let selector = BTreeMap::from([(CONSUMER_LABEL.to_owned(), consumer.name_any())]);
+    let http_port = consumer.spec.source.http.as_ref().map(|http| http.port);
+    let mut ports = vec![ContainerPort {
+        name: Some("metrics".to_owned()),
+        container_port: i32::from(METRICS_PORT),
+        ..ContainerPort::default()
+    }];
+    if let Some(port) = http_port {
+        ports.push(ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: port,
+            ..ContainerPort::default()
+        });
+    }
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    let quantity = |q: &str| Quantity(q.to_owned());
+    let image = consumer
+        .spec
+        .image
+        .clone()
+        .unwrap_or_else(|| settings.image.clone());
+    let container = Container {
+        name: "worker".to_owned(),
+        image: Some(image),
+        args: Some(
+            [
+                "worker",
+                "--config",
+                &format!("{CONFIG_DIR}/{FILE_NAME}"),
+                "--log-format",
+                "json",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        env: Some(
+            settings
+                .env
+                .iter()
+                .map(|(name, value)| EnvVar {
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                    value_from: None,
+                })
+                .collect(),
+        ),
+        ports: Some(ports),
+        readiness_probe: Some(probe("/healthz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("50m")),
+                ("memory".to_owned(), quantity("64Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity("256Mi"))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config".to_owned(),
+            mount_path: CONFIG_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(name.clone()),
+        // Workers never call the Kubernetes API.
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(i64::try_from(DRAIN_SECONDS).unwrap_or(20) + 10),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65_532),
+            run_as_group: Some(65_532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        ..PodSpec::default()
+    };
+    let deployment = Deployment {
+        metadata: meta(consumer),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(consumer)),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash(&text))])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    };
+    let service = http_port.map(|port| Service {
+        metadata: meta(consumer),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    });
+    Children {
+        config_map: ConfigMap {
+            metadata: meta(consumer),
+            data: Some(BTreeMap::from([(FILE_NAME.to_owned(), text)])),
+            ..ConfigMap::default()
+        },
+        service_account: ServiceAccount {
+            metadata: meta(consumer),
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        },
+        deployment,
+        service,
+    }
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;

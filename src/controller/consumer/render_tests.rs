@@ -1,0 +1,157 @@
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::consumer::{ConsumerSink, ConsumerSource, ConsumerSpec, HttpSource as ApiHttp};
+
+fn consumer(spec: ConsumerSpec) -> Consumer {
+    let mut consumer = Consumer::new("inventory", spec);
+    consumer.metadata = ObjectMeta {
+        name: Some("inventory".into()),
+        namespace: Some("shop".into()),
+        uid: Some("uid-1".into()),
+        ..ObjectMeta::default()
+    };
+    consumer
+}
+
+fn queue_consumer() -> Consumer {
+    consumer(ConsumerSpec {
+        source: ConsumerSource {
+            queue_ref: Some(crate::api::common::ObjectRef {
+                name: "inventory".into(),
+            }),
+            ..ConsumerSource::default()
+        },
+        processor: Some(Processor::Inventory),
+        sink: Some(ConsumerSink::default()),
+        ..ConsumerSpec::default()
+    })
+}
+
+fn resolved() -> Resolved {
+    Resolved {
+        queue: Some(("http://sqs/q".into(), 60)),
+        dead_letter_url: Some("http://sqs/dlq".into()),
+        topic_arn: None,
+        table: Some("shop-orders".into()),
+    }
+}
+
+#[test]
+fn the_worker_configuration_has_every_reference_resolved_and_is_valid() {
+    let consumer = queue_consumer();
+    assert_eq!(table_name(&consumer), "shop-orders");
+    let config = worker_config(&consumer, &resolved());
+    config.validate().unwrap();
+    assert_eq!(config.consumer.to_string(), "shop/inventory");
+    assert_eq!(config.processor, ProcessorKind::Inventory);
+    let sqs = config.source.sqs.as_ref().unwrap();
+    assert_eq!(
+        (sqs.queue_url.as_str(), sqs.visibility_timeout_seconds),
+        ("http://sqs/q", 60)
+    );
+    assert_eq!(config.dead_letter.unwrap().queue_url, "http://sqs/dlq");
+    assert_eq!(config.retry.max_attempts, 5);
+}
+
+#[test]
+fn the_deployment_runs_restricted_owned_and_rolls_on_config_change() {
+    let consumer = queue_consumer();
+    let settings = WorkerSettings {
+        image: "tributary:test".into(),
+        env: BTreeMap::from([("AWS_REGION".to_owned(), "eu-west-1".to_owned())]),
+    };
+    let config = worker_config(&consumer, &resolved());
+    let children = children(&consumer, &config, &settings, 3);
+    let deployment = &children.deployment;
+    assert_eq!(deployment.metadata.name.as_deref(), Some("inventory-worker"));
+    let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.controller), ("Consumer", Some(true)));
+    let spec = deployment.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("tributary:test"));
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+    assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+    assert_eq!(container.env.as_ref().unwrap()[0].name, "AWS_REGION");
+    assert!(children.service.is_none());
+    let text = &children.config_map.data.as_ref().unwrap()[FILE_NAME];
+    let parsed: WorkerConfig = serde_yaml_ng::from_str(text).unwrap();
+    assert_eq!(parsed, config, "the ConfigMap holds exactly the configuration");
+
+    let hash = |c: &Children| {
+        c.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH]
+            .clone()
+    };
+    let mut other = resolved();
+    other.queue = Some(("http://sqs/q".into(), 90));
+    let changed = children_of(&consumer, &other, &settings);
+    assert_ne!(
+        hash(&children),
+        hash(&changed),
+        "a new configuration rolls the pods"
+    );
+    assert_eq!(
+        hash(&children),
+        hash(&children_of(&consumer, &resolved(), &settings)),
+        "stable"
+    );
+}
+
+fn children_of(consumer: &Consumer, resolved: &Resolved, settings: &WorkerSettings) -> Children {
+    children(consumer, &worker_config(consumer, resolved), settings, 1)
+}
+
+#[test]
+fn the_http_source_gets_a_service_and_its_port() {
+    let consumer = consumer(ConsumerSpec {
+        source: ConsumerSource {
+            http: Some(ApiHttp { port: 8080 }),
+            ..ConsumerSource::default()
+        },
+        processor: Some(Processor::OrderAck),
+        sink: Some(ConsumerSink::default()),
+        ..ConsumerSpec::default()
+    });
+    let resolved = Resolved {
+        topic_arn: Some("arn:aws:sns:us-east-1:1:orders".into()),
+        table: Some("shop-orders".into()),
+        ..Resolved::default()
+    };
+    let config = worker_config(&consumer, &resolved);
+    config.validate().unwrap();
+    assert_eq!(config.source.http.as_ref().unwrap().listen.port(), 8080);
+    let children = children(&consumer, &config, &WorkerSettings::default(), 2);
+    let service = children.service.unwrap();
+    let port = &service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!(port.port, 8080);
+    let ports = children
+        .deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .ports
+        .clone()
+        .unwrap();
+    assert_eq!(ports.len(), 2);
+}
