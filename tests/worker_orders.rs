@@ -230,6 +230,33 @@ async fn each_processor_makes_its_effect_once() {
         ["OrderPlaced", "OrderShipped"]
     );
 
+    // A product with no stock record: retried (then dead-lettered) until the catalogue has it.
+    let unknown = OrderEvent::placed(
+        "o-new",
+        &order("c3", &[("sku-a", 1), ("sku-new", 1)], Delivery::Standard),
+    );
+    assert!(table.create_order(&unknown, "").await.unwrap());
+    let outcome = inventory.process(&message_of(&unknown, 1)).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry(r) if r.contains("sku-new has no stock record")),
+        "{outcome:?} {:?} {:?} {:?}",
+        table.reservation("o-new").await,
+        table.stock("sku-new").await,
+        table.stock("sku-a").await
+    );
+    assert_eq!(table.stock("sku-a").await.unwrap(), Some(3), "nothing reserved");
+    assert_eq!(
+        table.reservation("o-new").await.unwrap(),
+        None,
+        "nothing recorded"
+    );
+    table.set_stock("sku-new", 1).await.unwrap();
+    assert_eq!(inventory.process(&message_of(&unknown, 1)).await, Outcome::Done);
+    assert_eq!(
+        table.reservation("o-new").await.unwrap(),
+        Some(Reservation::Reserved)
+    );
+
     let malformed = Message::delivered("m".into(), "{\"orderId\": 7}".into(), Default::default(), 1);
     for outcome in [
         inventory.process(&malformed).await,

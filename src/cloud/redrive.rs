@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{
     Result,
     traits::{BatchFailure, QueueMessages, ReceivedMessage},
+    work_queue::dead_lettered_from,
 };
 
 /// Where redriven messages go.
@@ -20,7 +21,8 @@ pub enum Destination {
     /// Every message to this queue URL.
     Queue(String),
     /// Each message back to the queue it came from: looked up by the message's
-    /// `DeadLetterQueueSourceArn` in `by_arn` (ARN to URL), else `default` (the only source queue, when
+    /// `DeadLetterQueueSourceArn` in `by_arn` (ARN to URL), else by the queue a worker recorded in its
+    /// dead-letter reason (when it is one of the sources), else `default` (the only source queue, when
     /// there is exactly one; some servers do not record the source on the message).
     Sources {
         /// Source queue ARN to URL.
@@ -38,6 +40,10 @@ impl Destination {
             Self::Sources { by_arn, default } => message
                 .dead_letter_source_arn()
                 .and_then(|arn| by_arn.get(arn))
+                .or_else(|| {
+                    let url = dead_lettered_from(&message.attributes)?;
+                    by_arn.values().find(|source| **source == url)
+                })
                 .or(default.as_ref())
                 .map(String::as_str),
         }
@@ -170,6 +176,28 @@ mod tests {
             default: None,
         };
         assert_eq!(no_default.route(&message(None)), None);
+        let two = Destination::Sources {
+            by_arn: BTreeMap::from([
+                ("arn:a".to_owned(), "url-a".to_owned()),
+                ("arn:b".to_owned(), "url-b".to_owned()),
+            ]),
+            default: None,
+        };
+        let mut from_worker = message(None);
+        from_worker.attributes = crate::cloud::work_queue::dead_letter_attributes(
+            &BTreeMap::new(),
+            r#"{"queue":"url-b","reason":"x"}"#,
+        );
+        assert_eq!(
+            two.route(&from_worker),
+            Some("url-b"),
+            "the queue the worker recorded"
+        );
+        from_worker.attributes = crate::cloud::work_queue::dead_letter_attributes(
+            &BTreeMap::new(),
+            r#"{"queue":"url-elsewhere","reason":"x"}"#,
+        );
+        assert_eq!(two.route(&from_worker), None, "only a source queue");
         assert_eq!(Destination::Queue("q".into()).route(&message(None)), Some("q"));
     }
 }

@@ -39,9 +39,12 @@ pub trait WorkQueue: Clone + Send + Sync + 'static {
 
     /// Whether a dead-letter queue is configured.
     fn has_dead_letter(&self) -> bool;
+
+    /// The queue's URL, recorded in dead-letter reasons so a redrive can send a message back to it.
+    fn url(&self) -> &str;
 }
 
-/// The attribute naming why a worker dead-lettered a message (JSON: consumer, reason, attempts).
+/// The attribute naming why a worker dead-lettered a message (JSON: consumer, queue, reason, attempts).
 pub const DEAD_LETTER_REASON: &str = "tributary-dead-letter-reason";
 
 /// SQS's limit on message attributes per message.
@@ -66,6 +69,13 @@ pub fn dead_letter_attributes(
         );
     }
     attributes
+}
+
+/// The queue a worker dead-lettered `attributes`' message from, as its reason records it.
+pub fn dead_lettered_from(attributes: &BTreeMap<String, MessageAttribute>) -> Option<String> {
+    let reason = attributes.get(DEAD_LETTER_REASON)?.string_value.as_deref()?;
+    let reason: serde_json::Value = serde_json::from_str(reason).ok()?;
+    reason.get("queue")?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -93,6 +103,14 @@ mod tests {
             Some("new")
         );
         assert_eq!(attributes["event"], original["event"]);
+    }
+
+    #[test]
+    fn the_queue_of_a_reason_is_read_back() {
+        let reason = r#"{"consumer":"shop/inventory","queue":"http://sqs/q","reason":"x","attempts":1}"#;
+        let attributes = dead_letter_attributes(&BTreeMap::new(), reason);
+        assert_eq!(dead_lettered_from(&attributes).as_deref(), Some("http://sqs/q"));
+        assert_eq!(dead_lettered_from(&BTreeMap::new()), None);
     }
 
     #[test]

@@ -225,9 +225,11 @@ pub fn settlement(outcome: &Outcome, receive_count: u32, retry: &Retry, has_dead
     }
 }
 
-/// The reason attached to a dead-lettered message: JSON with the consumer, the reason and the attempts.
-pub fn reason_json(consumer: &str, reason: &str, attempts: u32) -> String {
-    serde_json::json!({"consumer": consumer, "reason": reason, "attempts": attempts}).to_string()
+/// The reason attached to a dead-lettered message: JSON with the consumer, the queue it came from (where
+/// a redrive sends it back), the reason and the attempts.
+pub fn reason_json(consumer: &str, queue: &str, reason: &str, attempts: u32) -> String {
+    serde_json::json!({"consumer": consumer, "queue": queue, "reason": reason, "attempts": attempts})
+        .to_string()
 }
 
 async fn settle<Q: WorkQueue>(
@@ -261,7 +263,7 @@ async fn settle<Q: WorkQueue>(
                 postpone.push((delivery.receipt.clone(), i32::try_from(seconds).unwrap_or(43_200)));
             }
             Settlement::DeadLetter(kind, reason) => {
-                let attached = reason_json(&settings.consumer, &reason, message.receive_count);
+                let attached = reason_json(&settings.consumer, queue.url(), &reason, message.receive_count);
                 match queue.dead_letter(delivery, &attached).await {
                     Ok(()) => {
                         tracing::warn!(
@@ -351,9 +353,10 @@ mod tests {
     #[test]
     fn the_reason_is_json_naming_the_consumer() {
         let reason: serde_json::Value =
-            serde_json::from_str(&reason_json("shop/inventory", "bad \"sku\"", 2)).unwrap();
+            serde_json::from_str(&reason_json("shop/inventory", "http://q", "bad \"sku\"", 2)).unwrap();
         assert_eq!(reason["consumer"], "shop/inventory");
         assert_eq!(reason["reason"], "bad \"sku\"");
         assert_eq!(reason["attempts"], 2);
+        assert_eq!(reason["queue"], "http://q");
     }
 }

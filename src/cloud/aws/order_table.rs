@@ -472,6 +472,9 @@ impl OrderStore for OrderTable {
                 format!("order {order_id} is not in state PLACED"),
             ));
         };
+        if self.stock(&sku).await?.is_none() {
+            return Ok(Reservation::UnknownProduct(sku));
+        }
         let mut refused = order_key(order_id, "RESERVATION");
         refused.extend([
             ("state".to_owned(), s(states::OUT_OF_STOCK)),

@@ -203,6 +203,10 @@ impl WorkQueue for SqsWorkQueue {
     fn has_dead_letter(&self) -> bool {
         self.dead_letter_url.is_some()
     }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 /// The receipts whose batch entry ids (their indexes) failed.

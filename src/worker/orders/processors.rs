@@ -113,10 +113,13 @@ impl<S: OrderStore> Processor for Inventory<S> {
             return Outcome::Done;
         }
         match self.store.reserve(&event).await {
+            Ok(Reservation::UnknownProduct(sku)) => Outcome::Retry(format!(
+                "sku {sku} has no stock record: add the product, then redrive the dead letter"
+            )),
             Ok(reservation) => {
                 let out_of_stock = match &reservation {
-                    Reservation::Reserved => None,
                     Reservation::OutOfStock(sku) => Some(sku.as_str()),
+                    _ => None,
                 };
                 tracing::info!(
                     order_id = %event.order_id,
@@ -162,7 +165,10 @@ impl<S: OrderStore, P: Publisher> Processor for Shipment<S, P> {
         match self.store.reservation(order_id).await {
             Err(error) => return retry("reading the reservation", error),
             // Inventory has not seen the order yet: its message is in another queue. Try again later.
-            Ok(None) => return Outcome::Retry(format!("stock for order {order_id} is not reserved yet")),
+            // (An unknown product is never stored; listed for completeness.)
+            Ok(None | Some(Reservation::UnknownProduct(_))) => {
+                return Outcome::Retry(format!("stock for order {order_id} is not reserved yet"));
+            }
             Ok(Some(Reservation::OutOfStock(_))) => return Outcome::Done,
             Ok(Some(Reservation::Reserved)) => {}
         }

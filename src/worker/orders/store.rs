@@ -44,6 +44,10 @@ pub enum Reservation {
     Reserved,
     /// This item had not enough stock; nothing was reserved.
     OutOfStock(String),
+    /// This item has no stock record at all: a catalogue problem, not a business outcome. Nothing was
+    /// reserved or recorded; the message is retried and, failing that, dead-lettered for a redrive once
+    /// the product exists.
+    UnknownProduct(String),
 }
 
 /// An `OrderPlaced` waiting in the outbox.
