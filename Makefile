@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench bench-controller
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench bench-controller bench-worker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,3 +43,6 @@ bench: ## Filter engine throughput next to AWS event-ruler, same events and patt
 
 bench-controller: ## Controller figures on the test bed: order example and 300 Subscriptions to Ready, requests, RSS
 	@bash bench/controller/run.sh
+
+bench-worker: ## Worker runtime (no-op processor) next to a bare SDK receive/delete loop, on ElasticMQ and moto
+	@bash bench/worker/run.sh

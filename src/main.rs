@@ -33,6 +33,13 @@ enum Command {
             default_value = "/etc/tributary/worker.yaml"
         )]
         config: PathBuf,
+        /// Serve `/metrics` and `/healthz` here instead of the configuration's `metricsListen` (to run a
+        /// Consumer's configuration on a laptop).
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Serve the order endpoint here instead of the configuration's `source.http.listen`.
+        #[arg(long)]
+        http_listen: Option<std::net::SocketAddr>,
         /// Log format.
         #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
         log_format: LogFormat,
@@ -125,9 +132,20 @@ fn main() -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(controller(args))?;
         }
-        Command::Worker { config, log_format } => {
+        Command::Worker {
+            config,
+            metrics_listen,
+            http_listen,
+            log_format,
+        } => {
             init_logging(log_format);
-            let config = tributary::worker::config::WorkerConfig::load(&config)?;
+            let mut config = tributary::worker::config::WorkerConfig::load(&config)?;
+            if let Some(listen) = metrics_listen {
+                config.metrics_listen = listen;
+            }
+            if let (Some(listen), Some(http)) = (http_listen, config.source.http.as_mut()) {
+                http.listen = listen;
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let aws = tributary::cloud::aws::AwsCloud::config_from_env().await;

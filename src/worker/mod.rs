@@ -30,8 +30,10 @@ use self::{
 };
 use crate::cloud::aws::{OrderTable, SnsPublisher, SqsWorkQueue};
 
-/// How often the order endpoint's relay looks at the outbox.
+/// How often the order endpoint's relay looks at the outbox, and how long it leaves an entry to the
+/// request that wrote it.
 const RELAY_EVERY: Duration = Duration::from_secs(2);
+const RELAY_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs the worker described by `config` until `shutdown` resolves, then drains and returns.
 pub async fn run(
@@ -66,7 +68,7 @@ pub async fn run(
             anyhow::bail!("order-ack needs sink.table and sink.topicArn");
         };
         let ingress = Ingress::new(table, publisher, metrics.clone());
-        let relay = tokio::spawn(ingress.clone().relay(RELAY_EVERY, shutdown.clone()));
+        let relay = tokio::spawn(ingress.clone().relay(RELAY_EVERY, RELAY_GRACE, shutdown.clone()));
         let router = ingress.router().merge(endpoints::router(state("order-ack")));
         let http_listener = tokio::net::TcpListener::bind(http.listen)
             .await

@@ -454,10 +454,10 @@ impl OrderStore for OrderTable {
         let Some(codes) = self.transact(actions).await? else {
             return Ok(Reservation::Reserved);
         };
-        if codes.first().is_some_and(|c| is_condition_failure(c)) {
-            // Reserved (or refused) before: the first outcome stands.
-            let item = self.get(order_key(order_id, "RESERVATION")).await?;
-            return Ok(item.as_ref().map_or(Reservation::Reserved, reservation_of));
+        // Reserved (or refused) before, maybe by a concurrent delivery: the first outcome stands. Read
+        // back rather than trusting which condition the server reports first.
+        if let Some(item) = self.get(order_key(order_id, "RESERVATION")).await? {
+            return Ok(reservation_of(&item));
         }
         let short = codes
             .iter()
@@ -519,17 +519,17 @@ impl OrderStore for OrderTable {
         ];
         match self.transact(actions).await? {
             None => Ok(false),
-            Some(codes) if codes.first().is_some_and(|c| is_condition_failure(c)) => {
-                let item = self.get(order_key(order_id, "SHIPMENT")).await?;
-                Ok(item.is_some_and(|item| item.contains_key("published")))
-            }
-            Some(_) => {
-                let operation = Operation::new(DYNAMODB, "TransactWriteItems", &self.table);
-                Err(invalid(
-                    &operation,
-                    format!("order {order_id} is not in state RESERVED"),
-                ))
-            }
+            // Shipped before, maybe by a concurrent delivery: read back what was recorded.
+            Some(_) => match self.get(order_key(order_id, "SHIPMENT")).await? {
+                Some(item) => Ok(item.contains_key("published")),
+                None => {
+                    let operation = Operation::new(DYNAMODB, "TransactWriteItems", &self.table);
+                    Err(invalid(
+                        &operation,
+                        format!("order {order_id} is not in state RESERVED"),
+                    ))
+                }
+            },
         }
     }
 

@@ -34,8 +34,6 @@ use crate::worker::{
 /// Publish attempts within one request, and the pause before each retry.
 const PUBLISH_ATTEMPTS: u32 = 3;
 const PUBLISH_PAUSE: Duration = Duration::from_millis(200);
-/// The relay leaves an outbox entry this long to the request that wrote it before publishing it itself.
-const RELAY_GRACE_MILLIS: i64 = 5_000;
 
 /// What the endpoint works with.
 pub struct Ingress<S, P> {
@@ -83,8 +81,16 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
         Err(last)
     }
 
-    /// Publishes what waits in the outbox, every `every`, until `shutdown` resolves.
-    pub async fn relay(self: Arc<Self>, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    /// Publishes what waits in the outbox, every `every`, until `shutdown` resolves. An entry is left
+    /// `grace` to the request that wrote it (longer than a request takes, so that a busy table does not
+    /// make an event go out twice; consumers absorb it if it does).
+    pub async fn relay(
+        self: Arc<Self>,
+        every: Duration,
+        grace: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let grace_millis = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(every);
         loop {
@@ -102,7 +108,7 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
             let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
             for entry in pending
                 .into_iter()
-                .filter(|p| now - p.recorded_at_millis >= RELAY_GRACE_MILLIS)
+                .filter(|p| now - p.recorded_at_millis >= grace_millis)
             {
                 match self.publish(&entry.event, &entry.traceparent).await {
                     Ok(()) => {

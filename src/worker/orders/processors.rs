@@ -162,15 +162,22 @@ impl<S: OrderStore, P: Publisher> Processor for Shipment<S, P> {
             return Outcome::Done;
         }
         let order_id = &event.order_id;
-        match self.store.reservation(order_id).await {
-            Err(error) => return retry("reading the reservation", error),
-            // Inventory has not seen the order yet: its message is in another queue. Try again later.
-            // (An unknown product is never stored; listed for completeness.)
-            Ok(None | Some(Reservation::UnknownProduct(_))) => {
-                return Outcome::Retry(format!("stock for order {order_id} is not reserved yet"));
+        // The reservation is inventory's, through a transaction that happens once whoever calls it: if
+        // inventory has not reached this order yet, shipment makes it now instead of waiting for it.
+        let reservation = match self.store.reservation(order_id).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => self.store.reserve(&event).await,
+            Err(error) => Err(error),
+        };
+        match reservation {
+            Err(error) => return retry("reserving stock", error),
+            Ok(Reservation::UnknownProduct(sku)) => {
+                return Outcome::Retry(format!(
+                    "sku {sku} has no stock record: add the product, then redrive the dead letter"
+                ));
             }
-            Ok(Some(Reservation::OutOfStock(_))) => return Outcome::Done,
-            Ok(Some(Reservation::Reserved)) => {}
+            Ok(Reservation::OutOfStock(_)) => return Outcome::Done,
+            Ok(Reservation::Reserved) => {}
         }
         let tracking = tracking_id(order_id);
         let published = match self.store.ship(order_id, &tracking).await {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Worker runtime benchmark: the `tributary worker` binary (no-op processor) next to a bare aws-sdk
+# receive/delete-batch loop, same queue, same messages, same receivers, in one run; on ElasticMQ (fast) and
+# on moto (slow, for comparison). Uses the running test bed or starts one (and then stops it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/cargo-lock.sh restore
+dir=${TESTBED_DIR:-target/testbed}
+if [[ -f $dir/pids/elasticmq.pid ]] && kill -0 "$(cat "$dir/pids/elasticmq.pid")" 2>/dev/null; then
+	echo "using the running test bed"
+else
+	trap 'bash testbed/down.sh' EXIT
+	bash testbed/up.sh
+fi
+source "$dir/env"
+echo "== ElasticMQ"
+BENCH_SQS_ENDPOINT=$ELASTICMQ_ENDPOINT_URL cargo bench --locked --bench worker 2>/dev/null
+echo
+echo "== moto"
+BENCH_SQS_ENDPOINT=$AWS_ENDPOINT_URL BENCH_MESSAGES=${BENCH_MOTO_MESSAGES:-2000} cargo bench --locked --bench worker 2>/dev/null

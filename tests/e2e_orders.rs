@@ -1,0 +1,491 @@
+//! The order pipeline end to end on the test bed: the controller (in this process) provisions the order
+//! example against moto and renders each Consumer's worker configuration; the four workers run as real
+//! `tributary worker` processes fed by exactly those files. Orders are POSTed to the order endpoint; each
+//! must end in the state its attributes and stock decide (shipped, reserved for pickup, out of stock),
+//! with every effect exactly once although the shipment worker is SIGKILLed mid-run. Orders for a
+//! product missing from the catalogue end in the dead letter with the reason; once the product exists, a
+//! DeadLetter redrive sends them back to the queues they came from and they ship.
+//!
+//! `E2E_ORDERS` sets the number of orders (default 1000); the figures are printed (`--nocapture`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+use tributary::{
+    cloud::aws::OrderTable,
+    worker::{config::WorkerConfig, orders::store::OrderStore},
+};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `tributary worker` process.
+struct Worker {
+    child: Child,
+    config: PathBuf,
+    log: PathBuf,
+    metrics_port: u16,
+}
+
+impl Worker {
+    fn start(config: PathBuf, log: PathBuf, metrics_port: u16) -> Self {
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["worker", "--config"])
+            .arg(&config)
+            .env("AWS_ENDPOINT_URL", common::var("AWS_ENDPOINT_URL"))
+            .env("AWS_REGION", common::var("AWS_REGION"))
+            .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(output)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            config,
+            log,
+            metrics_port,
+        }
+    }
+
+    fn restart(mut self) -> Self {
+        let _ = self.child.wait();
+        Self::start(self.config.clone(), self.log.clone(), self.metrics_port)
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+    }
+
+    fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<u64> {
+        let text = http
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+/// A failing test must not leave workers behind: they would keep draining the test bed's queues.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What an order is expected to become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Shipped,
+    Reserved,
+    OutOfStock,
+    /// A product missing from the catalogue: dead-lettered until fixed, then shipped.
+    DeadLettered,
+}
+
+#[tokio::test]
+async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
+    let count: usize = std::env::var("E2E_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "e2e-orders").await;
+    let aws = common::aws_config().await;
+    let controller = common::start_controller(&client, &ns, &aws).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
+        common::create_yaml(&client, &ns, &std::fs::read_to_string(file).unwrap()).await;
+    }
+    // Short retries, so the catalogue problem reaches the dead letter in seconds.
+    let consumers = common::tributary_api(&client, &ns, "Consumer");
+    // A shipment waits for its reservation longer than inventory takes to give up.
+    for (name, attempts, longest) in [("inventory", 3, 2), ("shipment", 5, 4)] {
+        let retry = json!({"spec": {"retry": {
+            "maxAttempts": attempts, "initialBackoffSeconds": 1, "maxBackoffSeconds": longest
+        }}});
+        consumers
+            .patch(name, &PatchParams::default(), &Patch::Merge(&retry))
+            .await
+            .unwrap();
+    }
+    for name in ["order-ack", "notification", "inventory", "shipment"] {
+        common::wait_reason(&client, &ns, "Consumer", name, "Available", CONVERGE).await;
+    }
+
+    // The workers, as local processes, from the configuration the controller rendered.
+    let work = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/e2e")
+        .join(&ns);
+    std::fs::create_dir_all(&work).unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let mut workers = BTreeMap::new();
+    let mut ingress_port = 0;
+    for name in ["order-ack", "notification", "inventory", "shipment"] {
+        let expected_retry = if name == "inventory" { 3 } else { 5 };
+        let map = common::eventually("the rendered configuration", CONVERGE, || {
+            let config_maps = config_maps.clone();
+            async move {
+                let map = config_maps.get(&format!("{name}-worker")).await.ok()?;
+                let config: WorkerConfig = serde_yaml_ng::from_str(&map.data?["worker.yaml"]).ok()?;
+                (config.retry.max_attempts == expected_retry).then_some(config)
+            }
+        })
+        .await;
+        let mut config = map;
+        let metrics_port = free_port();
+        config.metrics_listen = ([127, 0, 0, 1], metrics_port).into();
+        if let Some(http) = config.source.http.as_mut() {
+            ingress_port = free_port();
+            http.listen = ([127, 0, 0, 1], ingress_port).into();
+        }
+        if let Some(sqs) = config.source.sqs.as_mut() {
+            sqs.wait_time_seconds = 2;
+        }
+        let path = work.join(format!("{name}.yaml"));
+        std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+        workers.insert(
+            name,
+            Worker::start(path, work.join(format!("{name}.log")), metrics_port),
+        );
+    }
+
+    // The catalogue: plenty of five products, none of `rare`, and `new` not in it at all.
+    let table = OrderTable::new(aws_sdk_dynamodb::Client::new(&aws), "orders");
+    let sku = |name: &str| format!("{ns}-{name}");
+    let initial = 100_000i64;
+    for name in ["a", "b", "c", "d", "e"] {
+        table.set_stock(&sku(name), initial).await.unwrap();
+    }
+    table.set_stock(&sku("rare"), 0).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{ingress_port}");
+    common::eventually("the order endpoint", CONVERGE, || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The orders: every 10th collected in store, every 10th (shifted) with an out-of-stock item, every
+    // 50th (shifted) with the product the catalogue lacks.
+    let products = ["a", "b", "c", "d", "e"];
+    let orders: Vec<(serde_json::Value, Expect)> = (0..count)
+        .map(|i| {
+            let mut items =
+                vec![json!({"sku": sku(products[i % 5]), "quantity": 1 + i % 3, "unitPriceCents": 1999})];
+            let expect = match i % 50 {
+                7 => {
+                    items.push(json!({"sku": sku("new"), "quantity": 1, "unitPriceCents": 500}));
+                    Expect::DeadLettered
+                }
+                _ if i % 10 == 1 => {
+                    items.push(json!({"sku": sku("rare"), "quantity": 1, "unitPriceCents": 500}));
+                    Expect::OutOfStock
+                }
+                _ if i % 10 == 0 => Expect::Reserved,
+                _ => Expect::Shipped,
+            };
+            let delivery = match (expect, i % 3) {
+                (Expect::Reserved, _) => "pickup",
+                (_, 0) => "express",
+                _ => "standard",
+            };
+            let order = json!({
+                "customerId": format!("c-{}", i % 97),
+                "items": items,
+                "region": REGIONS[i % 3],
+                "delivery": delivery,
+                "idempotencyKey": format!("{ns}-{i}"),
+            });
+            (order, expect)
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut placed: Vec<(String, Expect, serde_json::Value)> = Vec::new();
+    let mut killed = false;
+    let mut posts = futures::stream::iter(orders.iter().cloned().map(|(order, expect)| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let response = http
+                .post(format!("{base}/orders"))
+                .json(&order)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202, "{order}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            (body["orderId"].as_str().unwrap().to_owned(), expect, order)
+        }
+    }))
+    .buffer_unordered(8);
+    while let Some(order) = posts.next().await {
+        placed.push(order);
+        if !killed && placed.len() == count / 3 {
+            // SIGKILL the shipment worker mid-run: whatever it held comes back after the visibility
+            // timeout, and its conditional writes make the second delivery harmless.
+            workers.get_mut("shipment").unwrap().kill();
+            killed = true;
+        }
+    }
+    let posted = started.elapsed();
+    let shipment = workers.remove("shipment").unwrap().restart();
+    workers.insert("shipment", shipment);
+
+    let expected_state = |expect: Expect| match expect {
+        Expect::Shipped => "SHIPPED",
+        Expect::Reserved => "RESERVED",
+        Expect::OutOfStock => "OUT_OF_STOCK",
+        Expect::DeadLettered => "PLACED",
+    };
+    let final_states = |placed: Vec<(String, Expect, serde_json::Value)>, what: &'static str| {
+        let table = table.clone();
+        async move {
+            // Only the orders not final yet are read again, and not too often: moto serves the
+            // pipeline and this check alike.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let mut pending = placed;
+            loop {
+                let mut wrong = Vec::new();
+                let mut still = Vec::new();
+                for (id, expect, order) in pending {
+                    let record = table.order(&id).await.unwrap();
+                    let state = record.as_ref().map(|o| o.state.clone()).unwrap_or_default();
+                    if state != expected_state(expect) {
+                        wrong.push(format!("{id}: {state:?}, expected {expect:?}: {record:?}"));
+                        still.push((id, expect, order));
+                    }
+                }
+                if still.is_empty() {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {} orders are not: {:#?}",
+                    wrong.len(),
+                    &wrong[..wrong.len().min(3)]
+                );
+                pending = still;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+    };
+    final_states(placed.clone(), "every order in its final state").await;
+    let elapsed = started.elapsed();
+
+    // Every effect once: the stock moved by exactly the reserved quantities.
+    let mut reserved: HashMap<String, i64> = HashMap::new();
+    for (id, expect, order) in &placed {
+        let record = table.order(id).await.unwrap().unwrap();
+        let mut notified = vec!["OrderPlaced"];
+        if *expect == Expect::Shipped {
+            notified.push("OrderShipped");
+            assert!(record.tracking_id.is_some(), "{id}");
+        } else {
+            assert!(record.tracking_id.is_none(), "{id} must not ship");
+        }
+        if matches!(expect, Expect::Shipped | Expect::Reserved) {
+            for item in order["items"].as_array().unwrap() {
+                *reserved
+                    .entry(item["sku"].as_str().unwrap().to_owned())
+                    .or_default() += item["quantity"].as_i64().unwrap();
+            }
+        }
+        if *expect != Expect::DeadLettered {
+            let history: Vec<&str> = record.history.iter().map(|t| t.state.as_str()).collect();
+            let mut unique = history.clone();
+            unique.dedup();
+            assert_eq!(history, unique, "{id}: each state once");
+        }
+        // Notifications are recorded by another worker; wait for them where the state is already final.
+        let _ = notified;
+    }
+    for name in products {
+        let left = table.stock(&sku(name)).await.unwrap().unwrap();
+        assert_eq!(
+            left,
+            initial - reserved.get(&sku(name)).copied().unwrap_or(0),
+            "{name}"
+        );
+    }
+    assert_eq!(table.stock(&sku("rare")).await.unwrap(), Some(0));
+
+    // The catalogue problem: one copy from inventory and one from shipment per order, with reasons.
+    let dead: Vec<_> = placed
+        .iter()
+        .filter(|(_, e, _)| *e == Expect::DeadLettered)
+        .cloned()
+        .collect();
+    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "orders-dlq", "Available", CONVERGE).await;
+    let dlq_url = dlq.data["status"]["url"].as_str().unwrap().to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let depth = |sqs: aws_sdk_sqs::Client, url: String| async move {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?
+            .attributes?;
+        attributes
+            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)?
+            .parse::<usize>()
+            .ok()
+    };
+    common::eventually("two dead letters per catalogue problem", CONVERGE, || {
+        let (sqs, url) = (sqs.clone(), dlq_url.clone());
+        let want = dead.len() * 2;
+        async move { (depth(sqs, url).await? == want).then_some(()) }
+    })
+    .await;
+    let peek = sqs
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let reason = peek[0].message_attributes.as_ref().unwrap()["tributary-dead-letter-reason"]
+        .string_value
+        .clone()
+        .unwrap();
+    let reason: serde_json::Value = serde_json::from_str(&reason).unwrap();
+    assert!(
+        reason["reason"].as_str().unwrap().contains("has no stock record")
+            || reason["reason"].as_str().unwrap().contains("not reserved yet"),
+        "{reason}"
+    );
+
+    // Fixed: the product exists. A redrive sends each copy back to the queue it came from.
+    table.set_stock(&sku("new"), initial).await.unwrap();
+    let dead_letters = common::tributary_api(&client, &ns, "DeadLetter");
+    let redrive = json!({"spec": {"redrive": {"id": "catalogue-fix", "maxMessagesPerSecond": 100}}});
+    dead_letters
+        .patch("orders-dlq", &PatchParams::default(), &Patch::Merge(&redrive))
+        .await
+        .unwrap();
+    let done = common::eventually("the redrive to complete", CONVERGE, || {
+        let dead_letters = dead_letters.clone();
+        async move {
+            let dlq = dead_letters.get("orders-dlq").await.ok()?;
+            let last = dlq.data["status"]["lastRedrive"].clone();
+            (last["id"] == "catalogue-fix" && last["state"] != "Running").then_some(last)
+        }
+    })
+    .await;
+    assert_eq!(done["state"], "Completed", "{done}");
+    assert_eq!(done["moved"], dead.len() * 2, "{done}");
+    let fixed: Vec<_> = dead
+        .iter()
+        .map(|(id, _, o)| (id.clone(), Expect::Shipped, o.clone()))
+        .collect();
+    final_states(fixed, "the redriven orders shipped").await;
+
+    // Notifications: each order placed once, each shipped order once more.
+    let notification_worker = &workers["notification"];
+    let shipped = placed
+        .iter()
+        .filter(|(_, e, _)| matches!(e, Expect::Shipped | Expect::DeadLettered))
+        .count();
+    common::eventually("every notification recorded", CONVERGE, || {
+        let (table, placed) = (table.clone(), placed.clone());
+        async move {
+            for (id, expect, _) in &placed {
+                let record = table.order(id).await.ok()??;
+                let want: &[&str] = match expect {
+                    Expect::Shipped | Expect::DeadLettered => &["OrderPlaced", "OrderShipped"],
+                    _ => &["OrderPlaced"],
+                };
+                if record.notifications != want {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    let processed = notification_worker
+        .metric(&http, "tributary_worker_messages_processed_total")
+        .await
+        .unwrap();
+    assert!(processed as usize >= count + shipped, "{processed}");
+
+    eprintln!(
+        "e2e: {count} orders posted in {:.1}s ({:.0}/s); all in their final state after {:.1}s: {:.1} orders/s end to end",
+        posted.as_secs_f64(),
+        count as f64 / posted.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+    for (_, worker) in workers {
+        worker.terminate();
+    }
+    controller.stop().await;
+}
