@@ -104,7 +104,7 @@ pub async fn run(
     match config.processor {
         ProcessorKind::Noop => drain.run(Noop).await,
         ProcessorKind::Notification => drain.run(Notification::new(table()?)).await,
-        ProcessorKind::Inventory => drain.run(Inventory::new(table()?)).await,
+        ProcessorKind::Inventory => drain.run(Inventory::new(table()?, publisher)).await,
         ProcessorKind::Shipment => drain.run(Shipment::new(table()?, publisher)).await,
         ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
         ProcessorKind::Custom => {

@@ -109,7 +109,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     }
     assert_eq!(
         status_str(&objects["orders-to-shipments"], "appliedFilterPolicy"),
-        r#"{"delivery":[{"anything-but":["pickup"]}],"event":["OrderPlaced"],"total":[{"numeric":[">",0]}]}"#
+        r#"{"delivery":[{"anything-but":["pickup"]}],"event":["OrderReserved"],"total":[{"numeric":[">",0]}]}"#
     );
 
     // Routing: who receives what.
@@ -122,6 +122,16 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
         ("delivery", "String", "home"),
         ("total", "Number", "50"),
     ];
+    let reserved_home = [
+        ("event", "String", "OrderReserved"),
+        ("delivery", "String", "home"),
+        ("total", "Number", "50"),
+    ];
+    let reserved_pickup = [
+        ("event", "String", "OrderReserved"),
+        ("delivery", "String", "pickup"),
+        ("total", "Number", "50"),
+    ];
     let pickup = [
         ("event", "String", "OrderPlaced"),
         ("delivery", "String", "pickup"),
@@ -129,6 +139,8 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     ];
     common::publish(&sns, &topic_arn, "placed-home", &home).await;
     common::publish(&sns, &topic_arn, "placed-pickup", &pickup).await;
+    common::publish(&sns, &topic_arn, "reserved-home", &reserved_home).await;
+    common::publish(&sns, &topic_arn, "reserved-pickup", &reserved_pickup).await;
     common::publish(
         &sns,
         &topic_arn,
@@ -151,7 +163,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
         drain(&sqs, &urls["inventory"]).await,
         ["placed-home", "placed-pickup"]
     );
-    assert_eq!(drain(&sqs, &urls["shipments"]).await, ["placed-home"]);
+    assert_eq!(drain(&sqs, &urls["shipments"]).await, ["reserved-home"]);
 
     // A filter change reaches SNS and changes delivery.
     let subscriptions = common::tributary_api(&client, &ns, "Subscription");

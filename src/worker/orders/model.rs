@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 pub mod events {
     /// An order was accepted.
     pub const PLACED: &str = "OrderPlaced";
+    /// Its stock was reserved (shipment starts from this).
+    pub const RESERVED: &str = "OrderReserved";
     /// An order left the warehouse.
     pub const SHIPPED: &str = "OrderShipped";
     /// An order could not be fulfilled.

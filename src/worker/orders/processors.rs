@@ -86,20 +86,22 @@ impl<S: OrderStore> Processor for Notification<S> {
     }
 }
 
-/// Reserves stock for placed orders; out of stock is an outcome (the order is cancelled), not a failure.
+/// Reserves stock for placed orders and publishes `OrderReserved`; out of stock is an outcome (the order
+/// is cancelled, `OrderCancelled`), not a failure.
 #[derive(Clone, Debug)]
-pub struct Inventory<S> {
+pub struct Inventory<S, P> {
     store: S,
+    publisher: Option<P>,
 }
 
-impl<S> Inventory<S> {
-    /// Reserves in `store`.
-    pub fn new(store: S) -> Self {
-        Self { store }
+impl<S, P> Inventory<S, P> {
+    /// Reserves in `store`, publishing the outcome with `publisher` when there is one.
+    pub fn new(store: S, publisher: Option<P>) -> Self {
+        Self { store, publisher }
     }
 }
 
-impl<S: OrderStore> Processor for Inventory<S> {
+impl<S: OrderStore, P: Publisher> Processor for Inventory<S, P> {
     fn name(&self) -> &'static str {
         "inventory"
     }
@@ -112,29 +114,40 @@ impl<S: OrderStore> Processor for Inventory<S> {
         if event.kind != events::PLACED {
             return Outcome::Done;
         }
-        match self.store.reserve(&event).await {
-            Ok(Reservation::UnknownProduct(sku)) => Outcome::Retry(format!(
-                "sku {sku} has no stock record: add the product, then redrive the dead letter"
-            )),
-            Ok(reservation) => {
-                let out_of_stock = match &reservation {
-                    Reservation::OutOfStock(sku) => Some(sku.as_str()),
-                    _ => None,
-                };
-                tracing::info!(
-                    order_id = %event.order_id,
-                    trace_id = message.trace_id().unwrap_or_default(),
-                    out_of_stock,
-                    "stock reserved or refused"
-                );
-                Outcome::Done
+        let (next, out_of_stock) = match self.store.reserve(&event).await {
+            Ok(Reservation::UnknownProduct(sku)) => {
+                return Outcome::Retry(format!(
+                    "sku {sku} has no stock record: add the product, then redrive the dead letter"
+                ));
             }
-            Err(error) => retry("reserving stock", error),
+            Ok(Reservation::Reserved) => (events::RESERVED, None),
+            Ok(Reservation::OutOfStock(sku)) => (events::CANCELLED, Some(sku)),
+            Err(error) => return retry("reserving stock", error),
+        };
+        // Published on every successful delivery, so a crash between the reservation and the publish
+        // cannot lose the event; a second copy changes nothing downstream (every processor is
+        // idempotent).
+        if let Some(publisher) = &self.publisher {
+            let outcome = event.followed_by(next, None);
+            if let Err(error) = publisher
+                .publish(&outcome, &child_traceparent(message.trace_id()))
+                .await
+            {
+                return retry(&format!("publishing {next}"), error);
+            }
         }
+        tracing::info!(
+            order_id = %event.order_id,
+            trace_id = message.trace_id().unwrap_or_default(),
+            out_of_stock,
+            "stock reserved or refused"
+        );
+        Outcome::Done
     }
 }
 
-/// Ships reserved orders: a shipment with a tracking id, the order SHIPPED, and `OrderShipped` published.
+/// Ships reserved orders (`OrderReserved`): a shipment with a tracking id, the order SHIPPED, and
+/// `OrderShipped` published once.
 #[derive(Clone, Debug)]
 pub struct Shipment<S, P> {
     store: S,
@@ -158,27 +171,11 @@ impl<S: OrderStore, P: Publisher> Processor for Shipment<S, P> {
             Ok(event) => event,
             Err(outcome) => return outcome,
         };
-        if event.kind != events::PLACED || event.delivery == Delivery::Pickup {
+        // Inventory publishes OrderReserved once the stock is reserved, so the order is RESERVED here.
+        if event.kind != events::RESERVED || event.delivery == Delivery::Pickup {
             return Outcome::Done;
         }
         let order_id = &event.order_id;
-        // The reservation is inventory's, through a transaction that happens once whoever calls it: if
-        // inventory has not reached this order yet, shipment makes it now instead of waiting for it.
-        let reservation = match self.store.reservation(order_id).await {
-            Ok(Some(found)) => Ok(found),
-            Ok(None) => self.store.reserve(&event).await,
-            Err(error) => Err(error),
-        };
-        match reservation {
-            Err(error) => return retry("reserving stock", error),
-            Ok(Reservation::UnknownProduct(sku)) => {
-                return Outcome::Retry(format!(
-                    "sku {sku} has no stock record: add the product, then redrive the dead letter"
-                ));
-            }
-            Ok(Reservation::OutOfStock(_)) => return Outcome::Done,
-            Ok(Reservation::Reserved) => {}
-        }
         let tracking = tracking_id(order_id);
         let published = match self.store.ship(order_id, &tracking).await {
             Ok(published) => published,
