@@ -24,7 +24,7 @@ use kube::api::DynamicObject;
 /// How long a test waits for the controller to converge.
 const CONVERGE: Duration = Duration::from_secs(45);
 
-/// The order example (without Consumers, another issue's kind), as one YAML text.
+/// The order example without its Consumers (tests/controller_consumer.rs runs those), as one YAML text.
 fn order_example() -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
     [

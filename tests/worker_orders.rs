@@ -81,38 +81,19 @@ async fn topic_with_queue() -> (String, String) {
 /// Every message in the queue: (body, attributes by name).
 async fn received(url: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let sqs = aws_sdk_sqs::Client::new(&common::aws_config().await);
-    let mut all = Vec::new();
-    loop {
-        let messages = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            return all;
-        }
-        for m in messages {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
+    common::receive_messages(&sqs, url)
+        .await
+        .into_iter()
+        .map(|m| {
             let attributes = m
                 .message_attributes
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
                 .collect();
-            all.push((m.body.unwrap_or_default(), attributes));
-        }
-    }
+            (m.body.unwrap_or_default(), attributes)
+        })
+        .collect()
 }
 
 fn order(customer: &str, items: &[(&str, u32)], delivery: Delivery) -> OrderRequest {

@@ -61,6 +61,18 @@ impl Processor for Scripted {
     }
 }
 
+/// A shutdown signal for the runtime and the switch that fires it.
+fn stopper() -> (
+    tokio::sync::oneshot::Sender<()>,
+    futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = futures::FutureExt::boxed(async {
+        let _ = stopped.await;
+    });
+    (stop, futures::FutureExt::shared(shutdown))
+}
+
 fn settings(visibility: u64, drain: u64) -> Settings {
     Settings {
         consumer: "test/scripted".into(),
@@ -109,32 +121,7 @@ async fn send(sqs: &aws_sdk_sqs::Client, url: &str, bodies: &[String]) {
 
 /// Every message in a queue with its attributes, received and deleted.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let mut all = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        if received.is_empty() {
-            return all;
-        }
-        for message in &received {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(message.receipt_handle.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        all.extend(received);
-    }
+    common::receive_messages(sqs, url).await
 }
 
 async fn retries_and_dead_letters_on(aws: aws_config::SdkConfig) {
@@ -149,10 +136,7 @@ async fn retries_and_dead_letters_on(aws: aws_config::SdkConfig) {
     let processor = Scripted::default();
     let metrics = WorkerMetrics::new();
     let work_queue = SqsWorkQueue::new(sqs.clone(), url.clone(), Some(dlq.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = futures::FutureExt::shared(async {
-        let _ = stopped.await;
-    });
+    let (stop, shutdown) = stopper();
     let worker = tokio::spawn(runtime::run(
         work_queue,
         Arc::new(processor.clone()),
@@ -223,10 +207,7 @@ async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
     let metrics = WorkerMetrics::new();
     let run = |drain: u64, processor: Scripted, metrics: WorkerMetrics| {
         let work_queue = SqsWorkQueue::new(sqs.clone(), url.clone(), None);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = futures::FutureExt::shared(async {
-            let _ = stopped.await;
-        });
+        let (stop, shutdown) = stopper();
         let task = tokio::spawn(runtime::run(
             work_queue,
             Arc::new(processor),
@@ -284,10 +265,7 @@ async fn without_a_dead_letter_a_rejected_message_stays_hidden_not_deleted() {
     let work_queue = SqsWorkQueue::new(sqs.clone(), url.clone(), None);
     assert!(!work_queue.has_dead_letter());
     let metrics = WorkerMetrics::new();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = futures::FutureExt::shared(async {
-        let _ = stopped.await;
-    });
+    let (stop, shutdown) = stopper();
     let task = tokio::spawn(runtime::run(
         work_queue,
         Arc::new(Scripted::default()),

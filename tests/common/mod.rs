@@ -130,6 +130,37 @@ pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     }
 }
 
+/// Receives and deletes every message of an SQS queue, with its message attributes, until a one-second
+/// long poll comes back empty.
+pub async fn receive_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            return all;
+        }
+        for message in &received {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+        all.extend(received);
+    }
+}
+
 /// AWS SDK configuration pointing at the test bed's moto server.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config_at(&var("AWS_ENDPOINT_URL")).await

@@ -25,6 +25,25 @@ spec:
     maxReceiveCount: 2
 ";
 
+/// Requests redrive `id` of DeadLetter `dlq` at `rate` messages a second and waits until it completed.
+async fn request_redrive(client: &kube::Client, ns: &str, id: &str, rate: u32) -> kube::api::DynamicObject {
+    let dead_letters = common::tributary_api(client, ns, "DeadLetter");
+    let request = json!({"spec": {"redrive": {"id": id, "maxMessagesPerSecond": rate}}});
+    dead_letters
+        .patch("dlq", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    common::eventually(&format!("redrive {id} Completed"), CONVERGE, || {
+        let dead_letters = dead_letters.clone();
+        async move {
+            let dlq = dead_letters.get("dlq").await.ok()?;
+            let last = dlq.data["status"]["lastRedrive"].clone();
+            (last["id"] == id && last["state"] == "Completed").then_some(dlq)
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
     let client = common::kube_client().await;
@@ -49,21 +68,7 @@ async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
             .await
             .unwrap();
     }
-    let dead_letters = common::tributary_api(&client, &ns, "DeadLetter");
-    let request = json!({"spec": {"redrive": {"id": "r1", "maxMessagesPerSecond": 20}}});
-    dead_letters
-        .patch("dlq", &PatchParams::default(), &Patch::Merge(&request))
-        .await
-        .unwrap();
-    let done = common::eventually("redrive r1 Completed", CONVERGE, || {
-        let dead_letters = dead_letters.clone();
-        async move {
-            let dlq = dead_letters.get("dlq").await.ok()?;
-            let last = dlq.data["status"]["lastRedrive"].clone();
-            (last["id"] == "r1" && last["state"] == "Completed").then_some(dlq)
-        }
-    })
-    .await;
+    let done = request_redrive(&client, &ns, "r1", 20).await;
     let last = &done.data["status"]["lastRedrive"];
     assert_eq!(last["moved"], 25, "{last}");
     assert!(
@@ -121,21 +126,7 @@ async fn a_redrive_uses_the_message_move_task_where_the_server_has_it() {
     })
     .await;
 
-    let dead_letters = common::tributary_api(&client, &ns, "DeadLetter");
-    let request = json!({"spec": {"redrive": {"id": "task-1", "maxMessagesPerSecond": 50}}});
-    dead_letters
-        .patch("dlq", &PatchParams::default(), &Patch::Merge(&request))
-        .await
-        .unwrap();
-    let done = common::eventually("redrive task-1 Completed", CONVERGE, || {
-        let dead_letters = dead_letters.clone();
-        async move {
-            let dlq = dead_letters.get("dlq").await.ok()?;
-            let last = dlq.data["status"]["lastRedrive"].clone();
-            (last["id"] == "task-1" && last["state"] == "Completed").then_some(dlq)
-        }
-    })
-    .await;
+    let done = request_redrive(&client, &ns, "task-1", 50).await;
     let last = &done.data["status"]["lastRedrive"];
     assert_eq!(last["moved"], 12, "{last}");
     assert!(

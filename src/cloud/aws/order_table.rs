@@ -1,7 +1,12 @@
 //! The Order table on DynamoDB: one table, partition key `pk` and sort key `sk` (both strings), holding
 //! per order `ORDER#<id>` the items `ORDER` (the order, its state and history), `RESERVATION`,
-//! `SHIPMENT` and `NOTIFICATION#<event>`, and per product `STOCK#<sku>`/`STOCK`. A sparse global index
-//! `outbox` on the `outbox` attribute (set only while `OrderPlaced` is unpublished) finds the outbox.
+//! `SHIPMENT`, `NOTIFICATION#<event>` and, while `OrderPlaced` is unpublished, `OUTBOX`; and per product
+//! `STOCK#<sku>`/`STOCK`. A sparse global index `outbox` on the `outbox` attribute (only outbox entries
+//! have it) finds the outbox.
+//!
+//! No item is written by two processors at once: besides being tidy, moto 5.2.5 loses a transaction's
+//! write when an UpdateItem on the same item runs concurrently (measured: 39 of 40 increments kept),
+//! which is why the outbox entry is an item of its own rather than an attribute of the order.
 //!
 //! Writes that must happen together are one transaction (reserve: the reservation, every stock
 //! decrement and the state change), and each carries the condition that makes it happen once.
@@ -29,6 +34,8 @@ use crate::{
 const DYNAMODB: &str = "dynamodb";
 const OUTBOX_INDEX: &str = "outbox";
 const PENDING: &str = "pending";
+/// Sort key of an order's outbox entry.
+const OUTBOX: &str = "OUTBOX";
 
 /// The Order table.
 #[derive(Clone, Debug)]
@@ -293,20 +300,6 @@ impl OrderTable {
             Err(error) => Err(from_sdk(operation, error)),
         }
     }
-
-    async fn remove_attribute(&self, key: Item, attribute: &str) -> Result<()> {
-        let operation = Operation::new(DYNAMODB, "UpdateItem", &self.table);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression("REMOVE #a")
-            .expression_attribute_names("#a", attribute)
-            .send()
-            .await
-            .map_err(|e| from_sdk(operation, e))?;
-        Ok(())
-    }
 }
 
 fn parse_event(operation: &Operation, item: &Item) -> Result<OrderEvent> {
@@ -326,16 +319,26 @@ fn reservation_of(item: &Item) -> Reservation {
 impl OrderStore for OrderTable {
     async fn create_order(&self, event: &OrderEvent, traceparent: &str) -> Result<bool> {
         let body = serde_json::to_string(event).unwrap_or_default();
-        let mut item = order_key(&event.order_id, "ORDER");
-        item.extend([
+        let mut order = order_key(&event.order_id, "ORDER");
+        order.extend([
             ("state".to_owned(), s(states::PLACED)),
             ("history".to_owned(), transition(states::PLACED)),
+            ("event".to_owned(), s(body.clone())),
+        ]);
+        // The outbox entry is an item of its own, deleted once published, so that clearing it never
+        // writes the order item the processors change.
+        let mut outbox = order_key(&event.order_id, OUTBOX);
+        outbox.extend([
+            ("outbox".to_owned(), s(PENDING)),
             ("event".to_owned(), s(body)),
             ("traceparent".to_owned(), s(traceparent)),
-            ("outbox".to_owned(), s(PENDING)),
             ("recordedAt".to_owned(), n(now_millis())),
         ]);
-        self.put_if_absent(item).await
+        let actions = vec![
+            self.put(order, "attribute_not_exists(pk)")?,
+            self.put(outbox, "attribute_not_exists(pk)")?,
+        ];
+        Ok(self.transact(actions).await?.is_none())
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderRecord>> {
@@ -377,15 +380,22 @@ impl OrderStore for OrderTable {
             placed: parse_event(&operation, order)?,
             state: text(order, "state").unwrap_or_default().to_owned(),
             history,
-            outbox_pending: order.contains_key("outbox"),
+            outbox_pending: items.iter().any(|item| text(item, "sk") == Some(OUTBOX)),
             tracking_id: text(order, "trackingId").map(str::to_owned),
             notifications,
         }))
     }
 
     async fn clear_outbox(&self, order_id: &str) -> Result<()> {
-        self.remove_attribute(order_key(order_id, "ORDER"), "outbox")
+        let operation = Operation::new(DYNAMODB, "DeleteItem", &self.table);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(order_key(order_id, OUTBOX)))
+            .send()
             .await
+            .map_err(|e| from_sdk(operation, e))?;
+        Ok(())
     }
 
     async fn pending_outbox(&self, limit: i32) -> Result<Vec<Pending>> {
