@@ -300,6 +300,26 @@ impl OrderTable {
             Err(error) => Err(from_sdk(operation, error)),
         }
     }
+    /// Records the order OUT_OF_STOCK for `sku` (reservation and state together).
+    async fn refuse(&self, order_id: &str, sku: &str) -> Result<Reservation> {
+        let mut refused = order_key(order_id, "RESERVATION");
+        refused.extend([
+            ("state".to_owned(), s(states::OUT_OF_STOCK)),
+            ("sku".to_owned(), s(sku)),
+            ("at".to_owned(), s(now())),
+        ]);
+        let actions = vec![
+            self.put(refused, "attribute_not_exists(pk)")?,
+            self.advance(order_id, states::PLACED, states::OUT_OF_STOCK, "", HashMap::new())?,
+        ];
+        if self.transact(actions).await?.is_some() {
+            let item = self.get(order_key(order_id, "RESERVATION")).await?;
+            return Ok(item
+                .as_ref()
+                .map_or_else(|| Reservation::OutOfStock(sku.to_owned()), reservation_of));
+        }
+        Ok(Reservation::OutOfStock(sku.to_owned()))
+    }
 }
 
 fn parse_event(operation: &Operation, item: &Item) -> Result<OrderEvent> {
@@ -318,6 +338,10 @@ fn reservation_of(item: &Item) -> Reservation {
 
 impl OrderStore for OrderTable {
     async fn create_order(&self, event: &OrderEvent, traceparent: &str) -> Result<bool> {
+        // Read first, as in `reserve`: a retried POST finds its order without a cancelled transaction.
+        if self.get(order_key(&event.order_id, "ORDER")).await?.is_some() {
+            return Ok(false);
+        }
         let body = serde_json::to_string(event).unwrap_or_default();
         let mut order = order_key(&event.order_id, "ORDER");
         order.extend([
@@ -445,6 +469,21 @@ impl OrderStore for OrderTable {
                 None => quantities.push((item.sku.clone(), u64::from(item.quantity))),
             }
         }
+        // Conditions are checked by reading first, so that the transactions below are cancelled only
+        // by a real race: a cancelled transaction costs twice the writes, and moto 5.2.5 answers one by
+        // restoring a copy of the whole table, undoing the writes other requests made meanwhile.
+        if let Some(item) = self.get(order_key(order_id, "RESERVATION")).await? {
+            return Ok(reservation_of(&item));
+        }
+        for (sku, quantity) in &quantities {
+            match self.stock(sku).await? {
+                None => return Ok(Reservation::UnknownProduct(sku.clone())),
+                Some(available) if available < i64::try_from(*quantity).unwrap_or(i64::MAX) => {
+                    return self.refuse(order_id, sku).await;
+                }
+                Some(_) => {}
+            }
+        }
         let mut reservation = order_key(order_id, "RESERVATION");
         reservation.extend([
             ("state".to_owned(), s(states::RESERVED)),
@@ -485,21 +524,7 @@ impl OrderStore for OrderTable {
         if self.stock(&sku).await?.is_none() {
             return Ok(Reservation::UnknownProduct(sku));
         }
-        let mut refused = order_key(order_id, "RESERVATION");
-        refused.extend([
-            ("state".to_owned(), s(states::OUT_OF_STOCK)),
-            ("sku".to_owned(), s(&sku)),
-            ("at".to_owned(), s(now())),
-        ]);
-        let actions = vec![
-            self.put(refused, "attribute_not_exists(pk)")?,
-            self.advance(order_id, states::PLACED, states::OUT_OF_STOCK, "", HashMap::new())?,
-        ];
-        if self.transact(actions).await?.is_some() {
-            let item = self.get(order_key(order_id, "RESERVATION")).await?;
-            return Ok(item.as_ref().map_or(Reservation::OutOfStock(sku), reservation_of));
-        }
-        Ok(Reservation::OutOfStock(sku))
+        self.refuse(order_id, &sku).await
     }
 
     async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>> {
@@ -511,6 +536,10 @@ impl OrderStore for OrderTable {
     }
 
     async fn ship(&self, order_id: &str, tracking_id: &str) -> Result<bool> {
+        // Read first, as in `reserve`: a redelivery finds the shipment without a cancelled transaction.
+        if let Some(item) = self.get(order_key(order_id, "SHIPMENT")).await? {
+            return Ok(item.contains_key("published"));
+        }
         let mut shipment = order_key(order_id, "SHIPMENT");
         shipment.extend([
             ("trackingId".to_owned(), s(tracking_id)),

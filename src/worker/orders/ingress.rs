@@ -124,7 +124,11 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let message = message.into();
+    if status.is_server_error() {
+        tracing::warn!(%status, %message, "order request failed");
+    }
+    (status, Json(json!({"error": message}))).into_response()
 }
 
 async fn place<S: OrderStore, P: Publisher>(
