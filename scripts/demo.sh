@@ -40,9 +40,9 @@ for pipeline in orders devices; do
 	kubectl create namespace "$pipeline" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 	kubectl apply -n "$pipeline" -f "examples/$pipeline/" >/dev/null
 done
-kubectl wait -n orders --for=condition=Ready --timeout=120s \
-	topic/orders deadletter/orders-dlq queue --all >/dev/null
-kubectl wait -n orders --for=condition=Ready --timeout=120s consumer --all >/dev/null
+for kind in topics deadletters queues subscriptions consumers; do
+	kubectl wait -n orders --for=condition=Ready --timeout=120s "$kind.tributary.dev" --all >/dev/null
+done
 kubectl get tributary -n orders
 echo
 kubectl get deployments -n orders
