@@ -17,4 +17,4 @@ echo "== ElasticMQ"
 BENCH_SQS_ENDPOINT=$ELASTICMQ_ENDPOINT_URL cargo bench --locked --bench worker 2>/dev/null
 echo
 echo "== moto"
-BENCH_SQS_ENDPOINT=$AWS_ENDPOINT_URL BENCH_MESSAGES=${BENCH_MOTO_MESSAGES:-2000} cargo bench --locked --bench worker 2>/dev/null
+BENCH_SQS_ENDPOINT=$AWS_ENDPOINT_URL BENCH_MESSAGES=${BENCH_MOTO_MESSAGES:-500} cargo bench --locked --bench worker 2>/dev/null
