@@ -64,7 +64,11 @@ for consumer in order-ack notification inventory shipment; do
 	echo "  $consumer: metrics on 127.0.0.1:$port"
 	port=$((port + 1))
 done
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ingress/healthz" >/dev/null && break; sleep 0.2; done
+# The endpoint serves once it answers 404 for an unknown order (its /healthz is on the metrics port).
+for _ in $(seq 1 100); do
+	[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ingress/orders/o-none") == 404 ]] && break
+	sleep 0.2
+done
 
 # The catalogue: five products in stock, one sold out.
 moto_python=$(dirname "$(readlink -f "$TESTBED_DIR/bin/moto_server")")/python

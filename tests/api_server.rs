@@ -6,21 +6,9 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
 use kube::api::{DeleteParams, PostParams};
-
-fn example_files(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no examples in {}", dir.display());
-    files
-}
 
 fn kubectl(args: &[&str]) -> String {
     // A cache of its own: kubectl's shared discovery cache may predate the CRDs this run installed.
@@ -44,7 +32,7 @@ async fn examples_are_accepted(dir: &str) {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, &format!("examples-{dir}")).await;
     let mut created = Vec::new();
-    for file in example_files(dir) {
+    for file in common::example_files(dir) {
         for object in common::yaml_objects(&std::fs::read_to_string(&file).unwrap()) {
             let kind = object.types.as_ref().unwrap().kind.clone();
             let api = common::tributary_api(&client, &ns, &kind);

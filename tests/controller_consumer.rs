@@ -23,14 +23,7 @@ use tributary::worker::config::{ProcessorKind, WorkerConfig};
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn order_example() -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
+    common::example_files("orders")
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect::<Vec<_>>()

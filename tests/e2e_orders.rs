@@ -139,17 +139,8 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     let ns = common::namespace(&client, "e2e-orders").await;
     let aws = common::aws_config().await;
     let controller = common::start_controller(&client, &ns, &aws).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for file in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
-    {
-        common::create_yaml(&client, &ns, &std::fs::read_to_string(file).unwrap()).await;
+    for file in common::example_files("orders") {
+        common::create_yaml(&client, &ns, &std::fs::read_to_string(&file).unwrap()).await;
     }
     // Short retries, so the catalogue problem reaches the dead letter in seconds.
     let consumers = common::tributary_api(&client, &ns, "Consumer");
@@ -228,13 +219,14 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     common::eventually("the order endpoint", CONVERGE, || {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            http.get(format!("{base}/healthz"))
+            // Answering for an unknown order means the endpoint serves (health is on the metrics port).
+            let status = http
+                .get(format!("{base}/orders/o-none"))
                 .send()
                 .await
                 .ok()?
-                .status()
-                .is_success()
-                .then_some(())
+                .status();
+            (status == 404).then_some(())
         }
     })
     .await;

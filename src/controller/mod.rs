@@ -266,11 +266,36 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             () = shutdown.clone() => return,
         }
         tokio::join!(
-            drive(topic_controller, ctx.clone(), shutdown.clone()),
-            drive(queue_controller, ctx.clone(), shutdown.clone()),
-            drive(dead_letter_controller, ctx.clone(), shutdown.clone()),
-            drive(subscription_controller, ctx.clone(), shutdown.clone()),
-            drive_consumers(consumer_controller, ctx.clone(), shutdown.clone()),
+            drive(
+                topic_controller,
+                finalize::reconcile::<Topic, C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
+            drive(
+                queue_controller,
+                finalize::reconcile::<Queue, C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
+            drive(
+                dead_letter_controller,
+                finalize::reconcile::<DeadLetter, C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
+            drive(
+                subscription_controller,
+                finalize::reconcile::<Subscription, C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
+            drive(
+                consumer_controller,
+                consumer::reconcile::<C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
         );
     };
     // The watches end only with the controllers (a watch never ends by itself).
@@ -280,42 +305,24 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     }
 }
 
-/// Runs one controller with the shared driver until shutdown.
-async fn drive<K, C>(
+/// Runs one controller with `reconcile` and the shared error policy until shutdown.
+async fn drive<K, C, R, Fut>(
     controller: Controller<K>,
+    reconcile: R,
     ctx: Arc<Context<C>>,
     shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 ) where
-    K: finalize::Reconciler<C>,
+    K: status::Kind,
     C: Cloud,
+    R: FnMut(Arc<K>, Arc<Context<C>>) -> Fut,
+    Fut: Future<Output = Result<kube::runtime::controller::Action, Error>> + Send + 'static,
 {
     controller
         .graceful_shutdown_on(shutdown)
-        .run(finalize::reconcile::<K, C>, finalize::error_policy::<K, C>, ctx)
+        .run(reconcile, finalize::error_policy::<K, C>, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(kind = K::KIND, %error, "reconcile error");
-            }
-        })
-        .await;
-}
-
-/// Runs the Consumer controller (no finalizer: its children are owned objects) until shutdown.
-async fn drive_consumers<C: Cloud>(
-    controller: Controller<Consumer>,
-    ctx: Arc<Context<C>>,
-    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
-) {
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            consumer::reconcile::<C>,
-            finalize::error_policy::<Consumer, C>,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(kind = "Consumer", %error, "reconcile error");
             }
         })
         .await;

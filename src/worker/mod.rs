@@ -54,11 +54,6 @@ pub async fn run(
         .topic_arn
         .as_ref()
         .map(|arn| SnsPublisher::new(aws_sdk_sns::Client::new(aws), arn.clone()));
-    let state = |processor| endpoints::State {
-        metrics: metrics.clone(),
-        consumer: consumer.clone(),
-        processor,
-    };
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("failed to bind the metrics endpoint on {}", config.metrics_listen))?;
@@ -69,13 +64,17 @@ pub async fn run(
         };
         let ingress = Ingress::new(table, publisher, metrics.clone());
         let relay = tokio::spawn(ingress.clone().relay(RELAY_EVERY, RELAY_GRACE, shutdown.clone()));
-        let router = ingress.router().merge(endpoints::router(state("order-ack")));
         let http_listener = tokio::net::TcpListener::bind(http.listen)
             .await
             .with_context(|| format!("failed to bind the order endpoint on {}", http.listen))?;
-        let metrics_server = tokio::spawn(endpoints::serve(listener, state("order-ack"), shutdown.clone()));
+        let state = endpoints::State {
+            metrics: metrics.clone(),
+            consumer: consumer.clone(),
+            processor: "order-ack",
+        };
+        let metrics_server = tokio::spawn(endpoints::serve(listener, state, shutdown.clone()));
         tracing::info!(%consumer, listen = %http.listen, "order endpoint started");
-        axum::serve(http_listener, router)
+        axum::serve(http_listener, ingress.router())
             .with_graceful_shutdown(shutdown.clone())
             .await
             .context("the order endpoint failed")?;

@@ -71,6 +71,21 @@ where
     }
 }
 
+/// The YAML files of `examples/<dir>`, sorted by name.
+pub fn example_files(dir: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no examples in {}", dir.display());
+    files
+}
+
 /// A kube client for the test bed's admin user, from its kubeconfig.
 pub async fn kube_client() -> kube::Client {
     tributary::tls::install_crypto_provider();

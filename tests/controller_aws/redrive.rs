@@ -25,6 +25,29 @@ spec:
     maxReceiveCount: 2
 ";
 
+/// A namespace with the controller running against `aws` and the work queue and its DeadLetter Ready:
+/// (client, namespace, SQS client, controller, Queue, DeadLetter).
+async fn pipeline(
+    prefix: &str,
+    aws: aws_config::SdkConfig,
+) -> (
+    kube::Client,
+    String,
+    aws_sdk_sqs::Client,
+    common::RunningController,
+    DynamicObject,
+    DynamicObject,
+) {
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, prefix).await;
+    let controller = common::start_controller(&client, &ns, &aws).await;
+    common::create_yaml(&client, &ns, PIPELINE).await;
+    let work = common::wait_reason(&client, &ns, "Queue", "work", "Available", CONVERGE).await;
+    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "dlq", "Available", CONVERGE).await;
+    (client, ns, aws_sdk_sqs::Client::new(&aws), controller, work, dlq)
+}
+
 /// Requests redrive `id` of DeadLetter `dlq` at `rate` messages a second and waits until it completed.
 async fn request_redrive(client: &kube::Client, ns: &str, id: &str, rate: u32) -> kube::api::DynamicObject {
     let dead_letters = common::tributary_api(client, ns, "DeadLetter");
@@ -46,16 +69,7 @@ async fn request_redrive(client: &kube::Client, ns: &str, id: &str, rate: u32) -
 
 #[tokio::test]
 async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
-    let client = common::kube_client().await;
-    common::install_crds(&client).await;
-    let ns = common::namespace(&client, "ctrl-redrive").await;
-    let aws = common::aws_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let controller = common::start_controller(&client, &ns, &aws).await;
-
-    common::create_yaml(&client, &ns, PIPELINE).await;
-    let work = common::wait_reason(&client, &ns, "Queue", "work", "Available", CONVERGE).await;
-    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "dlq", "Available", CONVERGE).await;
+    let (client, ns, sqs, controller, work, dlq) = pipeline("ctrl-redrive", common::aws_config().await).await;
     let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));
     let redrive = queue_attributes(&sqs, &work_url).await["RedrivePolicy"].clone();
     assert!(redrive.contains(&status_str(&dlq, "arn")), "{redrive}");
@@ -89,16 +103,8 @@ async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
 /// `maxReceiveCount` moved to the dead letter are back in the queue they came from.
 #[tokio::test]
 async fn a_redrive_uses_the_message_move_task_where_the_server_has_it() {
-    let client = common::kube_client().await;
-    common::install_crds(&client).await;
-    let ns = common::namespace(&client, "ctrl-movetask").await;
-    let aws = common::elasticmq_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let controller = common::start_controller(&client, &ns, &aws).await;
-
-    common::create_yaml(&client, &ns, PIPELINE).await;
-    let work = common::wait_reason(&client, &ns, "Queue", "work", "Available", CONVERGE).await;
-    let dlq = common::wait_reason(&client, &ns, "DeadLetter", "dlq", "Available", CONVERGE).await;
+    let (client, ns, sqs, controller, work, dlq) =
+        pipeline("ctrl-movetask", common::elasticmq_config().await).await;
     let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));
     for i in 0..12 {
         sqs.send_message()

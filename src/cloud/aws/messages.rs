@@ -29,7 +29,8 @@ use crate::cloud::{
 /// SQS's batch limit.
 const MAX_BATCH: usize = 10;
 
-fn received(message: Message) -> ReceivedMessage {
+/// A received SQS message with its user and system attributes (also what a worker's delivery is made of).
+pub(super) fn received(message: Message) -> ReceivedMessage {
     let attributes = message
         .message_attributes
         .unwrap_or_default()
@@ -58,7 +59,8 @@ fn received(message: Message) -> ReceivedMessage {
     }
 }
 
-fn sqs_message_attributes(
+/// Message attributes in the SDK's form (for sending).
+pub(super) fn sqs_message_attributes(
     operation: &Operation,
     attributes: &BTreeMap<String, MessageAttribute>,
 ) -> Result<HashMap<String, MessageAttributeValue>> {

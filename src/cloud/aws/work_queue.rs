@@ -2,21 +2,18 @@
 //! batch visibility changes, and dead-lettering by send. Straight SDK calls without the controller's rate
 //! limiter: workers move messages as fast as SQS allows, and SQS's message APIs have no low quota.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
-    MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
 };
 
 use super::{
     SQS,
     error::{from_sdk, missing},
+    messages::{received, sqs_message_attributes},
 };
 use crate::{
     cloud::{
         Error, Operation, Result,
-        traits::MessageAttribute,
         work_queue::{Delivery, WorkQueue, dead_letter_attributes},
     },
     worker::message::Message,
@@ -41,26 +38,6 @@ impl SqsWorkQueue {
     }
 }
 
-fn attribute_from(value: MessageAttributeValue) -> MessageAttribute {
-    MessageAttribute {
-        data_type: value.data_type,
-        string_value: value.string_value,
-        binary_value: value.binary_value.map(aws_smithy_types::Blob::into_inner),
-    }
-}
-
-fn attribute_to(operation: &Operation, value: &MessageAttribute) -> Result<MessageAttributeValue> {
-    MessageAttributeValue::builder()
-        .data_type(&value.data_type)
-        .set_string_value(value.string_value.clone())
-        .set_binary_value(value.binary_value.clone().map(aws_smithy_types::Blob::new))
-        .build()
-        .map_err(|e| Error::Invalid {
-            operation: operation.clone(),
-            detail: e.to_string(),
-        })
-}
-
 impl WorkQueue for SqsWorkQueue {
     async fn receive(&self, max: i32, wait_seconds: i32) -> Result<Vec<Delivery>> {
         let operation = Operation::new(SQS, "ReceiveMessage", &self.url);
@@ -77,36 +54,21 @@ impl WorkQueue for SqsWorkQueue {
             .map_err(|e| from_sdk(operation.clone(), e))?;
         let mut deliveries = Vec::new();
         for message in output.messages.unwrap_or_default() {
-            let receipt = message
-                .receipt_handle
-                .ok_or_else(|| missing(operation.clone(), "ReceiptHandle"))?;
-            let raw_attributes: BTreeMap<String, MessageAttribute> = message
-                .message_attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(name, value)| (name, attribute_from(value)))
-                .collect();
-            let strings = raw_attributes
+            let message = received(message);
+            if message.receipt_handle.is_empty() {
+                return Err(missing(operation, "ReceiptHandle"));
+            }
+            let strings = message
+                .attributes
                 .iter()
                 .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
                 .collect();
-            let receive_count = message
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                .and_then(|count| count.parse().ok())
-                .unwrap_or(1);
-            let raw_body = message.body.unwrap_or_default();
+            let receive_count = message.receive_count().unwrap_or(1);
             deliveries.push(Delivery {
-                message: Message::delivered(
-                    message.message_id.unwrap_or_default(),
-                    raw_body.clone(),
-                    strings,
-                    receive_count,
-                ),
-                receipt,
-                raw_body,
-                raw_attributes,
+                message: Message::delivered(message.message_id, message.body.clone(), strings, receive_count),
+                receipt: message.receipt_handle,
+                raw_body: message.body,
+                raw_attributes: message.attributes,
             });
         }
         Ok(deliveries)
@@ -188,15 +150,15 @@ impl WorkQueue for SqsWorkQueue {
             });
         };
         let operation = Operation::new(SQS, "SendMessage", url);
-        let mut request = self
-            .client
+        let attributes = dead_letter_attributes(&delivery.raw_attributes, reason);
+        self.client
             .send_message()
             .queue_url(url)
-            .message_body(&delivery.raw_body);
-        for (name, value) in dead_letter_attributes(&delivery.raw_attributes, reason) {
-            request = request.message_attributes(name, attribute_to(&operation, &value)?);
-        }
-        request.send().await.map_err(|e| from_sdk(operation, e))?;
+            .message_body(&delivery.raw_body)
+            .set_message_attributes(Some(sqs_message_attributes(&operation, &attributes)?))
+            .send()
+            .await
+            .map_err(|e| from_sdk(operation, e))?;
         Ok(())
     }
 
