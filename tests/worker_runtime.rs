@@ -126,7 +126,9 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::
 
 async fn retries_and_dead_letters_on(aws: aws_config::SdkConfig) {
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let (url, dlq) = (queue(&sqs, "work", 30).await, queue(&sqs, "dead", 30).await);
+    // Visibility 10 s: a retry whose visibility change fails reappears after it (the runtime's
+    // fallback), well within the wait below, so a slow server delays the test instead of failing it.
+    let (url, dlq) = (queue(&sqs, "work", 10).await, queue(&sqs, "dead", 30).await);
     let mut bodies: Vec<String> = (0..40).map(|i| format!("ok {i:02}")).collect();
     bodies.extend((0..5).map(|i| format!("flaky {i}")));
     bodies.extend((0..3).map(|i| format!("poison {i}")));
@@ -140,7 +142,7 @@ async fn retries_and_dead_letters_on(aws: aws_config::SdkConfig) {
     let worker = tokio::spawn(runtime::run(
         work_queue,
         Arc::new(processor.clone()),
-        settings(30, 5),
+        settings(10, 5),
         metrics.clone(),
         shutdown,
     ));
