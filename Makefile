@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds fuzz bench bench-controller bench-worker
+.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds image argocd-health fuzz bench bench-controller bench-worker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,15 +25,22 @@ testbed-down: ## Stop exactly the test bed processes that testbed-up started
 lint: ## cargo fmt --check and clippy with warnings as errors
 	@bash scripts/cargo-lock.sh restore
 	cargo fmt --check
-	cargo clippy --all-targets --locked -- -D warnings
+	source scripts/cargo-env.sh && cargo clippy --all-targets --locked -- -D warnings
 
 unit: ## Fast unit tests, no network
 	@bash scripts/cargo-lock.sh restore
-	cargo test --locked --lib --bins
+	source scripts/cargo-env.sh && cargo test --locked --lib --bins
 
-crds: ## Regenerate crds/tributary.yaml from the Rust types
+crds: ## Regenerate crds/tributary.yaml (and the chart's copy) from the Rust types
 	@bash scripts/cargo-lock.sh restore
-	cargo run --quiet -- crds > crds/tributary.yaml
+	source scripts/cargo-env.sh && cargo run --quiet -- crds > crds/tributary.yaml
+	cp crds/tributary.yaml charts/tributary/crds/tributary.yaml
+
+image: ## Build the container image without a container engine: target/image/{rootfs/,tributary.tar}
+	@bash scripts/image.sh build
+
+argocd-health: ## Regenerate examples/argocd/argocd-cm-health.yaml from examples/argocd/health.lua
+	@bash scripts/argocd-health.sh
 
 fuzz: ## Fuzz the filter-policy parser for FUZZ_SECONDS (default 60); needs a nightly toolchain
 	@bash scripts/fuzz.sh

@@ -14,9 +14,11 @@ base=$(cat "$TESTBED_DIR/port-base")
 demo=target/demo
 mkdir -p "$demo"
 bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
 echo "== building tributary"
 cargo build --locked --quiet
-bin=${CARGO_TARGET_DIR:-target}/debug/tributary
+bin=$TRIBUTARY_BUILD_DIR/tributary
 
 pids=()
 stop() {

@@ -9,6 +9,8 @@ need cargo "install Rust with rustup (1.95 or newer)"
 
 started=$SECONDS
 bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
 echo "== format and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -166,9 +166,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 &tls_cert,
                 &tls_key,
                 None,
-                async {
-                    let _ = tokio::signal::ctrl_c().await;
-                },
+                tributary::operate::shutdown::signal(),
             ))?;
         }
         Command::Filter(filter) => {
@@ -261,7 +259,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(resync_seconds.max(1)),
         namespace: watch_namespace,
         instance: Some(identity),
-        worker: controller::consumer::worker_settings_from_env(),
+        worker: controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

@@ -3,7 +3,8 @@
 # links them into $TESTBED_DIR/bin. Each component is keyed by a hash of its pin files: a warm run only
 # checks hashes, a changed pin rebuilds just that component.
 #
-#   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium
+#   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium,
+#                  argocd-lua (gopher-lua)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
@@ -63,7 +64,14 @@ for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat
 	printf -- '---\n'
 	cat "$kwok_src/kustomize/stage/$f"
 done >"$TESTBED_DIR/kwok-stages.yaml"
-go_tool helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# Helm's default Kubernetes version (for `helm template` without a cluster) is stamped at build time, as its
+# own release build does: the minor version of the client-go it is built with.
+helm_k8s_minor=$(cd "$TESTBED_SRC/tools/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
+[[ $helm_k8s_minor =~ ^[0-9]+$ ]] || die "cannot read helm's client-go version from testbed/tools/helm"
+go_tool helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
+# Argo CD's Lua interpreter (gopher-lua) behind a small runner of health scripts (testbed/tools/argocd-lua).
+go_tool argocd-lua .
 # cosmium listens on ":PORT" (every interface) whatever its -Host flag says, and the test bed binds to
 # 127.0.0.1 only. The pinned module is copied from the Go module cache into the tool cache, its listen address
 # is patched to "-Host:PORT", and the build replaces the module by that copy through a generated go.mod.

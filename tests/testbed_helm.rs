@@ -5,38 +5,9 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::tools::helm;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, api::ListParams};
-
-fn helm(args: &[&str]) -> String {
-    let bin = format!("{}/bin/helm", common::var("TESTBED_DIR"));
-    let out = Command::new(&bin)
-        .args(args)
-        .env("KUBECONFIG", common::var("KUBECONFIG"))
-        .env(
-            "HELM_CACHE_HOME",
-            format!("{}/helm/cache", common::var("TESTBED_DIR")),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            format!("{}/helm/config", common::var("TESTBED_DIR")),
-        )
-        .env(
-            "HELM_DATA_HOME",
-            format!("{}/helm/data", common::var("TESTBED_DIR")),
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    assert!(
-        out.status.success(),
-        "helm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[tokio::test]
 async fn helm_installs_waits_for_and_uninstalls_a_chart() {

@@ -13,6 +13,8 @@ subscriptions=${SUBSCRIPTIONS:-300}
 topics=$(((subscriptions + 9) / 10))
 
 bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
 [[ -f target/testbed/env ]] || bash testbed/up.sh
 # shellcheck disable=SC1091
 source target/testbed/env
@@ -25,7 +27,7 @@ kubectl create namespace "$ns" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=target/bench/controller-$ns.log
 mkdir -p target/bench
-target/release/tributary controller --metrics-listen "127.0.0.1:$port" --watch-namespace "$ns" \
+"$TRIBUTARY_RELEASE_DIR/tributary" controller --metrics-listen "127.0.0.1:$port" --watch-namespace "$ns" \
 	--leader-election-namespace "$ns" --identity bench >"$log" 2>&1 &
 controller=$!
 cleanup() {

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 cache=${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}/bench-filter
 mkdir -p "$cache"
 bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
 
 echo "== tributary (cargo bench --bench filter)"
 cargo bench --locked --bench filter 2>/dev/null

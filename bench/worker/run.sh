@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
 dir=${TESTBED_DIR:-target/testbed}
 if [[ -f $dir/pids/elasticmq.pid ]] && kill -0 "$(cat "$dir/pids/elasticmq.pid")" 2>/dev/null; then
 	echo "using the running test bed"

@@ -57,6 +57,16 @@ mod tests {
         );
     }
 
+    /// The Helm chart installs the same CRDs from its `crds/` folder.
+    #[test]
+    fn the_charts_crds_are_the_committed_ones() {
+        let chart = include_str!("../../charts/tributary/crds/tributary.yaml");
+        assert!(
+            chart == include_str!("../../crds/tributary.yaml"),
+            "charts/tributary/crds/tributary.yaml differs from crds/tributary.yaml: run `make crds` and commit both"
+        );
+    }
+
     #[test]
     fn every_kind_is_namespaced_in_the_tributary_category_with_status() {
         for crd in crds() {

@@ -6,7 +6,10 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use axum::{Json, Router, routing::post};
+use axum::{
+    Json, Router,
+    routing::{get, post},
+};
 use axum_server::tls_rustls::RustlsConfig;
 use kube::core::{
     DynamicObject,
@@ -41,9 +44,11 @@ pub enum WebhookError {
     },
 }
 
-/// The webhook's routes.
+/// The webhook's routes: the Subscription check, and `/healthz` for the pod's probes.
 pub fn router() -> Router {
-    Router::new().route(SUBSCRIPTION_PATH, post(subscription))
+    Router::new()
+        .route(SUBSCRIPTION_PATH, post(subscription))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 async fn subscription(

@@ -8,6 +8,8 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 
+pub mod tools;
+
 /// The test bed's environment: the `export K='V'` lines of its env file.
 pub fn env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
@@ -332,6 +334,7 @@ pub async fn start_controller(
         worker: tributary::controller::consumer::render::WorkerSettings {
             image: "tributary:test".to_owned(),
             env: std::collections::BTreeMap::from([("AWS_REGION".to_owned(), var("AWS_REGION"))]),
+            ..Default::default()
         },
     };
     let ctx = std::sync::Arc::new(Context::new(

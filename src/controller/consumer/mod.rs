@@ -10,7 +10,7 @@
 pub mod render;
 pub mod scaling;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
@@ -255,16 +255,32 @@ where
     .map_err(|source| Error::kube(object, format!("applying {} {name}", K::kind(&())), source))
 }
 
-/// The worker settings from the controller's environment: the image (`TRIBUTARY_WORKER_IMAGE`, default
-/// `tributary:<version>`) and the AWS region and endpoint the controller itself uses.
-pub fn worker_settings_from_env() -> WorkerSettings {
-    let image =
-        std::env::var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|_| format!("tributary:{}", crate::VERSION));
+/// The worker settings from the controller's environment (the Helm chart sets these): the image
+/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint the controller
+/// itself uses, the worker ServiceAccounts' annotations (`TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS`, a
+/// JSON object) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`).
+pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
     let env = ["AWS_REGION", "AWS_ENDPOINT_URL"]
         .into_iter()
-        .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+        .filter_map(|name| Some((name.to_owned(), var(name)?)))
         .collect();
-    WorkerSettings { image, env }
+    let service_account_annotations = match var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS") {
+        None => BTreeMap::new(),
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            format!(
+                "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS must be a JSON object of strings \
+                 (e.g. {{\"eks.amazonaws.com/role-arn\": \"arn:aws:iam::123456789012:role/workers\"}}): {e}"
+            )
+        })?,
+    };
+    Ok(WorkerSettings {
+        image,
+        env,
+        service_account_annotations,
+        env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
+    })
 }
 
 /// The Consumers that reference `name` through `field`, for waking them when it changes.

@@ -10,9 +10,10 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-            SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, EnvVar,
+            HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            SeccompProfile, SecretEnvSource, SecurityContext, Service, ServiceAccount, ServicePort,
+            ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -50,6 +51,12 @@ pub struct WorkerSettings {
     pub image: String,
     /// Environment passed to every worker (AWS region and endpoint).
     pub env: BTreeMap<String, String>,
+    /// Annotations of every worker ServiceAccount: how workers get cloud credentials from the cluster's
+    /// identity (`eks.amazonaws.com/role-arn` for IRSA, `azure.workload.identity/client-id`).
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// A Secret in the Consumer's namespace whose keys become the workers' environment (static keys,
+    /// e.g. `AWS_ACCESS_KEY_ID`), optional: a missing Secret does not stop the pods.
+    pub env_secret: Option<String>,
 }
 
 /// The references of a Consumer, resolved from the watch caches.
@@ -256,6 +263,15 @@ pub fn children(
                 })
                 .collect(),
         ),
+        env_from: settings.env_secret.as_ref().map(|name| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: name.clone(),
+                    optional: Some(true),
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
         ports: Some(ports),
         readiness_probe: Some(probe("/healthz")),
         liveness_probe: Some(probe("/healthz")),
@@ -343,7 +359,11 @@ pub fn children(
             ..ConfigMap::default()
         },
         service_account: ServiceAccount {
-            metadata: meta(consumer),
+            metadata: ObjectMeta {
+                annotations: (!settings.service_account_annotations.is_empty())
+                    .then(|| settings.service_account_annotations.clone()),
+                ..meta(consumer)
+            },
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()
         },

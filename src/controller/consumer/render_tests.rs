@@ -60,6 +60,7 @@ fn the_deployment_runs_restricted_owned_and_rolls_on_config_change() {
     let settings = WorkerSettings {
         image: "tributary:test".into(),
         env: BTreeMap::from([("AWS_REGION".to_owned(), "eu-west-1".to_owned())]),
+        ..WorkerSettings::default()
     };
     let config = worker_config(&consumer, &resolved());
     let children = children(&consumer, &config, &settings, 3);
@@ -154,4 +155,48 @@ fn the_http_source_gets_a_service_and_its_port() {
         .clone()
         .unwrap();
     assert_eq!(ports.len(), 2);
+}
+
+#[test]
+fn workers_get_the_chart_configured_identity_and_secret() {
+    let consumer = queue_consumer();
+    let settings = WorkerSettings {
+        image: "tributary:test".into(),
+        service_account_annotations: BTreeMap::from([(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            "arn:aws:iam::123456789012:role/workers".to_owned(),
+        )]),
+        env_secret: Some("aws-credentials".to_owned()),
+        ..WorkerSettings::default()
+    };
+    let configured = children(&consumer, &worker_config(&consumer, &resolved()), &settings, 1);
+    let annotations = configured
+        .service_account
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("eks.amazonaws.com/role-arn").map(String::as_str),
+        Some("arn:aws:iam::123456789012:role/workers")
+    );
+    let pod = configured.deployment.spec.unwrap().template.spec.unwrap();
+    let env_from = pod.containers[0].env_from.clone().unwrap_or_default();
+    let secret = env_from[0].secret_ref.as_ref().expect("a secretRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.optional),
+        ("aws-credentials", Some(true))
+    );
+
+    let plain = children(
+        &consumer,
+        &worker_config(&consumer, &resolved()),
+        &WorkerSettings::default(),
+        1,
+    );
+    assert!(plain.service_account.metadata.annotations.is_none());
+    assert!(
+        plain.deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .env_from
+            .is_none()
+    );
 }

@@ -1,0 +1,52 @@
+{{/* The release's full name: the release name, with "-tributary" unless it already says tributary. */}}
+{{- define "tributary.fullname" -}}
+{{- if contains "tributary" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-tributary" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tributary.selectorLabels" -}}
+app.kubernetes.io/name: tributary
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tributary.labels" -}}
+{{ include "tributary.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "tributary.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tributary.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tributary.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for every container of the chart. */}}
+{{- define "tributary.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "tributary.webhookService" -}}
+{{- printf "%s-webhook" (include "tributary.fullname" .) -}}
+{{- end -}}
+
+{{/* Name of the chart's cluster-scoped objects: the full name and the release namespace. */}}
+{{- define "tributary.clusterName" -}}
+{{- printf "%s-%s" (include "tributary.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

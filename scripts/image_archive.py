@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Writes a container image archive from a root filesystem folder, without a container engine.
+
+    image_archive.py ROOTFS OUT.tar NAME:TAG
+
+The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that is also in the format of
+`docker save` (manifest.json with RepoTags, pointing at the same blobs), so containerd (`kind load
+image-archive`, `ctr images import`), podman, skopeo and docker all load it. One uncompressed layer holds
+ROOTFS; files are owned by root and every timestamp is zero, so the same ROOTFS always gives the same
+image digest.
+"""
+
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tarfile
+
+ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def layer_tar(rootfs: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        paths = []
+        for directory, dirs, files in os.walk(rootfs):
+            dirs.sort()
+            for name in dirs + sorted(files):
+                paths.append(os.path.join(directory, name))
+        for path in sorted(paths, key=lambda p: os.path.relpath(p, rootfs)):
+            info = tar.gettarinfo(path, arcname=os.path.relpath(path, rootfs))
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            info.pax_headers = {}
+            if info.isfile():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def blob(data: bytes) -> tuple[str, bytes]:
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def main() -> int:
+    if len(sys.argv) != 4 or ":" not in sys.argv[3]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    rootfs, out, reference = sys.argv[1:]
+    _, tag = reference.rsplit(":", 1)
+    architecture = ARCHITECTURES.get(platform.machine(), platform.machine())
+
+    layer_digest, layer = blob(layer_tar(rootfs))
+    config_digest, config = blob(canonical({
+        "architecture": architecture,
+        "os": "linux",
+        "config": {
+            "User": "65532:65532",
+            "Entrypoint": ["/tributary"],
+            "WorkingDir": "/",
+            "Labels": {
+                "org.opencontainers.image.title": "tributary",
+                "org.opencontainers.image.version": tag,
+            },
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
+        "history": [{"created_by": "scripts/image.sh assemble"}],
+    }))
+    manifest_digest, manifest = blob(canonical({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": f"sha256:{config_digest}",
+            "size": len(config),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": f"sha256:{layer_digest}",
+            "size": len(layer),
+        }],
+    }))
+    index = canonical({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": f"sha256:{manifest_digest}",
+            "size": len(manifest),
+            "annotations": {
+                "io.containerd.image.name": reference,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        }],
+    })
+    docker_manifest = canonical([{
+        "Config": f"blobs/sha256/{config_digest}",
+        "RepoTags": [reference],
+        "Layers": [f"blobs/sha256/{layer_digest}"],
+    }])
+
+    entries = [
+        ("oci-layout", canonical({"imageLayoutVersion": "1.0.0"})),
+        ("index.json", index),
+        ("manifest.json", docker_manifest),
+        (f"blobs/sha256/{layer_digest}", layer),
+        (f"blobs/sha256/{config_digest}", config),
+        (f"blobs/sha256/{manifest_digest}", manifest),
+    ]
+    with tarfile.open(out + ".tmp", mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(out + ".tmp", out)
+    print(f"sha256:{manifest_digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
