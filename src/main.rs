@@ -4,7 +4,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use tributary::filter::{Scope, command};
+use tributary::{
+    filter::{Scope, command},
+    operate::telemetry::{LogFormat, Telemetry},
+};
 
 /// Tributary: declarative multi-cloud event pipelines on Kubernetes.
 #[derive(Debug, Parser)]
@@ -88,15 +91,6 @@ struct ControllerArgs {
     log_format: LogFormat,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 enum FilterCommand {
     /// Does a message match a policy? Prints the explanation. Exit 0 match, 1 no match, 2 error.
@@ -129,6 +123,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Version => println!("tributary {}", tributary::VERSION),
         Command::Crds => print!("{}", tributary::api::crds_yaml()?),
         Command::Controller(args) => {
+            let _telemetry = Telemetry::init(args.log_format, "tributary-controller")?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(controller(args))?;
         }
@@ -138,8 +133,9 @@ fn main() -> anyhow::Result<ExitCode> {
             http_listen,
             log_format,
         } => {
-            init_logging(log_format);
             let mut config = tributary::worker::config::WorkerConfig::load(&config)?;
+            // The Consumer's name is the service name of its spans.
+            let _telemetry = Telemetry::init(log_format, &config.consumer.name)?;
             if let Some(listen) = metrics_listen {
                 config.metrics_listen = listen;
             }
@@ -157,9 +153,7 @@ fn main() -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .init();
+            let _telemetry = Telemetry::init(LogFormat::Text, "tributary-webhook")?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(tributary::webhook::serve(
                 listen,
@@ -212,9 +206,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         identity,
         resync_seconds,
         watch_namespace,
-        log_format,
+        log_format: _,
     } = args;
-    init_logging(log_format);
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
 
@@ -299,21 +292,4 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tributary".to_owned());
     format!("{host}-{}", std::process::id())
-}
-
-/// Structured logs on stderr, `RUST_LOG` filtering (default `info`).
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
-    }
 }

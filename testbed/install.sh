@@ -4,7 +4,7 @@
 # checks hashes, a changed pin rebuilds just that component.
 #
 #   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium,
-#                  argocd-lua (gopher-lua)
+#                  argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver, debug exporter)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
@@ -72,6 +72,9 @@ go_tool helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.versi
 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
 # Argo CD's Lua interpreter (gopher-lua) behind a small runner of health scripts (testbed/tools/argocd-lua).
 go_tool argocd-lua .
+# An OpenTelemetry Collector of the core OTLP receiver and debug exporter (testbed/tools/otelcol), which the
+# tracing tests export to.
+go_tool otelcol .
 # cosmium listens on ":PORT" (every interface) whatever its -Host flag says, and the test bed binds to
 # 127.0.0.1 only. The pinned module is copied from the Go module cache into the tool cache, its listen address
 # is patched to "-Host:PORT", and the build replaces the module by that copy through a generated go.mod.
@@ -94,8 +97,9 @@ cosmium_modfile="$TRIBUTARY_CACHE/src/cosmium-wrapper.mod"
 cp "$cosmium_mod/go.sum" "${cosmium_modfile%.mod}.sum"
 go_tool cosmium github.com/pikami/cosmium/cmd/server "" "" "$cosmium_modfile"
 
-# moto in its own virtualenv, every transitive dependency pinned.
-moto_key=$(hash_files "$TESTBED_SRC/moto-requirements.txt" <(python3 --version))
+# moto in its own virtualenv, every transitive dependency pinned, with its DynamoDB transactions patched to
+# back up the items they touch instead of whole tables (testbed/moto-patch.py says why).
+moto_key=$(hash_files "$TESTBED_SRC/moto-requirements.txt" "$TESTBED_SRC/moto-patch.py" <(python3 --version))
 moto_venv="$TRIBUTARY_CACHE/moto-$moto_key"
 if [[ ! -x $moto_venv/bin/moto_server ]]; then
 	log "installing moto $MOTO_VERSION"
@@ -103,6 +107,9 @@ if [[ ! -x $moto_venv/bin/moto_server ]]; then
 	python3 -m venv "$moto_venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
 	"$moto_venv/bin/pip" install --quiet --no-deps -r "$TESTBED_SRC/moto-requirements.txt" ||
 		die "pip install of moto failed"
+	"$moto_venv/bin/python" "$TESTBED_SRC/moto-patch.py" \
+		"$("$moto_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" ||
+		{ rm -rf "$moto_venv"; die "patching moto failed"; }
 fi
 link moto_server "$moto_venv/bin/moto_server"
 

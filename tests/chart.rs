@@ -12,7 +12,7 @@ mod rbac;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::tools::{helm, kubectl, run};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The chart, from the repository.
 pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tributary");
@@ -66,6 +66,12 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "azure.clientId=00000000-0000-0000-0000-000000000001",
         "--set",
         "workers.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/workers",
+        "--set",
+        "tracing.otlpEndpoint=http://otel-collector.observability:4318",
+        "--set",
+        "tracing.sampler=parentbased_traceidratio",
+        "--set",
+        "tracing.samplerArg=0.1",
     ];
     let mut lint = vec!["lint", "--strict", CHART];
     lint.extend(all_options);
@@ -110,6 +116,18 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         .find(|e| e["name"] == "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS")
         .unwrap();
     let annotations: Value = serde_json::from_str(workers["value"].as_str().unwrap()).unwrap();
+    let value_of = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        value_of("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        Some(json!("http://otel-collector.observability:4318"))
+    );
+    assert_eq!(value_of("OTEL_TRACES_SAMPLER_ARG"), Some(json!("0.1")));
     assert_eq!(
         annotations["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/workers"

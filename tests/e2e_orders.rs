@@ -4,10 +4,12 @@
 //! must end in the state its attributes and stock decide (shipped, reserved for pickup, out of stock),
 //! with every effect exactly once although the shipment worker is SIGKILLed mid-run. Orders for a
 //! product missing from the catalogue end in the dead letter with the reason; once the product exists, a
-//! DeadLetter redrive sends them back to the queue they came from and they ship.
+//! DeadLetter redrive sends them back to the queue they came from and they ship. The workers export
+//! their spans to a collector: each order is one trace from `POST /orders` through every processor. The
+//! shipment backlog the kill leaves scales its Deployment up, and the drained queue back to the minimum
+//! (the Deployment's pods are kwok's; the local processes do the work).
 //!
-//! `E2E_ORDERS` sets the number of orders (default 200: moto serves about 30 requests a second here, so
-//! 1000 take several minutes); the figures are printed (`--nocapture`).
+//! `E2E_ORDERS` sets the number of orders (default 1000); the figures are printed (`--nocapture`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -16,11 +18,15 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicI32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
     Api,
     api::{Patch, PatchParams},
@@ -48,10 +54,11 @@ struct Worker {
     config: PathBuf,
     log: PathBuf,
     metrics_port: u16,
+    otlp: String,
 }
 
 impl Worker {
-    fn start(config: PathBuf, log: PathBuf, metrics_port: u16) -> Self {
+    fn start(config: PathBuf, log: PathBuf, metrics_port: u16, otlp: String) -> Self {
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,6 +72,7 @@ impl Worker {
             .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
             .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
             .env("RUST_LOG", "warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
             .stdout(Stdio::null())
             .stderr(output)
             .spawn()
@@ -74,12 +82,18 @@ impl Worker {
             config,
             log,
             metrics_port,
+            otlp,
         }
     }
 
     fn restart(mut self) -> Self {
         let _ = self.child.wait();
-        Self::start(self.config.clone(), self.log.clone(), self.metrics_port)
+        Self::start(
+            self.config.clone(),
+            self.log.clone(),
+            self.metrics_port,
+            self.otlp.clone(),
+        )
     }
 
     fn kill(&mut self) {
@@ -133,7 +147,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     let count: usize = std::env::var("E2E_ORDERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "e2e-orders").await;
@@ -154,6 +168,14 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
             .await
             .unwrap();
     }
+    // Shipment scales by 20 messages a replica, up to 3, and back down 5 s after the last change.
+    let scaling = json!({"spec": {"scaling": {
+        "minReplicas": 1, "maxReplicas": 3, "targetBacklogPerReplica": 20, "scaleDownStabilizationSeconds": 5
+    }}});
+    consumers
+        .patch("shipment", &PatchParams::default(), &Patch::Merge(&scaling))
+        .await
+        .unwrap();
     // An Order table of this run's own: moto copies a whole table for every transaction.
     let table_name = format!("{ns}-orders");
     for name in ["order-ack", "notification", "inventory", "shipment"] {
@@ -172,6 +194,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         .join("target/e2e")
         .join(&ns);
     std::fs::create_dir_all(&work).unwrap();
+    let collector = common::collector::Collector::start(&work).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let mut workers = BTreeMap::new();
     let mut ingress_port = 0;
@@ -201,7 +224,12 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
         workers.insert(
             name,
-            Worker::start(path, work.join(format!("{name}.log")), metrics_port),
+            Worker::start(
+                path,
+                work.join(format!("{name}.log")),
+                metrics_port,
+                collector.endpoint.clone(),
+            ),
         );
     }
 
@@ -266,8 +294,26 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         })
         .collect();
 
+    // The shipment Deployment's replica count, sampled throughout.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let most_replicas = Arc::new(AtomicI32::new(0));
+    let sampler = tokio::spawn({
+        let (deployments, most) = (deployments.clone(), most_replicas.clone());
+        async move {
+            loop {
+                if let Ok(deployment) = deployments.get("shipment-worker").await {
+                    let replicas = deployment.spec.and_then(|s| s.replicas).unwrap_or(0);
+                    most.fetch_max(replicas, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+
     let started = Instant::now();
     let mut placed: Vec<(String, Expect, serde_json::Value)> = Vec::new();
+    // Order id → (trace id the endpoint answered, POST retries).
+    let mut traces: HashMap<String, (String, u32)> = HashMap::new();
     let mut killed = false;
     let mut posts = futures::stream::iter(orders.iter().cloned().map(|(order, expect)| {
         let (http, base) = (http.clone(), base.clone());
@@ -294,14 +340,16 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
                     expect,
                     order,
                     retries,
+                    body["traceId"].as_str().unwrap().to_owned(),
                 );
             }
         }
     }))
     .buffer_unordered(8);
     let mut retried = 0;
-    while let Some((id, expect, order, retries)) = posts.next().await {
+    while let Some((id, expect, order, retries, trace)) = posts.next().await {
         retried += retries;
+        traces.insert(id.clone(), (trace, retries));
         placed.push((id, expect, order));
         if !killed && placed.len() == count / 3 {
             // SIGKILL the shipment worker mid-run: whatever it held comes back after the visibility
@@ -498,6 +546,32 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         .unwrap();
     assert!(processed as usize >= count + shipped, "{processed}");
 
+    // Scaling: the backlog the kill left raised the shipment Deployment above its minimum; drained, the
+    // queue brings it back.
+    let most = most_replicas.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "the shipment Deployment never scaled up (at most {most} replicas)"
+    );
+    common::eventually("shipment back to one replica", CONVERGE, || {
+        let consumers = consumers.clone();
+        async move {
+            let shipment = consumers.get("shipment").await.ok()?;
+            let status = &shipment.data["status"];
+            (status["lastScale"]["to"] == 1 && status["backlog"] == 0).then_some(())
+        }
+    })
+    .await;
+    let shipment_replicas = deployments
+        .get("shipment-worker")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas;
+    assert_eq!(shipment_replicas, Some(1));
+    sampler.abort();
+
     eprintln!(
         "e2e: {count} orders posted in {:.1}s ({:.0}/s, {retried} POSTs retried after a 503); all in their final state after {:.1}s: {:.1} orders/s end to end",
         posted.as_secs_f64(),
@@ -508,5 +582,51 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     for (_, worker) in workers {
         worker.terminate();
     }
+
+    // Tracing: stopped workers have flushed their spans. Every order's trace starts with its POST...
+    let spans = common::collector::parse(&std::fs::read_to_string(work.join("otelcol.log")).unwrap());
+    let post_spans: HashMap<&str, &common::collector::Span> = spans
+        .iter()
+        .filter(|s| s.service == "order-ack" && s.name == "POST /orders")
+        .map(|s| (s.trace_id.as_str(), s))
+        .collect();
+    for (id, (trace, _)) in &traces {
+        assert!(
+            post_spans.contains_key(trace.as_str()),
+            "order {id}: no POST /orders span in trace {trace}"
+        );
+    }
+    // ...and a shipped order placed after the restart (the killed worker's unsent spans are lost) is one
+    // tree: POST → inventory → shipment → notification of OrderShipped, and POST → notification.
+    let (id, _, _) = placed
+        .iter()
+        .rev()
+        .find(|(id, e, _)| *e == Expect::Shipped && traces[id].1 == 0)
+        .unwrap();
+    let trace = &traces[id].0;
+    let in_trace: Vec<_> = spans.iter().filter(|s| &s.trace_id == trace).collect();
+    let children = |parent: &str, service: &str| -> Vec<String> {
+        in_trace
+            .iter()
+            .filter(|s| s.parent_id == parent && s.service == service && s.name == "process")
+            .map(|s| s.span_id.clone())
+            .collect()
+    };
+    let post = &post_spans[trace.as_str()].span_id;
+    let inventory = children(post, "inventory");
+    let shipment: Vec<_> = inventory.iter().flat_map(|s| children(s, "shipment")).collect();
+    let shipped_notice: Vec<_> = shipment
+        .iter()
+        .flat_map(|s| children(s, "notification"))
+        .collect();
+    assert!(
+        !inventory.is_empty() && !shipment.is_empty() && !shipped_notice.is_empty(),
+        "order {id}: trace {trace} is not POST → inventory → shipment → notification: {in_trace:#?}"
+    );
+    assert!(
+        !children(post, "notification").is_empty(),
+        "order {id}: {in_trace:#?}"
+    );
+    drop(collector);
     controller.stop().await;
 }

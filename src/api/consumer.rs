@@ -25,18 +25,6 @@ use super::common::{CommonStatus, ObjectRef, SecretKeyRef};
     printcolumn(name = "Processor", type_ = "string", json_path = ".spec.processor"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
-    printcolumn(
-        name = "Processed",
-        type_ = "integer",
-        json_path = ".status.processed",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Failed",
-        type_ = "integer",
-        json_path = ".status.failed",
-        priority = 1
-    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.processor) != has(self.image)").message("set exactly one of spec.processor (a built-in processor) and spec.image (a custom worker image)"))]
@@ -268,7 +256,8 @@ fn default_stabilization() -> i32 {
     60
 }
 
-/// Observed state of a Consumer.
+/// Observed state of a Consumer. Message counts are not kept here but in the workers' `/metrics`
+/// (`tributary_worker_messages_*_total`): a count in status would rewrite the object for every message.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
@@ -281,12 +270,6 @@ pub struct ConsumerStatus {
     /// Messages waiting (queue depth or consumer lag) at the last observation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<i64>,
-    /// Messages processed successfully, summed over the workers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processed: Option<i64>,
-    /// Messages that failed, summed over the workers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed: Option<i64>,
     /// The last change of the replica count, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale: Option<ScaleDecision>,

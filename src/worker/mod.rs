@@ -1,7 +1,7 @@
 //! The processor runtime behind `tributary worker`: it reads the configuration the Consumer reconciler
 //! renders ([`config`]), drains a queue with the [`runtime`] or serves the order REST endpoint
 //! ([`orders::ingress`]), runs one of the built-in processors ([`processor`], [`orders`]), and serves
-//! `/metrics` and `/healthz` ([`endpoints`]).
+//! `/metrics` and `/healthz` ([`endpoints`]); each message is processed in a span of its trace ([`trace`]).
 //!
 //! The runtime knows nothing of orders and the processors nothing of queues: a processor answers with
 //! an [`processor::Outcome`] and the runtime turns it into acknowledgements, retries and dead letters.
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod orders;
 pub mod processor;
 pub mod runtime;
+pub mod trace;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -20,11 +20,14 @@ use std::{
 
 use futures::future::join_all;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::{
     config::Retry,
+    message::TRACEPARENT,
     metrics::{DeadLetterReason, WorkerMetrics},
     processor::{Outcome, Processor},
+    trace,
 };
 use crate::cloud::work_queue::{Delivery, WorkQueue};
 
@@ -144,14 +147,32 @@ async fn process<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Send>(
     batch: &[Delivery],
     shutdown: S,
 ) -> Option<Vec<Outcome>> {
-    let work = join_all(batch.iter().map(|delivery| async move {
-        let started = Instant::now();
-        let outcome = processor.process(&delivery.message).await;
-        match outcome {
-            Outcome::Done => metrics.processed(started.elapsed()),
-            Outcome::Retry(_) | Outcome::Reject(_) => metrics.failed(started.elapsed()),
+    let work = join_all(batch.iter().map(|delivery| {
+        // One span per message, in the trace the message carries; what the processor publishes is its child.
+        let span = tracing::info_span!(
+            "process",
+            otel.kind = "consumer",
+            messaging.message.id = %delivery.message.id,
+            messaging.receive_count = delivery.message.receive_count,
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+        );
+        trace::continue_trace(&span, delivery.message.attribute(TRACEPARENT));
+        async move {
+            let started = Instant::now();
+            let outcome = processor.process(&delivery.message).await;
+            match &outcome {
+                Outcome::Done => metrics.processed(started.elapsed()),
+                Outcome::Retry(reason) | Outcome::Reject(reason) => {
+                    metrics.failed(started.elapsed());
+                    let span = tracing::Span::current();
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", reason.as_str());
+                }
+            }
+            outcome
         }
-        outcome
+        .instrument(span)
     }));
     tokio::pin!(work);
     tokio::pin!(shutdown);

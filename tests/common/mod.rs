@@ -8,6 +8,7 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 
+pub mod collector;
 pub mod tools;
 
 /// The test bed's environment: the `export K='V'` lines of its env file.

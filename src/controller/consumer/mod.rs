@@ -255,14 +255,25 @@ where
     .map_err(|source| Error::kube(object, format!("applying {} {name}", K::kind(&())), source))
 }
 
+/// The controller's variables every worker gets too.
+const WORKER_ENV: [&str; 6] = [
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+];
+
 /// The worker settings from the controller's environment (the Helm chart sets these): the image
-/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint the controller
-/// itself uses, the worker ServiceAccounts' annotations (`TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS`, a
+/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint and the OTLP
+/// endpoint and sampler the controller itself uses (secrets such as OTLP headers belong in the env
+/// Secret, not in a Deployment), the worker ServiceAccounts' annotations (`TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS`, a
 /// JSON object) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`).
 pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
-    let env = ["AWS_REGION", "AWS_ENDPOINT_URL"]
+    let env = WORKER_ENV
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), var(name)?)))
         .collect();

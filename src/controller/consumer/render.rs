@@ -49,7 +49,7 @@ const DRAIN_SECONDS: u64 = 20;
 pub struct WorkerSettings {
     /// The operator's image, which holds every built-in processor.
     pub image: String,
-    /// Environment passed to every worker (AWS region and endpoint).
+    /// Environment passed to every worker (AWS region and endpoint, OTLP endpoint and sampler).
     pub env: BTreeMap<String, String>,
     /// Annotations of every worker ServiceAccount: how workers get cloud credentials from the cluster's
     /// identity (`eks.amazonaws.com/role-arn` for IRSA, `azure.workload.identity/client-id`).

@@ -27,9 +27,11 @@ use super::{
     store::OrderStore,
 };
 use crate::worker::{
-    message::{TRACEPARENT, child_traceparent, random_id, trace_id},
+    message::{TRACEPARENT, random_id, trace_id},
     metrics::WorkerMetrics,
+    trace::{continue_trace, next_traceparent},
 };
+use tracing::Instrument as _;
 
 /// Publish attempts within one request, and the pause before each retry.
 const PUBLISH_ATTEMPTS: u32 = 3;
@@ -138,7 +140,23 @@ async fn place<S: OrderStore, P: Publisher>(
 ) -> Response {
     let started = Instant::now();
     ingress.metrics.received(1);
-    let response = place_order(&ingress, &headers, body).await;
+    // The order's trace starts here, or continues the caller's.
+    let span = tracing::info_span!(
+        "POST /orders",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/orders",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    continue_trace(&span, headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+    let response = place_order(&ingress, &headers, body)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     if response.status() == StatusCode::ACCEPTED {
         ingress.metrics.processed(started.elapsed());
     } else {
@@ -166,7 +184,7 @@ async fn place_order<S: OrderStore, P: Publisher>(
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id)
         .map(str::to_owned);
-    let traceparent = child_traceparent(incoming.as_deref());
+    let traceparent = next_traceparent(&tracing::Span::current(), incoming.as_deref());
     let event = OrderEvent::placed(&order_id, &request);
     let created = match ingress.store.create_order(&event, &traceparent).await {
         Ok(created) => created,
