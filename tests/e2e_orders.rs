@@ -40,14 +40,6 @@ use tributary::{
 const CONVERGE: Duration = Duration::from_secs(60);
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `tributary worker` process.
 struct Worker {
     child: Child,
@@ -211,10 +203,10 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         })
         .await;
         let mut config = map;
-        let metrics_port = free_port();
+        let metrics_port = common::free_port();
         config.metrics_listen = ([127, 0, 0, 1], metrics_port).into();
         if let Some(http) = config.source.http.as_mut() {
-            ingress_port = free_port();
+            ingress_port = common::free_port();
             http.listen = ([127, 0, 0, 1], ingress_port).into();
         }
         if let Some(sqs) = config.source.sqs.as_mut() {
@@ -584,7 +576,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     }
 
     // Tracing: stopped workers have flushed their spans. Every order's trace starts with its POST...
-    let spans = common::collector::parse(&std::fs::read_to_string(work.join("otelcol.log")).unwrap());
+    let spans = collector.spans();
     let post_spans: HashMap<&str, &common::collector::Span> = spans
         .iter()
         .filter(|s| s.service == "order-ack" && s.name == "POST /orders")

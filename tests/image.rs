@@ -185,11 +185,7 @@ async fn the_image_alone_runs_the_controller_as_nonroot_against_the_api_server()
     .unwrap();
     let aws = common::var("AWS_ENDPOINT_URL").replace("127.0.0.1", "localhost");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     // A container runtime gives every container the devices of the OCI runtime spec (/dev/null, zero,
     // full, random, urandom, tty); the static binary reads /dev/urandom for its hash seeds. As root they
     // are made here and chroot switches to the image's user; otherwise a user and mount namespace maps

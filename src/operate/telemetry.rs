@@ -126,11 +126,6 @@ impl Telemetry {
         }
         Ok(Self { provider })
     }
-
-    /// Whether spans are being exported.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
 }
 
 impl Drop for Telemetry {

@@ -26,10 +26,10 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     let _ = span.set_parent(parent);
 }
 
-/// The `traceparent` for what is published from within `span`: the span itself when it is recorded, so
-/// the next hop becomes its child; otherwise a new span id in the trace `incoming` (or a new trace).
-pub fn next_traceparent(span: &Span, incoming: Option<&str>) -> String {
-    let context = span.context();
+/// The `traceparent` for what is published from within the current span: that span when it is recorded,
+/// so the next hop becomes its child; otherwise a new span id in the trace `incoming` (or a new trace).
+pub fn next_traceparent(incoming: Option<&str>) -> String {
+    let context = Span::current().context();
     if context.span().span_context().is_valid() {
         let mut carrier = HashMap::new();
         TraceContextPropagator::new().inject_context(&context, &mut carrier);
@@ -74,7 +74,7 @@ mod tests {
     fn without_recorded_spans_the_trace_id_travels_with_a_new_span_id() {
         let span = tracing::info_span!("process");
         continue_trace(&span, Some(INCOMING));
-        let next = parts(&next_traceparent(&span, trace_id(INCOMING)));
+        let next = parts(&span.in_scope(|| next_traceparent(trace_id(INCOMING))));
         assert_eq!(next[1], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(next[2], "00f067aa0ba902b7");
     }
@@ -90,7 +90,7 @@ mod tests {
         let next = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("process");
             continue_trace(&span, Some(INCOMING));
-            let next = next_traceparent(&span, trace_id(INCOMING));
+            let next = span.in_scope(|| next_traceparent(trace_id(INCOMING)));
             drop(span);
             next
         });
@@ -119,7 +119,7 @@ mod tests {
             &span,
             Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         );
-        let next = next_traceparent(&span, None);
+        let next = span.in_scope(|| next_traceparent(None));
         assert!(trace_id(&next).is_some(), "{next}");
         assert_ne!(parts(&next)[1], "00000000000000000000000000000000");
     }

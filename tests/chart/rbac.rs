@@ -80,14 +80,6 @@ fn kubeconfig_with_token(token: &str, path: &std::path::Path) {
     std::fs::write(path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The Argo CD health examples/argocd/health.lua gives `object`.
 fn argocd_health(object: &Value) -> (String, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/argocd/health.lua");
@@ -151,7 +143,7 @@ async fn the_service_account_may_do_exactly_what_the_controller_needs_and_that_s
     let log = std::fs::File::create(&log_path).unwrap();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["controller", "--watch-namespace", &app, "--resync-seconds", "5"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", common::free_port())])
         .args([
             "--leader-election-namespace",
             &ns,

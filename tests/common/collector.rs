@@ -39,11 +39,7 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector whose files live in `dir`, and waits until it accepts OTLP.
     pub async fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("otelcol.yaml");
         std::fs::write(
@@ -103,7 +99,7 @@ impl Drop for Collector {
 
 /// The spans in the debug exporter's detailed output: a `ResourceSpans` block names the service, then
 /// each `Span #n` block lists its ids, name and attributes.
-pub fn parse(output: &str) -> Vec<Span> {
+fn parse(output: &str) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut service = String::new();
     let mut current: Option<Span> = None;

@@ -179,6 +179,15 @@ pub async fn receive_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_s
     }
 }
 
+/// A TCP port free on 127.0.0.1 at the time of asking, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// AWS SDK configuration pointing at the test bed's moto server.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config_at(&var("AWS_ENDPOINT_URL")).await

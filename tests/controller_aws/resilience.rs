@@ -85,20 +85,12 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn a_moto_outage_is_cloud_unavailable_and_recovers() {
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-outage").await;
-    let moto = Moto::start(free_port()).await;
+    let moto = Moto::start(common::free_port()).await;
     let port = moto.port;
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(format!("http://127.0.0.1:{port}"))

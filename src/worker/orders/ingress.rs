@@ -184,7 +184,7 @@ async fn place_order<S: OrderStore, P: Publisher>(
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id)
         .map(str::to_owned);
-    let traceparent = next_traceparent(&tracing::Span::current(), incoming.as_deref());
+    let traceparent = next_traceparent(incoming.as_deref());
     let event = OrderEvent::placed(&order_id, &request);
     let created = match ingress.store.create_order(&event, &traceparent).await {
         Ok(created) => created,

@@ -131,10 +131,7 @@ impl<S: OrderStore, P: Publisher> Processor for Inventory<S, P> {
         if let Some(publisher) = &self.publisher {
             let outcome = event.followed_by(next, None);
             if let Err(error) = publisher
-                .publish(
-                    &outcome,
-                    &next_traceparent(&tracing::Span::current(), message.trace_id()),
-                )
+                .publish(&outcome, &next_traceparent(message.trace_id()))
                 .await
             {
                 return retry(&format!("publishing {next}"), error);
@@ -187,7 +184,7 @@ impl<S: OrderStore, P: Publisher> Processor for Shipment<S, P> {
         };
         if let (Some(publisher), false) = (&self.publisher, published) {
             let shipped = event.followed_by(events::SHIPPED, Some(tracking.clone()));
-            let traceparent = next_traceparent(&tracing::Span::current(), message.trace_id());
+            let traceparent = next_traceparent(message.trace_id());
             if let Err(error) = publisher.publish(&shipped, &traceparent).await {
                 return retry("publishing OrderShipped", error);
             }
