@@ -97,8 +97,9 @@ cosmium_modfile="$TRIBUTARY_CACHE/src/cosmium-wrapper.mod"
 cp "$cosmium_mod/go.sum" "${cosmium_modfile%.mod}.sum"
 go_tool cosmium github.com/pikami/cosmium/cmd/server "" "" "$cosmium_modfile"
 
-# moto in its own virtualenv, every transitive dependency pinned, with its DynamoDB transactions patched to
-# back up the items they touch instead of whole tables (testbed/moto-patch.py says why).
+# moto in its own virtualenv, every transitive dependency pinned, patched so DynamoDB transactions back up
+# the items they touch instead of whole tables and concurrent requests or receives do not race
+# (testbed/moto-patch.py says why).
 moto_key=$(hash_files "$TESTBED_SRC/moto-requirements.txt" "$TESTBED_SRC/moto-patch.py" <(python3 --version))
 moto_venv="$TRIBUTARY_CACHE/moto-$moto_key"
 if [[ ! -x $moto_venv/bin/moto_server ]]; then
