@@ -19,7 +19,7 @@ mod parse;
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 pub use eval::{Explanation, KeyOutcome, Message, MessageError};
-pub use matcher::{Matcher, Scratch};
+pub use matcher::{Engine, Matcher, Scratch};
 
 /// Where a policy looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

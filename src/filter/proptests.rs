@@ -27,6 +27,8 @@ pub(crate) fn condition() -> impl Strategy<Value = Value> {
         prop::collection::vec(word(), 1..3).prop_map(|w| json!({"anything-but": w})),
         prop::collection::vec(number(), 1..3).prop_map(|n| json!({"anything-but": n})),
         word().prop_map(|w| json!({"anything-but": {"prefix": w}})),
+        word().prop_map(|w| json!({"anything-but": {"suffix": w}})),
+        (word(), number()).prop_map(|(w, n)| json!({"anything-but": [w, n]})),
         (number(), 1.0..100.0_f64)
             .prop_map(|(lo, span)| json!({"numeric": [">=", lo, "<", lo + span.round()]})),
         number().prop_map(|n| json!({"numeric": ["=", n]})),

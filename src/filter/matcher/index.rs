@@ -23,24 +23,35 @@ pub(super) fn indexable(conditions: &[Condition]) -> bool {
     })
 }
 
-/// Strings looked up by some of their prefixes (or suffixes): the lengths present, and the children per
-/// prefix.
-#[derive(Debug, Default)]
-struct Affixes {
+/// Strings looked up by some of their prefixes (or suffixes): the lengths present, and what is kept per
+/// prefix (children of a trie node, or a bitset of alternatives).
+#[derive(Debug)]
+pub(super) struct Affixes<T> {
     lengths: Vec<usize>,
-    children: HashMap<Box<str>, Vec<usize>>,
+    entries: HashMap<Box<str>, T>,
 }
 
-impl Affixes {
-    fn insert(&mut self, affix: &str, child: usize) {
+impl<T> Default for Affixes<T> {
+    fn default() -> Self {
+        Self {
+            lengths: Vec::new(),
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Default> Affixes<T> {
+    /// What is kept for `affix`, created empty.
+    pub(super) fn entry(&mut self, affix: &str) -> &mut T {
         if !self.lengths.contains(&affix.len()) {
             self.lengths.push(affix.len());
             self.lengths.sort_unstable();
         }
-        push_once(self.children.entry(affix.into()).or_default(), child);
+        self.entries.entry(affix.into()).or_default()
     }
 
-    fn find(&self, value: &str, suffix: bool, visit: &mut impl FnMut(usize)) {
+    /// Visit what is kept for each prefix (or suffix) of `value` in use.
+    pub(super) fn find(&self, value: &str, suffix: bool, visit: &mut impl FnMut(&T)) {
         for &len in &self.lengths {
             if len > value.len() {
                 break;
@@ -50,27 +61,62 @@ impl Affixes {
                 continue;
             }
             let part = if suffix { &value[at..] } else { &value[..at] };
-            for &child in self.children.get(part).into_iter().flatten() {
-                visit(child);
+            if let Some(kept) = self.entries.get(part) {
+                visit(kept);
             }
         }
     }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
-/// Numeric ranges, found by a stabbing query on a segment tree over the elementary regions their end
-/// points cut the number line into: region `2i + 1` is the point `points[i]`, region `2i` the open
-/// interval just below it, region `2 * points.len()` everything above the last point.
+/// An interval of numbers: (low, low inclusive, high, high inclusive); open ends are infinite.
+pub(super) type Interval = (f64, bool, f64, bool);
+
+/// A numeric condition as an interval.
+pub(super) fn interval(bounds: &[(NumericOp, f64)]) -> Interval {
+    let (mut lo, mut lo_inclusive, mut hi, mut hi_inclusive) =
+        (f64::NEG_INFINITY, false, f64::INFINITY, false);
+    for &(op, n) in bounds {
+        match op {
+            NumericOp::Eq => (lo, lo_inclusive, hi, hi_inclusive) = (n, true, n, true),
+            NumericOp::Gt => (lo, lo_inclusive) = (n, false),
+            NumericOp::Ge => (lo, lo_inclusive) = (n, true),
+            NumericOp::Lt => (hi, hi_inclusive) = (n, false),
+            NumericOp::Le => (hi, hi_inclusive) = (n, true),
+        }
+    }
+    (lo, lo_inclusive, hi, hi_inclusive)
+}
+
+/// The elementary regions that the end points of some intervals cut the number line into: region `2i + 1`
+/// is the point `points[i]`, region `2i` the open interval just below it, region `2 * points.len()`
+/// everything above the last point.
 #[derive(Debug, Default)]
-struct Ranges {
-    pending: Vec<(f64, bool, f64, bool, usize)>,
+pub(super) struct Cuts {
     points: Vec<f64>,
-    /// Segment tree nodes (1-based, leaves from `size`): the children whose range covers the node.
-    tree: Vec<Vec<usize>>,
-    size: usize,
 }
 
-impl Ranges {
-    fn region(&self, x: f64) -> usize {
+impl Cuts {
+    pub(super) fn new(intervals: impl Iterator<Item = Interval>) -> Self {
+        let mut points: Vec<f64> = intervals
+            .flat_map(|(lo, _, hi, _)| [lo, hi])
+            .filter(|p| p.is_finite())
+            .map(|p| if p == 0.0 { 0.0 } else { p })
+            .collect();
+        points.sort_by(f64::total_cmp);
+        points.dedup();
+        Self { points }
+    }
+
+    pub(super) fn regions(&self) -> usize {
+        2 * self.points.len() + 1
+    }
+
+    /// The region of `x` (not NaN).
+    pub(super) fn region(&self, x: f64) -> usize {
         let below = self.points.partition_point(|p| *p < x);
         if self.points.get(below) == Some(&x) {
             2 * below + 1
@@ -79,41 +125,49 @@ impl Ranges {
         }
     }
 
+    /// The first and last region an interval covers, if any.
+    pub(super) fn span(&self, (lo, lo_inclusive, hi, hi_inclusive): Interval) -> Option<(usize, usize)> {
+        let first = if lo == f64::NEG_INFINITY {
+            0
+        } else if lo_inclusive {
+            self.region(lo)
+        } else {
+            self.region(lo) + 1
+        };
+        let last = if hi == f64::INFINITY {
+            self.regions() - 1
+        } else if hi_inclusive {
+            self.region(hi)
+        } else {
+            self.region(hi).checked_sub(1)?
+        };
+        (first <= last).then_some((first, last))
+    }
+}
+
+/// Numeric ranges, found by a stabbing query on a segment tree over the elementary regions ([`Cuts`]) their
+/// end points cut the number line into.
+#[derive(Debug, Default)]
+struct Ranges {
+    pending: Vec<(Interval, usize)>,
+    cuts: Cuts,
+    /// Segment tree nodes (1-based, leaves from `size`): the children whose range covers the node.
+    tree: Vec<Vec<usize>>,
+    size: usize,
+}
+
+impl Ranges {
     fn build(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let mut points: Vec<f64> = self
-            .pending
-            .iter()
-            .flat_map(|&(lo, _, hi, _, _)| [lo, hi])
-            .filter(|p| p.is_finite())
-            .map(|p| if p == 0.0 { 0.0 } else { p })
-            .collect();
-        points.sort_by(f64::total_cmp);
-        points.dedup();
-        self.points = points;
-        let regions = 2 * self.points.len() + 1;
-        self.size = regions.next_power_of_two();
+        self.cuts = Cuts::new(self.pending.iter().map(|(i, _)| *i));
+        self.size = self.cuts.regions().next_power_of_two();
         self.tree = vec![Vec::new(); 2 * self.size];
-        for (lo, lo_inclusive, hi, hi_inclusive, child) in std::mem::take(&mut self.pending) {
-            let first = if lo == f64::NEG_INFINITY {
-                0
-            } else if lo_inclusive {
-                self.region(lo)
-            } else {
-                self.region(lo) + 1
-            };
-            let last = if hi == f64::INFINITY {
-                regions - 1
-            } else if hi_inclusive {
-                self.region(hi)
-            } else {
-                self.region(hi) - 1
-            };
-            if first > last {
+        for (interval, child) in std::mem::take(&mut self.pending) {
+            let Some((first, last)) = self.cuts.span(interval) else {
                 continue;
-            }
+            };
             let (mut l, mut r) = (first + self.size, last + self.size + 1);
             while l < r {
                 if l & 1 == 1 {
@@ -135,7 +189,7 @@ impl Ranges {
         if self.tree.is_empty() || x.is_nan() {
             return;
         }
-        let mut node = self.region(x) + self.size;
+        let mut node = self.cuts.region(x) + self.size;
         while node > 0 {
             for &child in &self.tree[node] {
                 visit(child);
@@ -152,8 +206,8 @@ pub(super) struct ValueIndex {
     strings: HashMap<Box<str>, Vec<usize>>,
     numbers: HashMap<u64, Vec<usize>>,
     lowered: HashMap<Box<str>, Vec<usize>>,
-    prefixes: Affixes,
-    suffixes: Affixes,
+    prefixes: Affixes<Vec<usize>>,
+    suffixes: Affixes<Vec<usize>>,
     ranges: Ranges,
     /// Every child here, for a path whose value cannot be known without the exact evaluator.
     pub(super) all: Vec<usize>,
@@ -180,24 +234,9 @@ impl ValueIndex {
                         child,
                     );
                 }
-                Condition::Prefix(p) => self.prefixes.insert(p, child),
-                Condition::Suffix(s) => self.suffixes.insert(s, child),
-                Condition::Numeric(bounds) => {
-                    let (mut lo, mut lo_inclusive, mut hi, mut hi_inclusive) =
-                        (f64::NEG_INFINITY, false, f64::INFINITY, false);
-                    for &(op, n) in bounds {
-                        match op {
-                            NumericOp::Eq => (lo, lo_inclusive, hi, hi_inclusive) = (n, true, n, true),
-                            NumericOp::Gt => (lo, lo_inclusive) = (n, false),
-                            NumericOp::Ge => (lo, lo_inclusive) = (n, true),
-                            NumericOp::Lt => (hi, hi_inclusive) = (n, false),
-                            NumericOp::Le => (hi, hi_inclusive) = (n, true),
-                        }
-                    }
-                    self.ranges
-                        .pending
-                        .push((lo, lo_inclusive, hi, hi_inclusive, child));
-                }
+                Condition::Prefix(p) => push_once(self.prefixes.entry(p), child),
+                Condition::Suffix(s) => push_once(self.suffixes.entry(s), child),
+                Condition::Numeric(bounds) => self.ranges.pending.push((interval(bounds), child)),
                 _ => unreachable!("only indexable conditions are inserted"),
             }
         }
@@ -227,8 +266,13 @@ impl ValueIndex {
                         visit(child);
                     }
                 }
-                self.prefixes.find(s, false, visit);
-                self.suffixes.find(s, true, visit);
+                for (affixes, suffix) in [(&self.prefixes, false), (&self.suffixes, true)] {
+                    affixes.find(s, suffix, &mut |children| {
+                        for &child in children {
+                            visit(child);
+                        }
+                    });
+                }
             }
             Found::Num(x) => {
                 for &child in self.numbers.get(&number_key(*x)).into_iter().flatten() {

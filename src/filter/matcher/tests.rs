@@ -1,11 +1,23 @@
-//! The compiled matcher must agree with `Policy::matches` on every policy and message.
+//! The compiled matcher, with either engine, must agree with `Policy::matches` on every policy and message.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::super::proptests::{any_json, condition, message, policy};
 use super::super::{Message, Policy, Scope};
-use super::Matcher;
+use super::{Engine, Matcher};
+
+/// The policies compiled by each engine.
+fn engines(scope: Scope, policies: &[Policy]) -> Vec<Matcher> {
+    [Engine::Trie, Engine::Bitsets]
+        .into_iter()
+        .map(|engine| {
+            let matcher = Matcher::with_engine(scope, policies.to_vec(), engine).expect("compiles");
+            assert_eq!(matcher.engine(), engine, "within the bitsets' limits");
+            matcher
+        })
+        .collect()
+}
 
 /// What the one-policy evaluator says, policy by policy.
 fn expected(policies: &[Policy], message: &Message) -> Vec<usize> {
@@ -30,18 +42,20 @@ fn check_body(policies: &[Value], bodies: &[Value]) {
         .iter()
         .map(|p| Policy::parse(p, Scope::MessageBody).expect("valid"))
         .collect();
-    let matcher = Matcher::new(Scope::MessageBody, parsed.clone()).expect("compiles");
-    let mut scratch = matcher.scratch();
-    for body in bodies {
-        let got = matcher
-            .matching(&body.to_string(), &mut scratch)
-            .expect("readable")
-            .to_vec();
-        assert_eq!(
-            got,
-            expected(&parsed, &Message::Body(body.clone())),
-            "body {body}"
-        );
+    for matcher in engines(Scope::MessageBody, &parsed) {
+        let mut scratch = matcher.scratch();
+        for body in bodies {
+            let got = matcher
+                .matching(&body.to_string(), &mut scratch)
+                .expect("readable")
+                .to_vec();
+            assert_eq!(
+                got,
+                expected(&parsed, &Message::Body(body.clone())),
+                "{:?}: body {body}",
+                matcher.engine()
+            );
+        }
     }
 }
 
@@ -127,36 +141,35 @@ fn a_repeated_key_in_the_text_is_read_as_the_last_one() {
         json!({"order": {"tier": ["gold"]}}),
         json!({"order": {"tier": ["silver"]}}),
     ];
-    let matcher = Matcher::new(
-        Scope::MessageBody,
-        policies
-            .iter()
-            .map(|p| Policy::parse(p, Scope::MessageBody).unwrap())
-            .collect(),
-    )
-    .unwrap();
-    let mut scratch = matcher.scratch();
-    let text = r#"{"order": {"tier": "gold", "x": 1}, "order": {"y": 2, "tier": "silver"}}"#;
-    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[1]);
-    let text = r#"{"order": {"tier": "gold"}, "order": 7}"#;
-    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[] as &[usize]);
+    let parsed: Vec<Policy> = policies
+        .iter()
+        .map(|p| Policy::parse(p, Scope::MessageBody).unwrap())
+        .collect();
+    for matcher in engines(Scope::MessageBody, &parsed) {
+        let mut scratch = matcher.scratch();
+        let text = r#"{"order": {"tier": "gold", "x": 1}, "order": {"y": 2, "tier": "silver"}}"#;
+        assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[1]);
+        let text = r#"{"order": {"tier": "gold"}, "order": 7}"#;
+        assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[] as &[usize]);
+    }
 }
 
 #[test]
 fn bad_messages_are_errors_not_panics() {
     let p = Policy::parse(&json!({"a": ["x"]}), Scope::MessageAttributes).unwrap();
-    let matcher = Matcher::new(Scope::MessageAttributes, vec![p.clone()]).unwrap();
-    let mut scratch = matcher.scratch();
-    for text in [
-        "{",
-        "[1]",
-        r#"{"a": 1}"#,
-        r#"{"a": {"Type": "String"}}"#,
-        r#"{"b": {"Value": "x"}}"#,
-    ] {
-        let one = Message::from_attributes_json(text);
-        let many = matcher.matching(text, &mut scratch);
-        assert_eq!(one.is_err(), many.is_err(), "{text}");
+    for matcher in engines(Scope::MessageAttributes, std::slice::from_ref(&p)) {
+        let mut scratch = matcher.scratch();
+        for text in [
+            "{",
+            "[1]",
+            r#"{"a": 1}"#,
+            r#"{"a": {"Type": "String"}}"#,
+            r#"{"b": {"Value": "x"}}"#,
+        ] {
+            let one = Message::from_attributes_json(text);
+            let many = matcher.matching(text, &mut scratch);
+            assert_eq!(one.is_err(), many.is_err(), "{text}");
+        }
     }
     let body = Matcher::new(Scope::MessageBody, vec![]).unwrap();
     assert!(body.matching("{\"a\": ", &mut body.scratch()).is_err());
@@ -173,16 +186,17 @@ fn sqs_attribute_form_and_binary_attributes() {
         .iter()
         .map(|p| Policy::parse(p, Scope::MessageAttributes).unwrap())
         .collect();
-    let matcher = Matcher::new(Scope::MessageAttributes, policies.clone()).unwrap();
-    let mut scratch = matcher.scratch();
     let text =
         r#"{"a": {"DataType": "String", "StringValue": "x"}, "b": {"Type": "Binary", "Value": "AAE="}}"#;
     let message = Message::from_attributes_json(text).unwrap();
-    assert_eq!(
-        matcher.matching(text, &mut scratch).unwrap(),
-        expected(&policies, &message)
-    );
-    assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[0, 1]);
+    for matcher in engines(Scope::MessageAttributes, &policies) {
+        let mut scratch = matcher.scratch();
+        assert_eq!(
+            matcher.matching(text, &mut scratch).unwrap(),
+            expected(&policies, &message)
+        );
+        assert_eq!(matcher.matching(text, &mut scratch).unwrap(), &[0, 1]);
+    }
 }
 
 const BODY_KEYS: &[&str] = &["event", "region", "total", "tier"];
@@ -233,11 +247,12 @@ proptest! {
         messages in prop::collection::vec(message(), 1..8),
     ) {
         let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageAttributes).ok()).collect();
-        let matcher = Matcher::new(Scope::MessageAttributes, policies.clone()).unwrap();
-        let mut scratch = matcher.scratch();
-        for m in &messages {
-            let got = matcher.matching(&attributes_text(m), &mut scratch).unwrap().to_vec();
-            prop_assert_eq!(got, expected(&policies, m), "message {:?}", m);
+        for matcher in engines(Scope::MessageAttributes, &policies) {
+            let mut scratch = matcher.scratch();
+            for m in &messages {
+                let got = matcher.matching(&attributes_text(m), &mut scratch).unwrap().to_vec();
+                prop_assert_eq!(got, expected(&policies, m), "{:?}: message {:?}", matcher.engine(), m);
+            }
         }
     }
 
@@ -247,19 +262,21 @@ proptest! {
         bodies in prop::collection::vec(body(), 1..8),
     ) {
         let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageBody).ok()).collect();
-        let matcher = Matcher::new(Scope::MessageBody, policies.clone()).unwrap();
-        let mut scratch = matcher.scratch();
-        for b in &bodies {
-            let got = matcher.matching(&b.to_string(), &mut scratch).unwrap().to_vec();
-            prop_assert_eq!(got, expected(&policies, &Message::Body(b.clone())), "body {}", b);
+        for matcher in engines(Scope::MessageBody, &policies) {
+            let mut scratch = matcher.scratch();
+            for b in &bodies {
+                let got = matcher.matching(&b.to_string(), &mut scratch).unwrap().to_vec();
+                prop_assert_eq!(got, expected(&policies, &Message::Body(b.clone())), "{:?}: body {}", matcher.engine(), b);
+            }
         }
     }
 
     #[test]
     fn reading_arbitrary_bodies_never_panics(raw in prop::collection::vec(body_policy(), 1..4), b in any_json()) {
         let policies: Vec<Policy> = raw.iter().filter_map(|p| Policy::parse(p, Scope::MessageBody).ok()).collect();
-        let matcher = Matcher::new(Scope::MessageBody, policies.clone()).unwrap();
-        let got = matcher.matching(&b.to_string(), &mut matcher.scratch()).unwrap().to_vec();
-        prop_assert_eq!(got, expected(&policies, &Message::Body(b)));
+        for matcher in engines(Scope::MessageBody, &policies) {
+            let got = matcher.matching(&b.to_string(), &mut matcher.scratch()).unwrap().to_vec();
+            prop_assert_eq!(got, expected(&policies, &Message::Body(b.clone())), "{:?}", matcher.engine());
+        }
     }
 }

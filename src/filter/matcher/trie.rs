@@ -53,15 +53,14 @@ fn range<T>(items: &[T], start: usize) -> (u32, u32) {
 
 /// Per-message working memory, reused across messages so that matching allocates little. Entries are
 /// stamped with a message counter instead of being cleared.
-#[derive(Debug)]
-pub struct Scratch {
+#[derive(Debug, Default)]
+pub(crate) struct TrieScratch {
     stamp: u32,
     /// Per predicate: stamp << 1 | result.
     memo: Vec<u32>,
     node_seen: Vec<u32>,
     policy_seen: Vec<u32>,
     stack: Vec<usize>,
-    pub(super) out: Vec<usize>,
 }
 
 impl Trie {
@@ -261,20 +260,24 @@ impl Trie {
         trie
     }
 
-    pub(super) fn scratch(&self, policies: usize) -> Scratch {
-        Scratch {
+    pub(super) fn scratch(&self, policies: usize) -> TrieScratch {
+        TrieScratch {
             stamp: 0,
             memo: vec![0; self.predicates.len()],
             node_seen: vec![0; self.nodes.len()],
             policy_seen: vec![0; policies],
             stack: Vec::new(),
-            out: Vec::new(),
         }
     }
 
-    /// Run the message's values through the trie; the matching policies land in `scratch.out`, sorted.
+    /// Run the message's values through the trie; the matching policies land in `out`, sorted.
     /// Returns whether they must be verified with the exact evaluator (see `FieldValue::Ambiguous`).
-    pub(super) fn run(&self, fields: &[FieldValue<'_>], scratch: &mut Scratch) -> bool {
+    pub(super) fn run(
+        &self,
+        fields: &[FieldValue<'_>],
+        scratch: &mut TrieScratch,
+        out: &mut Vec<usize>,
+    ) -> bool {
         if scratch.memo.len() != self.predicates.len() || scratch.node_seen.len() != self.nodes.len() {
             *scratch = self.scratch(scratch.policy_seen.len());
         }
@@ -287,7 +290,7 @@ impl Trie {
         }
         let stamp = scratch.stamp;
         let mut verify = false;
-        scratch.out.clear();
+        out.clear();
         scratch.stack.clear();
         scratch.stack.push(0);
         scratch.node_seen[0] = stamp;
@@ -298,10 +301,10 @@ impl Trie {
                     && *seen != stamp
                 {
                     *seen = stamp;
-                    scratch.out.push(policy as usize);
+                    out.push(policy as usize);
                 }
             }
-            let visit = |child: usize, scratch: &mut Scratch| {
+            let visit = |child: usize, scratch: &mut TrieScratch| {
                 if scratch.node_seen[child] != stamp {
                     scratch.node_seen[child] = stamp;
                     scratch.stack.push(child);
@@ -349,7 +352,7 @@ impl Trie {
                 }
             }
         }
-        scratch.out.sort_unstable();
+        out.sort_unstable();
         verify
     }
 }
