@@ -18,22 +18,10 @@ use azure_storage_queue::{QueueServiceClient, models::QueueMessage};
 use serde::{Deserialize, Serialize};
 use tributary::cloud::azure::storage_sas::AccountSas;
 
-fn queue_service() -> QueueServiceClient {
-    let sas = AccountSas::queues_full_access(
-        &common::var("AZURE_STORAGE_ACCOUNT"),
-        time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
-    );
-    let endpoint = Url::parse(&common::var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
-    let url = sas
-        .sign_url(&endpoint, &common::var("AZURE_STORAGE_KEY"))
-        .unwrap();
-    QueueServiceClient::new(url, None, None).unwrap()
-}
-
 #[tokio::test]
 async fn azurite_queue_create_put_get_delete() {
     let name = common::unique("devices-dlq").to_lowercase();
-    let queue = queue_service().queue_client(&name).unwrap();
+    let queue = common::azure_queue_service().queue_client(&name).unwrap();
     queue.create(None).await.unwrap();
     assert!(queue.exists().await.unwrap());
 

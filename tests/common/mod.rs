@@ -179,6 +179,62 @@ pub async fn receive_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_s
     }
 }
 
+/// A client of the test bed's Azurite queue service, authenticated by an account SAS that Tributary signs
+/// itself (the crate has no shared-key support).
+pub fn azure_queue_service() -> azure_storage_queue::QueueServiceClient {
+    let sas = tributary::cloud::azure::storage_sas::AccountSas::queues_full_access(
+        &var("AZURE_STORAGE_ACCOUNT"),
+        time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+    );
+    let endpoint = azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
+    let url = sas.sign_url(&endpoint, &var("AZURE_STORAGE_KEY")).unwrap();
+    azure_storage_queue::QueueServiceClient::new(url, None, None).unwrap()
+}
+
+/// Receives and deletes every message of a storage queue until a receive comes back empty: each body and
+/// its string attributes, read from Tributary's envelope.
+pub async fn azure_drain(
+    queue: &azure_storage_queue::QueueClient,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    let mut all = Vec::new();
+    loop {
+        let options = azure_storage_queue::models::QueueClientReceiveMessagesOptions {
+            number_of_messages: Some(32),
+            visibility_timeout: Some(30),
+            ..Default::default()
+        };
+        let received = queue
+            .receive_messages(Some(options))
+            .await
+            .unwrap()
+            .into_model()
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        if received.is_empty() {
+            return all;
+        }
+        for message in received {
+            queue
+                .delete_message(
+                    message.message_id.as_deref().unwrap(),
+                    message.pop_receipt.as_deref().unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            let (body, attributes) = tributary::cloud::azure::envelope::decode(
+                message.message_text.as_deref().unwrap_or_default(),
+            );
+            let strings = attributes
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.string_value?)))
+                .collect();
+            all.push((body, strings));
+        }
+    }
+}
+
 /// A TCP port free on 127.0.0.1 at the time of asking, for a server a test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
