@@ -58,7 +58,8 @@ pub fn encode(body: &str, attributes: &BTreeMap<String, MessageAttribute>) -> St
 
 /// A body that would itself be read as an envelope is wrapped, so that it comes back unchanged.
 fn looks_like_envelope(body: &str) -> bool {
-    body.trim_start().starts_with('{') && serde_json::from_str::<Envelope>(body).is_ok()
+    body.trim_start().starts_with('{')
+        && serde_json::from_str::<Envelope>(body).is_ok_and(|e| e.tributary == VERSION)
 }
 
 /// The body and attributes of a message text (see the module doc).
