@@ -253,6 +253,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         namespace: watch_namespace,
         instance: Some(identity),
         worker: controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?,
+        storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
+            .map_err(anyhow::Error::msg)?,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

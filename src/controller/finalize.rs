@@ -43,6 +43,11 @@ pub trait Reconciler<C: Cloud>: Kind {
 
     /// Honour `deletionPolicy`: delete the cloud resource (already gone is success) or keep it.
     fn cleanup(object: Arc<Self>, ctx: Arc<Context<C>>) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Whether this kind is reconciled on `provider` (the others are reported `ProviderNotImplemented`).
+    fn supports(provider: Provider) -> bool {
+        provider == Provider::Aws
+    }
 }
 
 /// Reconciles one object of kind `K`.
@@ -52,7 +57,7 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(K::KIND);
     let provider = object.provider();
-    if provider != Provider::Aws {
+    if !K::supports(provider) {
         // Not ours to act on yet: no finalizer, no cloud calls; say so in status.
         let desired = status::provider_not_implemented(provider);
         let status =

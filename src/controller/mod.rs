@@ -16,6 +16,7 @@ pub mod ownership;
 pub mod queue;
 mod redrive;
 pub mod status;
+pub mod storage_queue;
 pub mod subscription;
 pub mod topic;
 pub mod watch;
@@ -67,6 +68,8 @@ pub struct Config {
     pub scale_interval: Duration,
     /// How worker pods are run.
     pub worker: consumer::render::WorkerSettings,
+    /// How Azure Storage Queues are reached (Queue and DeadLetter on `azure`).
+    pub storage: crate::cloud::azure::storage_queues::StorageQueues,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             instance: None,
             scale_interval: Duration::from_secs(15),
             worker: consumer::render::WorkerSettings::default(),
+            storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
         }
     }
 }

@@ -18,13 +18,13 @@ use super::{
     finalize::{Applied, Reconciler},
     ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
     status::{describe, was_synced},
-    watch,
+    storage_queue, watch,
 };
 use crate::{
     api::{
         DeadLetter, Queue, Subscription, Topic,
         common::{DeletionPolicy, Provider, QueueObservation},
-        queue::{QueueAws, QueueStatus},
+        queue::{QueueAws, QueueAzure, QueueStatus},
     },
     cloud::{
         Attributes, Tags,
@@ -162,8 +162,54 @@ fn topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Vec<String> {
     subscribed_topic_arns(&name, &subscriptions, &topics)
 }
 
+/// A Queue on `azure`: its Storage Queue (see [`storage_queue`]). A dead letter must be on `azure` too; the
+/// workers send to it.
+async fn apply_azure<C: Cloud>(
+    queue: &Queue,
+    azure: &QueueAzure,
+    ctx: &Context<C>,
+) -> Result<Applied<QueueStatus>, Error> {
+    if let Some(target) = &queue.spec.dead_letter {
+        let namespace = queue.namespace().unwrap_or_default();
+        let name = &target.target.name;
+        let dead_letter = watch::get(&ctx.stores.dead_letters, &namespace, name).ok_or_else(|| {
+            Error::DependencyNotReady {
+                object: describe(queue),
+                message: format!("DeadLetter {name} does not exist"),
+            }
+        })?;
+        if dead_letter.spec.provider != Provider::Azure {
+            return Err(Error::InvalidSpec {
+                object: describe(queue),
+                message: format!(
+                    "spec.deadLetter.ref: DeadLetter {name} is not on azure; a Storage Queue needs a Storage Queue dead letter"
+                ),
+            });
+        }
+    }
+    let observed =
+        storage_queue::ensure(ctx, queue, "Queue", &azure.location, queue.spec.lifecycle.adopt).await?;
+    let message = format!("Storage Queue {}", observed.url.as_deref().unwrap_or_default());
+    Ok(Applied {
+        status: QueueStatus {
+            observed,
+            ..QueueStatus::default()
+        },
+        message,
+        requeue: None,
+    })
+}
+
 impl<C: Cloud> Reconciler<C> for Queue {
+    /// SQS queues on `aws`, Storage Queues on `azure`.
+    fn supports(_: Provider) -> bool {
+        true
+    }
+
     async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
+        if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
+            return apply_azure(&queue, azure, &ctx).await;
+        }
         let aws = validate(&queue)?;
         let redrive = redrive_target(&queue, aws, &ctx)?;
         let topics = topic_arns(&queue, &ctx);
@@ -206,6 +252,10 @@ impl<C: Cloud> Reconciler<C> for Queue {
     }
 
     async fn cleanup(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
+        if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
+            let policy = queue.spec.lifecycle.deletion_policy;
+            return storage_queue::remove(&ctx, &*queue, "Queue", &azure.location, policy).await;
+        }
         let url = queue.status.as_ref().and_then(|s| s.observed.url.clone());
         let name = queue.spec.aws.as_ref().map(|aws| queue_name(&queue, aws));
         delete_queue(

@@ -23,7 +23,7 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 15] = [
+const CONTROLLER: [(&str, &[&str]); 16] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
@@ -39,6 +39,7 @@ const CONTROLLER: [(&str, &[&str]); 15] = [
     ("serviceaccounts", &["create", "patch"]),
     ("services", &["create", "patch"]),
     ("deployments.apps", &["create", "patch"]),
+    ("secrets", &["get"]),
 ];
 
 /// Where the controller writes Events; in the release namespace it also holds its Lease.

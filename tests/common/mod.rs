@@ -402,6 +402,9 @@ pub async fn start_controller(
             env: std::collections::BTreeMap::from([("AWS_REGION".to_owned(), var("AWS_REGION"))]),
             ..Default::default()
         },
+        storage: tributary::cloud::azure::storage_queues::StorageQueues::new(Some(
+            azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
+        )),
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),

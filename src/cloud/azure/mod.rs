@@ -3,5 +3,6 @@
 
 pub mod envelope;
 pub mod error;
+pub mod storage_queues;
 pub mod storage_sas;
 pub mod work_queue;

@@ -9,7 +9,7 @@
 //! A path's negative conditions (`anything-but`) are the alternatives that have one, less those whose
 //! excluded value (or prefix, or suffix) the message's value is. Conditions no lookup finds (wildcards,
 //! cidr, non-ASCII equals-ignore-case, two negative conditions of one kind for one key) are tested, once
-//! per message and distinct predicate.
+//! per message and slot that has them.
 
 use std::collections::HashMap;
 
@@ -77,8 +77,6 @@ pub(crate) struct BitsScratch {
     met: Vec<u64>,
     excluded: Vec<u64>,
     lowered: String,
-    policy_seen: Vec<u32>,
-    stamp: u32,
 }
 
 /// Whether a lookup finds every condition of a predicate: one negative condition of each kind at most
@@ -366,14 +364,12 @@ impl Bits {
         Some(())
     }
 
-    pub(super) fn scratch(&self, policies: usize) -> BitsScratch {
+    pub(super) fn scratch(&self) -> BitsScratch {
         BitsScratch {
             candidates: vec![0; self.words],
             met: vec![0; self.words],
             excluded: vec![0; self.words],
             lowered: String::new(),
-            policy_seen: vec![0; policies],
-            stamp: 0,
         }
     }
 
@@ -390,7 +386,7 @@ impl Bits {
         out: &mut Vec<usize>,
     ) -> bool {
         if scratch.candidates.len() != self.words {
-            *scratch = self.scratch(scratch.policy_seen.len());
+            *scratch = self.scratch();
         }
         let mut verify = false;
         scratch.candidates.copy_from_slice(self.set(self.all));
@@ -418,23 +414,14 @@ impl Bits {
                 break;
             }
         }
+        // Alternatives are numbered policy by policy, so their policies come ascending, each once.
         out.clear();
-        scratch.stamp = scratch.stamp.wrapping_add(1);
-        if scratch.stamp == 0 {
-            scratch.policy_seen.fill(0);
-            scratch.stamp = 1;
-        }
-        let stamp = scratch.stamp;
         for_each_bit(&scratch.candidates, |alternative| {
             let policy = self.policy_of[alternative] as usize;
-            if let Some(seen) = scratch.policy_seen.get_mut(policy)
-                && *seen != stamp
-            {
-                *seen = stamp;
+            if out.last() != Some(&policy) {
                 out.push(policy);
             }
         });
-        out.sort_unstable();
         verify
     }
 

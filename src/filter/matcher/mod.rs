@@ -54,9 +54,12 @@ enum Compiled {
     Bits(bits::Bits),
 }
 
-/// Working memory for [`Matcher::matching`]; keep one per thread and reuse it.
+/// Working memory for [`Matcher::matching`]; keep one per thread and reuse it. Made for one matcher: given
+/// to another, it is made anew for that one.
 #[derive(Debug)]
 pub struct Scratch {
+    /// The engine and policy count it was made for.
+    made_for: (Engine, usize),
     trie: trie::TrieScratch,
     bits: bits::BitsScratch,
     out: Vec<usize>,
@@ -273,13 +276,15 @@ impl Matcher {
         let policies = self.policies.len();
         match &self.compiled {
             Compiled::Trie(trie) => Scratch {
+                made_for: (Engine::Trie, policies),
                 trie: trie.scratch(policies),
                 bits: bits::BitsScratch::default(),
                 out: Vec::new(),
             },
             Compiled::Bits(bits) => Scratch {
+                made_for: (Engine::Bitsets, policies),
                 trie: trie::TrieScratch::default(),
-                bits: bits.scratch(policies),
+                bits: bits.scratch(),
                 out: Vec::new(),
             },
         }
@@ -288,6 +293,9 @@ impl Matcher {
     /// The indexes (ascending) of the policies that match a message given as JSON text: the body in
     /// `MessageBody` scope, attributes in the form SNS delivers them in `MessageAttributes` scope.
     pub fn matching<'s>(&self, text: &str, scratch: &'s mut Scratch) -> Result<&'s [usize], MessageError> {
+        if scratch.made_for != (self.engine(), self.policies.len()) {
+            *scratch = self.scratch();
+        }
         let mut fields = Vec::new();
         match self.scope {
             Scope::MessageBody => extract::body(text, &self.paths, &mut fields)?,

@@ -154,6 +154,33 @@ fn a_repeated_key_in_the_text_is_read_as_the_last_one() {
     }
 }
 
+/// A scratch kept across a change of policies (a topic that grew, so `Auto` switched engines) is made anew
+/// instead of dropping the policies it has no room for.
+#[test]
+fn a_scratch_made_for_another_matcher_still_gives_every_match() {
+    let policy =
+        |i: usize| Policy::parse(&json!({"n": [{"numeric": [">=", i]}]}), Scope::MessageAttributes).unwrap();
+    let small: Vec<Policy> = (0..3).map(policy).collect();
+    let large: Vec<Policy> = (0..100).map(policy).collect();
+    let text = r#"{"n": {"Type": "Number", "Value": "1000"}}"#;
+    let all: Vec<usize> = (0..100).collect();
+    for (first, second) in [
+        (Engine::Trie, Engine::Bitsets),
+        (Engine::Bitsets, Engine::Trie),
+        (Engine::Bitsets, Engine::Bitsets),
+    ] {
+        let before = Matcher::with_engine(Scope::MessageAttributes, small.clone(), first).unwrap();
+        let after = Matcher::with_engine(Scope::MessageAttributes, large.clone(), second).unwrap();
+        let mut scratch = before.scratch();
+        assert_eq!(before.matching(text, &mut scratch).unwrap(), &[0, 1, 2]);
+        assert_eq!(
+            after.matching(text, &mut scratch).unwrap(),
+            all.as_slice(),
+            "{first:?} then {second:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_messages_are_errors_not_panics() {
     let p = Policy::parse(&json!({"a": ["x"]}), Scope::MessageAttributes).unwrap();
