@@ -1,7 +1,8 @@
 //! The worker's configuration: what the Consumer reconciler renders into the Consumer's ConfigMap
 //! (`worker.yaml`) with every reference resolved (queue URLs, topic ARN, table), and what
 //! `tributary worker --config FILE` reads, in a pod or on a laptop alike. Cloud credentials and endpoints
-//! are not in it: they come from the environment (the standard AWS chain, `AWS_ENDPOINT_URL`).
+//! are not in it: they come from the environment (the standard AWS chain, `AWS_ENDPOINT_URL`; the storage
+//! account key of an Azure queue in `AZURE_STORAGE_KEY`).
 
 use std::{net::SocketAddr, path::Path};
 
@@ -18,7 +19,7 @@ pub struct WorkerConfig {
     pub consumer: ConsumerName,
     /// The processor.
     pub processor: ProcessorKind,
-    /// Where messages come from: exactly one of `sqs` and `http`.
+    /// Where messages come from: exactly one of `sqs`, `storageQueue` and `http`.
     pub source: Source,
     /// Where results go.
     #[serde(default)]
@@ -80,9 +81,32 @@ pub struct Source {
     /// An SQS queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqs: Option<SqsSource>,
+    /// An Azure Storage Queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_queue: Option<StorageQueueSource>,
     /// HTTP requests (the order REST endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSource>,
+}
+
+/// Draining an Azure Storage Queue (signed with the account key in `AZURE_STORAGE_KEY`). Its dead letter,
+/// if any, is a Storage Queue URL of the same account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageQueueSource {
+    /// Queue URL, without a signature.
+    pub queue_url: String,
+    /// Storage account name.
+    pub account: String,
+    /// How long a received message stays hidden; work in progress is extended before half of it passes.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_seconds: i32,
+    /// Receive loops kept in flight at once, each for up to 32 messages.
+    #[serde(default = "default_receivers")]
+    pub receivers: usize,
+    /// How long each receive keeps asking for messages before it returns empty (0 to 20).
+    #[serde(default = "default_wait")]
+    pub wait_time_seconds: i32,
 }
 
 /// Draining an SQS queue.
@@ -167,7 +191,7 @@ impl Retry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetterTarget {
-    /// SQS queue URL.
+    /// Queue URL: SQS, or a Storage Queue for a `storageQueue` source.
     pub queue_url: String,
 }
 
@@ -228,14 +252,19 @@ impl WorkerConfig {
     /// The rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        match (&self.source.sqs, &self.source.http, self.processor) {
-            (Some(_), Some(_), _) | (None, None, _) => {
-                return invalid("source: set exactly one of sqs and http");
-            }
-            (None, Some(_), kind) if kind != ProcessorKind::OrderAck => {
+        let queue = self.source.sqs.is_some() || self.source.storage_queue.is_some();
+        if usize::from(self.source.sqs.is_some())
+            + usize::from(self.source.storage_queue.is_some())
+            + usize::from(self.source.http.is_some())
+            != 1
+        {
+            return invalid("source: set exactly one of sqs, storageQueue and http");
+        }
+        match (queue, &self.source.http, self.processor) {
+            (false, Some(_), kind) if kind != ProcessorKind::OrderAck => {
                 return invalid("source.http serves the order endpoint: processor must be order-ack");
             }
-            (Some(_), None, ProcessorKind::OrderAck) => {
+            (true, None, ProcessorKind::OrderAck) => {
                 return invalid("processor order-ack serves HTTP: it needs source.http");
             }
             _ => {}
@@ -249,6 +278,20 @@ impl WorkerConfig {
             }
             if !(1..=64).contains(&sqs.receivers) {
                 return invalid("source.sqs.receivers must be between 1 and 64");
+            }
+        }
+        if let Some(storage) = &self.source.storage_queue {
+            if !(0..=20).contains(&storage.wait_time_seconds) {
+                return invalid("source.storageQueue.waitTimeSeconds must be between 0 and 20");
+            }
+            if !(1..=604_800).contains(&storage.visibility_timeout_seconds) {
+                return invalid("source.storageQueue.visibilityTimeoutSeconds must be between 1 and 604800");
+            }
+            if !(1..=64).contains(&storage.receivers) {
+                return invalid("source.storageQueue.receivers must be between 1 and 64");
+            }
+            if url::Url::parse(&storage.queue_url).is_err() {
+                return invalid("source.storageQueue.queueUrl must be a URL");
             }
         }
         if self.retry.max_attempts == 0 {
@@ -310,6 +353,32 @@ mod tests {
         let order_ack: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("order-ack")).unwrap();
         let error = order_ack.validate().unwrap_err().to_string();
         assert!(error.contains("source.http"), "{error}");
+
+        let storage = "consumer: {namespace: d, name: n}\nprocessor: noop\nsource:\n  storageQueue: {queueUrl: 'http://127.0.0.1:1/acct/q', account: acct}\n";
+        let config: WorkerConfig = serde_yaml_ng::from_str(storage).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config
+                .source
+                .storage_queue
+                .as_ref()
+                .unwrap()
+                .visibility_timeout_seconds,
+            30
+        );
+        let mut both = config.clone();
+        both.source.sqs = order_ack.source.sqs.clone();
+        let error = both.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("exactly one of sqs, storageQueue and http"),
+            "{error}"
+        );
+        let mut slow = config;
+        if let Some(s) = slow.source.storage_queue.as_mut() {
+            s.wait_time_seconds = 30;
+        }
+        let error = slow.validate().unwrap_err().to_string();
+        assert!(error.contains("source.storageQueue.waitTimeSeconds"), "{error}");
 
         let mut no_table: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("shipment")).unwrap();
         no_table.sink.table = None;

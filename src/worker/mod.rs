@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use futures::{FutureExt, future::Shared};
 
 use self::{
-    config::{ProcessorKind, SqsSource, WorkerConfig},
+    config::{ProcessorKind, WorkerConfig},
     metrics::WorkerMetrics,
     orders::{
         ingress::Ingress,
@@ -29,7 +29,11 @@ use self::{
     },
     processor::{Noop, Processor},
 };
-use crate::cloud::aws::{OrderTable, SnsPublisher, SqsWorkQueue};
+use crate::cloud::{
+    aws::{OrderTable, SnsPublisher, SqsWorkQueue},
+    azure::{storage_queues::Account, work_queue::StorageWorkQueue},
+    work_queue::WorkQueue,
+};
 
 /// How often the order endpoint's relay looks at the outbox, and how long it leaves an entry to the
 /// request that wrote it.
@@ -84,47 +88,111 @@ pub async fn run(
         return Ok(());
     }
 
-    let Some(sqs) = config.source.sqs.clone() else {
+    let (queue, settings) = if let Some(storage) = &config.source.storage_queue {
+        let key = std::env::var("AZURE_STORAGE_KEY")
+            .context("source.storageQueue: the storage account key must be in AZURE_STORAGE_KEY")?;
+        let account = Account {
+            name: storage.account.clone(),
+            key,
+        };
+        let url = url::Url::parse(&storage.queue_url).context("source.storageQueue.queueUrl is not a URL")?;
+        let dead_letter = config
+            .dead_letter
+            .as_ref()
+            .map(|d| url::Url::parse(&d.queue_url))
+            .transpose()
+            .context("deadLetter.queueUrl is not a URL")?;
+        let settings = settings(
+            &config,
+            storage.receivers,
+            storage.wait_time_seconds,
+            storage.visibility_timeout_seconds,
+        );
+        let queue = StorageWorkQueue::signed(url, dead_letter, &account, settings.visibility_timeout);
+        (Queue::Storage(Box::new(queue)), settings)
+    } else if let Some(sqs) = &config.source.sqs {
+        let queue = SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            sqs.queue_url.clone(),
+            config.dead_letter.as_ref().map(|d| d.queue_url.clone()),
+        );
+        let settings = settings(
+            &config,
+            sqs.receivers,
+            sqs.wait_time_seconds,
+            sqs.visibility_timeout_seconds,
+        );
+        (Queue::Sqs(queue), settings)
+    } else {
         anyhow::bail!("the worker configuration has no source");
     };
-    let queue = SqsWorkQueue::new(
-        aws_sdk_sqs::Client::new(aws),
-        sqs.queue_url.clone(),
-        config.dead_letter.as_ref().map(|d| d.queue_url.clone()),
-    );
-    let table = || table.clone().context("this processor needs sink.table");
     let drain = Drain {
         config: &config,
-        sqs: &sqs,
-        queue,
+        settings,
         metrics: metrics.clone(),
         listener,
         shutdown,
     };
-    match config.processor {
-        ProcessorKind::Noop => drain.run(Noop).await,
-        ProcessorKind::Notification => drain.run(Notification::new(table()?)).await,
-        ProcessorKind::Inventory => drain.run(Inventory::new(table()?, publisher)).await,
-        ProcessorKind::Shipment => drain.run(Shipment::new(table()?, publisher)).await,
-        ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
-        ProcessorKind::Custom => {
-            anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
-        }
+    match queue {
+        Queue::Sqs(queue) => drain.processor(queue, table, publisher).await,
+        Queue::Storage(queue) => drain.processor(*queue, table, publisher).await,
+    }
+}
+
+/// The queue a worker drains.
+enum Queue {
+    Sqs(SqsWorkQueue),
+    Storage(Box<StorageWorkQueue>),
+}
+
+/// The runtime settings of a queue source.
+fn settings(
+    config: &WorkerConfig,
+    receivers: usize,
+    wait_seconds: i32,
+    visibility_seconds: i32,
+) -> runtime::Settings {
+    runtime::Settings {
+        consumer: config.consumer.to_string(),
+        receivers,
+        wait_seconds,
+        visibility_timeout: Duration::from_secs(u64::try_from(visibility_seconds).unwrap_or(30)),
+        retry: config.retry.clone(),
+        drain: Duration::from_secs(config.drain_seconds),
     }
 }
 
 /// A queue worker about to start.
 struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
-    sqs: &'a SqsSource,
-    queue: SqsWorkQueue,
+    settings: runtime::Settings,
     metrics: WorkerMetrics,
     listener: tokio::net::TcpListener,
     shutdown: Shared<S>,
 }
 
 impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
-    async fn run<P: Processor>(self, processor: P) -> anyhow::Result<()> {
+    /// Runs the configured processor on `queue`.
+    async fn processor<Q: WorkQueue>(
+        self,
+        queue: Q,
+        table: Option<OrderTable>,
+        publisher: Option<SnsPublisher>,
+    ) -> anyhow::Result<()> {
+        let table = || table.clone().context("this processor needs sink.table");
+        match self.config.processor {
+            ProcessorKind::Noop => self.run(queue, Noop).await,
+            ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,
+            ProcessorKind::Inventory => self.run(queue, Inventory::new(table()?, publisher)).await,
+            ProcessorKind::Shipment => self.run(queue, Shipment::new(table()?, publisher)).await,
+            ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
+            ProcessorKind::Custom => {
+                anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
+            }
+        }
+    }
+
+    async fn run<Q: WorkQueue, P: Processor>(self, queue: Q, processor: P) -> anyhow::Result<()> {
         let consumer = self.config.consumer.to_string();
         let state = endpoints::State {
             metrics: self.metrics.clone(),
@@ -132,21 +200,11 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
             processor: processor.name(),
         };
         let server = tokio::spawn(endpoints::serve(self.listener, state, self.shutdown.clone()));
-        let settings = runtime::Settings {
-            consumer: consumer.clone(),
-            receivers: self.sqs.receivers,
-            wait_seconds: self.sqs.wait_time_seconds,
-            visibility_timeout: Duration::from_secs(
-                u64::try_from(self.sqs.visibility_timeout_seconds).unwrap_or(30),
-            ),
-            retry: self.config.retry.clone(),
-            drain: Duration::from_secs(self.config.drain_seconds),
-        };
-        tracing::info!(%consumer, processor = processor.name(), queue = %self.sqs.queue_url, "worker started");
+        tracing::info!(%consumer, processor = processor.name(), queue = %queue.url(), "worker started");
         runtime::run(
-            self.queue,
+            queue,
             Arc::new(processor),
-            settings,
+            self.settings,
             self.metrics.clone(),
             self.shutdown,
         )

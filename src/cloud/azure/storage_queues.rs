@@ -38,6 +38,17 @@ impl std::fmt::Debug for Account {
     }
 }
 
+/// A client of the queue at `url` (unsigned), signed with the account key for `lifetime`.
+pub fn signed_client(url: &Url, account: &Account, lifetime: Duration) -> Result<QueueClient> {
+    let operation = || Operation::new(STORAGE_QUEUE, "Sign", url.to_string());
+    let sas = AccountSas::queues_full_access(&account.name, time::OffsetDateTime::now_utc() + lifetime);
+    let signed = sas.sign_url(url, &account.key).map_err(|e| Error::Invalid {
+        operation: operation(),
+        detail: e.to_string(),
+    })?;
+    QueueClient::new(signed, None, None).map_err(|e| from_azure(operation(), e))
+}
+
 /// What is observed of an existing queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -96,17 +107,11 @@ impl StorageQueues {
 
     /// A client of `queue`, signed for the next few minutes.
     pub fn client(&self, account: &Account, queue: &str) -> Result<QueueClient> {
-        let url = self.queue_url(&account.name, queue)?;
-        let operation = || Operation::new(STORAGE_QUEUE, "Sign", url.to_string());
-        let sas = AccountSas::queues_full_access(
-            &account.name,
-            time::OffsetDateTime::now_utc() + SIGNATURE_LIFETIME,
-        );
-        let signed = sas.sign_url(&url, &account.key).map_err(|e| Error::Invalid {
-            operation: operation(),
-            detail: e.to_string(),
-        })?;
-        QueueClient::new(signed, None, None).map_err(|e| from_azure(operation(), e))
+        signed_client(
+            &self.queue_url(&account.name, queue)?,
+            account,
+            SIGNATURE_LIFETIME,
+        )
     }
 
     fn operation(&self, name: &'static str, account: &Account, queue: &str) -> Operation {

@@ -27,7 +27,11 @@ use azure_storage_queue::{
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use super::{envelope, error::from_azure};
+use super::{
+    envelope,
+    error::from_azure,
+    storage_queues::{Account, signed_client},
+};
 use crate::{
     cloud::{
         Error, ErrorKind, Operation, Result,
@@ -57,11 +61,67 @@ struct Held {
     until: Instant,
 }
 
+/// How long a worker's signature is valid, and how long before its end it is renewed.
+const SIGNATURE_LIFETIME: Duration = Duration::from_secs(3600);
+const SIGNATURE_RENEWAL: Duration = Duration::from_secs(600);
+
+/// A queue client: given (signed by the caller), or signed here with the account key and signed anew
+/// before the signature runs out, so a worker keeps working for as long as it runs.
+#[derive(Clone)]
+enum Client {
+    Given(Arc<QueueClient>),
+    Signed {
+        url: azure_core::http::Url,
+        account: Account,
+        current: Arc<Mutex<Option<Signed>>>,
+    },
+}
+
+/// A signed client and when its signature ends.
+type Signed = (Arc<QueueClient>, Instant);
+
+impl Client {
+    fn signed(url: azure_core::http::Url, account: Account) -> Self {
+        Self::Signed {
+            url,
+            account,
+            current: Arc::default(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Given(client) => unsigned(client.url()),
+            Self::Signed { url, .. } => unsigned(url),
+        }
+    }
+
+    fn get(&self) -> Result<Arc<QueueClient>> {
+        let (url, account, current) = match self {
+            Self::Given(client) => return Ok(client.clone()),
+            Self::Signed {
+                url,
+                account,
+                current,
+            } => (url, account, current),
+        };
+        let mut current = current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((client, until)) = &*current
+            && Instant::now() + SIGNATURE_RENEWAL < *until
+        {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(signed_client(url, account, SIGNATURE_LIFETIME)?);
+        *current = Some((client.clone(), Instant::now() + SIGNATURE_LIFETIME));
+        Ok(client)
+    }
+}
+
 /// A storage queue drained by a worker, and its dead-letter queue.
 #[derive(Clone)]
 pub struct StorageWorkQueue {
-    client: Arc<QueueClient>,
-    dead_letter: Option<Arc<QueueClient>>,
+    client: Client,
+    dead_letter: Option<Client>,
     /// The queue's URL without its signature, for logs and dead-letter reasons.
     url: String,
     /// How long a received message stays hidden (storage queues have no queue-wide setting).
@@ -106,13 +166,30 @@ impl StorageWorkQueue {
     /// The queue behind `client`, dead-lettering to `dead_letter`, hiding received messages for
     /// `visibility_timeout` (at most 7 days).
     pub fn new(client: QueueClient, dead_letter: Option<QueueClient>, visibility_timeout: Duration) -> Self {
+        let given = |c: QueueClient| Client::Given(Arc::new(c));
+        Self::with_clients(given(client), dead_letter.map(given), visibility_timeout)
+    }
+
+    /// The queue at `url` and its dead letter at `dead_letter` (unsigned URLs), signed with `account`'s
+    /// key and signed anew every hour.
+    pub fn signed(
+        url: azure_core::http::Url,
+        dead_letter: Option<azure_core::http::Url>,
+        account: &Account,
+        visibility_timeout: Duration,
+    ) -> Self {
+        let signed = |url| Client::signed(url, account.clone());
+        Self::with_clients(signed(url), dead_letter.map(signed), visibility_timeout)
+    }
+
+    fn with_clients(client: Client, dead_letter: Option<Client>, visibility_timeout: Duration) -> Self {
         let seconds = visibility_timeout
             .as_secs()
             .clamp(1, MAX_VISIBILITY_SECONDS.unsigned_abs().into());
         Self {
-            url: unsigned(client.url()),
-            client: Arc::new(client),
-            dead_letter: dead_letter.map(Arc::new),
+            url: client.url(),
+            client,
+            dead_letter,
             visibility_timeout: i32::try_from(seconds).unwrap_or(i32::MAX),
             held: Arc::default(),
         }
@@ -158,6 +235,7 @@ impl StorageWorkQueue {
         };
         let received = self
             .client
+            .get()?
             .receive_messages(Some(options))
             .await
             .map_err(|e| from_azure(operation.clone(), e))?
@@ -236,7 +314,11 @@ impl WorkQueue for StorageWorkQueue {
     async fn acknowledge(&self, receipts: Vec<String>) -> Result<Vec<String>> {
         let deletes = receipts.iter().map(|receipt| async move {
             let (id, pop_receipt) = self.current(receipt);
-            match self.client.delete_message(&id, &pop_receipt, None).await {
+            let client = match self.client.get() {
+                Ok(client) => client,
+                Err(_) => return Some(receipt.clone()),
+            };
+            match client.delete_message(&id, &pop_receipt, None).await {
                 Ok(_) => {
                     self.release(receipt);
                     None
@@ -258,7 +340,11 @@ impl WorkQueue for StorageWorkQueue {
         let updates = entries.iter().map(|(receipt, seconds)| async move {
             let (id, pop_receipt) = self.current(receipt);
             let seconds = (*seconds).clamp(0, MAX_VISIBILITY_SECONDS);
-            let result = self.client.update_message(&id, &pop_receipt, seconds, None).await;
+            let client = match self.client.get() {
+                Ok(client) => client,
+                Err(_) => return Some(receipt.clone()),
+            };
+            let result = client.update_message(&id, &pop_receipt, seconds, None).await;
             let error = match result {
                 Ok(response) => {
                     // The old pop receipt is void from now on.
@@ -291,7 +377,7 @@ impl WorkQueue for StorageWorkQueue {
                 detail: "the Consumer has no deadLetterRef".to_owned(),
             });
         };
-        let operation = Operation::new(STORAGE_QUEUE, "SendMessage", unsigned(dead_letter.url()));
+        let operation = Operation::new(STORAGE_QUEUE, "SendMessage", dead_letter.url());
         let message = QueueMessage {
             message_text: Some(Self::dead_letter_text(delivery, reason)),
         };
@@ -302,6 +388,7 @@ impl WorkQueue for StorageWorkQueue {
             ..Default::default()
         };
         dead_letter
+            .get()?
             .send_message(content, Some(options))
             .await
             .map_err(|e| from_azure(operation, e))?;

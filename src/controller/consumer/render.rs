@@ -115,6 +115,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 receivers: 4,
                 wait_time_seconds: 20,
             }),
+            storage_queue: None,
             http: consumer.spec.source.http.as_ref().map(|http| HttpSource {
                 listen: std::net::SocketAddr::from(([0, 0, 0, 0], u16::try_from(http.port).unwrap_or(8080))),
             }),
