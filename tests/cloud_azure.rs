@@ -8,23 +8,11 @@ mod common;
 use std::collections::HashMap;
 
 use azure_storage_queue::models::QueueMessage;
-use tributary::cloud::{
-    ErrorKind,
-    azure::storage_queues::{Account, StorageQueues},
-};
-
-fn admin() -> (StorageQueues, Account) {
-    let endpoint = azure_core::http::Url::parse(&common::var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
-    let account = Account {
-        name: common::var("AZURE_STORAGE_ACCOUNT"),
-        key: common::var("AZURE_STORAGE_KEY"),
-    };
-    (StorageQueues::new(Some(endpoint)), account)
-}
+use tributary::cloud::ErrorKind;
 
 #[tokio::test]
 async fn a_storage_queue_is_created_observed_and_deleted() {
-    let (queues, account) = admin();
+    let (queues, account) = common::azure_storage();
     let name = common::unique("orders").to_lowercase();
     assert_eq!(
         queues.observe(&account, &name).await.unwrap(),
@@ -79,7 +67,7 @@ async fn a_storage_queue_is_created_observed_and_deleted() {
 
 #[tokio::test]
 async fn a_wrong_account_key_is_a_permanent_error() {
-    let (queues, mut account) = admin();
+    let (queues, mut account) = common::azure_storage();
     account.key = "d3Jvbmcga2V5".to_owned();
     let error = queues
         .observe(&account, &common::unique("any").to_lowercase())

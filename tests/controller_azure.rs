@@ -15,15 +15,6 @@ use tributary::cloud::azure::storage_queues::{Account, StorageQueues};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-fn storage() -> (StorageQueues, Account) {
-    let endpoint = azure_core::http::Url::parse(&common::var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
-    let account = Account {
-        name: common::var("AZURE_STORAGE_ACCOUNT"),
-        key: common::var("AZURE_STORAGE_KEY"),
-    };
-    (StorageQueues::new(Some(endpoint)), account)
-}
-
 fn azure_yaml(kind: &str, name: &str, azure_extra: &str, spec_extra: &str) -> String {
     format!(
         "apiVersion: tributary.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n  provider: azure\n  azure:\n    storageAccount: {account}\n    accountKeySecretRef: {{name: storage, key: accountKey}}\n{azure_extra}{spec_extra}",
@@ -56,7 +47,7 @@ async fn storage_queues_are_created_refused_adopted_and_deleted() {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-azure").await;
     let controller = common::start_controller(&client, &ns, &common::aws_config().await).await;
-    let (queues, account) = storage();
+    let (queues, account) = common::azure_storage();
 
     // Without the Secret the dead letter waits for it, then comes up once it exists.
     let retained = "  deletionPolicy: Retain\n";

@@ -298,6 +298,29 @@ async fn failures_are_retried_then_dead_lettered_with_the_reason_on_azurite() {
     retries_and_dead_letters(azure_bed(&bodies).await, &bodies).await;
 }
 
+/// Waits until both slow messages are done, stops the runtime, and checks each was processed once (the
+/// heartbeat kept it from another receive).
+async fn stop_when_both_done_once(
+    metrics: &WorkerMetrics,
+    processor: &Scripted,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+) {
+    common::eventually("both done", Duration::from_secs(20), || {
+        let metrics = metrics.clone();
+        async move { (metrics.processed_total() == 2).then_some(()) }
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let calls = processor.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.values().copied().collect::<Vec<_>>(),
+        [1, 1],
+        "processed once each: {calls:?}"
+    );
+}
+
 #[tokio::test]
 async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
     let sqs = aws_sdk_sqs::Client::new(&common::elasticmq_config().await);
@@ -319,19 +342,7 @@ async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
         (stop, task)
     };
     let (stop, task) = run(10, processor.clone(), metrics.clone());
-    common::eventually("both done", Duration::from_secs(20), || {
-        let metrics = metrics.clone();
-        async move { (metrics.processed_total() == 2).then_some(()) }
-    })
-    .await;
-    stop.send(()).unwrap();
-    task.await.unwrap();
-    let calls = processor.calls.lock().unwrap().clone();
-    assert_eq!(
-        calls.values().copied().collect::<Vec<_>>(),
-        [1, 1],
-        "processed once each: {calls:?}"
-    );
+    stop_when_both_done_once(&metrics, &processor, stop, task).await;
     assert!(drain(&sqs, &url).await.is_empty());
 
     // Shut down 1 s into a 4 s job with 1 s to drain: the message is released, visible again at once.
@@ -424,19 +435,7 @@ async fn long_work_on_a_storage_queue_is_kept_hidden_and_deleted_with_the_newest
         metrics.clone(),
         shutdown,
     ));
-    common::eventually("both done", Duration::from_secs(20), || {
-        let metrics = metrics.clone();
-        async move { (metrics.processed_total() == 2).then_some(()) }
-    })
-    .await;
-    stop.send(()).unwrap();
-    task.await.unwrap();
-    let calls = processor.calls.lock().unwrap().clone();
-    assert_eq!(
-        calls.values().copied().collect::<Vec<_>>(),
-        [1, 1],
-        "processed once each: {calls:?}"
-    );
+    stop_when_both_done_once(&metrics, &processor, stop, task).await;
     // Both deletes went through with the receipts the heartbeats left: nothing comes back.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(common::azure_drain(&setup).await.is_empty(), "deleted");

@@ -59,16 +59,18 @@ pub fn dead_letter_attributes(
     let mut attributes = original.clone();
     attributes.remove(DEAD_LETTER_REASON);
     if attributes.len() < MAX_ATTRIBUTES {
-        attributes.insert(
-            DEAD_LETTER_REASON.to_owned(),
-            MessageAttribute {
-                data_type: "String".to_owned(),
-                string_value: Some(reason.to_owned()),
-                binary_value: None,
-            },
-        );
+        attributes.insert(DEAD_LETTER_REASON.to_owned(), reason_attribute(reason));
     }
     attributes
+}
+
+/// The [`DEAD_LETTER_REASON`] attribute carrying `reason`.
+pub fn reason_attribute(reason: &str) -> MessageAttribute {
+    MessageAttribute {
+        data_type: "String".to_owned(),
+        string_value: Some(reason.to_owned()),
+        binary_value: None,
+    }
 }
 
 /// The queue a worker dead-lettered `attributes`' message from, as its reason records it.

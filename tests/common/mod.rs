@@ -191,6 +191,22 @@ pub fn azure_queue_service() -> azure_storage_queue::QueueServiceClient {
     azure_storage_queue::QueueServiceClient::new(url, None, None).unwrap()
 }
 
+/// The controller's storage queue management pointed at Azurite, and Azurite's account with its key.
+pub fn azure_storage() -> (
+    tributary::cloud::azure::storage_queues::StorageQueues,
+    tributary::cloud::azure::storage_queues::Account,
+) {
+    let endpoint = azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
+    let account = tributary::cloud::azure::storage_queues::Account {
+        name: var("AZURE_STORAGE_ACCOUNT"),
+        key: var("AZURE_STORAGE_KEY"),
+    };
+    (
+        tributary::cloud::azure::storage_queues::StorageQueues::new(Some(endpoint)),
+        account,
+    )
+}
+
 /// Receives and deletes every message of a storage queue until a receive comes back empty: each body and
 /// its string attributes, read from Tributary's envelope.
 pub async fn azure_drain(

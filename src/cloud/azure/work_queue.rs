@@ -35,8 +35,7 @@ use super::{
 use crate::{
     cloud::{
         Error, ErrorKind, Operation, Result,
-        traits::MessageAttribute,
-        work_queue::{DEAD_LETTER_REASON, Delivery, WorkQueue},
+        work_queue::{DEAD_LETTER_REASON, Delivery, WorkQueue, reason_attribute},
     },
     worker::message::Message,
 };
@@ -273,15 +272,9 @@ impl StorageWorkQueue {
     /// The dead-letter text: the envelope with the reason, or without it if that is too large, or the
     /// body as it came (which fitted the queue it came from) if even that is.
     fn dead_letter_text(delivery: &Delivery, reason: &str) -> String {
+        // No attribute limit here (the envelope has none), so the reason always goes in.
         let mut attributes = delivery.raw_attributes.clone();
-        attributes.insert(
-            DEAD_LETTER_REASON.to_owned(),
-            MessageAttribute {
-                data_type: "String".to_owned(),
-                string_value: Some(reason.to_owned()),
-                binary_value: None,
-            },
-        );
+        attributes.insert(DEAD_LETTER_REASON.to_owned(), reason_attribute(reason));
         let with_reason = envelope::encode(&delivery.raw_body, &attributes);
         if with_reason.len() <= MAX_MESSAGE_BYTES {
             return with_reason;
@@ -409,6 +402,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::cloud::traits::MessageAttribute;
 
     fn delivery(body: &str) -> Delivery {
         Delivery {
