@@ -21,7 +21,10 @@ use super::{
 };
 use crate::{
     api::common::{DeletionPolicy, QueueObservation, StorageQueueLocation},
-    cloud::{Tags, azure::storage_queues::Account},
+    cloud::{
+        Tags,
+        azure::storage_queues::{Account, Observed},
+    },
 };
 
 /// Metadata names of the ownership marks, and the ownership tags they stand for.
@@ -149,11 +152,11 @@ pub async fn ensure<K: Kind, C>(
             queues.create(&account, &name, &desired).await.map_err(err)?;
             let note = format!("created Storage Queue {url}");
             events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
-            queues
-                .observe(&account, &name)
-                .await
-                .map_err(err)?
-                .unwrap_or_default()
+            // Just created: empty, with the marks it was given; no need to ask.
+            Observed {
+                messages: 0,
+                metadata: desired,
+            }
         }
         Some(observed) => {
             match ownership(

@@ -270,26 +270,22 @@ impl WorkerConfig {
             _ => {}
         }
         if let Some(sqs) = &self.source.sqs {
-            if !(0..=20).contains(&sqs.wait_time_seconds) {
-                return invalid("source.sqs.waitTimeSeconds must be between 0 and 20");
-            }
-            if !(1..=43_200).contains(&sqs.visibility_timeout_seconds) {
-                return invalid("source.sqs.visibilityTimeoutSeconds must be between 1 and 43200");
-            }
-            if !(1..=64).contains(&sqs.receivers) {
-                return invalid("source.sqs.receivers must be between 1 and 64");
-            }
+            queue_limits(
+                "sqs",
+                sqs.wait_time_seconds,
+                sqs.visibility_timeout_seconds,
+                43_200,
+                sqs.receivers,
+            )?;
         }
         if let Some(storage) = &self.source.storage_queue {
-            if !(0..=20).contains(&storage.wait_time_seconds) {
-                return invalid("source.storageQueue.waitTimeSeconds must be between 0 and 20");
-            }
-            if !(1..=604_800).contains(&storage.visibility_timeout_seconds) {
-                return invalid("source.storageQueue.visibilityTimeoutSeconds must be between 1 and 604800");
-            }
-            if !(1..=64).contains(&storage.receivers) {
-                return invalid("source.storageQueue.receivers must be between 1 and 64");
-            }
+            queue_limits(
+                "storageQueue",
+                storage.wait_time_seconds,
+                storage.visibility_timeout_seconds,
+                604_800,
+                storage.receivers,
+            )?;
             if url::Url::parse(&storage.queue_url).is_err() {
                 return invalid("source.storageQueue.queueUrl must be a URL");
             }
@@ -312,6 +308,32 @@ impl WorkerConfig {
         }
         Ok(())
     }
+}
+
+/// The limits shared by the queue sources: a wait of 0 to 20 s, a visibility of 1 s to the service's
+/// longest (`max_visibility`), 1 to 64 receivers. Errors name `source.<source>.<field>`.
+fn queue_limits(
+    source: &str,
+    wait_seconds: i32,
+    visibility_seconds: i32,
+    max_visibility: i32,
+    receivers: usize,
+) -> Result<(), ConfigError> {
+    let invalid = |field: &str, range: &str| {
+        Err(ConfigError::Invalid(format!(
+            "source.{source}.{field} must be between {range}"
+        )))
+    };
+    if !(0..=20).contains(&wait_seconds) {
+        return invalid("waitTimeSeconds", "0 and 20");
+    }
+    if !(1..=max_visibility).contains(&visibility_seconds) {
+        return invalid("visibilityTimeoutSeconds", &format!("1 and {max_visibility}"));
+    }
+    if !(1..=64).contains(&receivers) {
+        return invalid("receivers", "1 and 64");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

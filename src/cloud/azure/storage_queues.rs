@@ -124,19 +124,20 @@ impl StorageQueues {
     /// The queue's message count and metadata, or `None` if there is no such queue.
     pub async fn observe(&self, account: &Account, queue: &str) -> Result<Option<Observed>> {
         let operation = self.operation("GetQueueMetadata", account, queue);
-        match self.client(account, queue)?.get_properties(None).await {
-            Ok(response) => Ok(Some(Observed {
-                messages: response
-                    .approximate_messages_count()
-                    .map_err(|e| from_azure(operation.clone(), e))?
-                    .unwrap_or(0),
-                metadata: response.metadata().map_err(|e| from_azure(operation, e))?,
-            })),
-            Err(error) => match from_azure(operation, error) {
-                e if e.kind() == ErrorKind::NotFound => Ok(None),
-                e => Err(e),
-            },
-        }
+        let Some(response) = absent_as_none(
+            self.client(account, queue)?.get_properties(None).await,
+            &operation,
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Observed {
+            messages: response
+                .approximate_messages_count()
+                .map_err(|e| from_azure(operation.clone(), e))?
+                .unwrap_or(0),
+            metadata: response.metadata().map_err(|e| from_azure(operation, e))?,
+        }))
     }
 
     /// Creates the queue with `metadata`. Creating an existing queue with the same metadata succeeds; with
@@ -208,12 +209,18 @@ impl StorageQueues {
     /// Deletes the queue; one already gone is success.
     pub async fn delete(&self, account: &Account, queue: &str) -> Result<()> {
         let operation = self.operation("DeleteQueue", account, queue);
-        match self.client(account, queue)?.delete(None).await {
-            Ok(_) => Ok(()),
-            Err(error) => match from_azure(operation, error) {
-                e if e.kind() == ErrorKind::NotFound => Ok(()),
-                e => Err(e),
-            },
-        }
+        absent_as_none(self.client(account, queue)?.delete(None).await, &operation)?;
+        Ok(())
+    }
+}
+
+/// A call's answer, `None` when the queue does not exist, or its error classified.
+fn absent_as_none<T>(result: azure_core::Result<T>, operation: &Operation) -> Result<Option<T>> {
+    match result {
+        Ok(answer) => Ok(Some(answer)),
+        Err(error) => match from_azure(operation.clone(), error) {
+            e if e.kind() == ErrorKind::NotFound => Ok(None),
+            e => Err(e),
+        },
     }
 }
