@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: bring up the local stack and run the order pipeline end to end. Starts the test bed, builds
-# tributary, runs the controller and the four order workers as local processes (the workers read the
-# configuration the controller rendered into each Consumer's ConfigMap, as pods would), applies the
-# example pipelines, posts a burst of sample orders and prints every order's final state. The controller
-# and workers stop when the demo ends; the test bed stays up (make testbed-down).
+# `make demo`: bring up the local stack and run the example pipelines end to end. Starts the test bed, builds
+# tributary, runs the controller and the workers as local processes (the workers read the configuration the
+# controller rendered into each Consumer's ConfigMap, as pods would), applies the example pipelines, posts a
+# burst of sample orders and prints every order's final state, then sends device telemetry through the
+# device pipeline (its Event Hub made through the test bed's ARM fake, whose hubs are topics on the Kafka
+# broker) and prints what reached Cosmos DB and the dead letter. The controller, workers and ARM fake stop
+# when the demo ends; the test bed stays up (make testbed-down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ bash scripts/cargo-lock.sh restore
 source scripts/cargo-env.sh
 echo "== building tributary"
 cargo build --locked --quiet
+cargo build --locked --quiet --example arm-fake
 bin=$TRIBUTARY_BUILD_DIR/tributary
 
 pids=()
@@ -35,12 +38,38 @@ kubectl wait --for=condition=Established --timeout=60s \
 	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters}.tributary.dev >/dev/null
 
 echo
+arm=$((base + 41))
+echo "== the test bed's Azure Resource Manager fake on 127.0.0.1:$arm (log: $demo/arm-fake.log)"
+"$TRIBUTARY_BUILD_DIR/examples/arm-fake" "127.0.0.1:$arm" >"$demo/arm-fake.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+	(: </dev/tcp/127.0.0.1/$arm) 2>/dev/null && break
+	sleep 0.1
+done
+
+echo
 echo "== tributary controller (log: $demo/controller.log)"
-"$bin" controller --metrics-listen "127.0.0.1:$((base + 30))" --resync-seconds 30 >"$demo/controller.log" 2>&1 &
+# Its Azure identity is a managed identity whose token endpoint is the fake's (azure_identity's App Service
+# protocol), so the real credential chain runs.
+TRIBUTARY_AZURE_CREDENTIAL=managed-identity IDENTITY_ENDPOINT="http://127.0.0.1:$arm/msi/token" \
+	IDENTITY_HEADER=tributary-test-bed AZURE_RESOURCE_MANAGER_ENDPOINT="http://127.0.0.1:$arm" \
+	AZURE_SUBSCRIPTION_ID=00000000-0000-0000-0000-00000000demo TRIBUTARY_AZURE_RESOURCE_GROUP=demo \
+	TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT="$KAFKA_BOOTSTRAP" TRIBUTARY_KAFKA_CA_FILE="$KAFKA_CA_FILE" \
+	"$bin" controller --metrics-listen "127.0.0.1:$((base + 30))" --resync-seconds 30 >"$demo/controller.log" 2>&1 &
 pids+=($!)
 for pipeline in orders devices; do
 	kubectl create namespace "$pipeline" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-	kubectl apply -n "$pipeline" -f "examples/$pipeline/" >/dev/null
+done
+kubectl apply -n orders -f examples/orders/ >/dev/null
+# The device example with the test bed's storage account and Cosmos DB endpoint, and its account keys.
+for secret in devices-storage:"$AZURE_STORAGE_KEY" devices-cosmos:"$COSMOS_KEY"; do
+	kubectl create secret generic -n devices "${secret%%:*}" --from-literal=accountKey="${secret#*:}" \
+		--dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+for file in examples/devices/*.yaml; do
+	sed -e "s|storageAccount: tributarydevices|storageAccount: $AZURE_STORAGE_ACCOUNT|" \
+		-e "s|https://tributary-devices.documents.azure.com:443/|$COSMOS_ENDPOINT|" "$file" |
+		kubectl apply -n devices -f - >/dev/null
 done
 for kind in topics deadletters queues subscriptions consumers; do
 	kubectl wait -n orders --for=condition=Ready --timeout=120s "$kind.tributary.dev" --all >/dev/null
@@ -48,9 +77,6 @@ done
 kubectl get tributary -n orders
 echo
 kubectl get deployments -n orders
-echo
-echo "(the devices pipeline waits for the Azure provider:)"
-kubectl get tributary -n devices
 
 echo
 echo "== the workers, from the configuration in each Consumer's ConfigMap (logs: $demo/*.log)"
@@ -129,6 +155,46 @@ states = {}
 for o in orders.values():
     states[o["state"]] = states.get(o["state"], 0) + 1
 print(f"\n{len(ids)} orders in {took:.1f}s: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+PY
+
+echo
+echo "== the device pipeline: Event Hub (through the ARM fake), Storage Queue dead letter, Cosmos DB"
+for kind in devicestreams deadletters consumers; do
+	kubectl wait -n devices --for=condition=Ready --timeout=120s "$kind.tributary.dev" --all >/dev/null
+done
+kubectl get tributary -n devices
+kubectl get configmap -n devices device-processor-worker -o jsonpath='{.data.worker\.yaml}' >"$demo/device-processor.yaml"
+device_port=$((base + 42))
+KAFKA_SASL_PASSWORD="$KAFKA_SASL_PASSWORD" AZURE_COSMOS_KEY="$COSMOS_KEY" AZURE_STORAGE_KEY="$AZURE_STORAGE_KEY" \
+	"$bin" worker --config "$demo/device-processor.yaml" --metrics-listen "127.0.0.1:$device_port" \
+	>"$demo/device-processor.log" 2>&1 &
+pids+=($!)
+events=${DEMO_EVENTS:-500}
+java -cp "$TESTBED_DIR/kafka-libs/*" scripts/demo/SendTelemetry.java devices-telemetry "$events" | sed 's/^/  /'
+python3 - "$device_port" "$events" <<'PY'
+import sys, time, urllib.request
+port, events = sys.argv[1], int(sys.argv[2])
+def metrics():
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{")[0]
+            out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+started, m = time.time(), {}
+while time.time() - started < 120:
+    m = metrics()
+    if m.get("tributary_worker_messages_processed_total", 0) + m.get("tributary_worker_messages_dead_lettered_total", 0) >= events:
+        break
+    time.sleep(0.5)
+print(f"  {int(m.get('tributary_worker_messages_processed_total', 0))} events written to Cosmos DB "
+      f"({int(m.get('tributary_worker_sink_writes_total', 0))} upserts), "
+      f"{int(m.get('tributary_worker_messages_dead_lettered_total', 0))} malformed ones dead-lettered with the reason, "
+      f"{time.time() - started:.1f}s after the last was sent")
 PY
 
 echo

@@ -255,6 +255,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         worker: controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?,
         storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
             .map_err(anyhow::Error::msg)?,
+        event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

@@ -19,19 +19,6 @@ fn config(queue_url: &str, metrics_port: u16) -> String {
     )
 }
 
-async fn processed(port: u16) -> Option<u64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("tributary_worker_messages_processed_total"))?;
-    line.rsplit(' ').next()?.parse::<f64>().ok().map(|v| v as u64)
-}
-
 #[tokio::test]
 async fn the_worker_drains_a_storage_queue_with_the_key_from_its_environment() {
     let service = common::azure_queue_service();
@@ -77,7 +64,7 @@ async fn the_worker_drains_a_storage_queue_with_the_key_from_its_environment() {
         .spawn()
         .unwrap();
     common::eventually("30 processed", Duration::from_secs(30), || async {
-        (processed(port).await? == 30).then_some(())
+        (common::metric(port, "tributary_worker_messages_processed_total").await? == 30).then_some(())
     })
     .await;
     let _ = Command::new("kill")

@@ -8,6 +8,7 @@
 pub mod conditions;
 pub mod consumer;
 pub mod dead_letter;
+pub mod device_stream;
 pub mod drift;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod finalize;
 pub mod ownership;
 pub mod queue;
 mod redrive;
+pub mod secrets;
 pub mod status;
 pub mod storage_queue;
 pub mod subscription;
@@ -35,7 +37,7 @@ use kube::{
 pub use error::Error;
 
 use crate::{
-    api::{Consumer, DeadLetter, Queue, Subscription, Topic},
+    api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic},
     cloud::{QueueMessages, Queues, Subscriptions, Tables, Topics},
     operate::Metrics,
 };
@@ -70,6 +72,8 @@ pub struct Config {
     pub worker: consumer::render::WorkerSettings,
     /// How Azure Storage Queues are reached (Queue and DeadLetter on `azure`).
     pub storage: crate::cloud::azure::storage_queues::StorageQueues,
+    /// How Event Hubs are managed (DeviceStreams); `None` without Azure Resource Manager access.
+    pub event_hubs: Option<device_stream::EventHubsConfig>,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             scale_interval: Duration::from_secs(15),
             worker: consumer::render::WorkerSettings::default(),
             storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
+            event_hubs: None,
         }
     }
 }
@@ -166,6 +171,7 @@ pub async fn ensure_crds(client: &Client, namespace: Option<&str>) -> Result<(),
     ensure_served::<Queue>(client, namespace).await?;
     ensure_served::<DeadLetter>(client, namespace).await?;
     ensure_served::<Subscription>(client, namespace).await?;
+    ensure_served::<DeviceStream>(client, namespace).await?;
     ensure_served::<Consumer>(client, namespace).await
 }
 
@@ -189,6 +195,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let mut dead_letters = watch::Reflector::new(writers.dead_letters);
     let mut subscriptions = watch::Reflector::new(writers.subscriptions);
     let mut consumers = watch::Reflector::new(writers.consumers);
+    let mut device_streams = watch::Reflector::new(writers.device_streams);
 
     let topic_controller = Controller::for_shared_stream(
         topics.subscribe(watch::spec_or_lifecycle, false),
@@ -234,6 +241,11 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         move |queue| watch::referencing(&subscriptions, &*queue, |s| &s.spec.queue_ref.name)
     });
 
+    let device_stream_controller = Controller::for_shared_stream(
+        device_streams.subscribe(watch::spec_or_lifecycle, false),
+        stores.device_streams.clone(),
+    );
+
     let consumer_controller = Controller::for_shared_stream(
         consumers.subscribe(watch::spec_or_lifecycle, false),
         stores.consumers.clone(),
@@ -249,6 +261,10 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
         let consumers = stores.consumers.clone();
         move |topic| consumer::consumers_referencing(&consumers, &*topic, consumer::sink_topic)
+    })
+    .watches_shared_stream(device_streams.subscribe(watch::device_stream_identity, true), {
+        let consumers = stores.consumers.clone();
+        move |stream| consumer::consumers_referencing(&consumers, &*stream, consumer::source_stream)
     });
 
     let namespace = ctx.config.namespace.as_deref();
@@ -259,6 +275,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             dead_letters.run(watch::api(&ctx.client, namespace)),
             subscriptions.run(watch::api(&ctx.client, namespace)),
             consumers.run(watch::api(&ctx.client, namespace)),
+            device_streams.run(watch::api(&ctx.client, namespace)),
         )
     };
     let controllers = async {
@@ -291,6 +308,12 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             drive(
                 subscription_controller,
                 finalize::reconcile::<Subscription, C>,
+                ctx.clone(),
+                shutdown.clone()
+            ),
+            drive(
+                device_stream_controller,
+                finalize::reconcile::<DeviceStream, C>,
                 ctx.clone(),
                 shutdown.clone()
             ),

@@ -19,10 +19,11 @@ use super::{
     error::{Error, reasons},
 };
 use crate::api::{
-    Consumer, DeadLetter, Queue, Subscription, Topic,
+    Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic,
     common::{CommonStatus, Provider},
     consumer::ConsumerStatus,
     dead_letter::DeadLetterStatus,
+    device_stream::DeviceStreamStatus,
     queue::QueueStatus,
     subscription::SubscriptionStatus,
     topic::TopicStatus,
@@ -87,6 +88,10 @@ kind!(
     "Subscription",
     |_subscription| Provider::Aws
 );
+
+kind!(DeviceStream, DeviceStreamStatus, "DeviceStream", |stream| {
+    stream.spec.provider
+});
 
 // A Consumer runs pods; its cloud is that of its source (AWS until the Azure provider lands).
 kind!(Consumer, ConsumerStatus, "Consumer", |_consumer| Provider::Aws);

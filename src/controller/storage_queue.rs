@@ -9,14 +9,14 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::{
     Context,
     error::Error,
     events::{self, reasons},
     ownership::{Ownership, TAG_KIND, TAG_NAME, TAG_NAMESPACE, ownership},
+    secrets,
     status::{Kind, describe},
 };
 use crate::{
@@ -95,35 +95,10 @@ async fn account<K: Kind, C>(
     owner: &K,
     location: &StorageQueueLocation,
 ) -> Result<Account, Error> {
-    let object = describe(owner);
     let key_ref = key_ref(owner, location)?;
     let namespace = owner.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let secret = secrets
-        .get_opt(&key_ref.name)
-        .await
-        .map_err(|source| Error::Kube {
-            object: object.clone(),
-            what: format!("reading Secret {}", key_ref.name),
-            source: Box::new(source),
-        })?;
-    let missing = |what: String| Error::DependencyNotReady {
-        object: object.clone(),
-        message: format!("spec.azure.accountKeySecretRef: {what}"),
-    };
-    let secret = secret.ok_or_else(|| missing(format!("Secret {} does not exist", key_ref.name)))?;
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(&key_ref.key))
-        .ok_or_else(|| missing(format!("Secret {} has no key {}", key_ref.name, key_ref.key)))?;
-    let key = String::from_utf8(value.0.clone()).map_err(|_| Error::InvalidSpec {
-        object: object.clone(),
-        message: format!(
-            "spec.azure.accountKeySecretRef: key {} of Secret {} is not text",
-            key_ref.key, key_ref.name
-        ),
-    })?;
+    let field = "spec.azure.accountKeySecretRef";
+    let key = secrets::read_key(&ctx.client, &namespace, &describe(owner), field, key_ref).await?;
     Ok(Account {
         name: location.storage_account.clone(),
         key: key.trim().to_owned(),

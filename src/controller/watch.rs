@@ -30,7 +30,7 @@ use kube::{
 };
 
 use super::{conditions::types, status::Kind};
-use crate::api::{Consumer, DeadLetter, Queue, Subscription, Topic};
+use crate::api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic};
 
 /// What the watches have seen of each kind: the reconcilers read their dependencies here.
 #[derive(Clone)]
@@ -45,6 +45,8 @@ pub struct Stores {
     pub subscriptions: Store<Subscription>,
     /// Consumers.
     pub consumers: Store<Consumer>,
+    /// DeviceStreams.
+    pub device_streams: Store<DeviceStream>,
 }
 
 /// The write halves of [`Stores`], taken by the watches when the controllers run.
@@ -54,6 +56,7 @@ pub struct Writers {
     pub(crate) dead_letters: Writer<DeadLetter>,
     pub(crate) subscriptions: Writer<Subscription>,
     pub(crate) consumers: Writer<Consumer>,
+    pub(crate) device_streams: Writer<DeviceStream>,
 }
 
 /// Empty stores and their writers.
@@ -63,6 +66,7 @@ pub fn stores() -> (Stores, Writers) {
     let (dead_letters, dead_letter_writer) = reflector::store();
     let (subscriptions, subscription_writer) = reflector::store();
     let (consumers, consumer_writer) = reflector::store();
+    let (device_streams, device_stream_writer) = reflector::store();
     (
         Stores {
             topics,
@@ -70,6 +74,7 @@ pub fn stores() -> (Stores, Writers) {
             dead_letters,
             subscriptions,
             consumers,
+            device_streams,
         },
         Writers {
             topics: topic_writer,
@@ -77,6 +82,7 @@ pub fn stores() -> (Stores, Writers) {
             dead_letters: dead_letter_writer,
             subscriptions: subscription_writer,
             consumers: consumer_writer,
+            device_streams: device_stream_writer,
         },
     )
 }
@@ -89,7 +95,8 @@ impl Stores {
         self.queues.wait_until_ready().await?;
         self.dead_letters.wait_until_ready().await?;
         self.subscriptions.wait_until_ready().await?;
-        self.consumers.wait_until_ready().await
+        self.consumers.wait_until_ready().await?;
+        self.device_streams.wait_until_ready().await
     }
 }
 
@@ -274,6 +281,23 @@ pub fn topic_identity(topic: &Topic) -> Option<u64> {
         topic.meta().deletion_timestamp.is_some(),
         arn,
         ready_status(topic),
+    )))
+}
+
+/// What a Consumer needs of its DeviceStream: endpoint, partitions and Secret, and readiness.
+pub fn device_stream_identity(stream: &DeviceStream) -> Option<u64> {
+    let observed = stream.status.as_ref().map(|s| {
+        (
+            s.kafka_endpoint.clone(),
+            s.partitions,
+            s.connection_secret_name.clone(),
+        )
+    });
+    Some(hash(&(
+        stream.meta().generation,
+        stream.meta().deletion_timestamp.is_some(),
+        observed,
+        ready_status(stream),
     )))
 }
 

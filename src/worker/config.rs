@@ -2,11 +2,14 @@
 //! (`worker.yaml`) with every reference resolved (queue URLs, topic ARN, table), and what
 //! `tributary worker --config FILE` reads, in a pod or on a laptop alike. Cloud credentials and endpoints
 //! are not in it: they come from the environment (the standard AWS chain, `AWS_ENDPOINT_URL`; the storage
-//! account key of an Azure queue in `AZURE_STORAGE_KEY`).
+//! account key of an Azure queue in `AZURE_STORAGE_KEY`; for the device processor the Event Hubs
+//! connection string in `KAFKA_SASL_PASSWORD` and the Cosmos DB key in `AZURE_COSMOS_KEY`).
 
 use std::{net::SocketAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
+
+pub use super::devices::config::{CosmosSink, KafkaSource};
 
 /// The file name of the configuration inside the ConfigMap and the mounted volume.
 pub const FILE_NAME: &str = "worker.yaml";
@@ -19,7 +22,7 @@ pub struct WorkerConfig {
     pub consumer: ConsumerName,
     /// The processor.
     pub processor: ProcessorKind,
-    /// Where messages come from: exactly one of `sqs`, `storageQueue` and `http`.
+    /// Where messages come from: exactly one of `sqs`, `storageQueue`, `kafka` and `http`.
     pub source: Source,
     /// Where results go.
     #[serde(default)]
@@ -68,6 +71,8 @@ pub enum ProcessorKind {
     Inventory,
     /// Creates shipments.
     Shipment,
+    /// Validates and enriches device telemetry and upserts it into Cosmos DB.
+    Device,
     /// Does nothing and succeeds.
     Noop,
     /// A custom image's own processor: the image reads this file and speaks the same contract.
@@ -84,6 +89,9 @@ pub struct Source {
     /// An Azure Storage Queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_queue: Option<StorageQueueSource>,
+    /// A Kafka topic in a consumer group: an Event Hub through its Kafka endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSource>,
     /// HTTP requests (the order REST endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSource>,
@@ -144,6 +152,9 @@ pub struct Sink {
     /// SNS topic that events are published to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_arn: Option<String>,
+    /// Cosmos DB container that device telemetry is upserted into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosmos: Option<CosmosSink>,
 }
 
 /// Retries with exponential backoff, through the queue's visibility timeout.
@@ -191,8 +202,12 @@ impl Retry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetterTarget {
-    /// Queue URL: SQS, or a Storage Queue for a `storageQueue` source.
+    /// Queue URL: SQS, or a Storage Queue for a `storageQueue` or `kafka` source.
     pub queue_url: String,
+    /// Storage account of the dead-letter Storage Queue of a `kafka` source (signed with the key in
+    /// `AZURE_STORAGE_KEY`). A `storageQueue` source's dead letter is in the source's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account: Option<String>,
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -255,10 +270,34 @@ impl WorkerConfig {
         let queue = self.source.sqs.is_some() || self.source.storage_queue.is_some();
         if usize::from(self.source.sqs.is_some())
             + usize::from(self.source.storage_queue.is_some())
+            + usize::from(self.source.kafka.is_some())
             + usize::from(self.source.http.is_some())
             != 1
         {
-            return invalid("source: set exactly one of sqs, storageQueue and http");
+            return invalid("source: set exactly one of sqs, storageQueue, kafka and http");
+        }
+        let device = self.processor == ProcessorKind::Device;
+        if device != self.source.kafka.is_some() {
+            return invalid(
+                "processor device reads source.kafka, and source.kafka is read by processor device only",
+            );
+        }
+        if let Some(kafka) = &self.source.kafka {
+            kafka.validate().map_err(ConfigError::Invalid)?;
+            let Some(cosmos) = &self.sink.cosmos else {
+                return invalid("sink.cosmos is required by processor device");
+            };
+            cosmos.validate().map_err(ConfigError::Invalid)?;
+            if let Some(dead_letter) = &self.dead_letter {
+                if dead_letter.storage_account.is_none() {
+                    return invalid(
+                        "deadLetter.storageAccount is required with a kafka source (the dead letter is a Storage Queue)",
+                    );
+                }
+                if url::Url::parse(&dead_letter.queue_url).is_err() {
+                    return invalid("deadLetter.queueUrl must be a URL");
+                }
+            }
         }
         match (queue, &self.source.http, self.processor) {
             (false, Some(_), kind) if kind != ProcessorKind::OrderAck => {
@@ -392,7 +431,7 @@ mod tests {
         both.source.sqs = order_ack.source.sqs.clone();
         let error = both.validate().unwrap_err().to_string();
         assert!(
-            error.contains("exactly one of sqs, storageQueue and http"),
+            error.contains("exactly one of sqs, storageQueue, kafka and http"),
             "{error}"
         );
         let mut slow = config;

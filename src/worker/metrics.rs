@@ -39,6 +39,7 @@ struct Counters {
     rejected: AtomicU64,
     exhausted: AtomicU64,
     in_flight: AtomicU64,
+    sink_writes: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -80,6 +81,16 @@ impl WorkerMetrics {
             DeadLetterReason::Exhausted => &self.inner.exhausted,
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// A write to the sink was made (Cosmos DB upserts, so the writes per event can be measured).
+    pub fn sink_write(&self) {
+        self.inner.sink_writes.fetch_add(1, Relaxed);
+    }
+
+    /// Writes to the sink so far.
+    pub fn sink_writes_total(&self) -> u64 {
+        self.inner.sink_writes.load(Relaxed)
     }
 
     fn observe(&self, took: Duration) {
@@ -134,6 +145,12 @@ impl WorkerMetrics {
             "",
             c.failed.load(Relaxed),
         );
+        counter(
+            "tributary_worker_sink_writes_total",
+            "Writes made to the sink (Cosmos DB upserts of the device processor), retries included.",
+            "",
+            c.sink_writes.load(Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP tributary_worker_messages_dead_lettered_total Messages sent to the dead letter, by reason.\n# TYPE tributary_worker_messages_dead_lettered_total counter"
@@ -183,6 +200,7 @@ mod tests {
         metrics.failed(Duration::from_millis(30));
         metrics.dead_lettered(DeadLetterReason::Rejected);
         metrics.done();
+        metrics.sink_write();
         let text = metrics.render("shop/inventory", "inventory");
         let labels = "consumer=\"shop/inventory\",processor=\"inventory\"";
         for line in [
@@ -191,6 +209,7 @@ mod tests {
             format!("tributary_worker_messages_failed_total{{{labels}}} 1"),
             format!("tributary_worker_messages_dead_lettered_total{{{labels},reason=\"rejected\"}} 1"),
             format!("tributary_worker_messages_in_flight{{{labels}}} 2"),
+            format!("tributary_worker_sink_writes_total{{{labels}}} 1"),
             format!("tributary_worker_processing_duration_seconds_bucket{{{labels},le=\"0.0005\"}} 1"),
             format!("tributary_worker_processing_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2"),
             format!("tributary_worker_processing_duration_seconds_count{{{labels}}} 2"),

@@ -1,12 +1,14 @@
 //! The processor runtime behind `tributary worker`: it reads the configuration the Consumer reconciler
 //! renders ([`config`]), drains a queue with the [`runtime`] or serves the order REST endpoint
-//! ([`orders::ingress`]), runs one of the built-in processors ([`processor`], [`orders`]), and serves
+//! ([`orders::ingress`]) or reads device telemetry from a Kafka endpoint ([`devices`]), runs one of the
+//! built-in processors ([`processor`], [`orders`], [`devices`]), and serves
 //! `/metrics` and `/healthz` ([`endpoints`]); each message is processed in a span of its trace ([`trace`]).
 //!
 //! The runtime knows nothing of orders and the processors nothing of queues: a processor answers with
 //! an [`processor::Outcome`] and the runtime turns it into acknowledgements, retries and dead letters.
 
 pub mod config;
+pub mod devices;
 pub mod endpoints;
 pub mod message;
 pub mod metrics;
@@ -31,7 +33,12 @@ use self::{
 };
 use crate::cloud::{
     aws::{OrderTable, SnsPublisher, SqsWorkQueue},
-    azure::{storage_queues::Account, work_queue::StorageWorkQueue},
+    azure::{
+        cosmos::{ContainerAddress, CosmosContainer},
+        kafka::KafkaEndpoint,
+        storage_queues::Account,
+        work_queue::StorageWorkQueue,
+    },
     work_queue::WorkQueue,
 };
 
@@ -88,6 +95,10 @@ pub async fn run(
         return Ok(());
     }
 
+    if let Some(kafka) = &config.source.kafka {
+        return run_devices(&config, kafka, metrics, listener, shutdown).await;
+    }
+
     let (queue, settings) = if let Some(storage) = &config.source.storage_queue {
         let key = std::env::var("AZURE_STORAGE_KEY")
             .context("source.storageQueue: the storage account key must be in AZURE_STORAGE_KEY")?;
@@ -139,6 +150,108 @@ pub async fn run(
     }
 }
 
+/// The device processor: the stream, Cosmos DB and the dead letter, with the secrets from the
+/// environment.
+async fn run_devices<S: Future<Output = ()> + Send + 'static>(
+    config: &WorkerConfig,
+    kafka: &config::KafkaSource,
+    metrics: WorkerMetrics,
+    listener: tokio::net::TcpListener,
+    shutdown: Shared<S>,
+) -> anyhow::Result<()> {
+    let env =
+        |name: &str, what: &str| std::env::var(name).with_context(|| format!("{what} must be in {name}"));
+    let password = if kafka.security_protocol == "SASL_SSL" {
+        env(
+            "KAFKA_SASL_PASSWORD",
+            "source.kafka: the Event Hubs connection string",
+        )?
+    } else {
+        String::new()
+    };
+    let endpoint = KafkaEndpoint {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        security_protocol: kafka.security_protocol.clone(),
+        username: kafka.username.clone(),
+        password,
+        ca_file: kafka.ca_file.clone(),
+    };
+    let sink = config
+        .sink
+        .cosmos
+        .as_ref()
+        .context("processor device needs sink.cosmos")?;
+    let address = ContainerAddress {
+        endpoint: sink.endpoint.clone(),
+        key: env("AZURE_COSMOS_KEY", "sink.cosmos: the Cosmos DB account key")?,
+        database: sink.database.clone(),
+        container: sink.container.clone(),
+        partition_key_path: sink.partition_key_path.clone(),
+        preferred_region: sink.preferred_region.clone(),
+    };
+    let dead_letter = match &config.dead_letter {
+        Some(target) => {
+            let account = Account {
+                name: target
+                    .storage_account
+                    .clone()
+                    .context("deadLetter.storageAccount is required with a kafka source")?,
+                key: env("AZURE_STORAGE_KEY", "deadLetter: the storage account key")?,
+            };
+            let url = url::Url::parse(&target.queue_url).context("deadLetter.queueUrl is not a URL")?;
+            // Only its dead-letter side is used: the queue it would drain is the dead letter itself.
+            Some(StorageWorkQueue::signed(
+                url.clone(),
+                Some(url),
+                &account,
+                Duration::from_secs(30),
+            ))
+        }
+        None => None,
+    };
+    let container = CosmosContainer::open(&address, sink.create_if_missing)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the Cosmos DB container {}/{}",
+                sink.database, sink.container
+            )
+        })?;
+    let consumer = config.consumer.to_string();
+    let state = endpoints::State {
+        metrics: metrics.clone(),
+        consumer: consumer.clone(),
+        processor: "device",
+    };
+    let server = tokio::spawn(endpoints::serve(listener, state, shutdown.clone()));
+    tracing::info!(%consumer, topic = %kafka.topic, group = %kafka.consumer_group, "device processor started");
+    let processor = devices::stream::DeviceProcessor {
+        consumer: consumer.clone(),
+        container,
+        partition_key_path: sink.partition_key_path.clone(),
+        dead_letter,
+        retry: config.retry.clone(),
+        metrics: metrics.clone(),
+    };
+    let result = devices::stream::run(
+        kafka,
+        &endpoint,
+        processor,
+        shutdown,
+        Duration::from_secs(config.drain_seconds),
+    )
+    .await;
+    tracing::info!(
+        %consumer,
+        processed = metrics.processed_total(),
+        dead_lettered = metrics.dead_lettered_total(),
+        writes = metrics.sink_writes_total(),
+        "device processor stopped"
+    );
+    server.abort();
+    result
+}
+
 /// The queue a worker drains.
 enum Queue {
     Sqs(SqsWorkQueue),
@@ -186,6 +299,7 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
             ProcessorKind::Inventory => self.run(queue, Inventory::new(table()?, publisher)).await,
             ProcessorKind::Shipment => self.run(queue, Shipment::new(table()?, publisher)).await,
             ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
+            ProcessorKind::Device => anyhow::bail!("processor device reads a stream: it needs source.kafka"),
             ProcessorKind::Custom => {
                 anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
             }

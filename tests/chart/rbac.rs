@@ -23,23 +23,26 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 16] = [
+const CONTROLLER: [(&str, &[&str]); 19] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
     ("subscriptions.tributary.dev", &["list", "patch", "watch"]),
     ("consumers.tributary.dev", &["list", "patch", "watch"]),
+    ("devicestreams.tributary.dev", &["list", "patch", "watch"]),
     ("topics.tributary.dev/status", &["patch"]),
     ("queues.tributary.dev/status", &["patch"]),
     ("deadletters.tributary.dev/status", &["patch"]),
     ("subscriptions.tributary.dev/status", &["patch"]),
     ("consumers.tributary.dev/status", &["patch"]),
+    ("devicestreams.tributary.dev/status", &["patch"]),
     ("consumers.tributary.dev/finalizers", &["update"]),
+    ("devicestreams.tributary.dev/finalizers", &["update"]),
     ("configmaps", &["create", "patch"]),
     ("serviceaccounts", &["create", "patch"]),
     ("services", &["create", "patch"]),
     ("deployments.apps", &["create", "patch"]),
-    ("secrets", &["get"]),
+    ("secrets", &["create", "get", "patch"]),
 ];
 
 /// Where the controller writes Events; in the release namespace it also holds its Lease.

@@ -8,6 +8,8 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 
+#[path = "../../testbed/arm-fake/fake.rs"]
+pub mod arm_fake;
 pub mod collector;
 pub mod tools;
 
@@ -251,6 +253,58 @@ pub async fn azure_drain(
     }
 }
 
+/// The ARM fake on a free port, its hubs on the test bed's broker.
+pub async fn arm_fake() -> arm_fake::ArmFake {
+    arm_fake::ArmFake::start(
+        "127.0.0.1:0",
+        arm_fake::Broker {
+            bootstrap: var("KAFKA_BOOTSTRAP"),
+            username: var("KAFKA_SASL_USERNAME"),
+            password: var("KAFKA_SASL_PASSWORD"),
+            ca_file: var("KAFKA_CA_FILE"),
+        },
+    )
+    .await
+}
+
+/// Event Hubs through the ARM fake `fake` (subscription and resource group as the controller's
+/// defaults), the broker as the Kafka endpoint.
+pub fn event_hubs_config(
+    fake: &arm_fake::ArmFake,
+    subscription: &str,
+    resource_group: &str,
+) -> tributary::controller::device_stream::EventHubsConfig {
+    use tributary::cloud::azure::{arm::Arm, event_hubs::EventHubs};
+    tributary::controller::device_stream::EventHubsConfig {
+        hubs: EventHubs::new(Arm::new(
+            &fake.base,
+            std::sync::Arc::new(arm_fake::FakeCredential),
+            Duration::from_secs(10),
+        )),
+        subscription: Some(subscription.to_owned()),
+        resource_group: Some(resource_group.to_owned()),
+        kafka_endpoint: Some(var("KAFKA_BOOTSTRAP")),
+        kafka_ca_file: Some(var("KAFKA_CA_FILE")),
+    }
+}
+
+/// A counter or gauge of a worker's `/metrics` on 127.0.0.1:`port`, summed over its label sets.
+pub async fn metric(port: u16, name: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// A TCP port free on 127.0.0.1 at the time of asking, for a server a test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -402,6 +456,16 @@ pub async fn start_controller(
     namespace: &str,
     aws: &aws_config::SdkConfig,
 ) -> RunningController {
+    start_controller_with(client, namespace, aws, None).await
+}
+
+/// [`start_controller`] with Event Hubs managed through `event_hubs` (the ARM fake).
+pub async fn start_controller_with(
+    client: &kube::Client,
+    namespace: &str,
+    aws: &aws_config::SdkConfig,
+    event_hubs: Option<tributary::controller::device_stream::EventHubsConfig>,
+) -> RunningController {
     use tributary::{
         cloud::aws::AwsCloud,
         controller::{Config, Context, run},
@@ -421,6 +485,7 @@ pub async fn start_controller(
         storage: tributary::cloud::azure::storage_queues::StorageQueues::new(Some(
             azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
         )),
+        event_hubs,
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),

@@ -1,8 +1,13 @@
-//! Azure: credentials and request signing shared by the Storage Queue, Cosmos DB and Event Hubs clients,
-//! and the storage queue a worker drains.
+//! Azure: Storage Queues (signed with the account key) and the queue a worker drains, the Cosmos DB
+//! container the device processor writes, and the Event Hubs Kafka endpoint it reads.
 
+pub mod arm;
+pub mod cosmos;
+pub mod credential;
 pub mod envelope;
 pub mod error;
+pub mod event_hubs;
+pub mod kafka;
 pub mod storage_queues;
 pub mod storage_sas;
 pub mod work_queue;

@@ -1,4 +1,4 @@
-//! The Consumer reconciler: validate → resolve the references from the watch caches (no network) →
+//! The Consumer reconciler (the CEL rules are its validation): resolve the references from the watch caches (no network) →
 //! build the worker configuration and the objects that run it ([`render`], pure) → apply: ensure the
 //! Order table, read the backlog, decide the replicas ([`scaling`], pure), server-side apply the
 //! ConfigMap, ServiceAccount, Deployment and Service → status (ready workers, backlog, last scaling
@@ -7,6 +7,7 @@
 //! A Consumer owns only Kubernetes objects, which carry owner references: deleting it lets the garbage
 //! collector remove them, so it has no finalizer. The Order table is the pipeline's data and stays.
 
+pub mod device;
 pub mod render;
 pub mod scaling;
 
@@ -37,16 +38,7 @@ use crate::api::{
 /// The Event reason of a replica change.
 pub const SCALED: &str = "Scaled";
 
-/// The validate step, pure: what this controller cannot run yet.
-pub fn validate(consumer: &Consumer) -> Result<(), String> {
-    if consumer.spec.processor == Some(Processor::Device) || consumer.spec.source.device_stream_ref.is_some()
-    {
-        return Err("DeviceStream consumers and the device processor need the Azure provider".to_owned());
-    }
-    Ok(())
-}
-
-fn not_ready(consumer: &Consumer, message: String) -> Error {
+pub(crate) fn not_ready(consumer: &Consumer, message: String) -> Error {
     Error::DependencyNotReady {
         object: describe(consumer),
         message,
@@ -113,9 +105,10 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, 
             })?;
         resolved.topic_arn = Some(arn);
     }
-    if consumer.spec.processor.is_some() {
+    if consumer.spec.processor.is_some() && consumer.spec.processor != Some(Processor::Device) {
         resolved.table = Some(render::table_name(consumer));
     }
+    device::resolve(consumer, stores, &mut resolved)?;
     Ok(resolved)
 }
 
@@ -124,19 +117,6 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
     let _timer = ctx.metrics.reconcile_started("Consumer");
     if consumer.meta().deletion_timestamp.is_some() {
         // The garbage collector removes the children (owner references).
-        return Ok(Action::await_change());
-    }
-    if let Err(message) = validate(&consumer) {
-        let desired = status::provider_not_implemented(Provider::Azure)
-            .into_iter()
-            .map(|mut d| {
-                d.message = message.clone();
-                d
-            })
-            .collect::<Vec<_>>();
-        let status =
-            status::with_conditions(&*consumer, consumer.status.clone().unwrap_or_default(), &desired);
-        status::write(&ctx.client, &*consumer, &status).await?;
         return Ok(Action::await_change());
     }
     match apply(&consumer, &ctx).await {
@@ -172,27 +152,35 @@ async fn apply<C: Cloud>(
 ) -> Result<(ConsumerStatus, String, Duration), Error> {
     let object = describe(consumer);
     let err = |source| Error::cloud(&object, source);
-    let resolved = resolve(consumer, &ctx.stores)?;
+    let mut resolved = resolve(consumer, &ctx.stores)?;
+    resolved.kafka_ca_file = ctx
+        .config
+        .event_hubs
+        .as_ref()
+        .and_then(|e| e.kafka_ca_file.clone());
     if let Some(table) = &resolved.table {
         ctx.cloud.ensure_table(table).await.map_err(err)?;
     }
-    let backlog = match &resolved.queue {
-        Some((url, _)) => {
+    let backlog = match (&resolved.queue, &resolved.stream) {
+        (Some((url, _)), _) => {
             let stats = ctx.cloud.queue_stats(url).await.map_err(err)?;
             Some(stats.visible + stats.in_flight)
         }
-        None => None,
+        (None, Some(stream)) => Some(device::lag(ctx, consumer, stream).await?),
+        (None, None) => None,
     };
+    let bounds = device::bounds(&consumer.spec.scaling, resolved.stream.as_ref());
     let previous = consumer.status.as_ref().and_then(|s| s.last_scale.clone());
     let (now_text, now_seconds) = now();
     let current = previous.as_ref().map_or(0, |d| d.to);
     let since = previous
         .as_ref()
         .and_then(|d| seconds_since(&d.time, now_seconds));
-    let scale = scaling::decide(&consumer.spec.scaling, backlog, current, since, &now_text);
+    let scale = scaling::decide(&bounds, backlog, current, since, &now_text);
 
     let config = render::worker_config(consumer, &resolved);
-    let children = render::children(consumer, &config, &ctx.config.worker, scale.replicas);
+    let children = render::children(consumer, &config, &ctx.config.worker, scale.replicas)
+        .with_secret_env(&resolved.secret_env);
     let namespace = consumer.namespace().unwrap_or_default();
     apply_child(ctx, &object, &namespace, &children.config_map).await?;
     apply_child(ctx, &object, &namespace, &children.service_account).await?;
@@ -233,7 +221,12 @@ async fn apply<C: Cloud>(
 }
 
 /// Server-side apply of one child (forced: the controller owns these objects).
-async fn apply_child<C, K>(ctx: &Context<C>, object: &str, namespace: &str, child: &K) -> Result<K, Error>
+pub(crate) async fn apply_child<C, K>(
+    ctx: &Context<C>,
+    object: &str,
+    namespace: &str,
+    child: &K,
+) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -317,6 +310,16 @@ pub fn source_queue(consumer: &Consumer) -> Option<&str> {
 /// The DeadLetter of a Consumer.
 pub fn dead_letter(consumer: &Consumer) -> Option<&str> {
     consumer.spec.dead_letter_ref.as_ref().map(|r| r.name.as_str())
+}
+
+/// The source DeviceStream of a Consumer.
+pub fn source_stream(consumer: &Consumer) -> Option<&str> {
+    consumer
+        .spec
+        .source
+        .device_stream_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
 }
 
 /// The sink Topic of a Consumer.

@@ -11,9 +11,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, EnvVar,
-            HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SeccompProfile, SecretEnvSource, SecurityContext, Service, ServiceAccount, ServicePort,
-            ServiceSpec, Volume, VolumeMount,
+            EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext,
+            Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::{
     api::{Consumer, consumer::Processor},
     worker::config::{
-        ConsumerName, DeadLetterTarget, FILE_NAME, HttpSource, ProcessorKind, Retry, Sink, Source, SqsSource,
-        WorkerConfig,
+        ConsumerName, DeadLetterTarget, FILE_NAME, HttpSource, KafkaSource, ProcessorKind, Retry, Sink,
+        Source, SqsSource, WorkerConfig,
     },
 };
 
@@ -70,6 +70,16 @@ pub struct Resolved {
     pub topic_arn: Option<String>,
     /// The Order table.
     pub table: Option<String>,
+    /// The DeviceStream source.
+    pub stream: Option<super::device::StreamSource>,
+    /// The Cosmos DB sink of the device processor.
+    pub cosmos: Option<crate::worker::config::CosmosSink>,
+    /// The storage account of a Storage Queue dead letter.
+    pub dead_letter_account: Option<String>,
+    /// Environment from Secrets: variable, Secret, key (connection strings and account keys).
+    pub secret_env: Vec<(String, String, String)>,
+    /// The CA bundle of the Kafka endpoint, when it is not the system's (an emulator's).
+    pub kafka_ca_file: Option<String>,
 }
 
 /// The Order table of a Consumer: `spec.sink.table`, else `<namespace>-orders`.
@@ -93,8 +103,8 @@ fn processor_kind(consumer: &Consumer) -> ProcessorKind {
         Some(Processor::Notification) => ProcessorKind::Notification,
         Some(Processor::Inventory) => ProcessorKind::Inventory,
         Some(Processor::Shipment) => ProcessorKind::Shipment,
-        // The device processor comes with the Azure provider; the reconciler stops before this.
-        Some(Processor::Device) | None => ProcessorKind::Custom,
+        Some(Processor::Device) => ProcessorKind::Device,
+        None => ProcessorKind::Custom,
     }
 }
 
@@ -116,6 +126,17 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 wait_time_seconds: 20,
             }),
             storage_queue: None,
+            kafka: resolved.stream.as_ref().map(|stream| KafkaSource {
+                bootstrap_servers: stream.bootstrap.clone(),
+                topic: stream.topic.clone(),
+                consumer_group: stream.group.clone(),
+                security_protocol: "SASL_SSL".to_owned(),
+                username: crate::cloud::azure::kafka::EVENT_HUBS_USERNAME.to_owned(),
+                ca_file: resolved.kafka_ca_file.clone(),
+                session_timeout_seconds: 30,
+                max_batch: 500,
+                writers: 32,
+            }),
             http: consumer.spec.source.http.as_ref().map(|http| HttpSource {
                 listen: std::net::SocketAddr::from(([0, 0, 0, 0], u16::try_from(http.port).unwrap_or(8080))),
             }),
@@ -123,6 +144,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
         sink: Sink {
             table: resolved.table.clone(),
             topic_arn: resolved.topic_arn.clone(),
+            cosmos: resolved.cosmos.clone(),
         },
         retry: Retry {
             max_attempts: positive(retry.max_attempts),
@@ -132,7 +154,10 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
         dead_letter: resolved
             .dead_letter_url
             .clone()
-            .map(|queue_url| DeadLetterTarget { queue_url }),
+            .map(|queue_url| DeadLetterTarget {
+                queue_url,
+                storage_account: resolved.dead_letter_account.clone(),
+            }),
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: DRAIN_SECONDS,
     }
@@ -149,6 +174,37 @@ pub struct Children {
     pub deployment: Deployment,
     /// The HTTP source's Service.
     pub service: Option<Service>,
+}
+
+impl Children {
+    /// Adds environment variables read from Secrets (variable, Secret, key) to the worker container:
+    /// connection strings and account keys stay in their Secrets, out of the ConfigMap.
+    pub fn with_secret_env(mut self, secret_env: &[(String, String, String)]) -> Self {
+        let containers = self
+            .deployment
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .map(|pod| &mut pod.containers);
+        for container in containers.into_iter().flatten() {
+            let env = container.env.get_or_insert_with(Vec::new);
+            for (name, secret, key) in secret_env {
+                env.push(EnvVar {
+                    name: name.clone(),
+                    value: None,
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.clone(),
+                            optional: Some(false),
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                });
+            }
+        }
+        self
+    }
 }
 
 fn owner(consumer: &Consumer) -> Option<OwnerReference> {

@@ -34,6 +34,7 @@ fn resolved() -> Resolved {
         dead_letter_url: Some("http://sqs/dlq".into()),
         topic_arn: None,
         table: Some("shop-orders".into()),
+        ..Resolved::default()
     }
 }
 
@@ -198,5 +199,68 @@ fn workers_get_the_chart_configured_identity_and_secret() {
         plain.deployment.spec.unwrap().template.spec.unwrap().containers[0]
             .env_from
             .is_none()
+    );
+}
+
+#[test]
+fn a_device_consumer_reads_its_stream_and_gets_its_secrets_from_the_environment() {
+    let device = consumer(ConsumerSpec {
+        processor: Some(Processor::Device),
+        ..ConsumerSpec::default()
+    });
+    let resolved = Resolved {
+        dead_letter_url: Some("http://127.0.0.1:1/acct/dlq".into()),
+        stream: Some(crate::controller::consumer::device::StreamSource {
+            bootstrap: "ns.servicebus.windows.net:9093".into(),
+            topic: "shop-telemetry".into(),
+            group: "$Default".into(),
+            secret: "telemetry-eventhub".into(),
+            partitions: 4,
+        }),
+        cosmos: Some(crate::worker::config::CosmosSink {
+            endpoint: "https://acct.documents.azure.com:443/".into(),
+            database: "plant".into(),
+            container: "readings".into(),
+            partition_key_path: "/deviceId".into(),
+            create_if_missing: true,
+            preferred_region: "East US".into(),
+        }),
+        dead_letter_account: Some("acct".into()),
+        secret_env: vec![(
+            "KAFKA_SASL_PASSWORD".into(),
+            "telemetry-eventhub".into(),
+            "connectionString".into(),
+        )],
+        ..Resolved::default()
+    };
+    let config = worker_config(&device, &resolved);
+    config.validate().unwrap();
+    assert_eq!(config.processor, ProcessorKind::Device);
+    let kafka = config.source.kafka.as_ref().unwrap();
+    assert_eq!(
+        (kafka.topic.as_str(), kafka.consumer_group.as_str()),
+        ("shop-telemetry", "$Default")
+    );
+    assert_eq!(
+        config.dead_letter.as_ref().unwrap().storage_account.as_deref(),
+        Some("acct")
+    );
+    let text = serde_yaml_ng::to_string(&config).unwrap();
+    assert!(!text.contains("connectionString"), "no secret in the ConfigMap");
+    let children =
+        children(&device, &config, &WorkerSettings::default(), 1).with_secret_env(&resolved.secret_env);
+    let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let password = env.iter().find(|e| e.name == "KAFKA_SASL_PASSWORD").unwrap();
+    let from = password
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("telemetry-eventhub", "connectionString")
     );
 }

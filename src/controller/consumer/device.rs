@@ -1,0 +1,194 @@
+//! Consumers of a DeviceStream (the device processor). resolve, from the watch caches: the stream's
+//! Kafka endpoint, hub, partitions and connection Secret, the consumer group (it must exist on the
+//! stream), the Cosmos DB sink and its key, and the dead letter's storage account and key; the secrets
+//! reach the workers as environment from their Secrets, never through the ConfigMap. apply: the group's
+//! lag, the backlog the replicas are scaled on (capped at the partition count).
+
+use kube::ResourceExt;
+
+use super::{not_ready, render::Resolved};
+use crate::{
+    api::{
+        Consumer, DeadLetter, DeviceStream,
+        common::{Provider, SecretKeyRef},
+        consumer::Scaling,
+    },
+    cloud::azure::kafka::{self, KafkaEndpoint},
+    controller::{Context, device_stream, error::Error, secrets, status::describe, watch},
+    worker::config::CosmosSink,
+};
+
+/// The stream a device Consumer reads, resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamSource {
+    /// Kafka bootstrap endpoint.
+    pub bootstrap: String,
+    /// The hub: the Kafka topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// The DeviceStream's connection Secret.
+    pub secret: String,
+    /// Partitions: the most replicas that can read at once.
+    pub partitions: i32,
+}
+
+/// The replica bounds of a Consumer: a stream's readers are capped at its partitions, since more than
+/// one reader per partition in a group would sit idle.
+pub fn bounds(scaling: &Scaling, stream: Option<&StreamSource>) -> Scaling {
+    let mut bounds = scaling.clone();
+    if let Some(stream) = stream {
+        bounds.max_replicas = bounds.max_replicas.min(stream.partitions.max(1));
+        bounds.min_replicas = bounds.min_replicas.min(bounds.max_replicas);
+    }
+    bounds
+}
+
+/// Fills `resolved` with what a DeviceStream source needs, or says which reference is not ready.
+pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resolved) -> Result<(), Error> {
+    let Some(source) = &consumer.spec.source.device_stream_ref else {
+        return Ok(());
+    };
+    let namespace = consumer.namespace().unwrap_or_default();
+    let stream = watch::get::<DeviceStream>(&stores.device_streams, &namespace, &source.name);
+    let message = || {
+        format!(
+            "spec.source.deviceStreamRef: DeviceStream {} does not exist or is not ready yet",
+            source.name
+        )
+    };
+    let stream = stream.ok_or_else(|| not_ready(consumer, message()))?;
+    let status = stream
+        .status
+        .as_ref()
+        .ok_or_else(|| not_ready(consumer, message()))?;
+    let (Some(bootstrap), Some(secret), Some(partitions), Some(azure)) = (
+        status.kafka_endpoint.clone(),
+        status.connection_secret_name.clone(),
+        status.partitions,
+        stream.spec.azure.as_ref(),
+    ) else {
+        return Err(not_ready(consumer, message()));
+    };
+    if source.consumer_group != "$Default" && !azure.consumer_groups.contains(&source.consumer_group) {
+        return Err(not_ready(
+            consumer,
+            format!(
+                "spec.source.deviceStreamRef.consumerGroup: {} is not a consumer group of DeviceStream {} \
+                 (add it to its spec.azure.consumerGroups)",
+                source.consumer_group, source.name
+            ),
+        ));
+    }
+    resolved.stream = Some(StreamSource {
+        bootstrap,
+        topic: device_stream::hub_name(&namespace, &stream.name_any(), azure),
+        group: source.consumer_group.clone(),
+        secret: secret.clone(),
+        partitions,
+    });
+    resolved
+        .secret_env
+        .push(("KAFKA_SASL_PASSWORD".into(), secret, "connectionString".into()));
+
+    if let Some(cosmos) = consumer.spec.sink.as_ref().and_then(|s| s.cosmos.as_ref()) {
+        let key = cosmos.key_secret_ref.as_ref().ok_or_else(|| Error::InvalidSpec {
+            object: describe(consumer),
+            message:
+                "spec.sink.cosmos.keySecretRef is required: workers write Cosmos DB with the account key \
+                      (their Azure identity is not used for it yet)"
+                    .to_owned(),
+        })?;
+        resolved.cosmos = Some(CosmosSink {
+            endpoint: cosmos.endpoint.clone(),
+            database: cosmos.database.clone(),
+            container: cosmos.container.clone(),
+            partition_key_path: cosmos.partition_key_path.clone(),
+            create_if_missing: cosmos.create_if_missing,
+            preferred_region: "East US".to_owned(),
+        });
+        resolved
+            .secret_env
+            .push(("AZURE_COSMOS_KEY".into(), key.name.clone(), key.key.clone()));
+    }
+
+    if let Some(dead_letter_ref) = &consumer.spec.dead_letter_ref {
+        let dead_letter = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_ref.name);
+        let location = dead_letter
+            .as_ref()
+            .filter(|d| d.spec.provider == Provider::Azure)
+            .and_then(|d| d.spec.azure.clone())
+            .ok_or_else(|| Error::InvalidSpec {
+                object: describe(consumer),
+                message: format!(
+                    "spec.deadLetterRef: the device processor dead-letters to a Storage Queue, so DeadLetter {} \
+                     must be on azure",
+                    dead_letter_ref.name
+                ),
+            })?;
+        let key = location.account_key_secret_ref.clone().ok_or_else(|| {
+            not_ready(
+                consumer,
+                format!("DeadLetter {} has no accountKeySecretRef", dead_letter_ref.name),
+            )
+        })?;
+        resolved.dead_letter_account = Some(location.storage_account.clone());
+        resolved
+            .secret_env
+            .push(("AZURE_STORAGE_KEY".into(), key.name, key.key));
+    }
+    Ok(())
+}
+
+/// The group's lag on the stream: the connection string from the stream's Secret, the offsets from the
+/// broker (blocking calls, off the async threads).
+pub async fn lag<C>(ctx: &Context<C>, consumer: &Consumer, source: &StreamSource) -> Result<i64, Error> {
+    let object = describe(consumer);
+    let namespace = consumer.namespace().unwrap_or_default();
+    let key_ref = SecretKeyRef {
+        name: source.secret.clone(),
+        key: "connectionString".to_owned(),
+    };
+    let field = "spec.source.deviceStreamRef (the DeviceStream's connection Secret)";
+    let password = secrets::read_key(&ctx.client, &namespace, &object, field, &key_ref).await?;
+    let endpoint = KafkaEndpoint {
+        bootstrap_servers: source.bootstrap.clone(),
+        security_protocol: "SASL_SSL".to_owned(),
+        username: kafka::EVENT_HUBS_USERNAME.to_owned(),
+        password,
+        ca_file: ctx
+            .config
+            .event_hubs
+            .as_ref()
+            .and_then(|e| e.kafka_ca_file.clone()),
+    };
+    let (topic, group) = (source.topic.clone(), source.group.clone());
+    let lag = tokio::task::spawn_blocking(move || {
+        kafka::lag(&endpoint, &topic, &group, std::time::Duration::from_secs(10))
+    })
+    .await
+    .map_err(|e| not_ready(consumer, format!("reading the consumer lag stopped: {e}")))?
+    .map_err(|e| Error::cloud(&object, e))?;
+    Ok(lag.total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_readers_are_capped_at_the_partitions() {
+        let scaling = Scaling {
+            min_replicas: 6,
+            max_replicas: 20,
+            ..Scaling::default()
+        };
+        let stream = StreamSource {
+            partitions: 4,
+            ..StreamSource::default()
+        };
+        let capped = bounds(&scaling, Some(&stream));
+        assert_eq!((capped.min_replicas, capped.max_replicas), (4, 4));
+        assert_eq!(bounds(&scaling, None), scaling, "a queue source keeps its bounds");
+    }
+}

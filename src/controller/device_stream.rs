@@ -1,0 +1,435 @@
+//! DeviceStream: an Event Hub, through Azure Resource Manager. validate: the `azure` block and where the
+//! hub lives (the spec's subscription and group, or the controller's defaults) → build: the hub's
+//! settings and its ownership mark → apply: the namespace (created on request; a namespace still
+//! provisioning is looked at again soon), the hub (created, adopted or refused; partitions and retention
+//! corrected when they drift), the consumer groups, and a Listen rule whose connection string goes into
+//! the Secret `<name>-eventhub` that Consumers read → status: Kafka endpoint, partitions, Secret name.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use kube::{Resource, ResourceExt};
+
+use super::{
+    Cloud, Context,
+    consumer::apply_child,
+    error::Error,
+    events::{self, reasons},
+    finalize::{Applied, Reconciler},
+    ownership::{Ownership, ownership, ownership_tags},
+    status::{Kind as _, describe},
+};
+use crate::{
+    api::{
+        common::{DeletionPolicy, Provider, Tags},
+        device_stream::{DeviceStream, DeviceStreamAzure, DeviceStreamStatus},
+    },
+    cloud::azure::{
+        arm::Provisioned,
+        event_hubs::{EventHubs, HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+    },
+};
+
+/// The controller's Event Hubs access: Resource Manager and the defaults of the spec's optional fields.
+#[derive(Clone, Debug)]
+pub struct EventHubsConfig {
+    /// The management calls.
+    pub hubs: EventHubs,
+    /// Subscription used when `spec.azure.subscriptionId` is not set.
+    pub subscription: Option<String>,
+    /// Resource group used when `spec.azure.resourceGroup` is not set.
+    pub resource_group: Option<String>,
+    /// The Kafka endpoint written to status and the Secret instead of `<namespace>.servicebus.windows.net:9093`
+    /// (for an emulator).
+    pub kafka_endpoint: Option<String>,
+    /// CA bundle for that endpoint when it is not in the system's trust store (an emulator's); the
+    /// controller reads consumer lag with it, and device workers are configured with the same path.
+    pub kafka_ca_file: Option<String>,
+}
+
+impl EventHubsConfig {
+    /// From the environment: the Azure identity (`cloud::azure::credential`), `AZURE_SUBSCRIPTION_ID` and
+    /// `TRIBUTARY_AZURE_RESOURCE_GROUP` (defaults for the spec), `AZURE_RESOURCE_MANAGER_ENDPOINT` (default the public
+    /// cloud) `TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT` and `TRIBUTARY_KAFKA_CA_FILE` (an emulator's Kafka endpoint and CA). `None`, with a
+    /// warning, when no credential can be set up and none was asked for by name: DeviceStreams then say
+    /// so in their Ready condition.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        use crate::cloud::azure::{arm, credential};
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let credential = match credential::from_env() {
+            Ok((kind, credential)) => {
+                tracing::info!(credential = ?kind, "Azure identity for Resource Manager");
+                credential
+            }
+            Err(error) if var("TRIBUTARY_AZURE_CREDENTIAL").is_none() => {
+                tracing::warn!(%error, "no Azure identity: DeviceStreams will not be reconciled");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let base = var("AZURE_RESOURCE_MANAGER_ENDPOINT").unwrap_or_else(|| arm::PUBLIC_CLOUD.to_owned());
+        url::Url::parse(&base)
+            .map_err(|e| format!("AZURE_RESOURCE_MANAGER_ENDPOINT={base:?} is not a URL: {e}"))?;
+        Ok(Some(Self {
+            hubs: EventHubs::new(arm::Arm::new(&base, credential, Duration::from_secs(20))),
+            subscription: var("AZURE_SUBSCRIPTION_ID"),
+            resource_group: var("TRIBUTARY_AZURE_RESOURCE_GROUP"),
+            kafka_endpoint: var("TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT"),
+            kafka_ca_file: var("TRIBUTARY_KAFKA_CA_FILE"),
+        }))
+    }
+}
+
+/// The name of the Secret with the connection information.
+pub fn secret_name(stream: &str) -> String {
+    format!("{stream}-eventhub")
+}
+
+/// The hub name: `spec.azure.hubName`, or `<namespace>-<name>`.
+pub fn hub_name(namespace: &str, name: &str, azure: &DeviceStreamAzure) -> String {
+    azure
+        .hub_name
+        .clone()
+        .unwrap_or_else(|| format!("{namespace}-{name}"))
+}
+
+/// The ownership mark kept in a hub's `userMetadata`: the ownership tags as JSON.
+pub fn mark(namespace: &str, name: &str) -> String {
+    serde_json::to_string(&ownership_tags(DeviceStream::KIND, namespace, name)).unwrap_or_default()
+}
+
+fn tags_of_mark(mark: Option<&str>) -> Tags {
+    mark.and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default()
+}
+
+/// The validate step: the `azure` block, the controller's access, and the hub's address.
+fn validate<'a>(
+    stream: &'a DeviceStream,
+    config: Option<&'a EventHubsConfig>,
+) -> Result<(&'a DeviceStreamAzure, &'a EventHubsConfig, HubAddress), Error> {
+    let object = describe(stream);
+    let invalid = |message: &str| Error::InvalidSpec {
+        object: object.clone(),
+        message: message.to_owned(),
+    };
+    let azure = stream
+        .spec
+        .azure
+        .as_ref()
+        .ok_or_else(|| invalid("spec.azure is required"))?;
+    let config = config.ok_or_else(|| Error::DependencyNotReady {
+        object: object.clone(),
+        message: "the controller has no Azure Resource Manager access configured \
+                  (AZURE_SUBSCRIPTION_ID and an Azure identity, see the README)"
+            .to_owned(),
+    })?;
+    let subscription = azure
+        .subscription_id
+        .clone()
+        .or_else(|| config.subscription.clone())
+        .ok_or_else(|| {
+            invalid("spec.azure.subscriptionId is required: the controller has no default subscription")
+        })?;
+    let resource_group = azure
+        .resource_group
+        .clone()
+        .or_else(|| config.resource_group.clone())
+        .ok_or_else(|| {
+            invalid("spec.azure.resourceGroup is required: the controller has no default resource group")
+        })?;
+    let address = HubAddress {
+        subscription,
+        resource_group,
+        namespace: azure.namespace.clone(),
+        hub: hub_name(&stream.namespace().unwrap_or_default(), &stream.name_any(), azure),
+    };
+    Ok((azure, config, address))
+}
+
+/// A resource still being provisioned: not ready, and looked at again soon (the dependency retry).
+fn provisioning(object: &str, what: String) -> Error {
+    Error::DependencyNotReady {
+        object: object.to_owned(),
+        message: format!("{what}: Resource Manager is still provisioning it"),
+    }
+}
+
+impl<C: Cloud> Reconciler<C> for DeviceStream {
+    fn supports(provider: Provider) -> bool {
+        provider == Provider::Azure
+    }
+
+    async fn apply(stream: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeviceStreamStatus>, Error> {
+        let object = describe(&*stream);
+        let err = |source| Error::cloud(&object, source);
+        let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref())?;
+        let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
+        let hubs = &config.hubs;
+
+        // The namespace.
+        match hubs.namespace_state(&address).await.map_err(err)? {
+            None if azure.create_namespace => {
+                let location = azure.location.as_deref().ok_or_else(|| Error::InvalidSpec {
+                    object: object.clone(),
+                    message: "spec.azure.location is required to create the namespace".to_owned(),
+                })?;
+                let tags = crate::controller::ownership::desired_tags(
+                    DeviceStream::KIND,
+                    &namespace,
+                    &name,
+                    &stream.spec.lifecycle.tags,
+                );
+                let created = hubs
+                    .create_namespace(&address, location, &tags)
+                    .await
+                    .map_err(err)?;
+                let note = format!("created Event Hubs namespace {} in {location}", address.namespace);
+                events::normal(&ctx.recorder, &*stream, reasons::CREATED, note).await;
+                if let Provisioned::Pending { state } = created {
+                    return Err(provisioning(
+                        &object,
+                        format!("namespace {} is {state}", address.namespace),
+                    ));
+                }
+            }
+            None => {
+                return Err(Error::DependencyNotReady {
+                    object,
+                    message: format!(
+                        "Event Hubs namespace {} does not exist in resource group {}; create it or set \
+                         spec.azure.createNamespace",
+                        address.namespace, address.resource_group
+                    ),
+                });
+            }
+            Some(state) if !matches!(state.as_str(), "Succeeded" | "Active") => {
+                return Err(provisioning(
+                    &object,
+                    format!("namespace {} is {state}", address.namespace),
+                ));
+            }
+            Some(_) => {}
+        }
+
+        // The hub.
+        let settings = HubSettings {
+            partitions: azure.partitions,
+            retention_hours: azure.retention_hours,
+            mark: mark(&namespace, &name),
+        };
+        let (recorder, owner, desired, at) = (&ctx.recorder, &*stream, &settings, &address);
+        let put = move |reason: &'static str, note: String| async move {
+            let done = hubs.put_hub(at, desired).await;
+            if done.is_ok() {
+                events::normal(recorder, owner, reason, note).await;
+            }
+            done
+        };
+        let provisioned = match hubs.hub(&address).await.map_err(err)? {
+            None => {
+                let note = format!(
+                    "created Event Hub {} with {} partitions",
+                    address.hub, settings.partitions
+                );
+                Some(put(reasons::CREATED, note).await.map_err(err)?)
+            }
+            Some(hub) => {
+                match ownership(
+                    &tags_of_mark(hub.mark.as_deref()),
+                    DeviceStream::KIND,
+                    &namespace,
+                    &name,
+                    stream.spec.lifecycle.adopt,
+                ) {
+                    Ownership::Foreign(who) => {
+                        return Err(Error::AlreadyExists {
+                            object,
+                            message: format!(
+                                "Event Hub {} exists and {who}; set spec.adopt: true to take it over",
+                                address.hub
+                            ),
+                        });
+                    }
+                    Ownership::Adopt => {
+                        check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
+                        let note = format!("adopted the existing Event Hub {}", address.hub);
+                        Some(put(reasons::ADOPTED, note).await.map_err(err)?)
+                    }
+                    Ownership::Ours => {
+                        check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
+                        let drifted = hub.partitions != settings.partitions
+                            || hub.retention_hours != Some(i64::from(settings.retention_hours));
+                        if drifted {
+                            let note = format!(
+                                "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
+                                address.hub,
+                                hub.partitions,
+                                hub.retention_hours,
+                                settings.partitions,
+                                settings.retention_hours
+                            );
+                            Some(put(reasons::DRIFT_CORRECTED, note).await.map_err(err)?)
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(Provisioned::Pending { state }) = provisioned {
+            return Err(provisioning(
+                &object,
+                format!("Event Hub {} is {state}", address.hub),
+            ));
+        }
+        let hub = hubs
+            .hub(&address)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| Error::DependencyNotReady {
+                object: object.clone(),
+                message: format!("Event Hub {} is not visible yet", address.hub),
+            })?;
+
+        // Consumer groups: the listed ones are created; others (made outside) are left alone.
+        let existing = hubs.consumer_groups(&address).await.map_err(err)?;
+        for group in azure.consumer_groups.iter().filter(|g| !existing.contains(g)) {
+            hubs.create_consumer_group(&address, group).await.map_err(err)?;
+            let note = format!("created consumer group {group} on Event Hub {}", address.hub);
+            events::normal(&ctx.recorder, &*stream, reasons::CREATED, note).await;
+        }
+
+        // The connection Secret.
+        let endpoint = config
+            .kafka_endpoint
+            .clone()
+            .unwrap_or_else(|| kafka_endpoint(&address.namespace));
+        let connection = hubs.listen_connection_string(&address).await.map_err(err)?;
+        let secret = connection_secret(&stream, &endpoint, &address.hub, &connection);
+        apply_child(&ctx, &object, &namespace, &secret).await?;
+
+        Ok(Applied {
+            status: DeviceStreamStatus {
+                kafka_endpoint: Some(endpoint),
+                partitions: Some(hub.partitions),
+                connection_secret_name: Some(secret_name(&name)),
+                ..DeviceStreamStatus::default()
+            },
+            message: format!("Event Hub {} with {} partitions", address.hub, hub.partitions),
+            requeue: None,
+        })
+    }
+
+    async fn cleanup(stream: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
+        if stream.spec.lifecycle.deletion_policy == DeletionPolicy::Retain {
+            let note = "deletionPolicy is Retain: the Event Hub is kept".to_owned();
+            events::normal(&ctx.recorder, &*stream, reasons::RETAINED, note).await;
+            return Ok(());
+        }
+        let object = describe(&*stream);
+        let err = |source| Error::cloud(&object, source);
+        let (_, config, address) = match validate(&stream, ctx.config.event_hubs.as_ref()) {
+            Ok(found) => found,
+            // Without access nothing can be deleted; the object must not hang in deletion for that.
+            Err(Error::InvalidSpec { .. } | Error::DependencyNotReady { .. }) => {
+                let note = "no Azure Resource Manager access: the Event Hub is left in place".to_owned();
+                events::warning(&ctx.recorder, &*stream, reasons::RETAINED, note).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
+        let Some(hub) = config.hubs.hub(&address).await.map_err(err)? else {
+            return Ok(());
+        };
+        let marks = tags_of_mark(hub.mark.as_deref());
+        if ownership(&marks, DeviceStream::KIND, &namespace, &name, false) != Ownership::Ours {
+            return Ok(());
+        }
+        if !config.hubs.delete_hub(&address).await.map_err(err)? {
+            return Err(Error::cloud(
+                &object,
+                crate::cloud::Error::Response {
+                    operation: crate::cloud::Operation::new("arm", "Delete", address.hub_id()),
+                    detail: "the deletion is still running".to_owned(),
+                },
+            ));
+        }
+        let note = format!("deleted Event Hub {}", address.hub);
+        events::normal(&ctx.recorder, &*stream, reasons::DELETED, note).await;
+        Ok(())
+    }
+}
+
+fn check_partitions(at: &HubAddress, have: i32, want: i32) -> Result<(), crate::cloud::Error> {
+    if have > want {
+        return Err(partitions_cannot_shrink(at, have, want));
+    }
+    Ok(())
+}
+
+/// The Secret Consumers read: `bootstrapServers`, `topic`, `saslUsername` and `connectionString` (the
+/// SASL password), owned by the DeviceStream.
+pub fn connection_secret(stream: &DeviceStream, endpoint: &str, hub: &str, connection: &str) -> Secret {
+    let data = [
+        ("bootstrapServers", endpoint),
+        ("topic", hub),
+        ("saslUsername", crate::cloud::azure::kafka::EVENT_HUBS_USERNAME),
+        ("connectionString", connection),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+    .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(&stream.name_any())),
+            namespace: stream.namespace(),
+            owner_references: stream.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some([("app.kubernetes.io/managed-by".to_owned(), "tributary".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mark_reads_back_as_ownership() {
+        let tags = tags_of_mark(Some(&mark("plant", "telemetry")));
+        assert_eq!(
+            ownership(&tags, "DeviceStream", "plant", "telemetry", false),
+            Ownership::Ours
+        );
+        assert_ne!(
+            ownership(&tags, "DeviceStream", "plant", "other", false),
+            Ownership::Ours
+        );
+        assert_eq!(tags_of_mark(Some("free text a user wrote")), Tags::new());
+    }
+
+    #[test]
+    fn the_secret_is_owned_and_holds_the_kafka_settings() {
+        let mut stream = DeviceStream::new("telemetry", Default::default());
+        stream.metadata.namespace = Some("plant".into());
+        stream.metadata.uid = Some("u-1".into());
+        let secret = connection_secret(
+            &stream,
+            "ns.servicebus.windows.net:9093",
+            "plant-telemetry",
+            "Endpoint=sb://x/",
+        );
+        assert_eq!(secret.metadata.name.as_deref(), Some("telemetry-eventhub"));
+        assert_eq!(secret.metadata.owner_references.unwrap()[0].uid, "u-1");
+        let data = secret.data.unwrap();
+        assert_eq!(data["bootstrapServers"].0, b"ns.servicebus.windows.net:9093");
+        assert_eq!(data["saslUsername"].0, b"$ConnectionString");
+        assert_eq!(data["connectionString"].0, b"Endpoint=sb://x/");
+    }
+}
