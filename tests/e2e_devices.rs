@@ -6,7 +6,10 @@
 //! ConfigMap the controller wrote, with the environment its Deployment takes from Secrets (what the
 //! kubelet would do), and read 10,000 device events (some malformed, some sent twice); one is killed
 //! (SIGKILL) mid-run. Afterwards every valid event is one document in cosmium, the malformed ones are in
-//! the dead letter with the field and rule that refused them, and the Consumer's status shows no lag.
+//! the dead letter with the field and rule that refused them, and the Consumer's status shows no lag. A
+//! redrive of the dead letter then sends each one back to the hub through the Kafka endpoint (the event as
+//! it came, with its key), where the survivor reads it again and, since it is still malformed,
+//! dead-letters it again, once.
 //! The figures it prints (events per second, lag recovery after the kill, Cosmos writes per event) come
 //! from this one run.
 #![allow(clippy::unwrap_used)]
@@ -41,6 +44,8 @@ use tributary::{
 const EVENTS: usize = 10_000;
 const DEVICES: usize = 40;
 const CONVERGE: Duration = Duration::from_secs(60);
+/// How long reading the dead letter hides its messages.
+const HIDE_SECONDS: i32 = 5;
 
 fn endpoint() -> KafkaEndpoint {
     KafkaEndpoint {
@@ -410,7 +415,9 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
 
     // Each malformed event is in the dead letter, unchanged, with its rule in the reason. One the killed
     // worker dead-lettered but did not commit is dead-lettered again by the survivor: at least once.
-    let dead = common::azure_drain(&dlq).await;
+    let dead = common::azure_read(&dlq, HIDE_SECONDS).await;
+    let read_at = Instant::now();
+    let dead_letters = dead.len();
     let mut by_body: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (body, attributes) in dead {
         let reason = attributes
@@ -439,6 +446,56 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
         );
     }
 
+    // A redrive sends each dead letter back to the hub it was read from (the event as it came, with its
+    // key), where the survivor reads it again: still malformed, so dead-lettered again with its rule.
+    tokio::time::sleep(Duration::from_secs(HIDE_SECONDS as u64).saturating_sub(read_at.elapsed())).await;
+    let dead_letters_api = common::tributary_api(&client, &ns, "DeadLetter");
+    let redrive = json!({"spec": {"redrive": {"id": "review-1", "maxMessagesPerSecond": 50}}});
+    let redrive_started = Instant::now();
+    dead_letters_api
+        .patch(
+            "devices-dlq",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&redrive),
+        )
+        .await
+        .unwrap();
+    let last = common::eventually("the redrive to the hub to finish", CONVERGE, || async {
+        let last = dead_letters_api.get("devices-dlq").await.ok()?.data["status"]["lastRedrive"].clone();
+        (last["id"] == "review-1" && last["state"] != "Running").then_some(last)
+    })
+    .await;
+    let redrive_seconds = redrive_started.elapsed().as_secs_f64();
+    assert_eq!(last["state"], "Completed", "{last}");
+    assert_eq!(last["moved"], dead_letters as i64, "{last}");
+    common::eventually("the redriven events read again", CONVERGE, || async {
+        (group_lag(&topic, group).await? == 0).then_some(())
+    })
+    .await;
+    let again = common::eventually("every redriven event dead-lettered again", CONVERGE, || async {
+        let again = common::azure_read(&dlq, 1).await;
+        (again.len() >= dead_letters).then_some(again)
+    })
+    .await;
+    assert_eq!(again.len(), dead_letters, "once each");
+    for (body, attributes) in &again {
+        let rule = malformed
+            .get(body)
+            .unwrap_or_else(|| panic!("not a malformed event: {body}"));
+        let reason: serde_json::Value =
+            serde_json::from_str(&attributes["tributary-dead-letter-reason"]).unwrap();
+        assert!(reason["reason"].as_str().unwrap().contains(rule), "{reason}");
+        assert_eq!(
+            reason["consumer"],
+            format!("{ns}/device-processor-1"),
+            "read again by the survivor"
+        );
+        assert!(
+            attributes["kafka-position"].starts_with(&format!("{topic}/")),
+            "{attributes:?}"
+        );
+    }
+
     let writes_after = common::metric(ports[1], "tributary_worker_sink_writes_total")
         .await
         .unwrap();
@@ -448,7 +505,8 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
     println!(
         "device pipeline: {} events ({} distinct valid, {} malformed) in {:.1} s = {:.0} events/s end to end; \
          lag back to 0 {:.1} s after the kill (session timeout 6 s); Cosmos writes per valid event ≥ {:.3} \
-         ({writes} writes seen; the killed worker's last ones are not)",
+         ({writes} writes seen; the killed worker's last ones are not); redrive of {dead_letters} dead letters \
+         back to the hub at 50/s took {redrive_seconds:.1} s",
         sends.len(),
         valid.len(),
         malformed.len(),

@@ -89,6 +89,7 @@ fn settings(visibility: u64, drain: u64) -> Settings {
             max_backoff_seconds: 2,
         },
         drain: Duration::from_secs(drain),
+        max_receive_count: None,
     }
 }
 

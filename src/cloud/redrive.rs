@@ -11,8 +11,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use super::{
     Result,
-    traits::{BatchFailure, QueueMessages, ReceivedMessage},
-    work_queue::dead_lettered_from,
+    traits::{BatchFailure, OutgoingMessage, QueueMessages, ReceivedMessage},
+    work_queue::{MAX_ATTRIBUTES, dead_lettered_from, reason_attribute},
 };
 
 /// Where redriven messages go.
@@ -50,6 +50,27 @@ impl Destination {
     }
 }
 
+/// The attribute a redriven copy carries: the id of the redrive that moved it.
+pub const REDRIVE_ATTRIBUTE: &str = "tributary-redrive";
+
+/// The redrive that moved `message` back before, if any.
+fn moved_by(message: &ReceivedMessage) -> Option<&str> {
+    message.attributes.get(REDRIVE_ATTRIBUTE)?.string_value.as_deref()
+}
+
+/// `message` marked as moved by `redrive`, if it has an attribute slot left (SQS allows 10).
+fn marked(mut message: OutgoingMessage, redrive: Option<&str>) -> OutgoingMessage {
+    if let Some(id) = redrive {
+        message.attributes.remove(REDRIVE_ATTRIBUTE);
+        if message.attributes.len() < MAX_ATTRIBUTES {
+            message
+                .attributes
+                .insert(REDRIVE_ATTRIBUTE.to_owned(), reason_attribute(id));
+        }
+    }
+    message
+}
+
 /// What one or more rounds of the fallback did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MoveTotals {
@@ -59,6 +80,8 @@ pub struct MoveTotals {
     pub moved: u64,
     /// Messages left in place because no destination was known for them.
     pub unroutable: u64,
+    /// Messages left in place because this redrive moved them already: they failed again and came back.
+    pub again: u64,
     /// Sends or deletes that failed (the message stays, or may be duplicated if only the delete failed).
     pub failed: Vec<BatchFailure>,
 }
@@ -68,17 +91,22 @@ impl MoveTotals {
         self.received += other.received;
         self.moved += other.moved;
         self.unroutable += other.unroutable;
+        self.again += other.again;
         self.failed.extend(other.failed);
     }
 }
 
 /// One round: receive up to 10 messages from `source_url`, copy them to their destination, delete the
 /// ones copied. `visibility_timeout_seconds` hides the received messages from other receivers meanwhile.
+/// With `redrive`, each copy carries [`REDRIVE_ATTRIBUTE`] with that id (when the message has an attribute
+/// slot left), and a message that already carries it is left in place: this redrive moved it before, and
+/// it failed again (the workers keep a message's attributes when they dead-letter it).
 pub async fn move_round<M: QueueMessages>(
     cloud: &M,
     source_url: &str,
     destination: &Destination,
     visibility_timeout_seconds: i32,
+    redrive: Option<&str>,
 ) -> Result<MoveTotals> {
     let messages = cloud
         .receive_messages(source_url, 10, visibility_timeout_seconds)
@@ -89,7 +117,12 @@ pub async fn move_round<M: QueueMessages>(
     };
     // Group by destination so each destination gets one batch.
     let mut batches: BTreeMap<&str, Vec<(String, &ReceivedMessage)>> = BTreeMap::new();
+    let mut again = Vec::new();
     for (index, message) in messages.iter().enumerate() {
+        if redrive.is_some() && moved_by(message) == redrive {
+            again.push((format!("m{index}"), message.receipt_handle.clone()));
+            continue;
+        }
         match destination.route(message) {
             Some(url) => batches
                 .entry(url)
@@ -98,8 +131,18 @@ pub async fn move_round<M: QueueMessages>(
             None => totals.unroutable += 1,
         }
     }
+    // Back in sight at once: they stay in the dead letter, for a later redrive or a look.
+    totals.again = again.len() as u64;
+    if !again.is_empty()
+        && let Err(error) = cloud.release_messages(source_url, &again).await
+    {
+        tracing::warn!(%error, "messages that came back could not be made visible again; they reappear later");
+    }
     for (url, entries) in batches {
-        let outgoing: Vec<_> = entries.iter().map(|(id, m)| m.to_outgoing(id.clone())).collect();
+        let outgoing: Vec<_> = entries
+            .iter()
+            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive))
+            .collect();
         let sent = cloud.send_messages(url, &outgoing).await?;
         totals.failed.extend(sent.failed);
         let receipts: Vec<(String, String)> = entries
@@ -118,20 +161,29 @@ pub async fn move_round<M: QueueMessages>(
 }
 
 /// Rounds of [`move_round`] until the dead-letter queue answers with no message, a round moves nothing
-/// (everything left failed or is unroutable), or `limit` messages were moved. `max_per_second` throttles
-/// between rounds, like the server-side task's `MaxNumberOfMessagesPerSecond`.
+/// (everything left failed, is unroutable or was moved by this `redrive` before), or `limit` messages were
+/// moved.
+/// `max_per_second` throttles between rounds, like the server-side task's `MaxNumberOfMessagesPerSecond`.
 pub async fn move_messages<M: QueueMessages>(
     cloud: &M,
     source_url: &str,
     destination: &Destination,
     limit: u64,
     max_per_second: Option<u32>,
+    redrive: Option<&str>,
 ) -> Result<MoveTotals> {
     // Long enough that a round finishes before its messages become visible again.
     const VISIBILITY_TIMEOUT_SECONDS: i32 = 60;
     let mut totals = MoveTotals::default();
     while totals.moved < limit {
-        let round = move_round(cloud, source_url, destination, VISIBILITY_TIMEOUT_SECONDS).await?;
+        let round = move_round(
+            cloud,
+            source_url,
+            destination,
+            VISIBILITY_TIMEOUT_SECONDS,
+            redrive,
+        )
+        .await?;
         let (received, moved) = (round.received, round.moved);
         totals.add(round);
         if received == 0 || moved == 0 {

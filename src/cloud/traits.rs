@@ -164,6 +164,13 @@ pub trait QueueMessages: Send + Sync {
         messages: &[OutgoingMessage],
     ) -> impl Future<Output = Result<BatchOutcome>> + Send;
 
+    /// Makes up to 10 received messages, given as (entry id, receipt handle), visible again at once.
+    fn release_messages(
+        &self,
+        url: &str,
+        receipts: &[(String, String)],
+    ) -> impl Future<Output = Result<BatchOutcome>> + Send;
+
     /// Deletes up to 10 received messages, given as (entry id, receipt handle).
     fn delete_messages(
         &self,

@@ -15,6 +15,7 @@ use super::{
     ownership::desired_tags,
     queue::{delete_queue, ensure_queue, sync_attributes},
     redrive::{self, Source},
+    redrive_azure,
     status::{describe, was_synced},
     storage_queue, watch,
 };
@@ -74,19 +75,22 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
     async fn apply(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeadLetterStatus>, Error> {
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
             let adopt = dead_letter.spec.lifecycle.adopt;
-            let observed = storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt).await?;
-            let mut message = format!("Storage Queue {}", observed.url.as_deref().unwrap_or_default());
-            if dead_letter.spec.redrive.is_some() {
-                // Said where the user looks, rather than accepted and silently not done.
-                message.push_str("; spec.redrive is not carried out on azure yet");
+            let mut observed =
+                storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt).await?;
+            let url = observed.url.clone().unwrap_or_default();
+            let step = redrive_azure::step(&ctx, &dead_letter, location, &url).await?;
+            // A redrive changes the depth: read it again when one ran.
+            if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
+                observed = storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt).await?;
             }
             return Ok(Applied {
                 status: DeadLetterStatus {
                     observed,
+                    last_redrive: step.result,
                     ..DeadLetterStatus::default()
                 },
-                message,
-                requeue: None,
+                message: format!("Storage Queue {url}"),
+                requeue: step.requeue,
             });
         }
         let object = describe(&*dead_letter);

@@ -16,6 +16,7 @@ pub mod finalize;
 pub mod ownership;
 pub mod queue;
 mod redrive;
+mod redrive_azure;
 pub mod secrets;
 pub mod status;
 pub mod storage_queue;

@@ -25,7 +25,7 @@ use crate::{
         ErrorKind,
         aws::is_message_move_unsupported,
         redrive::{Destination, move_messages},
-        traits::{MoveRequest, MoveTaskStatus},
+        traits::{MoveRequest, MoveTaskStatus, QueueMessages},
     },
 };
 
@@ -106,20 +106,10 @@ pub(crate) async fn step<C: Cloud>(
     sources: &[Source],
 ) -> Result<Step, Error> {
     let object = describe(dead_letter);
-    let last = dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone());
-    let Some(request) = &dead_letter.spec.redrive else {
-        return Ok(Step {
-            result: last,
-            requeue: None,
-        });
+    let (request, current) = match pending(dead_letter) {
+        Ok(pending) => pending,
+        Err(settled) => return Ok(settled),
     };
-    let current = last.filter(|l| l.id == request.id);
-    if let Some(done) = current.as_ref().filter(|l| is_finished(&l.state)) {
-        return Ok(Step {
-            result: Some(done.clone()),
-            requeue: None,
-        });
-    }
     let err = |source| Error::cloud(&object, source);
     let rate = request.max_messages_per_second.max(1);
     let (destination, destination_arn) = destination(dead_letter, request, sources, ctx).await?;
@@ -194,15 +184,78 @@ pub(crate) async fn step<C: Cloud>(
     }
 
     // The fallback, a bounded amount per reconcile.
+    fallback(ctx, dead_letter, request, &ctx.cloud, url, &destination, FALLBACK).await
+}
+
+/// The redrive to carry out and its result so far (none before it starts); `Err` with what status keeps
+/// when there is no request or it is finished.
+pub(crate) fn pending(dead_letter: &DeadLetter) -> Result<(&Redrive, Option<RedriveResult>), Step> {
+    let last = dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone());
+    let Some(request) = &dead_letter.spec.redrive else {
+        return Err(Step {
+            result: last,
+            requeue: None,
+        });
+    };
+    let current = last.filter(|l| l.id == request.id);
+    if let Some(done) = current.as_ref().filter(|l| is_finished(&l.state)) {
+        return Err(Step {
+            result: Some(done.clone()),
+            requeue: None,
+        });
+    }
+    Ok((request, current))
+}
+
+/// One bounded stretch of receive/send/delete rounds (a few seconds at the requested rate) from the
+/// dead-letter queue `url` through `messages`, then the redrive's state: still running, or finished
+/// with what could not be moved and why.
+pub(crate) async fn fallback<C, M: QueueMessages>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    messages: &M,
+    url: &str,
+    destination: &Destination,
+    how: &str,
+) -> Result<Step, Error> {
+    let object = describe(dead_letter);
+    let rate = request.max_messages_per_second.max(1);
+    let current = dead_letter
+        .status
+        .as_ref()
+        .and_then(|s| s.last_redrive.as_ref())
+        .filter(|l| l.id == request.id);
     let before = current.map_or(0, |l| l.moved);
     let limit = u64::try_from(rate).unwrap_or(1) * ROUND_SECONDS;
-    let totals = move_messages(&ctx.cloud, url, &destination, limit, u32::try_from(rate).ok())
+    let rate = u32::try_from(rate).ok();
+    // The copies carry the redrive's id: one that fails again and comes back meanwhile stays.
+    let totals = move_messages(messages, url, destination, limit, rate, Some(&request.id))
         .await
-        .map_err(err)?;
+        .map_err(|source| Error::cloud(&object, source))?;
+    settle(ctx, dead_letter, request, before, totals, limit, how).await
+}
+
+/// The redrive's state after a stretch of rounds that moved `totals` on top of `before`.
+async fn settle<C>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    before: i64,
+    totals: crate::cloud::redrive::MoveTotals,
+    limit: u64,
+    how: &str,
+) -> Result<Step, Error> {
+    let running = |moved: i64, message: String| RedriveResult {
+        id: request.id.clone(),
+        state: states::RUNNING.to_owned(),
+        moved,
+        message: Some(message),
+    };
     let moved = before + i64::try_from(totals.moved).unwrap_or(i64::MAX);
     if totals.moved >= limit {
         return Ok(Step {
-            result: Some(running(moved, FALLBACK.to_owned())),
+            result: Some(running(moved, how.to_owned())),
             requeue: Some(POLL),
         });
     }
@@ -229,12 +282,12 @@ pub(crate) async fn step<C: Cloud>(
         request,
         states::COMPLETED,
         moved,
-        FALLBACK.to_owned(),
+        how.to_owned(),
     )
     .await
 }
 
-async fn finish<C: Cloud>(
+async fn finish<C>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,

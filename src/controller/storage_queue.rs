@@ -90,7 +90,7 @@ fn key_ref<'l, K: Kind>(
 }
 
 /// The storage account and its key from the referenced Secret (a missing Secret or key is waited for).
-async fn account<K: Kind, C>(
+pub(crate) async fn account<K: Kind, C>(
     ctx: &Context<C>,
     owner: &K,
     location: &StorageQueueLocation,
@@ -174,6 +174,34 @@ pub async fn ensure<K: Kind, C>(
         depth: Some(stats.visible),
         oldest_message_age_seconds: stats.oldest_message_age_seconds,
     })
+}
+
+/// The approximate message count (visible and hidden) of `owner`'s queue, for the backlog of `object`
+/// (a Consumer of it).
+pub async fn depth<K: Kind, C>(
+    ctx: &Context<C>,
+    owner: &K,
+    location: &StorageQueueLocation,
+    object: &str,
+) -> Result<i64, Error> {
+    let account = account(ctx, owner, location).await?;
+    let name = queue_name(
+        &owner.namespace().unwrap_or_default(),
+        &owner.name_any(),
+        location,
+    );
+    let observed = ctx
+        .config
+        .storage
+        .observe(&account, &name)
+        .await
+        .map_err(|source| Error::cloud(object, source))?;
+    observed
+        .map(|o| o.messages)
+        .ok_or_else(|| Error::DependencyNotReady {
+            object: object.to_owned(),
+            message: format!("Storage Queue {name} does not exist"),
+        })
 }
 
 /// Cleanup: keep the queue (`Retain`), or delete it if it carries this object's marks. A queue that is

@@ -99,7 +99,7 @@ pub struct Source {
 
 /// Draining an Azure Storage Queue (signed with the account key in `AZURE_STORAGE_KEY`). Its dead letter,
 /// if any, is a Storage Queue URL of the same account.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StorageQueueSource {
     /// Queue URL, without a signature.
@@ -115,6 +115,11 @@ pub struct StorageQueueSource {
     /// How long each receive keeps asking for messages before it returns empty (0 to 20).
     #[serde(default = "default_wait")]
     pub wait_time_seconds: i32,
+    /// The Queue's `deadLetter.maxReceiveCount`: a storage queue has no redrive policy of its own, so a
+    /// message received more often than this (one that keeps crashing or timing out its worker) is
+    /// dead-lettered without being processed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_receive_count: Option<u32>,
 }
 
 /// Draining an SQS queue.

@@ -113,12 +113,13 @@ pub async fn run(
             .map(|d| url::Url::parse(&d.queue_url))
             .transpose()
             .context("deadLetter.queueUrl is not a URL")?;
-        let settings = settings(
+        let mut settings = settings(
             &config,
             storage.receivers,
             storage.wait_time_seconds,
             storage.visibility_timeout_seconds,
         );
+        settings.max_receive_count = storage.max_receive_count;
         let queue = StorageWorkQueue::signed(url, dead_letter, &account, settings.visibility_timeout);
         (Queue::Storage(Box::new(queue)), settings)
     } else if let Some(sqs) = &config.source.sqs {
@@ -272,6 +273,7 @@ fn settings(
         visibility_timeout: Duration::from_secs(u64::try_from(visibility_seconds).unwrap_or(30)),
         retry: config.retry.clone(),
         drain: Duration::from_secs(config.drain_seconds),
+        max_receive_count: None,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Settings {
     pub retry: Retry,
     /// Time in-flight messages get after shutdown.
     pub drain: Duration,
+    /// Receives after which a message is rejected unprocessed, for queues with no redrive policy of
+    /// their own (Storage Queues); `None` leaves it to the queue (SQS).
+    pub max_receive_count: Option<u32>,
 }
 
 /// Settlements a receive loop may have in flight before it waits for one (bounds memory and calls).
@@ -160,7 +163,11 @@ async fn process<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Send>(
         trace::continue_trace(&span, delivery.message.attribute(TRACEPARENT));
         async move {
             let started = Instant::now();
-            let outcome = processor.process(&delivery.message).await;
+            let outcome = match over_receive_limit(delivery.message.receive_count, settings.max_receive_count)
+            {
+                Some(reason) => Outcome::Reject(reason),
+                None => processor.process(&delivery.message).await,
+            };
             match &outcome {
                 Outcome::Done => metrics.processed(started.elapsed()),
                 Outcome::Retry(reason) | Outcome::Reject(reason) => {
@@ -212,6 +219,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Why a message received `receive_count` times is not processed again, when that is more than the
+/// queue's `max_receive_count` (the earlier receives crashed or outlasted their worker).
+pub fn over_receive_limit(receive_count: u32, max_receive_count: Option<u32>) -> Option<String> {
+    let max = max_receive_count?;
+    (receive_count > max).then(|| {
+        format!("received {receive_count} times, more than the Queue's deadLetter.maxReceiveCount of {max}")
+    })
 }
 
 /// What happens to one message after processing.
@@ -354,6 +370,25 @@ mod tests {
         assert_eq!(
             settlement(&reject, 1, &RETRY, true),
             Settlement::DeadLetter(DeadLetterReason::Rejected, "body is not JSON".into())
+        );
+    }
+
+    #[test]
+    fn a_message_received_too_often_is_not_processed_again() {
+        assert_eq!(
+            over_receive_limit(5, Some(5)),
+            None,
+            "the fifth receive is still processed"
+        );
+        let reason = over_receive_limit(6, Some(5)).unwrap_or_default();
+        assert!(
+            reason.contains("received 6 times") && reason.contains("maxReceiveCount of 5"),
+            "{reason}"
+        );
+        assert_eq!(
+            over_receive_limit(1000, None),
+            None,
+            "no limit: the queue decides"
         );
     }
 

@@ -136,7 +136,9 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
             by_arn: BTreeMap::new(),
             default: Some(source_url.clone()),
         };
-        let first = move_messages(&cloud, &dlq_url, &back, 5, None).await.unwrap();
+        let first = move_messages(&cloud, &dlq_url, &back, 5, None, None)
+            .await
+            .unwrap();
         assert!(first.moved >= 5 && first.failed.is_empty(), "{first:?}");
         // The rest to another queue, throttled.
         let rest = move_messages(
@@ -145,6 +147,7 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
             &Destination::Queue(other_url.clone()),
             u64::MAX,
             Some(100),
+            None,
         )
         .await
         .unwrap();

@@ -214,11 +214,27 @@ pub fn azure_storage() -> (
 pub async fn azure_drain(
     queue: &azure_storage_queue::QueueClient,
 ) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    azure_receive_all(queue, None).await
+}
+
+/// Receives every message of a storage queue like [`azure_drain`], but leaves them in the queue, hidden
+/// for `hide_seconds` (a peek sees at most 32).
+pub async fn azure_read(
+    queue: &azure_storage_queue::QueueClient,
+    hide_seconds: i32,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    azure_receive_all(queue, Some(hide_seconds)).await
+}
+
+async fn azure_receive_all(
+    queue: &azure_storage_queue::QueueClient,
+    keep_hidden_for: Option<i32>,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
     let mut all = Vec::new();
     loop {
         let options = azure_storage_queue::models::QueueClientReceiveMessagesOptions {
             number_of_messages: Some(32),
-            visibility_timeout: Some(30),
+            visibility_timeout: Some(keep_hidden_for.unwrap_or(30)),
             ..Default::default()
         };
         let received = queue
@@ -233,14 +249,16 @@ pub async fn azure_drain(
             return all;
         }
         for message in received {
-            queue
-                .delete_message(
-                    message.message_id.as_deref().unwrap(),
-                    message.pop_receipt.as_deref().unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
+            if keep_hidden_for.is_none() {
+                queue
+                    .delete_message(
+                        message.message_id.as_deref().unwrap(),
+                        message.pop_receipt.as_deref().unwrap(),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+            }
             let (body, attributes) = tributary::cloud::azure::envelope::decode(
                 message.message_text.as_deref().unwrap_or_default(),
             );

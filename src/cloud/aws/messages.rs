@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_sqs::{
     primitives::Blob,
     types::{
-        BatchResultErrorEntry, DeleteMessageBatchRequestEntry, Message, MessageAttributeValue,
-        MessageSystemAttributeName, SendMessageBatchRequestEntry,
+        BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+        Message, MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
     },
 };
 
@@ -207,6 +207,39 @@ impl QueueMessages for AwsCloud {
             .inner
             .sqs
             .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| from_sdk(operation, e))?;
+        Ok(BatchOutcome {
+            succeeded: output.successful.into_iter().map(|entry| entry.id).collect(),
+            failed: output.failed.into_iter().map(failure).collect(),
+        })
+    }
+
+    async fn release_messages(&self, url: &str, receipts: &[(String, String)]) -> Result<BatchOutcome> {
+        let operation = Operation::new(SQS, "ChangeMessageVisibilityBatch", url);
+        if receipts.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        check_batch_size(&operation, receipts.len())?;
+        let entries = receipts
+            .iter()
+            .map(|(id, receipt_handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt_handle)
+                    .visibility_timeout(0)
+                    .build()
+                    .map_err(|e| invalid(&operation, e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.limit_sqs(Family::Messages).await;
+        let output = self
+            .inner
+            .sqs
+            .change_message_visibility_batch()
             .queue_url(url)
             .set_entries(Some(entries))
             .send()

@@ -16,6 +16,21 @@ const KAFKA: &str = "kafka";
 /// The SASL PLAIN user of the Event Hubs Kafka endpoint; the password is the connection string.
 pub const EVENT_HUBS_USERNAME: &str = "$ConnectionString";
 
+/// The attributes of an event's dead letter (a Storage Queue message): what a redrive needs to send the
+/// event back to its stream as it was read.
+pub mod dead_letter {
+    /// The record's key.
+    pub const KEY: &str = "kafka-key";
+    /// Where it was read: `<topic>/<partition>/<offset>`.
+    pub const POSITION: &str = "kafka-position";
+    /// `base64` when the event is not UTF-8 (the body is then its base64).
+    pub const ENCODING: &str = "tributary-body-encoding";
+    /// The event's size when the body holds only its start (it was larger than a queue message).
+    pub const TRUNCATED_FROM: &str = "tributary-body-truncated-from";
+    /// Every attribute above: the others are the record's headers.
+    pub const ALL: [&str; 4] = [KEY, POSITION, ENCODING, TRUNCATED_FROM];
+}
+
 /// How to reach a Kafka endpoint.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KafkaEndpoint {

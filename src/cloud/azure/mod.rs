@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod event_hubs;
 pub mod kafka;
+pub mod redrive;
 pub mod storage_queues;
 pub mod storage_sas;
 pub mod work_queue;

@@ -10,6 +10,7 @@
 pub mod device;
 pub mod render;
 pub mod scaling;
+pub mod storage_queue;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -58,11 +59,12 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, 
             )
         };
         let queue = queue.ok_or_else(|| not_ready(consumer, message()))?;
-        if queue.spec.provider != Provider::Aws {
-            return Err(not_ready(
-                consumer,
-                format!("spec.source.queueRef: Queue {} is not on AWS", queue_ref.name),
-            ));
+        match queue.spec.provider {
+            Provider::Aws => {}
+            Provider::Azure => {
+                storage_queue::resolve(consumer, &queue, stores, &mut resolved)?;
+                return finish(consumer, stores, resolved);
+            }
         }
         let url = queue
             .status
@@ -76,7 +78,19 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, 
             .map_or(30, |aws| aws.visibility_timeout_seconds);
         resolved.queue = Some((url, visibility));
     }
-    if let Some(dead_letter_ref) = &consumer.spec.dead_letter_ref {
+    finish(consumer, stores, resolved)
+}
+
+/// The references every source has: the dead letter (unless the source resolved its own), the sink
+/// Topic, the Order table, and a DeviceStream source's.
+fn finish(consumer: &Consumer, stores: &watch::Stores, mut resolved: Resolved) -> Result<Resolved, Error> {
+    let namespace = consumer.namespace().unwrap_or_default();
+    if let Some(dead_letter_ref) = consumer
+        .spec
+        .dead_letter_ref
+        .as_ref()
+        .filter(|_| resolved.dead_letter_url.is_none())
+    {
         let url = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_ref.name)
             .and_then(|d| d.status.as_ref()?.observed.url.clone())
             .ok_or_else(|| {
@@ -161,13 +175,15 @@ async fn apply<C: Cloud>(
     if let Some(table) = &resolved.table {
         ctx.cloud.ensure_table(table).await.map_err(err)?;
     }
-    let backlog = match (&resolved.queue, &resolved.stream) {
-        (Some((url, _)), _) => {
-            let stats = ctx.cloud.queue_stats(url).await.map_err(err)?;
-            Some(stats.visible + stats.in_flight)
-        }
-        (None, Some(stream)) => Some(device::lag(ctx, consumer, stream).await?),
-        (None, None) => None,
+    let backlog = if let Some((url, _)) = &resolved.queue {
+        let stats = ctx.cloud.queue_stats(url).await.map_err(err)?;
+        Some(stats.visible + stats.in_flight)
+    } else if resolved.storage_queue.is_some() {
+        Some(storage_queue::backlog(ctx, consumer).await?)
+    } else if let Some(stream) = &resolved.stream {
+        Some(device::lag(ctx, consumer, stream).await?)
+    } else {
+        None
     };
     let bounds = device::bounds(&consumer.spec.scaling, resolved.stream.as_ref());
     let previous = consumer.status.as_ref().and_then(|s| s.last_scale.clone());

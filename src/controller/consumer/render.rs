@@ -64,6 +64,8 @@ pub struct WorkerSettings {
 pub struct Resolved {
     /// The source queue: URL and visibility timeout.
     pub queue: Option<(String, i32)>,
+    /// The source Storage Queue.
+    pub storage_queue: Option<crate::worker::config::StorageQueueSource>,
     /// The DeadLetter's queue URL.
     pub dead_letter_url: Option<String>,
     /// The sink Topic's ARN.
@@ -125,7 +127,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 receivers: 4,
                 wait_time_seconds: 20,
             }),
-            storage_queue: None,
+            storage_queue: resolved.storage_queue.clone(),
             kafka: resolved.stream.as_ref().map(|stream| KafkaSource {
                 bootstrap_servers: stream.bootstrap.clone(),
                 topic: stream.topic.clone(),

@@ -23,7 +23,11 @@ use super::telemetry::{self, Position};
 use crate::{
     cloud::{
         ErrorKind,
-        azure::{cosmos::CosmosContainer, kafka::KafkaEndpoint, work_queue::StorageWorkQueue},
+        azure::{
+            cosmos::CosmosContainer,
+            kafka::{KafkaEndpoint, dead_letter as dead_letter_attributes},
+            work_queue::StorageWorkQueue,
+        },
         traits::MessageAttribute,
         work_queue::{Delivery, WorkQueue as _},
     },
@@ -282,7 +286,7 @@ fn delivery(record: &OwnedMessage, at: String) -> Delivery {
     // stream's retention. Sending it whole would be refused every time and stall the partition.
     if payload.len() > MAX_DEAD_LETTER_BODY {
         attributes.insert(
-            "tributary-body-truncated-from".to_owned(),
+            dead_letter_attributes::TRUNCATED_FROM.to_owned(),
             string(payload.len().to_string()),
         );
         payload = &payload[..MAX_DEAD_LETTER_BODY];
@@ -290,13 +294,16 @@ fn delivery(record: &OwnedMessage, at: String) -> Delivery {
     let body = match std::str::from_utf8(payload) {
         Ok(text) => text.to_owned(),
         Err(_) => {
-            attributes.insert("tributary-body-encoding".to_owned(), string("base64".to_owned()));
+            attributes.insert(
+                dead_letter_attributes::ENCODING.to_owned(),
+                string("base64".to_owned()),
+            );
             base64::engine::general_purpose::STANDARD.encode(payload)
         }
     };
     if let Some(key) = record.key() {
         attributes.insert(
-            "kafka-key".to_owned(),
+            dead_letter_attributes::KEY.to_owned(),
             string(String::from_utf8_lossy(key).into_owned()),
         );
     }
@@ -310,7 +317,7 @@ fn delivery(record: &OwnedMessage, at: String) -> Delivery {
             }
         }
     }
-    attributes.insert("kafka-position".to_owned(), string(at.clone()));
+    attributes.insert(dead_letter_attributes::POSITION.to_owned(), string(at.clone()));
     Delivery {
         message: Message {
             id: at,

@@ -1,0 +1,123 @@
+//! Consumers of a Queue on `azure`: a Storage Queue, which has no dead-lettering or redrive policy of its
+//! own, so the workers carry them out. resolve, from the watch caches: the queue's URL, account,
+//! visibility timeout and `deadLetter.maxReceiveCount`; its account key, which reaches the workers as
+//! `AZURE_STORAGE_KEY` from the Queue's Secret; and the dead letter: the Consumer's `deadLetterRef`, else
+//! the Queue's `deadLetter.ref`, a Storage Queue in the same account (the workers sign both with one
+//! key). apply: the queue's approximate message count, visible and hidden, is the backlog.
+
+use kube::ResourceExt;
+
+use super::{not_ready, render::Resolved};
+use crate::{
+    api::{DeadLetter, Queue, common::Provider, consumer::Consumer},
+    controller::{Context, error::Error, status::describe, storage_queue, watch},
+    worker::config::StorageQueueSource,
+};
+
+fn invalid(consumer: &Consumer, message: String) -> Error {
+    Error::InvalidSpec {
+        object: describe(consumer),
+        message,
+    }
+}
+
+/// Fills `resolved` for a `queue` on azure, or says which reference is not ready.
+pub fn resolve(
+    consumer: &Consumer,
+    queue: &Queue,
+    stores: &watch::Stores,
+    resolved: &mut Resolved,
+) -> Result<(), Error> {
+    let name = queue.name_any();
+    let (Some(azure), Some(url)) = (
+        queue.spec.azure.as_ref(),
+        queue.status.as_ref().and_then(|s| s.observed.url.clone()),
+    ) else {
+        return Err(not_ready(
+            consumer,
+            format!("spec.source.queueRef: Queue {name} has no Storage Queue yet"),
+        ));
+    };
+    let location = &azure.location;
+    let key = location.account_key_secret_ref.clone().ok_or_else(|| {
+        not_ready(
+            consumer,
+            format!("spec.source.queueRef: Queue {name} has no spec.azure.accountKeySecretRef"),
+        )
+    })?;
+    resolved.storage_queue = Some(StorageQueueSource {
+        queue_url: url,
+        account: location.storage_account.clone(),
+        visibility_timeout_seconds: azure.visibility_timeout_seconds.max(1),
+        receivers: 4,
+        wait_time_seconds: 20,
+        max_receive_count: queue
+            .spec
+            .dead_letter
+            .as_ref()
+            .and_then(|d| u32::try_from(d.max_receive_count).ok()),
+    });
+    resolved
+        .secret_env
+        .push(("AZURE_STORAGE_KEY".into(), key.name, key.key));
+
+    let (field, dead_letter_name) = match (&consumer.spec.dead_letter_ref, &queue.spec.dead_letter) {
+        (Some(own), _) => ("spec.deadLetterRef", own.name.clone()),
+        (None, Some(queue_dead_letter)) => (
+            "spec.source.queueRef (the Queue's deadLetter.ref)",
+            queue_dead_letter.target.name.clone(),
+        ),
+        (None, None) => return Ok(()),
+    };
+    let namespace = consumer.namespace().unwrap_or_default();
+    let dead_letter = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_name)
+        .ok_or_else(|| {
+            not_ready(
+                consumer,
+                format!("{field}: DeadLetter {dead_letter_name} does not exist"),
+            )
+        })?;
+    let same_account = dead_letter.spec.provider == Provider::Azure
+        && dead_letter
+            .spec
+            .azure
+            .as_ref()
+            .is_some_and(|d| d.storage_account == location.storage_account);
+    if !same_account {
+        return Err(invalid(
+            consumer,
+            format!(
+                "{field}: DeadLetter {dead_letter_name} must be a Storage Queue in account {} like Queue \
+                 {name}: the workers dead-letter with the queue's account key",
+                location.storage_account
+            ),
+        ));
+    }
+    let url = dead_letter
+        .status
+        .as_ref()
+        .and_then(|s| s.observed.url.clone())
+        .ok_or_else(|| {
+            not_ready(
+                consumer,
+                format!("{field}: DeadLetter {dead_letter_name} has no Storage Queue yet"),
+            )
+        })?;
+    resolved.dead_letter_url = Some(url);
+    Ok(())
+}
+
+/// The backlog of the Consumer's Storage Queue: its approximate message count, visible and hidden.
+pub async fn backlog<C>(ctx: &Context<C>, consumer: &Consumer) -> Result<i64, Error> {
+    let namespace = consumer.namespace().unwrap_or_default();
+    let queue = consumer
+        .spec
+        .source
+        .queue_ref
+        .as_ref()
+        .and_then(|r| watch::get::<Queue>(&ctx.stores.queues, &namespace, &r.name));
+    let gone = || not_ready(consumer, "spec.source.queueRef: the Queue is gone".to_owned());
+    let queue = queue.ok_or_else(gone)?;
+    let azure = queue.spec.azure.as_ref().ok_or_else(gone)?;
+    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer)).await
+}

@@ -1,0 +1,226 @@
+//! Redrive of a DeadLetter on `azure`. A Storage Queue has no message-move task, so every redrive runs the
+//! receive/send/delete rounds of [`redrive::fallback`] through [`StorageRedrive`]. The destinations come
+//! from the watch caches and the referenced Secrets: `spec.redrive.destinationRef` (a Queue on azure), or
+//! the place each message came from, as the worker recorded it in the reason: the Storage Queue of a
+//! Queue whose dead letter this is or that a Consumer dead-lettering here drains, or the Event Hub of a
+//! DeviceStream such a Consumer reads (the device processor then reads the event again).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::ResourceExt;
+use rdkafka::producer::FutureProducer;
+
+use super::{
+    Context, device_stream,
+    error::Error,
+    redrive::{self, Step},
+    secrets,
+    status::describe,
+    storage_queue, watch,
+};
+use crate::{
+    api::{
+        Consumer, DeadLetter, DeviceStream, Queue,
+        common::{Provider, SecretKeyRef, StorageQueueLocation},
+    },
+    cloud::{
+        azure::{
+            kafka::{EVENT_HUBS_USERNAME, KafkaEndpoint},
+            redrive::{StorageRedrive, Target},
+        },
+        redrive::Destination,
+    },
+};
+
+/// `lastRedrive.message` of a finished redrive on azure.
+const HOW: &str = "moved by receive/send/delete: a Storage Queue has no message-move task";
+
+fn not_ready(dead_letter: &DeadLetter, message: String) -> Error {
+    Error::DependencyNotReady {
+        object: describe(dead_letter),
+        message,
+    }
+}
+
+/// Advances the redrive of `dead_letter`, whose Storage Queue is `url` at `location`.
+pub(crate) async fn step<C>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    location: &StorageQueueLocation,
+    url: &str,
+) -> Result<Step, Error> {
+    let request = match redrive::pending(dead_letter) {
+        Ok((request, _)) => request.clone(),
+        Err(settled) => return Ok(settled),
+    };
+    let object = describe(dead_letter);
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let account = storage_queue::account(ctx, dead_letter, location).await?;
+    let name = storage_queue::queue_name(&namespace, &dead_letter.name_any(), location);
+    let client = ctx
+        .config
+        .storage
+        .client(&account, &name)
+        .map_err(|source| Error::cloud(&object, source))?;
+
+    let mut targets = BTreeMap::new();
+    let destination = if let Some(target) = &request.destination_ref {
+        let queue = watch::get::<Queue>(&ctx.stores.queues, &namespace, &target.name)
+            .filter(|q| q.spec.provider == Provider::Azure)
+            .ok_or_else(|| {
+                not_ready(
+                    dead_letter,
+                    format!(
+                        "spec.redrive.destinationRef: Queue {} does not exist or is not on azure (an azure \
+                         dead letter redrives to Storage Queues)",
+                        target.name
+                    ),
+                )
+            })?;
+        let (origin, target) = queue_target(ctx, &queue).await?;
+        targets.insert(origin.clone(), target);
+        Destination::Queue(origin)
+    } else {
+        for queue in source_queues(ctx, dead_letter) {
+            let (origin, target) = queue_target(ctx, &queue).await?;
+            targets.insert(origin, target);
+        }
+        for stream in source_streams(ctx, dead_letter) {
+            if let Some((origin, target)) = hub_target(ctx, dead_letter, &stream).await? {
+                targets.insert(origin, target);
+            }
+        }
+        let origins: BTreeMap<String, String> = targets.keys().map(|o| (o.clone(), o.clone())).collect();
+        let default = match targets.keys().collect::<Vec<_>>()[..] {
+            [only] => Some(only.clone()),
+            _ => None,
+        };
+        Destination::Sources {
+            by_arn: origins,
+            default,
+        }
+    };
+    let messages = StorageRedrive::new(client, targets);
+    redrive::fallback(ctx, dead_letter, &request, &messages, url, &destination, HOW).await
+}
+
+/// The azure Queues whose messages may be in `dead_letter`: those naming it as their dead letter, and
+/// those drained by Consumers that dead-letter to it.
+fn source_queues<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Queue>> {
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let name = dead_letter.name_any();
+    let drained: BTreeSet<String> = consumers_of(ctx, dead_letter)
+        .iter()
+        .filter_map(|c| Some(c.spec.source.queue_ref.as_ref()?.name.clone()))
+        .collect();
+    watch::in_namespace(&ctx.stores.queues, &namespace)
+        .into_iter()
+        .filter(|q| q.spec.provider == Provider::Azure)
+        .filter(|q| {
+            q.spec.dead_letter.as_ref().is_some_and(|d| d.target.name == name)
+                || drained.contains(&q.name_any())
+        })
+        .collect()
+}
+
+/// The DeviceStreams read by Consumers that dead-letter to `dead_letter`.
+fn source_streams<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<DeviceStream>> {
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let read: BTreeSet<String> = consumers_of(ctx, dead_letter)
+        .iter()
+        .filter_map(|c| Some(c.spec.source.device_stream_ref.as_ref()?.name.clone()))
+        .collect();
+    read.iter()
+        .filter_map(|name| watch::get::<DeviceStream>(&ctx.stores.device_streams, &namespace, name))
+        .collect()
+}
+
+fn consumers_of<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Consumer>> {
+    let name = dead_letter.name_any();
+    watch::in_namespace(
+        &ctx.stores.consumers,
+        &dead_letter.namespace().unwrap_or_default(),
+    )
+    .into_iter()
+    .filter(|c| c.spec.dead_letter_ref.as_ref().is_some_and(|r| r.name == name))
+    .collect()
+}
+
+/// A Queue's Storage Queue as a destination: its URL (as workers record it) and a client signed with its
+/// account key.
+async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Target), Error> {
+    let object = describe(queue);
+    let (Some(azure), Some(url)) = (
+        queue.spec.azure.as_ref(),
+        queue.status.as_ref().and_then(|s| s.observed.url.clone()),
+    ) else {
+        return Err(Error::DependencyNotReady {
+            object,
+            message: "the Queue has no Storage Queue yet".to_owned(),
+        });
+    };
+    let account = storage_queue::account(ctx, queue, &azure.location).await?;
+    let name = storage_queue::queue_name(
+        &queue.namespace().unwrap_or_default(),
+        &queue.name_any(),
+        &azure.location,
+    );
+    let client = ctx
+        .config
+        .storage
+        .client(&account, &name)
+        .map_err(|source| Error::cloud(&object, source))?;
+    let target = Target::Queue {
+        client,
+        ttl_seconds: azure.message_ttl_seconds,
+    };
+    Ok((url, target))
+}
+
+/// A DeviceStream's hub as a destination: `kafka://<endpoint>/<hub>` (as the device processor records it)
+/// and a producer signed in with the stream's connection Secret. `None` while the stream has no endpoint.
+async fn hub_target<C>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    stream: &DeviceStream,
+) -> Result<Option<(String, Target)>, Error> {
+    let status = stream.status.as_ref();
+    let (Some(azure), Some(bootstrap), Some(secret)) = (
+        stream.spec.azure.as_ref(),
+        status.and_then(|s| s.kafka_endpoint.clone()),
+        status.and_then(|s| s.connection_secret_name.clone()),
+    ) else {
+        return Ok(None);
+    };
+    let namespace = stream.namespace().unwrap_or_default();
+    let topic = device_stream::hub_name(&namespace, &stream.name_any(), azure);
+    let key_ref = SecretKeyRef {
+        name: secret,
+        key: "connectionString".to_owned(),
+    };
+    let field = "the DeviceStream's connection Secret";
+    let object = describe(dead_letter);
+    let password = secrets::read_key(&ctx.client, &namespace, &object, field, &key_ref).await?;
+    let endpoint = KafkaEndpoint {
+        bootstrap_servers: bootstrap.clone(),
+        security_protocol: "SASL_SSL".to_owned(),
+        username: EVENT_HUBS_USERNAME.to_owned(),
+        password,
+        ca_file: ctx
+            .config
+            .event_hubs
+            .as_ref()
+            .and_then(|e| e.kafka_ca_file.clone()),
+    };
+    let producer: FutureProducer = endpoint.client_config().create().map_err(|e| {
+        not_ready(
+            dead_letter,
+            format!(
+                "DeviceStream {}: the Kafka producer cannot be made: {e}",
+                stream.name_any()
+            ),
+        )
+    })?;
+    let origin = format!("kafka://{bootstrap}/{topic}");
+    Ok(Some((origin, Target::Hub { producer, topic })))
+}
