@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::common::{CommonStatus, DeletionPolicy, ObjectRef, default_true};
 
 /// Delivers a Topic's messages to a Queue. The queue policy that lets the topic send is wired by the
-/// controller; nobody writes it by hand.
+/// controller; nobody writes it by hand. SNS delivers to SQS only, so for a Queue on azure the controller
+/// subscribes an SQS queue of its own and runs a relay (Deployment `<name>-relay`) that applies the filter
+/// with Tributary's engine and sends the rest on to the Storage Queue.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tributary.dev",
@@ -45,7 +47,8 @@ pub struct SubscriptionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<SubscriptionFilter>,
     /// Deliver the message body as published, without the SNS JSON envelope (attributes then travel as
-    /// SQS message attributes). Default true.
+    /// SQS message attributes). Default true. A Queue on azure always gets the body as published, with
+    /// its attributes in Tributary's envelope.
     #[serde(default = "default_true")]
     pub raw_message_delivery: bool,
     /// What happens to the SNS subscription when this object is deleted: `Delete` (default) or `Retain`.
@@ -113,7 +116,11 @@ pub struct SubscriptionStatus {
     /// ARN of the SNS subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    /// The filter policy as sent to SNS, in canonical JSON.
+    /// The filter policy as sent to SNS (or applied by the relay), in canonical JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_filter_policy: Option<String>,
+    /// For a Queue on azure: the SQS queue subscribed to the Topic, from which the Deployment
+    /// `<name>-relay` sends the messages the filter admits on to the Storage Queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_queue_url: Option<String>,
 }

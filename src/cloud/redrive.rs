@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{
     Result,
     traits::{BatchFailure, OutgoingMessage, QueueMessages, ReceivedMessage},
-    work_queue::{MAX_ATTRIBUTES, dead_lettered_from, reason_attribute},
+    work_queue::{DEAD_LETTER_REASON, dead_lettered_from, reason_attribute},
 };
 
 /// Where redriven messages go.
@@ -37,15 +37,18 @@ impl Destination {
     pub fn route(&self, message: &ReceivedMessage) -> Option<&str> {
         match self {
             Self::Queue(url) => Some(url),
-            Self::Sources { by_arn, default } => message
-                .dead_letter_source_arn()
-                .and_then(|arn| by_arn.get(arn))
-                .or_else(|| {
-                    let url = dead_lettered_from(&message.attributes)?;
-                    by_arn.values().find(|source| **source == url)
-                })
-                .or(default.as_ref())
-                .map(String::as_str),
+            Self::Sources { by_arn, default } => {
+                if let Some(url) = message.dead_letter_source_arn().and_then(|arn| by_arn.get(arn)) {
+                    return Some(url);
+                }
+                // A message that names where it came from goes only there: to the default it could
+                // land in a queue of another kind (an event in a Storage Queue).
+                match dead_lettered_from(&message.attributes) {
+                    Some(origin) => by_arn.values().find(|source| **source == origin),
+                    None => default.as_ref(),
+                }
+                .map(String::as_str)
+            }
         }
     }
 }
@@ -58,11 +61,13 @@ fn moved_by(message: &ReceivedMessage) -> Option<&str> {
     message.attributes.get(REDRIVE_ATTRIBUTE)?.string_value.as_deref()
 }
 
-/// `message` marked as moved by `redrive`, if it has an attribute slot left (SQS allows 10).
-fn marked(mut message: OutgoingMessage, redrive: Option<&str>) -> OutgoingMessage {
+/// `message` as it goes back: without the dead-letter reason (history, not part of it), marked as moved
+/// by `redrive` if the destination has an attribute slot left (`limit`: SQS allows 10).
+fn marked(mut message: OutgoingMessage, redrive: Option<&str>, limit: Option<usize>) -> OutgoingMessage {
+    message.attributes.remove(DEAD_LETTER_REASON);
     if let Some(id) = redrive {
         message.attributes.remove(REDRIVE_ATTRIBUTE);
-        if message.attributes.len() < MAX_ATTRIBUTES {
+        if limit.is_none_or(|limit| message.attributes.len() < limit) {
             message
                 .attributes
                 .insert(REDRIVE_ATTRIBUTE.to_owned(), reason_attribute(id));
@@ -80,8 +85,9 @@ pub struct MoveTotals {
     pub moved: u64,
     /// Messages left in place because no destination was known for them.
     pub unroutable: u64,
-    /// Messages left in place because this redrive moved them already: they failed again and came back.
-    pub again: u64,
+    /// Receipts of the messages left in place because this redrive moved them already: they failed again
+    /// and came back. [`move_messages`] makes them visible again when it is done.
+    pub again: Vec<String>,
     /// Sends or deletes that failed (the message stays, or may be duplicated if only the delete failed).
     pub failed: Vec<BatchFailure>,
 }
@@ -91,7 +97,7 @@ impl MoveTotals {
         self.received += other.received;
         self.moved += other.moved;
         self.unroutable += other.unroutable;
-        self.again += other.again;
+        self.again.extend(other.again);
         self.failed.extend(other.failed);
     }
 }
@@ -117,10 +123,13 @@ pub async fn move_round<M: QueueMessages>(
     };
     // Group by destination so each destination gets one batch.
     let mut batches: BTreeMap<&str, Vec<(String, &ReceivedMessage)>> = BTreeMap::new();
-    let mut again = Vec::new();
+    for message in &messages {
+        if redrive.is_some() && moved_by(message) == redrive {
+            totals.again.push(message.receipt_handle.clone());
+        }
+    }
     for (index, message) in messages.iter().enumerate() {
         if redrive.is_some() && moved_by(message) == redrive {
-            again.push((format!("m{index}"), message.receipt_handle.clone()));
             continue;
         }
         match destination.route(message) {
@@ -131,17 +140,10 @@ pub async fn move_round<M: QueueMessages>(
             None => totals.unroutable += 1,
         }
     }
-    // Back in sight at once: they stay in the dead letter, for a later redrive or a look.
-    totals.again = again.len() as u64;
-    if !again.is_empty()
-        && let Err(error) = cloud.release_messages(source_url, &again).await
-    {
-        tracing::warn!(%error, "messages that came back could not be made visible again; they reappear later");
-    }
     for (url, entries) in batches {
         let outgoing: Vec<_> = entries
             .iter()
-            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive))
+            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive, cloud.attribute_limit()))
             .collect();
         let sent = cloud.send_messages(url, &outgoing).await?;
         totals.failed.extend(sent.failed);
@@ -193,6 +195,17 @@ pub async fn move_messages<M: QueueMessages>(
             tokio::time::sleep(Duration::from_secs_f64(moved as f64 / f64::from(rate))).await;
         }
     }
+    // Back in sight: they stay in the dead letter, for a later redrive or a look.
+    for chunk in totals.again.chunks(10) {
+        let entries: Vec<(String, String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(index, receipt)| (format!("m{index}"), receipt.clone()))
+            .collect();
+        if let Err(error) = cloud.release_messages(source_url, &entries).await {
+            tracing::warn!(%error, "messages that came back could not be made visible again; they reappear later");
+        }
+    }
     Ok(totals)
 }
 
@@ -212,6 +225,58 @@ mod tests {
             attributes: BTreeMap::new(),
             system_attributes,
         }
+    }
+
+    #[test]
+    fn copies_go_back_without_the_reason_and_with_the_redrive_id() {
+        let mut received = message(None);
+        received.attributes = crate::cloud::work_queue::dead_letter_attributes(&BTreeMap::new(), "{}");
+        let copy = marked(received.to_outgoing("m0"), Some("fix-1"), Some(10));
+        assert!(!copy.attributes.contains_key(DEAD_LETTER_REASON));
+        assert_eq!(
+            copy.attributes[REDRIVE_ATTRIBUTE].string_value.as_deref(),
+            Some("fix-1")
+        );
+        received.attributes = copy.attributes;
+        assert_eq!(
+            moved_by(&received),
+            Some("fix-1"),
+            "recognised when it comes back"
+        );
+
+        let full: BTreeMap<_, _> = (0..10)
+            .map(|i| (format!("a{i}"), reason_attribute("v")))
+            .collect();
+        received.attributes = full;
+        let sqs = marked(received.to_outgoing("m0"), Some("fix-1"), Some(10));
+        assert!(
+            !sqs.attributes.contains_key(REDRIVE_ATTRIBUTE),
+            "no slot left on SQS"
+        );
+        let azure = marked(received.to_outgoing("m0"), Some("fix-1"), None);
+        assert!(
+            azure.attributes.contains_key(REDRIVE_ATTRIBUTE),
+            "no limit on azure"
+        );
+    }
+
+    #[test]
+    fn a_recorded_origin_that_is_no_source_is_not_sent_to_the_default() {
+        let only = Destination::Sources {
+            by_arn: BTreeMap::from([("url-a".to_owned(), "url-a".to_owned())]),
+            default: Some("url-a".into()),
+        };
+        let mut event = message(None);
+        event.attributes = crate::cloud::work_queue::dead_letter_attributes(
+            &BTreeMap::new(),
+            r#"{"queue":"kafka://broker/telemetry","reason":"x"}"#,
+        );
+        assert_eq!(only.route(&event), None);
+        assert_eq!(
+            only.route(&message(None)),
+            Some("url-a"),
+            "no origin recorded: the default"
+        );
     }
 
     #[test]

@@ -164,6 +164,11 @@ pub trait QueueMessages: Send + Sync {
         messages: &[OutgoingMessage],
     ) -> impl Future<Output = Result<BatchOutcome>> + Send;
 
+    /// The most attributes a message may carry (SQS: 10), or `None` for no limit.
+    fn attribute_limit(&self) -> Option<usize> {
+        Some(10)
+    }
+
     /// Makes up to 10 received messages, given as (entry id, receipt handle), visible again at once.
     fn release_messages(
         &self,

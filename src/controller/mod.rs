@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod status;
 pub mod storage_queue;
 pub mod subscription;
+pub mod subscription_relay;
 pub mod topic;
 pub mod watch;
 

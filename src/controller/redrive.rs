@@ -49,6 +49,9 @@ const FALLBACK: &str = "moved by receive/send/delete: the server has no message-
 const ROUND_SECONDS: u64 = 5;
 /// How soon a running redrive is looked at again.
 const POLL: Duration = Duration::from_secs(1);
+/// How soon after messages failed to move for a transient reason: once they are visible again (a round
+/// hides what it receives for 60 s).
+const RETRY_FAILED: Duration = Duration::from_secs(61);
 
 /// The redrive outcome to put in status, and how soon to look again.
 pub(crate) struct Step {
@@ -274,17 +277,21 @@ async fn settle<C>(
             failure.code,
             failure.message
         );
+        if totals.failed.iter().all(|f| !f.sender_fault) {
+            // The cloud's fault (throttled, unreachable): those messages are hidden for a minute, then
+            // the redrive carries on with them.
+            return Ok(Step {
+                result: Some(running(moved, format!("{message}; trying again"))),
+                requeue: Some(RETRY_FAILED),
+            });
+        }
         return finish(ctx, dead_letter, request, states::FAILED, moved, message).await;
     }
-    finish(
-        ctx,
-        dead_letter,
-        request,
-        states::COMPLETED,
-        moved,
-        how.to_owned(),
-    )
-    .await
+    let message = match totals.again.len() {
+        0 => how.to_owned(),
+        again => format!("{how}; {again} came back failing again and stay in the dead letter"),
+    };
+    finish(ctx, dead_letter, request, states::COMPLETED, moved, message).await
 }
 
 async fn finish<C>(

@@ -26,7 +26,7 @@ use crate::{
     cloud::{
         azure::{
             kafka::{EVENT_HUBS_USERNAME, KafkaEndpoint},
-            redrive::{StorageRedrive, Target},
+            redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
         },
         redrive::Destination,
     },
@@ -65,18 +65,25 @@ pub(crate) async fn step<C>(
 
     let mut targets = BTreeMap::new();
     let destination = if let Some(target) = &request.destination_ref {
-        let queue = watch::get::<Queue>(&ctx.stores.queues, &namespace, &target.name)
-            .filter(|q| q.spec.provider == Provider::Azure)
-            .ok_or_else(|| {
-                not_ready(
-                    dead_letter,
-                    format!(
-                        "spec.redrive.destinationRef: Queue {} does not exist or is not on azure (an azure \
-                         dead letter redrives to Storage Queues)",
-                        target.name
-                    ),
-                )
-            })?;
+        let queue = watch::get::<Queue>(&ctx.stores.queues, &namespace, &target.name).ok_or_else(|| {
+            not_ready(
+                dead_letter,
+                format!(
+                    "spec.redrive.destinationRef: Queue {} does not exist",
+                    target.name
+                ),
+            )
+        })?;
+        if queue.spec.provider != Provider::Azure {
+            return Err(Error::InvalidSpec {
+                object,
+                message: format!(
+                    "spec.redrive.destinationRef: Queue {} is not on azure; an azure dead letter redrives to \
+                     Storage Queues",
+                    target.name
+                ),
+            });
+        }
         let (origin, target) = queue_target(ctx, &queue).await?;
         targets.insert(origin.clone(), target);
         Destination::Queue(origin)
@@ -86,9 +93,8 @@ pub(crate) async fn step<C>(
             targets.insert(origin, target);
         }
         for stream in source_streams(ctx, dead_letter) {
-            if let Some((origin, target)) = hub_target(ctx, dead_letter, &stream).await? {
-                targets.insert(origin, target);
-            }
+            let (origin, target) = hub_target(ctx, dead_letter, &stream).await?;
+            targets.insert(origin, target);
         }
         let origins: BTreeMap<String, String> = targets.keys().map(|o| (o.clone(), o.clone())).collect();
         let default = match targets.keys().collect::<Vec<_>>()[..] {
@@ -156,7 +162,10 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
     ) else {
         return Err(Error::DependencyNotReady {
             object,
-            message: "the Queue has no Storage Queue yet".to_owned(),
+            message: format!(
+                "Queue {} has no Storage Queue yet: its messages cannot be sent back",
+                queue.name_any()
+            ),
         });
     };
     let account = storage_queue::account(ctx, queue, &azure.location).await?;
@@ -178,19 +187,25 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
 }
 
 /// A DeviceStream's hub as a destination: `kafka://<endpoint>/<hub>` (as the device processor records it)
-/// and a producer signed in with the stream's connection Secret. `None` while the stream has no endpoint.
+/// and a producer signed in with the stream's connection Secret.
 async fn hub_target<C>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     stream: &DeviceStream,
-) -> Result<Option<(String, Target)>, Error> {
+) -> Result<(String, Target), Error> {
     let status = stream.status.as_ref();
     let (Some(azure), Some(bootstrap), Some(secret)) = (
         stream.spec.azure.as_ref(),
         status.and_then(|s| s.kafka_endpoint.clone()),
         status.and_then(|s| s.connection_secret_name.clone()),
     ) else {
-        return Ok(None);
+        return Err(not_ready(
+            dead_letter,
+            format!(
+                "DeviceStream {} has no Kafka endpoint yet: its events cannot be sent back",
+                stream.name_any()
+            ),
+        ));
     };
     let namespace = stream.namespace().unwrap_or_default();
     let topic = device_stream::hub_name(&namespace, &stream.name_any(), azure);
@@ -212,15 +227,19 @@ async fn hub_target<C>(
             .as_ref()
             .and_then(|e| e.kafka_ca_file.clone()),
     };
-    let producer: FutureProducer = endpoint.client_config().create().map_err(|e| {
-        not_ready(
-            dead_letter,
-            format!(
-                "DeviceStream {}: the Kafka producer cannot be made: {e}",
-                stream.name_any()
-            ),
-        )
-    })?;
+    let producer: FutureProducer = endpoint
+        .client_config()
+        .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)
+        .create()
+        .map_err(|e| {
+            not_ready(
+                dead_letter,
+                format!(
+                    "DeviceStream {}: the Kafka producer cannot be made: {e}",
+                    stream.name_any()
+                ),
+            )
+        })?;
     let origin = format!("kafka://{bootstrap}/{topic}");
-    Ok(Some((origin, Target::Hub { producer, topic })))
+    Ok((origin, Target::Hub { producer, topic }))
 }

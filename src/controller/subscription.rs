@@ -4,7 +4,8 @@
 //! ARNs (`DependencyNotReady` until both have one), FIFO parity → build: attributes with the filter policy
 //! in the engine's canonical JSON → apply: find or subscribe (never a duplicate), set what differs →
 //! status: ARN and the applied canonical policy. The queue policy letting the topic send is the Queue
-//! reconciler's (it watches Subscriptions).
+//! reconciler's (it watches Subscriptions). A Subscription to a Queue on azure goes through a relay
+//! ([`super::subscription_relay`]).
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use super::{
     events::{self, reasons},
     finalize::{Applied, Reconciler},
     status::{describe, was_synced},
-    watch,
+    subscription_relay as relay, watch,
 };
 use crate::{
     api::{
@@ -66,8 +67,16 @@ pub fn check_fifo(topic: &Topic, queue: &Queue) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a Subscription delivers.
+pub(crate) enum Endpoints {
+    /// An SQS queue: the Topic's and the queue's ARNs.
+    Sqs(String, String),
+    /// A Queue on azure, through a relay: the Topic's ARN and the Queue.
+    Relay(String, Arc<Queue>),
+}
+
 /// The ARNs of the Topic and the Queue (from the watches' stores), or why there are none yet.
-fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<(String, String), Error> {
+fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<Endpoints, Error> {
     let object = describe(subscription);
     let namespace = subscription.namespace().unwrap_or_default();
     let topic_name = &subscription.spec.topic_ref.name;
@@ -83,22 +92,28 @@ fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<
         (None, _) => return Err(not_ready(format!("Topic {topic_name} does not exist"))),
         (_, None) => return Err(not_ready(format!("Queue {queue_name} does not exist"))),
     };
-    if queue.spec.provider != Provider::Aws {
-        return Err(Error::InvalidSpec {
-            object,
-            message: format!(
-                "spec.queueRef: Queue {queue_name} is not on aws; SNS delivers to SQS queues only"
-            ),
-        });
+    let topic_arn = topic.status.as_ref().and_then(|s| s.arn.clone());
+    if queue.spec.provider == Provider::Azure {
+        if topic.spec.aws.as_ref().is_some_and(|aws| aws.fifo) {
+            return Err(Error::InvalidSpec {
+                object,
+                message: format!(
+                    "spec.topicRef: Topic {topic_name} is FIFO, and Queue {queue_name} is on azure: a Storage \
+                     Queue keeps no order, so a FIFO Topic cannot deliver to it"
+                ),
+            });
+        }
+        let topic_arn = topic_arn
+            .ok_or_else(|| not_ready(format!("Topic {topic_name} is not ready: it has no SNS ARN yet")))?;
+        return Ok(Endpoints::Relay(topic_arn, queue));
     }
     check_fifo(&topic, &queue).map_err(|message| Error::InvalidSpec {
         object: object.clone(),
         message,
     })?;
-    let topic_arn = topic.status.as_ref().and_then(|s| s.arn.clone());
     let queue_arn = queue.status.as_ref().and_then(|s| s.observed.arn.clone());
     match (topic_arn, queue_arn) {
-        (Some(topic), Some(queue)) => Ok((topic, queue)),
+        (Some(topic), Some(queue)) => Ok(Endpoints::Sqs(topic, queue)),
         (None, _) => Err(not_ready(format!(
             "Topic {topic_name} is not ready: it has no SNS ARN yet"
         ))),
@@ -113,55 +128,15 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         subscription: Arc<Self>,
         ctx: Arc<Context<C>>,
     ) -> Result<Applied<SubscriptionStatus>, Error> {
-        let object = describe(&*subscription);
         let policy = validate(&subscription)?;
-        let desired = build(&subscription, policy.as_ref());
-        let (topic_arn, queue_arn) = endpoints(&subscription, &ctx)?;
-        let cloud = &ctx.cloud;
-        let err = |source| Error::cloud(&object, source);
-
-        // The ARN in status, if SNS still has it; else look it up, so a restart never subscribes twice.
-        let mut existing = None;
-        if let Some(arn) = subscription.status.as_ref().and_then(|s| s.arn.clone())
-            && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
-        {
-            existing = Some((arn, observed));
-        }
-        if existing.is_none()
-            && let Some(arn) = cloud
-                .find_subscription(&topic_arn, &queue_arn)
-                .await
-                .map_err(err)?
-            && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
-        {
-            existing = Some((arn, observed));
-        }
-        let arn = match existing {
-            None => {
-                let arn = cloud
-                    .subscribe(&topic_arn, &queue_arn, &desired)
-                    .await
-                    .map_err(err)?;
-                let note = format!("subscribed {queue_arn} to {topic_arn}: {arn}");
-                events::normal(&ctx.recorder, &*subscription, reasons::CREATED, note).await;
-                arn
-            }
-            Some((arn, observed)) => {
-                let changes = drift::diff(&desired, &observed);
-                for (name, value) in &changes.to_set {
-                    cloud
-                        .set_subscription_attribute(&arn, name, value)
-                        .await
-                        .map_err(err)?;
-                }
-                if !changes.to_set.is_empty() {
-                    let reason = events::change_reason(was_synced(&*subscription));
-                    let note = format!("set {} on SNS subscription {arn}", names_of(&changes));
-                    events::normal(&ctx.recorder, &*subscription, reason, note).await;
-                }
-                arn
+        let (topic_arn, queue_arn) = match endpoints(&subscription, &ctx)? {
+            Endpoints::Sqs(topic_arn, queue_arn) => (topic_arn, queue_arn),
+            Endpoints::Relay(topic_arn, queue) => {
+                return relay::apply(&subscription, &ctx, policy.as_ref(), &topic_arn, &queue).await;
             }
         };
+        let desired = build(&subscription, policy.as_ref());
+        let arn = ensure_subscription(&subscription, &ctx, &topic_arn, &queue_arn, &desired).await?;
         Ok(Applied {
             status: SubscriptionStatus {
                 arn: Some(arn.clone()),
@@ -184,7 +159,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         let mut arn = subscription.status.as_ref().and_then(|s| s.arn.clone());
         if arn.is_none() {
             // Subscribed but the status was never written (a restart mid-reconcile): look it up.
-            if let Ok((topic_arn, queue_arn)) = endpoints(&subscription, &ctx) {
+            if let Ok(Endpoints::Sqs(topic_arn, queue_arn)) = endpoints(&subscription, &ctx) {
                 arn = ctx
                     .cloud
                     .find_subscription(&topic_arn, &queue_arn)
@@ -197,8 +172,56 @@ impl<C: Cloud> Reconciler<C> for Subscription {
             let note = format!("unsubscribed {arn}");
             events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
         }
-        Ok(())
+        relay::cleanup(&subscription, &ctx).await
     }
+}
+
+/// The SNS subscription of `queue_arn` to `topic_arn` with `desired` attributes: the one in status if SNS
+/// still has it, else the one found (a restart never subscribes twice), else a new one; what differs is set.
+pub(crate) async fn ensure_subscription<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    topic_arn: &str,
+    queue_arn: &str,
+    desired: &Attributes,
+) -> Result<String, Error> {
+    let object = describe(subscription);
+    let cloud = &ctx.cloud;
+    let err = |source| Error::cloud(&object, source);
+    let mut existing = None;
+    if let Some(arn) = subscription.status.as_ref().and_then(|s| s.arn.clone())
+        && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
+    {
+        existing = Some((arn, observed));
+    }
+    if existing.is_none()
+        && let Some(arn) = cloud.find_subscription(topic_arn, queue_arn).await.map_err(err)?
+        && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
+    {
+        existing = Some((arn, observed));
+    }
+    let Some((arn, observed)) = existing else {
+        let arn = cloud
+            .subscribe(topic_arn, queue_arn, desired)
+            .await
+            .map_err(err)?;
+        let note = format!("subscribed {queue_arn} to {topic_arn}: {arn}");
+        events::normal(&ctx.recorder, subscription, reasons::CREATED, note).await;
+        return Ok(arn);
+    };
+    let changes = drift::diff(desired, &observed);
+    for (name, value) in &changes.to_set {
+        cloud
+            .set_subscription_attribute(&arn, name, value)
+            .await
+            .map_err(err)?;
+    }
+    if !changes.to_set.is_empty() {
+        let reason = events::change_reason(was_synced(subscription));
+        let note = format!("set {} on SNS subscription {arn}", names_of(&changes));
+        events::normal(&ctx.recorder, subscription, reason, note).await;
+    }
+    Ok(arn)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct WorkerConfig {
     /// Where messages that cannot be processed go, with the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterTarget>,
+    /// Where processor `relay` delivers, and its filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<super::relay::RelayTarget>,
     /// Address of `/metrics` and `/healthz`.
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: SocketAddr,
@@ -73,6 +76,8 @@ pub enum ProcessorKind {
     Shipment,
     /// Validates and enriches device telemetry and upserts it into Cosmos DB.
     Device,
+    /// Delivers a Topic's messages to a Storage Queue, filtered: a Subscription to a Queue on azure.
+    Relay,
     /// Does nothing and succeeds.
     Noop,
     /// A custom image's own processor: the image reads this file and speaks the same contract.
@@ -336,6 +341,14 @@ impl WorkerConfig {
         }
         if self.retry.max_attempts == 0 {
             return invalid("retry.maxAttempts must be at least 1");
+        }
+        match (&self.relay, self.processor) {
+            (Some(relay), ProcessorKind::Relay) => {
+                relay.validate().map_err(ConfigError::Invalid)?;
+            }
+            (None, ProcessorKind::Relay) => return invalid("processor relay needs the relay block"),
+            (Some(_), _) => return invalid("the relay block is read by processor relay only"),
+            (None, _) => {}
         }
         let needs_table = matches!(
             self.processor,

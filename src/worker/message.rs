@@ -19,6 +19,9 @@ pub struct Message {
     pub body: String,
     /// String and Number attributes by name (Binary ones are left out: no processor reads them).
     pub attributes: BTreeMap<String, String>,
+    /// The data type of each attribute that is not a plain `String` (`Number`, `String.Array`), as
+    /// published: what a filter policy's numeric conditions need.
+    pub types: BTreeMap<String, String>,
     /// How many times the queue has handed this message out, this time included (1 the first time).
     pub receive_count: u32,
 }
@@ -32,10 +35,14 @@ impl Message {
         mut attributes: BTreeMap<String, String>,
         receive_count: u32,
     ) -> Self {
+        let mut types = BTreeMap::new();
         let body = match serde_json::from_str::<Envelope>(&body) {
             Ok(envelope) if envelope.kind == "Notification" => {
                 for (name, value) in envelope.message_attributes {
                     if value.kind != "Binary" {
+                        if value.kind != "String" {
+                            types.insert(name.clone(), value.kind);
+                        }
                         attributes.insert(name, value.value);
                     }
                 }
@@ -47,8 +54,23 @@ impl Message {
             id,
             body,
             attributes,
+            types,
             receive_count,
         }
+    }
+
+    /// Records the data types of `raw`, the attributes the queue delivered with the message (an SNS
+    /// envelope's own types, read by [`Message::delivered`], win).
+    #[must_use]
+    pub fn with_types(mut self, raw: &BTreeMap<String, crate::cloud::traits::MessageAttribute>) -> Self {
+        for (name, attribute) in raw {
+            if attribute.data_type != "String" && self.attributes.contains_key(name) {
+                self.types
+                    .entry(name.clone())
+                    .or_insert_with(|| attribute.data_type.clone());
+            }
+        }
+        self
     }
 
     /// An attribute's value.

@@ -14,6 +14,7 @@ pub mod message;
 pub mod metrics;
 pub mod orders;
 pub mod processor;
+pub mod relay;
 pub mod runtime;
 pub mod trace;
 
@@ -277,6 +278,24 @@ fn settings(
     }
 }
 
+/// The relay processor of `config`: its Storage Queue signed with the key in `AZURE_STORAGE_KEY`.
+fn relay_processor(config: &WorkerConfig) -> anyhow::Result<relay::Relay> {
+    let target = config
+        .relay
+        .as_ref()
+        .context("processor relay needs the relay block")?;
+    let policy = target.validate().map_err(anyhow::Error::msg)?;
+    let key = std::env::var("AZURE_STORAGE_KEY")
+        .context("relay: the storage account key must be in AZURE_STORAGE_KEY")?;
+    let account = Account {
+        name: target.account.clone(),
+        key,
+    };
+    let url = url::Url::parse(&target.queue_url).context("relay.queueUrl is not a URL")?;
+    let queue = StorageWorkQueue::signed(url, None, &account, Duration::from_secs(30));
+    Ok(relay::Relay::new(queue, target.message_ttl_seconds, policy))
+}
+
 /// A queue worker about to start.
 struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
@@ -297,6 +316,10 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         let table = || table.clone().context("this processor needs sink.table");
         match self.config.processor {
             ProcessorKind::Noop => self.run(queue, Noop).await,
+            ProcessorKind::Relay => {
+                let relay = relay_processor(self.config)?;
+                self.run(queue, relay).await
+            }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,
             ProcessorKind::Inventory => self.run(queue, Inventory::new(table()?, publisher)).await,
             ProcessorKind::Shipment => self.run(queue, Shipment::new(table()?, publisher)).await,

@@ -65,7 +65,8 @@ impl WorkQueue for SqsWorkQueue {
                 .collect();
             let receive_count = message.receive_count().unwrap_or(1);
             deliveries.push(Delivery {
-                message: Message::delivered(message.message_id, message.body.clone(), strings, receive_count),
+                message: Message::delivered(message.message_id, message.body.clone(), strings, receive_count)
+                    .with_types(&message.attributes),
                 receipt: message.receipt_handle,
                 raw_body: message.body,
                 raw_attributes: message.attributes,

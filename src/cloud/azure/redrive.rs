@@ -30,8 +30,12 @@ use crate::cloud::{
     work_queue::DEAD_LETTER_REASON,
 };
 
-/// How long a redriven event may wait for the broker's acknowledgement.
+/// How long a redriven event may wait for room in the producer's queue (its delivery is bounded by the
+/// producer's `message.timeout.ms`, [`DELIVERY_TIMEOUT_MS`]).
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a redriven event may wait for the broker's acknowledgement before it counts as not moved:
+/// well inside the 60 s the dead letter hides it for.
+pub const DELIVERY_TIMEOUT_MS: &str = "30000";
 
 /// Where a dead letter's messages can go back to.
 pub enum Target {
@@ -227,6 +231,11 @@ impl QueueMessages for StorageRedrive {
             operation: self.operation("StartMessageMoveTask"),
             detail: "a Storage Queue has no message-move task".to_owned(),
         })
+    }
+
+    /// The envelope of a Storage Queue message and the headers of a Kafka record have no such limit.
+    fn attribute_limit(&self) -> Option<usize> {
+        None
     }
 
     async fn message_moves(&self, _: &str) -> Result<Vec<MoveTask>> {

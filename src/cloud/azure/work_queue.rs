@@ -260,13 +260,41 @@ impl StorageWorkQueue {
             let receipt = receipt_of(&id, &pop_receipt);
             self.hold(&receipt, pop_receipt, self.visibility_timeout);
             deliveries.push(Delivery {
-                message: Message::delivered(id, body.clone(), strings, count),
+                message: Message::delivered(id, body.clone(), strings, count).with_types(&attributes),
                 receipt,
                 raw_body: body,
                 raw_attributes: attributes,
             });
         }
         Ok(deliveries)
+    }
+
+    /// Sends `text` to this queue, kept for `ttl_seconds` (`-1`: never expires): the queue as a sink.
+    pub async fn send(&self, text: String, ttl_seconds: i32) -> Result<()> {
+        let operation = self.operation("SendMessage");
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::Invalid {
+                operation,
+                detail: format!(
+                    "the message is {} bytes, more than a Storage Queue message holds ({MAX_MESSAGE_BYTES})",
+                    text.len()
+                ),
+            });
+        }
+        let message = QueueMessage {
+            message_text: Some(text),
+        };
+        let content = message.try_into().map_err(|e| from_azure(operation.clone(), e))?;
+        let options = QueueClientSendMessageOptions {
+            message_time_to_live: Some(ttl_seconds),
+            ..Default::default()
+        };
+        self.client
+            .get()?
+            .send_message(content, Some(options))
+            .await
+            .map_err(|e| from_azure(operation, e))?;
+        Ok(())
     }
 
     /// The dead-letter text: the envelope with the reason, or without it if that is too large, or the

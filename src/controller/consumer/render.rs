@@ -160,6 +160,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 queue_url,
                 storage_account: resolved.dead_letter_account.clone(),
             }),
+        relay: None,
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: DRAIN_SECONDS,
     }
@@ -209,26 +210,53 @@ impl Children {
     }
 }
 
-fn owner(consumer: &Consumer) -> Option<OwnerReference> {
-    consumer.controller_owner_ref(&())
+/// Whom a set of worker objects is for: their name, labels and owner, the image and the HTTP port. A
+/// Consumer's workers, or a Subscription's relay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerOwner {
+    /// The name of every object.
+    pub name: String,
+    /// Their namespace.
+    pub namespace: Option<String>,
+    /// Labels of every object and of the pods.
+    pub labels: BTreeMap<String, String>,
+    /// The labels selecting the pods.
+    pub selector: BTreeMap<String, String>,
+    /// The owner reference that lets the garbage collector remove them with their owner.
+    pub owner: Option<OwnerReference>,
+    /// An image other than the operator's.
+    pub image: Option<String>,
+    /// The HTTP source's port, which gets a Service.
+    pub http_port: Option<i32>,
 }
 
-fn labels(consumer: &Consumer) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "tributary-worker".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), consumer.name_any()),
-        ("app.kubernetes.io/managed-by".to_owned(), "tributary".to_owned()),
-        (CONSUMER_LABEL.to_owned(), consumer.name_any()),
-    ])
-}
+impl WorkerOwner {
+    /// The workers of `consumer`.
+    pub fn of_consumer(consumer: &Consumer) -> Self {
+        Self {
+            name: worker_name(consumer),
+            namespace: consumer.namespace(),
+            labels: BTreeMap::from([
+                ("app.kubernetes.io/name".to_owned(), "tributary-worker".to_owned()),
+                ("app.kubernetes.io/instance".to_owned(), consumer.name_any()),
+                ("app.kubernetes.io/managed-by".to_owned(), "tributary".to_owned()),
+                (CONSUMER_LABEL.to_owned(), consumer.name_any()),
+            ]),
+            selector: BTreeMap::from([(CONSUMER_LABEL.to_owned(), consumer.name_any())]),
+            owner: consumer.controller_owner_ref(&()),
+            image: consumer.spec.image.clone(),
+            http_port: consumer.spec.source.http.as_ref().map(|http| http.port),
+        }
+    }
 
-fn meta(consumer: &Consumer) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(worker_name(consumer)),
-        namespace: consumer.namespace(),
-        labels: Some(labels(consumer)),
-        owner_references: owner(consumer).map(|o| vec![o]),
-        ..ObjectMeta::default()
+    fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(self.name.clone()),
+            namespace: self.namespace.clone(),
+            labels: Some(self.labels.clone()),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..ObjectMeta::default()
+        }
     }
 }
 
@@ -266,10 +294,20 @@ pub fn children(
     settings: &WorkerSettings,
     replicas: i32,
 ) -> Children {
+    children_of(&WorkerOwner::of_consumer(consumer), config, settings, replicas)
+}
+
+/// The objects that run `config` for `owner` with `replicas` pods.
+pub fn children_of(
+    owner: &WorkerOwner,
+    config: &WorkerConfig,
+    settings: &WorkerSettings,
+    replicas: i32,
+) -> Children {
     let text = serde_yaml_ng::to_string(config).unwrap_or_default();
-    let name = worker_name(consumer);
-    let selector = BTreeMap::from([(CONSUMER_LABEL.to_owned(), consumer.name_any())]);
-    let http_port = consumer.spec.source.http.as_ref().map(|http| http.port);
+    let name = owner.name.clone();
+    let selector = owner.selector.clone();
+    let http_port = owner.http_port;
     let mut ports = vec![ContainerPort {
         name: Some("metrics".to_owned()),
         container_port: i32::from(METRICS_PORT),
@@ -292,11 +330,7 @@ pub fn children(
         ..Probe::default()
     };
     let quantity = |q: &str| Quantity(q.to_owned());
-    let image = consumer
-        .spec
-        .image
-        .clone()
-        .unwrap_or_else(|| settings.image.clone());
+    let image = owner.image.clone().unwrap_or_else(|| settings.image.clone());
     let container = Container {
         name: "worker".to_owned(),
         image: Some(image),
@@ -378,7 +412,7 @@ pub fn children(
         ..PodSpec::default()
     };
     let deployment = Deployment {
-        metadata: meta(consumer),
+        metadata: owner.meta(),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             selector: LabelSelector {
@@ -387,7 +421,7 @@ pub fn children(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(consumer)),
+                    labels: Some(owner.labels.clone()),
                     annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash(&text))])),
                     ..ObjectMeta::default()
                 }),
@@ -398,7 +432,7 @@ pub fn children(
         status: None,
     };
     let service = http_port.map(|port| Service {
-        metadata: meta(consumer),
+        metadata: owner.meta(),
         spec: Some(ServiceSpec {
             selector: Some(selector),
             ports: Some(vec![ServicePort {
@@ -413,7 +447,7 @@ pub fn children(
     });
     Children {
         config_map: ConfigMap {
-            metadata: meta(consumer),
+            metadata: owner.meta(),
             data: Some(BTreeMap::from([(FILE_NAME.to_owned(), text)])),
             ..ConfigMap::default()
         },
@@ -421,7 +455,7 @@ pub fn children(
             metadata: ObjectMeta {
                 annotations: (!settings.service_account_annotations.is_empty())
                     .then(|| settings.service_account_annotations.clone()),
-                ..meta(consumer)
+                ..owner.meta()
             },
             automount_service_account_token: Some(false),
             ..ServiceAccount::default()

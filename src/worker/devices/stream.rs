@@ -322,8 +322,8 @@ fn delivery(record: &OwnedMessage, at: String) -> Delivery {
         message: Message {
             id: at,
             body: body.clone(),
-            attributes: BTreeMap::new(),
             receive_count: 1,
+            ..Message::default()
         },
         receipt: String::new(),
         raw_body: body,

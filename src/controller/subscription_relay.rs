@@ -1,0 +1,266 @@
+//! A Subscription to a Queue on azure. SNS delivers to SQS only, and a Storage Queue has no filtering, so
+//! the controller relays: build: the relay queue's name and attributes, and the relay worker (processor
+//! `relay`, pure) → apply: find or create the SQS queue `tributary-relay-<namespace>-<name>` (tagged as
+//! the Subscription's, with a queue policy letting only the Topic send and 14 days of retention, so
+//! nothing is lost while Azure is unreachable), subscribe it to the Topic with raw delivery and no SNS
+//! filter, and server-side apply the relay's ConfigMap, ServiceAccount and Deployment (`<name>-relay`,
+//! owned by the Subscription, with the Storage Queue's account key from the Queue's Secret) → status:
+//! the SNS subscription, the relay queue and the filter the relay applies. The relay evaluates the filter
+//! with Tributary's engine, the one that validated it. Cleanup unsubscribes and deletes the relay queue;
+//! the garbage collector removes the Deployment.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::{Resource, ResourceExt};
+
+use super::{
+    Cloud, Context,
+    consumer::{
+        apply_child,
+        render::{self, METRICS_PORT, WorkerOwner},
+    },
+    drift,
+    error::Error,
+    events::{self, reasons},
+    finalize::Applied,
+    ownership::{Ownership, desired_tags, ownership},
+    status::describe,
+    subscription::ensure_subscription,
+};
+use crate::{
+    api::{Queue, Subscription, common::DeletionPolicy, subscription::SubscriptionStatus},
+    cloud::{
+        Attributes, Tags,
+        aws::attributes::{self, SQS_NAME_LIMIT, names},
+    },
+    filter::Policy,
+    worker::{
+        config::{ConsumerName, ProcessorKind, Retry, Sink, Source, SqsSource, WorkerConfig},
+        relay::RelayTarget,
+    },
+};
+
+/// The label naming the Subscription on its relay's objects.
+pub const SUBSCRIPTION_LABEL: &str = "tributary.dev/subscription";
+/// The ownership kind of a relay queue.
+const KIND: &str = "Subscription";
+/// SQS's longest retention: what the relay queue holds while the Storage Queue cannot be reached.
+const RETENTION_SECONDS: &str = "1209600";
+
+/// The relay's SQS queue name: `tributary-relay-<namespace>-<name>`, made valid and unique.
+pub fn relay_queue_name(subscription: &Subscription) -> String {
+    let namespace = subscription.namespace().unwrap_or_default();
+    attributes::default_name(
+        "tributary-relay",
+        &format!("{namespace}-{}", subscription.name_any()),
+        false,
+        SQS_NAME_LIMIT,
+    )
+}
+
+/// The name of the relay's Kubernetes objects.
+pub fn relay_name(subscription: &Subscription) -> String {
+    format!("{}-relay", subscription.name_any())
+}
+
+/// The relay worker's configuration: the relay queue in, the Queue's Storage Queue out, the filter.
+pub fn relay_config(
+    subscription: &Subscription,
+    relay_url: &str,
+    queue: &Queue,
+    target_url: &str,
+) -> WorkerConfig {
+    let azure = queue.spec.azure.as_ref();
+    WorkerConfig {
+        consumer: ConsumerName {
+            namespace: subscription.namespace().unwrap_or_default(),
+            name: relay_name(subscription),
+        },
+        processor: ProcessorKind::Relay,
+        source: Source {
+            sqs: Some(SqsSource {
+                queue_url: relay_url.to_owned(),
+                visibility_timeout_seconds: 30,
+                receivers: 2,
+                wait_time_seconds: 20,
+            }),
+            ..Source::default()
+        },
+        sink: Sink::default(),
+        retry: Retry::default(),
+        dead_letter: None,
+        relay: Some(RelayTarget {
+            queue_url: target_url.to_owned(),
+            account: azure
+                .map(|a| a.location.storage_account.clone())
+                .unwrap_or_default(),
+            message_ttl_seconds: azure.map_or(604_800, |a| a.message_ttl_seconds),
+            filter: subscription.spec.filter.clone(),
+        }),
+        metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
+        drain_seconds: 20,
+    }
+}
+
+/// Whom the relay's objects are for.
+pub fn relay_owner(subscription: &Subscription) -> WorkerOwner {
+    let name = subscription.name_any();
+    WorkerOwner {
+        name: relay_name(subscription),
+        namespace: subscription.namespace(),
+        labels: BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "tributary-relay".to_owned()),
+            ("app.kubernetes.io/instance".to_owned(), name.clone()),
+            ("app.kubernetes.io/managed-by".to_owned(), "tributary".to_owned()),
+            (SUBSCRIPTION_LABEL.to_owned(), name.clone()),
+        ]),
+        selector: BTreeMap::from([(SUBSCRIPTION_LABEL.to_owned(), name)]),
+        owner: subscription.controller_owner_ref(&()),
+        image: None,
+        http_port: None,
+    }
+}
+
+/// The relay queue's URL and ARN: found or created, ours, with its policy and retention.
+async fn ensure_relay_queue<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    topic_arn: &str,
+) -> Result<(String, String), Error> {
+    let object = describe(subscription);
+    let err = |source| Error::cloud(&object, source);
+    let name = relay_queue_name(subscription);
+    let namespace = subscription.namespace().unwrap_or_default();
+    let tags = desired_tags(KIND, &namespace, &subscription.name_any(), &Tags::new());
+    let url = match ctx.cloud.find_queue(&name).await.map_err(err)? {
+        Some(url) => {
+            let observed = ctx.cloud.queue_tags(&url).await.map_err(err)?;
+            if let Ownership::Foreign(who) =
+                ownership(&observed, KIND, &namespace, &subscription.name_any(), false)
+            {
+                return Err(Error::AlreadyExists {
+                    object,
+                    message: format!("the relay queue {name} exists and {who}"),
+                });
+            }
+            url
+        }
+        None => {
+            let creation = Attributes::from([(
+                names::MESSAGE_RETENTION_PERIOD.to_owned(),
+                RETENTION_SECONDS.to_owned(),
+            )]);
+            let url = ctx
+                .cloud
+                .create_queue(&name, &creation, &tags)
+                .await
+                .map_err(err)?;
+            let note = format!("created the relay queue {url}");
+            events::normal(&ctx.recorder, subscription, reasons::CREATED, note).await;
+            url
+        }
+    };
+    let observed = ctx.cloud.queue_attributes(&url).await.map_err(err)?;
+    let arn = observed
+        .get(names::QUEUE_ARN)
+        .cloned()
+        .ok_or_else(|| Error::DependencyNotReady {
+            object: object.clone(),
+            message: format!("the relay queue {url} has no QueueArn yet"),
+        })?;
+    let mut desired = Attributes::from([(
+        names::MESSAGE_RETENTION_PERIOD.to_owned(),
+        RETENTION_SECONDS.to_owned(),
+    )]);
+    if let Some(policy) = attributes::queue_policy(&arn, &[topic_arn]) {
+        desired.insert(names::POLICY.to_owned(), policy);
+    }
+    let changes = drift::diff(&desired, &observed);
+    if !changes.to_set.is_empty() {
+        // Every call carries the policy: moto drops it from a call that leaves it out.
+        ctx.cloud
+            .set_queue_attributes(&url, &desired)
+            .await
+            .map_err(err)?;
+    }
+    Ok((url, arn))
+}
+
+/// The apply step for a Queue on azure; `policy` is the validated filter.
+pub(crate) async fn apply<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    policy: Option<&Policy>,
+    topic_arn: &str,
+    queue: &Queue,
+) -> Result<Applied<SubscriptionStatus>, Error> {
+    let object = describe(subscription);
+    let queue_name = queue.name_any();
+    let not_ready = |message: String| Error::DependencyNotReady {
+        object: object.clone(),
+        message,
+    };
+    let (Some(azure), Some(target_url)) = (
+        queue.spec.azure.as_ref(),
+        queue.status.as_ref().and_then(|s| s.observed.url.clone()),
+    ) else {
+        return Err(not_ready(format!("Queue {queue_name} has no Storage Queue yet")));
+    };
+    let key = azure.location.account_key_secret_ref.clone().ok_or_else(|| {
+        not_ready(format!(
+            "Queue {queue_name} has no spec.azure.accountKeySecretRef"
+        ))
+    })?;
+
+    let (relay_url, relay_arn) = ensure_relay_queue(subscription, ctx, topic_arn).await?;
+    // Raw, unfiltered: the relay reads the attributes with their types and applies the filter itself.
+    let desired = attributes::subscription_attributes(true, None);
+    let arn = ensure_subscription(subscription, ctx, topic_arn, &relay_arn, &desired).await?;
+
+    let config = relay_config(subscription, &relay_url, queue, &target_url);
+    let children = render::children_of(&relay_owner(subscription), &config, &ctx.config.worker, 1)
+        .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
+    let namespace = subscription.namespace().unwrap_or_default();
+    apply_child(ctx, &object, &namespace, &children.config_map).await?;
+    apply_child(ctx, &object, &namespace, &children.service_account).await?;
+    apply_child(ctx, &object, &namespace, &children.deployment).await?;
+    Ok(Applied {
+        status: SubscriptionStatus {
+            arn: Some(arn.clone()),
+            applied_filter_policy: policy.map(Policy::canonical_json),
+            relay_queue_url: Some(relay_url.clone()),
+            ..SubscriptionStatus::default()
+        },
+        message: format!(
+            "SNS subscription {arn} of the relay queue {relay_url}; Deployment {} sends what the filter admits \
+             to {target_url}",
+            relay_name(subscription)
+        ),
+        requeue: None,
+    })
+}
+
+/// Cleanup of a relay: its queue, if there is one and it is ours (the SNS subscription is gone already).
+pub(crate) async fn cleanup<C: Cloud>(
+    subscription: &Arc<Subscription>,
+    ctx: &Context<C>,
+) -> Result<(), Error> {
+    if subscription.spec.deletion_policy == DeletionPolicy::Retain {
+        return Ok(());
+    }
+    let object = describe(&**subscription);
+    let err = |source| Error::cloud(&object, source);
+    let name = relay_queue_name(subscription);
+    let Some(url) = ctx.cloud.find_queue(&name).await.map_err(err)? else {
+        return Ok(());
+    };
+    let tags = ctx.cloud.queue_tags(&url).await.map_err(err)?;
+    let namespace = subscription.namespace().unwrap_or_default();
+    if ownership(&tags, KIND, &namespace, &subscription.name_any(), false) != Ownership::Ours {
+        return Ok(());
+    }
+    ctx.cloud.delete_queue(&url).await.map_err(err)?;
+    let note = format!("deleted the relay queue {url}");
+    events::normal(&ctx.recorder, &**subscription, reasons::DELETED, note).await;
+    Ok(())
+}
