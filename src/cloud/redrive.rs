@@ -186,9 +186,10 @@ pub async fn move_messages<M: QueueMessages>(
             redrive,
         )
         .await?;
-        let (received, moved) = (round.received, round.moved);
+        let (received, moved, again) = (round.received, round.moved, round.again.len());
         totals.add(round);
-        if received == 0 || moved == 0 {
+        // A round of messages this redrive moved before (hidden until the end) is progress too.
+        if received == 0 || moved + again as u64 == 0 {
             break;
         }
         if let Some(rate) = max_per_second.filter(|rate| *rate > 0) {

@@ -172,7 +172,11 @@ impl<C: Cloud> Reconciler<C> for Subscription {
             let note = format!("unsubscribed {arn}");
             events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
         }
-        relay::cleanup(&subscription, &ctx).await
+        let topic_arn = match endpoints(&subscription, &ctx) {
+            Ok(Endpoints::Relay(topic_arn, _)) => Some(topic_arn),
+            _ => None,
+        };
+        relay::cleanup(&subscription, &ctx, topic_arn.as_deref()).await
     }
 }
 

@@ -47,12 +47,13 @@ const KIND: &str = "Subscription";
 /// SQS's longest retention: what the relay queue holds while the Storage Queue cannot be reached.
 const RETENTION_SECONDS: &str = "1209600";
 
-/// The relay's SQS queue name: `tributary-relay-<namespace>-<name>`, made valid and unique.
+/// The relay's SQS queue name: `tributary-relay-<namespace>_<name>`, made valid. Kubernetes names have no
+/// `_`, so no two Subscriptions share it, and no Queue's `<namespace>-<name>` default is one.
 pub fn relay_queue_name(subscription: &Subscription) -> String {
     let namespace = subscription.namespace().unwrap_or_default();
     attributes::default_name(
         "tributary-relay",
-        &format!("{namespace}-{}", subscription.name_any()),
+        &format!("{namespace}_{}", subscription.name_any()),
         false,
         SQS_NAME_LIMIT,
     )
@@ -87,7 +88,13 @@ pub fn relay_config(
             ..Source::default()
         },
         sink: Sink::default(),
-        retry: Retry::default(),
+        // An unreachable Storage Queue is waited out, however long (the relay queue keeps 14 days), with
+        // pauses of at most 5 minutes; only a message no Storage Queue can hold is given up on.
+        retry: Retry {
+            max_attempts: u32::MAX,
+            initial_backoff_seconds: 1,
+            max_backoff_seconds: 300,
+        },
         dead_letter: None,
         relay: Some(RelayTarget {
             queue_url: target_url.to_owned(),
@@ -206,15 +213,18 @@ pub(crate) async fn apply<C: Cloud>(
     ) else {
         return Err(not_ready(format!("Queue {queue_name} has no Storage Queue yet")));
     };
-    let key = azure.location.account_key_secret_ref.clone().ok_or_else(|| {
-        not_ready(format!(
-            "Queue {queue_name} has no spec.azure.accountKeySecretRef"
-        ))
+    let key = azure.location.account_key_secret_ref.clone().ok_or_else(|| Error::InvalidSpec {
+        object: object.clone(),
+        message: format!(
+            "spec.queueRef: Queue {queue_name} has no spec.azure.accountKeySecretRef: the relay writes the \
+             Storage Queue with the account key (its Azure identity is not used for it yet)"
+        ),
     })?;
 
     let (relay_url, relay_arn) = ensure_relay_queue(subscription, ctx, topic_arn).await?;
-    // Raw, unfiltered: the relay reads the attributes with their types and applies the filter itself.
-    let desired = attributes::subscription_attributes(true, None);
+    // Unfiltered (the relay applies the filter) and in SNS's envelope: raw delivery to SQS discards a
+    // message with more than 10 attributes, and the envelope carries every attribute with its type.
+    let desired = attributes::subscription_attributes(false, None);
     let arn = ensure_subscription(subscription, ctx, topic_arn, &relay_arn, &desired).await?;
 
     let config = relay_config(subscription, &relay_url, queue, &target_url);
@@ -240,10 +250,13 @@ pub(crate) async fn apply<C: Cloud>(
     })
 }
 
-/// Cleanup of a relay: its queue, if there is one and it is ours (the SNS subscription is gone already).
+/// Cleanup of a relay: its SNS subscription if status never recorded it (the caller unsubscribed the one
+/// it did), then its queue, if it is ours. What the relay had not sent on yet goes with the queue: an
+/// Event says how much.
 pub(crate) async fn cleanup<C: Cloud>(
     subscription: &Arc<Subscription>,
     ctx: &Context<C>,
+    topic_arn: Option<&str>,
 ) -> Result<(), Error> {
     if subscription.spec.deletion_policy == DeletionPolicy::Retain {
         return Ok(());
@@ -258,6 +271,26 @@ pub(crate) async fn cleanup<C: Cloud>(
     let namespace = subscription.namespace().unwrap_or_default();
     if ownership(&tags, KIND, &namespace, &subscription.name_any(), false) != Ownership::Ours {
         return Ok(());
+    }
+    let recorded = subscription.status.as_ref().and_then(|s| s.arn.as_ref());
+    if recorded.is_none()
+        && let Some(topic_arn) = topic_arn
+        && let Some(arn) = ctx
+            .cloud
+            .queue_attributes(&url)
+            .await
+            .map_err(err)?
+            .get(names::QUEUE_ARN)
+        && let Some(subscribed) = ctx.cloud.find_subscription(topic_arn, arn).await.map_err(err)?
+    {
+        ctx.cloud.unsubscribe(&subscribed).await.map_err(err)?;
+    }
+    let stats = ctx.cloud.queue_stats(&url).await.map_err(err)?;
+    let left = stats.visible + stats.in_flight + stats.delayed;
+    if left > 0 {
+        let note =
+            format!("deleting the relay queue {url} with {left} messages not sent on to the Storage Queue");
+        events::warning(&ctx.recorder, &**subscription, reasons::DELETED, note).await;
     }
     ctx.cloud.delete_queue(&url).await.map_err(err)?;
     let note = format!("deleted the relay queue {url}");

@@ -138,8 +138,9 @@ impl Processor for Relay {
         let text = envelope::encode(&message.body, &attributes);
         match self.target.send(text, self.ttl_seconds).await {
             Ok(()) => Outcome::Done,
-            // Too large for a Storage Queue: no retry changes that.
-            Err(e) if e.kind() == crate::cloud::ErrorKind::Permanent => Outcome::Reject(e.to_string()),
+            // Too large for a Storage Queue (checked before sending): no retry changes that. Any answer of
+            // the service (a rotated key, an outage) is retried until it is fixed.
+            Err(e @ crate::cloud::Error::Invalid { .. }) => Outcome::Reject(e.to_string()),
             Err(e) => Outcome::Retry(format!("relaying to {}: {e}", self.target.url())),
         }
     }

@@ -23,7 +23,7 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 19] = [
+const CONTROLLER: [(&str, &[&str]); 20] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
@@ -38,6 +38,7 @@ const CONTROLLER: [(&str, &[&str]); 19] = [
     ("devicestreams.tributary.dev/status", &["patch"]),
     ("consumers.tributary.dev/finalizers", &["update"]),
     ("devicestreams.tributary.dev/finalizers", &["update"]),
+    ("subscriptions.tributary.dev/finalizers", &["update"]),
     ("configmaps", &["create", "patch"]),
     ("serviceaccounts", &["create", "patch"]),
     ("services", &["create", "patch"]),

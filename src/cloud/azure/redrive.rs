@@ -194,7 +194,11 @@ impl Target {
                     .send_message(content, Some(options))
                     .await
                     .map(|_| ())
-                    .map_err(|e| failure(id, "SendMessage", from_azure(operation, e).to_string(), false))
+                    .map_err(|e| {
+                        let error = from_azure(operation, e);
+                        let permanent = error.kind() == crate::cloud::ErrorKind::Permanent;
+                        failure(id, "SendMessage", error.to_string(), permanent)
+                    })
             }
             Self::Hub { producer, topic } => {
                 let Event {

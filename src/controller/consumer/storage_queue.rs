@@ -40,9 +40,12 @@ pub fn resolve(
     };
     let location = &azure.location;
     let key = location.account_key_secret_ref.clone().ok_or_else(|| {
-        not_ready(
+        invalid(
             consumer,
-            format!("spec.source.queueRef: Queue {name} has no spec.azure.accountKeySecretRef"),
+            format!(
+                "spec.source.queueRef: Queue {name} has no spec.azure.accountKeySecretRef: workers read \
+                 Storage Queues with the account key (their Azure identity is not used for it yet)"
+            ),
         )
     })?;
     resolved.storage_queue = Some(StorageQueueSource {
