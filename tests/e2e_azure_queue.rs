@@ -19,13 +19,10 @@ use std::{
 };
 
 use azure_storage_queue::models::QueueMessage;
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Secret},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
     Api,
-    api::{Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 use tributary::{
@@ -81,15 +78,7 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     let ns = common::namespace(&client, "e2e-azq").await;
     let aws = common::aws_config().await;
     let controller = common::start_controller(&client, &ns, &aws).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "storage"},
-        "stringData": {"accountKey": common::var("AZURE_STORAGE_KEY")},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    common::storage_secret(&client, &ns).await;
     let table_name = format!("{ns}-orders");
     common::create_yaml(&client, &ns, &azure("DeadLetter", "reservations-dlq", "")).await;
     let queue_extra = "    visibilityTimeoutSeconds: 10\n  deadLetter: {ref: {name: reservations-dlq}, maxReceiveCount: 4}\n";
@@ -247,7 +236,7 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     })
     .await;
     let elapsed = started.elapsed();
-    let peeked = peek_all(&dead_client).await;
+    let peeked = common::azure_peek(&dead_client).await;
     let mut reasons = Vec::new();
     for (body, attributes) in &peeked {
         let reason: serde_json::Value =
@@ -306,7 +295,7 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     .await;
     // The malformed ones are still malformed: back in the dead letter, and only they.
     let back = common::eventually("the malformed ones dead-lettered again", CONVERGE, || async {
-        let peeked = peek_all(&dead_client).await;
+        let peeked = common::azure_peek(&dead_client).await;
         (peeked.len() == 2).then_some(peeked)
     })
     .await;
@@ -323,34 +312,4 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     assert!(worker.wait().unwrap().success(), "a clean shutdown");
     controller.stop().await;
     let _ = std::fs::remove_dir_all(&work);
-}
-
-/// Every message of a storage queue, peeked (left in place): body and string attributes.
-async fn peek_all(
-    queue: &azure_storage_queue::QueueClient,
-) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
-    let options = azure_storage_queue::models::QueueClientPeekMessagesOptions {
-        number_of_messages: Some(32),
-        ..Default::default()
-    };
-    let peeked = queue
-        .peek_messages(Some(options))
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    peeked
-        .into_iter()
-        .map(|m| {
-            let (body, attributes) =
-                tributary::cloud::azure::envelope::decode(m.message_text.as_deref().unwrap_or_default());
-            let strings = attributes
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.string_value?)))
-                .collect();
-            (body, strings)
-        })
-        .collect()
 }

@@ -15,15 +15,8 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Secret},
-};
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
-use serde_json::json;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
+use kube::{Api, api::DeleteParams};
 use tributary::worker::config::{ProcessorKind, WorkerConfig};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -35,15 +28,7 @@ async fn a_topic_delivers_to_a_storage_queue_through_the_relay_filtered_by_the_e
     let ns = common::namespace(&client, "e2e-relay").await;
     let aws = common::aws_config().await;
     let controller = common::start_controller(&client, &ns, &aws).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "storage"},
-        "stringData": {"accountKey": common::var("AZURE_STORAGE_KEY")},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    common::storage_secret(&client, &ns).await;
     let objects = format!(
         "apiVersion: tributary.dev/v1alpha1\nkind: Topic\nmetadata: {{name: orders}}\nspec: {{provider: aws, aws: {{}}}}\n---\n\
          apiVersion: tributary.dev/v1alpha1\nkind: Queue\nmetadata: {{name: big-orders}}\nspec:\n  provider: azure\n  azure:\n    storageAccount: {account}\n    accountKeySecretRef: {{name: storage, key: accountKey}}\n    messageTtlSeconds: 3600\n---\n\

@@ -14,20 +14,16 @@ use super::{
     Context, device_stream,
     error::Error,
     redrive::{self, Step},
-    secrets,
     status::describe,
     storage_queue, watch,
 };
 use crate::{
     api::{
         Consumer, DeadLetter, DeviceStream, Queue,
-        common::{Provider, SecretKeyRef, StorageQueueLocation},
+        common::{Provider, StorageQueueLocation},
     },
     cloud::{
-        azure::{
-            kafka::{EVENT_HUBS_USERNAME, KafkaEndpoint},
-            redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
-        },
+        azure::redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
         redrive::Destination,
     },
 };
@@ -209,24 +205,11 @@ async fn hub_target<C>(
     };
     let namespace = stream.namespace().unwrap_or_default();
     let topic = device_stream::hub_name(&namespace, &stream.name_any(), azure);
-    let key_ref = SecretKeyRef {
-        name: secret,
-        key: "connectionString".to_owned(),
-    };
     let field = "the DeviceStream's connection Secret";
     let object = describe(dead_letter);
-    let password = secrets::read_key(&ctx.client, &namespace, &object, field, &key_ref).await?;
-    let endpoint = KafkaEndpoint {
-        bootstrap_servers: bootstrap.clone(),
-        security_protocol: "SASL_SSL".to_owned(),
-        username: EVENT_HUBS_USERNAME.to_owned(),
-        password,
-        ca_file: ctx
-            .config
-            .event_hubs
-            .as_ref()
-            .and_then(|e| e.kafka_ca_file.clone()),
-    };
+    let endpoint =
+        super::consumer::device::stream_endpoint(ctx, &namespace, &object, field, &bootstrap, &secret)
+            .await?;
     let producer: FutureProducer = endpoint
         .client_config()
         .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)

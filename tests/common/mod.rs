@@ -217,6 +217,51 @@ pub async fn azure_drain(
     azure_receive_all(queue, None).await
 }
 
+/// The Secret `storage` holding the test bed's storage account key as `accountKey`.
+pub async fn storage_secret(client: &kube::Client, namespace: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "storage"},
+        "stringData": {"accountKey": var("AZURE_STORAGE_KEY")},
+    }))
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// Up to 32 messages of a storage queue, peeked (left in place and visible): body and string attributes.
+pub async fn azure_peek(
+    queue: &azure_storage_queue::QueueClient,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    let options = azure_storage_queue::models::QueueClientPeekMessagesOptions {
+        number_of_messages: Some(32),
+        ..Default::default()
+    };
+    let peeked = queue
+        .peek_messages(Some(options))
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    peeked
+        .into_iter()
+        .map(|m| decoded(m.message_text.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// A message text's body and string attributes, read from Tributary's envelope.
+fn decoded(text: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let (body, attributes) = tributary::cloud::azure::envelope::decode(text);
+    let strings = attributes
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.string_value?)))
+        .collect();
+    (body, strings)
+}
+
 /// Receives every message of a storage queue like [`azure_drain`], but leaves them in the queue, hidden
 /// for `hide_seconds` (a peek sees at most 32).
 pub async fn azure_read(
@@ -259,14 +304,7 @@ async fn azure_receive_all(
                     .await
                     .unwrap();
             }
-            let (body, attributes) = tributary::cloud::azure::envelope::decode(
-                message.message_text.as_deref().unwrap_or_default(),
-            );
-            let strings = attributes
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.string_value?)))
-                .collect();
-            all.push((body, strings));
+            all.push(decoded(message.message_text.as_deref().unwrap_or_default()));
         }
     }
 }

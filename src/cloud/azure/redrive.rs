@@ -343,11 +343,7 @@ mod tests {
     use super::*;
 
     fn string(value: &str) -> MessageAttribute {
-        MessageAttribute {
-            data_type: "String".into(),
-            string_value: Some(value.into()),
-            binary_value: None,
-        }
+        crate::cloud::work_queue::reason_attribute(value)
     }
 
     fn outgoing(body: &str, attributes: &[(&str, &str)]) -> OutgoingMessage {

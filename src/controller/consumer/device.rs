@@ -140,19 +140,23 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     Ok(())
 }
 
-/// The group's lag on the stream: the connection string from the stream's Secret, the offsets from the
-/// broker (blocking calls, off the async threads).
-pub async fn lag<C>(ctx: &Context<C>, consumer: &Consumer, source: &StreamSource) -> Result<i64, Error> {
-    let object = describe(consumer);
-    let namespace = consumer.namespace().unwrap_or_default();
+/// A DeviceStream's Kafka endpoint at `bootstrap`, signed in with the connection string in its Secret
+/// `secret` (read for `object`; `field` names the reference in errors).
+pub(crate) async fn stream_endpoint<C>(
+    ctx: &Context<C>,
+    namespace: &str,
+    object: &str,
+    field: &str,
+    bootstrap: &str,
+    secret: &str,
+) -> Result<KafkaEndpoint, Error> {
     let key_ref = SecretKeyRef {
-        name: source.secret.clone(),
+        name: secret.to_owned(),
         key: "connectionString".to_owned(),
     };
-    let field = "spec.source.deviceStreamRef (the DeviceStream's connection Secret)";
-    let password = secrets::read_key(&ctx.client, &namespace, &object, field, &key_ref).await?;
-    let endpoint = KafkaEndpoint {
-        bootstrap_servers: source.bootstrap.clone(),
+    let password = secrets::read_key(&ctx.client, namespace, object, field, &key_ref).await?;
+    Ok(KafkaEndpoint {
+        bootstrap_servers: bootstrap.to_owned(),
         security_protocol: "SASL_SSL".to_owned(),
         username: kafka::EVENT_HUBS_USERNAME.to_owned(),
         password,
@@ -161,7 +165,17 @@ pub async fn lag<C>(ctx: &Context<C>, consumer: &Consumer, source: &StreamSource
             .event_hubs
             .as_ref()
             .and_then(|e| e.kafka_ca_file.clone()),
-    };
+    })
+}
+
+/// The group's lag on the stream: the connection string from the stream's Secret, the offsets from the
+/// broker (blocking calls, off the async threads).
+pub async fn lag<C>(ctx: &Context<C>, consumer: &Consumer, source: &StreamSource) -> Result<i64, Error> {
+    let object = describe(consumer);
+    let namespace = consumer.namespace().unwrap_or_default();
+    let field = "spec.source.deviceStreamRef (the DeviceStream's connection Secret)";
+    let endpoint =
+        stream_endpoint(ctx, &namespace, &object, field, &source.bootstrap, &source.secret).await?;
     let (topic, group) = (source.topic.clone(), source.group.clone());
     let lag = tokio::task::spawn_blocking(move || {
         kafka::lag(&endpoint, &topic, &group, std::time::Duration::from_secs(10))
