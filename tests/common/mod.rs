@@ -50,11 +50,14 @@ fn parse_env(text: &str) -> HashMap<String, String> {
 /// A name unique to this test run, for cloud resources and namespaces that must not collide with
 /// leftovers of earlier runs against the same test bed.
 pub fn unique(prefix: &str) -> String {
+    // The clock alone is not enough: tests running at once in one process read the same nanoseconds.
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
+    format!("{prefix}-{}-{count}-{nanos:x}", std::process::id())
 }
 
 /// Poll `check` every 200 ms until it returns `Some`, or panic with `what` after `timeout`.
