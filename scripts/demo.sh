@@ -123,8 +123,14 @@ done >"$demo/orders.jsonl"
 started=$(date +%s.%N)
 xargs -P 8 -I{} -d '\n' curl -sf -w '\n' -X POST -H 'content-type: application/json' -d '{}' \
 	"http://127.0.0.1:$ingress/orders" <"$demo/orders.jsonl" |
-	python3 -c 'import json,sys; [print(json.loads(l)["orderId"]) for l in sys.stdin if l.strip()]' \
-		>"$demo/order-ids"
+	python3 -c '
+# Parallel curls may share a line (a body and its newline are separate writes): read object by object.
+import json, re, sys
+text, decoder, at = sys.stdin.read(), json.JSONDecoder(), 0
+while (start := re.compile(r"\S").search(text, at)) is not None:
+    answer, at = decoder.raw_decode(text, start.start())
+    print(answer["orderId"])
+' >"$demo/order-ids"
 echo "  $(wc -l <"$demo/order-ids") accepted (202)"
 
 echo
