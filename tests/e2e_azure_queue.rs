@@ -14,7 +14,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -197,20 +197,7 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     }
     let path = work.join("inventory.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    let log = std::fs::File::create(work.join("inventory.log")).unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["worker", "--config"])
-        .arg(&path)
-        .env("AZURE_STORAGE_KEY", common::var("AZURE_STORAGE_KEY"))
-        .env("AWS_ENDPOINT_URL", common::var("AWS_ENDPOINT_URL"))
-        .env("AWS_REGION", common::var("AWS_REGION"))
-        .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut worker = common::spawn_worker(&path, &work.join("inventory.log"));
 
     let state = |order_id: String| {
         let table = table.clone();

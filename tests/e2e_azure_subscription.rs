@@ -9,11 +9,7 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{Api, api::DeleteParams};
@@ -94,19 +90,7 @@ async fn a_topic_delivers_to_a_storage_queue_through_the_relay_filtered_by_the_e
     }
     let path = work.join("relay.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["worker", "--config"])
-        .arg(&path)
-        .env("AZURE_STORAGE_KEY", common::var("AZURE_STORAGE_KEY"))
-        .env("AWS_ENDPOINT_URL", common::var("AWS_ENDPOINT_URL"))
-        .env("AWS_REGION", common::var("AWS_REGION"))
-        .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("relay.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut worker = common::spawn_worker(&path, &work.join("relay.log"));
 
     // Placed and ≥ 100 passes; placed and small, shipped, or a total that is a String do not.
     let sns = aws_sdk_sns::Client::new(&aws);

@@ -220,6 +220,24 @@ pub async fn azure_drain(
     azure_receive_all(queue, None).await
 }
 
+/// A `tributary worker` process running `config`, with the test bed's AWS endpoint and credentials and
+/// its storage account key in the environment (what a worker pod gets), logging to `log`.
+pub fn spawn_worker(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["worker", "--config"])
+        .arg(config)
+        .env("AZURE_STORAGE_KEY", var("AZURE_STORAGE_KEY"))
+        .env("AWS_ENDPOINT_URL", var("AWS_ENDPOINT_URL"))
+        .env("AWS_REGION", var("AWS_REGION"))
+        .env("AWS_ACCESS_KEY_ID", var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", var("AWS_SECRET_ACCESS_KEY"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// The Secret `storage` holding the test bed's storage account key as `accountKey`.
 pub async fn storage_secret(client: &kube::Client, namespace: &str) {
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
