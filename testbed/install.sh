@@ -19,6 +19,10 @@ need mvn "Maven is required to resolve the Kafka broker from Maven Central"
 need openssl "openssl is required to make the test bed's certificates"
 
 mkdir -p "$TRIBUTARY_CACHE" "$TESTBED_BIN"
+# One install at a time per machine: two clones (or a developer's run beside CI's) share the cache, and two
+# builds writing the same cached component at once would leave it half written.
+exec 9>"$TRIBUTARY_CACHE/install.lock"
+flock 9
 export CGO_ENABLED=0 GOFLAGS=-trimpath
 
 # link NAME TARGET: expose a cached file under $TESTBED_BIN/NAME.
