@@ -82,6 +82,7 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
         "Role",
         "RoleBinding",
         "Secret",
@@ -98,7 +99,13 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     let everything = documents(&helm(&template));
     let everything_kinds = kinds(&everything);
     assert!(everything_kinds.contains("NetworkPolicy") && everything_kinds.contains("ServiceMonitor"));
-    let account = everything.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    let named = |kind: &str, name: &str| {
+        everything
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+    };
+    let account = named("ServiceAccount", "tributary");
     assert_eq!(
         account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/tributary"
@@ -107,7 +114,7 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         account["metadata"]["annotations"]["azure.workload.identity/client-id"],
         "00000000-0000-0000-0000-000000000001"
     );
-    let deployment = everything.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let deployment = named("Deployment", "tributary");
     let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
     let workers = env
         .as_array()
@@ -223,7 +230,7 @@ fn release_objects(ns: &str) -> Vec<String> {
     let selector = "app.kubernetes.io/instance=tributary";
     let namespaced = kubectl(&[
         "get",
-        "deployments,replicasets,pods,services,secrets,serviceaccounts,configmaps,roles,rolebindings,networkpolicies",
+        "deployments,replicasets,pods,services,secrets,serviceaccounts,configmaps,roles,rolebindings,networkpolicies,poddisruptionbudgets",
         "-n",
         ns,
         "-l",
@@ -243,7 +250,12 @@ fn release_objects(ns: &str) -> Vec<String> {
     namespaced
         .lines()
         .map(str::to_owned)
-        .chain(cluster.lines().filter(|l| l.ends_with(&ours)).map(str::to_owned))
+        .chain(
+            cluster
+                .lines()
+                .filter(|l| l.ends_with(&ours) || l.ends_with(&format!("{ours}-webhook")))
+                .map(str::to_owned),
+        )
         .collect()
 }
 
@@ -291,7 +303,8 @@ async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
         "--timeout",
         "120s",
     ]);
-    let pods = |n: usize| {
+    // Pods of one Deployment of the release: `tributary` (the controller) or `tributary-webhook`.
+    let pods = |name: &'static str, n: usize| {
         let ns = ns.clone();
         move || {
             let ns = ns.clone();
@@ -302,7 +315,7 @@ async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
                     "-n",
                     &ns,
                     "-l",
-                    "app.kubernetes.io/instance=tributary",
+                    &format!("app.kubernetes.io/instance=tributary,app.kubernetes.io/name={name}"),
                     "--field-selector=status.phase=Running",
                     "-o",
                     "name",
@@ -314,9 +327,25 @@ async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
     common::eventually(
         "the controller pod admitted and running",
         Duration::from_secs(60),
-        pods(1),
+        pods("tributary", 1),
     )
     .await;
+    common::eventually(
+        "two webhook pods admitted and running",
+        Duration::from_secs(60),
+        pods("tributary-webhook", 2),
+    )
+    .await;
+    let budget = kubectl(&[
+        "get",
+        "poddisruptionbudget",
+        "tributary-webhook",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.minAvailable}",
+    ]);
+    assert_eq!(budget, "1", "the webhook keeps one replica through disruptions");
     let ca = secret_data(&ns, "tributary-webhook-tls", "ca.crt");
     assert!(!ca.is_empty());
     let webhook = format!("tributary-{ns}");
@@ -352,7 +381,7 @@ async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
     common::eventually(
         "two controller pods after the upgrade",
         Duration::from_secs(60),
-        pods(2),
+        pods("tributary", 2),
     )
     .await;
     assert_eq!(secret_data(&ns, "tributary-webhook-tls", "ca.crt"), ca);

@@ -18,6 +18,8 @@ use kube::core::{
 
 use crate::filter::{Policy, Scope};
 
+pub mod tls;
+
 /// The path the Subscription webhook is served on.
 pub const SUBSCRIPTION_PATH: &str = "/validate-subscription";
 
@@ -97,7 +99,8 @@ pub fn check_filter(data: &serde_json::Value) -> Result<(), String> {
 }
 
 /// Serves the webhook on `addr` with the PEM certificate and key until `shutdown` resolves. `bound`
-/// receives the actual address (useful with port 0).
+/// receives the actual address (useful with port 0). A certificate rotated on disk is served from the next
+/// connection on, within [`tls::DEFAULT_RELOAD_PERIOD`], without a restart.
 pub async fn serve(
     addr: SocketAddr,
     cert: &Path,
@@ -113,6 +116,9 @@ pub async fn serve(
             key: key.display().to_string(),
             source,
         })?;
+    let mut files = tls::CertificateFiles::new(cert, key);
+    files.mark_loaded();
+    let reloader = tokio::spawn(tls::keep_current(files, tls.clone(), tls::DEFAULT_RELOAD_PERIOD));
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -127,11 +133,13 @@ pub async fn serve(
             }
         });
     }
-    axum_server::bind_rustls(addr, tls)
+    let served = axum_server::bind_rustls(addr, tls)
         .handle(handle)
         .serve(router().into_make_service())
         .await
-        .map_err(|source| WebhookError::Serve { addr, source })
+        .map_err(|source| WebhookError::Serve { addr, source });
+    reloader.abort();
+    served
 }
 
 #[cfg(test)]

@@ -50,3 +50,9 @@ seccompProfile:
 {{- define "tributary.clusterName" -}}
 {{- printf "%s-%s" (include "tributary.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The webhook's pods: a name of their own, so the controller Deployment's selector never matches them. */}}
+{{- define "tributary.webhookSelectorLabels" -}}
+app.kubernetes.io/name: tributary-webhook
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
