@@ -46,6 +46,14 @@ const CONTROLLER: [(&str, &[&str]); 20] = [
     ("secrets", &["create", "get", "patch"]),
 ];
 
+/// What the webhook (same pod, same ServiceAccount) reads: the objects a reviewed object references.
+const WEBHOOK: [(&str, &[&str]); 4] = [
+    ("topics.tributary.dev", &["get", "list", "patch", "watch"]),
+    ("queues.tributary.dev", &["get", "list", "patch", "watch"]),
+    ("deadletters.tributary.dev", &["get", "list", "patch", "watch"]),
+    ("devicestreams.tributary.dev", &["get", "list", "patch", "watch"]),
+];
+
 /// Where the controller writes Events; in the release namespace it also holds its Lease.
 const EVENTS: (&str, &[&str]) = ("events.events.k8s.io", &["create", "patch"]);
 const LEASE: (&str, &[&str]) = ("leases.coordination.k8s.io", &["create", "get", "update"]);
@@ -117,6 +125,7 @@ async fn the_service_account_may_do_exactly_what_the_controller_needs_and_that_s
 
     let mut in_app = expected(&EVERY_USER);
     in_app.extend(expected(&CONTROLLER));
+    in_app.extend(expected(&WEBHOOK));
     in_app.extend(expected(&[EVENTS]));
     assert_eq!(
         permissions(&user, &app),

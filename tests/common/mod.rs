@@ -12,6 +12,7 @@ use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 pub mod arm_fake;
 pub mod collector;
 pub mod tools;
+pub mod webhook;
 
 /// The test bed's environment: the `export K='V'` lines of its env file.
 pub fn env() -> &'static HashMap<String, String> {

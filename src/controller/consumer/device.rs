@@ -70,16 +70,6 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     ) else {
         return Err(not_ready(consumer, message()));
     };
-    if source.consumer_group != "$Default" && !azure.consumer_groups.contains(&source.consumer_group) {
-        return Err(not_ready(
-            consumer,
-            format!(
-                "spec.source.deviceStreamRef.consumerGroup: {} is not a consumer group of DeviceStream {} \
-                 (add it to its spec.azure.consumerGroups)",
-                source.consumer_group, source.name
-            ),
-        ));
-    }
     resolved.stream = Some(StreamSource {
         bootstrap,
         topic: device_stream::hub_name(&namespace, &stream.name_any(), azure),
