@@ -53,3 +53,49 @@ pub fn validate<K: Kind>(object: &K, spec: Spec<'_>, stores: &watch::Stores) -> 
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{DeadLetter, Queue};
+
+    fn in_shop<K: kube::Resource>(mut object: K) -> K {
+        object.meta_mut().namespace = Some("shop".into());
+        object
+    }
+
+    #[test]
+    fn a_broken_rule_is_invalid_spec_naming_the_field_and_a_missing_reference_is_left_to_resolve() {
+        let (stores, mut writers) = watch::stores();
+        let queue = in_shop(Queue::new(
+            "jobs",
+            serde_json::from_value(json!({"aws": {"fifo": true}, "deadLetter": {"ref": {"name": "dlq"}}}))
+                .unwrap(),
+        ));
+        assert!(
+            validate(&queue, Spec::Queue(&queue.spec), &stores).is_ok(),
+            "no DeadLetter yet"
+        );
+
+        let standard = in_shop(DeadLetter::new(
+            "dlq",
+            serde_json::from_value(json!({"aws": {}})).unwrap(),
+        ));
+        writers.dead_letters.apply_watcher_event(&Event::Apply(standard));
+        let error = validate(&queue, Spec::Queue(&queue.spec), &stores).unwrap_err();
+        assert_eq!(error.reason(), "InvalidSpec");
+        assert!(
+            error
+                .to_string()
+                .contains("Queue shop/jobs: spec.deadLetter.ref: DeadLetter dlq is a standard queue"),
+            "{error}"
+        );
+
+        // Another namespace's objects are never looked at.
+        let elsewhere = Queue::new("jobs", queue.spec.clone());
+        assert!(validate(&elsewhere, Spec::Queue(&elsewhere.spec), &stores).is_ok());
+    }
+}
