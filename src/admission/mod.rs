@@ -130,6 +130,36 @@ pub fn check(spec: Spec<'_>, referenced: &Referenced) -> Vec<Violation> {
     }
 }
 
+/// Advice that is no refusal, for the webhook to return as admission warnings: what the clouds accept but
+/// recommend against.
+pub fn warnings(spec: Spec<'_>, referenced: &Referenced) -> Vec<String> {
+    let Spec::Queue(queue) = spec else {
+        return Vec::new();
+    };
+    let (Some(aws), Some(target)) = (&queue.aws, &queue.dead_letter) else {
+        return Vec::new();
+    };
+    let name = &target.target.name;
+    let Some(dead_letter_aws) = referenced
+        .dead_letters
+        .get(name)
+        .and_then(|d| d.spec.aws.as_ref())
+    else {
+        return Vec::new();
+    };
+    // SQS keeps a standard message's original enqueue time in the dead-letter queue (a FIFO message's is
+    // reset), so a dead letter that keeps messages no longer than the source may drop them at once.
+    if aws.fifo || dead_letter_aws.message_retention_seconds > aws.message_retention_seconds {
+        return Vec::new();
+    }
+    vec![format!(
+        "spec.deadLetter.ref: DeadLetter {name} keeps messages {} s, not longer than this queue's {} s; SQS keeps \
+         a standard message's original enqueue time, so dead messages may expire early (SQS recommends a \
+         longer retention for the dead-letter queue)",
+        dead_letter_aws.message_retention_seconds, aws.message_retention_seconds
+    )]
+}
+
 /// What the rules need to know of the queue (or stream) messages are dead-lettered from.
 #[derive(Clone, Copy, Debug)]
 struct Source<'a> {

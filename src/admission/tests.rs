@@ -207,3 +207,24 @@ fn a_redrive_stays_on_the_dead_letters_provider() {
     let violations = check(Spec::DeadLetter(&dead_letter), &referenced);
     assert_eq!(fields(&violations), ["spec.redrive.destinationRef"]);
 }
+
+#[test]
+fn a_standard_dead_letter_keeping_messages_no_longer_than_its_source_is_a_warning_not_a_refusal() {
+    let queue: QueueSpec =
+        spec(json!({"aws": {"messageRetentionSeconds": 1_209_600}, "deadLetter": {"ref": {"name": "dlq"}}}));
+    let short = Arc::new(DeadLetter::new(
+        "dlq",
+        spec(json!({"provider": "aws", "aws": {"messageRetentionSeconds": 345_600}})),
+    ));
+    let referenced = with_dead_letter(short);
+    assert!(check(Spec::Queue(&queue), &referenced).is_empty());
+    let warnings = warnings(Spec::Queue(&queue), &referenced);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with("spec.deadLetter.ref: DeadLetter dlq keeps messages 345600 s"),
+        "{warnings:?}"
+    );
+    let default_retention: QueueSpec = spec(json!({"aws": {}, "deadLetter": {"ref": {"name": "dlq"}}}));
+    let longer = with_dead_letter(sqs_dead_letter(false));
+    assert!(super::warnings(Spec::Queue(&default_retention), &longer).is_empty());
+}

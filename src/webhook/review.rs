@@ -120,9 +120,6 @@ pub fn decide(
     warnings: Vec<String>,
 ) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request);
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
-    }
     let Some(object) = &request.object else {
         return response;
     };
@@ -130,6 +127,11 @@ pub fn decide(
         Ok(spec) => spec,
         Err(message) => return response.deny(message),
     };
+    let mut warnings = warnings;
+    warnings.extend(admission::warnings(spec.as_spec(), referenced));
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
     let mut problems = Vec::new();
     if matches!(spec, OwnedSpec::Subscription(_))
         && let Err(message) = check_filter(&object.data)
