@@ -6,6 +6,7 @@
 //! `worker`.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod cloud;
 pub mod controller;

@@ -47,8 +47,8 @@ enum Command {
         #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
         log_format: LogFormat,
     },
-    /// Serve the validating admission webhook (HTTPS) that checks Subscription filters with the filter
-    /// engine. The controller will serve it too; this runs it alone.
+    /// Serve the validating admission webhook (HTTPS) for all six kinds: Subscription filters with the
+    /// filter engine, and the rules between an object and the objects it references.
     Webhook {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:9443", env = "TRIBUTARY_WEBHOOK_LISTEN")]
@@ -155,13 +155,20 @@ fn main() -> anyhow::Result<ExitCode> {
         } => {
             let _telemetry = Telemetry::init(LogFormat::Text, "tributary-webhook")?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(tributary::webhook::serve(
-                listen,
-                &tls_cert,
-                &tls_key,
-                None,
-                tributary::operate::shutdown::signal(),
-            ))?;
+            runtime.block_on(async {
+                // Reads the objects a reviewed object references (get only, same namespace).
+                let client = kube::Client::try_default().await?;
+                tributary::webhook::serve(
+                    listen,
+                    &tls_cert,
+                    &tls_key,
+                    client,
+                    None,
+                    tributary::operate::shutdown::signal(),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>(())
+            })?;
         }
         Command::Filter(filter) => {
             let outcome = match filter {

@@ -3,6 +3,8 @@
 //! a message saying so.
 #![allow(clippy::unwrap_used)]
 
+#[path = "api_rejections/cloud_rules.rs"]
+mod cloud_rules;
 mod common;
 
 use kube::api::{DynamicObject, PostParams};
@@ -233,7 +235,7 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
     (
         "33 partitions",
         "DeviceStream",
-        "azure: {namespace: devices-ns, partitions: 33}",
+        "azure: {namespace: devices-ns, createNamespace: true, location: westeurope, partitions: 33}",
         "spec.azure.partitions",
     ),
     (
@@ -292,12 +294,17 @@ fn message(err: kube::Error) -> String {
 
 #[tokio::test]
 async fn invalid_objects_are_rejected_naming_the_field() {
-    assert!(INVALID.len() >= 25);
+    let mut cases: Vec<cloud_rules::Case> = INVALID
+        .iter()
+        .map(|(what, kind, spec, expected)| (*what, *kind, (*spec).to_owned(), *expected))
+        .collect();
+    cases.extend(cloud_rules::invalid());
+    assert!(cases.len() >= 100);
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "rejections").await;
     let mut failures = Vec::new();
-    for (i, (what, kind, spec, expected)) in INVALID.iter().enumerate() {
+    for (i, (what, kind, spec, expected)) in cases.iter().enumerate() {
         let api = common::tributary_api(&client, &ns, kind);
         match api
             .create(&PostParams::default(), &object(kind, &format!("bad-{i}"), spec))
@@ -312,13 +319,45 @@ async fn invalid_objects_are_rejected_naming_the_field() {
             }
         }
     }
+    let kinds: std::collections::BTreeSet<_> = cases.iter().map(|c| c.1).collect();
+    println!(
+        "CRD schema and CEL: {} of {} invalid manifests refused naming the field, across {} kinds",
+        cases.len() - failures.len(),
+        cases.len(),
+        kinds.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
         failures.len(),
-        INVALID.len(),
+        cases.len(),
         failures.join("\n")
     );
+}
+
+/// Objects right at the clouds' limits are accepted: the rules are not stricter than the clouds.
+#[tokio::test]
+async fn objects_at_the_limits_are_accepted() {
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "boundaries").await;
+    let cases = cloud_rules::valid();
+    let mut failures = Vec::new();
+    for (i, (what, kind, spec)) in cases.iter().enumerate() {
+        let api = common::tributary_api(&client, &ns, kind);
+        if let Err(e) = api
+            .create(&PostParams::default(), &object(kind, &format!("edge-{i}"), spec))
+            .await
+        {
+            failures.push(format!("{what}: refused: {e}"));
+        }
+    }
+    println!(
+        "CRD schema and CEL: {} of {} boundary manifests accepted",
+        cases.len() - failures.len(),
+        cases.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// (what changes, kind, spec at creation, spec of the update, text the refusal must contain).

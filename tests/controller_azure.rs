@@ -130,7 +130,7 @@ async fn storage_queues_are_created_refused_adopted_and_deleted() {
     let refused = common::wait_reason(&client, &ns, "Queue", "mixed", "InvalidSpec", CONVERGE).await;
     let (_, _, message, _) = common::condition(&refused, "Ready").unwrap();
     assert!(
-        message.contains("spec.deadLetter.ref") && message.contains("not on azure"),
+        message.contains("spec.deadLetter.ref") && message.contains("is on aws"),
         "{message}"
     );
 

@@ -4,116 +4,27 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
+use kube::api::PostParams;
 use serde_json::json;
-
-/// A serving certificate for 127.0.0.1 signed by the test bed's CA, which the API server is told to trust.
-fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (key, csr, crt) = (
-        dir.join("webhook.key"),
-        dir.join("webhook.csr"),
-        dir.join("webhook.crt"),
-    );
-    let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=tributary-webhook",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        csr.to_str().unwrap(),
-        "-CA",
-        &common::var("TESTBED_CA_FILE"),
-        "-CAkey",
-        &common::var("TESTBED_CA_KEY_FILE"),
-        "-CAcreateserial",
-        "-CAserial",
-        dir.join("ca.srl").to_str().unwrap(),
-        "-days",
-        "2",
-        "-extfile",
-        ext.to_str().unwrap(),
-        "-out",
-        crt.to_str().unwrap(),
-    ]);
-    (crt, key)
-}
 
 #[tokio::test]
 async fn api_server_refuses_invalid_filters_through_the_webhook() {
     let client = common::kube_client().await;
     common::install_crds(&client).await;
-    let dir = std::env::temp_dir().join(common::unique("webhook"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (crt, key) = certificate(&dir);
-
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        tributary::webhook::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            &crt,
-            &key,
-            Some(bound_tx),
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
-    let addr = bound_rx.await.unwrap();
-
-    // Scope the webhook to this test's namespace so other tests never depend on it.
+    // Scope the webhook to this test's namespace so other tests never depend on it; the path of earlier
+    // charts, which sent only Subscriptions, is still served.
     let ns = common::namespace(&client, "webhook").await;
-    let ca_bundle = std::fs::read(common::var("TESTBED_CA_FILE")).unwrap();
-    let name = common::unique("tributary-subscriptions");
-    let config: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "webhooks": [{
-            "name": "subscriptions.tributary.dev",
-            "clientConfig": {
-                "url": format!("https://{addr}{}", tributary::webhook::SUBSCRIPTION_PATH),
-                "caBundle": k8s_openapi::ByteString(ca_bundle),
-            },
-            "rules": [{"apiGroups": ["tributary.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["subscriptions"]}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5
-        }]
-    }))
-    .unwrap();
-    let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    configs.create(&PostParams::default(), &config).await.unwrap();
+    let webhooks = json!([{
+        "name": "subscriptions.tributary.dev",
+        "rules": [{"apiGroups": ["tributary.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["subscriptions"]}],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": 5
+    }]);
+    let webhook =
+        common::webhook::Webhook::start(&client, &ns, tributary::webhook::SUBSCRIPTION_PATH, webhooks).await;
 
     let subscriptions = common::tributary_api(&client, &ns, "Subscription");
     let bad = &common::yaml_objects(
@@ -167,8 +78,5 @@ async fn api_server_refuses_invalid_filters_through_the_webhook() {
     )[0];
     subscriptions.create(&PostParams::default(), good).await.unwrap();
 
-    configs.delete(&name, &DeleteParams::default()).await.unwrap();
-    stop_tx.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    webhook.stop().await;
 }

@@ -8,13 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::webhook::{
-    RunningWebhook, certificate, chart_configuration, fingerprint_of_file, served_fingerprint,
+    RunningWebhook, certificate, chart_webhooks, fingerprint_of_file, served_fingerprint, unregister,
 };
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use kube::{
-    Api,
-    api::{DeleteParams, PostParams},
-};
+use kube::api::{DeleteParams, PostParams};
 
 /// A Subscription whose filter the webhook refuses (a numeric range whose lower bound is above its upper).
 const BAD_FILTER: &str = "apiVersion: tributary.dev/v1alpha1\nkind: Subscription\nmetadata: {name: bad}\nspec:\n  topicRef: {name: orders}\n  queueRef: {name: q}\n  filter:\n    policy:\n      total: [{numeric: [\"<\", 5, \">\", 1]}]\n";
@@ -36,12 +32,7 @@ async fn try_bad_subscription(client: &kube::Client, ns: &str) -> Result<(), Str
 /// Registers the chart's webhook configuration for `ns`, calling `addr`, and waits until the API server
 /// uses it (the bad Subscription is refused by the webhook). Returns the configuration's name.
 async fn register(client: &kube::Client, ns: &str, addr: std::net::SocketAddr) -> String {
-    let config = chart_configuration(ns, addr);
-    let name = config.metadata.name.clone().unwrap();
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
+    let name = common::webhook::register(client, ns, addr, None, chart_webhooks()).await;
     common::eventually(
         "the API server to call the webhook",
         Duration::from_secs(30),
@@ -54,13 +45,6 @@ async fn register(client: &kube::Client, ns: &str, addr: std::net::SocketAddr) -
     )
     .await;
     name
-}
-
-async fn unregister(client: &kube::Client, name: &str) {
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await
-        .unwrap();
 }
 
 const PIPELINE: &str = "\
@@ -91,7 +75,7 @@ async fn deleting_a_pipeline_completes_while_the_webhook_is_down() {
     let dir = std::env::temp_dir().join(common::unique("webhook-down"));
     std::fs::create_dir_all(&dir).unwrap();
     let (crt, key) = certificate(&dir, "serving");
-    let webhook = RunningWebhook::start(&crt, &key).await;
+    let webhook = RunningWebhook::start(&client, &crt, &key).await;
     let config = register(&client, &ns, webhook.addr).await;
 
     let aws = common::aws_config().await;
@@ -170,7 +154,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     let (first, next) = (fingerprint_of_file(&crt), fingerprint_of_file(&next_crt));
     assert_ne!(first, next);
 
-    let webhook = RunningWebhook::start(&crt, &key).await;
+    let webhook = RunningWebhook::start(&client, &crt, &key).await;
     assert_eq!(served_fingerprint(webhook.addr).as_deref(), Some(first.as_str()));
     let config = register(&client, &ns, webhook.addr).await;
 

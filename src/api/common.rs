@@ -45,10 +45,42 @@ pub struct Lifecycle {
     /// reconcile.
     #[serde(default)]
     pub adopt: bool,
-    /// Tags (AWS) or metadata (Azure) put on the cloud resource (at most 50).
+    /// Tags (AWS) or tags (Azure Resource Manager) put on the cloud resource, besides Tributary's own
+    /// ownership tags (`tributary.dev/...`, which a spec cannot set). At most 46: SNS, SQS and Azure allow 50
+    /// per resource, and Tributary reserves 4 for its ownership tags. Values at most 256 characters (AWS and
+    /// Azure). Keys: on aws 1 to 128 Unicode letters, digits, spaces and `_ . : / = + - @`, not starting
+    /// with `aws:`, values of the same characters; on azure keys of at most 512 characters without
+    /// `< > % & \ ? /`. Sources: SNS `Tag` and SQS tag quotas
+    /// (docs.aws.amazon.com/sns/latest/api/API_Tag.html,
+    /// docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html), Azure tag
+    /// limitations (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources).
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
+    #[schemars(schema_with = "tags_schema")]
     pub tags: Tags,
+}
+
+/// User tags a resource may carry: the clouds' 50 less the ownership tags Tributary adds (namespace, name,
+/// kind, and a cluster identity).
+pub const MAX_USER_TAGS: u32 = 46;
+
+/// The schema of `tags`: bounded count and value length, keys of 1 to 512 characters (Azure's bound; the
+/// kinds on aws narrow it to 128) that do not claim Tributary's ownership tags.
+fn tags_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": MAX_USER_TAGS,
+        "additionalProperties": {"type": "string", "maxLength": 256},
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.all(k, size(k) >= 1 && size(k) <= 512)",
+                "message": "spec.tags: keys must be 1 to 512 characters"
+            },
+            {
+                "rule": "self.all(k, !k.startsWith('tributary.dev/'))",
+                "message": "spec.tags: keys starting with 'tributary.dev/' are Tributary's ownership tags and cannot be set"
+            }
+        ]
+    })
 }
 
 /// A reference to another Tributary object in the same namespace, by name.
@@ -99,11 +131,15 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageQueueLocation {
-    /// Storage account holding the queue.
+    /// Storage account holding the queue: 3 to 24 lowercase letters and digits (Azure naming rules,
+    /// Microsoft.Storage/storageAccounts:
+    /// learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules).
     #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
     pub storage_account: String,
-    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>`.
-    /// Immutable.
+    /// Queue name: 3 to 63 lowercase letters, digits and dashes, starting and ending with a letter or
+    /// digit, no two dashes in a row (Storage "Naming queues and metadata":
+    /// learn.microsoft.com/rest/api/storageservices/naming-queues-and-metadata). Defaults to
+    /// `<namespace>-<name>`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 63),

@@ -97,9 +97,15 @@ pub struct DeviceStreamSource {
     /// Name of the DeviceStream, in this namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Consumer group to read in; it must exist on the stream. Default `$Default`.
+    /// Consumer group to read in: `$Default`, or a group the DeviceStream lists in
+    /// `spec.azure.consumerGroups` (checked against the DeviceStream by the webhook and the controller), so
+    /// 1 to 50 letters, digits, periods, hyphens and underscores, starting and ending with a letter or digit
+    /// (Azure naming rules, Microsoft.EventHub/namespaces/eventhubs/consumergroups). Default `$Default`.
     #[serde(default = "default_consumer_group")]
-    #[schemars(length(min = 1, max = 50))]
+    #[schemars(
+        length(min = 1, max = 50),
+        regex(pattern = r"^(\$Default|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)$")
+    )]
     pub consumer_group: String,
 }
 
@@ -128,7 +134,8 @@ pub struct ConsumerSink {
     /// Topic that events are published to (order-ack publishes `OrderPlaced` here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_ref: Option<ObjectRef>,
-    /// DynamoDB table holding orders, notifications, stock and shipments. Defaults to `<namespace>-orders`.
+    /// DynamoDB table holding orders, notifications, stock and shipments: 3 to 255 letters, digits,
+    /// underscores, hyphens and periods (DynamoDB CreateTable `TableName`). Defaults to `<namespace>-orders`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 255), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
     pub table: Option<String>,
@@ -141,20 +148,26 @@ pub struct ConsumerSink {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CosmosSink {
-    /// Account endpoint, e.g. `https://myaccount.documents.azure.com:443/`.
+    /// Account endpoint, e.g. `https://myaccount.documents.azure.com:443/`: an https:// URL. On
+    /// `documents.azure.com` the account name is 3 to 44 lowercase letters, digits and hyphens, starting and
+    /// ending with a letter or digit (Azure naming rules, Microsoft.DocumentDB/databaseAccounts); other
+    /// hosts (an emulator) are taken as they are.
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("spec.sink.cosmos.endpoint must be an https:// URL"))]
+    #[x_kube(validation = Rule::new(r#"!self.matches('^https://[^/:]*\\.documents\\.azure\\.com([:/].*)?$') || self.matches('^https://[a-z0-9][a-z0-9-]{1,42}[a-z0-9]\\.documents\\.azure\\.com([:/].*)?$')"#).message("spec.sink.cosmos.endpoint: a Cosmos DB account name is 3 to 44 lowercase letters, digits and hyphens, starting and ending with a letter or digit"))]
     pub endpoint: String,
     /// Secret key holding the account key. Without it workers use their Azure identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<SecretKeyRef>,
-    /// Database name.
-    #[schemars(length(min = 1, max = 255))]
+    /// Database id: 1 to 255 characters, none of `/ \ ? #` (Cosmos DB service limits,
+    /// learn.microsoft.com/azure/cosmos-db/concepts-limits; the id is a segment of the resource URI).
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[^/\\?#]+$"))]
     pub database: String,
-    /// Container name.
-    #[schemars(length(min = 1, max = 255))]
+    /// Container id: 1 to 255 characters, none of `/ \ ? #` (Cosmos DB service limits).
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[^/\\?#]+$"))]
     pub container: String,
-    /// Partition key path of the container, e.g. `/deviceId`. Default `/deviceId`.
+    /// Partition key path of the container, e.g. `/deviceId`: starts with `/` (Cosmos DB partition key
+    /// paths are JSON paths from the document root), 2 to 256 characters. Default `/deviceId`.
     #[serde(default = "default_partition_key")]
     #[schemars(length(min = 2, max = 256))]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.sink.cosmos.partitionKeyPath must start with '/'"))]

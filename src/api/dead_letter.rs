@@ -30,6 +30,9 @@ use super::common::{CommonStatus, Lifecycle, ObjectRef, Provider, QueueObservati
 #[x_kube(validation = Rule::new("self.provider == 'aws' ? (has(self.aws) && !has(self.azure)) : (has(self.azure) && !has(self.aws))").message("exactly one provider block must be set and it must match spec.provider: spec.aws for aws, spec.azure for azure"))]
 #[x_kube(validation = Rule::new("!has(self.aws) || !has(oldSelf.aws) || self.aws.fifo == oldSelf.aws.fifo").message("spec.aws.fifo is immutable: SQS cannot change a queue's type; create a new DeadLetter"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.aws) || !has(oldSelf.aws.name) || (has(self.aws) && has(self.aws.name) && self.aws.name == oldSelf.aws.name)").message("spec.aws.name is immutable: it names the SQS queue"))]
+#[x_kube(validation = Rule::new("self.provider != 'aws' || !has(self.tags) || self.tags.all(k, size(k) <= 128 && !k.startsWith('aws:'))").message("spec.tags: SQS tag keys are 1 to 128 characters and may not start with 'aws:'"))]
+#[x_kube(validation = Rule::new(r#"self.provider != 'aws' || !has(self.tags) || self.tags.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+$') && self.tags[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*$'))"#).message("spec.tags: SQS tag keys and values may hold only Unicode letters, digits, spaces and _ . : / = + - @"))]
+#[x_kube(validation = Rule::new(r#"self.provider != 'azure' || !has(self.tags) || self.tags.all(k, !k.matches('[<>%&\\\\?/]'))"#).message("spec.tags: Azure tag names may not contain < > % & \\ ? /"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterSpec {
     /// Cloud provider: `aws` (SQS) or `azure` (Storage Queue). Immutable.
@@ -56,15 +59,19 @@ pub struct DeadLetterSpec {
 #[x_kube(validation = Rule::new("!has(self.name) || (self.fifo == self.name.endsWith('.fifo'))").message("spec.aws.name must end with '.fifo' exactly when spec.aws.fifo is true"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterAws {
-    /// SQS queue name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO). Immutable.
+    /// SQS queue name: 1 to 80 alphanumeric characters, hyphens and underscores, and for a FIFO dead letter
+    /// the `.fifo` suffix (counted in the 80), which only a FIFO queue may have (SQS CreateQueue). Defaults
+    /// to `<namespace>-<name>` (with `.fifo` for FIFO). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
     pub name: Option<String>,
-    /// FIFO dead letter, for FIFO source queues (SQS requires the same type). Immutable.
+    /// FIFO dead letter, for FIFO source queues (SQS requires a dead letter of the source queue's type;
+    /// the webhook and the controller check each Queue that references this one). Immutable. Default false.
     #[serde(default)]
     pub fifo: bool,
-    /// Seconds SQS keeps a dead message (60 to 1209600). Default 1209600 (14 days): for standard queues it
-    /// must exceed the source queue's retention, because the original enqueue time is kept.
+    /// Seconds SQS keeps a dead message: 60 to 1209600 (SQS `MessageRetentionPeriod`). Default 1209600
+    /// (14 days). For standard queues SQS recommends more than the source queue's retention, because the
+    /// original enqueue time is kept (a recommendation, so not refused).
     #[serde(default = "default_dlq_retention")]
     #[schemars(range(min = 60, max = 1_209_600))]
     pub message_retention_seconds: i32,
@@ -81,11 +88,16 @@ pub struct Redrive {
     /// Identifies this redrive request; change it to start another one.
     #[schemars(length(min = 1, max = 63))]
     pub id: String,
-    /// Throttle: messages moved per second (1 to 500, SQS's limit). Default 10.
+    /// Throttle: messages moved per second, 1 to 500 (SQS StartMessageMoveTask
+    /// `MaxNumberOfMessagesPerSecond`:
+    /// docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_StartMessageMoveTask.html).
+    /// Default 10.
     #[serde(default = "default_redrive_rate")]
     #[schemars(range(min = 1, max = 500))]
     pub max_messages_per_second: i32,
-    /// Send the messages to this Queue instead of the queues they came from.
+    /// Send the messages to this Queue instead of the queues they came from. It must be on this
+    /// DeadLetter's provider (a redrive moves messages within one cloud); checked against the Queue by the
+    /// webhook and the controller. A Queue that does not exist yet is accepted and waited for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_ref: Option<ObjectRef>,
 }

@@ -15,11 +15,12 @@ use super::{
     ownership::desired_tags,
     queue::{delete_queue, ensure_queue, sync_attributes},
     redrive::{self, Source},
-    redrive_azure,
+    redrive_azure, references,
     status::{describe, was_synced},
     storage_queue, watch,
 };
 use crate::{
+    admission::Spec,
     api::{
         DeadLetter, Queue,
         common::{Provider, QueueObservation},
@@ -73,6 +74,7 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
     }
 
     async fn apply(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeadLetterStatus>, Error> {
+        references::validate(&*dead_letter, Spec::DeadLetter(&dead_letter.spec), &ctx.stores)?;
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
             let adopt = dead_letter.spec.lifecycle.adopt;
             let mut observed =

@@ -17,6 +17,7 @@ pub mod ownership;
 pub mod queue;
 mod redrive;
 mod redrive_azure;
+pub mod references;
 pub mod secrets;
 pub mod status;
 pub mod storage_queue;

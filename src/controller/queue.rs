@@ -17,12 +17,14 @@ use super::{
     events::{self, reasons},
     finalize::{Applied, Reconciler},
     ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
+    references,
     status::{describe, was_synced},
     storage_queue, watch,
 };
 use crate::{
+    admission::Spec,
     api::{
-        DeadLetter, Queue, Subscription, Topic,
+        Queue, Subscription, Topic,
         common::{DeletionPolicy, Provider, QueueObservation},
         queue::{QueueAws, QueueAzure, QueueStatus},
     },
@@ -52,26 +54,6 @@ pub fn queue_name(queue: &Queue, aws: &QueueAws) -> String {
             aws.fifo,
         )
     })
-}
-
-/// FIFO parity of a queue and its dead letter: SQS requires the same type.
-pub fn check_dead_letter_type(queue_fifo: bool, dead_letter: &DeadLetter) -> Result<(), String> {
-    let name = dead_letter.name_any();
-    if dead_letter.spec.provider != Provider::Aws {
-        return Err(format!(
-            "spec.deadLetter.ref: DeadLetter {name} is not on aws; an SQS queue needs an SQS dead letter"
-        ));
-    }
-    let dead_letter_fifo = dead_letter.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
-    match (queue_fifo, dead_letter_fifo) {
-        (true, false) => Err(format!(
-            "spec.deadLetter.ref: DeadLetter {name} is a standard queue; a FIFO queue's dead letter must be FIFO"
-        )),
-        (false, true) => Err(format!(
-            "spec.deadLetter.ref: DeadLetter {name} is FIFO; a standard queue's dead letter must be standard"
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The ARNs of the Topics allowed to send to the queue `queue`: those of every Subscription to it that is
@@ -112,12 +94,9 @@ pub fn desired_attributes(
     desired
 }
 
-/// Resolves the dead-letter target: the DeadLetter must exist, be of the same type and have an ARN.
-fn redrive_target<C: Cloud>(
-    queue: &Queue,
-    aws: &QueueAws,
-    ctx: &Context<C>,
-) -> Result<Option<RedriveTarget>, Error> {
+/// Resolves the dead-letter target: the DeadLetter must exist and have an ARN (its type was checked by
+/// [`references::validate`]).
+fn redrive_target<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<Option<RedriveTarget>, Error> {
     let Some(target) = &queue.spec.dead_letter else {
         return Ok(None);
     };
@@ -129,10 +108,6 @@ fn redrive_target<C: Cloud>(
             object: object.clone(),
             message: format!("DeadLetter {name} does not exist"),
         })?;
-    check_dead_letter_type(aws.fifo, &dead_letter).map_err(|message| Error::InvalidSpec {
-        object: object.clone(),
-        message,
-    })?;
     let arn = dead_letter
         .status
         .as_ref()
@@ -172,18 +147,10 @@ async fn apply_azure<C: Cloud>(
     if let Some(target) = &queue.spec.dead_letter {
         let namespace = queue.namespace().unwrap_or_default();
         let name = &target.target.name;
-        let dead_letter = watch::get(&ctx.stores.dead_letters, &namespace, name).ok_or_else(|| {
-            Error::DependencyNotReady {
+        if watch::get(&ctx.stores.dead_letters, &namespace, name).is_none() {
+            return Err(Error::DependencyNotReady {
                 object: describe(queue),
                 message: format!("DeadLetter {name} does not exist"),
-            }
-        })?;
-        if dead_letter.spec.provider != Provider::Azure {
-            return Err(Error::InvalidSpec {
-                object: describe(queue),
-                message: format!(
-                    "spec.deadLetter.ref: DeadLetter {name} is not on azure; a Storage Queue needs a Storage Queue dead letter"
-                ),
             });
         }
     }
@@ -207,11 +174,12 @@ impl<C: Cloud> Reconciler<C> for Queue {
     }
 
     async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
+        references::validate(&*queue, Spec::Queue(&queue.spec), &ctx.stores)?;
         if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
             return apply_azure(&queue, azure, &ctx).await;
         }
         let aws = validate(&queue)?;
-        let redrive = redrive_target(&queue, aws, &ctx)?;
+        let redrive = redrive_target(&queue, &ctx)?;
         let topics = topic_arns(&queue, &ctx);
         let name = queue_name(&queue, aws);
         let namespace = queue.namespace().unwrap_or_default();

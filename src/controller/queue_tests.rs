@@ -3,10 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::api::{
-    common::ObjectRef, dead_letter::DeadLetterAws, queue::QueueSpec, subscription::SubscriptionSpec,
-    topic::TopicStatus,
-};
+use crate::api::{common::ObjectRef, queue::QueueSpec, subscription::SubscriptionSpec, topic::TopicStatus};
 
 fn queue_aws(fifo: bool) -> QueueAws {
     QueueAws {
@@ -17,16 +14,6 @@ fn queue_aws(fifo: bool) -> QueueAws {
         maximum_message_size_bytes: 262_144,
         ..QueueAws::default()
     }
-}
-
-fn dead_letter(fifo: bool, provider: Provider) -> DeadLetter {
-    let mut dead_letter = DeadLetter::new("dlq", Default::default());
-    dead_letter.spec.provider = provider;
-    dead_letter.spec.aws = Some(DeadLetterAws {
-        fifo,
-        ..DeadLetterAws::default()
-    });
-    dead_letter
 }
 
 fn subscription(name: &str, topic: &str, queue: &str) -> Subscription {
@@ -47,19 +34,6 @@ fn topic(name: &str, arn: Option<&str>) -> Topic {
         ..TopicStatus::default()
     });
     topic
-}
-
-#[test]
-fn fifo_parity_with_the_dead_letter() {
-    assert!(check_dead_letter_type(false, &dead_letter(false, Provider::Aws)).is_ok());
-    assert!(check_dead_letter_type(true, &dead_letter(true, Provider::Aws)).is_ok());
-    let error = check_dead_letter_type(true, &dead_letter(false, Provider::Aws)).unwrap_err();
-    assert!(
-        error.contains("a FIFO queue's dead letter must be FIFO"),
-        "{error}"
-    );
-    assert!(check_dead_letter_type(false, &dead_letter(true, Provider::Aws)).is_err());
-    assert!(check_dead_letter_type(false, &dead_letter(false, Provider::Azure)).is_err());
 }
 
 #[test]

@@ -17,12 +17,14 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
+    references,
     status::{describe, was_synced},
     subscription_relay as relay, watch,
 };
 use crate::{
+    admission::Spec,
     api::{
-        Queue, Topic,
+        Queue,
         common::{DeletionPolicy, Provider},
         subscription::{FilterScope, Subscription, SubscriptionStatus},
     },
@@ -53,20 +55,6 @@ pub fn build(subscription: &Subscription, policy: Option<&Policy>) -> Attributes
     attributes::subscription_attributes(subscription.spec.raw_message_delivery, policy)
 }
 
-/// FIFO parity: a FIFO queue receives only from a FIFO topic. Pure.
-pub fn check_fifo(topic: &Topic, queue: &Queue) -> Result<(), String> {
-    let topic_fifo = topic.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
-    let queue_fifo = queue.spec.aws.as_ref().is_some_and(|aws| aws.fifo);
-    if queue_fifo && !topic_fifo {
-        return Err(format!(
-            "Queue {} is FIFO but Topic {} is not: a FIFO queue can only subscribe to a FIFO topic",
-            queue.name_any(),
-            topic.name_any()
-        ));
-    }
-    Ok(())
-}
-
 /// Where a Subscription delivers.
 pub(crate) enum Endpoints {
     /// An SQS queue: the Topic's and the queue's ARNs.
@@ -94,23 +82,10 @@ fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<
     };
     let topic_arn = topic.status.as_ref().and_then(|s| s.arn.clone());
     if queue.spec.provider == Provider::Azure {
-        if topic.spec.aws.as_ref().is_some_and(|aws| aws.fifo) {
-            return Err(Error::InvalidSpec {
-                object,
-                message: format!(
-                    "spec.topicRef: Topic {topic_name} is FIFO, and Queue {queue_name} is on azure: a Storage \
-                     Queue keeps no order, so a FIFO Topic cannot deliver to it"
-                ),
-            });
-        }
         let topic_arn = topic_arn
             .ok_or_else(|| not_ready(format!("Topic {topic_name} is not ready: it has no SNS ARN yet")))?;
         return Ok(Endpoints::Relay(topic_arn, queue));
     }
-    check_fifo(&topic, &queue).map_err(|message| Error::InvalidSpec {
-        object: object.clone(),
-        message,
-    })?;
     let queue_arn = queue.status.as_ref().and_then(|s| s.observed.arn.clone());
     match (topic_arn, queue_arn) {
         (Some(topic), Some(queue)) => Ok(Endpoints::Sqs(topic, queue)),
@@ -129,6 +104,11 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         ctx: Arc<Context<C>>,
     ) -> Result<Applied<SubscriptionStatus>, Error> {
         let policy = validate(&subscription)?;
+        references::validate(
+            &*subscription,
+            Spec::Subscription(&subscription.spec),
+            &ctx.stores,
+        )?;
         let (topic_arn, queue_arn) = match endpoints(&subscription, &ctx)? {
             Endpoints::Sqs(topic_arn, queue_arn) => (topic_arn, queue_arn),
             Endpoints::Relay(topic_arn, queue) => {
@@ -235,9 +215,7 @@ mod tests {
     use super::*;
     use crate::api::{
         common::ObjectRef,
-        queue::{QueueAws, QueueSpec},
         subscription::{SubscriptionFilter, SubscriptionSpec},
-        topic::{TopicAws, TopicSpec},
     };
 
     fn subscription(policy: serde_json::Value, scope: FilterScope) -> Subscription {
@@ -303,44 +281,5 @@ mod tests {
         s.spec.filter = None;
         let desired = build(&s, validate(&s).unwrap().as_ref());
         assert_eq!(desired["FilterPolicy"], "");
-    }
-
-    #[test]
-    fn a_fifo_queue_needs_a_fifo_topic() {
-        let topic = |fifo| {
-            Topic::new(
-                "t",
-                TopicSpec {
-                    aws: Some(TopicAws {
-                        fifo,
-                        ..TopicAws::default()
-                    }),
-                    ..TopicSpec::default()
-                },
-            )
-        };
-        let queue = |fifo| {
-            Queue::new(
-                "q",
-                QueueSpec {
-                    aws: Some(QueueAws {
-                        fifo,
-                        ..QueueAws::default()
-                    }),
-                    ..QueueSpec::default()
-                },
-            )
-        };
-        assert!(check_fifo(&topic(true), &queue(true)).is_ok());
-        assert!(check_fifo(&topic(false), &queue(false)).is_ok());
-        assert!(
-            check_fifo(&topic(true), &queue(false)).is_ok(),
-            "SNS FIFO topics deliver to standard queues"
-        );
-        let error = check_fifo(&topic(false), &queue(true)).unwrap_err();
-        assert!(
-            error.contains("a FIFO queue can only subscribe to a FIFO topic"),
-            "{error}"
-        );
     }
 }

@@ -1,13 +1,23 @@
-//! Validating admission webhook: refuses a Subscription whose filter policy the filter engine rejects, so
-//! a bad policy fails at `kubectl apply` with the key and the rule, not minutes later at AWS.
+//! Validating admission webhook for all six kinds: refuses an object whose spec breaks a rule the CRD
+//! schema cannot express, at `kubectl apply`, with the field and the rule, not minutes later at the cloud:
+//! a Subscription's filter policy (the filter engine, with SNS's limits), and the cross-object rules of
+//! [`crate::admission`] checked against the referenced objects, read from the API server (same namespace,
+//! `get` only).
 //!
-//! The HTTP side is a small axum router on HTTPS (the API server only calls webhooks over TLS); the
-//! decision itself is the pure function [`review_subscription`].
+//! It reviews creates and updates that change the spec, never deletions, objects being deleted or
+//! metadata-only updates (see [`review::needs_review`]). The HTTP side is a small axum router on HTTPS (the
+//! API server only calls webhooks over TLS); the decisions are the pure functions of [`review`].
+
+mod fetch;
+pub mod review;
+#[cfg(test)]
+mod tests;
 
 use std::{net::SocketAddr, path::Path};
 
 use axum::{
     Json, Router,
+    extract::State,
     routing::{get, post},
 };
 use axum_server::tls_rustls::RustlsConfig;
@@ -16,11 +26,13 @@ use kube::core::{
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview},
 };
 
-use crate::filter::{Policy, Scope};
+pub use review::check_filter;
 
 pub mod tls;
 
-/// The path the Subscription webhook is served on.
+/// The path every kind is validated on.
+pub const VALIDATE_PATH: &str = "/validate";
+/// The path of earlier charts, which sent only Subscriptions; served by the same review.
 pub const SUBSCRIPTION_PATH: &str = "/validate-subscription";
 
 /// Errors starting the webhook server.
@@ -46,65 +58,42 @@ pub enum WebhookError {
     },
 }
 
-/// The webhook's routes: the Subscription check, and `/healthz` for the pod's probes.
-pub fn router() -> Router {
+/// The webhook's routes: the review of every kind (on [`VALIDATE_PATH`], and on [`SUBSCRIPTION_PATH`] for
+/// configurations of earlier charts), and `/healthz` for the pod's probes. `client` reads the objects a
+/// reviewed object references.
+pub fn router(client: kube::Client) -> Router {
     Router::new()
-        .route(SUBSCRIPTION_PATH, post(subscription))
+        .route(VALIDATE_PATH, post(validate))
+        .route(SUBSCRIPTION_PATH, post(validate))
         .route("/healthz", get(|| async { "ok" }))
+        .with_state(client)
 }
 
-async fn subscription(
-    Json(review): Json<AdmissionReview<DynamicObject>>,
+async fn validate(
+    State(client): State<kube::Client>,
+    Json(body): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let request: Result<AdmissionRequest<DynamicObject>, _> = body.try_into();
     let response = match request {
-        Ok(request) => review_subscription(&request),
+        Ok(request) if !review::needs_review(&request) => AdmissionResponse::from(&request),
+        Ok(request) => {
+            let (referenced, warnings) = fetch::referenced(&client, &request).await;
+            review::decide(&request, &referenced, warnings)
+        }
         Err(e) => AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}")),
     };
     Json(response.into_review())
 }
 
-/// The decision for one Subscription: allowed, or denied with `spec.filter.policy.<key>: <rule>`.
-pub fn review_subscription(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-    let response = AdmissionResponse::from(request);
-    let Some(object) = &request.object else {
-        return response; // DELETE carries no object; nothing to check.
-    };
-    match check_filter(&object.data) {
-        Ok(()) => response,
-        Err(message) => response.deny(message),
-    }
-}
-
-/// Checks `spec.filter` of a Subscription's JSON with the filter engine.
-pub fn check_filter(data: &serde_json::Value) -> Result<(), String> {
-    let Some(filter) = data.get("spec").and_then(|s| s.get("filter")) else {
-        return Ok(());
-    };
-    let scope = match filter.get("scope").and_then(|s| s.as_str()) {
-        None => Scope::MessageAttributes,
-        Some(s) => s.parse().map_err(|e| format!("spec.filter.scope: {e}"))?,
-    };
-    let policy = filter
-        .get("policy")
-        .ok_or("spec.filter.policy: required when spec.filter is set")?;
-    Policy::parse(policy, scope).map(|_| ()).map_err(|e| {
-        let at = if e.path.is_empty() {
-            "spec.filter.policy".to_owned()
-        } else {
-            format!("spec.filter.policy.{}", e.path)
-        };
-        format!("{at}: {} (scope {scope})", e.rule)
-    })
-}
-
-/// Serves the webhook on `addr` with the PEM certificate and key until `shutdown` resolves. `bound`
-/// receives the actual address (useful with port 0). A certificate rotated on disk is served from the next
-/// connection on, within [`tls::DEFAULT_RELOAD_PERIOD`], without a restart.
+/// Serves the webhook on `addr` with the PEM certificate and key until `shutdown` resolves; `client` reads
+/// referenced objects. `bound` receives the actual address (useful with port 0). A certificate
+/// rotated on disk is served from the next connection on, within [`tls::DEFAULT_RELOAD_PERIOD`], without a
+/// restart.
 pub async fn serve(
     addr: SocketAddr,
     cert: &Path,
     key: &Path,
+    client: kube::Client,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebhookError> {
@@ -135,40 +124,9 @@ pub async fn serve(
     }
     let served = axum_server::bind_rustls(addr, tls)
         .handle(handle)
-        .serve(router().into_make_service())
+        .serve(router(client).into_make_service())
         .await
         .map_err(|source| WebhookError::Serve { addr, source });
     reloader.abort();
     served
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::check_filter;
-
-    #[test]
-    fn a_valid_filter_or_none_is_allowed() {
-        assert!(check_filter(&json!({"spec": {"topicRef": {"name": "t"}}})).is_ok());
-        assert!(check_filter(&json!({"spec": {"filter": {"policy": {"event": ["OrderPlaced"]}}}})).is_ok());
-    }
-
-    #[test]
-    fn an_invalid_filter_is_denied_naming_the_key() {
-        let err = check_filter(&json!({"spec": {"filter": {"scope": "MessageAttributes", "policy": {"customer": {"tier": ["gold"]}}}}}))
-            .expect_err("nested keys need body scope");
-        assert!(
-            err.starts_with("spec.filter.policy.customer: nested keys"),
-            "{err}"
-        );
-        let err = check_filter(
-            &json!({"spec": {"filter": {"policy": {"total": [{"numeric": ["<", 5, ">", 1]}]}}}}),
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("spec.filter.policy.total") && err.contains("lower bound"),
-            "{err}"
-        );
-    }
 }

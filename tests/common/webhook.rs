@@ -1,16 +1,21 @@
 //! The validating webhook in a test: a serving certificate for 127.0.0.1 signed by the test bed's CA (which
-//! the API server trusts), the webhook served in the test process, and the chart's own
-//! ValidatingWebhookConfiguration pointed at it.
+//! the API server trusts), the webhook served in the test process, and its registration with the API
+//! server (the chart's own ValidatingWebhookConfiguration, or given webhooks) scoped to one namespace.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use serde_json::Value;
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
+use serde_json::{Value, json};
 
 use super::{tools::helm, unique, var};
 
@@ -112,27 +117,27 @@ pub struct RunningWebhook {
     /// Where it listens.
     pub addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), tributary::webhook::WebhookError>>,
 }
 
 impl RunningWebhook {
-    /// Serves the webhook with the certificate `crt` and key `key`.
-    pub async fn start(crt: &Path, key: &Path) -> Self {
+    /// Serves the webhook with the certificate `crt` and key `key`; `client` reads referenced objects.
+    pub async fn start(client: &kube::Client, crt: &Path, key: &Path) -> Self {
         let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (crt, key) = (crt.to_owned(), key.to_owned());
+        let (crt, key, client) = (crt.to_owned(), key.to_owned(), client.clone());
         let task = tokio::spawn(async move {
             tributary::webhook::serve(
                 "127.0.0.1:0".parse().unwrap(),
                 &crt,
                 &key,
+                client,
                 Some(bound_tx),
                 async {
                     let _ = stopped.await;
                 },
             )
             .await
-            .unwrap();
         });
         let addr = bound_rx.await.unwrap();
         Self { addr, stop, task }
@@ -141,36 +146,103 @@ impl RunningWebhook {
     /// Stops it and waits until it no longer listens.
     pub async fn stop(self) {
         let _ = self.stop.send(());
-        self.task.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
-/// The chart's ValidatingWebhookConfiguration (rules, match conditions, failure policy as the chart
-/// renders them), limited to namespace `ns`, named uniquely, and calling the webhook at `addr` with the
-/// test bed's CA instead of through the chart's Service.
-pub fn chart_configuration(ns: &str, addr: SocketAddr) -> ValidatingWebhookConfiguration {
+/// The `webhooks` of the chart's ValidatingWebhookConfiguration (rules, match conditions, failure policy
+/// as the chart renders them).
+pub fn chart_webhooks() -> Value {
     let rendered = helm(&[
         "template",
         "tributary",
         concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tributary"),
         "--show-only",
         "templates/webhook.yaml",
-        "--set",
-        &format!("webhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={ns}"),
     ]);
-    let mut config: Value = serde_yaml_ng::Deserializer::from_str(&rendered)
+    serde_yaml_ng::Deserializer::from_str(&rendered)
         .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
         .find(|doc| doc["kind"] == "ValidatingWebhookConfiguration")
-        .expect("the chart renders a ValidatingWebhookConfiguration");
-    config["metadata"] = serde_json::json!({"name": unique("tributary-webhook")});
-    let ca = std::fs::read(var("TESTBED_CA_FILE")).unwrap();
-    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
-    for webhook in config["webhooks"].as_array_mut().unwrap() {
-        let path = webhook["clientConfig"]["service"]["path"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        webhook["clientConfig"] = serde_json::json!({"url": format!("https://{addr}{path}"), "caBundle": ca});
+        .expect("the chart renders a ValidatingWebhookConfiguration")["webhooks"]
+        .clone()
+}
+
+/// Registers `webhooks` with the API server under a unique name, each calling the webhook at `addr` (on
+/// `path`, or the path its Service reference names) with the test bed's CA, failing closed, and scoped to
+/// `namespace` so other tests never depend on it. Returns the registration's name.
+pub async fn register(
+    client: &kube::Client,
+    namespace: &str,
+    addr: SocketAddr,
+    path: Option<&str>,
+    mut webhooks: Value,
+) -> String {
+    let ca_bundle = k8s_openapi::ByteString(std::fs::read(var("TESTBED_CA_FILE")).unwrap());
+    for webhook in webhooks.as_array_mut().unwrap() {
+        let path = path
+            .map(str::to_owned)
+            .or_else(|| {
+                webhook["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .expect("a path for the webhook");
+        webhook["clientConfig"] = json!({"url": format!("https://{addr}{path}"), "caBundle": ca_bundle});
+        webhook["namespaceSelector"] = json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
+        webhook["failurePolicy"] = json!("Fail");
     }
-    serde_json::from_value(config).unwrap()
+    let name = unique("tributary-webhook");
+    let config: ValidatingWebhookConfiguration =
+        serde_json::from_value(json!({"metadata": {"name": name}, "webhooks": webhooks})).unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    name
+}
+
+/// Removes the registration `name`.
+pub async fn unregister(client: &kube::Client, name: &str) {
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The webhook served on 127.0.0.1 and registered with the API server for one namespace.
+pub struct Webhook {
+    /// The registration's name.
+    pub name: String,
+    dir: PathBuf,
+    client: kube::Client,
+    running: RunningWebhook,
+}
+
+impl Webhook {
+    /// Serves the webhook and registers `webhooks` (the `webhooks` list of a ValidatingWebhookConfiguration),
+    /// each pointed at `path` of the server and scoped to `namespace`.
+    pub async fn start(client: &kube::Client, namespace: &str, path: &str, webhooks: Value) -> Self {
+        let dir = std::env::temp_dir().join(unique("webhook"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (crt, key) = certificate(&dir, "webhook");
+        let running = RunningWebhook::start(client, &crt, &key).await;
+        let name = register(client, namespace, running.addr, Some(path), webhooks).await;
+        Self {
+            name,
+            dir,
+            client: client.clone(),
+            running,
+        }
+    }
+
+    /// Unregisters and stops the webhook.
+    pub async fn stop(self) {
+        unregister(&self.client, &self.name).await;
+        self.running.stop().await;
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
 }

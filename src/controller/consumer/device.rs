@@ -8,11 +8,7 @@ use kube::ResourceExt;
 
 use super::{not_ready, render::Resolved};
 use crate::{
-    api::{
-        Consumer, DeadLetter, DeviceStream,
-        common::{Provider, SecretKeyRef},
-        consumer::Scaling,
-    },
+    api::{Consumer, DeadLetter, DeviceStream, common::SecretKeyRef, consumer::Scaling},
     cloud::azure::kafka::{self, KafkaEndpoint},
     controller::{Context, device_stream, error::Error, secrets, status::describe, watch},
     worker::config::CosmosSink,
@@ -70,16 +66,6 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     ) else {
         return Err(not_ready(consumer, message()));
     };
-    if source.consumer_group != "$Default" && !azure.consumer_groups.contains(&source.consumer_group) {
-        return Err(not_ready(
-            consumer,
-            format!(
-                "spec.source.deviceStreamRef.consumerGroup: {} is not a consumer group of DeviceStream {} \
-                 (add it to its spec.azure.consumerGroups)",
-                source.consumer_group, source.name
-            ),
-        ));
-    }
     resolved.stream = Some(StreamSource {
         bootstrap,
         topic: device_stream::hub_name(&namespace, &stream.name_any(), azure),
@@ -113,18 +99,16 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     }
 
     if let Some(dead_letter_ref) = &consumer.spec.dead_letter_ref {
-        let dead_letter = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_ref.name);
-        let location = dead_letter
-            .as_ref()
-            .filter(|d| d.spec.provider == Provider::Azure)
+        // Its provider was checked with the other cross-object rules (`references::validate`); one that does
+        // not exist yet is waited for.
+        let name = &dead_letter_ref.name;
+        let location = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, name)
             .and_then(|d| d.spec.azure.clone())
-            .ok_or_else(|| Error::InvalidSpec {
-                object: describe(consumer),
-                message: format!(
-                    "spec.deadLetterRef: the device processor dead-letters to a Storage Queue, so DeadLetter {} \
-                     must be on azure",
-                    dead_letter_ref.name
-                ),
+            .ok_or_else(|| {
+                not_ready(
+                    consumer,
+                    format!("spec.deadLetterRef: DeadLetter {name} does not exist"),
+                )
             })?;
         let key = location.account_key_secret_ref.clone().ok_or_else(|| {
             not_ready(

@@ -26,10 +26,11 @@ use self::render::{Resolved, WorkerSettings};
 use super::{
     Cloud, Context, FIELD_MANAGER,
     error::Error,
-    events, finalize,
+    events, finalize, references,
     status::{self, describe},
     watch,
 };
+use crate::admission::Spec;
 use crate::api::{
     Consumer, DeadLetter, Queue, Topic,
     common::Provider,
@@ -48,6 +49,7 @@ pub(crate) fn not_ready(consumer: &Consumer, message: String) -> Error {
 
 /// The resolve step, pure: the references from the watch caches, or which one is not ready.
 pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, Error> {
+    references::validate(consumer, Spec::Consumer(&consumer.spec), stores)?;
     let namespace = consumer.namespace().unwrap_or_default();
     let mut resolved = Resolved::default();
     if let Some(queue_ref) = &consumer.spec.source.queue_ref {
