@@ -47,6 +47,14 @@ async fn register(client: &kube::Client, ns: &str, addr: std::net::SocketAddr) -
     name
 }
 
+/// The fingerprint of the certificate served at `addr`, asked for off the runtime: the webhook is served
+/// by this test's own runtime, which must keep running to answer the handshake.
+async fn served(addr: std::net::SocketAddr) -> Option<String> {
+    tokio::task::spawn_blocking(move || served_fingerprint(addr))
+        .await
+        .unwrap()
+}
+
 const PIPELINE: &str = "\
 apiVersion: tributary.dev/v1alpha1
 kind: Topic
@@ -155,7 +163,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     assert_ne!(first, next);
 
     let webhook = RunningWebhook::start(&client, &crt, &key).await;
-    assert_eq!(served_fingerprint(webhook.addr).as_deref(), Some(first.as_str()));
+    assert_eq!(served(webhook.addr).await.as_deref(), Some(first.as_str()));
     let config = register(&client, &ns, webhook.addr).await;
 
     // Rotate as the kubelet updates a mounted Secret: the new files appear at once (renamed into place).
@@ -166,9 +174,8 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     }
     let addr = webhook.addr;
     common::eventually("the new certificate served", Duration::from_secs(30), || {
-        let served = served_fingerprint(addr);
         let next = next.clone();
-        async move { (served.as_deref() == Some(next.as_str())).then_some(()) }
+        async move { (served(addr).await.as_deref() == Some(next.as_str())).then_some(()) }
     })
     .await;
     // The API server (on a kept-alive connection or a new one, which gets the new certificate) still has
