@@ -9,7 +9,10 @@ use std::{net::SocketAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-pub use super::devices::config::{CosmosSink, KafkaSource};
+pub use super::{
+    devices::config::{CosmosSink, KafkaSource},
+    orders::security::config::{ApiKeyFiles, AuthConfig, JwtConfig, LimitsConfig, TlsFiles},
+};
 
 /// The file name of the configuration inside the ConfigMap and the mounted volume.
 pub const FILE_NAME: &str = "worker.yaml";
@@ -150,6 +153,15 @@ pub struct SqsSource {
 pub struct HttpSource {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Who may call. Omitted: nobody (every request 401), never anonymous by accident.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Body, time, concurrency and rate limits (safe defaults).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Serve HTTPS with these files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 /// Results.
@@ -317,6 +329,13 @@ impl WorkerConfig {
                 return invalid("processor order-ack serves HTTP: it needs source.http");
             }
             _ => {}
+        }
+        if let Some(http) = &self.source.http {
+            http.limits.validate().map_err(ConfigError::Invalid)?;
+            if let Some(jwt) = &http.auth.jwt {
+                jwt.validate()
+                    .map_err(|e| ConfigError::Invalid(format!("source.http.{e}")))?;
+            }
         }
         if let Some(sqs) = &self.source.sqs {
             queue_limits(
