@@ -54,7 +54,11 @@ fn rsa_key(dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
     let private = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
     let run = |args: &[&str]| {
-        let status = std::process::Command::new("openssl").args(args).status().unwrap();
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
         assert!(status.success(), "openssl {args:?}");
     };
     run(&[
@@ -500,7 +504,8 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         &serde_json::from_value(order("legacy")).unwrap(),
     );
     use tributary::worker::orders::store::OrderStore as _;
-    table.create_order(&legacy, "", None).await.unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    table.create_order(&legacy, traceparent, None).await.unwrap();
     expect(
         &tally,
         "an order without a principal",
@@ -635,7 +640,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
     let answers = futures::future::join_all(requests).await;
     let flood_took = started.elapsed();
     let count = |s: u16| answers.iter().filter(|(status, _, _)| *status == s).count();
-    let (ok, limited, shed) = (count(404), count(429), count(503));
+    let (ok, limited, flood_shed) = (count(404), count(429), count(503));
     for (status, retry_after, body) in &answers {
         let expected = matches!(status, 404) || (matches!(status, 429 | 503) && *retry_after);
         tally
@@ -646,7 +651,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
     }
     assert!(
         limited > 0,
-        "the rate limit answered 429: {ok} 404, {limited} 429, {shed} 503"
+        "the rate limit answered 429: {ok} 404, {limited} 429, {flood_shed} 503"
     );
     assert!(
         ok <= 40 + 20 * (flood_took.as_secs() as usize + 1),
@@ -661,6 +666,62 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
             let request = get(&alice_order).bearer_auth(&alice);
             async move { (request.send().await.ok()?.status() == 200).then_some(()) }
         },
+    )
+    .await;
+
+    // Load shedding: stalled bodies from three principals (24 each, within their burst) want more than
+    // the pod's 64 concurrency slots; those beyond are shed at once with 503 and Retry-After, and so is a
+    // request arriving while the slots are held. Once the stalled ones time out the endpoint serves again.
+    let mut heads = Vec::new();
+    for name in ["hold-a", "hold-b", "hold-c"] {
+        let key = add_key(&endpoint, name, name);
+        wait_serving(&http, &endpoint, &key).await;
+        heads.push(format!(
+            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: 1000\r\n\r\n{{"
+        ));
+    }
+    let holders: Vec<_> = heads
+        .iter()
+        .flat_map(|head| (0..24).map(|_| tokio::spawn(raw(endpoint.port, head.clone(), None))))
+        .collect();
+    // While the slots are held (bounded by the timeout), a request of another principal is shed.
+    let deadline = Instant::now() + Duration::from_millis(TIMEOUT_MILLIS);
+    let mut probe_shed = None;
+    while Instant::now() < deadline && probe_shed.is_none() {
+        let response = get(&alice_order).bearer_auth(&rotated).send().await.unwrap();
+        if response.status() == 503 {
+            probe_shed = Some(response.headers().contains_key("retry-after"));
+        }
+        let text = response.text().await.unwrap_or_default();
+        tally.lock().unwrap().bodies.push(text);
+    }
+    tally.lock().unwrap().record(
+        "a request while every slot is held",
+        probe_shed == Some(true),
+        format!("{probe_shed:?}"),
+    );
+    let (mut held, mut shed) = (0, 0);
+    for holder in holders {
+        let (status, took, text) = holder.await.unwrap();
+        match status {
+            408 => held += 1,
+            503 if text.contains("Retry-After") || text.contains("retry-after") => shed += 1,
+            _ => {}
+        }
+        let ok = status == 408 && took >= Duration::from_millis(TIMEOUT_MILLIS) || status == 503;
+        tally.lock().unwrap().record(
+            "a stalled request over the concurrency limit",
+            ok,
+            format!("{status} {took:?}"),
+        );
+        tally.lock().unwrap().bodies.push(text);
+    }
+    assert!(held <= 64 && shed >= 72 - 64, "{held} held, {shed} shed");
+    expect(
+        &tally,
+        "served again after the shedding",
+        get(&alice_order).bearer_auth(&rotated),
+        200,
     )
     .await;
 
@@ -720,9 +781,9 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         .filter(|b| secrets.iter().any(|s| b.contains(s)))
         .collect();
     println!(
-        "security suite: {} requests tried, {} answered as expected; flood of 1000: {ok} served, {limited} 429, {shed} 503 in {:.1}s; \
+        "security suite: {} requests tried, {} answered as expected; flood of 1000: {ok} served, {limited} 429, {flood_shed} 503 in {:.1}s; \
          peak RSS (VmHWM) {peak} KiB; RSS {rss_before} -> {rss_after} KiB across two 10 MB bodies (+{growth} KiB); \
-         stalled body answered after {:.2}s (timeout {:.1}s); revoked key refused after {:.1}s; {} bodies scanned, {} leaks",
+         stalled body answered after {:.2}s (timeout {:.1}s); 72 stalled bodies: {held} held to the timeout, {shed} shed; revoked key refused after {:.1}s; {} bodies scanned, {} leaks",
         tally.tried,
         tally.expected,
         flood_took.as_secs_f64(),

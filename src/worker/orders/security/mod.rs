@@ -259,6 +259,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requests_over_the_concurrency_limit_are_shed() {
+        use tower::ServiceExt as _;
+        let auth = AuthConfig {
+            anonymous: true,
+            ..AuthConfig::default()
+        };
+        let limits = LimitsConfig {
+            max_concurrent_requests: 1,
+            ..LimitsConfig::default()
+        };
+        let security = Security::new(&auth, limits).unwrap();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let held = gate.clone();
+        let routes = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(move || {
+                    let held = held.clone();
+                    async move {
+                        held.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "fast" }));
+        let app = security.protect(routes);
+        let slow = Request::builder()
+            .uri("/slow")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let request = || {
+            Request::builder()
+                .uri("/fast")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let first = tokio::spawn(app.clone().oneshot(slow));
+        tokio::task::yield_now().await;
+        let mut shed = None;
+        for _ in 0..100 {
+            let response = app.clone().oneshot(request()).await.unwrap();
+            if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                shed = Some(response);
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let shed = shed.expect("the second request is shed");
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    }
+
+    #[tokio::test]
     async fn no_credentials_configured_refuses_everyone_and_none_mode_admits_anonymous() {
         let nobody = Authenticator::new(&AuthConfig::default()).unwrap();
         let with_key = headers(&[("x-api-key", "trb_x")]);
