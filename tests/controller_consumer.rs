@@ -115,6 +115,40 @@ async fn order_endpoint_is_locked_down(client: &kube::Client, ns: &str) {
         .await
         .unwrap();
     assert!(none.is_none(), "queue consumers get no policy");
+
+    // Anonymous access only when asked for, and then flagged: a condition and a Warning Event.
+    let open = json!({"spec": {"source": {"http": {"auth": {"mode": "none", "apiKeys": null}}}}});
+    common::tributary_api(client, ns, "Consumer")
+        .patch("order-ack", &PatchParams::default(), &Patch::Merge(&open))
+        .await
+        .unwrap();
+    authenticated("AnonymousAccess").await;
+    common::eventually("the AnonymousAccess Warning Event", CONVERGE, || async {
+        use k8s_openapi::api::events::v1::Event;
+        let events = Api::<Event>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .ok()?;
+        events
+            .items
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("order-ack")
+                    && e.reason.as_deref() == Some("AnonymousAccess")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    let config = worker_config(client, ns, "order-ack").await;
+    let http = config.source.http.unwrap();
+    assert!(http.auth.anonymous && http.auth.api_keys.is_none());
+    let closed = json!({"spec": {"source": {"http": {"auth": null}}}});
+    common::tributary_api(client, ns, "Consumer")
+        .patch("order-ack", &PatchParams::default(), &Patch::Merge(&closed))
+        .await
+        .unwrap();
+    authenticated("Required").await;
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! wrong key, a revoked key, an expired token, a wrong audience or issuer, another signing key, `alg:
 //! none`, HS256 signed with the public key); another principal's order is 404; a 10 MB body is 413
 //! without the worker's memory growing by it; a stalled body times out; 1,000 concurrent requests over
-//! the limits get 429/503 and the worker serves on; no response body names an ARN, a table, a queue or
-//! the account. The counts and figures are printed (`--nocapture`).
+//! the limits get 429/503 and the worker serves on; stalled bodies over the concurrency limit are shed;
+//! HTTPS is served from a TLS Secret's files; no response body names an ARN, a table, a queue or the
+//! account. The counts and figures are printed (`--nocapture`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -216,11 +217,18 @@ impl Drop for Endpoint {
 
 /// Starts an order-ack worker on `table` and `topic_arn` with API keys from `key_dir` and JWTs from
 /// `issuer`.
-fn start(work: &Path, name: &str, table: &str, topic_arn: &str, issuer: &str) -> Endpoint {
+fn start(
+    work: &Path,
+    name: &str,
+    table: &str,
+    topic_arn: &str,
+    issuer: &str,
+    tls: Option<Value>,
+) -> Endpoint {
     let port = common::free_port();
     let key_dir = work.join(format!("{name}-keys"));
     std::fs::create_dir_all(&key_dir).unwrap();
-    let config = json!({
+    let mut config = json!({
         "consumer": {"namespace": "security", "name": name},
         "processor": "order-ack",
         "source": {"http": {
@@ -237,6 +245,9 @@ fn start(work: &Path, name: &str, table: &str, topic_arn: &str, issuer: &str) ->
         "sink": {"table": table, "topicArn": topic_arn},
         "metricsListen": format!("127.0.0.1:{}", common::free_port()),
     });
+    if let Some(tls) = tls {
+        config["source"]["http"]["tls"] = tls;
+    }
     let path = work.join(format!("{name}.yaml"));
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let worker = common::spawn_worker(&path, &work.join(format!("{name}.log")));
@@ -376,7 +387,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         .topic_arn
         .unwrap();
     let issuer = issuer(&work).await;
-    let mut endpoint = start(&work, "order-ack", &table_name, &topic_arn, &issuer.url);
+    let mut endpoint = start(&work, "order-ack", &table_name, &topic_arn, &issuer.url, None);
     let alice = add_key(&endpoint, "alice", "alice");
     let bob = add_key(&endpoint, "bob-2026", "bob");
     let carol = add_key(&endpoint, "carol", "carol");
@@ -731,7 +742,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         "arn:aws:sns:us-east-1:{MOTO_ACCOUNT}:{}",
         common::unique("no-such-topic")
     );
-    let broken = start(&work, "broken", &missing_table, &missing_topic, &issuer.url);
+    let broken = start(&work, "broken", &missing_table, &missing_topic, &issuer.url, None);
     let broken_key = add_key(&broken, "alice", "alice");
     wait_until_up(&http, &broken, &broken_key).await;
     let failing = http
@@ -761,6 +772,46 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         format!("{status} {text}"),
     );
     tally.lock().unwrap().bodies.push(text);
+
+    // TLS from a kubernetes.io/tls Secret's files (the test bed's certificate for 127.0.0.1): HTTPS with
+    // the same authentication; plain HTTP on that port is not served.
+    let ca = PathBuf::from(common::var("TESTBED_CA_FILE"));
+    let pki = ca.parent().unwrap();
+    let tls = json!({"certFile": pki.join("cosmos.crt"), "keyFile": pki.join("cosmos.key")});
+    let secure = start(&work, "tls", &table_name, &topic_arn, &issuer.url, Some(tls));
+    let tls_key = add_key(&secure, "alice", "alice");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let secure_base = format!("https://127.0.0.1:{}", secure.port);
+    common::eventually("the HTTPS endpoint", Duration::from_secs(30), || {
+        let request = https
+            .get(format!("{secure_base}/orders/{alice_order}"))
+            .bearer_auth(&tls_key);
+        async move { (request.send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let https_tally = &tally;
+    expect(
+        https_tally,
+        "HTTPS without credentials",
+        https.get(format!("{secure_base}/orders/o-none")),
+        401,
+    )
+    .await;
+    let plain = http
+        .get(format!("http://127.0.0.1:{}/orders/o-none", secure.port))
+        .bearer_auth(&tls_key)
+        .send()
+        .await;
+    tally.lock().unwrap().record(
+        "plain HTTP on the TLS port",
+        plain
+            .as_ref()
+            .map_or(true, |r| !r.status().is_success() && r.status() != 404),
+        format!("{:?}", plain.map(|r| r.status())),
+    );
 
     // No body anywhere names an ARN, a table, a topic, a queue or the account.
     let tally = tally.lock().unwrap();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::{
     devices::config::{CosmosSink, KafkaSource},
-    orders::security::config::{ApiKeyFiles, AuthConfig, JwtConfig, LimitsConfig, TlsFiles},
+    orders::security::config::{ApiKeyFiles, AuthConfig, HttpSource, JwtConfig, LimitsConfig, TlsFiles},
 };
 
 /// The file name of the configuration inside the ConfigMap and the mounted volume.
@@ -145,23 +145,6 @@ pub struct SqsSource {
     /// Long-polling wait of each receive (0 to 20).
     #[serde(default = "default_wait")]
     pub wait_time_seconds: i32,
-}
-
-/// Serving HTTP.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpSource {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Who may call. Omitted: nobody (every request 401), never anonymous by accident.
-    #[serde(default)]
-    pub auth: AuthConfig,
-    /// Body, time, concurrency and rate limits (safe defaults).
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// Serve HTTPS with these files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsFiles>,
 }
 
 /// Results.
@@ -331,11 +314,7 @@ impl WorkerConfig {
             _ => {}
         }
         if let Some(http) = &self.source.http {
-            http.limits.validate().map_err(ConfigError::Invalid)?;
-            if let Some(jwt) = &http.auth.jwt {
-                jwt.validate()
-                    .map_err(|e| ConfigError::Invalid(format!("source.http.{e}")))?;
-            }
+            http.validate().map_err(ConfigError::Invalid)?;
         }
         if let Some(sqs) = &self.source.sqs {
             queue_limits(

@@ -2,9 +2,37 @@
 //! Consumer reconciler renders them from `spec.source.http`: file paths where the Secrets are mounted,
 //! never a key or a hash.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
+
+/// Serving HTTP: the order endpoint (`source.http` of `worker.yaml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSource {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Who may call. Omitted: nobody (every request 401), never anonymous by accident.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Body, time, concurrency and rate limits (safe defaults).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Serve HTTPS with these files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+}
+
+impl HttpSource {
+    /// The rules serde cannot express; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits.validate()?;
+        match &self.auth.jwt {
+            Some(jwt) => jwt.validate().map_err(|e| format!("source.http.{e}")),
+            None => Ok(()),
+        }
+    }
+}
 
 /// How requests authenticate. The default accepts nobody: a worker configured without credentials
 /// refuses every request rather than serving anonymously.
