@@ -870,3 +870,30 @@ async fn wait_until_up(http: &reqwest::Client, endpoint: &Endpoint, key: &str) {
     })
     .await;
 }
+
+/// `tributary apikey new`: the key on stdout, once; on stderr the Secret entry, which holds only the hash
+/// and authenticates the key as the principal given.
+#[test]
+fn the_apikey_command_prints_the_key_once_and_its_hashed_entry() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["apikey", "new", "--name", "ci-2027", "--principal", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let help = String::from_utf8(out.stderr).unwrap();
+    let entry = help
+        .lines()
+        .find_map(|l| l.strip_prefix("  ci-2027: "))
+        .unwrap_or_else(|| panic!("no entry line in {help}"));
+    assert!(!help.contains(&key), "the key is printed once, on stdout");
+    let (keys, errors) = tributary::worker::orders::security::api_keys::Keys::parse([("ci-2027", entry)]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(keys.principal(&key), Some("ci"));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["apikey", "new", "--name", "a/b"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--name"));
+}

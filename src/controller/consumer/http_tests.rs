@@ -150,6 +150,12 @@ fn the_secrets_are_mounted_read_only_the_key_secret_optional() {
     );
     let children = children(&consumer, &config, &WorkerSettings::default(), 1);
     let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    let fs_group = pod.security_context.as_ref().and_then(|c| c.fs_group);
+    assert_eq!(
+        fs_group,
+        Some(65_532),
+        "the 0440 Secret files are the worker's group's"
+    );
     let volumes = pod.volumes.unwrap();
     let keys = volumes.iter().find(|v| v.name == "api-keys").unwrap();
     let source = keys.secret.as_ref().unwrap();

@@ -411,6 +411,9 @@ pub fn children_of(
             run_as_non_root: Some(true),
             run_as_user: Some(65_532),
             run_as_group: Some(65_532),
+            // Secret volumes (API keys, TLS) are mounted 0440: group-owned by the worker's group, so
+            // only the worker reads them.
+            fs_group: Some(65_532),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),
                 localhost_profile: None,
