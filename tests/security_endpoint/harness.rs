@@ -43,11 +43,6 @@ impl Shared {
         tally.bodies.extend(body);
     }
 
-    /// A body to scan that is not a request of its own.
-    pub(crate) fn body(&self, body: String) {
-        self.0.lock().unwrap().bodies.push(body);
-    }
-
     /// The tally, to report.
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.0.lock().unwrap()

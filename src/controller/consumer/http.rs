@@ -20,7 +20,7 @@ use super::render::{Children, METRICS_PORT, WorkerOwner};
 use crate::{
     api::{
         Consumer,
-        http_source::{AuthMode, HttpLimits, HttpSource},
+        http_source::{AuthMode, HttpSource},
     },
     controller::conditions::Desired,
     worker::config::{self, ApiKeyFiles, AuthConfig, JwtConfig, LimitsConfig, TlsFiles},
@@ -76,23 +76,11 @@ pub fn worker_http(consumer: &Consumer, http: &HttpSource) -> config::HttpSource
             }),
             jwt,
         },
-        limits: worker_limits(&http.limits),
+        limits: LimitsConfig::from(&http.limits),
         tls: http.tls.as_ref().map(|_| TlsFiles {
             cert_file: PathBuf::from(format!("{TLS_DIR}/tls.crt")),
             key_file: PathBuf::from(format!("{TLS_DIR}/tls.key")),
         }),
-    }
-}
-
-/// The worker's limits for the Consumer's (which the schema keeps positive).
-pub fn worker_limits(limits: &HttpLimits) -> LimitsConfig {
-    let positive = |v: i32| u32::try_from(v.max(1)).unwrap_or(1);
-    LimitsConfig {
-        max_body_bytes: positive(limits.max_body_bytes) as usize,
-        request_timeout_millis: u64::from(positive(limits.request_timeout_seconds)) * 1000,
-        max_concurrent_requests: positive(limits.max_concurrent_requests) as usize,
-        requests_per_second: positive(limits.requests_per_second),
-        burst: positive(limits.burst),
     }
 }
 

@@ -6,6 +6,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::http_source::HttpLimits;
+
 /// Serving HTTP: the order endpoint (`source.http` of `worker.yaml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -120,6 +122,18 @@ pub fn is_allowed_key_url(url: &str) -> bool {
 }
 
 impl JwtConfig {
+    /// Settings for `issuer` and `audience` with the defaults (RS256, principal `sub`): for tests.
+    pub fn for_issuer(issuer: &str, audience: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            audiences: vec![audience.to_owned()],
+            jwks_uri: None,
+            required_claims: BTreeMap::new(),
+            principal_claim: default_principal_claim(),
+            algorithms: default_algorithms(),
+        }
+    }
+
     /// The rules serde cannot express; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if !is_allowed_key_url(&self.issuer) {
@@ -154,53 +168,41 @@ impl JwtConfig {
     }
 }
 
-/// Limits of the endpoint (defaults as the Consumer's).
+/// Limits of the endpoint. A field left out takes the Consumer's default (`spec.source.http.limits`,
+/// declared once, in the API).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest body in bytes.
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Longest a request may take, in milliseconds.
-    #[serde(default = "default_timeout_millis")]
     pub request_timeout_millis: u64,
     /// Requests worked on at once by this process.
-    #[serde(default = "default_max_concurrent")]
     pub max_concurrent_requests: usize,
     /// Steady requests per second per principal.
-    #[serde(default = "default_rate")]
     pub requests_per_second: u32,
     /// Token bucket size per principal.
-    #[serde(default = "default_burst")]
     pub burst: u32,
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
+impl From<&HttpLimits> for LimitsConfig {
+    /// The worker's limits for a Consumer's (which its schema keeps positive).
+    fn from(limits: &HttpLimits) -> Self {
+        let positive = |v: i32| u32::try_from(v.max(1)).unwrap_or(1);
         Self {
-            max_body_bytes: default_max_body_bytes(),
-            request_timeout_millis: default_timeout_millis(),
-            max_concurrent_requests: default_max_concurrent(),
-            requests_per_second: default_rate(),
-            burst: default_burst(),
+            max_body_bytes: positive(limits.max_body_bytes) as usize,
+            request_timeout_millis: u64::from(positive(limits.request_timeout_seconds)) * 1000,
+            max_concurrent_requests: positive(limits.max_concurrent_requests) as usize,
+            requests_per_second: positive(limits.requests_per_second),
+            burst: positive(limits.burst),
         }
     }
 }
 
-fn default_max_body_bytes() -> usize {
-    65_536
-}
-fn default_timeout_millis() -> u64 {
-    29_000
-}
-fn default_max_concurrent() -> usize {
-    256
-}
-fn default_rate() -> u32 {
-    50
-}
-fn default_burst() -> u32 {
-    100
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self::from(&HttpLimits::default())
+    }
 }
 
 impl LimitsConfig {
@@ -262,14 +264,7 @@ mod tests {
 
     #[test]
     fn jwt_settings_refuse_hmac_none_and_plain_http() {
-        let good = JwtConfig {
-            issuer: "https://issuer.example".into(),
-            audiences: vec!["orders".into()],
-            jwks_uri: None,
-            required_claims: BTreeMap::new(),
-            principal_claim: "sub".into(),
-            algorithms: vec!["RS256".into()],
-        };
+        let good = JwtConfig::for_issuer("https://issuer.example", "orders");
         good.validate().unwrap();
         for (alg, field) in [("HS256", "algorithms"), ("none", "algorithms")] {
             let bad = JwtConfig {

@@ -285,12 +285,8 @@ mod tests {
     #[test]
     fn the_validation_pins_algorithms_issuer_and_audience() {
         let config = JwtConfig {
-            issuer: "https://issuer.example".into(),
-            audiences: vec!["orders".into()],
-            jwks_uri: None,
-            required_claims: BTreeMap::new(),
-            principal_claim: "sub".into(),
             algorithms: vec!["RS256".into(), "ES256".into()],
+            ..JwtConfig::for_issuer("https://issuer.example", "orders")
         };
         let v = validation(&config).unwrap();
         assert_eq!(v.algorithms, [Algorithm::RS256, Algorithm::ES256]);
