@@ -2,7 +2,8 @@
 //! against moto, with API keys in a directory as the mounted Secret gives them and JWTs from an issuer
 //! whose JWKS this test serves on 127.0.0.1. Every attempt without valid credentials is 401 (no key, a
 //! wrong key, a revoked key, an expired token, a wrong audience or issuer, another signing key, `alg:
-//! none`, HS256 signed with the public key); another principal's order is 404; a 10 MB body is 413
+//! none`, HS256 signed with the public key); a rotated issuer key is picked up; another principal's
+//! order is 404; a 10 MB body is 413
 //! without the worker's memory growing by it; a stalled body times out; 1,000 concurrent requests over
 //! the limits get 429/503 and the worker serves on; stalled bodies over the concurrency limit are shed;
 //! HTTPS is served from a TLS Secret's files; no response body names an ARN, a table, a queue or the
@@ -104,7 +105,8 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
     let bob = suite.endpoint.add_key("bob-2026", "bob");
     suite.endpoint.wait_accepts(&suite.http, &bob).await;
     access::authentication(&suite).await;
-    let alice_order = access::authorization(&suite, &bob).await;
+    let (alice_order, dave_order) = access::authorization(&suite, &bob).await;
+    access::jwks_rotation(&suite, &dave_order).await;
     let (revocation, rotated) = access::revocation(&suite, &alice_order).await;
     let (rss_before, rss_after) = limits::body_cap(&suite).await;
     let slow = limits::slow_body(&suite).await;

@@ -88,7 +88,7 @@ pub enum AuthMode {
 /// API keys kept hashed in a Secret. Each data entry of the Secret is one key: the entry's name is the
 /// key's name (what you rotate or revoke, e.g. `ci-2026-12`), its value `sha256:<64 hex digits>` (the
 /// SHA-256 of the whole key as the client sends it), optionally followed by ` principal=<name>`: the
-/// principal the key authenticates as (default: the key's name). Give the new key of a rotation the
+/// principal the key authenticates as (default: the key's name; not starting with `jwt:`). Give the new key of a rotation the
 /// same principal as the old one, so the client keeps reading its orders; delete an entry to revoke the
 /// key (workers stop accepting it within seconds, without a restart). `tributary apikey new --name ci`
 /// makes a key and prints the entry. Keys are never stored or logged in clear.

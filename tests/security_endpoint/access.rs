@@ -44,8 +44,8 @@ pub(crate) async fn authentication(suite: &Suite) {
 
 /// A principal reads its own orders only (another's is exactly a missing one's 404), idempotency keys
 /// are per principal, an order without a principal is nobody's, and bad input is 400 naming the field.
-/// Returns alice's order id.
-pub(crate) async fn authorization(suite: &Suite, bob: &str) -> String {
+/// Returns alice's order id and that of the JWT principal `jwt:dave`.
+pub(crate) async fn authorization(suite: &Suite, bob: &str) -> (String, String) {
     let (tally, alice) = (&suite.tally, suite.alice.as_str());
     let (_, _, placed) = expect(
         tally,
@@ -104,18 +104,18 @@ pub(crate) async fn authorization(suite: &Suite, bob: &str) -> String {
         202,
     )
     .await;
-    let dave_order = daves["orderId"].as_str().unwrap();
+    let dave_order = daves["orderId"].as_str().unwrap().to_owned();
     expect(
         tally,
         "the JWT principal reads its order",
-        suite.get(dave_order).bearer_auth(&jwt),
+        suite.get(&dave_order).bearer_auth(&jwt),
         200,
     )
     .await;
     expect(
         tally,
         "alice reads the JWT principal's order",
-        suite.get(dave_order).bearer_auth(alice),
+        suite.get(&dave_order).bearer_auth(alice),
         404,
     )
     .await;
@@ -147,7 +147,30 @@ pub(crate) async fn authorization(suite: &Suite, bob: &str) -> String {
     .await;
     let message = refused["message"].as_str().unwrap();
     assert!(message.starts_with("items[0].quantity"), "{refused}");
-    alice_order
+    (alice_order, dave_order)
+}
+
+/// The issuer rotates its key: a token with the new `kid` is accepted once the worker fetches the JWKS
+/// again for the unknown kid (at most every 10 s), without a restart; the principal is the same.
+pub(crate) async fn jwks_rotation(suite: &Suite, dave_order: &str) {
+    let token = suite.issuer.rotate("issuer-key-2", "dave");
+    common::eventually(
+        "a token of the rotated key to be accepted",
+        Duration::from_secs(20),
+        || {
+            let request = suite.get(dave_order).bearer_auth(&token);
+            async move { (request.send().await.ok()?.status() == 200).then_some(()) }
+        },
+    )
+    .await;
+    let tally = &suite.tally;
+    expect(
+        tally,
+        "a token of the rotated issuer key",
+        suite.get(dave_order).bearer_auth(&token),
+        200,
+    )
+    .await;
 }
 
 /// A key works, its file is deleted (as the kubelet does when the Secret entry goes), and within

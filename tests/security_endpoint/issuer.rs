@@ -1,7 +1,10 @@
 //! An OIDC issuer for the suite: an RSA key made with openssl, its JWKS served on 127.0.0.1, valid tokens,
 //! and the forged ones an attacker would try.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::JwkSet};
@@ -38,19 +41,25 @@ fn rsa_key(dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
     (std::fs::read(private).unwrap(), std::fs::read(public).unwrap())
 }
 
-/// Serves `/jwks` on 127.0.0.1; returns the issuer URL.
-async fn jwks_server(jwks: JwkSet) -> String {
+/// Serves `/jwks` (whatever `jwks` holds at the time) on 127.0.0.1; returns the issuer URL.
+async fn jwks_server(jwks: Arc<RwLock<JwkSet>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/jwks",
         axum::routing::get(move || {
-            let jwks = jwks.clone();
+            let jwks = jwks.read().unwrap().clone();
             async move { axum::Json(jwks) }
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+fn jwk_of(key: &EncodingKey, kid: &str) -> jsonwebtoken::jwk::Jwk {
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk
 }
 
 fn now() -> i64 {
@@ -60,6 +69,8 @@ fn now() -> i64 {
 /// The issuer: its URL, its signing key, an attacker's key, and its public key (for the HS256 attack).
 pub(crate) struct Issuer {
     pub(crate) url: String,
+    jwks: Arc<RwLock<JwkSet>>,
+    dir: std::path::PathBuf,
     key: EncodingKey,
     other: EncodingKey,
     public_pem: Vec<u8>,
@@ -71,15 +82,26 @@ impl Issuer {
         let (private, public_pem) = rsa_key(dir, "issuer");
         let (other, _) = rsa_key(dir, "attacker");
         let key = EncodingKey::from_rsa_pem(&private).unwrap();
-        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
-        jwk.common.key_id = Some(ISSUER_KID.to_owned());
-        let url = jwks_server(JwkSet { keys: vec![jwk] }).await;
+        let jwks = Arc::new(RwLock::new(JwkSet {
+            keys: vec![jwk_of(&key, ISSUER_KID)],
+        }));
+        let url = jwks_server(jwks.clone()).await;
         Self {
             url,
+            jwks,
+            dir: dir.to_owned(),
             key,
             other: EncodingKey::from_rsa_pem(&other).unwrap(),
             public_pem,
         }
+    }
+
+    /// Rotates: a new key with `kid` joins the JWKS; returns a valid token of `subject` signed with it.
+    pub(crate) fn rotate(&self, kid: &str, subject: &str) -> String {
+        let (private, _) = rsa_key(&self.dir, kid);
+        let key = EncodingKey::from_rsa_pem(&private).unwrap();
+        self.jwks.write().unwrap().keys.push(jwk_of(&key, kid));
+        self.sign(&self.claims(subject), &key, kid)
     }
 
     fn claims(&self, subject: &str) -> Value {

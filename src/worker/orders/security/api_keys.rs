@@ -94,6 +94,10 @@ pub fn parse_entry(name: &str, value: &str) -> Result<Entry, String> {
             "API key {name}: principal must be 1 to 128 letters, digits, '-', '_', '.', '@' or ':'"
         ));
     }
+    // JWT principals are `jwt:<claim>`: a key may never pose as a token's subject.
+    if principal.starts_with(super::jwt::PRINCIPAL_PREFIX) {
+        return Err(format!("API key {name}: a principal may not start with 'jwt:'"));
+    }
     Ok(Entry {
         hash: bytes,
         principal,
