@@ -61,6 +61,11 @@ for pipeline in orders devices; do
 	kubectl create namespace "$pipeline" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
 kubectl apply -n orders -f examples/orders/ >/dev/null
+# The order endpoint's API key: made once, shown once; the Secret holds only its hash (docs/security-endpoint.md).
+api_key=$("$bin" apikey new --name demo 2>"$demo/api-key-entry")
+kubectl create secret generic -n orders order-ack-api-keys \
+	--from-literal=demo="$(sed -n 's/^  demo: //p' "$demo/api-key-entry")" \
+	--dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # The device example with the test bed's storage account and Cosmos DB endpoint, and its account keys.
 for secret in devices-storage:"$AZURE_STORAGE_KEY" devices-cosmos:"$COSMOS_KEY"; do
 	kubectl create secret generic -n devices "${secret%%:*}" --from-literal=accountKey="${secret#*:}" \
@@ -84,6 +89,11 @@ port=$((base + 31))
 ingress=$((base + 39))
 for consumer in order-ack notification inventory shipment; do
 	kubectl get configmap -n orders "$consumer-worker" -o jsonpath='{.data.worker\.yaml}' >"$demo/$consumer.yaml"
+	if [[ $consumer == order-ack ]]; then
+		# A pod reads the API key Secret where it is mounted; here, a folder holding the same entry.
+		mkdir -p "$demo/api-keys" && sed -n 's/^  demo: //p' "$demo/api-key-entry" >"$demo/api-keys/demo"
+		sed -i "s|/var/run/tributary/api-keys|$demo/api-keys|" "$demo/$consumer.yaml"
+	fi
 	extra=()
 	[[ $consumer == order-ack ]] && extra=(--http-listen "127.0.0.1:$ingress")
 	"$bin" worker --config "$demo/$consumer.yaml" --metrics-listen "127.0.0.1:$port" "${extra[@]}" \
@@ -94,7 +104,8 @@ for consumer in order-ack notification inventory shipment; do
 done
 # The endpoint serves once it answers 404 for an unknown order (its /healthz is on the metrics port).
 for _ in $(seq 1 100); do
-	[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ingress/orders/o-none") == 404 ]] && break
+	[[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $api_key" \
+		"http://127.0.0.1:$ingress/orders/o-none") == 404 ]] && break
 	sleep 0.2
 done
 
@@ -121,7 +132,9 @@ for i in $(seq 0 $((count - 1))); do
 		"$((i % 9))" "$items" "${deliveries[$((i % 5))]}" "$run" "$i"
 done >"$demo/orders.jsonl"
 started=$(date +%s.%N)
-xargs -P 8 -I{} -d '\n' curl -sf -w '\n' -X POST -H 'content-type: application/json' -d '{}' \
+echo "  without credentials: $(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$ingress/orders")"
+xargs -P 8 -I{} -d '\n' curl -sf -w '\n' -X POST -H 'content-type: application/json' \
+	-H "Authorization: Bearer $api_key" -d '{}' \
 	"http://127.0.0.1:$ingress/orders" <"$demo/orders.jsonl" |
 	python3 -c '
 # Parallel curls may share a line (a body and its newline are separate writes): read object by object.
@@ -135,12 +148,14 @@ echo "  $(wc -l <"$demo/order-ids") accepted (202)"
 
 echo
 echo "== waiting for every order to reach its final state"
-python3 - "$ingress" "$demo/order-ids" "$started" <<'PY'
-import json, sys, time, urllib.request
+API_KEY="$api_key" python3 - "$ingress" "$demo/order-ids" "$started" <<'PY'
+import json, os, sys, time, urllib.request
 port, ids, started = sys.argv[1], open(sys.argv[2]).read().split(), float(sys.argv[3])
 final = {"SHIPPED", "RESERVED", "OUT_OF_STOCK"}
 def get(i):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/orders/{i}") as r:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/orders/{i}",
+                                     headers={"Authorization": f"Bearer {os.environ['API_KEY']}"})
+    with urllib.request.urlopen(request) as r:
         return json.load(r)
 orders = {}
 deadline = time.time() + 180

@@ -63,6 +63,27 @@ enum Command {
     /// Work with SNS filter policies offline.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// API keys of the order endpoint.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Make a new API key: prints the key once (give it to the client; it is not kept anywhere) and the
+    /// line to add to the Consumer's API key Secret, which holds only its hash.
+    New {
+        /// The key's name: the Secret data key, what you revoke (e.g. `ci-2026-12`).
+        #[arg(long)]
+        name: String,
+        /// The principal the key authenticates as (default: the name). Give a rotated key the old key's
+        /// principal so the client keeps reading its orders.
+        #[arg(long)]
+        principal: Option<String>,
+        /// The Secret to print a `kubectl` command for (default `<consumer>-api-keys`).
+        #[arg(long, default_value = "CONSUMER-api-keys")]
+        secret: String,
+    },
 }
 
 /// Flags of `tributary controller`; each can also come from the environment.
@@ -89,6 +110,10 @@ struct ControllerArgs {
     /// Log format.
     #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// The namespace of the monitoring stack (Prometheus): the only one whose pods the rendered
+    /// NetworkPolicies let reach the workers' metrics port.
+    #[arg(long, env = "TRIBUTARY_MONITORING_NAMESPACE", default_value = "monitoring")]
+    monitoring_namespace: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +195,11 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok::<_, anyhow::Error>(())
             })?;
         }
+        Command::Apikey(ApikeyCommand::New {
+            name,
+            principal,
+            secret,
+        }) => return apikey_new(&name, principal.as_deref(), &secret),
         Command::Filter(filter) => {
             let outcome = match filter {
                 FilterCommand::Test {
@@ -187,6 +217,27 @@ fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(outcome.code));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tributary apikey new`: the key on stdout's first line, then how to store its hash.
+fn apikey_new(name: &str, principal: Option<&str>, secret: &str) -> anyhow::Result<ExitCode> {
+    use tributary::worker::orders::security::api_keys::{is_valid_name, new_key};
+    if !is_valid_name(name) || name.starts_with('.') {
+        anyhow::bail!("--name must be 1 to 128 letters, digits, '-', '_', '.', '@' or ':' (a Secret key)");
+    }
+    if principal.is_some_and(|p| !is_valid_name(p)) {
+        anyhow::bail!("--principal must be 1 to 128 letters, digits, '-', '_', '.', '@' or ':'");
+    }
+    let new = new_key(principal).map_err(anyhow::Error::msg)?;
+    println!("{}", new.key);
+    eprintln!(
+        "\nThe key above is shown once. Add its hash to the Secret (data key = key name):\n  {name}: {entry}\n\n\
+         e.g. kubectl patch secret {secret} --type merge -p '{{\"stringData\":{{\"{name}\":\"{entry}\"}}}}'\n\
+         (or kubectl create secret generic {secret} --from-literal={name}='{entry}')\n\
+         Clients send: Authorization: Bearer <key>   or   X-API-Key: <key>",
+        entry = new.entry
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -214,6 +265,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         resync_seconds,
         watch_namespace,
         log_format: _,
+        monitoring_namespace,
     } = args;
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
@@ -259,7 +311,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(resync_seconds.max(1)),
         namespace: watch_namespace,
         instance: Some(identity),
-        worker: controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?,
+        worker: controller::consumer::render::WorkerSettings {
+            monitoring_namespace: Some(monitoring_namespace),
+            ..controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?
+        },
         storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
             .map_err(anyhow::Error::msg)?,
         event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,

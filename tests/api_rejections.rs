@@ -231,6 +231,42 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "source: {deviceStreamRef: {name: s}}\nprocessor: device\nsink: {cosmos: {endpoint: 'https://a/', database: d, container: c, partitionKeyPath: deviceId}}",
         "spec.sink.cosmos.partitionKeyPath",
     ),
+    (
+        "anonymous access with API keys",
+        "Consumer",
+        "source: {http: {auth: {mode: none, apiKeys: {secretName: k}}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.auth: mode none",
+    ),
+    (
+        "JWT issuer over plain http",
+        "Consumer",
+        "source: {http: {auth: {jwt: {issuer: 'http://issuer.example', audiences: [a]}}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.auth.jwt.issuer must be an https:// URL",
+    ),
+    (
+        "JWT with HMAC",
+        "Consumer",
+        "source: {http: {auth: {jwt: {issuer: 'https://i', audiences: [a], algorithms: [HS256]}}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.auth.jwt.algorithms",
+    ),
+    (
+        "JWT without audience",
+        "Consumer",
+        "source: {http: {auth: {jwt: {issuer: 'https://i', audiences: []}}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.auth.jwt.audiences",
+    ),
+    (
+        "body cap over 10 MB",
+        "Consumer",
+        "source: {http: {limits: {maxBodyBytes: 20000000}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.limits.maxBodyBytes",
+    ),
+    (
+        "zero rate",
+        "Consumer",
+        "source: {http: {limits: {requestsPerSecond: 0}}}\nprocessor: order-ack\nsink: {topicRef: {name: orders}}",
+        "spec.source.http.limits.requestsPerSecond",
+    ),
     // DeviceStream
     (
         "33 partitions",

@@ -1,7 +1,8 @@
 //! The Consumer controller on the test bed and moto, running in this process: the whole order example
 //! (with its four Consumers) is applied; each Consumer gets a ConfigMap whose `worker.yaml` has its
 //! references resolved, a ServiceAccount, a restricted Deployment whose pods run on the kwok nodes, and for
-//! the HTTP source a Service; the Order table exists; a backlog scales a Deployment up and, after the
+//! the HTTP source a Service, a NetworkPolicy, the API key Secret mounted and an `Authenticated` condition;
+//! the Order table exists; a backlog scales a Deployment up and, after the
 //! stabilization window, back down; deleting a Consumer removes what it owned.
 #![allow(clippy::unwrap_used)]
 
@@ -11,8 +12,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Service, ServiceAccount},
+    core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+    networking::v1::NetworkPolicy,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams},
@@ -41,6 +44,111 @@ async fn ready_replicas(deployments: &Api<Deployment>, name: &str) -> Option<(i3
     let wanted = deployment.spec?.replicas?;
     let ready = deployment.status?.ready_replicas.unwrap_or(0);
     Some((wanted, ready))
+}
+
+/// The order endpoint: API keys from `order-ack-api-keys` (the example sets no `auth`), refused until the
+/// Secret exists (`Authenticated=False ApiKeySecretMissing`, then True); the Secret is mounted; a
+/// NetworkPolicy owned by the Consumer opens the order port to the namespace only.
+async fn order_endpoint_is_locked_down(client: &kube::Client, ns: &str) {
+    let authenticated = |reason: &'static str| {
+        let consumers = common::tributary_api(client, ns, "Consumer");
+        async move {
+            common::eventually(
+                &format!("order-ack Authenticated reason {reason}"),
+                CONVERGE,
+                || {
+                    let consumers = consumers.clone();
+                    async move {
+                        let object = consumers.get("order-ack").await.ok()?;
+                        let (_, found, message, _) = common::condition(&object, "Authenticated")?;
+                        (found == reason).then_some(message)
+                    }
+                },
+            )
+            .await
+        }
+    };
+    let missing = authenticated("ApiKeySecretMissing").await;
+    assert!(missing.contains("order-ack-api-keys"), "{missing}");
+    let key = tributary::worker::orders::security::api_keys::new_key(Some("ci")).unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "order-ack-api-keys"},
+        "stringData": {"ci": key.entry},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let present = authenticated("Required").await;
+    assert!(
+        !present.contains(&key.entry) && !present.contains(&key.key),
+        "{present}"
+    );
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("order-ack-worker")
+        .await
+        .unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "api-keys")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("order-ack-api-keys")
+    );
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .get("order-ack-worker")
+        .await
+        .unwrap();
+    assert_eq!(policy.metadata.owner_references.unwrap()[0].name, "order-ack");
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    assert_eq!(
+        rules[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(8080))
+    );
+    let none: Option<NetworkPolicy> = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .get_opt("inventory-worker")
+        .await
+        .unwrap();
+    assert!(none.is_none(), "queue consumers get no policy");
+
+    // Anonymous access only when asked for, and then flagged: a condition and a Warning Event.
+    let open = json!({"spec": {"source": {"http": {"auth": {"mode": "none", "apiKeys": null}}}}});
+    common::tributary_api(client, ns, "Consumer")
+        .patch("order-ack", &PatchParams::default(), &Patch::Merge(&open))
+        .await
+        .unwrap();
+    authenticated("AnonymousAccess").await;
+    common::eventually("the AnonymousAccess Warning Event", CONVERGE, || async {
+        use k8s_openapi::api::events::v1::Event;
+        let events = Api::<Event>::namespaced(client.clone(), ns)
+            .list(&Default::default())
+            .await
+            .ok()?;
+        events
+            .items
+            .iter()
+            .any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("order-ack")
+                    && e.reason.as_deref() == Some("AnonymousAccess")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await;
+    let config = worker_config(client, ns, "order-ack").await;
+    let http = config.source.http.unwrap();
+    assert!(http.auth.anonymous && http.auth.api_keys.is_none());
+    let closed = json!({"spec": {"source": {"http": {"auth": null}}}});
+    common::tributary_api(client, ns, "Consumer")
+        .patch("order-ack", &PatchParams::default(), &Patch::Merge(&closed))
+        .await
+        .unwrap();
+    authenticated("Required").await;
 }
 
 #[tokio::test]
@@ -122,6 +230,7 @@ async fn the_order_example_runs_its_consumers_and_scales_with_the_backlog() {
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     assert!(services.get_opt("order-ack-worker").await.unwrap().is_some());
     assert!(services.get_opt("inventory-worker").await.unwrap().is_none());
+    order_endpoint_is_locked_down(&client, &ns).await;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     assert!(accounts.get_opt("notification-worker").await.unwrap().is_some());
 

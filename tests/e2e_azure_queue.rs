@@ -154,7 +154,7 @@ async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_proce
     for i in 0..ORDERS {
         let product = if i % 8 == 3 { "new" } else { "a" };
         let event = placed(&format!("o-{ns}-{i}"), &sku(product));
-        assert!(table.create_order(&event, "").await.unwrap());
+        assert!(table.create_order(&event, "", None).await.unwrap());
         if product == "new" {
             missing.insert(event.order_id.clone());
         }

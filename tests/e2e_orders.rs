@@ -181,6 +181,9 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         common::wait_reason(&client, &ns, "Consumer", name, "Available", CONVERGE).await;
     }
 
+    // The order endpoint's client key; the Secret holds its hash.
+    let api_key = tributary::worker::orders::security::api_keys::new_key(Some("e2e")).unwrap();
+
     // The workers, as local processes, from the configuration the controller rendered.
     let work = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target/e2e")
@@ -208,6 +211,15 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         if let Some(http) = config.source.http.as_mut() {
             ingress_port = common::free_port();
             http.listen = ([127, 0, 0, 1], ingress_port).into();
+            // The API key Secret as a pod would have it mounted: a folder with one entry per key.
+            let keys = http
+                .auth
+                .api_keys
+                .as_mut()
+                .expect("the example authenticates with API keys");
+            keys.dir = work.join("api-keys");
+            std::fs::create_dir_all(&keys.dir).unwrap();
+            std::fs::write(keys.dir.join("e2e"), &api_key.entry).unwrap();
         }
         if let Some(sqs) = config.source.sqs.as_mut() {
             sqs.wait_time_seconds = 2;
@@ -234,7 +246,13 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     }
     table.set_stock(&sku("rare"), 0).await.unwrap();
 
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", api_key.key).parse().unwrap(),
+        )]))
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{ingress_port}");
     common::eventually("the order endpoint", CONVERGE, || {
         let (http, base) = (http.clone(), base.clone());
@@ -321,7 +339,8 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
                     .unwrap();
                 let status = response.status();
                 let body: serde_json::Value = response.json().await.unwrap();
-                if status == 503 && retries < 10 {
+                // 503 (recorded or not) and 429 (over the rate) both mean: retry the same request.
+                if (status == 503 || status == 429) && retries < 10 {
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;

@@ -32,6 +32,11 @@ use tributary::{
             model::{Delivery, Item, OrderEvent, OrderRequest, events, states, tracking_id},
             processors::{Inventory, Notification, Shipment},
             publish::Publisher,
+            security::{
+                Security,
+                api_keys::new_key,
+                config::{ApiKeyFiles, AuthConfig, LimitsConfig},
+            },
             store::{OrderStore, Reservation},
         },
         processor::{Outcome, Processor},
@@ -143,8 +148,11 @@ async fn each_processor_makes_its_effect_once() {
         &order("c2", &[("sku-a", 1), ("sku-b", 2)], Delivery::Express),
     );
     for event in [&shipped, &short] {
-        assert!(table.create_order(event, "").await.unwrap());
-        assert!(!table.create_order(event, "").await.unwrap(), "created once");
+        assert!(table.create_order(event, "", None).await.unwrap());
+        assert!(
+            !table.create_order(event, "", None).await.unwrap(),
+            "created once"
+        );
     }
     let inventory = Inventory::new(table.clone(), Some(publisher.clone()));
     let notification = Notification::new(table.clone());
@@ -225,7 +233,7 @@ async fn each_processor_makes_its_effect_once() {
         "o-new",
         &order("c3", &[("sku-a", 1), ("sku-new", 1)], Delivery::Standard),
     );
-    assert!(table.create_order(&unknown, "").await.unwrap());
+    assert!(table.create_order(&unknown, "", None).await.unwrap());
     let outcome = inventory.process(&message_of(&unknown, 1)).await;
     assert!(
         matches!(&outcome, Outcome::Retry(r) if r.contains("sku-new has no stock record")),
@@ -298,10 +306,41 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
             let _ = stopped.await;
         },
     ));
+    // Clients authenticate with an API key, kept hashed in a directory as the mounted Secret gives it.
+    let keys = std::env::temp_dir().join(common::unique("order-keys"));
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = new_key(None).unwrap();
+    std::fs::write(keys.join("shop"), &key.entry).unwrap();
+    let auth = AuthConfig {
+        api_keys: Some(ApiKeyFiles {
+            dir: keys.clone(),
+            reload_seconds: 1,
+        }),
+        ..AuthConfig::default()
+    };
+    let security = Security::new(&auth, LimitsConfig::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, ingress.router()).await });
-    let http = reqwest::Client::new();
+    let app = ingress.router(&security);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.key).parse().unwrap(),
+        )]))
+        .build()
+        .unwrap();
+    let anonymous = reqwest::Client::new();
+    assert_eq!(
+        anonymous
+            .get(format!("{base}/orders/o-none"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "no credentials, no answer"
+    );
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let body = json!({
         "customerId": "c-7",
@@ -374,7 +413,7 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
     assert_eq!(refused.status(), 400);
     let refused: serde_json::Value = refused.json().await.unwrap();
     assert!(
-        refused["error"]
+        refused["message"]
             .as_str()
             .unwrap()
             .starts_with("items[0].quantity"),
@@ -401,11 +440,15 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
     assert_eq!(unavailable.status(), 503);
     let message: serde_json::Value = unavailable.json().await.unwrap();
     assert!(
-        message["error"]
+        message["message"]
             .as_str()
             .unwrap()
             .contains("retry with the same idempotencyKey"),
         "{message}"
+    );
+    assert!(
+        !message.to_string().contains("arn:"),
+        "no cloud detail: {message}"
     );
     let relayed = common::eventually("the relay to publish", Duration::from_secs(20), || {
         let sink = sink.clone();
@@ -424,4 +467,5 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
     stop.send(()).unwrap();
     relay.await.unwrap();
     server.abort();
+    std::fs::remove_dir_all(&keys).unwrap();
 }

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{CommonStatus, ObjectRef, SecretKeyRef};
+pub use super::http_source::HttpSource;
 
 /// A Deployment of worker pods reading one source (a Queue, a DeviceStream, or HTTP requests), processing
 /// each message with a built-in processor or a custom image, and dead-lettering what fails.
@@ -111,20 +112,6 @@ pub struct DeviceStreamSource {
 
 fn default_consumer_group() -> String {
     "$Default".to_owned()
-}
-
-/// Serving HTTP.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpSource {
-    /// Container and Service port. Default 8080.
-    #[serde(default = "default_port")]
-    #[schemars(range(min = 1024, max = 65535))]
-    pub port: i32,
-}
-
-fn default_port() -> i32 {
-    8080
 }
 
 /// Where results go.

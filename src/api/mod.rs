@@ -6,6 +6,7 @@ pub mod common;
 pub mod consumer;
 pub mod dead_letter;
 pub mod device_stream;
+pub mod http_source;
 pub mod queue;
 pub mod subscription;
 pub mod topic;

@@ -9,7 +9,10 @@ use std::{net::SocketAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-pub use super::devices::config::{CosmosSink, KafkaSource};
+pub use super::{
+    devices::config::{CosmosSink, KafkaSource},
+    orders::security::config::{ApiKeyFiles, AuthConfig, HttpSource, JwtConfig, LimitsConfig, TlsFiles},
+};
 
 /// The file name of the configuration inside the ConfigMap and the mounted volume.
 pub const FILE_NAME: &str = "worker.yaml";
@@ -142,14 +145,6 @@ pub struct SqsSource {
     /// Long-polling wait of each receive (0 to 20).
     #[serde(default = "default_wait")]
     pub wait_time_seconds: i32,
-}
-
-/// Serving HTTP.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpSource {
-    /// Address to listen on.
-    pub listen: SocketAddr,
 }
 
 /// Results.
@@ -317,6 +312,9 @@ impl WorkerConfig {
                 return invalid("processor order-ack serves HTTP: it needs source.http");
             }
             _ => {}
+        }
+        if let Some(http) = &self.source.http {
+            http.validate().map_err(ConfigError::Invalid)?;
         }
         if let Some(sqs) = &self.source.sqs {
             queue_limits(

@@ -29,6 +29,7 @@ use self::{
     orders::{
         ingress::Ingress,
         processors::{Inventory, Notification, Shipment},
+        security::{self, Security},
     },
     processor::{Noop, Processor},
 };
@@ -75,22 +76,30 @@ pub async fn run(
         let (Some(table), Some(publisher)) = (table, publisher) else {
             anyhow::bail!("order-ack needs sink.table and sink.topicArn");
         };
+        let security = Security::new(&http.auth, http.limits.clone())
+            .map_err(|e| anyhow::anyhow!("source.http: {e}"))?;
+        let background = security.spawn_background(&http.auth);
         let ingress = Ingress::new(table, publisher, metrics.clone());
         let relay = tokio::spawn(ingress.clone().relay(RELAY_EVERY, RELAY_GRACE, shutdown.clone()));
-        let http_listener = tokio::net::TcpListener::bind(http.listen)
-            .await
-            .with_context(|| format!("failed to bind the order endpoint on {}", http.listen))?;
         let state = endpoints::State {
             metrics: metrics.clone(),
             consumer: consumer.clone(),
             processor: "order-ack",
         };
         let metrics_server = tokio::spawn(endpoints::serve(listener, state, shutdown.clone()));
-        tracing::info!(%consumer, listen = %http.listen, "order endpoint started");
-        axum::serve(http_listener, ingress.router())
-            .with_graceful_shutdown(shutdown.clone())
-            .await
-            .context("the order endpoint failed")?;
+        tracing::info!(
+            %consumer,
+            listen = %http.listen,
+            tls = http.tls.is_some(),
+            anonymous = http.auth.anonymous,
+            api_keys = http.auth.api_keys.is_some(),
+            jwt = http.auth.jwt.is_some(),
+            "order endpoint started"
+        );
+        let app = ingress.router(&security);
+        let served = security::serve(http.listen, http.tls.as_ref(), app, shutdown.clone()).await;
+        background.iter().for_each(tokio::task::JoinHandle::abort);
+        served?;
         let _ = relay.await;
         metrics_server.abort();
         return Ok(());

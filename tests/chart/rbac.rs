@@ -23,7 +23,7 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 20] = [
+const CONTROLLER: [(&str, &[&str]); 21] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
@@ -43,6 +43,7 @@ const CONTROLLER: [(&str, &[&str]); 20] = [
     ("serviceaccounts", &["create", "patch"]),
     ("services", &["create", "patch"]),
     ("deployments.apps", &["create", "patch"]),
+    ("networkpolicies.networking.k8s.io", &["create", "patch"]),
     ("secrets", &["create", "get", "patch"]),
 ];
 

@@ -8,13 +8,14 @@
 //! collector remove them, so it has no finalizer. The Order table is the pipeline's data and stays.
 
 pub mod device;
+pub mod http;
 pub mod render;
 pub mod scaling;
 pub mod storage_queue;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -137,7 +138,9 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
     }
     match apply(&consumer, &ctx).await {
         Ok((status, message, requeue)) => {
-            let status = status::with_conditions(&*consumer, status, &status::ready(message));
+            let mut desired = status::ready(message);
+            desired.extend(authentication(&consumer, &ctx).await?);
+            let status = status::with_conditions(&*consumer, status, &desired);
             status::write(&ctx.client, &*consumer, &status).await?;
             let key = describe(&*consumer);
             ctx.backoff.succeeded(&key);
@@ -146,6 +149,45 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
         }
         Err(error) => finalize::failed(&*consumer, &ctx, error).await,
     }
+}
+
+/// The `Authenticated` condition of an HTTP Consumer, and a Warning Event when it newly allows anonymous
+/// access. Only the API key Secret's metadata is read: the controller never holds the hashes.
+async fn authentication<C: Cloud>(
+    consumer: &Consumer,
+    ctx: &Context<C>,
+) -> Result<Option<super::conditions::Desired>, Error> {
+    let exists = match http::api_key_secret(consumer) {
+        Some(name) => {
+            let secrets: Api<Secret> =
+                Api::namespaced(ctx.client.clone(), &consumer.namespace().unwrap_or_default());
+            let found = secrets.get_metadata_opt(&name).await.map_err(|source| {
+                Error::kube(&describe(consumer), format!("reading Secret {name}"), source)
+            })?;
+            Some(found.is_some())
+        }
+        None => None,
+    };
+    let condition = http::authenticated(consumer, exists);
+    if let Some(desired) = &condition
+        && desired.reason == http::ANONYMOUS_ACCESS
+    {
+        let already = status::current_conditions(consumer).iter().any(|c| {
+            c.type_ == http::AUTHENTICATED
+                && c.reason == http::ANONYMOUS_ACCESS
+                && c.observed_generation == consumer.meta().generation
+        });
+        if !already {
+            events::warning(
+                &ctx.recorder,
+                consumer,
+                http::ANONYMOUS_ACCESS,
+                desired.message.clone(),
+            )
+            .await;
+        }
+    }
+    Ok(condition)
 }
 
 fn now() -> (String, i64) {
@@ -204,6 +246,9 @@ async fn apply<C: Cloud>(
     apply_child(ctx, &object, &namespace, &children.service_account).await?;
     if let Some(service) = &children.service {
         apply_child(ctx, &object, &namespace, service).await?;
+    }
+    if let Some(policy) = &children.network_policy {
+        apply_child(ctx, &object, &namespace, policy).await?;
     }
     let deployment: Deployment = apply_child(ctx, &object, &namespace, &children.deployment).await?;
     if let Some(decision) = &scale.decision {
@@ -302,6 +347,7 @@ pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
         env,
         service_account_annotations,
         env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
+        monitoring_namespace: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Build step of the Consumer reconciler, pure: the worker configuration with every reference resolved,
 //! and the Kubernetes objects that run it: a ConfigMap holding `worker.yaml`, a ServiceAccount, a
 //! Deployment of the operator's own image (or the Consumer's custom image) under the `restricted` Pod
-//! Security Standard, and for the HTTP source a Service. Each is owned by the Consumer, so deleting it
+//! Security Standard, and for the HTTP source a Service and a NetworkPolicy (see [`super::http`]). Each is owned by the Consumer, so deleting it
 //! removes them; a change of the configuration rolls the pods (its hash is a pod annotation).
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use k8s_openapi::{
             ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext,
             Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
         },
+        networking::v1::NetworkPolicy,
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -28,8 +29,8 @@ use sha2::{Digest, Sha256};
 use crate::{
     api::{Consumer, consumer::Processor},
     worker::config::{
-        ConsumerName, DeadLetterTarget, FILE_NAME, HttpSource, KafkaSource, ProcessorKind, Retry, Sink,
-        Source, SqsSource, WorkerConfig,
+        ConsumerName, DeadLetterTarget, FILE_NAME, KafkaSource, ProcessorKind, Retry, Sink, Source,
+        SqsSource, WorkerConfig,
     },
 };
 
@@ -57,6 +58,9 @@ pub struct WorkerSettings {
     /// A Secret in the Consumer's namespace whose keys become the workers' environment (static keys,
     /// e.g. `AWS_ACCESS_KEY_ID`), optional: a missing Secret does not stop the pods.
     pub env_secret: Option<String>,
+    /// The namespace whose pods may scrape the workers' metrics port (the order endpoint's
+    /// NetworkPolicy); `None` lets no namespace in.
+    pub monitoring_namespace: Option<String>,
 }
 
 /// The references of a Consumer, resolved from the watch caches.
@@ -139,9 +143,12 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 max_batch: 500,
                 writers: 32,
             }),
-            http: consumer.spec.source.http.as_ref().map(|http| HttpSource {
-                listen: std::net::SocketAddr::from(([0, 0, 0, 0], u16::try_from(http.port).unwrap_or(8080))),
-            }),
+            http: consumer
+                .spec
+                .source
+                .http
+                .as_ref()
+                .map(|http| super::http::worker_http(consumer, http)),
         },
         sink: Sink {
             table: resolved.table.clone(),
@@ -177,6 +184,8 @@ pub struct Children {
     pub deployment: Deployment,
     /// The HTTP source's Service.
     pub service: Option<Service>,
+    /// The HTTP source's NetworkPolicy (who may reach the order and metrics ports).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 impl Children {
@@ -249,7 +258,7 @@ impl WorkerOwner {
         }
     }
 
-    fn meta(&self) -> ObjectMeta {
+    pub(crate) fn meta(&self) -> ObjectMeta {
         ObjectMeta {
             name: Some(self.name.clone()),
             namespace: self.namespace.clone(),
@@ -294,7 +303,15 @@ pub fn children(
     settings: &WorkerSettings,
     replicas: i32,
 ) -> Children {
-    children_of(&WorkerOwner::of_consumer(consumer), config, settings, replicas)
+    let owner = WorkerOwner::of_consumer(consumer);
+    let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
+    children.network_policy = consumer
+        .spec
+        .source
+        .http
+        .as_ref()
+        .map(|http| super::http::network_policy(&owner, http, settings.monitoring_namespace.as_deref()));
+    children
 }
 
 /// The objects that run `config` for `owner` with `replicas` pods.
@@ -394,6 +411,9 @@ pub fn children_of(
             run_as_non_root: Some(true),
             run_as_user: Some(65_532),
             run_as_group: Some(65_532),
+            // Secret volumes (API keys, TLS) are mounted 0440: group-owned by the worker's group, so
+            // only the worker reads them.
+            fs_group: Some(65_532),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),
                 localhost_profile: None,
@@ -462,6 +482,7 @@ pub fn children_of(
         },
         deployment,
         service,
+        network_policy: None,
     }
 }
 

@@ -125,7 +125,10 @@ fn children_of(consumer: &Consumer, resolved: &Resolved, settings: &WorkerSettin
 fn the_http_source_gets_a_service_and_its_port() {
     let consumer = consumer(ConsumerSpec {
         source: ConsumerSource {
-            http: Some(ApiHttp { port: 8080 }),
+            http: Some(ApiHttp {
+                port: 8080,
+                ..ApiHttp::default()
+            }),
             ..ConsumerSource::default()
         },
         processor: Some(Processor::OrderAck),

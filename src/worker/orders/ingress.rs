@@ -1,6 +1,7 @@
 //! The order REST endpoint (processor `order-ack`): `POST /orders` validates the order, records it with
 //! its `OrderPlaced` in the outbox, publishes the event, and only then answers `202` with the order id;
-//! `GET /orders/{id}` shows the order's state and history.
+//! `GET /orders/{id}` shows the order's state and history to the principal that placed it. Both sit behind
+//! [`super::security`]: authentication, limits and generic error bodies.
 //!
 //! An order is never acknowledged without its event reaching the topic. The publish is tried a few times
 //! within the request; if it still fails the answer is `503` (the client retries with the same
@@ -13,7 +14,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -24,6 +25,10 @@ use serde_json::json;
 use super::{
     model::{OrderEvent, OrderRequest},
     publish::Publisher,
+    security::{
+        Principal, Security,
+        errors::{ApiError, RequestId},
+    },
     store::OrderStore,
 };
 use crate::worker::{
@@ -54,12 +59,13 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
         })
     }
 
-    /// `POST /orders` and `GET /orders/{id}`.
-    pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
+    /// `POST /orders` and `GET /orders/{id}` behind `security` (authentication and limits).
+    pub fn router(self: Arc<Self>, security: &Arc<Security>) -> Router {
+        let routes = Router::new()
             .route("/orders", post(place::<S, P>))
             .route("/orders/{id}", get(show::<S, P>))
-            .with_state(self)
+            .with_state(self);
+        security.protect(routes)
     }
 
     async fn publish(&self, event: &OrderEvent, traceparent: &str) -> Result<(), String> {
@@ -125,16 +131,10 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    if status.is_server_error() {
-        tracing::warn!(%status, %message, "order request failed");
-    }
-    (status, Json(json!({"error": message}))).into_response()
-}
-
 async fn place<S: OrderStore, P: Publisher>(
     State(ingress): State<Arc<Ingress<S, P>>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Json<OrderRequest>, JsonRejection>,
 ) -> Response {
@@ -148,11 +148,16 @@ async fn place<S: OrderStore, P: Publisher>(
         http.route = "/orders",
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
+        request_id = %request_id.0,
     );
     continue_trace(&span, headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
-    let response = place_order(&ingress, &headers, body)
+    let response = match place_order(&ingress, &principal.0, &headers, body)
         .instrument(span.clone())
-        .await;
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => error.response(&request_id.0),
+    };
     span.record("http.response.status_code", response.status().as_u16());
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
@@ -166,19 +171,32 @@ async fn place<S: OrderStore, P: Publisher>(
     response
 }
 
+/// What a client retries after a 503 on `POST /orders`.
+const RETRY_POST: &str = "the order could not be completed yet: retry with the same idempotencyKey";
+
+/// Logs a cloud failure with everything about it (the request id is on the span) and answers generically.
+fn cloud_failure(what: &str, error: &crate::cloud::Error, retry: &'static str) -> ApiError {
+    tracing::warn!(%error, kind = %error.kind(), "{what} failed");
+    ApiError::from_cloud(error, retry)
+}
+
+fn rejected(rejection: &JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
 async fn place_order<S: OrderStore, P: Publisher>(
     ingress: &Ingress<S, P>,
+    principal: &str,
     headers: &HeaderMap,
     body: Result<Json<OrderRequest>, JsonRejection>,
-) -> Response {
-    let request = match body {
-        Ok(Json(request)) => request,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
-    if let Err(message) = request.validate() {
-        return error(StatusCode::BAD_REQUEST, message);
-    }
-    let order_id = request.order_id(|| random_id(10));
+) -> Result<Response, ApiError> {
+    let request = body.map_err(|rejection| rejected(&rejection))?.0;
+    request.validate().map_err(ApiError::BadRequest)?;
+    let order_id = request.order_id(principal, || random_id(10));
     let incoming = headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -186,49 +204,41 @@ async fn place_order<S: OrderStore, P: Publisher>(
         .map(str::to_owned);
     let traceparent = next_traceparent(incoming.as_deref());
     let event = OrderEvent::placed(&order_id, &request);
-    let created = match ingress.store.create_order(&event, &traceparent).await {
-        Ok(created) => created,
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("recording the order failed: {e}"),
-            );
-        }
-    };
+    let created = ingress
+        .store
+        .create_order(&event, &traceparent, Some(principal))
+        .await
+        .map_err(|e| cloud_failure("recording the order", &e, RETRY_POST))?;
     let trace = trace_id(&traceparent).unwrap_or_default().to_owned();
     if !created {
         // A retried POST: the same order. Publish it if the first attempt could not.
-        match ingress.store.order(&order_id).await {
-            Ok(Some(existing)) if existing.placed != event => {
-                return error(
-                    StatusCode::CONFLICT,
-                    format!("idempotencyKey was used for another order ({order_id})"),
-                );
+        let existing = ingress
+            .store
+            .order(&order_id)
+            .await
+            .map_err(|e| cloud_failure("reading the order", &e, RETRY_POST))?;
+        match existing {
+            Some(existing)
+                if existing.placed != event || existing.principal.as_deref() != Some(principal) =>
+            {
+                tracing::info!(order_id = %order_id, "idempotencyKey reused for another order");
+                return Err(ApiError::Conflict);
             }
-            Ok(Some(existing)) if !existing.outbox_pending => {
-                return accepted(&order_id, &existing.state, &trace);
+            Some(existing) if !existing.outbox_pending => {
+                return Ok(accepted(&order_id, &existing.state, &trace));
             }
-            Ok(_) => {}
-            Err(e) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("reading the order failed: {e}"),
-                );
-            }
+            _ => {}
         }
     }
     match ingress.publish(&event, &traceparent).await {
         Ok(()) => {
             tracing::info!(order_id = %order_id, trace_id = %trace, total_cents = event.total_cents, "order placed");
-            accepted(&order_id, super::model::states::PLACED, &trace)
+            Ok(accepted(&order_id, super::model::states::PLACED, &trace))
         }
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "order {order_id} is recorded but OrderPlaced could not be published yet ({e}); it will be \
-                 published shortly: retry with the same idempotencyKey"
-            ),
-        ),
+        Err(error) => {
+            tracing::warn!(order_id = %order_id, %error, "order recorded; OrderPlaced left to the outbox relay");
+            Err(ApiError::Unavailable(RETRY_POST))
+        }
     }
 }
 
@@ -240,16 +250,25 @@ fn accepted(order_id: &str, state: &str, trace_id: &str) -> Response {
         .into_response()
 }
 
+/// `GET /orders/{id}`: the order, only to the principal that placed it. Another principal's order, and an
+/// order recorded before principals were (no owner), answer exactly as a missing one.
 async fn show<S: OrderStore, P: Publisher>(
     State(ingress): State<Arc<Ingress<S, P>>>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Response {
-    match ingress.store.order(&id).await {
-        Ok(Some(order)) => (StatusCode::OK, Json(order)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no order {id}")),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("reading the order failed: {e}"),
-        ),
+    let span = tracing::info_span!("GET /orders/{id}", request_id = %request_id.0);
+    let result = async {
+        match ingress.store.order(&id).await {
+            Ok(Some(order)) if order.principal.as_deref() == Some(principal.0.as_str()) => {
+                Ok((StatusCode::OK, Json(order)).into_response())
+            }
+            Ok(_) => Err(ApiError::NotFound),
+            Err(e) => Err(cloud_failure("reading the order", &e, "retry shortly")),
+        }
     }
+    .instrument(span)
+    .await;
+    result.unwrap_or_else(|error| error.response(&request_id.0))
 }

@@ -134,12 +134,13 @@ impl OrderRequest {
             .sum()
     }
 
-    /// The order id: derived from the customer and idempotency key when there is one (so a retried
-    /// POST finds the same order), else `fresh`.
-    pub fn order_id(&self, fresh: impl FnOnce() -> String) -> String {
+    /// The order id: derived from the principal, the customer and the idempotency key when there is one
+    /// (so a retried POST finds the same order, and one principal's key can never name, probe or collide
+    /// with another principal's order), else `fresh`.
+    pub fn order_id(&self, principal: &str, fresh: impl FnOnce() -> String) -> String {
         match &self.idempotency_key {
             Some(key) => {
-                let digest = Sha256::digest(format!("{}\n{key}", self.customer_id));
+                let digest = Sha256::digest(format!("{principal}\n{}\n{key}", self.customer_id));
                 let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
                 format!("o-{hex}")
             }
@@ -267,18 +268,27 @@ mod tests {
         let order = request();
         order.validate().unwrap();
         assert_eq!(order.total_cents(), 2505);
-        let id = order.order_id(|| unreachable!());
-        assert_eq!(id, order.order_id(|| unreachable!()), "same key, same id");
+        let id = order.order_id("p1", || unreachable!());
+        assert_eq!(id, order.order_id("p1", || unreachable!()), "same key, same id");
         let other = OrderRequest {
             customer_id: "c-2".into(),
             ..request()
         };
-        assert_ne!(id, other.order_id(|| unreachable!()), "keys are per customer");
+        assert_ne!(
+            id,
+            other.order_id("p1", || unreachable!()),
+            "keys are per customer"
+        );
+        assert_ne!(
+            id,
+            order.order_id("p2", || unreachable!()),
+            "keys are per principal"
+        );
         let fresh = OrderRequest {
             idempotency_key: None,
             ..request()
         };
-        assert_eq!(fresh.order_id(|| "abc".into()), "o-abc");
+        assert_eq!(fresh.order_id("p1", || "abc".into()), "o-abc");
     }
 
     #[test]

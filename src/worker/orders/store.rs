@@ -28,6 +28,10 @@ pub struct OrderRecord {
     pub state: String,
     /// Every state reached, oldest first.
     pub history: Vec<Transition>,
+    /// Who placed it (the authenticated principal); `None` for an order recorded before principals were,
+    /// which no principal may read. Never shown.
+    #[serde(skip)]
+    pub principal: Option<String>,
     /// Whether `OrderPlaced` still waits in the outbox to be published.
     pub outbox_pending: bool,
     /// The shipment's tracking id, once shipped.
@@ -63,12 +67,13 @@ pub struct Pending {
 
 /// The Order table.
 pub trait OrderStore: Clone + Send + Sync + 'static {
-    /// Records a new order in state PLACED with its `OrderPlaced` in the outbox. `false` if an order with
-    /// this id exists already (a retried POST).
+    /// Records a new order placed by `principal` in state PLACED with its `OrderPlaced` in the outbox.
+    /// `false` if an order with this id exists already (a retried POST).
     fn create_order(
         &self,
         event: &OrderEvent,
         traceparent: &str,
+        principal: Option<&str>,
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// The order and everything recorded about it.

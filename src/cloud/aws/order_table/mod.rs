@@ -1,5 +1,5 @@
 //! The Order table on DynamoDB: one table, partition key `pk` and sort key `sk` (both strings), holding
-//! per order `ORDER#<id>` the items `ORDER` (the order, its state and history), `RESERVATION`,
+//! per order `ORDER#<id>` the items `ORDER` (the order, its state and history, and the `principal` that placed it), `RESERVATION`,
 //! `SHIPMENT`, `NOTIFICATION#<event>` and, while `OrderPlaced` is unpublished, `OUTBOX`; and per product
 //! `STOCK#<sku>`/`STOCK`. A sparse global index `outbox` on the `outbox` attribute (only outbox entries
 //! have it) finds the outbox.
@@ -36,6 +36,9 @@ use crate::{
 const DYNAMODB: &str = "dynamodb";
 const OUTBOX_INDEX: &str = "outbox";
 const PENDING: &str = "pending";
+/// Attribute of the `ORDER` item naming the principal that placed it (absent on orders recorded before
+/// the endpoint authenticated: those are readable by no principal).
+const PRINCIPAL: &str = "principal";
 /// Sort key of an order's outbox entry.
 const OUTBOX: &str = "OUTBOX";
 

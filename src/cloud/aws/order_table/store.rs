@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{
-    DYNAMODB, OUTBOX, OUTBOX_INDEX, OrderTable, PENDING, invalid, is_condition_failure, n, now, now_millis,
-    order_key, parse_event, reservation_of, s, stock_key, text, transition,
+    DYNAMODB, OUTBOX, OUTBOX_INDEX, OrderTable, PENDING, PRINCIPAL, invalid, is_condition_failure, n, now,
+    now_millis, order_key, parse_event, reservation_of, s, stock_key, text, transition,
 };
 use crate::{
     cloud::{Operation, Result, aws::error::from_sdk},
@@ -19,7 +19,12 @@ use crate::{
 };
 
 impl OrderStore for OrderTable {
-    async fn create_order(&self, event: &OrderEvent, traceparent: &str) -> Result<bool> {
+    async fn create_order(
+        &self,
+        event: &OrderEvent,
+        traceparent: &str,
+        principal: Option<&str>,
+    ) -> Result<bool> {
         // Read first, as in `reserve`: a retried POST finds its order without a cancelled transaction.
         if self.get(order_key(&event.order_id, "ORDER")).await?.is_some() {
             return Ok(false);
@@ -31,6 +36,9 @@ impl OrderStore for OrderTable {
             ("history".to_owned(), transition(states::PLACED)),
             ("event".to_owned(), s(body.clone())),
         ]);
+        if let Some(principal) = principal {
+            order.insert(PRINCIPAL.to_owned(), s(principal));
+        }
         // The outbox entry is an item of its own, deleted once published, so that clearing it never
         // writes the order item the processors change.
         let mut outbox = order_key(&event.order_id, OUTBOX);
@@ -86,6 +94,7 @@ impl OrderStore for OrderTable {
             placed: parse_event(&operation, order)?,
             state: text(order, "state").unwrap_or_default().to_owned(),
             history,
+            principal: text(order, PRINCIPAL).map(str::to_owned),
             outbox_pending: items.iter().any(|item| text(item, "sk") == Some(OUTBOX)),
             tracking_id: text(order, "trackingId").map(str::to_owned),
             notifications,
