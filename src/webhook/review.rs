@@ -26,7 +26,7 @@ pub enum OwnedSpec {
     /// A Subscription.
     Subscription(SubscriptionSpec),
     /// A Consumer.
-    Consumer(ConsumerSpec),
+    Consumer(Box<ConsumerSpec>),
     /// A DeviceStream.
     DeviceStream(DeviceStreamSpec),
     /// A DeadLetter.
@@ -44,7 +44,7 @@ impl OwnedSpec {
             "Topic" => Self::Topic(read(spec)?),
             "Queue" => Self::Queue(read(spec)?),
             "Subscription" => Self::Subscription(read(spec)?),
-            "Consumer" => Self::Consumer(read(spec)?),
+            "Consumer" => Self::Consumer(Box::new(read(spec)?)),
             "DeviceStream" => Self::DeviceStream(read(spec)?),
             "DeadLetter" => Self::DeadLetter(read(spec)?),
             other => {
