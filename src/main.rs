@@ -89,6 +89,11 @@ struct ControllerArgs {
     /// Log format.
     #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// This cluster's identity in the ownership tags of every cloud resource (default: the UID of the
+    /// kube-system Namespace). Set it when several clusters should count as one, e.g. a rebuilt cluster
+    /// taking over its predecessor's resources.
+    #[arg(long, env = "TRIBUTARY_CLUSTER_ID")]
+    cluster_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +212,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         resync_seconds,
         watch_namespace,
         log_format: _,
+        cluster_id,
     } = args;
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
@@ -229,6 +235,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     controller::ensure_crds(&client, watch_namespace.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
+    let cluster = controller::tenancy::cluster_identity(&client, cluster_id)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(%cluster, "cluster identity of the ownership tags");
     let lease = LeaseConfig {
         namespace: leader_election_namespace,
         name: lease_name,
@@ -256,6 +266,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
             .map_err(anyhow::Error::msg)?,
         event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
+        cluster,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

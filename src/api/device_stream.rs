@@ -118,4 +118,8 @@ pub struct DeviceStreamStatus {
     /// Secret (same namespace) with the connection information consumers use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_name: Option<String>,
+    /// The Event Hub's name, recorded once it exists so that a change of the default naming never
+    /// renames a live hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_name: Option<String>,
 }

@@ -22,6 +22,7 @@ pub mod status;
 pub mod storage_queue;
 pub mod subscription;
 pub mod subscription_relay;
+pub mod tenancy;
 pub mod topic;
 pub mod watch;
 
@@ -76,6 +77,8 @@ pub struct Config {
     pub storage: crate::cloud::azure::storage_queues::StorageQueues,
     /// How Event Hubs are managed (DeviceStreams); `None` without Azure Resource Manager access.
     pub event_hubs: Option<device_stream::EventHubsConfig>,
+    /// This cluster's identity, in the ownership tags of every cloud resource (see [`ownership`]).
+    pub cluster: String,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             worker: consumer::render::WorkerSettings::default(),
             storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
             event_hubs: None,
+            cluster: String::new(),
         }
     }
 }
@@ -116,6 +120,16 @@ pub struct Context<C> {
 }
 
 impl<C> Context<C> {
+    /// The owner of `object`'s cloud resources, as kind `kind`, in this controller's cluster.
+    pub fn owner<'a, K: kube::Resource>(&'a self, kind: &'a str, object: &'a K) -> ownership::Owner<'a> {
+        ownership::Owner {
+            cluster: &self.config.cluster,
+            kind,
+            namespace: object.meta().namespace.as_deref().unwrap_or_default(),
+            name: object.meta().name.as_deref().unwrap_or_default(),
+        }
+    }
+
     /// A context with an Event recorder reporting as `tributary-controller` (and `config.instance`).
     pub fn new(client: Client, cloud: C, metrics: Metrics, config: Config) -> Self {
         let reporter = Reporter {

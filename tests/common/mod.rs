@@ -536,6 +536,9 @@ pub async fn start_controller(
     start_controller_with(client, namespace, aws, None).await
 }
 
+/// The cluster identity of the controllers the tests start (in the ownership tags).
+pub const TEST_CLUSTER: &str = "tributary-tests";
+
 /// [`start_controller`] with Event Hubs managed through `event_hubs` (the ARM fake).
 pub async fn start_controller_with(
     client: &kube::Client,
@@ -563,6 +566,7 @@ pub async fn start_controller_with(
             azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
         )),
         event_hubs,
+        cluster: TEST_CLUSTER.to_owned(),
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),
@@ -624,4 +628,27 @@ pub async fn create_yaml(client: &kube::Client, namespace: &str, text: &str) {
             .await
             .unwrap_or_else(|e| panic!("creating {kind}: {e}"));
     }
+}
+
+/// Creates or replaces the TenantPolicy of `namespace` with `spec` (camelCase JSON). Tests share one API
+/// server, so each grants what it needs to its own namespace only, never through the cluster default.
+pub async fn tenant_policy(client: &kube::Client, namespace: &str, spec: serde_json::Value) {
+    use kube::{
+        Api,
+        api::{Patch, PatchParams},
+    };
+    let api: Api<tributary::api::TenantPolicy> = Api::all(client.clone());
+    let policy = serde_json::json!({
+        "apiVersion": "tributary.dev/v1alpha1",
+        "kind": "TenantPolicy",
+        "metadata": {"name": namespace},
+        "spec": spec,
+    });
+    api.patch(
+        namespace,
+        &PatchParams::apply("tributary-tests").force(),
+        &Patch::Apply(&policy),
+    )
+    .await
+    .unwrap();
 }

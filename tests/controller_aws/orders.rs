@@ -38,6 +38,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     assert_eq!(topic_tags["tributary.dev/kind"], "Topic");
     assert_eq!(topic_tags["tributary.dev/namespace"], ns);
     assert_eq!(topic_tags["tributary.dev/name"], "orders");
+    assert_eq!(topic_tags["tributary.dev/cluster"], common::TEST_CLUSTER);
 
     // DeadLetter: retention from the spec.
     let dlq_url = status_str(&objects["orders-dlq"], "url");
@@ -51,7 +52,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     // Subscriptions have ARNs, so possibly just after they turn Ready).
     for queue in ["inventory", "notifications", "shipments"] {
         let url = status_str(&objects[queue], "url");
-        assert!(url.ends_with(&format!("/{ns}-{queue}")), "{url}");
+        assert!(url.ends_with(&format!("/{ns}_{queue}")), "{url}");
         let attributes = common::eventually(
             &format!("queue {queue} policy allows the topic"),
             CONVERGE,
@@ -246,7 +247,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     assert_eq!(remaining.len(), 2, "{remaining:?}");
     let gone = sqs
         .get_queue_url()
-        .queue_name(format!("{ns}-shipments"))
+        .queue_name(format!("{ns}_shipments"))
         .send()
         .await;
     assert!(gone.is_err(), "the shipments queue still exists");

@@ -57,6 +57,9 @@ pub struct WorkerSettings {
     /// A Secret in the Consumer's namespace whose keys become the workers' environment (static keys,
     /// e.g. `AWS_ACCESS_KEY_ID`), optional: a missing Secret does not stop the pods.
     pub env_secret: Option<String>,
+    /// Extra labels of the worker pods (the namespace's TenantPolicy: Azure workload identity's
+    /// `azure.workload.identity/use`).
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 /// The references of a Consumer, resolved from the watch caches.
@@ -421,7 +424,14 @@ pub fn children_of(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels.clone()),
+                    labels: Some(
+                        settings
+                            .pod_labels
+                            .clone()
+                            .into_iter()
+                            .chain(owner.labels.clone())
+                            .collect(),
+                    ),
                     annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash(&text))])),
                     ..ObjectMeta::default()
                 }),
