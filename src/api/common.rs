@@ -42,7 +42,8 @@ pub struct Lifecycle {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// Take over a cloud resource that already exists under the same name instead of refusing to
-    /// reconcile.
+    /// reconcile. Only where the namespace's TenantPolicy allows adoption, and never a resource tagged as
+    /// another Tributary object's or another cluster's. Default: false.
     #[serde(default)]
     pub adopt: bool,
     /// Tags (AWS) or metadata (Azure) put on the cloud resource (at most 50).
@@ -102,7 +103,7 @@ pub struct StorageQueueLocation {
     /// Storage account holding the queue.
     #[schemars(length(min = 3, max = 24), regex(pattern = r"^[a-z0-9]+$"))]
     pub storage_account: String,
-    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>`.
+    /// Queue name (3 to 63 lowercase letters, digits and single dashes). Defaults to `<namespace>-<name>-<hash>` (the name recorded in status is kept).
     /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(

@@ -56,7 +56,7 @@ pub struct DeadLetterSpec {
 #[x_kube(validation = Rule::new("!has(self.name) || (self.fifo == self.name.endsWith('.fifo'))").message("spec.aws.name must end with '.fifo' exactly when spec.aws.fifo is true"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterAws {
-    /// SQS queue name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO). Immutable.
+    /// SQS queue name. Defaults to `<namespace>_<name>` (with `.fifo` for FIFO; the name recorded in status is kept). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
     pub name: Option<String>,

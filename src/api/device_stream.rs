@@ -75,7 +75,7 @@ pub struct DeviceStreamAzure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub location: Option<String>,
-    /// Event Hub name. Defaults to `<namespace>-<name>` of this object. Immutable.
+    /// Event Hub name. Defaults to `<namespace>_<name>` of this object (the name recorded in status is kept). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
     pub hub_name: Option<String>,

@@ -80,7 +80,7 @@ fn default_max_receive_count() -> i32 {
 #[x_kube(validation = Rule::new("!self.contentBasedDeduplication || self.fifo").message("spec.aws.contentBasedDeduplication requires spec.aws.fifo"))]
 #[serde(rename_all = "camelCase")]
 pub struct QueueAws {
-    /// SQS queue name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO queues). Set it to adopt an
+    /// SQS queue name. Defaults to `<namespace>_<name>` (with `.fifo` for FIFO queues; the name recorded in status is kept). Set it to adopt an
     /// existing queue. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]

@@ -49,7 +49,7 @@ pub struct TopicSpec {
 #[x_kube(validation = Rule::new("!self.contentBasedDeduplication || self.fifo").message("spec.aws.contentBasedDeduplication requires spec.aws.fifo"))]
 #[serde(rename_all = "camelCase")]
 pub struct TopicAws {
-    /// SNS topic name. Defaults to `<namespace>-<name>` (with `.fifo` for FIFO topics). Set it to adopt an
+    /// SNS topic name. Defaults to `<namespace>_<name>` (with `.fifo` for FIFO topics; the name recorded in status is kept). Set it to adopt an
     /// existing topic. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]

@@ -205,7 +205,7 @@ async fn hub_target<C>(
         ));
     };
     let namespace = stream.namespace().unwrap_or_default();
-    let topic = device_stream::hub_name(&stream, azure);
+    let topic = device_stream::hub_name(stream, azure);
     let field = "the DeviceStream's connection Secret";
     let object = describe(dead_letter);
     let endpoint =
