@@ -35,7 +35,15 @@ echo "== Kubernetes $(kubectl version -o json | python3 -c 'import json,sys; pri
 kubectl get nodes
 kubectl apply --server-side -f crds/tributary.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
-	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters}.tributary.dev >/dev/null
+	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters,tenantpolicies}.tributary.dev >/dev/null
+# The order example's Consumers share the table `orders`, which a namespace may use only where its
+# TenantPolicy lists it (docs/security-tenancy.md).
+kubectl apply --server-side -f - >/dev/null <<'POLICY'
+apiVersion: tributary.dev/v1alpha1
+kind: TenantPolicy
+metadata: {name: orders}
+spec: {dynamodbTables: [orders]}
+POLICY
 
 echo
 arm=$((base + 41))

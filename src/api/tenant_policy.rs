@@ -34,7 +34,8 @@ pub struct TenantPolicySpec {
     pub allow_adoption: Option<bool>,
     /// DynamoDB tables a Consumer's `spec.sink.table` (and its default `<namespace>-orders`) may name:
     /// patterns where `*` matches any run of characters and `{namespace}` is the namespace's name.
-    /// Default: `["{namespace}", "{namespace}-*"]`.
+    /// Default: `["{namespace}-orders"]`, the default table only (`{namespace}-*` would let namespace `b`
+    /// reach namespace `b-a`'s tables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamodb_tables: Option<Vec<String>>,
     /// Cosmos DB account endpoints a Consumer's `spec.sink.cosmos.endpoint` may name (patterns as for

@@ -92,7 +92,8 @@ pub fn effective(
         own,
         default,
         |s| s.dynamodb_tables.as_ref(),
-        vec!["{namespace}".to_owned(), "{namespace}-*".to_owned()],
+        // Not `{namespace}-*`: namespace `b` would reach every table of namespace `b-a` (`b-a-orders`).
+        vec!["{namespace}-orders".to_owned()],
     );
     let with_namespace = |patterns: Vec<String>| {
         patterns

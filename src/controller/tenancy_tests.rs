@@ -25,16 +25,17 @@ fn patterns_match_with_stars_only() {
 fn without_any_policy_the_built_in_defaults_hold() {
     let policy = effective("shop", None, None);
     assert!(!policy.allow_adoption.value);
-    assert_eq!(policy.dynamodb_tables.value, ["shop", "shop-*"]);
+    assert_eq!(policy.dynamodb_tables.value, ["shop-orders"]);
     assert!(policy.check_table("C", "spec.sink.table", "shop-orders").is_ok());
-    assert!(policy.check_table("C", "spec.sink.table", "shop").is_ok());
+    assert!(policy.check_table("C", "spec.sink.table", "shop").is_err());
     let error = policy.check_table("C", "spec.sink.table", "billing-orders").unwrap_err();
     assert_eq!(error.reason(), "Forbidden");
     let message = error.condition_message();
     assert!(message.starts_with("spec.sink.table: \"billing-orders\""), "{message}");
     assert!(message.contains("the built-in default"), "{message}");
     // A namespace whose name is a prefix of another's does not reach its tables.
-    assert!(effective("a", None, None).check_table("C", "f", "a-b-orders").is_ok());
+    assert!(effective("a", None, None).check_table("C", "f", "a-b-orders").is_err());
+    assert!(effective("a-b", None, None).check_table("C", "f", "a-b-orders").is_ok());
     assert!(policy.check_cosmos("C", "https://any.documents.azure.com:443/").is_ok());
     assert!(policy.check_image("C", "example/worker:1").is_err());
     assert!(policy.check_adoption("C", true).is_err());
