@@ -205,6 +205,40 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     assert!(kept.metadata.owner_references.is_none());
     assert!(config_maps.get_opt("thief-worker").await.unwrap().is_none(), "nothing rendered");
 
+    // A queue tagged before cluster identities (the three old tags) is this object's: it gets the cluster tag.
+    let legacy_name = format!("legacy-{b}");
+    let legacy_url = sqs
+        .create_queue()
+        .queue_name(&legacy_name)
+        .tags("tributary.dev/kind", "Queue")
+        .tags("tributary.dev/namespace", &b)
+        .tags("tributary.dev/name", "legacy")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let spec = format!("  provider: aws\n  aws: {{name: {legacy_name}}}\n");
+    common::create_yaml(&client, &b, &yaml("Queue", "legacy", &spec)).await;
+    common::wait_reason(&client, &b, "Queue", "legacy", "Available", CONVERGE).await;
+    assert_eq!(queue_tags(&sqs, &legacy_url).await["tributary.dev/cluster"], common::TEST_CLUSTER);
+
+    // Workers get the identity of their namespace's policy on their own ServiceAccount and pods.
+    let identity = json!({"allowAdoption": true, "workerIdentity": {
+        "awsRoleArn": "arn:aws:iam::123456789012:role/tenant-b", "azureClientId": "client-b"
+    }});
+    common::tenant_policy(&client, &b, identity).await;
+    let worker = "  source: {queueRef: {name: own}}\n  processor: notification\n";
+    common::create_yaml(&client, &b, &yaml("Consumer", "worker", worker)).await;
+    common::wait_reason(&client, &b, "Consumer", "worker", "Available", CONVERGE).await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &b);
+    let annotations = accounts.get("worker-worker").await.unwrap().metadata.annotations.unwrap();
+    assert_eq!(annotations["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/tenant-b");
+    assert_eq!(annotations["azure.workload.identity/client-id"], "client-b");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &b);
+    let pod = deployments.get("worker-worker").await.unwrap().spec.unwrap().template;
+    assert_eq!(pod.metadata.unwrap().labels.unwrap()["azure.workload.identity/use"], "true");
+
     // Lost ownership: B's queue retagged to another owner is kept when its object is deleted.
     common::create_yaml(&client, &b, &yaml("Queue", "doomed", "  provider: aws\n  aws: {}\n")).await;
     let doomed = common::wait_reason(&client, &b, "Queue", "doomed", "Available", CONVERGE).await;
@@ -234,6 +268,7 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
 
     // Cleanup of what the test made outside the controllers.
     sqs.delete_queue().queue_url(&doomed_url).send().await.unwrap();
+    sqs.delete_queue().queue_url(&legacy_url).send().await.unwrap();
     dynamodb.delete_table().table_name(&table).send().await.unwrap();
     controller_a.stop().await;
     controller_b.stop().await;
