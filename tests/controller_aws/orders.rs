@@ -20,9 +20,9 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     let objects = wait_orders_ready(&client, &ns).await;
     eprintln!("order example Ready in {:?}", started.elapsed());
 
-    // Topic: named <namespace>-orders, tagged with the spec's tags and the owner.
+    // Topic: named <namespace>_orders, tagged with the spec's tags and the owner.
     let topic_arn = status_str(&objects["orders"], "arn");
-    assert!(topic_arn.ends_with(&format!(":{ns}-orders")), "{topic_arn}");
+    assert!(topic_arn.ends_with(&format!(":{ns}_orders")), "{topic_arn}");
     let topic_tags: BTreeMap<_, _> = sns
         .list_tags_for_resource()
         .resource_arn(&topic_arn)
