@@ -142,15 +142,29 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     // carries no aggregation label, so tenants' edit/admin roles never include the policy.
     let tenancy = |docs: &[Value]| {
         docs.iter()
-            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"].as_str().unwrap().ends_with("-tenancy"))
+            .find(|d| {
+                d["kind"] == "ClusterRole" && d["metadata"]["name"].as_str().unwrap().ends_with("-tenancy")
+            })
             .unwrap()
             .clone()
     };
     let default_tenancy = tenancy(&default);
-    assert_eq!(default_tenancy["rules"][0]["resources"], json!(["tenantpolicies"]));
+    assert_eq!(
+        default_tenancy["rules"][0]["resources"],
+        json!(["tenantpolicies"])
+    );
     assert_eq!(default_tenancy["rules"][0]["verbs"], json!(["get"]));
-    assert_eq!(default_tenancy["rules"][1]["resourceNames"], json!(["kube-system"]));
-    assert!(default_tenancy["metadata"]["labels"].as_object().unwrap().keys().all(|k| !k.contains("aggregate-to")));
+    assert_eq!(
+        default_tenancy["rules"][1]["resourceNames"],
+        json!(["kube-system"])
+    );
+    assert!(
+        default_tenancy["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("aggregate-to"))
+    );
     assert_eq!(tenancy(&everything)["rules"].as_array().unwrap().len(), 1);
     assert_eq!(
         annotations["eks.amazonaws.com/role-arn"],

@@ -13,38 +13,17 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use k8s_openapi::api::{core::v1::ConfigMap, events::v1::Event};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
 };
 use serde_json::json;
 
+use common::{has_event, queue_tags, topic_tags};
+
 const CONVERGE: Duration = Duration::from_secs(60);
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000a1";
-
-async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> HashMap<String, String> {
-    sqs.list_queue_tags()
-        .queue_url(url)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default()
-}
-
-async fn topic_tags(sns: &aws_sdk_sns::Client, arn: &str) -> HashMap<String, String> {
-    sns.list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect()
-}
 
 async fn visible_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     let attributes = sqs
@@ -76,15 +55,6 @@ fn yaml(kind: &str, name: &str, spec: &str) -> String {
     format!("apiVersion: tributary.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{spec}")
 }
 
-async fn has_event(client: &kube::Client, ns: &str, name: &str, reason: &str, text: &str) -> bool {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events.list(&Default::default()).await.unwrap().items.iter().any(|e| {
-        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-            && e.reason.as_deref() == Some(reason)
-            && e.note.as_deref().unwrap_or_default().contains(text)
-    })
-}
-
 #[tokio::test]
 async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     let client = common::kube_client().await;
@@ -111,8 +81,18 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     let stream = format!(
         "  provider: azure\n  azure:\n    namespace: {hub_namespace}\n    createNamespace: true\n    location: westeurope\n    partitions: 2\n"
     );
-    common::create_yaml(&client, &a, &yaml("Queue", "orders", "  provider: aws\n  aws: {}\n")).await;
-    common::create_yaml(&client, &a, &yaml("Topic", "events", "  provider: aws\n  aws: {}\n")).await;
+    common::create_yaml(
+        &client,
+        &a,
+        &yaml("Queue", "orders", "  provider: aws\n  aws: {}\n"),
+    )
+    .await;
+    common::create_yaml(
+        &client,
+        &a,
+        &yaml("Topic", "events", "  provider: aws\n  aws: {}\n"),
+    )
+    .await;
     common::create_yaml(&client, &a, &yaml("DeviceStream", "telemetry", &stream)).await;
     let queue = common::wait_reason(&client, &a, "Queue", "orders", "Available", CONVERGE).await;
     let queue_url = queue.data["status"]["url"].as_str().unwrap().to_owned();
@@ -128,11 +108,28 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
         .await
         .unwrap();
     let item = HashMap::from([
-        ("pk".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("ORDER#a-1".into())),
-        ("sk".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("ORDER".into())),
+        (
+            "pk".to_owned(),
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER#a-1".into()),
+        ),
+        (
+            "sk".to_owned(),
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER".into()),
+        ),
     ]);
-    dynamodb.put_item().table_name(&table).set_item(Some(item)).send().await.unwrap();
-    sqs.send_message().queue_url(&queue_url).message_body("a's message").send().await.unwrap();
+    dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("a's message")
+        .send()
+        .await
+        .unwrap();
     let before = (
         queue_tags(&sqs, &queue_url).await,
         topic_tags(&sns, &topic_arn).await,
@@ -142,11 +139,26 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     assert_eq!(before.0["tributary.dev/cluster"], common::TEST_CLUSTER);
 
     // B's attempts, all at once.
-    let queue_name = tributary::cloud::names::last_segment(&queue_url).unwrap().to_owned();
-    let topic_name = tributary::cloud::names::last_segment(&topic_arn).unwrap().to_owned();
-    let adopt = |field: &str, name: &str| format!("  provider: aws\n  adopt: true\n  aws: {{{field}: {name}}}\n");
-    common::create_yaml(&client, &b, &yaml("Queue", "steal-queue", &adopt("name", &queue_name))).await;
-    common::create_yaml(&client, &b, &yaml("Topic", "steal-topic", &adopt("name", &topic_name))).await;
+    let queue_name = tributary::cloud::names::last_segment(&queue_url)
+        .unwrap()
+        .to_owned();
+    let topic_name = tributary::cloud::names::last_segment(&topic_arn)
+        .unwrap()
+        .to_owned();
+    let adopt =
+        |field: &str, name: &str| format!("  provider: aws\n  adopt: true\n  aws: {{{field}: {name}}}\n");
+    common::create_yaml(
+        &client,
+        &b,
+        &yaml("Queue", "steal-queue", &adopt("name", &queue_name)),
+    )
+    .await;
+    common::create_yaml(
+        &client,
+        &b,
+        &yaml("Topic", "steal-topic", &adopt("name", &topic_name)),
+    )
+    .await;
     let steal_hub = format!(
         "  provider: azure\n  adopt: true\n  azure:\n    namespace: {hub_namespace}\n    hubName: {hub_name}\n    partitions: 2\n"
     );
@@ -156,8 +168,15 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     );
     common::create_yaml(&client, &b, &yaml("DeviceStream", "elsewhere", &elsewhere)).await;
     common::create_yaml(&client, &b, &yaml("Queue", "own", "  provider: aws\n  aws: {}\n")).await;
-    common::create_yaml(&client, &b, &yaml("Queue", "a-orders", "  provider: aws\n  aws: {}\n")).await;
-    let sink = format!("  source: {{queueRef: {{name: own}}}}\n  processor: notification\n  sink: {{table: {table}}}\n");
+    common::create_yaml(
+        &client,
+        &b,
+        &yaml("Queue", "a-orders", "  provider: aws\n  aws: {}\n"),
+    )
+    .await;
+    let sink = format!(
+        "  source: {{queueRef: {{name: own}}}}\n  processor: notification\n  sink: {{table: {table}}}\n"
+    );
     common::create_yaml(&client, &b, &yaml("Consumer", "thief", &sink)).await;
     let image = "  source: {queueRef: {name: own}}\n  image: evil.example.com/miner:1\n";
     common::create_yaml(&client, &b, &yaml("Consumer", "miner", image)).await;
@@ -166,19 +185,62 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     }))
     .unwrap();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &b);
-    config_maps.create(&PostParams::default(), &squatted).await.unwrap();
+    config_maps
+        .create(&PostParams::default(), &squatted)
+        .await
+        .unwrap();
     let squat = "  source: {queueRef: {name: own}}\n  processor: notification\n";
     common::create_yaml(&client, &b, &yaml("Consumer", "squat", squat)).await;
 
     let owner_a = |kind: &str, name: &str| format!("{kind} {a}/{name} of cluster {}", common::TEST_CLUSTER);
-    refused(&client, &b, "Queue", "steal-queue", "OwnedByAnother", &owner_a("Queue", "orders")).await;
-    refused(&client, &b, "Topic", "steal-topic", "OwnedByAnother", &owner_a("Topic", "events")).await;
+    refused(
+        &client,
+        &b,
+        "Queue",
+        "steal-queue",
+        "OwnedByAnother",
+        &owner_a("Queue", "orders"),
+    )
+    .await;
+    refused(
+        &client,
+        &b,
+        "Topic",
+        "steal-topic",
+        "OwnedByAnother",
+        &owner_a("Topic", "events"),
+    )
+    .await;
     let hub_owner = owner_a("DeviceStream", "telemetry");
-    refused(&client, &b, "DeviceStream", "steal-hub", "OwnedByAnother", &hub_owner).await;
+    refused(
+        &client,
+        &b,
+        "DeviceStream",
+        "steal-hub",
+        "OwnedByAnother",
+        &hub_owner,
+    )
+    .await;
     let field = "spec.azure.subscriptionId/resourceGroup";
     refused(&client, &b, "DeviceStream", "elsewhere", "Forbidden", field).await;
-    refused(&client, &b, "Consumer", "thief", "Forbidden", &format!("spec.sink.table: \"{table}\"")).await;
-    refused(&client, &b, "Consumer", "miner", "Forbidden", "spec.image: \"evil.example.com/miner:1\"").await;
+    refused(
+        &client,
+        &b,
+        "Consumer",
+        "thief",
+        "Forbidden",
+        &format!("spec.sink.table: \"{table}\""),
+    )
+    .await;
+    refused(
+        &client,
+        &b,
+        "Consumer",
+        "miner",
+        "Forbidden",
+        "spec.image: \"evil.example.com/miner:1\"",
+    )
+    .await;
     let conflict = format!("ConfigMap {b}/squat-worker exists");
     refused(&client, &b, "Consumer", "squat", "ChildConflict", &conflict).await;
 
@@ -188,7 +250,9 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     assert_ne!(own_url, queue_url);
     assert!(own_url.ends_with(&format!("/{b}_a-orders")), "{own_url}");
     assert!(queue_url.ends_with(&format!("/{a}_orders")), "{queue_url}");
-    println!("DISTINCT Queue {b}/a-orders -> {own_url}; Queue {a}/orders -> {queue_url} (both were {b}-a-orders)");
+    println!(
+        "DISTINCT Queue {b}/a-orders -> {own_url}; Queue {a}/orders -> {queue_url} (both were {b}-a-orders)"
+    );
 
     // A's resources, tags and data untouched; the squatted ConfigMap too.
     let after = (
@@ -203,7 +267,10 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     let kept = config_maps.get("squat-worker").await.unwrap();
     assert_eq!(kept.data.unwrap()["owner"], "someone else");
     assert!(kept.metadata.owner_references.is_none());
-    assert!(config_maps.get_opt("thief-worker").await.unwrap().is_none(), "nothing rendered");
+    assert!(
+        config_maps.get_opt("thief-worker").await.unwrap().is_none(),
+        "nothing rendered"
+    );
 
     // A queue tagged before cluster identities (the three old tags) is this object's: it gets the cluster tag.
     let legacy_name = format!("legacy-{b}");
@@ -221,7 +288,10 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     let spec = format!("  provider: aws\n  aws: {{name: {legacy_name}}}\n");
     common::create_yaml(&client, &b, &yaml("Queue", "legacy", &spec)).await;
     common::wait_reason(&client, &b, "Queue", "legacy", "Available", CONVERGE).await;
-    assert_eq!(queue_tags(&sqs, &legacy_url).await["tributary.dev/cluster"], common::TEST_CLUSTER);
+    assert_eq!(
+        queue_tags(&sqs, &legacy_url).await["tributary.dev/cluster"],
+        common::TEST_CLUSTER
+    );
 
     // Workers get the identity of their namespace's policy on their own ServiceAccount and pods.
     let identity = json!({"allowAdoption": true, "workerIdentity": {
@@ -232,15 +302,38 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     common::create_yaml(&client, &b, &yaml("Consumer", "worker", worker)).await;
     common::wait_reason(&client, &b, "Consumer", "worker", "Available", CONVERGE).await;
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &b);
-    let annotations = accounts.get("worker-worker").await.unwrap().metadata.annotations.unwrap();
-    assert_eq!(annotations["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/tenant-b");
+    let annotations = accounts
+        .get("worker-worker")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
+    assert_eq!(
+        annotations["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/tenant-b"
+    );
     assert_eq!(annotations["azure.workload.identity/client-id"], "client-b");
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &b);
-    let pod = deployments.get("worker-worker").await.unwrap().spec.unwrap().template;
-    assert_eq!(pod.metadata.unwrap().labels.unwrap()["azure.workload.identity/use"], "true");
+    let pod = deployments
+        .get("worker-worker")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    assert_eq!(
+        pod.metadata.unwrap().labels.unwrap()["azure.workload.identity/use"],
+        "true"
+    );
 
     // Lost ownership: B's queue retagged to another owner is kept when its object is deleted.
-    common::create_yaml(&client, &b, &yaml("Queue", "doomed", "  provider: aws\n  aws: {}\n")).await;
+    common::create_yaml(
+        &client,
+        &b,
+        &yaml("Queue", "doomed", "  provider: aws\n  aws: {}\n"),
+    )
+    .await;
     let doomed = common::wait_reason(&client, &b, "Queue", "doomed", "Available", CONVERGE).await;
     let doomed_url = doomed.data["status"]["url"].as_str().unwrap().to_owned();
     sqs.tag_queue()
@@ -261,7 +354,11 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     common::eventually("the OwnershipLost Event", CONVERGE, || {
         let client = client.clone();
         let (b, url) = (b.clone(), doomed_url.clone());
-        async move { has_event(&client, &b, "doomed", "OwnershipLost", &url).await.then_some(()) }
+        async move {
+            has_event(&client, &b, "doomed", "OwnershipLost", &url)
+                .await
+                .then_some(())
+        }
     })
     .await;
     println!("KEPT SQS queue {doomed_url} after Queue {b}/doomed was deleted: OwnershipLost Warning Event");

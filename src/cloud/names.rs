@@ -85,6 +85,14 @@ pub fn last_segment(recorded: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The name in the recorded URL or ARN (see [`last_segment`]), else `default()`: a live resource keeps
+/// the name it was created under, whatever the default has become since.
+pub fn recorded_or(recorded: Option<&str>, default: impl FnOnce() -> String) -> String {
+    recorded
+        .and_then(last_segment)
+        .map_or_else(default, str::to_owned)
+}
+
 #[cfg(test)]
 #[path = "names_tests.rs"]
 mod tests;

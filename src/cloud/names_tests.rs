@@ -82,8 +82,16 @@ fn every_name_fits_its_cloud() {
         }
         let queue = hashed_dns(&namespace, &name, 63);
         assert!((3..=63).contains(&queue.len()), "{queue}");
-        assert!(!queue.contains("--") && !queue.starts_with('-') && !queue.ends_with('-'), "{queue}");
-        assert!(queue.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{queue}");
+        assert!(
+            !queue.contains("--") && !queue.starts_with('-') && !queue.ends_with('-'),
+            "{queue}"
+        );
+        assert!(
+            queue
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{queue}"
+        );
     }
 }
 
@@ -101,6 +109,9 @@ fn the_recorded_name_is_the_last_segment() {
         last_segment("arn:aws:sns:eu-west-1:000000000000:shop-orders.fifo"),
         Some("shop-orders.fifo")
     );
-    assert_eq!(last_segment("https://acct.queue.core.windows.net/shop-orders/"), Some("shop-orders"));
+    assert_eq!(
+        last_segment("https://acct.queue.core.windows.net/shop-orders/"),
+        Some("shop-orders")
+    );
     assert_eq!(last_segment(""), None);
 }

@@ -13,7 +13,7 @@ use super::{
     events,
     finalize::{Applied, Reconciler},
     ownership::desired_tags,
-    queue::{delete_queue, ensure_queue, recorded_or_default, sync_attributes},
+    queue::{delete_queue, ensure_queue, sync_attributes},
     redrive::{self, Source},
     redrive_azure,
     status::{describe, was_synced},
@@ -41,7 +41,7 @@ pub fn validate(dead_letter: &DeadLetter) -> Result<&DeadLetterAws, Error> {
 pub fn queue_name(dead_letter: &DeadLetter, aws: &DeadLetterAws) -> String {
     let recorded = recorded_url(dead_letter);
     aws.name.clone().unwrap_or_else(|| {
-        recorded_or_default(recorded, || {
+        crate::cloud::names::recorded_or(recorded, || {
             attributes::default_queue_name(
                 &dead_letter.namespace().unwrap_or_default(),
                 &dead_letter.name_any(),
@@ -53,7 +53,10 @@ pub fn queue_name(dead_letter: &DeadLetter, aws: &DeadLetterAws) -> String {
 
 /// The queue URL recorded in status.
 fn recorded_url(dead_letter: &DeadLetter) -> Option<&str> {
-    dead_letter.status.as_ref().and_then(|s| s.observed.url.as_deref())
+    dead_letter
+        .status
+        .as_ref()
+        .and_then(|s| s.observed.url.as_deref())
 }
 
 /// The source queues of `dead_letter` among `queues`: those that reference it, are not being deleted and
@@ -96,7 +99,8 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
             // A redrive changes the depth: read it again when one ran.
             if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
                 observed =
-                    storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded).await?;
+                    storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded)
+                        .await?;
             }
             return Ok(Applied {
                 status: DeadLetterStatus {
@@ -119,16 +123,7 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
             &dead_letter.spec.lifecycle.tags,
         );
         let desired = attributes::dead_letter_attributes(aws, &source_arns);
-        let ensured = ensure_queue(
-            &ctx,
-            &*dead_letter,
-            "DeadLetter",
-            &name,
-            &desired,
-            &tags,
-            adopt,
-        )
-        .await?;
+        let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &name, &desired, &tags, adopt).await?;
         let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;
         if !changed.is_empty() && !ensured.created {
             let reason = events::change_reason(was_synced(&*dead_letter));

@@ -121,9 +121,10 @@ pub fn ownership(observed: &Tags, owner: &Owner<'_>, adopt: bool) -> Ownership {
 /// Who the ownership tags name, for a message: `it belongs to Queue ns/q of cluster c`.
 pub fn owner_of(observed: &Tags) -> String {
     let tag = |key: &str| observed.get(key).map_or("?", String::as_str);
-    let cluster = observed
-        .get(TAG_CLUSTER)
-        .map_or_else(|| " (tagged before cluster identities)".to_owned(), |c| format!(" of cluster {c}"));
+    let cluster = observed.get(TAG_CLUSTER).map_or_else(
+        || " (tagged before cluster identities)".to_owned(),
+        |c| format!(" of cluster {c}"),
+    );
     format!(
         "it belongs to {} {}/{}{cluster}",
         tag(TAG_KIND),

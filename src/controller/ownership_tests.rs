@@ -81,13 +81,26 @@ fn adoption_takes_only_untagged_resources() {
 
 #[test]
 fn refusals_name_the_owner_and_their_reason() {
-    let other = ownership(&ownership_tags(&Owner { namespace: "a", ..HERE }), &HERE, true);
+    let other = ownership(
+        &ownership_tags(&Owner {
+            namespace: "a",
+            ..HERE
+        }),
+        &HERE,
+        true,
+    );
     let error = refusal("Queue b/q", "SQS queue x", &other).unwrap();
     assert_eq!(error.reason(), "OwnedByAnother");
-    assert!(error.condition_message().contains("Queue a/q of cluster c1"), "{error}");
+    assert!(
+        error.condition_message().contains("Queue a/q of cluster c1"),
+        "{error}"
+    );
     let error = refusal("Queue b/q", "SQS queue x", &Ownership::Unowned).unwrap();
     assert_eq!(error.reason(), "AlreadyExists");
-    assert!(error.condition_message().contains("set spec.adopt: true"), "{error}");
+    assert!(
+        error.condition_message().contains("set spec.adopt: true"),
+        "{error}"
+    );
     assert!(refusal("Queue b/q", "SQS queue x", &Ownership::Legacy).is_none());
     let note = kept_note("SQS queue x", &ownership_tags(&Owner { name: "z", ..HERE }));
     assert!(note.contains("Queue ns/z of cluster c1"), "{note}");

@@ -32,6 +32,7 @@ use crate::{
             attributes::{self, RedriveTarget, names},
             queue_stats_from,
         },
+        names as names_for_cloud,
     },
 };
 
@@ -48,7 +49,7 @@ pub fn validate(queue: &Queue) -> Result<&QueueAws, Error> {
 pub fn queue_name(queue: &Queue, aws: &QueueAws) -> String {
     let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
     aws.name.clone().unwrap_or_else(|| {
-        recorded_or_default(recorded, || {
+        names_for_cloud::recorded_or(recorded, || {
             attributes::default_queue_name(
                 &queue.namespace().unwrap_or_default(),
                 &queue.name_any(),
@@ -56,13 +57,6 @@ pub fn queue_name(queue: &Queue, aws: &QueueAws) -> String {
             )
         })
     })
-}
-
-/// The last segment of a recorded queue URL, else `default()`.
-pub(crate) fn recorded_or_default(recorded: Option<&str>, default: impl FnOnce() -> String) -> String {
-    recorded
-        .and_then(crate::cloud::names::last_segment)
-        .map_or_else(default, str::to_owned)
 }
 
 /// FIFO parity of a queue and its dead letter: SQS requires the same type.

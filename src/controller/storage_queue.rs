@@ -16,9 +16,7 @@ use super::{
     Context,
     error::Error,
     events::{self, reasons},
-    ownership::{
-        Owner, Ownership, TAG_CLUSTER, TAG_KIND, TAG_NAME, TAG_NAMESPACE, lost, ownership, refusal,
-    },
+    ownership::{Owner, Ownership, TAG_CLUSTER, TAG_KIND, TAG_NAME, TAG_NAMESPACE, lost, ownership, refusal},
     secrets,
     status::{Kind, describe},
 };
@@ -67,9 +65,7 @@ pub fn queue_name(
     if let Some(name) = &location.name {
         return name.clone();
     }
-    super::queue::recorded_or_default(recorded, || {
-        crate::cloud::names::hashed_dns(namespace, name, 63)
-    })
+    crate::cloud::names::recorded_or(recorded, || crate::cloud::names::hashed_dns(namespace, name, 63))
 }
 
 /// The validate step for the key: storage queues are managed with the account key for now.
@@ -263,7 +259,10 @@ mod tests {
             queue_name("a", "b-c", &location, None)
         );
         let recorded = "https://acct.queue.core.windows.net/shop-orders";
-        assert_eq!(queue_name("shop", "orders", &location, Some(recorded)), "shop-orders");
+        assert_eq!(
+            queue_name("shop", "orders", &location, Some(recorded)),
+            "shop-orders"
+        );
         let named = StorageQueueLocation {
             name: Some("given".into()),
             ..StorageQueueLocation::default()

@@ -12,9 +12,7 @@ use kube::{Api, Client};
 use super::error::Error;
 use crate::api::{
     Consumer,
-    tenant_policy::{
-        AzureResourceGroup, CLUSTER_DEFAULT, TenantPolicy, TenantPolicySpec, WorkerIdentity,
-    },
+    tenant_policy::{AzureResourceGroup, CLUSTER_DEFAULT, TenantPolicy, TenantPolicySpec, WorkerIdentity},
 };
 
 /// The ServiceAccount annotation of an IAM role for IRSA.
@@ -101,8 +99,20 @@ pub fn effective(
             .map(|p| p.replace("{namespace}", namespace))
             .collect::<Vec<_>>()
     };
-    let cosmos = pick(namespace, own, default, |s| s.cosmos_endpoints.as_ref(), Vec::new());
-    let azure = pick(namespace, own, default, |s| s.azure_resource_groups.as_ref(), Vec::new());
+    let cosmos = pick(
+        namespace,
+        own,
+        default,
+        |s| s.cosmos_endpoints.as_ref(),
+        Vec::new(),
+    );
+    let azure = pick(
+        namespace,
+        own,
+        default,
+        |s| s.azure_resource_groups.as_ref(),
+        Vec::new(),
+    );
     Effective {
         namespace: namespace.to_owned(),
         allow_adoption: pick(namespace, own, default, |s| s.allow_adoption.as_ref(), false),
@@ -222,7 +232,11 @@ impl Effective {
                     .map(|a| format!("{}/{}", a.subscription_id, a.resource_group))
                     .collect();
                 let rule = format!("azureResourceGroups allows {listed:?}");
-                if ok { Ok(()) } else { Err(self.forbidden(object, field, &value, &rule, from)) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(self.forbidden(object, field, &value, &rule, from))
+                }
             }
             None if defaults == (Some(subscription), Some(resource_group)) => Ok(()),
             None => {
@@ -266,7 +280,12 @@ impl Effective {
 
     /// The Consumer's fields the policy governs: its custom image, its DynamoDB `table` (the resolved
     /// one, `spec.sink.table` or its default) and its Cosmos DB endpoint. Pure.
-    pub fn check_consumer(&self, object: &str, consumer: &Consumer, table: Option<&str>) -> Result<(), Error> {
+    pub fn check_consumer(
+        &self,
+        object: &str,
+        consumer: &Consumer,
+        table: Option<&str>,
+    ) -> Result<(), Error> {
         if let Some(image) = &consumer.spec.image {
             self.check_image(object, image)?;
         }
@@ -305,7 +324,11 @@ pub async fn load(client: &Client, object: &str, namespace: &str) -> Result<Effe
             match api.get_opt(&name).await {
                 Ok(policy) => Ok(policy.map(|p| p.spec)),
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-                Err(source) => Err(Error::kube(object, format!("reading TenantPolicy {name}"), source)),
+                Err(source) => Err(Error::kube(
+                    object,
+                    format!("reading TenantPolicy {name}"),
+                    source,
+                )),
             }
         }
     };

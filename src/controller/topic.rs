@@ -13,8 +13,8 @@ use super::{
     events::{self, reasons},
     finalize::{Applied, Reconciler},
     ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
-    tenancy,
     status::{describe, was_synced},
+    tenancy,
 };
 use crate::{
     api::{
@@ -51,7 +51,11 @@ pub fn validate(topic: &Topic) -> Result<&TopicAws, Error> {
 /// The SNS topic name: `spec.aws.name`, else the name recorded in status (a live topic is never
 /// renamed), else the default `<namespace>_<name>`.
 pub fn topic_name(topic: &Topic, aws: &TopicAws) -> String {
-    let recorded = topic.status.as_ref().and_then(|s| s.arn.as_deref()).and_then(last_segment);
+    let recorded = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.arn.as_deref())
+        .and_then(last_segment);
     aws.name
         .clone()
         .or_else(|| recorded.map(str::to_owned))

@@ -652,3 +652,47 @@ pub async fn tenant_policy(client: &kube::Client, namespace: &str, spec: serde_j
     .await
     .unwrap();
 }
+
+/// The tags of an SQS queue.
+pub async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> std::collections::BTreeMap<String, String> {
+    sqs.list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The tags of an SNS topic.
+pub async fn topic_tags(sns: &aws_sdk_sns::Client, arn: &str) -> std::collections::BTreeMap<String, String> {
+    sns.list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect()
+}
+
+/// Whether an Event with `reason` whose note contains `text` was recorded on `name`.
+pub async fn has_event(client: &kube::Client, namespace: &str, name: &str, reason: &str, text: &str) -> bool {
+    use k8s_openapi::api::events::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+                && e.note.as_deref().unwrap_or_default().contains(text)
+        })
+}

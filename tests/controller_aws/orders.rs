@@ -23,17 +23,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     // Topic: named <namespace>_orders, tagged with the spec's tags and the owner.
     let topic_arn = status_str(&objects["orders"], "arn");
     assert!(topic_arn.ends_with(&format!(":{ns}_orders")), "{topic_arn}");
-    let topic_tags: BTreeMap<_, _> = sns
-        .list_tags_for_resource()
-        .resource_arn(&topic_arn)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
+    let topic_tags = topic_tags(&sns, &topic_arn).await;
     assert_eq!(topic_tags["app"], "orders");
     assert_eq!(topic_tags["tributary.dev/kind"], "Topic");
     assert_eq!(topic_tags["tributary.dev/namespace"], ns);

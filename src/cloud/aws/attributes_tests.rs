@@ -173,7 +173,10 @@ fn default_names_join_namespace_and_name_with_an_underscore() {
     assert_eq!(default_queue_name("shop", "orders", true), "shop_orders.fifo");
     assert_eq!(default_topic_name("shop", "orders", false), "shop_orders");
     // The pair that collided under `<namespace>-<name>`.
-    assert_ne!(default_queue_name("a-b", "c", false), default_queue_name("a", "b-c", false));
+    assert_ne!(
+        default_queue_name("a-b", "c", false),
+        default_queue_name("a", "b-c", false)
+    );
 }
 
 #[test]
@@ -192,7 +195,10 @@ fn default_names_fit_the_limits() {
 
 #[test]
 fn the_relay_scheme_is_unchanged() {
-    assert_eq!(dashed_name("tributary-relay", "ns_s", false, SQS_NAME_LIMIT), "tributary-relay-ns_s");
+    assert_eq!(
+        dashed_name("tributary-relay", "ns_s", false, SQS_NAME_LIMIT),
+        "tributary-relay-ns_s"
+    );
 }
 
 #[test]

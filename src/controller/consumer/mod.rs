@@ -244,7 +244,8 @@ async fn apply<C: Cloud>(
 /// labels.
 pub(crate) fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings) -> WorkerSettings {
     WorkerSettings {
-        service_account_annotations: policy.service_account_annotations(&controller.service_account_annotations),
+        service_account_annotations: policy
+            .service_account_annotations(&controller.service_account_annotations),
         pod_labels: policy.pod_labels(),
         ..controller.clone()
     }
