@@ -20,7 +20,11 @@ use kube::{
 };
 use serde_json::json;
 
-use common::{has_event, queue_tags, topic_tags};
+use common::{
+    has_event, queue_tags,
+    tools::{kubectl, run},
+    topic_tags,
+};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -362,6 +366,48 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     })
     .await;
     println!("KEPT SQS queue {doomed_url} after Queue {b}/doomed was deleted: OwnershipLost Warning Event");
+
+    // A tenant holding the built-in `admin` role in its namespace can neither read nor change any
+    // TenantPolicy (cluster-scoped, in no aggregated role).
+    let user = format!("admin-of-{b}");
+    kubectl(&[
+        "create",
+        "rolebinding",
+        "-n",
+        &b,
+        "tenant-admin",
+        "--clusterrole=admin",
+        "--user",
+        &user,
+    ]);
+    for verb in ["get", "list", "create", "patch", "delete"] {
+        let out = run(
+            "kubectl",
+            &[
+                "auth",
+                "can-i",
+                verb,
+                "tenantpolicies.tributary.dev",
+                "-n",
+                &b,
+                "--as",
+                &user,
+            ],
+            None,
+        );
+        assert_eq!(out.stdout.trim(), "no", "{verb} tenantpolicies as {user}");
+    }
+    let out = run(
+        "kubectl",
+        &["auth", "can-i", "create", "configmaps", "-n", &b, "--as", &user],
+        None,
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "yes",
+        "the tenant is an admin of its namespace"
+    );
+    println!("DENIED {user} (ClusterRole admin in {b}): get/list/create/patch/delete tenantpolicies");
 
     // Cleanup of what the test made outside the controllers.
     sqs.delete_queue().queue_url(&doomed_url).send().await.unwrap();
