@@ -367,6 +367,62 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     .await;
     println!("KEPT SQS queue {doomed_url} after Queue {b}/doomed was deleted: OwnershipLost Warning Event");
 
+    // The same for a topic, and for an Event Hub whose mark now names another object.
+    common::create_yaml(
+        &client,
+        &b,
+        &yaml("Topic", "doomed", "  provider: aws\n  aws: {}\n"),
+    )
+    .await;
+    let doomed = common::wait_reason(&client, &b, "Topic", "doomed", "Available", CONVERGE).await;
+    let doomed_arn = doomed.data["status"]["arn"].as_str().unwrap().to_owned();
+    let retag = aws_sdk_sns::types::Tag::builder()
+        .key("tributary.dev/name")
+        .value("someone-else")
+        .build()
+        .unwrap();
+    sns.tag_resource()
+        .resource_arn(&doomed_arn)
+        .tags(retag)
+        .send()
+        .await
+        .unwrap();
+    let other = json!({"tributary.dev/cluster": common::TEST_CLUSTER, "tributary.dev/kind": "DeviceStream",
+        "tributary.dev/namespace": b, "tributary.dev/name": "someone-else"});
+    fake.tamper(&hub_id, "/properties/userMetadata", json!(other.to_string()));
+    let topics = common::tributary_api(&client, &b, "Topic");
+    topics.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let streams = common::tributary_api(&client, &a, "DeviceStream");
+    streams
+        .delete("telemetry", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (ns, name, resource) in [
+        (&b, "doomed", doomed_arn.as_str()),
+        (&a, "telemetry", hub_name.as_str()),
+    ] {
+        common::eventually(
+            &format!("the OwnershipLost Event of {ns}/{name}"),
+            CONVERGE,
+            || {
+                let client = client.clone();
+                async move {
+                    has_event(&client, ns, name, "OwnershipLost", resource)
+                        .await
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        println!("KEPT {resource} after {ns}/{name} was deleted: OwnershipLost Warning Event");
+    }
+    assert_eq!(
+        topic_tags(&sns, &doomed_arn).await["tributary.dev/name"],
+        "someone-else",
+        "the topic is kept"
+    );
+    assert!(fake.resource(&hub_id).is_some(), "the hub is kept");
+
     // A tenant holding the built-in `admin` role in its namespace can neither read nor change any
     // TenantPolicy (cluster-scoped, in no aggregated role).
     let user = format!("admin-of-{b}");
@@ -412,6 +468,7 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
     // Cleanup of what the test made outside the controllers.
     sqs.delete_queue().queue_url(&doomed_url).send().await.unwrap();
     sqs.delete_queue().queue_url(&legacy_url).send().await.unwrap();
+    sns.delete_topic().topic_arn(&doomed_arn).send().await.unwrap();
     dynamodb.delete_table().table_name(&table).send().await.unwrap();
     controller_a.stop().await;
     controller_b.stop().await;
