@@ -184,7 +184,9 @@ KAFKA_SASL_PASSWORD="$KAFKA_SASL_PASSWORD" AZURE_COSMOS_KEY="$COSMOS_KEY" AZURE_
 	>"$demo/device-processor.log" 2>&1 &
 pids+=($!)
 events=${DEMO_EVENTS:-500}
-java -cp "$TESTBED_DIR/kafka-libs/*" scripts/demo/SendTelemetry.java devices-telemetry "$events" | sed 's/^/  /'
+# The hub (a topic on the broker) is the DeviceStream's, as it recorded it: `<namespace>_<name>` by default.
+hub=$(kubectl get devicestream -n devices telemetry -o jsonpath='{.status.hubName}')
+java -cp "$TESTBED_DIR/kafka-libs/*" scripts/demo/SendTelemetry.java "$hub" "$events" | sed 's/^/  /'
 python3 - "$device_port" "$events" <<'PY'
 import sys, time, urllib.request
 port, events = sys.argv[1], int(sys.argv[2])
