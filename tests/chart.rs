@@ -153,7 +153,10 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         default_tenancy["rules"][0]["resources"],
         json!(["tenantpolicies"])
     );
-    assert_eq!(default_tenancy["rules"][0]["verbs"], json!(["get"]));
+    assert_eq!(
+        default_tenancy["rules"][0]["verbs"],
+        json!(["get", "list", "watch"])
+    );
     assert_eq!(
         default_tenancy["rules"][1]["resourceNames"],
         json!(["kube-system"])

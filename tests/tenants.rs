@@ -278,6 +278,13 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
         "nothing rendered"
     );
 
+    // A policy change re-reconciles at once: a Forbidden object (which waits for a change of its own
+    // spec otherwise) is admitted when the administrator allows its registry.
+    let images = json!({"allowAdoption": true, "images": ["evil.example.com/*"]});
+    common::tenant_policy(&client, &b, images).await;
+    common::wait_reason(&client, &b, "Consumer", "miner", "Available", CONVERGE).await;
+    println!("ADMITTED Consumer {b}/miner once TenantPolicy {b} listed evil.example.com/*");
+
     // Cleanup of what the test made outside the controllers.
     dynamodb.delete_table().table_name(&table).send().await.unwrap();
     controller_a.stop().await;

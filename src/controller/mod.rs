@@ -213,15 +213,25 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let mut consumers = watch::Reflector::new(writers.consumers);
     let mut device_streams = watch::Reflector::new(writers.device_streams);
 
+    // A TenantPolicy change re-reconciles every object of every kind.
+    let (policy_feed, mut policy_triggers) = tenancy::policy_changes(&ctx.client, 6);
+    let mut policy_changed = move || {
+        policy_triggers
+            .pop()
+            .unwrap_or_else(|| futures::channel::mpsc::unbounded().1)
+    };
+
     let topic_controller = Controller::for_shared_stream(
         topics.subscribe(watch::spec_or_lifecycle, false),
         stores.topics.clone(),
-    );
+    )
+    .reconcile_all_on(policy_changed());
 
     let queue_controller = Controller::for_shared_stream(
         queues.subscribe(watch::spec_or_lifecycle, false),
         stores.queues.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(
         subscriptions.subscribe(watch::subscription_identity, true),
         |subscription| watch::queue_of(&subscription),
@@ -239,6 +249,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         dead_letters.subscribe(watch::spec_or_lifecycle, false),
         stores.dead_letters.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
         let dead_letters = stores.dead_letters.clone();
         move |queue| watch::dead_letters_of(&dead_letters, &queue)
@@ -248,6 +259,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         subscriptions.subscribe(watch::spec_or_lifecycle, false),
         stores.subscriptions.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
         let subscriptions = stores.subscriptions.clone();
         move |topic| watch::referencing(&subscriptions, &*topic, |s| &s.spec.topic_ref.name)
@@ -260,12 +272,14 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let device_stream_controller = Controller::for_shared_stream(
         device_streams.subscribe(watch::spec_or_lifecycle, false),
         stores.device_streams.clone(),
-    );
+    )
+    .reconcile_all_on(policy_changed());
 
     let consumer_controller = Controller::for_shared_stream(
         consumers.subscribe(watch::spec_or_lifecycle, false),
         stores.consumers.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
         let consumers = stores.consumers.clone();
         move |queue| consumer::consumers_referencing(&consumers, &*queue, consumer::source_queue)
@@ -292,6 +306,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             subscriptions.run(watch::api(&ctx.client, namespace)),
             consumers.run(watch::api(&ctx.client, namespace)),
             device_streams.run(watch::api(&ctx.client, namespace)),
+            policy_feed,
         )
     };
     let controllers = async {

@@ -1,7 +1,7 @@
 //! Tenant boundaries: what a namespace's objects may reach, from the cluster-scoped `TenantPolicy`
 //! objects administrators write (see `docs/security-tenancy.md`). Resolve: the namespace's own policy
-//! and the cluster default, read at every reconcile (a policy change applies at the next reconcile of
-//! each object, at the latest after the resync period) → the effective policy ([`effective`], pure) →
+//! and the cluster default, read at every reconcile (and a change of any policy re-reconciles every
+//! object at once, [`policy_changes`]) → the effective policy ([`effective`], pure) →
 //! the checks of the validate steps ([`Effective::check_table`] and the others, pure), each a
 //! `Forbidden` error naming the field, its value and the policy that decided.
 
@@ -335,6 +335,42 @@ pub async fn load(client: &Client, object: &str, namespace: &str) -> Result<Effe
     let own = get(namespace.to_owned()).await?;
     let default = get(CLUSTER_DEFAULT.to_owned()).await?;
     Ok(effective(namespace, own.as_ref(), default.as_ref()))
+}
+
+/// One stream per controller that yields whenever a TenantPolicy is created, changed or deleted (for
+/// `Controller::reconcile_all_on`: policies change rarely, and then every object is checked against the
+/// new one at once instead of at its next resync), and the watch that feeds them, to run alongside the
+/// controllers. Without the CRD or the permission the watch retries with backoff and objects still pick
+/// a change up at their next reconcile.
+pub fn policy_changes(
+    client: &Client,
+    controllers: usize,
+) -> (
+    impl std::future::Future<Output = ()> + Send + use<>,
+    Vec<futures::channel::mpsc::UnboundedReceiver<()>>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..controllers)
+        .map(|_| futures::channel::mpsc::unbounded())
+        .unzip();
+    let api: Api<TenantPolicy> = Api::all(client.clone());
+    let feed = async move {
+        let events = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    for sender in &senders {
+                        let _ = sender.unbounded_send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "watching TenantPolicies"),
+            }
+        }
+    };
+    (feed, receivers)
 }
 
 /// The cluster identity in the ownership tags: `configured` (`--cluster-id`, the chart's `clusterId`)

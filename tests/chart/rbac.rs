@@ -45,7 +45,7 @@ const CONTROLLER: [(&str, &[&str]); 22] = [
     ("deployments.apps", &["create", "get", "patch"]),
     ("secrets", &["create", "get", "patch"]),
     // Cluster-scoped: the TenantPolicies, and the kube-system Namespace (the default cluster identity).
-    ("tenantpolicies.tributary.dev", &["get"]),
+    ("tenantpolicies.tributary.dev", &["get", "list", "watch"]),
     ("namespaces", &["get"]),
 ];
 
