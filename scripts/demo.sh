@@ -35,7 +35,15 @@ echo "== Kubernetes $(kubectl version -o json | python3 -c 'import json,sys; pri
 kubectl get nodes
 kubectl apply --server-side -f crds/tributary.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
-	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters}.tributary.dev >/dev/null
+	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters,tenantpolicies}.tributary.dev >/dev/null
+# The order example's Consumers share the table `orders`, which a namespace may use only where its
+# TenantPolicy lists it (docs/security-tenancy.md).
+kubectl apply --server-side -f - >/dev/null <<'POLICY'
+apiVersion: tributary.dev/v1alpha1
+kind: TenantPolicy
+metadata: {name: orders}
+spec: {dynamodbTables: [orders]}
+POLICY
 
 echo
 arm=$((base + 41))
@@ -191,7 +199,9 @@ KAFKA_SASL_PASSWORD="$KAFKA_SASL_PASSWORD" AZURE_COSMOS_KEY="$COSMOS_KEY" AZURE_
 	>"$demo/device-processor.log" 2>&1 &
 pids+=($!)
 events=${DEMO_EVENTS:-500}
-java -cp "$TESTBED_DIR/kafka-libs/*" scripts/demo/SendTelemetry.java devices-telemetry "$events" | sed 's/^/  /'
+# The hub (a topic on the broker) is the DeviceStream's, as it recorded it: `<namespace>_<name>` by default.
+hub=$(kubectl get devicestream -n devices telemetry -o jsonpath='{.status.hubName}')
+java -cp "$TESTBED_DIR/kafka-libs/*" scripts/demo/SendTelemetry.java "$hub" "$events" | sed 's/^/  /'
 python3 - "$device_port" "$events" <<'PY'
 import sys, time, urllib.request
 port, events = sys.argv[1], int(sys.argv[2])

@@ -114,6 +114,11 @@ struct ControllerArgs {
     /// NetworkPolicies let reach the workers' metrics port.
     #[arg(long, env = "TRIBUTARY_MONITORING_NAMESPACE", default_value = "monitoring")]
     monitoring_namespace: String,
+    /// This cluster's identity in the ownership tags of every cloud resource (default: the UID of the
+    /// kube-system Namespace). Set it when several clusters should count as one, e.g. a rebuilt cluster
+    /// taking over its predecessor's resources.
+    #[arg(long, env = "TRIBUTARY_CLUSTER_ID")]
+    cluster_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +271,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         watch_namespace,
         log_format: _,
         monitoring_namespace,
+        cluster_id,
     } = args;
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
@@ -288,6 +294,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     controller::ensure_crds(&client, watch_namespace.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
+    let cluster = controller::tenancy::cluster_identity(&client, cluster_id)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(%cluster, "cluster identity of the ownership tags");
     let lease = LeaseConfig {
         namespace: leader_election_namespace,
         name: lease_name,
@@ -318,6 +328,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
             .map_err(anyhow::Error::msg)?,
         event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
+        cluster,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

@@ -72,6 +72,10 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "tracing.sampler=parentbased_traceidratio",
         "--set",
         "tracing.samplerArg=0.1",
+        "--set",
+        "clusterId=prod-eu-1",
+        "--set",
+        "tenancy.defaultPolicy.dynamodbTables={shared-*}",
     ];
     let mut lint = vec!["lint", "--strict", CHART];
     lint.extend(all_options);
@@ -135,6 +139,43 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         Some(json!("http://otel-collector.observability:4318"))
     );
     assert_eq!(value_of("OTEL_TRACES_SAMPLER_ARG"), Some(json!("0.1")));
+    assert_eq!(value_of("TRIBUTARY_CLUSTER_ID"), Some(json!("prod-eu-1")));
+    // The cluster default TenantPolicy from tenancy.defaultPolicy; none by default.
+    let policy = everything.iter().find(|d| d["kind"] == "TenantPolicy").unwrap();
+    assert_eq!(policy["metadata"]["name"], "cluster.default");
+    assert_eq!(policy["spec"]["dynamodbTables"], json!(["shared-*"]));
+    assert!(!kinds(&default).contains("TenantPolicy"));
+    // The tenancy ClusterRole: get on TenantPolicies, and on kube-system only without clusterId; it
+    // carries no aggregation label, so tenants' edit/admin roles never include the policy.
+    let tenancy = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| {
+                d["kind"] == "ClusterRole" && d["metadata"]["name"].as_str().unwrap().ends_with("-tenancy")
+            })
+            .unwrap()
+            .clone()
+    };
+    let default_tenancy = tenancy(&default);
+    assert_eq!(
+        default_tenancy["rules"][0]["resources"],
+        json!(["tenantpolicies"])
+    );
+    assert_eq!(
+        default_tenancy["rules"][0]["verbs"],
+        json!(["get", "list", "watch"])
+    );
+    assert_eq!(
+        default_tenancy["rules"][1]["resourceNames"],
+        json!(["kube-system"])
+    );
+    assert!(
+        default_tenancy["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("aggregate-to"))
+    );
+    assert_eq!(tenancy(&everything)["rules"].as_array().unwrap().len(), 1);
     assert_eq!(
         annotations["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/workers"
@@ -163,7 +204,10 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "--set",
         "watchNamespace=orders",
     ]));
-    assert!(!kinds(&scoped).contains("ClusterRole"));
+    // Only the tenancy ClusterRole is cluster-wide (TenantPolicies are cluster-scoped).
+    let cluster_roles: Vec<_> = scoped.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    assert_eq!(cluster_roles.len(), 1);
+    assert_eq!(cluster_roles[0], &tenancy(&scoped));
     let roles: Vec<_> = scoped.iter().filter(|d| d["kind"] == "Role").collect();
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "orders"));
 

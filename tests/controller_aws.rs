@@ -100,19 +100,6 @@ async fn topic_subscriptions(
         .unwrap_or_default()
 }
 
-/// The tags of an SQS queue.
-async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
-    sqs.list_queue_tags()
-        .queue_url(url)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
 /// Receives and deletes everything in a queue until it stays empty for a second; returns the bodies,
 /// sorted.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
@@ -121,19 +108,4 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     bodies
 }
 
-/// Whether an Event with `reason` whose note contains `text` was recorded on `name`.
-async fn has_event(client: &kube::Client, namespace: &str, name: &str, reason: &str, text: &str) -> bool {
-    use k8s_openapi::api::events::v1::Event;
-    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
-    events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .any(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.reason.as_deref() == Some(reason)
-                && e.note.as_deref().unwrap_or_default().contains(text)
-        })
-}
+use common::{has_event, queue_tags, topic_tags};

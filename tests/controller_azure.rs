@@ -48,6 +48,7 @@ async fn storage_queues_are_created_refused_adopted_and_deleted() {
     let ns = common::namespace(&client, "ctrl-azure").await;
     let controller = common::start_controller(&client, &ns, &common::aws_config().await).await;
     let (queues, account) = common::azure_storage();
+    common::tenant_policy(&client, &ns, json!({"allowAdoption": true})).await;
 
     // Without the Secret the dead letter waits for it, then comes up once it exists.
     let retained = "  deletionPolicy: Retain\n";
@@ -66,7 +67,7 @@ async fn storage_queues_are_created_refused_adopted_and_deleted() {
         .await
         .unwrap();
     let dead = common::wait_reason(&client, &ns, "DeadLetter", "dead", "Available", CONVERGE).await;
-    let dead_name = format!("{ns}-dead").to_lowercase();
+    let dead_name = tributary::cloud::names::hashed_dns(&ns, "dead", 63);
     assert!(
         status_str(&dead, "url").ends_with(&format!("/{dead_name}")),
         "{dead:?}"
@@ -78,13 +79,14 @@ async fn storage_queues_are_created_refused_adopted_and_deleted() {
         .expect("created");
     assert_eq!(observed.metadata["tributary_kind"], "DeadLetter");
     assert_eq!(observed.metadata["tributary_namespace"], ns);
+    assert_eq!(observed.metadata["tributary_cluster"], common::TEST_CLUSTER);
 
     // A Queue with that dead letter: created, depth in status.
     let dead_letter = "  deadLetter: {ref: {name: dead}, maxReceiveCount: 3}\n";
     common::create_yaml(&client, &ns, &azure_yaml("Queue", "orders", "", dead_letter)).await;
     let orders = common::wait_reason(&client, &ns, "Queue", "orders", "Available", CONVERGE).await;
     assert_eq!(orders.data["status"]["depth"], 0);
-    let orders_name = format!("{ns}-orders").to_lowercase();
+    let orders_name = tributary::cloud::names::hashed_dns(&ns, "orders", 63);
     assert_eq!(
         queues
             .observe(&account, &orders_name)

@@ -159,6 +159,8 @@ async fn the_order_example_runs_its_consumers_and_scales_with_the_backlog() {
     let aws = common::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let controller = common::start_controller(&client, &ns, &aws).await;
+    // The example's Consumers share the table `orders`, outside the default `<namespace>-*`.
+    common::tenant_policy(&client, &ns, json!({"dynamodbTables": ["orders"]})).await;
     common::create_yaml(&client, &ns, &order_example()).await;
 
     let mut urls = std::collections::BTreeMap::new();

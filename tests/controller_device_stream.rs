@@ -61,6 +61,7 @@ async fn event_hubs_are_provisioned_corrected_adopted_and_deleted() {
         common::start_controller_with(&client, &ns, &common::aws_config().await, Some(event_hubs)).await;
     let streams = common::tributary_api(&client, &ns, "DeviceStream");
     let hub_namespace = common::unique("plant-hubs");
+    common::tenant_policy(&client, &ns, json!({"allowAdoption": true})).await;
 
     // The namespace does not exist and is not to be created: waited for, with the reason.
     let waiting = "    namespace: missing-namespace\n";
@@ -96,7 +97,8 @@ async fn event_hubs_are_provisioned_corrected_adopted_and_deleted() {
     assert_eq!(namespace["properties"]["provisioningState"], "Succeeded");
     assert_eq!(namespace["sku"]["name"], "Standard");
     assert_eq!(namespace["properties"]["kafkaEnabled"], true);
-    let hub_name = format!("{ns}-telemetry");
+    let hub_name = format!("{ns}_telemetry");
+    assert_eq!(ready.data["status"]["hubName"], hub_name.as_str());
     let hub_id = format!("{}/eventhubs/{hub_name}", namespace_id(&hub_namespace));
     let hub = fake.resource(&hub_id).unwrap();
     assert_eq!(

@@ -215,7 +215,7 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
         CONVERGE,
     )
     .await;
-    let topic = format!("{ns}-telemetry");
+    let topic = format!("{ns}_telemetry");
     let group = "device-processor";
     let dead_letter =
         common::wait_reason(&client, &ns, "DeadLetter", "devices-dlq", "Available", CONVERGE).await;

@@ -42,7 +42,8 @@ pub struct Lifecycle {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// Take over a cloud resource that already exists under the same name instead of refusing to
-    /// reconcile.
+    /// reconcile. Only where the namespace's TenantPolicy allows adoption, and never a resource tagged as
+    /// another Tributary object's or another cluster's. Default: false.
     #[serde(default)]
     pub adopt: bool,
     /// Tags (AWS) or tags (Azure Resource Manager) put on the cloud resource, besides Tributary's own
@@ -139,7 +140,7 @@ pub struct StorageQueueLocation {
     /// Queue name: 3 to 63 lowercase letters, digits and dashes, starting and ending with a letter or
     /// digit, no two dashes in a row (Storage "Naming queues and metadata":
     /// learn.microsoft.com/rest/api/storageservices/naming-queues-and-metadata). Defaults to
-    /// `<namespace>-<name>`. Immutable.
+    /// `<namespace>-<name>-<hash>` (a name recorded in status is kept). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 63),

@@ -61,7 +61,7 @@ pub struct DeadLetterSpec {
 pub struct DeadLetterAws {
     /// SQS queue name: 1 to 80 alphanumeric characters, hyphens and underscores, and for a FIFO dead letter
     /// the `.fifo` suffix (counted in the 80), which only a FIFO queue may have (SQS CreateQueue). Defaults
-    /// to `<namespace>-<name>` (with `.fifo` for FIFO). Immutable.
+    /// to `<namespace>_<name>` (with `.fifo` for FIFO; a name recorded in status is kept). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
     pub name: Option<String>,

@@ -96,7 +96,7 @@ pub struct DeviceStreamAzure {
     pub location: Option<String>,
     /// Event Hub name: 1 to 256 letters, digits, periods, hyphens and underscores, starting and ending with
     /// a letter or digit (Azure naming rules, Microsoft.EventHub/namespaces/eventhubs). Defaults to
-    /// `<namespace>-<name>` of this object. Immutable.
+    /// `<namespace>_<name>` of this object (a name recorded in status is kept). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 256),
@@ -152,4 +152,8 @@ pub struct DeviceStreamStatus {
     /// Secret (same namespace) with the connection information consumers use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_name: Option<String>,
+    /// The Event Hub's name, recorded once it exists so that a change of the default naming never
+    /// renames a live hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_name: Option<String>,
 }

@@ -1,4 +1,4 @@
-//! The Tributary API: six namespaced kinds in `tributary.dev/v1alpha1`, with the CRDs generated from these
+//! The Tributary API: six namespaced kinds and the cluster-scoped `TenantPolicy` in `tributary.dev/v1alpha1`, with the CRDs generated from these
 //! types (`tributary crds`). Cross-field rules are CEL (`x-kubernetes-validations`), so the API server
 //! rejects a bad object with a message naming the field.
 
@@ -9,6 +9,7 @@ pub mod device_stream;
 pub mod http_source;
 pub mod queue;
 pub mod subscription;
+pub mod tenant_policy;
 pub mod topic;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -19,6 +20,7 @@ pub use dead_letter::DeadLetter;
 pub use device_stream::DeviceStream;
 pub use queue::Queue;
 pub use subscription::Subscription;
+pub use tenant_policy::TenantPolicy;
 pub use topic::Topic;
 
 /// Every CRD of the API, in a stable order.
@@ -30,6 +32,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Consumer::crd(),
         DeviceStream::crd(),
         DeadLetter::crd(),
+        TenantPolicy::crd(),
     ]
 }
 
@@ -70,7 +73,7 @@ mod tests {
 
     #[test]
     fn every_kind_is_namespaced_in_the_tributary_category_with_status() {
-        for crd in crds() {
+        for crd in crds().into_iter().filter(|c| c.spec.names.kind != "TenantPolicy") {
             assert_eq!(crd.spec.group, common::GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");
             assert_eq!(
@@ -89,5 +92,14 @@ mod tests {
                 crd.spec.names.kind
             );
         }
+    }
+
+    /// The policy is cluster-scoped (tenants' namespaced roles never reach it) and outside the
+    /// `tributary` category (`kubectl get tributary -n ns` lists a namespace's pipeline only).
+    #[test]
+    fn the_tenant_policy_is_cluster_scoped_and_not_in_the_category() {
+        let crd = TenantPolicy::crd();
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert_eq!(crd.spec.names.categories, None);
     }
 }

@@ -93,7 +93,8 @@ pub struct QueueAws {
     /// SQS queue name: 1 to 80 alphanumeric characters, hyphens and underscores, and for a FIFO queue the
     /// `.fifo` suffix (counted in the 80), which only a FIFO queue may have (SQS CreateQueue:
     /// docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html). Defaults to
-    /// `<namespace>-<name>` (with `.fifo` for FIFO queues). Set it to adopt an existing queue. Immutable.
+    /// `<namespace>_<name>` (with `.fifo` for FIFO queues; a name recorded in status is kept). Set it to
+    /// adopt an existing queue. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 80), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
     pub name: Option<String>,

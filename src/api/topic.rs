@@ -53,8 +53,9 @@ pub struct TopicSpec {
 pub struct TopicAws {
     /// SNS topic name: 1 to 256 ASCII letters, digits, underscores and hyphens, and for a FIFO topic the
     /// `.fifo` suffix (counted in the 256), which only a FIFO topic may have (SNS CreateTopic:
-    /// docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html). Defaults to `<namespace>-<name>` (with
-    /// `.fifo` for FIFO topics). Set it to adopt an existing topic. Immutable.
+    /// docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html). Defaults to `<namespace>_<name>` (with
+    /// `.fifo` for FIFO topics; a name recorded in status is kept). Set it to adopt an existing topic.
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$"))]
     pub name: Option<String>,

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod azure;
 mod error;
+pub mod names;
 pub mod redrive;
 pub mod traits;
 pub mod work_queue;

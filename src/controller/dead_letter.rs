@@ -17,7 +17,7 @@ use super::{
     redrive::{self, Source},
     redrive_azure, references,
     status::{describe, was_synced},
-    storage_queue, watch,
+    storage_queue, tenancy, watch,
 };
 use crate::{
     admission::Spec,
@@ -37,15 +37,27 @@ pub fn validate(dead_letter: &DeadLetter) -> Result<&DeadLetterAws, Error> {
     })
 }
 
-/// The SQS queue name of a DeadLetter.
+/// The SQS queue name of a DeadLetter: `spec.aws.name`, else the name recorded in status, else the
+/// default `<namespace>_<name>`.
 pub fn queue_name(dead_letter: &DeadLetter, aws: &DeadLetterAws) -> String {
+    let recorded = recorded_url(dead_letter);
     aws.name.clone().unwrap_or_else(|| {
-        attributes::default_queue_name(
-            &dead_letter.namespace().unwrap_or_default(),
-            &dead_letter.name_any(),
-            aws.fifo,
-        )
+        crate::cloud::names::recorded_or(recorded, || {
+            attributes::default_queue_name(
+                &dead_letter.namespace().unwrap_or_default(),
+                &dead_letter.name_any(),
+                aws.fifo,
+            )
+        })
     })
+}
+
+/// The queue URL recorded in status.
+fn recorded_url(dead_letter: &DeadLetter) -> Option<&str> {
+    dead_letter
+        .status
+        .as_ref()
+        .and_then(|s| s.observed.url.as_deref())
 }
 
 /// The source queues of `dead_letter` among `queues`: those that reference it, are not being deleted and
@@ -75,15 +87,22 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
 
     async fn apply(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeadLetterStatus>, Error> {
         references::validate(&*dead_letter, Spec::DeadLetter(&dead_letter.spec), &ctx.stores)?;
+        let (object, adopt) = (describe(&*dead_letter), dead_letter.spec.lifecycle.adopt);
+        let namespace = dead_letter.namespace().unwrap_or_default();
+        tenancy::load(&ctx.client, &object, &namespace)
+            .await?
+            .check_adoption(&object, adopt)?;
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
-            let adopt = dead_letter.spec.lifecycle.adopt;
+            let recorded = recorded_url(&dead_letter);
             let mut observed =
-                storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt).await?;
+                storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded).await?;
             let url = observed.url.clone().unwrap_or_default();
             let step = redrive_azure::step(&ctx, &dead_letter, location, &url).await?;
             // A redrive changes the depth: read it again when one ran.
             if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
-                observed = storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt).await?;
+                observed =
+                    storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded)
+                        .await?;
             }
             return Ok(Applied {
                 status: DeadLetterStatus {
@@ -95,31 +114,18 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
                 requeue: step.requeue,
             });
         }
-        let object = describe(&*dead_letter);
         let aws = validate(&dead_letter)?;
-        let namespace = dead_letter.namespace().unwrap_or_default();
         let queues = watch::in_namespace(&ctx.stores.queues, &namespace);
         let sources = sources(&dead_letter.name_any(), &queues);
         let source_arns: Vec<String> = sources.iter().map(|(arn, _)| arn.clone()).collect();
 
         let name = queue_name(&dead_letter, aws);
         let tags = desired_tags(
-            "DeadLetter",
-            &namespace,
-            &dead_letter.name_any(),
+            &ctx.owner("DeadLetter", &*dead_letter),
             &dead_letter.spec.lifecycle.tags,
         );
         let desired = attributes::dead_letter_attributes(aws, &source_arns);
-        let ensured = ensure_queue(
-            &ctx,
-            &*dead_letter,
-            "DeadLetter",
-            &name,
-            &desired,
-            &tags,
-            dead_letter.spec.lifecycle.adopt,
-        )
-        .await?;
+        let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &name, &desired, &tags, adopt).await?;
         let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;
         if !changed.is_empty() && !ensured.created {
             let reason = events::change_reason(was_synced(&*dead_letter));
@@ -156,7 +162,9 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
     async fn cleanup(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
             let policy = dead_letter.spec.lifecycle.deletion_policy;
-            return storage_queue::remove(&ctx, &*dead_letter, "DeadLetter", location, policy).await;
+            let recorded = recorded_url(&dead_letter);
+            return storage_queue::remove(&ctx, &*dead_letter, "DeadLetter", location, policy, recorded)
+                .await;
         }
         let url = dead_letter.status.as_ref().and_then(|s| s.observed.url.clone());
         let name = dead_letter

@@ -16,8 +16,9 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, ownership, ownership_tags},
+    ownership::{Owner, Ownership, lost, ownership, ownership_tags, refusal},
     status::{Kind as _, describe},
+    tenancy::{self, Effective},
 };
 use crate::{
     api::{
@@ -85,17 +86,28 @@ pub fn secret_name(stream: &str) -> String {
     format!("{stream}-eventhub")
 }
 
-/// The hub name: `spec.azure.hubName`, or `<namespace>-<name>`.
-pub fn hub_name(namespace: &str, name: &str, azure: &DeviceStreamAzure) -> String {
-    azure
-        .hub_name
-        .clone()
-        .unwrap_or_else(|| format!("{namespace}-{name}"))
+/// The hub name: `spec.azure.hubName`, else the name recorded in status, else (a hub made before names
+/// were recorded, which has partitions in status) the old default `<namespace>-<name>`, else
+/// `<namespace>_<name>` ([`crate::cloud::names::separated`]; `_` is legal in hub names and not in
+/// Kubernetes names, so no two objects share it).
+pub fn hub_name(stream: &DeviceStream, azure: &DeviceStreamAzure) -> String {
+    let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
+    let status = stream.status.as_ref();
+    if let Some(hub) = azure.hub_name.clone().or_else(|| status?.hub_name.clone()) {
+        return hub;
+    }
+    if status.is_some_and(|s| s.partitions.is_some()) {
+        return format!("{namespace}-{name}");
+    }
+    crate::cloud::names::separated(&namespace, &name, "", EVENT_HUB_NAME_LIMIT)
 }
 
+/// Event Hubs' limit on hub names.
+const EVENT_HUB_NAME_LIMIT: usize = 256;
+
 /// The ownership mark kept in a hub's `userMetadata`: the ownership tags as JSON.
-pub fn mark(namespace: &str, name: &str) -> String {
-    serde_json::to_string(&ownership_tags(DeviceStream::KIND, namespace, name)).unwrap_or_default()
+pub fn mark(owner: &Owner<'_>) -> String {
+    serde_json::to_string(&ownership_tags(owner)).unwrap_or_default()
 }
 
 fn tags_of_mark(mark: Option<&str>) -> Tags {
@@ -103,10 +115,12 @@ fn tags_of_mark(mark: Option<&str>) -> Tags {
         .unwrap_or_default()
 }
 
-/// The validate step: the `azure` block, the controller's access, and the hub's address.
+/// The validate step: the `azure` block, the controller's access, the hub's address and, with a
+/// `policy`, that the namespace may use its subscription and resource group.
 fn validate<'a>(
     stream: &'a DeviceStream,
     config: Option<&'a EventHubsConfig>,
+    policy: Option<&Effective>,
 ) -> Result<(&'a DeviceStreamAzure, &'a EventHubsConfig, HubAddress), Error> {
     let object = describe(stream);
     let invalid = |message: &str| Error::InvalidSpec {
@@ -138,11 +152,16 @@ fn validate<'a>(
         .ok_or_else(|| {
             invalid("spec.azure.resourceGroup is required: the controller has no default resource group")
         })?;
+    if let Some(policy) = policy {
+        let defaults = (config.subscription.as_deref(), config.resource_group.as_deref());
+        policy.check_azure(&object, &subscription, &resource_group, defaults)?;
+        policy.check_adoption(&object, stream.spec.lifecycle.adopt)?;
+    }
     let address = HubAddress {
         subscription,
         resource_group,
         namespace: azure.namespace.clone(),
-        hub: hub_name(&stream.namespace().unwrap_or_default(), &stream.name_any(), azure),
+        hub: hub_name(stream, azure),
     };
     Ok((azure, config, address))
 }
@@ -163,9 +182,11 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
     async fn apply(stream: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<DeviceStreamStatus>, Error> {
         let object = describe(&*stream);
         let err = |source| Error::cloud(&object, source);
-        let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref())?;
         let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
+        let policy = tenancy::load(&ctx.client, &object, &namespace).await?;
+        let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref(), Some(&policy))?;
         let hubs = &config.hubs;
+        let ours = ctx.owner(DeviceStream::KIND, &*stream);
 
         // The namespace.
         match hubs.namespace_state(&address).await.map_err(err)? {
@@ -174,12 +195,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
                     object: object.clone(),
                     message: "spec.azure.location is required to create the namespace".to_owned(),
                 })?;
-                let tags = crate::controller::ownership::desired_tags(
-                    DeviceStream::KIND,
-                    &namespace,
-                    &name,
-                    &stream.spec.lifecycle.tags,
-                );
+                let tags = crate::controller::ownership::desired_tags(&ours, &stream.spec.lifecycle.tags);
                 let created = hubs
                     .create_namespace(&address, location, &tags)
                     .await
@@ -216,7 +232,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         let settings = HubSettings {
             partitions: azure.partitions,
             retention_hours: azure.retention_hours,
-            mark: mark(&namespace, &name),
+            mark: mark(&ours),
         };
         let (recorder, owner, desired, at) = (&ctx.recorder, &*stream, &settings, &address);
         let put = move |reason: &'static str, note: String| async move {
@@ -235,45 +251,39 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
                 Some(put(reasons::CREATED, note).await.map_err(err)?)
             }
             Some(hub) => {
-                match ownership(
+                let found = ownership(
                     &tags_of_mark(hub.mark.as_deref()),
-                    DeviceStream::KIND,
-                    &namespace,
-                    &name,
+                    &ours,
                     stream.spec.lifecycle.adopt,
-                ) {
-                    Ownership::Foreign(who) => {
-                        return Err(Error::AlreadyExists {
-                            object,
-                            message: format!(
-                                "Event Hub {} exists and {who}; set spec.adopt: true to take it over",
-                                address.hub
-                            ),
-                        });
-                    }
+                );
+                let resource = format!("Event Hub {}", address.hub);
+                if let Some(refused) = refusal(&object, &resource, &found) {
+                    return Err(refused);
+                }
+                check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
+                let drifted = hub.partitions != settings.partitions
+                    || hub.retention_hours != Some(i64::from(settings.retention_hours));
+                match found {
                     Ownership::Adopt => {
-                        check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
                         let note = format!("adopted the existing Event Hub {}", address.hub);
                         Some(put(reasons::ADOPTED, note).await.map_err(err)?)
                     }
-                    Ownership::Ours => {
-                        check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
-                        let drifted = hub.partitions != settings.partitions
-                            || hub.retention_hours != Some(i64::from(settings.retention_hours));
-                        if drifted {
-                            let note = format!(
-                                "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
-                                address.hub,
-                                hub.partitions,
-                                hub.retention_hours,
-                                settings.partitions,
-                                settings.retention_hours
-                            );
-                            Some(put(reasons::DRIFT_CORRECTED, note).await.map_err(err)?)
-                        } else {
-                            None
-                        }
+                    Ownership::Legacy => {
+                        let note = format!("marked Event Hub {} with this cluster's identity", address.hub);
+                        Some(put(reasons::UPDATED, note).await.map_err(err)?)
                     }
+                    _ if drifted => {
+                        let note = format!(
+                            "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
+                            address.hub,
+                            hub.partitions,
+                            hub.retention_hours,
+                            settings.partitions,
+                            settings.retention_hours
+                        );
+                        Some(put(reasons::DRIFT_CORRECTED, note).await.map_err(err)?)
+                    }
+                    _ => None,
                 }
             }
         };
@@ -314,6 +324,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
                 kafka_endpoint: Some(endpoint),
                 partitions: Some(hub.partitions),
                 connection_secret_name: Some(secret_name(&name)),
+                hub_name: Some(address.hub.clone()),
                 ..DeviceStreamStatus::default()
             },
             message: format!("Event Hub {} with {} partitions", address.hub, hub.partitions),
@@ -329,7 +340,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         }
         let object = describe(&*stream);
         let err = |source| Error::cloud(&object, source);
-        let (_, config, address) = match validate(&stream, ctx.config.event_hubs.as_ref()) {
+        let (_, config, address) = match validate(&stream, ctx.config.event_hubs.as_ref(), None) {
             Ok(found) => found,
             // Without access nothing can be deleted; the object must not hang in deletion for that.
             Err(Error::InvalidSpec { .. } | Error::DependencyNotReady { .. }) => {
@@ -339,12 +350,13 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             }
             Err(e) => return Err(e),
         };
-        let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
         let Some(hub) = config.hubs.hub(&address).await.map_err(err)? else {
             return Ok(());
         };
         let marks = tags_of_mark(hub.mark.as_deref());
-        if ownership(&marks, DeviceStream::KIND, &namespace, &name, false) != Ownership::Ours {
+        let resource = format!("Event Hub {}", address.hub);
+        if let Some(note) = lost(&resource, &marks, &ctx.owner(DeviceStream::KIND, &*stream)) {
+            events::warning(&ctx.recorder, &*stream, reasons::OWNERSHIP_LOST, note).await;
             return Ok(());
         }
         if !config.hubs.delete_hub(&address).await.map_err(err)? {
@@ -402,16 +414,42 @@ mod tests {
 
     #[test]
     fn the_mark_reads_back_as_ownership() {
-        let tags = tags_of_mark(Some(&mark("plant", "telemetry")));
-        assert_eq!(
-            ownership(&tags, "DeviceStream", "plant", "telemetry", false),
-            Ownership::Ours
-        );
-        assert_ne!(
-            ownership(&tags, "DeviceStream", "plant", "other", false),
-            Ownership::Ours
-        );
+        let owner = Owner {
+            cluster: "c1",
+            kind: "DeviceStream",
+            namespace: "plant",
+            name: "telemetry",
+        };
+        let tags = tags_of_mark(Some(&mark(&owner)));
+        assert_eq!(ownership(&tags, &owner, false), Ownership::Ours);
+        let other = Owner {
+            name: "other",
+            ..owner
+        };
+        assert!(matches!(
+            ownership(&tags, &other, true),
+            Ownership::OwnedByAnother(_)
+        ));
         assert_eq!(tags_of_mark(Some("free text a user wrote")), Tags::new());
+    }
+
+    #[test]
+    fn hub_names_are_separated_unless_recorded() {
+        let azure = DeviceStreamAzure::default();
+        let mut stream = DeviceStream::new("telemetry", Default::default());
+        stream.metadata.namespace = Some("plant".into());
+        assert_eq!(hub_name(&stream, &azure), "plant_telemetry");
+        // A hub made before names were recorded keeps the old default.
+        stream.status = Some(DeviceStreamStatus {
+            partitions: Some(4),
+            ..DeviceStreamStatus::default()
+        });
+        assert_eq!(hub_name(&stream, &azure), "plant-telemetry");
+        stream.status = Some(DeviceStreamStatus {
+            hub_name: Some("recorded".into()),
+            ..DeviceStreamStatus::default()
+        });
+        assert_eq!(hub_name(&stream, &azure), "recorded");
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub mod reasons {
     pub const IMMUTABLE_CHANGE: &str = "ImmutableChange";
     /// A cloud resource with this name exists, is not ours, and `spec.adopt` is false (permanent).
     pub const ALREADY_EXISTS: &str = "AlreadyExists";
+    /// A cloud resource with this name is tagged as another Tributary object's or another cluster's; it
+    /// is never taken over (permanent).
+    pub const OWNED_BY_ANOTHER: &str = "OwnedByAnother";
+    /// The namespace's TenantPolicy does not allow what the spec asks (permanent until the spec or the
+    /// policy changes).
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// A child object (ConfigMap, ServiceAccount, Deployment, Service, Secret) of the desired name exists
+    /// and is not controlled by this object; it is left alone (permanent).
+    pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// A Kubernetes API call failed (retried with backoff).
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
     /// The object's provider has no controller yet.
@@ -101,6 +110,30 @@ pub enum Error {
         /// Which resource, and how to take it over.
         message: String,
     },
+    /// The cloud resource is tagged as another Tributary object's or another cluster's.
+    #[error("{object}: {message}")]
+    OwnedByAnother {
+        /// The object.
+        object: String,
+        /// Which resource, and who owns it.
+        message: String,
+    },
+    /// The namespace's TenantPolicy forbids what the spec asks.
+    #[error("{object}: {message}")]
+    Forbidden {
+        /// The object.
+        object: String,
+        /// The field, its value and the policy.
+        message: String,
+    },
+    /// A child object exists and is not controlled by this object.
+    #[error("{object}: {message}")]
+    ChildConflict {
+        /// The object.
+        object: String,
+        /// The child, and who controls it.
+        message: String,
+    },
     /// A cloud call failed.
     #[error("{object}: {source}")]
     Cloud {
@@ -147,6 +180,9 @@ impl Error {
             Self::DependencyNotReady { .. } => reasons::DEPENDENCY_NOT_READY,
             Self::ImmutableChange { .. } => reasons::IMMUTABLE_CHANGE,
             Self::AlreadyExists { .. } => reasons::ALREADY_EXISTS,
+            Self::OwnedByAnother { .. } => reasons::OWNED_BY_ANOTHER,
+            Self::Forbidden { .. } => reasons::FORBIDDEN,
+            Self::ChildConflict { .. } => reasons::CHILD_CONFLICT,
             Self::Cloud { source, .. } => match source.kind() {
                 ErrorKind::Permanent | ErrorKind::Unsupported => reasons::CLOUD_REJECTED,
                 // NotFound here means a resource vanished between two calls: look again.
@@ -162,7 +198,10 @@ impl Error {
             Self::InvalidSpec { .. }
             | Self::InvalidFilter { .. }
             | Self::ImmutableChange { .. }
-            | Self::AlreadyExists { .. } => Class::Permanent,
+            | Self::AlreadyExists { .. }
+            | Self::OwnedByAnother { .. }
+            | Self::Forbidden { .. }
+            | Self::ChildConflict { .. } => Class::Permanent,
             Self::DependencyNotReady { .. } => Class::Dependency,
             Self::Cloud { source, .. } => match source.kind() {
                 ErrorKind::Permanent | ErrorKind::Unsupported => Class::Permanent,
@@ -179,7 +218,10 @@ impl Error {
             | Self::InvalidFilter { message, .. }
             | Self::DependencyNotReady { message, .. }
             | Self::ImmutableChange { message, .. }
-            | Self::AlreadyExists { message, .. } => message.clone(),
+            | Self::AlreadyExists { message, .. }
+            | Self::OwnedByAnother { message, .. }
+            | Self::Forbidden { message, .. }
+            | Self::ChildConflict { message, .. } => message.clone(),
             Self::Cloud { source, .. } => source.to_string(),
             Self::Kube { what, source, .. } => format!("{what}: {source}"),
         }

@@ -20,6 +20,8 @@ pub mod reasons {
     pub const DELETED: &str = "Deleted";
     /// The cloud resource was kept (`deletionPolicy: Retain`).
     pub const RETAINED: &str = "Retained";
+    /// A cloud resource to delete no longer carries this object's ownership tags: it was kept.
+    pub const OWNERSHIP_LOST: &str = "OwnershipLost";
     /// A reconcile failed.
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";
     /// A dead-letter redrive started, finished or failed.

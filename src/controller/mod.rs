@@ -23,6 +23,7 @@ pub mod status;
 pub mod storage_queue;
 pub mod subscription;
 pub mod subscription_relay;
+pub mod tenancy;
 pub mod topic;
 pub mod watch;
 
@@ -77,6 +78,8 @@ pub struct Config {
     pub storage: crate::cloud::azure::storage_queues::StorageQueues,
     /// How Event Hubs are managed (DeviceStreams); `None` without Azure Resource Manager access.
     pub event_hubs: Option<device_stream::EventHubsConfig>,
+    /// This cluster's identity, in the ownership tags of every cloud resource (see [`ownership`]).
+    pub cluster: String,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             worker: consumer::render::WorkerSettings::default(),
             storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
             event_hubs: None,
+            cluster: String::new(),
         }
     }
 }
@@ -117,6 +121,16 @@ pub struct Context<C> {
 }
 
 impl<C> Context<C> {
+    /// The owner of `object`'s cloud resources, as kind `kind`, in this controller's cluster.
+    pub fn owner<'a, K: kube::Resource>(&'a self, kind: &'a str, object: &'a K) -> ownership::Owner<'a> {
+        ownership::Owner {
+            cluster: &self.config.cluster,
+            kind,
+            namespace: object.meta().namespace.as_deref().unwrap_or_default(),
+            name: object.meta().name.as_deref().unwrap_or_default(),
+        }
+    }
+
     /// A context with an Event recorder reporting as `tributary-controller` (and `config.instance`).
     pub fn new(client: Client, cloud: C, metrics: Metrics, config: Config) -> Self {
         let reporter = Reporter {
@@ -200,15 +214,25 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let mut consumers = watch::Reflector::new(writers.consumers);
     let mut device_streams = watch::Reflector::new(writers.device_streams);
 
+    // A TenantPolicy change re-reconciles every object of every kind.
+    let (policy_feed, mut policy_triggers) = tenancy::policy_changes(&ctx.client, 6);
+    let mut policy_changed = move || {
+        policy_triggers
+            .pop()
+            .unwrap_or_else(|| futures::channel::mpsc::unbounded().1)
+    };
+
     let topic_controller = Controller::for_shared_stream(
         topics.subscribe(watch::spec_or_lifecycle, false),
         stores.topics.clone(),
-    );
+    )
+    .reconcile_all_on(policy_changed());
 
     let queue_controller = Controller::for_shared_stream(
         queues.subscribe(watch::spec_or_lifecycle, false),
         stores.queues.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(
         subscriptions.subscribe(watch::subscription_identity, true),
         |subscription| watch::queue_of(&subscription),
@@ -226,6 +250,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         dead_letters.subscribe(watch::spec_or_lifecycle, false),
         stores.dead_letters.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
         let dead_letters = stores.dead_letters.clone();
         move |queue| watch::dead_letters_of(&dead_letters, &queue)
@@ -235,6 +260,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         subscriptions.subscribe(watch::spec_or_lifecycle, false),
         stores.subscriptions.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
         let subscriptions = stores.subscriptions.clone();
         move |topic| watch::referencing(&subscriptions, &*topic, |s| &s.spec.topic_ref.name)
@@ -247,12 +273,14 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let device_stream_controller = Controller::for_shared_stream(
         device_streams.subscribe(watch::spec_or_lifecycle, false),
         stores.device_streams.clone(),
-    );
+    )
+    .reconcile_all_on(policy_changed());
 
     let consumer_controller = Controller::for_shared_stream(
         consumers.subscribe(watch::spec_or_lifecycle, false),
         stores.consumers.clone(),
     )
+    .reconcile_all_on(policy_changed())
     .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
         let consumers = stores.consumers.clone();
         move |queue| consumer::consumers_referencing(&consumers, &*queue, consumer::source_queue)
@@ -279,6 +307,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             subscriptions.run(watch::api(&ctx.client, namespace)),
             consumers.run(watch::api(&ctx.client, namespace)),
             device_streams.run(watch::api(&ctx.client, namespace)),
+            policy_feed,
         )
     };
     let controllers = async {

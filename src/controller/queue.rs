@@ -16,10 +16,10 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
+    ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
     references,
     status::{describe, was_synced},
-    storage_queue, watch,
+    storage_queue, tenancy, watch,
 };
 use crate::{
     admission::Spec,
@@ -34,6 +34,7 @@ use crate::{
             attributes::{self, RedriveTarget, names},
             queue_stats_from,
         },
+        names as names_for_cloud,
     },
 };
 
@@ -45,14 +46,18 @@ pub fn validate(queue: &Queue) -> Result<&QueueAws, Error> {
     })
 }
 
-/// The SQS queue name of a Queue.
+/// The SQS queue name of a Queue: `spec.aws.name`, else the name recorded in status (a live queue is
+/// never renamed), else the default `<namespace>_<name>`.
 pub fn queue_name(queue: &Queue, aws: &QueueAws) -> String {
+    let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
     aws.name.clone().unwrap_or_else(|| {
-        attributes::default_queue_name(
-            &queue.namespace().unwrap_or_default(),
-            &queue.name_any(),
-            aws.fifo,
-        )
+        names_for_cloud::recorded_or(recorded, || {
+            attributes::default_queue_name(
+                &queue.namespace().unwrap_or_default(),
+                &queue.name_any(),
+                aws.fifo,
+            )
+        })
     })
 }
 
@@ -154,8 +159,9 @@ async fn apply_azure<C: Cloud>(
             });
         }
     }
-    let observed =
-        storage_queue::ensure(ctx, queue, "Queue", &azure.location, queue.spec.lifecycle.adopt).await?;
+    let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
+    let adopt = queue.spec.lifecycle.adopt;
+    let observed = storage_queue::ensure(ctx, queue, "Queue", &azure.location, adopt, recorded).await?;
     let message = format!("Storage Queue {}", observed.url.as_deref().unwrap_or_default());
     Ok(Applied {
         status: QueueStatus {
@@ -175,6 +181,10 @@ impl<C: Cloud> Reconciler<C> for Queue {
 
     async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
         references::validate(&*queue, Spec::Queue(&queue.spec), &ctx.stores)?;
+        let namespace = queue.namespace().unwrap_or_default();
+        tenancy::load(&ctx.client, &describe(&*queue), &namespace)
+            .await?
+            .check_adoption(&describe(&*queue), queue.spec.lifecycle.adopt)?;
         if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
             return apply_azure(&queue, azure, &ctx).await;
         }
@@ -182,8 +192,7 @@ impl<C: Cloud> Reconciler<C> for Queue {
         let redrive = redrive_target(&queue, &ctx)?;
         let topics = topic_arns(&queue, &ctx);
         let name = queue_name(&queue, aws);
-        let namespace = queue.namespace().unwrap_or_default();
-        let tags = desired_tags("Queue", &namespace, &queue.name_any(), &queue.spec.lifecycle.tags);
+        let tags = desired_tags(&ctx.owner("Queue", &*queue), &queue.spec.lifecycle.tags);
         let base = attributes::queue_attributes(aws, redrive.as_ref());
         let ensured = ensure_queue(
             &ctx,
@@ -222,7 +231,8 @@ impl<C: Cloud> Reconciler<C> for Queue {
     async fn cleanup(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
         if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
             let policy = queue.spec.lifecycle.deletion_policy;
-            return storage_queue::remove(&ctx, &*queue, "Queue", &azure.location, policy).await;
+            let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
+            return storage_queue::remove(&ctx, &*queue, "Queue", &azure.location, policy, recorded).await;
         }
         let url = queue.status.as_ref().and_then(|s| s.observed.url.clone());
         let name = queue.spec.aws.as_ref().map(|aws| queue_name(&queue, aws));
@@ -247,7 +257,8 @@ pub(crate) struct Ensured {
 }
 
 /// Finds the queue `name` or creates it with `attributes` and `tags`; an existing queue must be ours, or
-/// is adopted when `adopt`, or is refused with `AlreadyExists`. Missing tags are added and, on a queue
+/// is adopted when `adopt` and it carries no Tributary tag, or is refused (`OwnedByAnother`,
+/// `AlreadyExists`). Missing tags are added and, on a queue
 /// already ours, tags the spec no longer has are removed.
 pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
     ctx: &Context<C>,
@@ -270,31 +281,23 @@ pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
         }
         Some(url) => {
             let observed_tags = cloud.queue_tags(&url).await.map_err(err)?;
-            let namespace = owner.namespace().unwrap_or_default();
-            match ownership(&observed_tags, kind, &namespace, &owner.name_any(), adopt) {
-                Ownership::Ours => {
-                    cloud
-                        .tag_queue(&url, &missing_tags(tags, &observed_tags))
-                        .await
-                        .map_err(err)?;
-                    cloud
-                        .untag_queue(&url, &stale_tags(tags, &observed_tags))
-                        .await
-                        .map_err(err)?;
-                }
-                Ownership::Adopt => {
-                    cloud.tag_queue(&url, tags).await.map_err(err)?;
-                    let note = format!("adopted the existing SQS queue {url}");
-                    events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
-                }
-                Ownership::Foreign(who) => {
-                    return Err(Error::AlreadyExists {
-                        object,
-                        message: format!(
-                            "SQS queue {name} exists and {who}; set spec.adopt: true to take it over"
-                        ),
-                    });
-                }
+            let found = ownership(&observed_tags, &ctx.owner(kind, owner), adopt);
+            if let Some(refused) = refusal(&object, &format!("SQS queue {name}"), &found) {
+                return Err(refused);
+            }
+            if found == Ownership::Adopt {
+                cloud.tag_queue(&url, tags).await.map_err(err)?;
+                let note = format!("adopted the existing SQS queue {url}");
+                events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
+            } else {
+                cloud
+                    .tag_queue(&url, &missing_tags(tags, &observed_tags))
+                    .await
+                    .map_err(err)?;
+                cloud
+                    .untag_queue(&url, &stale_tags(tags, &observed_tags))
+                    .await
+                    .map_err(err)?;
             }
             (url, false)
         }
@@ -349,8 +352,9 @@ pub(crate) async fn sync_attributes<K: super::status::Kind, C: Cloud>(
     Ok(names_of(&changes))
 }
 
-/// Cleanup of a Queue or DeadLetter: keep the queue (`Retain`), or delete the one we own (by the URL in
-/// status, else by name when it carries our tags). A queue that is not ours is never deleted.
+/// Cleanup of a Queue or DeadLetter: keep the queue (`Retain`), or delete it (by the URL in status, else
+/// by name) if it still carries this object's tags, read again now. A queue that is not ours is never
+/// deleted: it is kept, with a Warning Event.
 pub(crate) async fn delete_queue<K: super::status::Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
@@ -367,23 +371,26 @@ pub(crate) async fn delete_queue<K: super::status::Kind, C: Cloud>(
     let object = describe(owner);
     let err = |source| Error::cloud(&object, source);
     let url = match (url, name) {
-        (Some(url), _) => Some(url),
+        (Some(url), _) => url,
         (None, Some(name)) => match ctx.cloud.find_queue(&name).await.map_err(err)? {
-            Some(url) => {
-                let tags = ctx.cloud.queue_tags(&url).await.map_err(err)?;
-                let namespace = owner.namespace().unwrap_or_default();
-                (ownership(&tags, kind, &namespace, &owner.name_any(), false) == Ownership::Ours)
-                    .then_some(url)
-            }
-            None => None,
+            Some(url) => url,
+            None => return Ok(()),
         },
-        (None, None) => None,
+        (None, None) => return Ok(()),
     };
-    if let Some(url) = url {
-        ctx.cloud.delete_queue(&url).await.map_err(err)?;
-        let note = format!("deleted SQS queue {url}");
-        events::normal(&ctx.recorder, owner, reasons::DELETED, note).await;
+    // The marks are read again right before the delete: the queue may have been retagged since.
+    let tags = match ctx.cloud.queue_tags(&url).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(err(error)),
+    };
+    if let Some(note) = lost(&format!("SQS queue {url}"), &tags, &ctx.owner(kind, owner)) {
+        events::warning(&ctx.recorder, owner, reasons::OWNERSHIP_LOST, note).await;
+        return Ok(());
     }
+    ctx.cloud.delete_queue(&url).await.map_err(err)?;
+    let note = format!("deleted SQS queue {url}");
+    events::normal(&ctx.recorder, owner, reasons::DELETED, note).await;
     Ok(())
 }
 

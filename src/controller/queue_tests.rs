@@ -96,9 +96,18 @@ fn desired_attributes_carry_the_redrive_and_the_policy() {
 }
 
 #[test]
-fn the_queue_name_defaults_to_namespace_dash_name() {
+fn the_queue_name_defaults_to_namespace_underscore_name_unless_one_is_recorded() {
     let mut queue = Queue::new("inventory", QueueSpec::default());
     queue.metadata.namespace = Some("shop".into());
+    assert_eq!(queue_name(&queue, &queue_aws(false)), "shop_inventory");
+    assert_eq!(queue_name(&queue, &queue_aws(true)), "shop_inventory.fifo");
+    // A queue created under the old default keeps its name.
+    queue.status = Some(QueueStatus {
+        observed: QueueObservation {
+            url: Some("http://127.0.0.1:4566/000000000000/shop-inventory".into()),
+            ..QueueObservation::default()
+        },
+        ..QueueStatus::default()
+    });
     assert_eq!(queue_name(&queue, &queue_aws(false)), "shop-inventory");
-    assert_eq!(queue_name(&queue, &queue_aws(true)), "shop-inventory.fifo");
 }

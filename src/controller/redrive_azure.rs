@@ -52,7 +52,7 @@ pub(crate) async fn step<C>(
     let object = describe(dead_letter);
     let namespace = dead_letter.namespace().unwrap_or_default();
     let account = storage_queue::account(ctx, dead_letter, location).await?;
-    let name = storage_queue::queue_name(&namespace, &dead_letter.name_any(), location);
+    let name = storage_queue::queue_name(&namespace, &dead_letter.name_any(), location, Some(url));
     let client = ctx
         .config
         .storage
@@ -169,6 +169,7 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
         &queue.namespace().unwrap_or_default(),
         &queue.name_any(),
         &azure.location,
+        Some(&url),
     );
     let client = ctx
         .config
@@ -204,7 +205,7 @@ async fn hub_target<C>(
         ));
     };
     let namespace = stream.namespace().unwrap_or_default();
-    let topic = device_stream::hub_name(&namespace, &stream.name_any(), azure);
+    let topic = device_stream::hub_name(stream, azure);
     let field = "the DeviceStream's connection Secret";
     let object = describe(dead_letter);
     let endpoint =

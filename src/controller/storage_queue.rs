@@ -3,7 +3,8 @@
 //! marks → apply: find or create, adopt or refuse, mark → status: URL, depth, oldest message age.
 //!
 //! A storage queue has no tags, so the ownership marks live in its metadata (names must be identifiers:
-//! `tributary_kind`, `tributary_namespace`, `tributary_name`). It has no queue-wide visibility timeout or
+//! `tributary_cluster`, `tributary_kind`, `tributary_namespace`, `tributary_name`). A queue marked before
+//! cluster identities (no `tributary_cluster`) is ours when the other three match, and gets the mark. It has no queue-wide visibility timeout or
 //! time to live (both are set per message, by the workers), and no dead-lettering or redrive of its own:
 //! the workers dead-letter (`cloud::azure::work_queue`).
 
@@ -15,7 +16,7 @@ use super::{
     Context,
     error::Error,
     events::{self, reasons},
-    ownership::{Ownership, TAG_KIND, TAG_NAME, TAG_NAMESPACE, ownership},
+    ownership::{Owner, Ownership, TAG_CLUSTER, TAG_KIND, TAG_NAME, TAG_NAMESPACE, lost, ownership, refusal},
     secrets,
     status::{Kind, describe},
 };
@@ -28,15 +29,16 @@ use crate::{
 };
 
 /// Metadata names of the ownership marks, and the ownership tags they stand for.
-const MARKS: [(&str, &str); 3] = [
+const MARKS: [(&str, &str); 4] = [
+    ("tributary_cluster", TAG_CLUSTER),
     ("tributary_kind", TAG_KIND),
     ("tributary_namespace", TAG_NAMESPACE),
     ("tributary_name", TAG_NAME),
 ];
 
-/// The ownership marks of the object `kind` `namespace/name`, as queue metadata.
-pub fn marks(kind: &str, namespace: &str, name: &str) -> HashMap<String, String> {
-    [kind, namespace, name]
+/// The ownership marks of `owner`, as queue metadata.
+pub fn marks(owner: &Owner<'_>) -> HashMap<String, String> {
+    [owner.cluster, owner.kind, owner.namespace, owner.name]
         .into_iter()
         .zip(MARKS)
         .map(|(value, (key, _))| (key.to_owned(), value.to_owned()))
@@ -51,25 +53,19 @@ pub fn tags_of(metadata: &HashMap<String, String>) -> Tags {
         .collect()
 }
 
-/// The queue name: `spec.azure.name`, or `<namespace>-<name>` made a valid queue name (lower case,
-/// letters, digits and single dashes, at most 63 characters).
-pub fn queue_name(namespace: &str, name: &str, location: &StorageQueueLocation) -> String {
+/// The queue name: `spec.azure.name`, else the name in the URL recorded in status (a live queue is never
+/// renamed), else `<namespace>-<name>-<hash>` ([`crate::cloud::names::hashed_dns`]: lower case,
+/// letters, digits and single dashes, at most 63 characters, distinct for distinct objects).
+pub fn queue_name(
+    namespace: &str,
+    name: &str,
+    location: &StorageQueueLocation,
+    recorded: Option<&str>,
+) -> String {
     if let Some(name) = &location.name {
         return name.clone();
     }
-    let mut out = String::new();
-    for c in format!("{namespace}-{name}").chars() {
-        let c = if c.is_ascii_alphanumeric() {
-            c.to_ascii_lowercase()
-        } else {
-            '-'
-        };
-        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
-            out.push(c);
-        }
-    }
-    out.truncate(63);
-    out.trim_end_matches('-').to_owned()
+    crate::cloud::names::recorded_or(recorded, || crate::cloud::names::hashed_dns(namespace, name, 63))
 }
 
 /// The validate step for the key: storage queues are managed with the account key for now.
@@ -106,22 +102,24 @@ pub(crate) async fn account<K: Kind, C>(
 }
 
 /// Finds the queue or creates it with the ownership marks; an existing queue must be ours, or is adopted
-/// when `adopt`, or is refused with `AlreadyExists`. Returns what status shows.
+/// when `adopt` and it has no Tributary mark, or is refused (`OwnedByAnother`, `AlreadyExists`).
+/// `recorded` is the URL in status. Returns what status shows.
 pub async fn ensure<K: Kind, C>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
     location: &StorageQueueLocation,
     adopt: bool,
+    recorded: Option<&str>,
 ) -> Result<QueueObservation, Error> {
     let object = describe(owner);
     let err = |source| Error::cloud(&object, source);
     let account = account(ctx, owner, location).await?;
     let namespace = owner.namespace().unwrap_or_default();
-    let name = queue_name(&namespace, &owner.name_any(), location);
+    let name = queue_name(&namespace, &owner.name_any(), location, recorded);
     let queues = &ctx.config.storage;
     let url = queues.queue_url(&account.name, &name).map_err(err)?;
-    let desired = marks(kind, &namespace, &owner.name_any());
+    let desired = marks(&ctx.owner(kind, owner));
     let observed = match queues.observe(&account, &name).await.map_err(err)? {
         None => {
             queues.create(&account, &name, &desired).await.map_err(err)?;
@@ -134,32 +132,22 @@ pub async fn ensure<K: Kind, C>(
             }
         }
         Some(observed) => {
-            match ownership(
-                &tags_of(&observed.metadata),
-                kind,
-                &namespace,
-                &owner.name_any(),
-                adopt,
-            ) {
-                Ownership::Ours => {}
-                Ownership::Adopt => {
-                    let mut metadata = observed.metadata.clone();
-                    metadata.extend(desired);
-                    queues
-                        .set_metadata(&account, &name, &metadata)
-                        .await
-                        .map_err(err)?;
-                    let note = format!("adopted the existing Storage Queue {url}");
-                    events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
-                }
-                Ownership::Foreign(who) => {
-                    return Err(Error::AlreadyExists {
-                        object,
-                        message: format!(
-                            "Storage Queue {name} exists and {who}; set spec.adopt: true to take it over"
-                        ),
-                    });
-                }
+            let found = ownership(&tags_of(&observed.metadata), &ctx.owner(kind, owner), adopt);
+            if let Some(refused) = refusal(&object, &format!("Storage Queue {name}"), &found) {
+                return Err(refused);
+            }
+            if found != Ownership::Ours {
+                // Adopted, or marked before cluster identities: (re)mark it, keeping other metadata.
+                let mut metadata = observed.metadata.clone();
+                metadata.extend(desired);
+                queues
+                    .set_metadata(&account, &name, &metadata)
+                    .await
+                    .map_err(err)?;
+            }
+            if found == Ownership::Adopt {
+                let note = format!("adopted the existing Storage Queue {url}");
+                events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
             }
             observed
         }
@@ -183,12 +171,14 @@ pub async fn depth<K: Kind, C>(
     owner: &K,
     location: &StorageQueueLocation,
     object: &str,
+    recorded: Option<&str>,
 ) -> Result<i64, Error> {
     let account = account(ctx, owner, location).await?;
     let name = queue_name(
         &owner.namespace().unwrap_or_default(),
         &owner.name_any(),
         location,
+        recorded,
     );
     let observed = ctx
         .config
@@ -204,14 +194,16 @@ pub async fn depth<K: Kind, C>(
         })
 }
 
-/// Cleanup: keep the queue (`Retain`), or delete it if it carries this object's marks. A queue that is
-/// not ours is never deleted; one already gone is success.
+/// Cleanup: keep the queue (`Retain`), or delete it if it still carries this object's marks (read again
+/// now). A queue that is not ours is never deleted (a Warning Event says it is kept); one already gone is
+/// success. `recorded` is the URL in status.
 pub async fn remove<K: Kind, C>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
     location: &StorageQueueLocation,
     policy: DeletionPolicy,
+    recorded: Option<&str>,
 ) -> Result<(), Error> {
     if policy == DeletionPolicy::Retain {
         let note = "deletionPolicy is Retain: the Storage Queue is kept".to_owned();
@@ -231,19 +223,14 @@ pub async fn remove<K: Kind, C>(
         Err(e) => return Err(e),
     };
     let namespace = owner.namespace().unwrap_or_default();
-    let name = queue_name(&namespace, &owner.name_any(), location);
+    let name = queue_name(&namespace, &owner.name_any(), location, recorded);
     let queues = &ctx.config.storage;
     let Some(observed) = queues.observe(&account, &name).await.map_err(err)? else {
         return Ok(());
     };
-    if ownership(
-        &tags_of(&observed.metadata),
-        kind,
-        &namespace,
-        &owner.name_any(),
-        false,
-    ) != Ownership::Ours
-    {
+    let resource = format!("Storage Queue {name}");
+    if let Some(note) = lost(&resource, &tags_of(&observed.metadata), &ctx.owner(kind, owner)) {
+        events::warning(&ctx.recorder, owner, reasons::OWNERSHIP_LOST, note).await;
         return Ok(());
     }
     queues.delete(&account, &name).await.map_err(err)?;
@@ -263,34 +250,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_names_are_valid_queue_names() {
+    fn default_names_are_hashed_and_recorded_names_are_kept() {
         let location = StorageQueueLocation::default();
-        assert_eq!(queue_name("shop", "orders", &location), "shop-orders");
-        assert_eq!(queue_name("team.a", "Orders--x", &location), "team-a-orders-x");
-        let long = queue_name(&"n".repeat(40), &"q".repeat(40), &location);
-        assert_eq!(long.len(), 63);
-        assert!(!queue_name("a", &format!("{}-b", "x".repeat(60)), &location).ends_with('-'));
+        let name = queue_name("shop", "orders", &location, None);
+        assert!(name.starts_with("shop-orders-"), "{name}");
+        assert_ne!(
+            queue_name("a-b", "c", &location, None),
+            queue_name("a", "b-c", &location, None)
+        );
+        let recorded = "https://acct.queue.core.windows.net/shop-orders";
+        assert_eq!(
+            queue_name("shop", "orders", &location, Some(recorded)),
+            "shop-orders"
+        );
         let named = StorageQueueLocation {
             name: Some("given".into()),
             ..StorageQueueLocation::default()
         };
-        assert_eq!(queue_name("shop", "orders", &named), "given");
+        assert_eq!(queue_name("shop", "orders", &named, Some(recorded)), "given");
     }
 
     #[test]
     fn marks_read_back_as_ownership_tags() {
-        let metadata = marks("Queue", "shop", "orders");
+        let owner = Owner {
+            cluster: "c1",
+            kind: "Queue",
+            namespace: "shop",
+            name: "orders",
+        };
+        let metadata = marks(&owner);
+        assert_eq!(ownership(&tags_of(&metadata), &owner, false), Ownership::Ours);
+        let dead_letter = Owner {
+            kind: "DeadLetter",
+            ..owner
+        };
         assert_eq!(
-            ownership(&tags_of(&metadata), "Queue", "shop", "orders", false),
-            Ownership::Ours
+            ownership(&tags_of(&metadata), &dead_letter, true),
+            Ownership::OwnedByAnother("it belongs to Queue shop/orders of cluster c1".into())
         );
         assert_eq!(
-            ownership(&tags_of(&metadata), "DeadLetter", "shop", "orders", false),
-            Ownership::Foreign("it belongs to Queue shop/orders".into())
-        );
-        assert_eq!(
-            ownership(&tags_of(&HashMap::new()), "Queue", "shop", "orders", true),
+            ownership(&tags_of(&HashMap::new()), &owner, true),
             Ownership::Adopt
         );
+        let mut legacy = metadata.clone();
+        legacy.remove("tributary_cluster");
+        assert_eq!(ownership(&tags_of(&legacy), &owner, false), Ownership::Legacy);
     }
 }

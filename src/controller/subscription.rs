@@ -148,9 +148,17 @@ impl<C: Cloud> Reconciler<C> for Subscription {
             }
         }
         if let Some(arn) = arn {
-            ctx.cloud.unsubscribe(&arn).await.map_err(err)?;
-            let note = format!("unsubscribed {arn}");
-            events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
+            match before_unsubscribe(&subscription, &ctx, &arn).await? {
+                Endpoint::Gone => {}
+                Endpoint::Kept(note) => {
+                    events::warning(&ctx.recorder, &*subscription, reasons::OWNERSHIP_LOST, note).await;
+                }
+                Endpoint::Ours => {
+                    ctx.cloud.unsubscribe(&arn).await.map_err(err)?;
+                    let note = format!("unsubscribed {arn}");
+                    events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
+                }
+            }
         }
         let topic_arn = match endpoints(&subscription, &ctx) {
             Ok(Endpoints::Relay(topic_arn, _)) => Some(topic_arn),
@@ -158,6 +166,55 @@ impl<C: Cloud> Reconciler<C> for Subscription {
         };
         relay::cleanup(&subscription, &ctx, topic_arn.as_deref()).await
     }
+}
+
+/// What an SNS subscription about to be removed delivers to.
+enum Endpoint {
+    /// The subscription is gone already.
+    Gone,
+    /// A queue of this Subscription's (its Queue's, or its relay queue), or no queue any more.
+    Ours,
+    /// A queue whose tags name another owner: the subscription is kept; the Event's note.
+    Kept(String),
+}
+
+/// SNS subscriptions have no tags, so before one is removed its endpoint is read again: the queue it
+/// delivers to must carry the tags of this Subscription's Queue (or of its own relay queue).
+async fn before_unsubscribe<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    arn: &str,
+) -> Result<Endpoint, Error> {
+    let object = describe(subscription);
+    let err = |source| Error::cloud(&object, source);
+    let Some(observed) = ctx.cloud.subscription_attributes(arn).await.map_err(err)? else {
+        return Ok(Endpoint::Gone);
+    };
+    let endpoint = observed.get("Endpoint").map(String::as_str).unwrap_or_default();
+    let Some(name) = attributes::name_from_arn(endpoint) else {
+        return Ok(Endpoint::Kept(format!(
+            "SNS subscription {arn} is kept: it delivers to {endpoint:?}, not to an SQS queue of this object"
+        )));
+    };
+    let owner = if name == relay::relay_queue_name(subscription) {
+        ctx.owner("Subscription", subscription)
+    } else {
+        super::ownership::Owner {
+            kind: "Queue",
+            name: &subscription.spec.queue_ref.name,
+            ..ctx.owner("Subscription", subscription)
+        }
+    };
+    let Some(url) = ctx.cloud.find_queue(name).await.map_err(err)? else {
+        return Ok(Endpoint::Ours);
+    };
+    let tags = match ctx.cloud.queue_tags(&url).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => return Ok(Endpoint::Ours),
+        Err(error) => return Err(err(error)),
+    };
+    let resource = format!("SNS subscription {arn} (to SQS queue {name})");
+    Ok(super::ownership::lost(&resource, &tags, &owner).map_or(Endpoint::Ours, Endpoint::Kept))
 }
 
 /// The SNS subscription of `queue_arn` to `topic_arn` with `desired` attributes: the one in status if SNS

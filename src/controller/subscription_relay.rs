@@ -18,14 +18,16 @@ use super::{
     consumer::{
         apply_child,
         render::{self, METRICS_PORT, WorkerOwner},
+        worker_settings,
     },
     drift,
     error::Error,
     events::{self, reasons},
     finalize::Applied,
-    ownership::{Ownership, desired_tags, ownership},
+    ownership::{desired_tags, lost, ownership, refusal},
     status::describe,
     subscription::ensure_subscription,
+    tenancy,
 };
 use crate::{
     api::{Queue, Subscription, common::DeletionPolicy, subscription::SubscriptionStatus},
@@ -51,7 +53,7 @@ const RETENTION_SECONDS: &str = "1209600";
 /// `_`, so no two Subscriptions share it, and no Queue's `<namespace>-<name>` default is one.
 pub fn relay_queue_name(subscription: &Subscription) -> String {
     let namespace = subscription.namespace().unwrap_or_default();
-    attributes::default_name(
+    attributes::dashed_name(
         "tributary-relay",
         &format!("{namespace}_{}", subscription.name_any()),
         false,
@@ -137,19 +139,18 @@ async fn ensure_relay_queue<C: Cloud>(
     let object = describe(subscription);
     let err = |source| Error::cloud(&object, source);
     let name = relay_queue_name(subscription);
-    let namespace = subscription.namespace().unwrap_or_default();
-    let tags = desired_tags(KIND, &namespace, &subscription.name_any(), &Tags::new());
+    let owner = ctx.owner(KIND, subscription);
+    let tags = desired_tags(&owner, &Tags::new());
     let url = match ctx.cloud.find_queue(&name).await.map_err(err)? {
         Some(url) => {
             let observed = ctx.cloud.queue_tags(&url).await.map_err(err)?;
-            if let Ownership::Foreign(who) =
-                ownership(&observed, KIND, &namespace, &subscription.name_any(), false)
-            {
-                return Err(Error::AlreadyExists {
-                    object,
-                    message: format!("the relay queue {name} exists and {who}"),
-                });
+            let found = ownership(&observed, &owner, false);
+            if let Some(refused) = refusal(&object, &format!("the relay queue {name}"), &found) {
+                return Err(refused);
             }
+            // Marked before cluster identities: add the cluster tag.
+            let missing = super::ownership::missing_tags(&tags, &observed);
+            ctx.cloud.tag_queue(&url, &missing).await.map_err(err)?;
             url
         }
         None => {
@@ -228,9 +229,11 @@ pub(crate) async fn apply<C: Cloud>(
     let arn = ensure_subscription(subscription, ctx, topic_arn, &relay_arn, &desired).await?;
 
     let config = relay_config(subscription, &relay_url, queue, &target_url);
-    let children = render::children_of(&relay_owner(subscription), &config, &ctx.config.worker, 1)
-        .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
     let namespace = subscription.namespace().unwrap_or_default();
+    let tenant = tenancy::load(&ctx.client, &object, &namespace).await?;
+    let settings = worker_settings(&tenant, &ctx.config.worker);
+    let children = render::children_of(&relay_owner(subscription), &config, &settings, 1)
+        .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
     apply_child(ctx, &object, &namespace, &children.config_map).await?;
     apply_child(ctx, &object, &namespace, &children.service_account).await?;
     apply_child(ctx, &object, &namespace, &children.deployment).await?;
@@ -267,9 +270,14 @@ pub(crate) async fn cleanup<C: Cloud>(
     let Some(url) = ctx.cloud.find_queue(&name).await.map_err(err)? else {
         return Ok(());
     };
-    let tags = ctx.cloud.queue_tags(&url).await.map_err(err)?;
-    let namespace = subscription.namespace().unwrap_or_default();
-    if ownership(&tags, KIND, &namespace, &subscription.name_any(), false) != Ownership::Ours {
+    let tags = match ctx.cloud.queue_tags(&url).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(err(error)),
+    };
+    let resource = format!("the relay queue {url}");
+    if let Some(note) = lost(&resource, &tags, &ctx.owner(KIND, &**subscription)) {
+        events::warning(&ctx.recorder, &**subscription, reasons::OWNERSHIP_LOST, note).await;
         return Ok(());
     }
     let recorded = subscription.status.as_ref().and_then(|s| s.arn.as_ref());

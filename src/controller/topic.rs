@@ -12,8 +12,9 @@ use super::{
     error::Error,
     events::{self, reasons},
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, missing_tags, ownership, stale_tags},
+    ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
     status::{describe, was_synced},
+    tenancy,
 };
 use crate::{
     api::{
@@ -24,6 +25,7 @@ use crate::{
     cloud::{
         Attributes, Tags,
         aws::attributes::{self, names},
+        names::last_segment,
     },
 };
 
@@ -46,24 +48,48 @@ pub fn validate(topic: &Topic) -> Result<&TopicAws, Error> {
     })
 }
 
-/// The build step: pure.
-pub fn build(topic: &Topic, aws: &TopicAws) -> Desired {
-    let namespace = topic.namespace().unwrap_or_default();
-    let name = aws
-        .name
+/// The SNS topic name: `spec.aws.name`, else the name recorded in status (a live topic is never
+/// renamed), else the default `<namespace>_<name>`.
+pub fn topic_name(topic: &Topic, aws: &TopicAws) -> String {
+    let recorded = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.arn.as_deref())
+        .and_then(last_segment);
+    aws.name
         .clone()
-        .unwrap_or_else(|| attributes::default_topic_name(&namespace, &topic.name_any(), aws.fifo));
+        .or_else(|| recorded.map(str::to_owned))
+        .unwrap_or_else(|| {
+            let namespace = topic.namespace().unwrap_or_default();
+            attributes::default_topic_name(&namespace, &topic.name_any(), aws.fifo)
+        })
+}
+
+/// The build step: pure. `cluster` is the controller's cluster identity.
+pub fn build(topic: &Topic, aws: &TopicAws, cluster: &str) -> Desired {
+    let (namespace, name) = (topic.namespace().unwrap_or_default(), topic.name_any());
+    let owner = super::ownership::Owner {
+        cluster,
+        kind: "Topic",
+        namespace: &namespace,
+        name: &name,
+    };
     Desired {
-        name,
+        name: topic_name(topic, aws),
         attributes: attributes::topic_attributes(aws),
-        tags: desired_tags("Topic", &namespace, &topic.name_any(), &topic.spec.lifecycle.tags),
+        tags: desired_tags(&owner, &topic.spec.lifecycle.tags),
     }
 }
 
 impl<C: Cloud> Reconciler<C> for Topic {
     async fn apply(topic: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<TopicStatus>, Error> {
         let object = describe(&*topic);
-        let desired = build(&topic, validate(&topic)?);
+        let desired = build(&topic, validate(&topic)?, &ctx.config.cluster);
+        let adopt = topic.spec.lifecycle.adopt;
+        let namespace = topic.namespace().unwrap_or_default();
+        tenancy::load(&ctx.client, &object, &namespace)
+            .await?
+            .check_adoption(&object, adopt)?;
         let cloud = &ctx.cloud;
         let err = |source| Error::cloud(&object, source);
 
@@ -79,29 +105,14 @@ impl<C: Cloud> Reconciler<C> for Topic {
             }
             Some(arn) => {
                 let tags = cloud.topic_tags(&arn).await.map_err(err)?;
-                let namespace = topic.namespace().unwrap_or_default();
-                match ownership(
-                    &tags,
-                    "Topic",
-                    &namespace,
-                    &topic.name_any(),
-                    topic.spec.lifecycle.adopt,
-                ) {
-                    Ownership::Ours => {}
-                    Ownership::Adopt => {
-                        cloud.tag_topic(&arn, &desired.tags).await.map_err(err)?;
-                        let note = format!("adopted the existing SNS topic {arn}");
-                        events::normal(&ctx.recorder, &*topic, reasons::ADOPTED, note).await;
-                    }
-                    Ownership::Foreign(owner) => {
-                        return Err(Error::AlreadyExists {
-                            object,
-                            message: format!(
-                                "SNS topic {} exists and {owner}; set spec.adopt: true to take it over",
-                                desired.name
-                            ),
-                        });
-                    }
+                let found = ownership(&tags, &ctx.owner("Topic", &*topic), adopt);
+                if let Some(refused) = refusal(&object, &format!("SNS topic {}", desired.name), &found) {
+                    return Err(refused);
+                }
+                if found == Ownership::Adopt {
+                    cloud.tag_topic(&arn, &desired.tags).await.map_err(err)?;
+                    let note = format!("adopted the existing SNS topic {arn}");
+                    events::normal(&ctx.recorder, &*topic, reasons::ADOPTED, note).await;
                 }
                 (arn, false, tags)
             }
@@ -167,25 +178,34 @@ impl<C: Cloud> Reconciler<C> for Topic {
     }
 }
 
-/// The ARN of the topic this object owns: the one in status (only ever set for a topic that was ours or
-/// adopted), else the one under the desired name if it carries our tags. A topic that is not ours is
-/// never deleted.
+/// The ARN of the topic this object owns: the one in status, else the one under the desired name; in
+/// both cases only if it still carries this object's tags (re-read now). A topic that is not ours is
+/// never deleted: it is kept with a Warning Event.
 async fn owned_topic<C: Cloud>(topic: &Topic, ctx: &Context<C>) -> Result<Option<String>, Error> {
-    if let Some(arn) = topic.status.as_ref().and_then(|s| s.arn.clone()) {
-        return Ok(Some(arn));
-    }
-    let Some(aws) = topic.spec.aws.as_ref() else {
-        return Ok(None);
-    };
     let object = describe(topic);
     let err = |source| Error::cloud(&object, source);
-    let desired = build(topic, aws);
-    let Some(arn) = ctx.cloud.find_topic(&desired.name).await.map_err(err)? else {
-        return Ok(None);
+    let arn = match topic.status.as_ref().and_then(|s| s.arn.clone()) {
+        Some(arn) => arn,
+        None => {
+            let Some(aws) = topic.spec.aws.as_ref() else {
+                return Ok(None);
+            };
+            match ctx.cloud.find_topic(&topic_name(topic, aws)).await.map_err(err)? {
+                Some(arn) => arn,
+                None => return Ok(None),
+            }
+        }
     };
-    let tags = ctx.cloud.topic_tags(&arn).await.map_err(err)?;
-    let namespace = topic.namespace().unwrap_or_default();
-    Ok((ownership(&tags, "Topic", &namespace, &topic.name_any(), false) == Ownership::Ours).then_some(arn))
+    let tags = match ctx.cloud.topic_tags(&arn).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(err(error)),
+    };
+    if let Some(note) = lost(&format!("SNS topic {arn}"), &tags, &ctx.owner("Topic", topic)) {
+        events::warning(&ctx.recorder, topic, reasons::OWNERSHIP_LOST, note).await;
+        return Ok(None);
+    }
+    Ok(Some(arn))
 }
 
 #[cfg(test)]
@@ -206,18 +226,25 @@ mod tests {
     }
 
     #[test]
-    fn the_name_defaults_to_namespace_dash_name_and_tags_name_the_owner() {
-        let topic = topic(Some(TopicAws::default()));
-        let desired = build(&topic, validate(&topic).unwrap());
-        assert_eq!(desired.name, "shop-orders");
+    fn the_name_defaults_to_namespace_underscore_name_and_tags_name_the_owner() {
+        let mut topic = topic(Some(TopicAws::default()));
+        let desired = build(&topic, validate(&topic).unwrap(), "c1");
+        assert_eq!(desired.name, "shop_orders");
         assert_eq!(desired.tags["tributary.dev/kind"], "Topic");
         assert_eq!(desired.tags["tributary.dev/namespace"], "shop");
+        assert_eq!(desired.tags["tributary.dev/cluster"], "c1");
         assert_eq!(desired.attributes["FifoTopic"], "false");
         let fifo = TopicAws {
             fifo: true,
             ..TopicAws::default()
         };
-        assert_eq!(build(&topic, &fifo).name, "shop-orders.fifo");
+        assert_eq!(build(&topic, &fifo, "c1").name, "shop_orders.fifo");
+        // A topic recorded under the old default keeps its name.
+        topic.status = Some(TopicStatus {
+            arn: Some("arn:aws:sns:eu-west-1:000000000000:shop-orders".into()),
+            ..TopicStatus::default()
+        });
+        assert_eq!(build(&topic, validate(&topic).unwrap(), "c1").name, "shop-orders");
     }
 
     #[test]

@@ -23,7 +23,7 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 21] = [
+const CONTROLLER: [(&str, &[&str]); 23] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
@@ -39,12 +39,15 @@ const CONTROLLER: [(&str, &[&str]); 21] = [
     ("consumers.tributary.dev/finalizers", &["update"]),
     ("devicestreams.tributary.dev/finalizers", &["update"]),
     ("subscriptions.tributary.dev/finalizers", &["update"]),
-    ("configmaps", &["create", "patch"]),
-    ("serviceaccounts", &["create", "patch"]),
-    ("services", &["create", "patch"]),
-    ("deployments.apps", &["create", "patch"]),
-    ("networkpolicies.networking.k8s.io", &["create", "patch"]),
+    ("configmaps", &["create", "get", "patch"]),
+    ("serviceaccounts", &["create", "get", "patch"]),
+    ("services", &["create", "get", "patch"]),
+    ("deployments.apps", &["create", "get", "patch"]),
+    ("networkpolicies.networking.k8s.io", &["create", "get", "patch"]),
     ("secrets", &["create", "get", "patch"]),
+    // Cluster-scoped: the TenantPolicies, and the kube-system Namespace (the default cluster identity).
+    ("tenantpolicies.tributary.dev", &["get", "list", "watch"]),
+    ("namespaces", &["get"]),
 ];
 
 /// Where the controller writes Events; in the release namespace it also holds its Lease.
@@ -169,6 +172,8 @@ async fn the_service_account_may_do_exactly_what_the_controller_needs_and_that_s
         .spawn()
         .unwrap();
 
+    // The example's Consumers share the table `orders`, outside the default `<namespace>-*`.
+    common::tenant_policy(&client, &app, serde_json::json!({"dynamodbTables": ["orders"]})).await;
     let mut objects = Vec::new();
     for file in common::example_files("orders") {
         let text = std::fs::read_to_string(&file).unwrap();

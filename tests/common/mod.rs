@@ -537,6 +537,9 @@ pub async fn start_controller(
     start_controller_with(client, namespace, aws, None).await
 }
 
+/// The cluster identity of the controllers the tests start (in the ownership tags).
+pub const TEST_CLUSTER: &str = "tributary-tests";
+
 /// [`start_controller`] with Event Hubs managed through `event_hubs` (the ARM fake).
 pub async fn start_controller_with(
     client: &kube::Client,
@@ -564,6 +567,7 @@ pub async fn start_controller_with(
             azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
         )),
         event_hubs,
+        cluster: TEST_CLUSTER.to_owned(),
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),
@@ -625,4 +629,71 @@ pub async fn create_yaml(client: &kube::Client, namespace: &str, text: &str) {
             .await
             .unwrap_or_else(|e| panic!("creating {kind}: {e}"));
     }
+}
+
+/// Creates or replaces the TenantPolicy of `namespace` with `spec` (camelCase JSON). Tests share one API
+/// server, so each grants what it needs to its own namespace only, never through the cluster default.
+pub async fn tenant_policy(client: &kube::Client, namespace: &str, spec: serde_json::Value) {
+    use kube::{
+        Api,
+        api::{Patch, PatchParams},
+    };
+    let api: Api<tributary::api::TenantPolicy> = Api::all(client.clone());
+    let policy = serde_json::json!({
+        "apiVersion": "tributary.dev/v1alpha1",
+        "kind": "TenantPolicy",
+        "metadata": {"name": namespace},
+        "spec": spec,
+    });
+    api.patch(
+        namespace,
+        &PatchParams::apply("tributary-tests").force(),
+        &Patch::Apply(&policy),
+    )
+    .await
+    .unwrap();
+}
+
+/// The tags of an SQS queue.
+pub async fn queue_tags(sqs: &aws_sdk_sqs::Client, url: &str) -> std::collections::BTreeMap<String, String> {
+    sqs.list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The tags of an SNS topic.
+pub async fn topic_tags(sns: &aws_sdk_sns::Client, arn: &str) -> std::collections::BTreeMap<String, String> {
+    sns.list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect()
+}
+
+/// Whether an Event with `reason` whose note contains `text` was recorded on `name`.
+pub async fn has_event(client: &kube::Client, namespace: &str, name: &str, reason: &str, text: &str) -> bool {
+    use k8s_openapi::api::events::v1::Event;
+    let events: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+                && e.note.as_deref().unwrap_or_default().contains(text)
+        })
 }

@@ -22,6 +22,7 @@ async fn retain_keeps_the_queue_and_adoption_needs_adopt_true_and_drift_is_corre
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let controller = common::start_controller(&client, &ns, &aws).await;
     let queues = common::tributary_api(&client, &ns, "Queue");
+    common::tenant_policy(&client, &ns, json!({"allowAdoption": true})).await;
 
     // Retain: the object goes (finalizer removed), the SQS queue stays.
     common::create_yaml(&client, &ns, &queue_yaml("kept", "  deletionPolicy: Retain\n")).await;
@@ -39,7 +40,7 @@ async fn retain_keeps_the_queue_and_adoption_needs_adopt_true_and_drift_is_corre
     // Adoption: a queue that exists and is not ours is refused, then adopted with adopt: true.
     let existing = sqs
         .create_queue()
-        .queue_name(format!("{ns}-legacy"))
+        .queue_name(format!("{ns}_legacy"))
         .send()
         .await
         .unwrap()

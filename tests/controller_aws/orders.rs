@@ -20,24 +20,15 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     let objects = wait_orders_ready(&client, &ns).await;
     eprintln!("order example Ready in {:?}", started.elapsed());
 
-    // Topic: named <namespace>-orders, tagged with the spec's tags and the owner.
+    // Topic: named <namespace>_orders, tagged with the spec's tags and the owner.
     let topic_arn = status_str(&objects["orders"], "arn");
-    assert!(topic_arn.ends_with(&format!(":{ns}-orders")), "{topic_arn}");
-    let topic_tags: BTreeMap<_, _> = sns
-        .list_tags_for_resource()
-        .resource_arn(&topic_arn)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
+    assert!(topic_arn.ends_with(&format!(":{ns}_orders")), "{topic_arn}");
+    let topic_tags = topic_tags(&sns, &topic_arn).await;
     assert_eq!(topic_tags["app"], "orders");
     assert_eq!(topic_tags["tributary.dev/kind"], "Topic");
     assert_eq!(topic_tags["tributary.dev/namespace"], ns);
     assert_eq!(topic_tags["tributary.dev/name"], "orders");
+    assert_eq!(topic_tags["tributary.dev/cluster"], common::TEST_CLUSTER);
 
     // DeadLetter: retention from the spec.
     let dlq_url = status_str(&objects["orders-dlq"], "url");
@@ -51,7 +42,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     // Subscriptions have ARNs, so possibly just after they turn Ready).
     for queue in ["inventory", "notifications", "shipments"] {
         let url = status_str(&objects[queue], "url");
-        assert!(url.ends_with(&format!("/{ns}-{queue}")), "{url}");
+        assert!(url.ends_with(&format!("/{ns}_{queue}")), "{url}");
         let attributes = common::eventually(
             &format!("queue {queue} policy allows the topic"),
             CONVERGE,
@@ -246,7 +237,7 @@ async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
     assert_eq!(remaining.len(), 2, "{remaining:?}");
     let gone = sqs
         .get_queue_url()
-        .queue_name(format!("{ns}-shipments"))
+        .queue_name(format!("{ns}_shipments"))
         .send()
         .await;
     assert!(gone.is_err(), "the shipments queue still exists");

@@ -40,7 +40,7 @@ async fn a_controller_killed_mid_way_converges_after_restart_without_duplicates(
     assert_eq!(subscriptions.len(), 3, "{subscriptions:?}");
     let queues = sqs
         .list_queues()
-        .queue_name_prefix(format!("{ns}-"))
+        .queue_name_prefix(format!("{ns}_"))
         .send()
         .await
         .unwrap()

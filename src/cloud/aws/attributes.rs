@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     api::{dead_letter::DeadLetterAws, queue::QueueAws, topic::TopicAws},
-    cloud::Attributes,
+    cloud::{Attributes, names as names_for_cloud},
     filter::Policy,
 };
 
@@ -275,21 +275,28 @@ pub fn creation_attributes(desired: &Attributes) -> Attributes {
         .collect()
 }
 
-/// Default SQS queue name for a Queue or DeadLetter: see [`default_name`].
+/// Default SQS queue name for a Queue or DeadLetter: `<namespace>_<name>` (see
+/// [`crate::cloud::names::separated`], which keeps names of distinct objects distinct).
 pub fn default_queue_name(namespace: &str, name: &str, fifo: bool) -> String {
-    default_name(namespace, name, fifo, SQS_NAME_LIMIT)
+    names_for_cloud::separated(namespace, name, fifo_suffix(fifo), SQS_NAME_LIMIT)
 }
 
-/// Default SNS topic name for a Topic: see [`default_name`].
+/// Default SNS topic name for a Topic: `<namespace>_<name>`, as [`default_queue_name`].
 pub fn default_topic_name(namespace: &str, name: &str, fifo: bool) -> String {
-    default_name(namespace, name, fifo, SNS_NAME_LIMIT)
+    names_for_cloud::separated(namespace, name, fifo_suffix(fifo), SNS_NAME_LIMIT)
 }
 
-/// `<namespace>-<name>` (plus `.fifo`), made valid for AWS: characters outside `[A-Za-z0-9_-]` (the dots
+fn fifo_suffix(fifo: bool) -> &'static str {
+    if fifo { ".fifo" } else { "" }
+}
+
+/// The scheme of default names before tenancy, kept for relay queue names (whose `name` part already
+/// carries a `_`, so they never collided, and live relays keep theirs): `<namespace>-<name>` (plus
+/// `.fifo`), made valid for AWS: characters outside `[A-Za-z0-9_-]` (the dots
 /// Kubernetes names allow) become `-`. When that changed the name or it exceeds `limit`, the name is
-/// cut to fit and ends with `-` and 8 hex digits of a hash of the original `namespace/name`, so that
-/// distinct objects keep distinct names. Deterministic: the same object always gets the same name.
-pub fn default_name(namespace: &str, name: &str, fifo: bool, limit: usize) -> String {
+/// cut to fit and ends with `-` and 8 hex digits of a hash of the original `namespace/name`.
+/// Deterministic: the same object always gets the same name.
+pub fn dashed_name(namespace: &str, name: &str, fifo: bool, limit: usize) -> String {
     const HASH_LEN: usize = 8;
     let suffix = if fifo { ".fifo" } else { "" };
     let raw = format!("{namespace}-{name}");

@@ -168,28 +168,14 @@ fn the_queue_policy_is_the_same_for_the_same_topics_in_any_order() {
 }
 
 #[test]
-fn default_names_join_namespace_and_name() {
-    assert_eq!(default_queue_name("shop", "orders", false), "shop-orders");
-    assert_eq!(default_queue_name("shop", "orders", true), "shop-orders.fifo");
-    assert_eq!(default_topic_name("shop", "orders_v2", false), "shop-orders_v2");
-}
-
-#[test]
-fn default_names_are_sanitised_with_a_hash_that_keeps_them_distinct() {
-    let dotted = default_queue_name("shop", "orders.v1", false);
-    let dashed = default_queue_name("shop", "orders-v1", false);
-    assert_ne!(dotted, dashed);
-    assert!(dotted.starts_with("shop-orders-v1-"), "{dotted}");
-    assert_eq!(dotted.len(), "shop-orders-v1-".len() + 8);
-    assert!(
-        dotted
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    );
-    assert_eq!(
-        dotted,
-        default_queue_name("shop", "orders.v1", false),
-        "deterministic"
+fn default_names_join_namespace_and_name_with_an_underscore() {
+    assert_eq!(default_queue_name("shop", "orders", false), "shop_orders");
+    assert_eq!(default_queue_name("shop", "orders", true), "shop_orders.fifo");
+    assert_eq!(default_topic_name("shop", "orders", false), "shop_orders");
+    // The pair that collided under `<namespace>-<name>`.
+    assert_ne!(
+        default_queue_name("a-b", "c", false),
+        default_queue_name("a", "b-c", false)
     );
 }
 
@@ -202,24 +188,17 @@ fn default_names_fit_the_limits() {
         assert_eq!(queue.len(), SQS_NAME_LIMIT);
         assert_eq!(queue.ends_with(".fifo"), fifo);
         let topic = default_topic_name(&namespace, &long, fifo);
-        assert_eq!(topic.len(), SNS_NAME_LIMIT);
+        assert!(topic.len() <= SNS_NAME_LIMIT);
         assert_eq!(topic.ends_with(".fifo"), fifo);
-        assert!(
-            topic
-                .trim_end_matches(".fifo")
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        );
     }
-    // Two long names differing only past the cut still differ.
-    let other = format!("{}y", "x".repeat(252));
-    assert_ne!(
-        default_queue_name(&namespace, &long, false),
-        default_queue_name(&namespace, &other, false)
+}
+
+#[test]
+fn the_relay_scheme_is_unchanged() {
+    assert_eq!(
+        dashed_name("tributary-relay", "ns_s", false, SQS_NAME_LIMIT),
+        "tributary-relay-ns_s"
     );
-    // A name of exactly the limit is kept as is.
-    let exact = "y".repeat(SQS_NAME_LIMIT - 2);
-    assert_eq!(default_queue_name("a", &exact, false), format!("a-{exact}"));
 }
 
 #[test]

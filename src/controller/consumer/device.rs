@@ -68,7 +68,7 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     };
     resolved.stream = Some(StreamSource {
         bootstrap,
-        topic: device_stream::hub_name(&namespace, &stream.name_any(), azure),
+        topic: device_stream::hub_name(&stream, azure),
         group: source.consumer_group.clone(),
         secret: secret.clone(),
         partitions,

@@ -15,7 +15,10 @@ pub mod storage_queue;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Secret},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -29,7 +32,7 @@ use super::{
     error::Error,
     events, finalize, references,
     status::{self, describe},
-    watch,
+    tenancy, watch,
 };
 use crate::admission::Spec;
 use crate::api::{
@@ -211,6 +214,9 @@ async fn apply<C: Cloud>(
     let object = describe(consumer);
     let err = |source| Error::cloud(&object, source);
     let mut resolved = resolve(consumer, &ctx.stores)?;
+    let namespace = consumer.namespace().unwrap_or_default();
+    let policy = tenancy::load(&ctx.client, &object, &namespace).await?;
+    policy.check_consumer(&object, consumer, resolved.table.as_deref())?;
     resolved.kafka_ca_file = ctx
         .config
         .event_hubs
@@ -239,9 +245,9 @@ async fn apply<C: Cloud>(
     let scale = scaling::decide(&bounds, backlog, current, since, &now_text);
 
     let config = render::worker_config(consumer, &resolved);
-    let children = render::children(consumer, &config, &ctx.config.worker, scale.replicas)
-        .with_secret_env(&resolved.secret_env);
-    let namespace = consumer.namespace().unwrap_or_default();
+    let settings = worker_settings(&policy, &ctx.config.worker);
+    let children =
+        render::children(consumer, &config, &settings, scale.replicas).with_secret_env(&resolved.secret_env);
     apply_child(ctx, &object, &namespace, &children.config_map).await?;
     apply_child(ctx, &object, &namespace, &children.service_account).await?;
     if let Some(service) = &children.service {
@@ -283,7 +289,41 @@ async fn apply<C: Cloud>(
     Ok((status, message, requeue))
 }
 
-/// Server-side apply of one child (forced: the controller owns these objects).
+/// The controller's worker settings with the namespace's identity from its TenantPolicy: the
+/// ServiceAccount annotations (the controller's own only when the policy names no identity) and the pod
+/// labels.
+pub(crate) fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings) -> WorkerSettings {
+    WorkerSettings {
+        service_account_annotations: policy
+            .service_account_annotations(&controller.service_account_annotations),
+        pod_labels: policy.pod_labels(),
+        ..controller.clone()
+    }
+}
+
+/// Why an existing object must not be taken over by applying `desired` over it: it exists and its
+/// controller (ownerReference with `controller: true`) is not the owner `desired` names (another object,
+/// or none, i.e. made by hand or another tool). `None`: absent, or already ours. Pure.
+pub fn child_conflict(existing: Option<&ObjectMeta>, desired: &ObjectMeta) -> Option<String> {
+    let controller_of = |meta: &ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (o.uid.clone(), format!("{} {}", o.kind, o.name)))
+    };
+    let existing = existing?;
+    let (uid, _) = controller_of(desired)?;
+    match controller_of(existing) {
+        Some((existing_uid, _)) if existing_uid == uid => None,
+        Some((_, owner)) => Some(format!("it is controlled by {owner}")),
+        None => Some("it is not controlled by any object (made outside Tributary)".to_owned()),
+    }
+}
+
+/// Server-side apply of one child. An object of that name that this object does not control already is
+/// never taken over: `ChildConflict` names it. The apply itself is forced: the controller owns every
+/// field it sets on its own children.
 pub(crate) async fn apply_child<C, K>(
     ctx: &Context<C>,
     object: &str,
@@ -299,16 +339,30 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let name = child.name_any();
+    let kind = K::kind(&());
+    let existing = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|source| Error::kube(object, format!("reading {kind} {name}"), source))?;
+    if let Some(why) = child_conflict(existing.as_ref().map(|e| &e.metadata), child.meta()) {
+        return Err(Error::ChildConflict {
+            object: object.to_owned(),
+            message: format!(
+                "{kind} {namespace}/{name} exists and {why}: it is not taken over; delete or rename it, or \
+                 rename this object"
+            ),
+        });
+    }
     let mut patch = serde_json::to_value(child).unwrap_or_default();
     patch["apiVersion"] = K::api_version(&()).into();
-    patch["kind"] = K::kind(&()).into();
+    patch["kind"] = kind.clone().into();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|source| Error::kube(object, format!("applying {} {name}", K::kind(&())), source))
+    .map_err(|source| Error::kube(object, format!("applying {kind} {name}"), source))
 }
 
 /// The controller's variables every worker gets too.
@@ -348,6 +402,7 @@ pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
         service_account_annotations,
         env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
         monitoring_namespace: None,
+        pod_labels: BTreeMap::new(),
     })
 }
 
@@ -395,4 +450,41 @@ pub fn sink_topic(consumer: &Consumer) -> Option<&str> {
         .topic_ref
         .as_ref()
         .map(|r| r.name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn meta(owner: Option<(&str, bool)>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("c-worker".into()),
+            owner_references: owner.map(|(uid, controller)| {
+                vec![OwnerReference {
+                    api_version: "tributary.dev/v1alpha1".into(),
+                    kind: "Consumer".into(),
+                    name: format!("owner-{uid}"),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    ..OwnerReference::default()
+                }]
+            }),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_child_is_applied_only_when_absent_or_already_ours() {
+        let desired = meta(Some(("u-1", true)));
+        assert_eq!(child_conflict(None, &desired), None);
+        assert_eq!(child_conflict(Some(&meta(Some(("u-1", true)))), &desired), None);
+        let other = child_conflict(Some(&meta(Some(("u-2", true)))), &desired).unwrap();
+        assert!(other.contains("Consumer owner-u-2"), "{other}");
+        let unowned = child_conflict(Some(&meta(None)), &desired).unwrap();
+        assert!(unowned.contains("not controlled"), "{unowned}");
+        // A non-controller reference to this object does not make it ours.
+        assert!(child_conflict(Some(&meta(Some(("u-1", false)))), &desired).is_some());
+    }
 }

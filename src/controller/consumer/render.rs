@@ -61,6 +61,9 @@ pub struct WorkerSettings {
     /// The namespace whose pods may scrape the workers' metrics port (the order endpoint's
     /// NetworkPolicy); `None` lets no namespace in.
     pub monitoring_namespace: Option<String>,
+    /// Extra labels of the worker pods (the namespace's TenantPolicy: Azure workload identity's
+    /// `azure.workload.identity/use`).
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 /// The references of a Consumer, resolved from the watch caches.
@@ -441,7 +444,14 @@ pub fn children_of(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels.clone()),
+                    labels: Some(
+                        settings
+                            .pod_labels
+                            .clone()
+                            .into_iter()
+                            .chain(owner.labels.clone())
+                            .collect(),
+                    ),
                     annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash(&text))])),
                     ..ObjectMeta::default()
                 }),

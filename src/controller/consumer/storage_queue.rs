@@ -122,5 +122,6 @@ pub async fn backlog<C>(ctx: &Context<C>, consumer: &Consumer) -> Result<i64, Er
     let gone = || not_ready(consumer, "spec.source.queueRef: the Queue is gone".to_owned());
     let queue = queue.ok_or_else(gone)?;
     let azure = queue.spec.azure.as_ref().ok_or_else(gone)?;
-    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer)).await
+    let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
+    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer), recorded).await
 }
