@@ -110,6 +110,13 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
             .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
     };
     let account = named("ServiceAccount", "tributary");
+    // The controller's metrics: only the monitoring namespace may scrape them (no peers given).
+    let policy = named("NetworkPolicy", "tributary");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+            ["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
     assert_eq!(
         account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/tributary"
