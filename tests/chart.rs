@@ -65,8 +65,6 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "--set",
         "azure.clientId=00000000-0000-0000-0000-000000000001",
         "--set",
-        "workers.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/workers",
-        "--set",
         "tracing.otlpEndpoint=http://otel-collector.observability:4318",
         "--set",
         "tracing.sampler=parentbased_traceidratio",
@@ -127,13 +125,6 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     );
     let deployment = named("Deployment", "tributary");
     let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
-    let workers = env
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS")
-        .unwrap();
-    let annotations: Value = serde_json::from_str(workers["value"].as_str().unwrap()).unwrap();
     let value_of = |name: &str| {
         env.as_array()
             .unwrap()
@@ -183,10 +174,6 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
             .all(|k| !k.contains("aggregate-to"))
     );
     assert_eq!(tenancy(&everything)["rules"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        annotations["eks.amazonaws.com/role-arn"],
-        "arn:aws:iam::123456789012:role/workers"
-    );
 
     // No rule of any Role may use a wildcard.
     for doc in default.iter().chain(&everything) {
@@ -217,6 +204,24 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     assert_eq!(cluster_roles[0], &tenancy(&scoped));
     let roles: Vec<_> = scoped.iter().filter(|d| d["kind"] == "Role").collect();
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "orders"));
+
+    // One cloud identity for every namespace's workers is refused, with where identities go instead.
+    let shared = run(
+        "helm",
+        &[
+            "template",
+            "tributary",
+            CHART,
+            "--set",
+            "workers.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/all",
+        ],
+        None,
+    );
+    assert!(
+        !shared.success && shared.stderr.contains("spec.workerIdentity"),
+        "{}",
+        shared.stderr
+    );
 
     // A NetworkPolicy without the API server's addresses is refused with the value to set.
     let out = run(

@@ -53,7 +53,8 @@ pub struct TenantPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
     /// The cloud identity the namespace's workers (and relays) get, through their per-Consumer
-    /// ServiceAccount. Default: the controller's `TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS`.
+    /// ServiceAccount. Only a namespace's own policy gives one (`cluster.default`'s is not inherited: one
+    /// identity for every namespace would let any tenant act as the others). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_identity: Option<WorkerIdentity>,
 }

@@ -129,9 +129,9 @@ pub fn effective(
             from: azure.from,
         },
         images: pick(namespace, own, default, |s| s.images.as_ref(), Vec::new()),
-        worker_identity: own
-            .and_then(|s| s.worker_identity.clone())
-            .or_else(|| default.and_then(|s| s.worker_identity.clone())),
+        // The namespace's own policy only, never `cluster.default`: one identity for every namespace's
+        // workers would let any tenant act as all the others.
+        worker_identity: own.and_then(|s| s.worker_identity.clone()),
     }
 }
 
@@ -259,14 +259,11 @@ impl Effective {
         Err(self.forbidden(object, "spec.image", image, &rule, &self.images.from))
     }
 
-    /// The annotations of the namespace's worker ServiceAccounts: from the policy's `workerIdentity`
-    /// when it has one, else `defaults` (the controller's cluster-wide setting).
-    pub fn service_account_annotations(
-        &self,
-        defaults: &BTreeMap<String, String>,
-    ) -> BTreeMap<String, String> {
+    /// The annotations of the namespace's worker ServiceAccounts: from the namespace's own policy's
+    /// `workerIdentity`; none without one (the workers then have no cloud identity of their own).
+    pub fn service_account_annotations(&self) -> BTreeMap<String, String> {
         let Some(identity) = &self.worker_identity else {
-            return defaults.clone();
+            return BTreeMap::new();
         };
         let mut annotations = identity.annotations.clone();
         if let Some(role) = &identity.aws_role_arn {

@@ -121,17 +121,17 @@ fn azure_locations_default_to_the_controllers_own() {
 }
 
 #[test]
-fn worker_identity_comes_from_the_policy_else_the_controller() {
-    let controller = BTreeMap::from([(
-        IRSA_ROLE_ANNOTATION.to_owned(),
-        "arn:aws:iam::1:role/all".to_owned(),
-    )]);
+fn worker_identity_comes_from_the_namespaces_own_policy_only() {
     let none = effective("a", None, None);
-    assert_eq!(none.service_account_annotations(&controller), controller);
+    assert!(none.service_account_annotations().is_empty());
     assert!(none.pod_labels().is_empty());
+    // An identity in `cluster.default` would be one identity for every namespace: it is not inherited.
+    let shared = spec("workerIdentity: {awsRoleArn: 'arn:aws:iam::1:role/all'}");
+    let inherited = effective("a", None, Some(&shared));
+    assert!(inherited.service_account_annotations().is_empty());
     let own = spec("workerIdentity: {awsRoleArn: 'arn:aws:iam::1:role/a', azureClientId: c-a}");
-    let policy = effective("a", Some(&own), None);
-    let annotations = policy.service_account_annotations(&controller);
+    let policy = effective("a", Some(&own), Some(&shared));
+    let annotations = policy.service_account_annotations();
     assert_eq!(annotations[IRSA_ROLE_ANNOTATION], "arn:aws:iam::1:role/a");
     assert_eq!(annotations[AZURE_CLIENT_ID_ANNOTATION], "c-a");
     assert_eq!(policy.pod_labels()[AZURE_USE_LABEL], "true");

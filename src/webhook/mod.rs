@@ -105,9 +105,13 @@ pub async fn serve(
             key: key.display().to_string(),
             source,
         })?;
-    let mut files = tls::CertificateFiles::new(cert, key);
+    let mut files = crate::tls::CertificateFiles::new(cert, key);
     files.mark_loaded();
-    let reloader = tokio::spawn(tls::keep_current(files, tls.clone(), tls::DEFAULT_RELOAD_PERIOD));
+    let reloader = tokio::spawn(crate::tls::keep_current(
+        files,
+        tls.clone(),
+        tls::DEFAULT_RELOAD_PERIOD,
+    ));
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {

@@ -76,7 +76,7 @@ pub async fn run(
         let (Some(table), Some(publisher)) = (table, publisher) else {
             anyhow::bail!("order-ack needs sink.table and sink.topicArn");
         };
-        let security = Security::new(&http.auth, http.limits.clone())
+        let security = Security::new(&http.auth, http.limits.clone(), &consumer)
             .map_err(|e| anyhow::anyhow!("source.http: {e}"))?;
         let background = security.spawn_background(&http.auth);
         let ingress = Ingress::new(table, publisher, metrics.clone());

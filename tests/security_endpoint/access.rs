@@ -44,7 +44,7 @@ pub(crate) async fn authentication(suite: &Suite) {
 
 /// A principal reads its own orders only (another's is exactly a missing one's 404), idempotency keys
 /// are per principal, an order without a principal is nobody's, and bad input is 400 naming the field.
-/// Returns alice's order id and that of the JWT principal `jwt:dave`.
+/// Returns alice's order id and that of the JWT principal dave.
 pub(crate) async fn authorization(suite: &Suite, bob: &str) -> (String, String) {
     let (tally, alice) = (&suite.tally, suite.alice.as_str());
     let (_, _, placed) = expect(

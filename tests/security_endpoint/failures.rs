@@ -70,12 +70,36 @@ pub(crate) async fn tls(suite: &Suite, alice_order: &str) {
         .build()
         .unwrap();
     let base = format!("https://127.0.0.1:{}", secure.port);
+    // The endpoint answers over HTTPS once it is up; a key of the same name and principal as alice's, but
+    // of another Consumer sharing the table, does not read alice's order (exactly a missing one's 404).
     common::eventually("the HTTPS endpoint", Duration::from_secs(30), || {
         let request = https
             .get(format!("{base}/orders/{alice_order}"))
             .bearer_auth(&key);
-        async move { (request.send().await.ok()?.status() == 200).then_some(()) }
+        async move { (request.send().await.ok()?.status() == 404).then_some(()) }
     })
+    .await;
+    expect(
+        &suite.tally,
+        "another Consumer's key of the same principal reads alice's order",
+        https.get(format!("{base}/orders/{alice_order}")).bearer_auth(&key),
+        404,
+    )
+    .await;
+    let (_, _, placed) = expect(
+        &suite.tally,
+        "an order placed over HTTPS",
+        https.post(format!("{base}/orders")).bearer_auth(&key).json(&order("tls-1")),
+        202,
+    )
+    .await;
+    let own = placed["orderId"].as_str().unwrap_or_default().to_owned();
+    expect(
+        &suite.tally,
+        "the HTTPS principal reads its own order",
+        https.get(format!("{base}/orders/{own}")).bearer_auth(&key),
+        200,
+    )
     .await;
     expect(
         &suite.tally,

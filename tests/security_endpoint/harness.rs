@@ -110,7 +110,11 @@ impl Endpoint {
             "listen": format!("127.0.0.1:{port}"),
             "auth": {
                 "apiKeys": {"dir": key_dir, "reloadSeconds": 1},
-                "jwt": {"issuer": issuer, "audiences": [AUDIENCE], "jwksUri": format!("{issuer}/jwks")},
+                // Two algorithm families, as during an issuer's key migration: RS256 tokens must still pass.
+                "jwt": {
+                    "issuer": issuer, "audiences": [AUDIENCE], "jwksUri": format!("{issuer}/jwks"),
+                    "algorithms": ["ES256", "RS256"],
+                },
             },
             "limits": {
                 "maxBodyBytes": 65536, "requestTimeoutMillis": TIMEOUT_MILLIS,

@@ -153,18 +153,21 @@ fn tcp(port: i32) -> Option<Vec<NetworkPolicyPort>> {
     }])
 }
 
-/// The NetworkPolicy of an HTTP Consumer's workers: ingress to the order port from `allowFrom` (default
-/// the Consumer's namespace), to the metrics port from the monitoring namespace only, nothing else.
-/// Egress is not restricted here (the workers reach the clouds and the issuer's JWKS).
+/// The NetworkPolicy of a Consumer's workers: ingress to the metrics port from the monitoring namespace
+/// only, to an HTTP Consumer's order port from `allowFrom` (default the Consumer's namespace), nothing
+/// else. Egress is not restricted here (the workers reach the clouds and the issuer's JWKS).
 pub fn network_policy(
     owner: &WorkerOwner,
-    http: &HttpSource,
+    http: Option<&HttpSource>,
     monitoring_namespace: Option<&str>,
 ) -> NetworkPolicy {
-    let mut rules = vec![NetworkPolicyIngressRule {
-        from: Some(http.allow_from.clone().unwrap_or_else(same_namespace)),
-        ports: tcp(http.port),
-    }];
+    let mut rules: Vec<_> = http
+        .map(|http| NetworkPolicyIngressRule {
+            from: Some(http.allow_from.clone().unwrap_or_else(same_namespace)),
+            ports: tcp(http.port),
+        })
+        .into_iter()
+        .collect();
     if let Some(monitoring) = monitoring_namespace.filter(|n| !n.is_empty()) {
         rules.push(NetworkPolicyIngressRule {
             from: Some(vec![NetworkPolicyPeer {

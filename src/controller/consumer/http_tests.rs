@@ -238,6 +238,36 @@ fn the_network_policy_admits_the_allowed_peers_and_the_monitoring_namespace_only
 }
 
 #[test]
+fn a_queue_consumers_workers_admit_the_monitoring_namespace_to_metrics_only() {
+    let mut consumer = order_ack(HttpSource::default());
+    consumer.spec.source.http = None;
+    consumer.spec.source.queue_ref = Some(crate::api::common::ObjectRef {
+        name: "q".to_owned(),
+    });
+    let settings = WorkerSettings {
+        monitoring_namespace: Some("monitoring".to_owned()),
+        ..WorkerSettings::default()
+    };
+    let policy = network_policy(
+        &WorkerOwner::of_consumer(&consumer),
+        consumer.spec.source.http.as_ref(),
+        settings.monitoring_namespace.as_deref(),
+    );
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    assert_eq!(rules.len(), 1, "metrics only");
+    assert_eq!(
+        rules[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(i32::from(METRICS_PORT)))
+    );
+    let closed = network_policy(
+        &WorkerOwner::of_consumer(&consumer),
+        None,
+        None,
+    );
+    assert_eq!(closed.spec.unwrap().ingress, Some(Vec::new()), "nothing may reach it");
+}
+
+#[test]
 fn queue_consumers_get_no_policy_and_no_condition() {
     let mut consumer = order_ack(HttpSource::default());
     consumer.spec.source.http = None;

@@ -289,13 +289,11 @@ async fn apply<C: Cloud>(
     Ok((status, message, requeue))
 }
 
-/// The controller's worker settings with the namespace's identity from its TenantPolicy: the
-/// ServiceAccount annotations (the controller's own only when the policy names no identity) and the pod
-/// labels.
+/// The controller's worker settings with the namespace's identity from its own TenantPolicy: the
+/// ServiceAccount annotations and the pod labels (none without one).
 pub(crate) fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings) -> WorkerSettings {
     WorkerSettings {
-        service_account_annotations: policy
-            .service_account_annotations(&controller.service_account_annotations),
+        service_account_annotations: policy.service_account_annotations(),
         pod_labels: policy.pod_labels(),
         ..controller.clone()
     }
@@ -378,8 +376,8 @@ const WORKER_ENV: [&str; 6] = [
 /// The worker settings from the controller's environment (the Helm chart sets these): the image
 /// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint and the OTLP
 /// endpoint and sampler the controller itself uses (secrets such as OTLP headers belong in the env
-/// Secret, not in a Deployment), the worker ServiceAccounts' annotations (`TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS`, a
-/// JSON object) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`).
+/// Secret, not in a Deployment) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`). The
+/// workers' cloud identity is not among them: it comes from each namespace's own TenantPolicy.
 pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
@@ -387,19 +385,16 @@ pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), var(name)?)))
         .collect();
-    let service_account_annotations = match var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS") {
-        None => BTreeMap::new(),
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            format!(
-                "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS must be a JSON object of strings \
-                 (e.g. {{\"eks.amazonaws.com/role-arn\": \"arn:aws:iam::123456789012:role/workers\"}}): {e}"
-            )
-        })?,
-    };
+    if var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS").is_some() {
+        return Err("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
+                    every namespace's workers would let any tenant act as the others. Give each namespace \
+                    its workers' identity in its TenantPolicy (spec.workerIdentity)"
+            .to_owned());
+    }
     Ok(WorkerSettings {
         image,
         env,
-        service_account_annotations,
+        service_account_annotations: BTreeMap::new(),
         env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
         monitoring_namespace: None,
         pod_labels: BTreeMap::new(),

@@ -308,12 +308,12 @@ pub fn children(
 ) -> Children {
     let owner = WorkerOwner::of_consumer(consumer);
     let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
-    children.network_policy = consumer
-        .spec
-        .source
-        .http
-        .as_ref()
-        .map(|http| super::http::network_policy(&owner, http, settings.monitoring_namespace.as_deref()));
+    // Every Consumer's workers get one: a queue or stream worker serves only its metrics.
+    children.network_policy = Some(super::http::network_policy(
+        &owner,
+        consumer.spec.source.http.as_ref(),
+        settings.monitoring_namespace.as_deref(),
+    ));
     children
 }
 

@@ -21,7 +21,8 @@ use super::config::{JwtConfig, is_allowed_key_url};
 pub const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// The JWKS is fetched again this often, so rotated keys are picked up before the old ones are removed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(600);
-/// The principal of a JWT is `jwt:<claim value>`, so it can never be an API key's principal.
+/// The principal of a JWT is `jwt:<issuer>#<claim value>`: never an API key's principal (`key:...`), and
+/// never the same as a subject of another issuer.
 pub const PRINCIPAL_PREFIX: &str = "jwt:";
 
 /// Why a token was refused (logged; the client only ever sees 401).
@@ -55,10 +56,12 @@ pub fn check_claims(claims: &Value, required: &BTreeMap<String, String>) -> Resu
     Ok(())
 }
 
-/// The principal named by `claim`: a non-empty string of at most 256 characters.
-pub fn principal_of(claims: &Value, claim: &str) -> Result<String, String> {
+/// The principal named by `claim` (a non-empty string of at most 256 characters) of a token from `issuer`.
+pub fn principal_of(claims: &Value, claim: &str, issuer: &str) -> Result<String, String> {
     match claims.get(claim).and_then(Value::as_str) {
-        Some(value) if !value.is_empty() && value.len() <= 256 => Ok(format!("{PRINCIPAL_PREFIX}{value}")),
+        Some(value) if !value.is_empty() && value.len() <= 256 => {
+            Ok(format!("{PRINCIPAL_PREFIX}{issuer}#{value}"))
+        }
         _ => Err(format!(
             "claim {claim} (the principal) is missing or not a short string"
         )),
@@ -138,10 +141,16 @@ impl JwtVerifier {
                 self.key(&kid).ok_or_else(|| JwtError::UnknownKey(kid.clone()))?
             }
         };
-        let data = jsonwebtoken::decode::<Value>(token, &key, &self.validation)
+        // jsonwebtoken refuses a key unless every listed algorithm is of the key's family, so a list mixing
+        // families (RS256 and ES256 during an issuer's migration) would refuse every token: check with the
+        // token's own algorithm, which is one of those accepted.
+        let mut validation = (*self.validation).clone();
+        validation.algorithms = vec![header.alg];
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| JwtError::Invalid(e.to_string()))?;
         check_claims(&data.claims, &self.config.required_claims).map_err(JwtError::Invalid)?;
-        principal_of(&data.claims, &self.config.principal_claim).map_err(JwtError::Invalid)
+        principal_of(&data.claims, &self.config.principal_claim, &self.config.issuer)
+            .map_err(JwtError::Invalid)
     }
 
     /// The cached key with `kid` (or the only key, for a token without `kid`).
@@ -275,10 +284,11 @@ mod tests {
     #[test]
     fn the_principal_comes_from_the_claim_and_is_prefixed() {
         let claims = json!({"sub": "alice", "email": "a@x", "n": 7, "empty": ""});
-        assert_eq!(principal_of(&claims, "sub").unwrap(), "jwt:alice");
-        assert_eq!(principal_of(&claims, "email").unwrap(), "jwt:a@x");
+        let issuer = "https://id.example";
+        assert_eq!(principal_of(&claims, "sub", issuer).unwrap(), "jwt:https://id.example#alice");
+        assert_eq!(principal_of(&claims, "email", issuer).unwrap(), "jwt:https://id.example#a@x");
         for bad in ["n", "empty", "missing"] {
-            assert!(principal_of(&claims, bad).unwrap_err().contains(bad));
+            assert!(principal_of(&claims, bad, issuer).unwrap_err().contains(bad));
         }
     }
 

@@ -37,12 +37,14 @@ use self::{
 };
 use crate::worker::message::random_id;
 
-/// Who made a request (in its extensions once authenticated): an API key's principal, `jwt:<claim>`,
-/// or `anonymous` under `auth.mode: none`.
+/// Who made a request (in its extensions once authenticated), qualified so that principals of different
+/// Consumers or issuers never meet in a shared Order table: `key:<namespace>/<consumer>/<principal>` for an
+/// API key (keys belong to one Consumer's Secret), `jwt:<issuer>#<claim>` for a token (one identity per
+/// issuer, whichever endpoint it calls), `anonymous:<namespace>/<consumer>` under `auth.mode: none`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal(pub String);
 
-/// The principal of every request when authentication is off.
+/// The prefix of the principal of every request when authentication is off.
 pub const ANONYMOUS: &str = "anonymous";
 
 /// A credential as presented.
@@ -75,15 +77,19 @@ pub fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
 /// Checks credentials.
 #[derive(Clone)]
 pub struct Authenticator {
+    /// `<namespace>/<consumer>`: what key and anonymous principals are qualified with.
+    realm: String,
     anonymous: bool,
     keys: Option<KeyRing>,
     jwt: Option<JwtVerifier>,
 }
 
 impl Authenticator {
-    /// The authenticator of `config`; keys are read now, the JWKS on first use.
-    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+    /// The authenticator of `config` for the Consumer `realm` (`<namespace>/<name>`); keys are read now,
+    /// the JWKS on first use.
+    pub fn new(config: &AuthConfig, realm: &str) -> Result<Self, String> {
         Ok(Self {
+            realm: realm.to_owned(),
             anonymous: config.anonymous,
             keys: config.api_keys.as_ref().map(|k| KeyRing::load(k.dir.clone())),
             jwt: config.jwt.clone().map(JwtVerifier::new).transpose()?,
@@ -93,7 +99,7 @@ impl Authenticator {
     /// The principal of a request, or why it has none (for the log; the client gets 401).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, String> {
         if self.anonymous {
-            return Ok(ANONYMOUS.to_owned());
+            return Ok(format!("{ANONYMOUS}:{}", self.realm));
         }
         match credential(headers) {
             None => Err("no credentials".into()),
@@ -101,6 +107,7 @@ impl Authenticator {
                 .keys
                 .as_ref()
                 .and_then(|ring| ring.principal(key))
+                .map(|principal| format!("key:{}/{principal}", self.realm))
                 .ok_or_else(|| "unknown or revoked API key".into()),
             Some(Credential::Bearer(token)) => match &self.jwt {
                 Some(jwt) => jwt.verify(token).await.map_err(|e| e.to_string()),
@@ -131,13 +138,13 @@ pub struct Security {
 }
 
 impl Security {
-    /// From the endpoint's settings (checked).
-    pub fn new(auth: &AuthConfig, limits: LimitsConfig) -> Result<Arc<Self>, String> {
+    /// From the endpoint's settings (checked), for the Consumer `realm` (`<namespace>/<name>`).
+    pub fn new(auth: &AuthConfig, limits: LimitsConfig, realm: &str) -> Result<Arc<Self>, String> {
         limits.validate()?;
         let per_second = NonZeroU32::new(limits.requests_per_second).ok_or("requestsPerSecond is 0")?;
         let burst = NonZeroU32::new(limits.burst).ok_or("burst is 0")?;
         Ok(Arc::new(Self {
-            auth: Authenticator::new(auth)?,
+            auth: Authenticator::new(auth, realm)?,
             rates: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             limits,
         }))
@@ -269,7 +276,7 @@ mod tests {
             max_concurrent_requests: 1,
             ..LimitsConfig::default()
         };
-        let security = Security::new(&auth, limits).unwrap();
+        let security = Security::new(&auth, limits, "shop/order-ack").unwrap();
         let gate = Arc::new(tokio::sync::Notify::new());
         let held = gate.clone();
         let routes = Router::new()
@@ -314,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_credentials_configured_refuses_everyone_and_none_mode_admits_anonymous() {
-        let nobody = Authenticator::new(&AuthConfig::default()).unwrap();
+        let nobody = Authenticator::new(&AuthConfig::default(), "shop/order-ack").unwrap();
         let with_key = headers(&[("x-api-key", "trb_x")]);
         assert!(nobody.authenticate(&with_key).await.is_err());
         assert!(
@@ -323,11 +330,17 @@ mod tests {
                 .await
                 .is_err()
         );
-        let open = Authenticator::new(&AuthConfig {
-            anonymous: true,
-            ..AuthConfig::default()
-        })
+        let open = Authenticator::new(
+            &AuthConfig {
+                anonymous: true,
+                ..AuthConfig::default()
+            },
+            "shop/order-ack",
+        )
         .unwrap();
-        assert_eq!(open.authenticate(&HeaderMap::new()).await.unwrap(), ANONYMOUS);
+        assert_eq!(
+            open.authenticate(&HeaderMap::new()).await.unwrap(),
+            "anonymous:shop/order-ack"
+        );
     }
 }

@@ -1,6 +1,10 @@
-//! Serving the protected endpoint: plain HTTP, or HTTPS (rustls through axum-server) with the mounted
-//! `kubernetes.io/tls` Secret, read again every [`TLS_RELOAD_EVERY`] so a renewed certificate is served
-//! without a restart.
+//! Serving the protected endpoint: plain HTTP, or HTTPS (rustls) with the mounted `kubernetes.io/tls`
+//! Secret, read again every [`TLS_RELOAD_EVERY`] so a renewed certificate is served without a restart.
+//!
+//! Both go through axum-server, whose HTTP/1 builder has a timer, so a connection that has not sent its
+//! request head within [`HEADER_READ_TIMEOUT`] is closed: the request timeout, the concurrency limit and
+//! authentication only begin once the head is in, and without this a client trickling header bytes
+//! would hold a connection (and a file descriptor) for ever.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -10,10 +14,12 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use super::config::TlsFiles;
 
-/// How often the certificate files are read again.
+/// How often the certificate files are compared with what is served.
 pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(30);
 /// How long in-flight requests get after shutdown begins.
 const GRACE: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's head (hyper's default, which needs a timer).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listen` until `shutdown` resolves.
 pub async fn serve(
@@ -22,14 +28,22 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(GRACE));
+    });
     let Some(tls) = tls else {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let mut server = axum_server::bind(listen).handle(handle);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+        return server
+            .serve(app.into_make_service())
             .await
-            .with_context(|| format!("failed to bind the order endpoint on {listen}"))?;
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the order endpoint failed");
+            .with_context(|| format!("the order endpoint on {listen} failed"));
     };
     crate::tls::install_crypto_provider();
     let config = RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
@@ -41,15 +55,15 @@ pub async fn serve(
                 tls.key_file.display()
             )
         })?;
-    let reload = tokio::spawn(reload(config.clone(), tls.clone()));
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(GRACE));
-    });
-    let served = axum_server::bind_rustls(listen, config)
-        .handle(handle)
+    let mut files = crate::tls::CertificateFiles::new(&tls.cert_file, &tls.key_file);
+    files.mark_loaded();
+    let reload = tokio::spawn(crate::tls::keep_current(files, config.clone(), TLS_RELOAD_EVERY));
+    let mut server = axum_server::bind_rustls(listen, config).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+    let served = server
         .serve(app.into_make_service())
         .await
         .context("the order endpoint failed");
@@ -57,16 +71,3 @@ pub async fn serve(
     served
 }
 
-async fn reload(config: RustlsConfig, files: TlsFiles) {
-    let mut tick = tokio::time::interval(TLS_RELOAD_EVERY);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Err(error) = config
-            .reload_from_pem_file(&files.cert_file, &files.key_file)
-            .await
-        {
-            tracing::warn!(%error, "reloading the TLS certificate failed; serving the previous one");
-        }
-    }
-}
