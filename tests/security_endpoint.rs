@@ -110,6 +110,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
     let (revocation, rotated) = access::revocation(&suite, &alice_order).await;
     let (rss_before, rss_after) = limits::body_cap(&suite).await;
     let slow = limits::slow_body(&suite).await;
+    let slow_head = limits::slow_headers(&suite).await;
     let flood = limits::flood(&mut suite, &alice_order).await;
     let (held, shed) = limits::shedding(&suite, &alice_order, &rotated).await;
     let missing_table = failures::cloud_failure(&suite).await;
@@ -136,7 +137,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
     println!(
         "security suite: {} requests tried, {} answered as expected; flood of 1000 from one principal: {} \
          served, {} 429, {} 503 in {:.1}s; peak RSS (VmHWM) {} KiB; RSS {rss_before} -> {rss_after} KiB \
-         across three 10 MB bodies (+{} KiB); stalled body answered after {:.2}s (timeout {:.1}s); 72 \
+         across three 10 MB bodies (+{} KiB); stalled body answered after {:.2}s (timeout {:.1}s); trickled head closed after {:.1}s; 72 \
          stalled bodies: {held} held to the timeout, {shed} shed; revoked key refused after {:.1}s; {} \
          bodies scanned, {} leaks",
         tally.tried,
@@ -149,6 +150,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
         rss_after.saturating_sub(rss_before),
         slow.as_secs_f64(),
         std::time::Duration::from_millis(TIMEOUT_MILLIS).as_secs_f64(),
+        slow_head.as_secs_f64(),
         revocation.as_secs_f64(),
         tally.bodies.len(),
         leaks.len(),

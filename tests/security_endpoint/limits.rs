@@ -184,3 +184,42 @@ pub(crate) async fn shedding(suite: &Suite, alice_order: &str, key: &str) -> (us
     .await;
     (held, shed)
 }
+
+/// A client that trickles its request head (slowloris) is disconnected once the header read timeout has
+/// passed, before authentication or any limit sees it. Returns how long the connection was held.
+pub(crate) async fn slow_headers(suite: &Suite) -> Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", suite.endpoint.port))
+        .await
+        .unwrap();
+    // A head that never ends: the request line and one header, then a byte a second.
+    stream
+        .write_all(b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut closed = false;
+    let limit = tributary::worker::orders::security::serve::HEADER_READ_TIMEOUT + Duration::from_secs(10);
+    while started.elapsed() < limit {
+        if stream.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    let held = started.elapsed();
+    suite.tally.record(
+        "a request head trickled a byte a second",
+        closed && held >= Duration::from_secs(5),
+        &format!("closed {closed} after {held:?}"),
+        None,
+    );
+    held
+}

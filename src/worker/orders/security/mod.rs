@@ -12,7 +12,7 @@ pub mod api_keys;
 pub mod config;
 pub mod errors;
 pub mod jwt;
-mod serve;
+pub mod serve;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
