@@ -26,7 +26,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-
 /// The certificate and key files, and what they held when last loaded.
 pub struct CertificateFiles {
     cert: PathBuf,

@@ -111,8 +111,7 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     // The controller's metrics: only the monitoring namespace may scrape them (no peers given).
     let policy = named("NetworkPolicy", "tributary");
     assert_eq!(
-        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
-            ["kubernetes.io/metadata.name"],
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"
     );
     assert_eq!(

@@ -318,7 +318,7 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
         }),
         ..AuthConfig::default()
     };
-    let security = Security::new(&auth, LimitsConfig::default()).unwrap();
+    let security = Security::new(&auth, LimitsConfig::default(), "shop/order-ack").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = ingress.router(&security);

@@ -82,14 +82,19 @@ pub(crate) async fn tls(suite: &Suite, alice_order: &str) {
     expect(
         &suite.tally,
         "another Consumer's key of the same principal reads alice's order",
-        https.get(format!("{base}/orders/{alice_order}")).bearer_auth(&key),
+        https
+            .get(format!("{base}/orders/{alice_order}"))
+            .bearer_auth(&key),
         404,
     )
     .await;
     let (_, _, placed) = expect(
         &suite.tally,
         "an order placed over HTTPS",
-        https.post(format!("{base}/orders")).bearer_auth(&key).json(&order("tls-1")),
+        https
+            .post(format!("{base}/orders"))
+            .bearer_auth(&key)
+            .json(&order("tls-1")),
         202,
     )
     .await;

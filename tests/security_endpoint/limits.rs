@@ -206,12 +206,10 @@ pub(crate) async fn slow_headers(suite: &Suite) -> Duration {
             break;
         }
         let mut buf = [0u8; 512];
-        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => {
-                closed = true;
-                break;
-            }
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await
+        {
+            closed = true;
+            break;
         }
     }
     let held = started.elapsed();

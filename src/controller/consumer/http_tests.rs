@@ -241,9 +241,7 @@ fn the_network_policy_admits_the_allowed_peers_and_the_monitoring_namespace_only
 fn a_queue_consumers_workers_admit_the_monitoring_namespace_to_metrics_only() {
     let mut consumer = order_ack(HttpSource::default());
     consumer.spec.source.http = None;
-    consumer.spec.source.queue_ref = Some(crate::api::common::ObjectRef {
-        name: "q".to_owned(),
-    });
+    consumer.spec.source.queue_ref = Some(crate::api::common::ObjectRef { name: "q".to_owned() });
     let settings = WorkerSettings {
         monitoring_namespace: Some("monitoring".to_owned()),
         ..WorkerSettings::default()
@@ -259,12 +257,12 @@ fn a_queue_consumers_workers_admit_the_monitoring_namespace_to_metrics_only() {
         rules[0].ports.as_ref().unwrap()[0].port,
         Some(IntOrString::Int(i32::from(METRICS_PORT)))
     );
-    let closed = network_policy(
-        &WorkerOwner::of_consumer(&consumer),
-        None,
-        None,
+    let closed = network_policy(&WorkerOwner::of_consumer(&consumer), None, None);
+    assert_eq!(
+        closed.spec.unwrap().ingress,
+        Some(Vec::new()),
+        "nothing may reach it"
     );
-    assert_eq!(closed.spec.unwrap().ingress, Some(Vec::new()), "nothing may reach it");
 }
 
 #[test]

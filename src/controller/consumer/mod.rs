@@ -386,10 +386,12 @@ pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
         .filter_map(|name| Some((name.to_owned(), var(name)?)))
         .collect();
     if var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS").is_some() {
-        return Err("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
+        return Err(
+            "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
                     every namespace's workers would let any tenant act as the others. Give each namespace \
                     its workers' identity in its TenantPolicy (spec.workerIdentity)"
-            .to_owned());
+                .to_owned(),
+        );
     }
     Ok(WorkerSettings {
         image,

@@ -285,8 +285,14 @@ mod tests {
     fn the_principal_comes_from_the_claim_and_is_prefixed() {
         let claims = json!({"sub": "alice", "email": "a@x", "n": 7, "empty": ""});
         let issuer = "https://id.example";
-        assert_eq!(principal_of(&claims, "sub", issuer).unwrap(), "jwt:https://id.example#alice");
-        assert_eq!(principal_of(&claims, "email", issuer).unwrap(), "jwt:https://id.example#a@x");
+        assert_eq!(
+            principal_of(&claims, "sub", issuer).unwrap(),
+            "jwt:https://id.example#alice"
+        );
+        assert_eq!(
+            principal_of(&claims, "email", issuer).unwrap(),
+            "jwt:https://id.example#a@x"
+        );
         for bad in ["n", "empty", "missing"] {
             assert!(principal_of(&claims, bad, issuer).unwrap_err().contains(bad));
         }

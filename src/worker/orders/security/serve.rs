@@ -70,4 +70,3 @@ pub async fn serve(
     reload.abort();
     served
 }
-
