@@ -71,6 +71,13 @@ async fn a_topic_delivers_to_a_storage_queue_through_the_relay_filtered_by_the_e
         deployment.metadata.owner_references.unwrap()[0].kind,
         "Subscription"
     );
+    // The relay serves nothing: its NetworkPolicy admits no one (no monitoring namespace is set here).
+    let policy = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("big-orders-relay")
+        .await
+        .unwrap();
+    assert_eq!(policy.metadata.owner_references.unwrap()[0].kind, "Subscription");
+    assert_eq!(policy.spec.unwrap().ingress.unwrap_or_default(), Vec::new());
     let env =
         serde_json::to_value(&deployment.spec.unwrap().template.spec.unwrap().containers[0].env).unwrap();
     assert!(

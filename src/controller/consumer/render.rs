@@ -308,7 +308,7 @@ pub fn children(
 ) -> Children {
     let owner = WorkerOwner::of_consumer(consumer);
     let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
-    // Every Consumer's workers get one: a queue or stream worker serves only its metrics.
+    // An HTTP Consumer's policy also opens the order port to `allowFrom`.
     children.network_policy = Some(super::http::network_policy(
         &owner,
         consumer.spec.source.http.as_ref(),
@@ -492,7 +492,13 @@ pub fn children_of(
         },
         deployment,
         service,
-        network_policy: None,
+        // Every worker gets one: one that serves no HTTP source admits the monitoring namespace to its
+        // metrics and no one else.
+        network_policy: Some(super::http::network_policy(
+            owner,
+            None,
+            settings.monitoring_namespace.as_deref(),
+        )),
     }
 }
 
