@@ -62,8 +62,8 @@ fn default_port() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct HttpAuth {
     /// `required` (default): every request must authenticate. `none`: anyone who reaches the port may
-    /// place orders, all as the one principal `anonymous`; the Consumer then carries the condition
-    /// `Authenticated=False` (reason `AnonymousAccess`) and a Warning Event.
+    /// place orders, all as the one principal `anonymous:<namespace>/<consumer>`; the Consumer then
+    /// carries the condition `Authenticated=False` (reason `AnonymousAccess`) and a Warning Event.
     #[serde(default)]
     pub mode: AuthMode,
     /// API keys, kept hashed in a Secret of this namespace.
@@ -88,8 +88,9 @@ pub enum AuthMode {
 /// API keys kept hashed in a Secret. Each data entry of the Secret is one key: the entry's name is the
 /// key's name (what you rotate or revoke, e.g. `ci-2026-12`), its value `sha256:<64 hex digits>` (the
 /// SHA-256 of the whole key as the client sends it), optionally followed by ` principal=<name>`: the
-/// principal the key authenticates as (default: the key's name; not starting with `jwt:`). Give the new key of a rotation the
-/// same principal as the old one, so the client keeps reading its orders; delete an entry to revoke the
+/// principal the key authenticates as (default: the key's name; not starting with `jwt:`), qualified as
+/// `key:<namespace>/<consumer>/<name>`. Give the new key of a rotation the same principal as the old
+/// one, so the client keeps reading its orders; delete an entry to revoke the
 /// key (workers stop accepting it within seconds, without a restart). `tributary apikey new --name ci`
 /// makes a key and prints the entry. Keys are never stored or logged in clear.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
@@ -127,7 +128,8 @@ pub struct JwtAuth {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 20))]
     pub required_claims: BTreeMap<String, String>,
-    /// The claim naming the principal (who owns the orders placed with the token). Default `sub`.
+    /// The claim naming the principal (who owns the orders placed with the token); the principal is
+    /// `jwt:<issuer>#<value>`. Default `sub`.
     #[serde(default = "default_principal_claim")]
     #[schemars(length(min = 1, max = 128))]
     pub principal_claim: String,
