@@ -236,9 +236,7 @@ pub(crate) async fn apply<C: Cloud>(
         .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
     apply_child(ctx, &object, &namespace, &children.config_map).await?;
     apply_child(ctx, &object, &namespace, &children.service_account).await?;
-    if let Some(policy) = &children.network_policy {
-        apply_child(ctx, &object, &namespace, policy).await?;
-    }
+    apply_child(ctx, &object, &namespace, &children.network_policy).await?;
     apply_child(ctx, &object, &namespace, &children.deployment).await?;
     Ok(Applied {
         status: SubscriptionStatus {

@@ -28,7 +28,9 @@ use kube::core::{
 
 pub use review::check_filter;
 
-pub mod tls;
+/// How often the serving certificate's files are compared with what is served
+/// ([`crate::tls::keep_current`]).
+pub const CERTIFICATE_RELOAD_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The path every kind is validated on.
 pub const VALIDATE_PATH: &str = "/validate";
@@ -87,7 +89,7 @@ async fn validate(
 
 /// Serves the webhook on `addr` with the PEM certificate and key until `shutdown` resolves; `client` reads
 /// referenced objects. `bound` receives the actual address (useful with port 0). A certificate
-/// rotated on disk is served from the next connection on, within [`tls::DEFAULT_RELOAD_PERIOD`], without a
+/// rotated on disk is served from the next connection on, within [`CERTIFICATE_RELOAD_PERIOD`], without a
 /// restart.
 pub async fn serve(
     addr: SocketAddr,
@@ -110,7 +112,7 @@ pub async fn serve(
     let reloader = tokio::spawn(crate::tls::keep_current(
         files,
         tls.clone(),
-        tls::DEFAULT_RELOAD_PERIOD,
+        CERTIFICATE_RELOAD_PERIOD,
     ));
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();

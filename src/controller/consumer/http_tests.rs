@@ -178,7 +178,7 @@ fn the_network_policy_admits_the_allowed_peers_and_the_monitoring_namespace_only
     };
     let consumer = order_ack(HttpSource::default());
     let rendered = children(&consumer, &worker_config(&consumer, &resolved()), &settings, 1);
-    let policy = rendered.network_policy.unwrap();
+    let policy = rendered.network_policy;
     assert_eq!(policy.metadata.name.as_deref(), Some("order-ack-worker"));
     let owner = &policy.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.controller), ("Consumer", Some(true)));
@@ -229,9 +229,7 @@ fn the_network_policy_admits_the_allowed_peers_and_the_monitoring_namespace_only
         ..HttpSource::default()
     });
     let no_monitoring = WorkerSettings::default();
-    let policy = children(&exposed, &worker_config(&exposed, &resolved()), &no_monitoring, 1)
-        .network_policy
-        .unwrap();
+    let policy = children(&exposed, &worker_config(&exposed, &resolved()), &no_monitoring, 1).network_policy;
     let rules = policy.spec.unwrap().ingress.unwrap();
     assert_eq!(rules.len(), 1, "no monitoring namespace: metrics closed");
     assert_eq!(rules[0].from.as_ref().unwrap(), &vec![ingress_ns]);

@@ -253,9 +253,7 @@ async fn apply<C: Cloud>(
     if let Some(service) = &children.service {
         apply_child(ctx, &object, &namespace, service).await?;
     }
-    if let Some(policy) = &children.network_policy {
-        apply_child(ctx, &object, &namespace, policy).await?;
-    }
+    apply_child(ctx, &object, &namespace, &children.network_policy).await?;
     let deployment: Deployment = apply_child(ctx, &object, &namespace, &children.deployment).await?;
     if let Some(decision) = &scale.decision {
         let note = format!(

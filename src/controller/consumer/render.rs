@@ -187,8 +187,9 @@ pub struct Children {
     pub deployment: Deployment,
     /// The HTTP source's Service.
     pub service: Option<Service>,
-    /// The HTTP source's NetworkPolicy (who may reach the order and metrics ports).
-    pub network_policy: Option<NetworkPolicy>,
+    /// Who may reach the workers: the monitoring namespace their metrics port, and for an HTTP source
+    /// `allowFrom` the order port.
+    pub network_policy: NetworkPolicy,
 }
 
 impl Children {
@@ -309,24 +310,18 @@ pub fn children(
     let owner = WorkerOwner::of_consumer(consumer);
     let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
     // An HTTP Consumer's policy also opens the order port to `allowFrom`.
-    children.network_policy = Some(super::http::network_policy(
+    children.network_policy = super::http::network_policy(
         &owner,
         consumer.spec.source.http.as_ref(),
         settings.monitoring_namespace.as_deref(),
-    ));
+    );
     children
 }
 
-/// The objects that run `config` for `owner` with `replicas` pods.
-pub fn children_of(
-    owner: &WorkerOwner,
-    config: &WorkerConfig,
-    settings: &WorkerSettings,
-    replicas: i32,
-) -> Children {
-    let text = serde_yaml_ng::to_string(config).unwrap_or_default();
+/// The pod of `owner`'s workers: the worker container (its config mounted, probes on the metrics port,
+/// `restricted` security) under the owner's own ServiceAccount.
+fn worker_pod(owner: &WorkerOwner, settings: &WorkerSettings) -> PodSpec {
     let name = owner.name.clone();
-    let selector = owner.selector.clone();
     let http_port = owner.http_port;
     let mut ports = vec![ContainerPort {
         name: Some("metrics".to_owned()),
@@ -405,7 +400,7 @@ pub fn children_of(
         }]),
         ..Container::default()
     };
-    let pod = PodSpec {
+    PodSpec {
         service_account_name: Some(name.clone()),
         // Workers never call the Kubernetes API.
         automount_service_account_token: Some(false),
@@ -433,7 +428,20 @@ pub fn children_of(
             ..Volume::default()
         }]),
         ..PodSpec::default()
-    };
+    }
+}
+
+/// The objects that run `config` for `owner` with `replicas` pods.
+pub fn children_of(
+    owner: &WorkerOwner,
+    config: &WorkerConfig,
+    settings: &WorkerSettings,
+    replicas: i32,
+) -> Children {
+    let text = serde_yaml_ng::to_string(config).unwrap_or_default();
+    let selector = owner.selector.clone();
+    let http_port = owner.http_port;
+    let pod = worker_pod(owner, settings);
     let deployment = Deployment {
         metadata: owner.meta(),
         spec: Some(DeploymentSpec {
@@ -494,11 +502,7 @@ pub fn children_of(
         service,
         // Every worker gets one: one that serves no HTTP source admits the monitoring namespace to its
         // metrics and no one else.
-        network_policy: Some(super::http::network_policy(
-            owner,
-            None,
-            settings.monitoring_namespace.as_deref(),
-        )),
+        network_policy: super::http::network_policy(owner, None, settings.monitoring_namespace.as_deref()),
     }
 }
 

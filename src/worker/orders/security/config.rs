@@ -41,7 +41,8 @@ impl HttpSource {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Serve without authentication, every request as principal `anonymous` (`auth.mode: none`).
+    /// Serve without authentication, every request as principal `anonymous:<namespace>/<consumer>`
+    /// (`auth.mode: none`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
     /// API keys: a directory holding one file per key (a mounted Secret).
