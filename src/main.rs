@@ -119,6 +119,15 @@ struct ControllerArgs {
     /// taking over its predecessor's resources.
     #[arg(long, env = "TRIBUTARY_CLUSTER_ID")]
     cluster_id: Option<String>,
+    /// Client-side AWS rate limit overrides, repeatable or comma-separated: `SERVICE:ACTION=RATE`,
+    /// `SERVICE:*=RATE` or `*=RATE`, RATE in calls per second or `unlimited`. Defaults are AWS's published
+    /// per-account quotas for the configured Region (docs/rate-limits.md); `*=unlimited` suits emulators.
+    #[arg(long, env = "TRIBUTARY_AWS_RATE_LIMITS", value_delimiter = ',')]
+    aws_rate_limit: Vec<String>,
+    /// Seconds a new object waiting for a dependency goes without a status (objects applied together
+    /// wait for each other briefly; each written wait is an API request). 0 writes every wait.
+    #[arg(long, env = "TRIBUTARY_QUIET_START_SECONDS", default_value_t = 30)]
+    quiet_start_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +281,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         log_format: _,
         monitoring_namespace,
         cluster_id,
+        aws_rate_limit,
+        quiet_start_seconds,
     } = args;
     let identity = identity.unwrap_or_else(default_identity);
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
@@ -316,9 +327,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     tracing::info!("leader: starting the controllers");
 
-    let cloud = AwsCloud::from_env_with_metrics(metrics.clone()).await;
+    let cloud = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
+        quiet_start: Duration::from_secs(quiet_start_seconds),
         namespace: watch_namespace,
         instance: Some(identity),
         worker: controller::consumer::render::WorkerSettings {

@@ -98,7 +98,12 @@ async fn topic_is_created_adopted_updated_tagged_and_deleted_twice() {
         .await
         .unwrap();
     assert_eq!(
-        cloud.find_topic(&name).await.unwrap().as_deref(),
+        cloud
+            .find_topic(&name)
+            .await
+            .unwrap()
+            .map(|(arn, _)| arn)
+            .as_deref(),
         Some(arn.as_str()),
         "adopt by name"
     );

@@ -25,7 +25,7 @@ async fn aws_calls_are_counted_and_timed_by_operation_and_outcome() {
     let metrics = Metrics::new();
     let cloud = AwsCloud::with_limits_and_metrics(
         &common::aws_config().await,
-        &RateLimits::default(),
+        &RateLimits::published(None),
         metrics.clone(),
     );
 

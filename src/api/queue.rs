@@ -181,4 +181,8 @@ pub struct QueueStatus {
     /// URL, ARN, depth and oldest message age.
     #[serde(flatten)]
     pub observed: QueueObservation,
+    /// ARNs of the SNS topics that the queue's policy, as last read back from SQS, lets send to this
+    /// queue (AWS only). A Subscription to this Queue is Ready only once its Topic is listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_topics: Vec<String>,
 }

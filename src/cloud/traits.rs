@@ -25,9 +25,9 @@ pub(crate) fn attributes_of(pairs: &[(&str, &str)]) -> Attributes {
 
 /// Publish/subscribe topics (SNS).
 pub trait Topics: Send + Sync {
-    /// The ARN of the topic called `name`, or `None` if there is none. Used to adopt existing topics and to
-    /// make creation idempotent.
-    fn find_topic(&self, name: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The ARN and attributes of the topic called `name`, or `None` if there is none (one call: the
+    /// lookup reads the attributes). Used to adopt existing topics and to make creation idempotent.
+    fn find_topic(&self, name: &str) -> impl Future<Output = Result<Option<(String, Attributes)>>> + Send;
 
     /// Creates the topic and returns its ARN. Creating an existing topic with the same attributes returns
     /// the existing ARN; with different attributes the cloud refuses (a `Permanent` error).

@@ -13,7 +13,7 @@ use super::{
     events,
     finalize::{Applied, Reconciler},
     ownership::desired_tags,
-    queue::{delete_queue, ensure_queue, sync_attributes},
+    queue::{Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes},
     redrive::{self, Source},
     redrive_azure, references,
     status::{describe, was_synced},
@@ -89,7 +89,7 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
         references::validate(&*dead_letter, Spec::DeadLetter(&dead_letter.spec), &ctx.stores)?;
         let (object, adopt) = (describe(&*dead_letter), dead_letter.spec.lifecycle.adopt);
         let namespace = dead_letter.namespace().unwrap_or_default();
-        tenancy::load(&ctx.client, &object, &namespace)
+        tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace)
             .await?
             .check_adoption(&object, adopt)?;
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
@@ -112,6 +112,7 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
                 },
                 message: format!("Storage Queue {url}"),
                 requeue: step.requeue,
+                not_ready: None,
             });
         }
         let aws = validate(&dead_letter)?;
@@ -125,7 +126,15 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
             &dead_letter.spec.lifecycle.tags,
         );
         let desired = attributes::dead_letter_attributes(aws, &source_arns);
-        let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &name, &desired, &tags, adopt).await?;
+        let observed = dead_letter.status.as_ref().map(|s| &s.observed);
+        let target = Target {
+            name: &name,
+            attributes: &desired,
+            tags: &tags,
+            adopt,
+            recorded: recorded_queue_url(observed, &name),
+        };
+        let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &target).await?;
         let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;
         if !changed.is_empty() && !ensured.created {
             let reason = events::change_reason(was_synced(&*dead_letter));
@@ -156,6 +165,7 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
             },
             message: format!("SQS queue {}", ensured.url),
             requeue: step.requeue,
+            not_ready: None,
         })
     }
 

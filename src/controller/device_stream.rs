@@ -183,7 +183,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         let object = describe(&*stream);
         let err = |source| Error::cloud(&object, source);
         let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
-        let policy = tenancy::load(&ctx.client, &object, &namespace).await?;
+        let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
         let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref(), Some(&policy))?;
         let hubs = &config.hubs;
         let ours = ctx.owner(DeviceStream::KIND, &*stream);
@@ -329,6 +329,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             },
             message: format!("Event Hub {} with {} partitions", address.hub, hub.partitions),
             requeue: None,
+            not_ready: None,
         })
     }
 

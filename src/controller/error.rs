@@ -48,8 +48,13 @@ pub mod reasons {
 /// What happens after an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// Only a change of the object (or of what it references) fixes it: write the condition and wait.
+    /// Only a change of the object fixes it (the spec is wrong as written): write the condition and wait.
     Permanent,
+    /// Fixed by a change outside the object that no watch sees (a foreign cloud resource deleted, a quota
+    /// or permission raised, a conflicting child removed, a TenantPolicy edited): write the condition and
+    /// look again after a delay that starts at the resync period (at most 30 s) and doubles up to it,
+    /// as ACK and Azure Service Operator re-check their terminal conditions.
+    Recheck,
     /// Something the object needs is not there yet: write the condition and look again soon.
     Dependency,
     /// Retry with exponential backoff.
@@ -61,6 +66,7 @@ impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Permanent => "permanent",
+            Self::Recheck => "recheck",
             Self::Dependency => "dependency",
             Self::Transient => "transient",
         }
@@ -195,16 +201,20 @@ impl Error {
     /// What happens next.
     pub fn class(&self) -> Class {
         match self {
-            Self::InvalidSpec { .. }
-            | Self::InvalidFilter { .. }
-            | Self::ImmutableChange { .. }
+            Self::InvalidSpec { .. } | Self::InvalidFilter { .. } => Class::Permanent,
+            // The cloud or the cluster can lift these without the object changing: the foreign resource
+            // is deleted, the conflicting child removed, the policy or the cloud resource edited.
+            Self::ImmutableChange { .. }
             | Self::AlreadyExists { .. }
             | Self::OwnedByAnother { .. }
             | Self::Forbidden { .. }
-            | Self::ChildConflict { .. } => Class::Permanent,
+            | Self::ChildConflict { .. } => Class::Recheck,
             Self::DependencyNotReady { .. } => Class::Dependency,
             Self::Cloud { source, .. } => match source.kind() {
-                ErrorKind::Permanent | ErrorKind::Unsupported => Class::Permanent,
+                // A refusal (access denied, a quota, an invalid parameter) may be lifted by IAM, a quota
+                // increase or the cloud: look again, slowly. Unsupported (an emulator's gap) stays.
+                ErrorKind::Permanent => Class::Recheck,
+                ErrorKind::Unsupported => Class::Permanent,
                 ErrorKind::Transient | ErrorKind::NotFound => Class::Transient,
             },
             Self::Kube { .. } => Class::Transient,
@@ -272,6 +282,8 @@ impl Backoff {
     /// How long an entry is kept after its last failure: twice the longest delay, so an object still
     /// failing always finds its count.
     pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+    /// The first delay of a re-check.
+    pub const FIRST_RECHECK: Duration = Duration::from_secs(30);
     /// How often old entries are looked for.
     const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -291,6 +303,17 @@ impl Backoff {
     pub fn waited(&self, key: &str, first: Duration) -> Duration {
         let count = self.lock().record(key, Instant::now());
         first.saturating_mul(1 << count.saturating_sub(1).min(3))
+    }
+
+    /// Records one more failed re-check of `key` (an error of [`Class::Recheck`]) and returns how long
+    /// to wait: the resync period, at most 30 s, for the first, doubling up to the resync period. An
+    /// object whose condition the cloud lifts is thus Ready again within one resync.
+    pub fn rechecked(&self, key: &str, resync: Duration) -> Duration {
+        let first = resync.min(Self::FIRST_RECHECK);
+        let count = self.lock().record(key, Instant::now());
+        first
+            .saturating_mul(1 << count.saturating_sub(1).min(16))
+            .min(resync.max(first))
     }
 
     /// Forgets the failures of `key`.
@@ -332,7 +355,7 @@ mod tests {
             (
                 Error::cloud(object, service(ErrorKind::Permanent)),
                 reasons::CLOUD_REJECTED,
-                Class::Permanent,
+                Class::Recheck,
             ),
             (
                 Error::cloud(
@@ -359,7 +382,7 @@ mod tests {
                     message: "m".into(),
                 },
                 reasons::IMMUTABLE_CHANGE,
-                Class::Permanent,
+                Class::Recheck,
             ),
             (
                 Error::AlreadyExists {
@@ -367,7 +390,7 @@ mod tests {
                     message: "m".into(),
                 },
                 reasons::ALREADY_EXISTS,
-                Class::Permanent,
+                Class::Recheck,
             ),
             (
                 Error::InvalidFilter {
@@ -413,6 +436,23 @@ mod tests {
         assert_eq!(state.record("other", later), 1);
         assert!(!state.failures.contains_key("gone"), "dropped");
         assert_eq!(state.record("other", later + Duration::from_secs(1)), 2);
+    }
+
+    #[test]
+    fn rechecks_start_at_the_resync_period_up_to_thirty_seconds_and_double_up_to_it() {
+        let rechecks = Backoff::default();
+        let resync = Duration::from_secs(300);
+        let delays: Vec<_> = (0..6)
+            .map(|_| rechecks.rechecked("a", resync).as_secs())
+            .collect();
+        assert_eq!(delays, [30, 60, 120, 240, 300, 300]);
+        let short = Duration::from_secs(2);
+        assert_eq!(rechecks.rechecked("b", short), short);
+        assert_eq!(
+            rechecks.rechecked("b", short),
+            short,
+            "never beyond the resync period"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The driver every kind shares: times the reconcile, skips providers without a controller, runs the
 //! kind's apply or cleanup inside `kube::runtime::finalizer` (finalizer `tributary.dev/cleanup`, because
 //! the objects stand for external resources), writes the status of the outcome, and classifies failures:
-//! permanent → condition and wait for a change; dependency not ready → condition and look again soon;
-//! transient → condition and per-object exponential backoff.
+//! permanent → condition and wait for a change; liftable by the cloud or the cluster → condition and look
+//! again at resync; dependency not ready → condition and look again soon; transient → condition and
+//! per-object exponential backoff.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -31,6 +32,8 @@ pub struct Applied<S> {
     pub message: String,
     /// Look again this soon instead of at the next resync (e.g. a redrive in progress).
     pub requeue: Option<Duration>,
+    /// Set when the cloud matches the spec but the object cannot be used yet (Ready=False, Synced=True).
+    pub not_ready: Option<status::NotReady>,
 }
 
 /// A kind's apply and cleanup steps.
@@ -73,12 +76,21 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
             match event {
                 finalizer::Event::Apply(object) => {
                     let applied = K::apply(object.clone(), ctx.clone()).await?;
-                    let desired = status::ready(applied.message);
+                    let mut requeue = applied.requeue.unwrap_or(ctx.config.resync);
+                    if applied.not_ready.is_some() {
+                        // The dependency's watch wakes it; this only bounds a missed wake-up.
+                        requeue = requeue.min(ctx.config.dependency_retry);
+                        if status::unannounced(&*object, ctx.config.quiet_start) {
+                            return Ok(Action::requeue(requeue));
+                        }
+                    }
+                    let desired = status::applied(applied.message, applied.not_ready.as_ref());
                     let status = status::with_conditions(&*object, applied.status, &desired);
                     status::write(&ctx.client, &*object, &status).await?;
-                    Ok(Action::requeue(applied.requeue.unwrap_or(ctx.config.resync)))
+                    Ok(Action::requeue(requeue))
                 }
                 finalizer::Event::Cleanup(object) => {
+                    ctx.verified.forget(&describe(&*object));
                     K::cleanup(object, ctx).await?;
                     Ok(Action::await_change())
                 }
@@ -142,6 +154,11 @@ pub(crate) async fn failed<K: Kind, C: Cloud>(
     let class = error.class();
     ctx.metrics
         .reconcile_failed(K::KIND, class.as_str(), error.reason());
+    if class == Class::Dependency && status::unannounced(object, ctx.config.quiet_start) {
+        return Ok(Action::requeue(
+            ctx.waits.waited(&describe(object), ctx.config.dependency_retry),
+        ));
+    }
     let desired = status::failed(&error);
     let status = status::with_conditions(object, object.status().cloned().unwrap_or_default(), &desired);
     if let Err(write_error) = status::write(&ctx.client, object, &status).await {
@@ -154,7 +171,7 @@ pub(crate) async fn failed<K: Kind, C: Cloud>(
                 ctx.waits.waited(&describe(object), ctx.config.dependency_retry),
             ))
         }
-        Class::Permanent | Class::Transient => {
+        Class::Permanent | Class::Recheck | Class::Transient => {
             ctx.waits.succeeded(&describe(object));
             tracing::warn!(object = %describe(object), %error, class = class.as_str(), "reconcile failed");
             let note = format!("{}: {}", error.reason(), error.condition_message());
@@ -169,6 +186,7 @@ pub(crate) async fn failed<K: Kind, C: Cloud>(
 pub fn error_policy<K: Kind, C: Cloud>(object: Arc<K>, error: &Error, ctx: Arc<Context<C>>) -> Action {
     match error.class() {
         Class::Permanent => Action::await_change(),
+        Class::Recheck => Action::requeue(ctx.backoff.rechecked(&describe(&*object), ctx.config.resync)),
         Class::Dependency => Action::requeue(ctx.config.dependency_retry),
         Class::Transient => Action::requeue(ctx.backoff.failed(&describe(&*object))),
     }

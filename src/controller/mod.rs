@@ -25,6 +25,7 @@ pub mod subscription;
 pub mod subscription_relay;
 pub mod tenancy;
 pub mod topic;
+pub mod verified;
 pub mod watch;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -68,6 +69,10 @@ pub struct Config {
     /// How soon an object waiting for a dependency looks again; the delay doubles with each wait, up
     /// to eight times this. Watches wake it as soon as the dependency changes, so this is a safety net.
     pub dependency_retry: Duration,
+    /// A new object that waits for a dependency (or for its queue policy) gets no status until it has
+    /// waited this long: objects applied together wait for each other briefly, and each such write
+    /// would be an API request (see [`status::unannounced`]). Zero writes every wait.
+    pub quiet_start: Duration,
     /// Identity of this replica in Events (`reportingInstance`).
     pub instance: Option<String>,
     /// How often a Consumer draining a queue looks at the backlog to scale.
@@ -88,6 +93,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             namespace: None,
             dependency_retry: Duration::from_secs(10),
+            quiet_start: Duration::from_secs(30),
             instance: None,
             scale_interval: Duration::from_secs(15),
             worker: consumer::render::WorkerSettings::default(),
@@ -116,6 +122,9 @@ pub struct Context<C> {
     pub waits: error::Backoff,
     /// What the watches have seen, for the reconcilers' lookups.
     pub stores: watch::Stores,
+    /// What was last verified in the cloud per object, so a reconcile woken by a dependency does not ask
+    /// the cloud again within the resync period.
+    pub verified: verified::Verified,
     /// The write halves of `stores`, taken by [`run`].
     writers: std::sync::Mutex<Option<watch::Writers>>,
 }
@@ -147,6 +156,7 @@ impl<C> Context<C> {
             backoff: error::Backoff::default(),
             waits: error::Backoff::default(),
             stores,
+            verified: verified::Verified::default(),
             writers: std::sync::Mutex::new(Some(writers)),
         }
     }
@@ -215,7 +225,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let mut device_streams = watch::Reflector::new(writers.device_streams);
 
     // A TenantPolicy change re-reconciles every object of every kind.
-    let (policy_feed, mut policy_triggers) = tenancy::policy_changes(&ctx.client, 6);
+    let (policy_feed, mut policy_triggers) = tenancy::policy_changes(&ctx.client, writers.policies, 6);
     let mut policy_changed = move || {
         policy_triggers
             .pop()

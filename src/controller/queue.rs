@@ -19,7 +19,7 @@ use super::{
     ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
     references,
     status::{describe, was_synced},
-    storage_queue, tenancy, watch,
+    storage_queue, tenancy, verified, watch,
 };
 use crate::{
     admission::Spec,
@@ -170,8 +170,118 @@ async fn apply_azure<C: Cloud>(
         },
         message,
         requeue: None,
+        not_ready: None,
     })
 }
+
+/// The URL recorded in status, if it is that of the queue named `name` (a renamed queue is looked up).
+pub(crate) fn recorded_url<'a>(observed: Option<&'a QueueObservation>, name: &str) -> Option<&'a str> {
+    observed
+        .and_then(|o| o.url.as_deref())
+        .filter(|url| url.rsplit('/').next() == Some(name))
+}
+
+/// A Queue on `aws`: its SQS queue, created with its attributes, tags and (when its Topics have ARNs)
+/// its policy in one call; what differs set in one call and read back. The status lists the topics the
+/// policy SQS answered lets send, which is what a Subscription's readiness waits for.
+async fn apply_aws<C: Cloud>(
+    queue: &Queue,
+    aws: &QueueAws,
+    ctx: &Context<C>,
+) -> Result<Applied<QueueStatus>, Error> {
+    let redrive = redrive_target(queue, ctx)?;
+    let topics = topic_arns(queue, ctx);
+    let name = queue_name(queue, aws);
+    let tags = desired_tags(&ctx.owner("Queue", queue), &queue.spec.lifecycle.tags);
+    let base = attributes::queue_attributes(aws, redrive.as_ref());
+    let key = describe(queue);
+    let print = verified::fingerprint(&(
+        &queue.metadata.uid,
+        queue.metadata.generation,
+        &name,
+        &base,
+        &topics,
+        &tags,
+    ));
+    if let Some(hit) = ctx.verified.get::<QueueStatus>(&key, print, ctx.config.resync) {
+        let url = hit.status.observed.url.clone().unwrap_or_default();
+        return Ok(Applied {
+            status: hit.status,
+            message: format!("SQS queue {url}"),
+            requeue: Some(hit.next_check),
+            not_ready: None,
+        });
+    }
+    let mut creation = base.clone();
+    if let Some(arn) = topics
+        .first()
+        .and_then(|topic| attributes::queue_arn_beside(topic, &name))
+    {
+        creation = desired_attributes(aws, redrive.as_ref(), &arn, &topics);
+    }
+    let observed = queue.status.as_ref().map(|s| &s.observed);
+    let adopt = queue.spec.lifecycle.adopt;
+    let target = Target {
+        name: &name,
+        attributes: &creation,
+        tags: &tags,
+        adopt,
+        recorded: recorded_url(observed, &name),
+    };
+    let mut ensured = ensure_queue(ctx, queue, "Queue", &target).await?;
+
+    let desired = desired_attributes(aws, redrive.as_ref(), &ensured.arn, &topics);
+    let changed = sync_attributes(ctx, queue, &ensured, &desired).await?;
+    if !changed.is_empty() {
+        // Read back what SQS now holds: readiness is what SQS answers, not what was sent.
+        ensured.attributes = ctx
+            .cloud
+            .queue_attributes(&ensured.url)
+            .await
+            .map_err(|source| Error::cloud(&key, source))?;
+    }
+    let allowed =
+        attributes::allowed_topics(ensured.attributes.get(names::POLICY).map_or("", String::as_str));
+    let recorded_topics = queue
+        .status
+        .as_ref()
+        .map(|s| s.allowed_topics.clone())
+        .unwrap_or_default();
+    // A policy following the Subscriptions is their news, not the Queue's: no Event for it alone.
+    let only_policy_followed = changed == names::POLICY && allowed != recorded_topics;
+    if !changed.is_empty() && !ensured.created && !only_policy_followed {
+        let reason = events::change_reason(was_synced(queue));
+        let note = format!("set {changed} on SQS queue {name}");
+        events::normal(&ctx.recorder, queue, reason, note).await;
+    }
+    let stats = queue_stats_from(&ensured.attributes);
+    let status = QueueStatus {
+        observed: QueueObservation {
+            url: Some(ensured.url.clone()),
+            arn: Some(ensured.arn.clone()),
+            depth: Some(stats.visible),
+            oldest_message_age_seconds: stats.oldest_message_age_seconds,
+        },
+        allowed_topics: allowed,
+        ..QueueStatus::default()
+    };
+    // SQS applies attribute changes within about a minute: until the read-back shows them, look again
+    // soon instead of recording this observation as verified.
+    let settled = drift::diff(&desired, &ensured.attributes).is_empty();
+    if settled {
+        ctx.verified
+            .record(&key, print, status.clone(), ctx.config.resync);
+    }
+    Ok(Applied {
+        status,
+        message: format!("SQS queue {}", ensured.url),
+        requeue: (!settled).then_some(SETTLE_RETRY),
+        not_ready: None,
+    })
+}
+
+/// How soon a queue whose read-back does not show a change yet is read again.
+const SETTLE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<C: Cloud> Reconciler<C> for Queue {
     /// SQS queues on `aws`, Storage Queues on `azure`.
@@ -182,50 +292,13 @@ impl<C: Cloud> Reconciler<C> for Queue {
     async fn apply(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<QueueStatus>, Error> {
         references::validate(&*queue, Spec::Queue(&queue.spec), &ctx.stores)?;
         let namespace = queue.namespace().unwrap_or_default();
-        tenancy::load(&ctx.client, &describe(&*queue), &namespace)
+        tenancy::load(&ctx.client, &ctx.stores.policies, &describe(&*queue), &namespace)
             .await?
             .check_adoption(&describe(&*queue), queue.spec.lifecycle.adopt)?;
         if let (Provider::Azure, Some(azure)) = (queue.spec.provider, &queue.spec.azure) {
             return apply_azure(&queue, azure, &ctx).await;
         }
-        let aws = validate(&queue)?;
-        let redrive = redrive_target(&queue, &ctx)?;
-        let topics = topic_arns(&queue, &ctx);
-        let name = queue_name(&queue, aws);
-        let tags = desired_tags(&ctx.owner("Queue", &*queue), &queue.spec.lifecycle.tags);
-        let base = attributes::queue_attributes(aws, redrive.as_ref());
-        let ensured = ensure_queue(
-            &ctx,
-            &*queue,
-            "Queue",
-            &name,
-            &base,
-            &tags,
-            queue.spec.lifecycle.adopt,
-        )
-        .await?;
-
-        let desired = desired_attributes(aws, redrive.as_ref(), &ensured.arn, &topics);
-        let changed = sync_attributes(&ctx, &*queue, &ensured, &desired).await?;
-        if !changed.is_empty() && !ensured.created {
-            let reason = events::change_reason(was_synced(&*queue));
-            let note = format!("set {changed} on SQS queue {name}");
-            events::normal(&ctx.recorder, &*queue, reason, note).await;
-        }
-        let stats = queue_stats_from(&ensured.attributes);
-        Ok(Applied {
-            status: QueueStatus {
-                observed: QueueObservation {
-                    url: Some(ensured.url.clone()),
-                    arn: Some(ensured.arn.clone()),
-                    depth: Some(stats.visible),
-                    oldest_message_age_seconds: stats.oldest_message_age_seconds,
-                },
-                ..QueueStatus::default()
-            },
-            message: format!("SQS queue {}", ensured.url),
-            requeue: None,
-        })
+        apply_aws(&queue, validate(&queue)?, &ctx).await
     }
 
     async fn cleanup(queue: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
@@ -256,49 +329,59 @@ pub(crate) struct Ensured {
     pub attributes: Attributes,
 }
 
-/// Finds the queue `name` or creates it with `attributes` and `tags`; an existing queue must be ours, or
-/// is adopted when `adopt` and it carries no Tributary tag, or is refused (`OwnedByAnother`,
-/// `AlreadyExists`). Missing tags are added and, on a queue
-/// already ours, tags the spec no longer has are removed.
+/// The SQS queue an object asks for.
+pub(crate) struct Target<'a> {
+    /// Queue name.
+    pub name: &'a str,
+    /// Attributes to create it with.
+    pub attributes: &'a Attributes,
+    /// Spec tags plus ownership tags.
+    pub tags: &'a Tags,
+    /// `spec.adopt`.
+    pub adopt: bool,
+    /// The URL recorded in status for this name: no lookup by name while it is there.
+    pub recorded: Option<&'a str>,
+}
+
+/// Finds the queue (by the URL recorded in status, else by name) or creates it with its attributes and
+/// tags; an existing queue must be ours, or is adopted when `adopt` and it carries no Tributary tag, or is
+/// refused (`OwnedByAnother`, `AlreadyExists`). Missing tags are added and, on a queue already ours, tags
+/// the spec no longer has are removed.
 pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
-    name: &str,
-    attributes: &Attributes,
-    tags: &Tags,
-    adopt: bool,
+    target: &Target<'_>,
 ) -> Result<Ensured, Error> {
     let object = describe(owner);
     let err = |source| Error::cloud(&object, source);
     let cloud = &ctx.cloud;
-    let (url, created) = match cloud.find_queue(name).await.map_err(err)? {
+    let mut found = None;
+    if let Some(url) = target.recorded {
+        match cloud.queue_tags(url).await {
+            Ok(tags) => found = Some((url.to_owned(), tags)),
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(err(error)),
+        }
+    }
+    if found.is_none()
+        && let Some(url) = cloud.find_queue(target.name).await.map_err(err)?
+    {
+        let tags = cloud.queue_tags(&url).await.map_err(err)?;
+        found = Some((url, tags));
+    }
+    let (url, created) = match found {
         None => {
-            let url = cloud.create_queue(name, attributes, tags).await.map_err(err)?;
+            let url = cloud
+                .create_queue(target.name, target.attributes, target.tags)
+                .await
+                .map_err(err)?;
             let note = format!("created SQS queue {url}");
             events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
             (url, true)
         }
-        Some(url) => {
-            let observed_tags = cloud.queue_tags(&url).await.map_err(err)?;
-            let found = ownership(&observed_tags, &ctx.owner(kind, owner), adopt);
-            if let Some(refused) = refusal(&object, &format!("SQS queue {name}"), &found) {
-                return Err(refused);
-            }
-            if found == Ownership::Adopt {
-                cloud.tag_queue(&url, tags).await.map_err(err)?;
-                let note = format!("adopted the existing SQS queue {url}");
-                events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
-            } else {
-                cloud
-                    .tag_queue(&url, &missing_tags(tags, &observed_tags))
-                    .await
-                    .map_err(err)?;
-                cloud
-                    .untag_queue(&url, &stale_tags(tags, &observed_tags))
-                    .await
-                    .map_err(err)?;
-            }
+        Some((url, observed_tags)) => {
+            claim(ctx, owner, kind, target, &url, &observed_tags).await?;
             (url, false)
         }
     };
@@ -315,6 +398,39 @@ pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
         created,
         attributes,
     })
+}
+
+/// An existing queue: refused unless ours or adoptable; adopted (tagged) or its tags brought in line.
+async fn claim<K: super::status::Kind, C: Cloud>(
+    ctx: &Context<C>,
+    owner: &K,
+    kind: &str,
+    target: &Target<'_>,
+    url: &str,
+    observed_tags: &Tags,
+) -> Result<(), Error> {
+    let object = describe(owner);
+    let err = |source| Error::cloud(&object, source);
+    let cloud = &ctx.cloud;
+    let found = ownership(observed_tags, &ctx.owner(kind, owner), target.adopt);
+    if let Some(refused) = refusal(&object, &format!("SQS queue {}", target.name), &found) {
+        return Err(refused);
+    }
+    if found == Ownership::Adopt {
+        cloud.tag_queue(url, target.tags).await.map_err(err)?;
+        let note = format!("adopted the existing SQS queue {url}");
+        events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
+    } else {
+        cloud
+            .tag_queue(url, &missing_tags(target.tags, observed_tags))
+            .await
+            .map_err(err)?;
+        cloud
+            .untag_queue(url, &stale_tags(target.tags, observed_tags))
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Sets the attributes that differ from `desired` in one call (with `Policy`, see the module doc) and

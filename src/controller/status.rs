@@ -152,6 +152,42 @@ pub fn ready(message: impl Into<String>) -> Vec<Desired> {
     ]
 }
 
+/// Why an object whose cloud resources match its spec cannot be used yet (Ready=False, Synced=True): a
+/// Subscription whose queue policy does not let its Topic send yet, a Consumer without its minimum of
+/// ready workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What is awaited, naming the object that must change.
+    pub message: String,
+}
+
+/// The conditions of a successful apply: [`ready`], or Ready=False with `not_ready`'s reason while
+/// Synced=True (the cloud matches the spec; something it depends on is not there yet).
+pub fn applied(message: impl Into<String>, not_ready: Option<&NotReady>) -> Vec<Desired> {
+    let mut desired = ready(message);
+    if let Some(not_ready) = not_ready {
+        desired[0].status = "False";
+        desired[0].reason = not_ready.reason;
+        desired[0].message.clone_from(&not_ready.message);
+    }
+    desired
+}
+
+/// Whether a not-ready outcome of `object` may go unwritten: the object has never been given a Ready
+/// condition and was created less than `quiet` ago. Objects applied together wait for each other for a
+/// few seconds (a Subscription for its Topic, Queue and queue policy); writing each wait would double the
+/// status writes of a bulk apply, and an object without conditions reads as not ready anyway.
+pub fn unannounced<K: Kind>(object: &K, quiet: std::time::Duration) -> bool {
+    let never_reported = !current_conditions(object).iter().any(|c| c.type_ == types::READY);
+    let young = object.meta().creation_timestamp.as_ref().is_some_and(|created| {
+        let age = Timestamp::now().duration_since(created.0);
+        age.as_secs_f64() < quiet.as_secs_f64()
+    });
+    never_reported && young
+}
+
 /// Ready=False and Synced=False with the error's reason and message.
 pub fn failed(error: &Error) -> Vec<Desired> {
     let message = error.condition_message();

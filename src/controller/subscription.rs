@@ -18,8 +18,8 @@ use super::{
     events::{self, reasons},
     finalize::{Applied, Reconciler},
     references,
-    status::{describe, was_synced},
-    subscription_relay as relay, watch,
+    status::{NotReady, describe, was_synced},
+    subscription_relay as relay, verified, watch,
 };
 use crate::{
     admission::Spec,
@@ -98,6 +98,92 @@ fn endpoints<C: Cloud>(subscription: &Subscription, ctx: &Context<C>) -> Result<
     }
 }
 
+/// Ready=False: the Queue's policy, as SQS answered it, does not let the Topic send yet.
+pub const QUEUE_POLICY_PENDING: &str = "QueuePolicyPending";
+/// Ready=False: SNS reports the subscription as awaiting confirmation.
+pub const PENDING_CONFIRMATION: &str = "PendingConfirmation";
+
+/// A Subscription to a Queue on `aws`: the SNS subscription with its attributes (from the last check
+/// within the resync period when nothing it depends on changed), Ready only when the Queue's policy,
+/// read back from SQS, lets the Topic send and SNS has confirmed the subscription.
+async fn apply_sqs<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    policy: Option<&Policy>,
+    topic_arn: &str,
+    queue_arn: &str,
+) -> Result<Applied<SubscriptionStatus>, Error> {
+    let desired = build(subscription, policy);
+    let key = describe(subscription);
+    let print = verified::fingerprint(&(
+        &subscription.metadata.uid,
+        subscription.metadata.generation,
+        topic_arn,
+        queue_arn,
+        &desired,
+    ));
+    let (status, requeue, pending) =
+        match ctx
+            .verified
+            .get::<(SubscriptionStatus, bool)>(&key, print, ctx.config.resync)
+        {
+            Some(hit) => (hit.status.0, Some(hit.next_check), hit.status.1),
+            None => {
+                let (arn, observed) =
+                    ensure_subscription(subscription, ctx, topic_arn, queue_arn, &desired).await?;
+                let status = SubscriptionStatus {
+                    arn: Some(arn),
+                    applied_filter_policy: policy.map(Policy::canonical_json),
+                    ..SubscriptionStatus::default()
+                };
+                let pending = observed.get("PendingConfirmation").is_some_and(|v| v == "true");
+                ctx.verified
+                    .record(&key, print, (status.clone(), pending), ctx.config.resync);
+                (status, None, pending)
+            }
+        };
+    let arn = status.arn.clone().unwrap_or_default();
+    Ok(Applied {
+        not_ready: delivery_pending(subscription, ctx, topic_arn, pending),
+        status,
+        message: format!("SNS subscription {arn}"),
+        requeue,
+    })
+}
+
+/// Why SNS cannot deliver to the queue yet, if it cannot: the queue policy (from the Queue's status,
+/// which holds what SQS answered) must list the Topic, and the subscription must be confirmed.
+fn delivery_pending<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    topic_arn: &str,
+    pending_confirmation: bool,
+) -> Option<NotReady> {
+    let namespace = subscription.namespace().unwrap_or_default();
+    let queue_name = &subscription.spec.queue_ref.name;
+    let allowed = watch::get(&ctx.stores.queues, &namespace, queue_name)
+        .and_then(|q| {
+            q.status
+                .as_ref()
+                .map(|s| s.allowed_topics.iter().any(|t| t == topic_arn))
+        })
+        .unwrap_or(false);
+    if !allowed {
+        return Some(NotReady {
+            reason: QUEUE_POLICY_PENDING,
+            message: format!(
+                "subscribed, but the policy of Queue {queue_name} does not let Topic {} ({topic_arn}) send \
+                 yet: waiting for the Queue to write it and read it back",
+                subscription.spec.topic_ref.name
+            ),
+        });
+    }
+    pending_confirmation.then(|| NotReady {
+        reason: PENDING_CONFIRMATION,
+        message: "SNS reports the subscription as awaiting confirmation".to_owned(),
+    })
+}
+
 impl<C: Cloud> Reconciler<C> for Subscription {
     async fn apply(
         subscription: Arc<Self>,
@@ -115,17 +201,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
                 return relay::apply(&subscription, &ctx, policy.as_ref(), &topic_arn, &queue).await;
             }
         };
-        let desired = build(&subscription, policy.as_ref());
-        let arn = ensure_subscription(&subscription, &ctx, &topic_arn, &queue_arn, &desired).await?;
-        Ok(Applied {
-            status: SubscriptionStatus {
-                arn: Some(arn.clone()),
-                applied_filter_policy: policy.as_ref().map(Policy::canonical_json),
-                ..SubscriptionStatus::default()
-            },
-            message: format!("SNS subscription {arn}"),
-            requeue: None,
-        })
+        apply_sqs(&subscription, &ctx, policy.as_ref(), &topic_arn, &queue_arn).await
     }
 
     async fn cleanup(subscription: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {
@@ -217,15 +293,17 @@ async fn before_unsubscribe<C: Cloud>(
     Ok(super::ownership::lost(&resource, &tags, &owner).map_or(Endpoint::Ours, Endpoint::Kept))
 }
 
-/// The SNS subscription of `queue_arn` to `topic_arn` with `desired` attributes: the one in status if SNS
-/// still has it, else the one found (a restart never subscribes twice), else a new one; what differs is set.
+/// The SNS subscription of `queue_arn` to `topic_arn` with `desired` attributes, and its attributes as
+/// read back: the one in status if SNS still has it, else a new one (Subscribe returns the existing one
+/// for the same endpoint, so a restart never subscribes twice; SNS refuses it when the attributes differ,
+/// and the existing one is then looked up). What differs is set and read back.
 pub(crate) async fn ensure_subscription<C: Cloud>(
     subscription: &Subscription,
     ctx: &Context<C>,
     topic_arn: &str,
     queue_arn: &str,
     desired: &Attributes,
-) -> Result<String, Error> {
+) -> Result<(String, Attributes), Error> {
     let object = describe(subscription);
     let cloud = &ctx.cloud;
     let err = |source| Error::cloud(&object, source);
@@ -235,34 +313,78 @@ pub(crate) async fn ensure_subscription<C: Cloud>(
     {
         existing = Some((arn, observed));
     }
-    if existing.is_none()
-        && let Some(arn) = cloud.find_subscription(topic_arn, queue_arn).await.map_err(err)?
-        && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
-    {
-        existing = Some((arn, observed));
-    }
-    let Some((arn, observed)) = existing else {
-        let arn = cloud
-            .subscribe(topic_arn, queue_arn, desired)
-            .await
-            .map_err(err)?;
-        let note = format!("subscribed {queue_arn} to {topic_arn}: {arn}");
-        events::normal(&ctx.recorder, subscription, reasons::CREATED, note).await;
-        return Ok(arn);
+    let (arn, observed) = match existing {
+        Some(found) => found,
+        None => {
+            let (arn, created) = subscribe_or_find(subscription, ctx, topic_arn, queue_arn, desired).await?;
+            if created {
+                let note = format!("subscribed {queue_arn} to {topic_arn}: {arn}");
+                events::normal(&ctx.recorder, subscription, reasons::CREATED, note).await;
+            }
+            let observed = cloud
+                .subscription_attributes(&arn)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| {
+                    err(crate::cloud::Error::Response {
+                        operation: crate::cloud::Operation::new(
+                            "sns",
+                            "GetSubscriptionAttributes",
+                            arn.clone(),
+                        ),
+                        detail: "the subscription just made is gone".to_owned(),
+                    })
+                })?;
+            (arn, observed)
+        }
     };
     let changes = drift::diff(desired, &observed);
+    if changes.to_set.is_empty() {
+        return Ok((arn, observed));
+    }
     for (name, value) in &changes.to_set {
         cloud
             .set_subscription_attribute(&arn, name, value)
             .await
             .map_err(err)?;
     }
-    if !changes.to_set.is_empty() {
-        let reason = events::change_reason(was_synced(subscription));
-        let note = format!("set {} on SNS subscription {arn}", names_of(&changes));
-        events::normal(&ctx.recorder, subscription, reason, note).await;
+    let reason = events::change_reason(was_synced(subscription));
+    let note = format!("set {} on SNS subscription {arn}", names_of(&changes));
+    events::normal(&ctx.recorder, subscription, reason, note).await;
+    let observed = cloud
+        .subscription_attributes(&arn)
+        .await
+        .map_err(err)?
+        .unwrap_or_default();
+    Ok((arn, observed))
+}
+
+/// Subscribes, or finds the existing subscription SNS refused to duplicate because its attributes differ.
+/// Whether a new one was made: SNS does not say, so a subscription in status counts as found.
+async fn subscribe_or_find<C: Cloud>(
+    subscription: &Subscription,
+    ctx: &Context<C>,
+    topic_arn: &str,
+    queue_arn: &str,
+    desired: &Attributes,
+) -> Result<(String, bool), Error> {
+    let object = describe(subscription);
+    let err = |source| Error::cloud(&object, source);
+    match ctx.cloud.subscribe(topic_arn, queue_arn, desired).await {
+        Ok(arn) => Ok((arn, true)),
+        Err(refused) if attributes::is_duplicate_subscription(&refused) => {
+            match ctx
+                .cloud
+                .find_subscription(topic_arn, queue_arn)
+                .await
+                .map_err(err)?
+            {
+                Some(arn) => Ok((arn, false)),
+                None => Err(err(refused)),
+            }
+        }
+        Err(error) => Err(err(error)),
     }
-    Ok(arn)
 }
 
 #[cfg(test)]

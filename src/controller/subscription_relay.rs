@@ -190,6 +190,15 @@ async fn ensure_relay_queue<C: Cloud>(
             .set_queue_attributes(&url, &desired)
             .await
             .map_err(err)?;
+        // Ready means SNS may deliver: read the policy back (SQS applies changes within about a minute).
+        let back = ctx.cloud.queue_attributes(&url).await.map_err(err)?;
+        let policy = back.get(names::POLICY).map_or("", String::as_str);
+        if !attributes::allowed_topics(policy).iter().any(|t| t == topic_arn) {
+            return Err(Error::DependencyNotReady {
+                object,
+                message: format!("the policy of the relay queue {url} does not let {topic_arn} send yet"),
+            });
+        }
     }
     Ok((url, arn))
 }
@@ -226,11 +235,11 @@ pub(crate) async fn apply<C: Cloud>(
     // Unfiltered (the relay applies the filter) and in SNS's envelope: raw delivery to SQS discards a
     // message with more than 10 attributes, and the envelope carries every attribute with its type.
     let desired = attributes::subscription_attributes(false, None);
-    let arn = ensure_subscription(subscription, ctx, topic_arn, &relay_arn, &desired).await?;
+    let (arn, _) = ensure_subscription(subscription, ctx, topic_arn, &relay_arn, &desired).await?;
 
     let config = relay_config(subscription, &relay_url, queue, &target_url);
     let namespace = subscription.namespace().unwrap_or_default();
-    let tenant = tenancy::load(&ctx.client, &object, &namespace).await?;
+    let tenant = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
     let settings = worker_settings(&tenant, &ctx.config.worker);
     let children = render::children_of(&relay_owner(subscription), &config, &settings, 1)
         .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
@@ -251,6 +260,7 @@ pub(crate) async fn apply<C: Cloud>(
             relay_name(subscription)
         ),
         requeue: None,
+        not_ready: None,
     })
 }
 

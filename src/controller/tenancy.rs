@@ -7,7 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use kube::{Api, Client};
+use futures::FutureExt;
+use kube::{
+    Api, Client,
+    runtime::reflector::{ObjectRef, Store, store::Writer},
+};
 
 use super::error::Error;
 use crate::api::{
@@ -311,9 +315,25 @@ impl Effective {
     }
 }
 
-/// Reads the policy of `namespace`: its own TenantPolicy and the cluster default. A missing object (or
-/// a cluster without the TenantPolicy CRD) counts as absent; other failures are transient errors.
-pub async fn load(client: &Client, object: &str, namespace: &str) -> Result<Effective, Error> {
+/// The effective policy of `namespace`: from the TenantPolicy watch's store once it has listed them
+/// (no API request per reconcile), else read from the API server (before the first list, or while the
+/// watch cannot run).
+pub async fn load(
+    client: &Client,
+    policies: &Store<TenantPolicy>,
+    object: &str,
+    namespace: &str,
+) -> Result<Effective, Error> {
+    if policies
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|ready| ready.is_ok())
+    {
+        let get = |name: &str| policies.get(&ObjectRef::new(name)).map(|p| p.spec.clone());
+        let own = get(namespace);
+        let default = get(CLUSTER_DEFAULT);
+        return Ok(effective(namespace, own.as_ref(), default.as_ref()));
+    }
     let api: Api<TenantPolicy> = Api::all(client.clone());
     let get = |name: String| {
         let api = api.clone();
@@ -341,6 +361,7 @@ pub async fn load(client: &Client, object: &str, namespace: &str) -> Result<Effe
 /// a change up at their next reconcile.
 pub fn policy_changes(
     client: &Client,
+    writer: Writer<TenantPolicy>,
     controllers: usize,
 ) -> (
     impl std::future::Future<Output = ()> + Send + use<>,
@@ -353,7 +374,9 @@ pub fn policy_changes(
         .unzip();
     let api: Api<TenantPolicy> = Api::all(client.clone());
     let feed = async move {
-        let events = watcher(api, watcher::Config::default()).default_backoff();
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
         futures::pin_mut!(events);
         while let Some(event) = events.next().await {
             match event {

@@ -14,7 +14,7 @@ use super::{
     finalize::{Applied, Reconciler},
     ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
     status::{describe, was_synced},
-    tenancy,
+    tenancy, verified,
 };
 use crate::{
     api::{
@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// The SNS topic a Topic asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Desired {
     /// Topic name.
     pub name: String,
@@ -81,80 +81,141 @@ pub fn build(topic: &Topic, aws: &TopicAws, cluster: &str) -> Desired {
     }
 }
 
+/// The topic found (by the ARN in status, else by name; one call, which reads its attributes) or created
+/// with its attributes and tags in one call; an existing one is adopted or refused, its attributes that
+/// differ are set, its tags brought in line.
+async fn ensure_topic<C: Cloud>(
+    topic: &Topic,
+    ctx: &Context<C>,
+    desired: &Desired,
+) -> Result<TopicStatus, Error> {
+    let object = describe(topic);
+    let cloud = &ctx.cloud;
+    let err = |source| Error::cloud(&object, source);
+    let recorded = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.arn.clone())
+        .filter(|arn| last_segment(arn) == Some(desired.name.as_str()));
+    let found = match recorded {
+        Some(arn) => match cloud.topic_attributes(&arn).await {
+            Ok(attributes) => Some((arn, attributes)),
+            Err(error) if error.is_not_found() => None,
+            Err(error) => return Err(err(error)),
+        },
+        None => cloud.find_topic(&desired.name).await.map_err(err)?,
+    };
+    let Some((arn, mut observed)) = found else {
+        let arn = cloud
+            .create_topic(&desired.name, &desired.attributes, &desired.tags)
+            .await
+            .map_err(err)?;
+        let note = format!("created SNS topic {arn}");
+        events::normal(&ctx.recorder, topic, reasons::CREATED, note).await;
+        // Made in one call with exactly these attributes and tags: nothing to set or read back.
+        return Ok(TopicStatus {
+            arn: Some(arn),
+            subscriptions_confirmed: Some(0),
+            ..TopicStatus::default()
+        });
+    };
+    let observed_tags = cloud.topic_tags(&arn).await.map_err(err)?;
+    let found = ownership(
+        &observed_tags,
+        &ctx.owner("Topic", topic),
+        topic.spec.lifecycle.adopt,
+    );
+    if let Some(refused) = refusal(&object, &format!("SNS topic {}", desired.name), &found) {
+        return Err(refused);
+    }
+    if found == Ownership::Adopt {
+        cloud.tag_topic(&arn, &desired.tags).await.map_err(err)?;
+        let note = format!("adopted the existing SNS topic {arn}");
+        events::normal(&ctx.recorder, topic, reasons::ADOPTED, note).await;
+    } else {
+        cloud
+            .tag_topic(&arn, &missing_tags(&desired.tags, &observed_tags))
+            .await
+            .map_err(err)?;
+        cloud
+            .untag_topic(&arn, &stale_tags(&desired.tags, &observed_tags))
+            .await
+            .map_err(err)?;
+    }
+    sync_topic_attributes(topic, ctx, desired, &arn, &mut observed).await?;
+    Ok(TopicStatus {
+        arn: Some(arn),
+        subscriptions_confirmed: observed
+            .get(names::SUBSCRIPTIONS_CONFIRMED)
+            .and_then(|count| count.parse().ok()),
+        ..TopicStatus::default()
+    })
+}
+
+/// Sets the attributes of an existing topic that differ from the spec; an immutable one is refused.
+async fn sync_topic_attributes<C: Cloud>(
+    topic: &Topic,
+    ctx: &Context<C>,
+    desired: &Desired,
+    arn: &str,
+    observed: &mut Attributes,
+) -> Result<(), Error> {
+    let object = describe(topic);
+    let changes = drift::diff(&desired.attributes, observed);
+    if let Some(change) = changes.immutable.first() {
+        return Err(Error::ImmutableChange {
+            object,
+            message: format!(
+                "SNS cannot change {} of topic {} in place (it is {:?}, the spec asks for {:?}); \
+                 create a new Topic",
+                change.name, desired.name, change.observed, change.desired
+            ),
+        });
+    }
+    for (name, value) in &changes.to_set {
+        ctx.cloud
+            .set_topic_attribute(arn, name, value)
+            .await
+            .map_err(|source| Error::cloud(&object, source))?;
+        observed.insert(name.clone(), value.clone());
+    }
+    if !changes.to_set.is_empty() {
+        let reason = events::change_reason(was_synced(topic));
+        let note = format!("set {} on SNS topic {arn}", names_of(&changes));
+        events::normal(&ctx.recorder, topic, reason, note).await;
+    }
+    Ok(())
+}
+
 impl<C: Cloud> Reconciler<C> for Topic {
     async fn apply(topic: Arc<Self>, ctx: Arc<Context<C>>) -> Result<Applied<TopicStatus>, Error> {
         let object = describe(&*topic);
         let desired = build(&topic, validate(&topic)?, &ctx.config.cluster);
         let adopt = topic.spec.lifecycle.adopt;
         let namespace = topic.namespace().unwrap_or_default();
-        tenancy::load(&ctx.client, &object, &namespace)
+        tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace)
             .await?
             .check_adoption(&object, adopt)?;
-        let cloud = &ctx.cloud;
-        let err = |source| Error::cloud(&object, source);
-
-        let (arn, created, observed_tags) = match cloud.find_topic(&desired.name).await.map_err(err)? {
-            None => {
-                let arn = cloud
-                    .create_topic(&desired.name, &desired.attributes, &desired.tags)
-                    .await
-                    .map_err(err)?;
-                let note = format!("created SNS topic {arn}");
-                events::normal(&ctx.recorder, &*topic, reasons::CREATED, note).await;
-                (arn, true, desired.tags.clone())
-            }
-            Some(arn) => {
-                let tags = cloud.topic_tags(&arn).await.map_err(err)?;
-                let found = ownership(&tags, &ctx.owner("Topic", &*topic), adopt);
-                if let Some(refused) = refusal(&object, &format!("SNS topic {}", desired.name), &found) {
-                    return Err(refused);
-                }
-                if found == Ownership::Adopt {
-                    cloud.tag_topic(&arn, &desired.tags).await.map_err(err)?;
-                    let note = format!("adopted the existing SNS topic {arn}");
-                    events::normal(&ctx.recorder, &*topic, reasons::ADOPTED, note).await;
-                }
-                (arn, false, tags)
-            }
-        };
-
-        let mut observed = cloud.topic_attributes(&arn).await.map_err(err)?;
-        let changes = drift::diff(&desired.attributes, &observed);
-        if let Some(change) = changes.immutable.first() {
-            return Err(Error::ImmutableChange {
-                object,
-                message: format!(
-                    "SNS cannot change {} of topic {} in place (it is {:?}, the spec asks for {:?}); \
-                     create a new Topic",
-                    change.name, desired.name, change.observed, change.desired
-                ),
+        let key = describe(&*topic);
+        let print = verified::fingerprint(&(&topic.metadata.uid, topic.metadata.generation, &desired));
+        if let Some(hit) = ctx.verified.get::<TopicStatus>(&key, print, ctx.config.resync) {
+            let arn = hit.status.arn.clone().unwrap_or_default();
+            return Ok(Applied {
+                status: hit.status,
+                message: format!("SNS topic {arn}"),
+                requeue: Some(hit.next_check),
+                not_ready: None,
             });
         }
-        for (name, value) in &changes.to_set {
-            cloud.set_topic_attribute(&arn, name, value).await.map_err(err)?;
-            observed.insert(name.clone(), value.clone());
-        }
-        if !changes.to_set.is_empty() && !created {
-            let reason = events::change_reason(was_synced(&*topic));
-            let note = format!("set {} on SNS topic {arn}", names_of(&changes));
-            events::normal(&ctx.recorder, &*topic, reason, note).await;
-        }
-        let missing = missing_tags(&desired.tags, &observed_tags);
-        cloud.tag_topic(&arn, &missing).await.map_err(err)?;
-        let stale = stale_tags(&desired.tags, &observed_tags);
-        cloud.untag_topic(&arn, &stale).await.map_err(err)?;
-
-        let status = TopicStatus {
-            arn: Some(arn.clone()),
-            subscriptions_confirmed: observed
-                .get(names::SUBSCRIPTIONS_CONFIRMED)
-                .and_then(|count| count.parse().ok()),
-            ..TopicStatus::default()
-        };
+        let status = ensure_topic(&topic, &ctx, &desired).await?;
+        ctx.verified
+            .record(&key, print, status.clone(), ctx.config.resync);
+        let arn = status.arn.clone().unwrap_or_default();
         Ok(Applied {
             status,
             message: format!("SNS topic {arn}"),
             requeue: None,
+            not_ready: None,
         })
     }
 
@@ -191,7 +252,7 @@ async fn owned_topic<C: Cloud>(topic: &Topic, ctx: &Context<C>) -> Result<Option
                 return Ok(None);
             };
             match ctx.cloud.find_topic(&topic_name(topic, aws)).await.map_err(err)? {
-                Some(arn) => arn,
+                Some((arn, _)) => arn,
                 None => return Ok(None),
             }
         }

@@ -30,7 +30,7 @@ use kube::{
 };
 
 use super::{conditions::types, status::Kind};
-use crate::api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic};
+use crate::api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, TenantPolicy, Topic};
 
 /// What the watches have seen of each kind: the reconcilers read their dependencies here.
 #[derive(Clone)]
@@ -47,6 +47,9 @@ pub struct Stores {
     pub consumers: Store<Consumer>,
     /// DeviceStreams.
     pub device_streams: Store<DeviceStream>,
+    /// TenantPolicies (cluster-scoped); ready once their watch has listed them, which needs the CRD and
+    /// the permission (until then [`super::tenancy::load`] reads them from the API server).
+    pub policies: Store<TenantPolicy>,
 }
 
 /// The write halves of [`Stores`], taken by the watches when the controllers run.
@@ -57,6 +60,7 @@ pub struct Writers {
     pub(crate) subscriptions: Writer<Subscription>,
     pub(crate) consumers: Writer<Consumer>,
     pub(crate) device_streams: Writer<DeviceStream>,
+    pub(crate) policies: Writer<TenantPolicy>,
 }
 
 /// Empty stores and their writers.
@@ -67,6 +71,7 @@ pub fn stores() -> (Stores, Writers) {
     let (subscriptions, subscription_writer) = reflector::store();
     let (consumers, consumer_writer) = reflector::store();
     let (device_streams, device_stream_writer) = reflector::store();
+    let (policies, policy_writer) = reflector::store();
     (
         Stores {
             topics,
@@ -75,6 +80,7 @@ pub fn stores() -> (Stores, Writers) {
             subscriptions,
             consumers,
             device_streams,
+            policies,
         },
         Writers {
             topics: topic_writer,
@@ -83,6 +89,7 @@ pub fn stores() -> (Stores, Writers) {
             subscriptions: subscription_writer,
             consumers: consumer_writer,
             device_streams: device_stream_writer,
+            policies: policy_writer,
         },
     )
 }
@@ -306,12 +313,16 @@ pub fn topic_arn(topic: &Topic) -> Option<u64> {
     Some(hash(&topic.status.as_ref().and_then(|s| s.arn.as_ref())))
 }
 
-/// What a Subscription and a DeadLetter need of a Queue.
+/// What a Subscription and a DeadLetter need of a Queue (a Subscription's readiness: the topics its
+/// policy lets send).
 pub fn queue_identity(queue: &Queue) -> Option<u64> {
-    let observed = queue
-        .status
-        .as_ref()
-        .map(|s| (s.observed.arn.clone(), s.observed.url.clone()));
+    let observed = queue.status.as_ref().map(|s| {
+        (
+            s.observed.arn.clone(),
+            s.observed.url.clone(),
+            s.allowed_topics.clone(),
+        )
+    });
     Some(hash(&(
         queue.meta().generation,
         queue.meta().deletion_timestamp.is_some(),

@@ -556,6 +556,7 @@ pub async fn start_controller_with(
         resync: Duration::from_secs(3),
         namespace: Some(namespace.to_owned()),
         dependency_retry: Duration::from_secs(1),
+        quiet_start: Duration::ZERO,
         instance: Some(format!("test-{}", std::process::id())),
         scale_interval: Duration::from_secs(1),
         worker: tributary::controller::consumer::render::WorkerSettings {

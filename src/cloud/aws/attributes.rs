@@ -261,6 +261,73 @@ pub fn queue_policy<S: AsRef<str>>(queue_arn: &str, topic_arns: &[S]) -> Option<
     Some(super::compare::canonical(&policy, super::compare::JsonMode::Plain).to_string())
 }
 
+/// The SNS topics a queue policy lets send to the queue: the `aws:SourceArn` values of its statements
+/// that allow `sqs:SendMessage` to the SNS service principal (the statement [`queue_policy`] writes).
+/// Sorted; empty for an empty or unparsable policy. Pure: it reads what SQS answered, so a Subscription
+/// can be Ready only when its Topic really may send.
+pub fn allowed_topics(policy: &str) -> Vec<String> {
+    let Ok(policy) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return Vec::new();
+    };
+    let as_list = |value: Option<&serde_json::Value>| -> Vec<String> {
+        match value {
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            Some(serde_json::Value::Array(many)) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let statements = match policy.get("Statement") {
+        Some(serde_json::Value::Array(statements)) => statements.clone(),
+        Some(statement) => vec![statement.clone()],
+        None => Vec::new(),
+    };
+    let mut topics: Vec<String> = statements
+        .iter()
+        .filter(|s| s.get("Effect").and_then(|e| e.as_str()) == Some("Allow"))
+        .filter(|s| {
+            as_list(s.get("Action"))
+                .iter()
+                .any(|a| a == "sqs:SendMessage" || a == "sqs:*" || a == "*")
+        })
+        .filter(|s| {
+            as_list(s.pointer("/Principal/Service"))
+                .iter()
+                .any(|p| p == "sns.amazonaws.com")
+        })
+        .flat_map(|s| as_list(s.pointer("/Condition/ArnEquals/aws:SourceArn")))
+        .collect();
+    topics.sort_unstable();
+    topics.dedup();
+    topics
+}
+
+/// The ARN of SQS queue `queue` in the partition, region and account of an SNS topic ARN of the same
+/// caller (`arn:<partition>:sns:<region>:<account>:<topic>`), so that a queue can be created with its
+/// policy in one call; the ARN SQS answers afterwards is what counts. `None` for a malformed ARN.
+pub fn queue_arn_beside(topic_arn: &str, queue: &str) -> Option<String> {
+    let mut parts = topic_arn.splitn(6, ':');
+    let (arn, partition, service, region, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn == "arn" && service == "sns" && parts.next().is_some())
+        .then(|| format!("arn:{partition}:sqs:{region}:{account}:{queue}"))
+}
+
+/// Whether SNS refused a Subscribe because the endpoint is already subscribed with other attributes
+/// (`InvalidParameter`, "Subscription already exists with different attributes"): the caller then looks
+/// the existing subscription up and sets its attributes.
+pub fn is_duplicate_subscription(error: &crate::cloud::Error) -> bool {
+    matches!(error, crate::cloud::Error::Service { code, message, .. }
+        if code == "InvalidParameter" && message.contains("already exists with different attributes"))
+}
+
 /// The attributes to pass to a create call: entries with empty values (absent) and the `false` FIFO
 /// flags (the default) left out.
 pub fn creation_attributes(desired: &Attributes) -> Attributes {

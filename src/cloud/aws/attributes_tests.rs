@@ -218,3 +218,47 @@ fn arns_are_built_per_partition_and_parsed_back() {
     assert_eq!(name_from_arn("https://example/123/q"), None);
     assert_eq!(name_from_arn("arn:aws:sqs:us-east-1:123:"), None);
 }
+
+#[test]
+fn the_allowed_topics_are_read_from_the_policy_sqs_answers() {
+    let queue = "arn:aws:sqs:us-east-1:123456789012:orders";
+    let topics = [
+        "arn:aws:sns:us-east-1:123456789012:b",
+        "arn:aws:sns:us-east-1:123456789012:a",
+    ];
+    let written = queue_policy(queue, &topics).unwrap();
+    assert_eq!(
+        allowed_topics(&written),
+        [
+            "arn:aws:sns:us-east-1:123456789012:a",
+            "arn:aws:sns:us-east-1:123456789012:b"
+        ]
+    );
+    // SQS may answer with single values instead of arrays.
+    let single = json!({"Statement": {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": queue,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topics[0]}}}});
+    assert_eq!(allowed_topics(&single.to_string()), [topics[0]]);
+    // A Deny, another principal or another action lets no topic send; no policy at all neither.
+    for (field, value) in [
+        ("Effect", json!("Deny")),
+        ("Principal", json!({"Service": "events.amazonaws.com"})),
+        ("Action", json!("sqs:ReceiveMessage")),
+    ] {
+        let mut policy = parse(&written);
+        policy["Statement"][0][field] = value;
+        assert!(allowed_topics(&policy.to_string()).is_empty(), "{field}");
+    }
+    assert!(allowed_topics("").is_empty());
+    assert!(allowed_topics("not json").is_empty());
+}
+
+#[test]
+fn a_queue_arn_is_built_beside_a_topic_of_the_same_caller() {
+    assert_eq!(
+        queue_arn_beside("arn:aws-cn:sns:cn-north-1:123456789012:orders", "q").as_deref(),
+        Some("arn:aws-cn:sqs:cn-north-1:123456789012:q")
+    );
+    assert_eq!(queue_arn_beside("arn:aws:sqs:us-east-1:1:q", "x"), None);
+    assert_eq!(queue_arn_beside("not-an-arn", "x"), None);
+}

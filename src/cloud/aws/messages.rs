@@ -16,7 +16,6 @@ use aws_sdk_sqs::{
 use super::{
     AwsCloud, SQS,
     error::{from_sdk, missing},
-    ratelimit::Family,
 };
 use crate::cloud::{
     Error, Operation, Result,
@@ -107,7 +106,7 @@ fn check_batch_size(operation: &Operation, len: usize) -> Result<()> {
 impl QueueMessages for AwsCloud {
     async fn start_message_move(&self, request: &MoveRequest) -> Result<String> {
         let operation = Operation::new(SQS, "StartMessageMoveTask", &request.source_arn);
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -123,7 +122,7 @@ impl QueueMessages for AwsCloud {
 
     async fn message_moves(&self, source_arn: &str) -> Result<Vec<MoveTask>> {
         let operation = Operation::new(SQS, "ListMessageMoveTasks", source_arn);
-        self.limit_sqs(Family::List).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -157,7 +156,7 @@ impl QueueMessages for AwsCloud {
         visibility_timeout_seconds: i32,
     ) -> Result<Vec<ReceivedMessage>> {
         let operation = Operation::new(SQS, "ReceiveMessage", url);
-        self.limit_sqs(Family::Messages).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -202,7 +201,7 @@ impl QueueMessages for AwsCloud {
                     .map_err(|e| invalid(&operation, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.limit_sqs(Family::Messages).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -235,7 +234,7 @@ impl QueueMessages for AwsCloud {
                     .map_err(|e| invalid(&operation, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.limit_sqs(Family::Messages).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -267,7 +266,7 @@ impl QueueMessages for AwsCloud {
                     .map_err(|e| invalid(&operation, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.limit_sqs(Family::Messages).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs

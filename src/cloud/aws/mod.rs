@@ -3,7 +3,7 @@
 //! from the standard chain (environment, profile, web identity for IRSA, instance metadata) and the
 //! endpoint override from the config or `AWS_ENDPOINT_URL` (how the tests reach moto).
 //!
-//! Every call first waits for its API family's token bucket ([`ratelimit`]), then goes through the
+//! Every call first waits for its API action's token bucket ([`ratelimit`]), then goes through the
 //! SDK (which retries throttling and transient failures itself), and every failure comes back as a
 //! classified [`crate::cloud::Error`] ([`error`]). The pure build and compare steps the controllers use
 //! with this module are [`attributes`] and [`compare`]. Built with a [`Metrics`], every SDK call is also
@@ -30,7 +30,7 @@ use tokio::sync::OnceCell;
 
 use self::{
     call_metrics::CallMetrics,
-    ratelimit::{Family, Limiter, RateLimits},
+    ratelimit::{Limiter, RateLimits},
 };
 use crate::{
     cloud::{Error, Operation, Result},
@@ -65,15 +65,14 @@ struct Inner {
     region: Option<String>,
     /// The caller's account id, from STS on first use: topic ARNs are built from it.
     account: OnceCell<String>,
-    sns_limiter: Limiter,
-    sqs_limiter: Limiter,
-    sts_limiter: Limiter,
+    limiter: Limiter,
 }
 
 impl AwsCloud {
-    /// Clients for the given configuration, with the default rate limits.
+    /// Clients for the given configuration, with the published rate limits of its Region.
     pub fn new(config: &SdkConfig) -> Self {
-        Self::with_limits(config, &RateLimits::default())
+        let region = config.region().map(ToString::to_string);
+        Self::with_limits(config, &RateLimits::published(region.as_deref()))
     }
 
     /// Clients for the given configuration and client-side rate limits.
@@ -108,9 +107,7 @@ impl AwsCloud {
                 tables: std::sync::Mutex::default(),
                 region: config.region().map(ToString::to_string),
                 account: OnceCell::new(),
-                sns_limiter: Limiter::new(limits),
-                sqs_limiter: Limiter::new(limits),
-                sts_limiter: Limiter::new(limits),
+                limiter: Limiter::new(limits),
             }),
         }
     }
@@ -123,9 +120,20 @@ impl AwsCloud {
         Self::new(&Self::config_from_env().await)
     }
 
-    /// [`Self::from_env`], recording every SDK call in `metrics`.
-    pub async fn from_env_with_metrics(metrics: Metrics) -> Self {
-        Self::with_limits_and_metrics(&Self::config_from_env().await, &RateLimits::default(), metrics)
+    /// [`Self::from_env`], recording every SDK call in `metrics`, with the published rate limits of the
+    /// configured Region and `overrides` (see [`RateLimits::with`]).
+    pub async fn from_env_with_metrics(
+        metrics: Metrics,
+        overrides: &[String],
+    ) -> std::result::Result<Self, String> {
+        let config = Self::config_from_env().await;
+        let region = config.region().map(ToString::to_string);
+        let limits = overrides
+            .iter()
+            .try_fold(RateLimits::published(region.as_deref()), |limits, spec| {
+                limits.with(spec)
+            })?;
+        Ok(Self::with_limits_and_metrics(&config, &limits, metrics))
     }
 
     /// The SDK configuration [`Self::from_env`] uses, for other clients of the same account (workers).
@@ -153,7 +161,7 @@ impl AwsCloud {
             .account
             .get_or_try_init(|| async {
                 let operation = Operation::new(STS, "GetCallerIdentity", "caller");
-                self.inner.sts_limiter.acquire(Family::Other).await;
+                self.limit(&operation).await;
                 let output = self
                     .inner
                     .sts
@@ -175,12 +183,12 @@ impl AwsCloud {
         })
     }
 
-    async fn limit_sns(&self, family: Family) {
-        self.inner.sns_limiter.acquire(family).await;
-    }
-
-    async fn limit_sqs(&self, family: Family) {
-        self.inner.sqs_limiter.acquire(family).await;
+    /// Waits for the rate limit of `operation`'s action.
+    async fn limit(&self, operation: &Operation) {
+        self.inner
+            .limiter
+            .acquire(operation.service, operation.name)
+            .await;
     }
 }
 

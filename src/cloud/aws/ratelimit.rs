@@ -1,22 +1,33 @@
-//! Client-side rate limiting: one token bucket per (service, API family), so a burst of reconciles (a
-//! controller restart re-reading every object) spreads its calls out instead of tripping the account's
-//! API quotas, which SNS and SQS share with every other client in the account and region. Throttling
+//! Client-side rate limiting: one token bucket per API action, so a burst of reconciles (a controller
+//! restart re-reading every object, a bulk apply) spreads its calls out instead of tripping the account's
+//! API quotas, which SNS and SQS share with every other client in the account and Region. Throttling
 //! errors that still happen are retried by the SDK and then classified `Transient`.
 //!
-//! Default rates follow AWS's published per-account quotas where the API reference states one: SNS
-//! `Subscribe` and `Unsubscribe` are "throttled at 100 transactions per second", `ListSubscriptionsByTopic`
-//! and `ListTopics` at 30. No per-action figure is published for the attribute and tag calls, nor for SQS
-//! control-plane calls, so those get conservative values of our own choosing; message calls (redrive) are
-//! effectively unlimited on standard queues and get a generous rate.
+//! Defaults are AWS's published per-account quotas ("Amazon SNS API throttling" in the SNS endpoints and
+//! quotas page of the AWS General Reference; "Quotas related to queues" in the SQS Developer Guide):
+//! - SNS, the same in every Region (hard): `Subscribe` and `Unsubscribe` 100/s,
+//!   `ListSubscriptionsByTopic` and `ListTopics` 30/s, `ListTagsForResource`, `TagResource` and
+//!   `UntagResource` 10/s.
+//! - SNS, by Region (adjustable): `CreateTopic`, `DeleteTopic`, `Get/SetTopicAttributes`,
+//!   `Get/SetSubscriptionAttributes` 3,000/s in us-east-1, 900/s in us-west-2 and eu-west-1, 150/s in
+//!   us-east-2, us-west-1, ap-south-1, ap-northeast-1, ap-northeast-2, ap-southeast-1, ap-southeast-2 and
+//!   eu-central-1, and 30/s elsewhere (the lowest published figure, also for Regions the table omits).
+//! - SQS: tagging (`TagQueue`, `UntagQueue`, `ListQueueTags`) 30/s. AWS publishes no rate for the other
+//!   queue-management actions; they get 100/s, and message calls 3,000/s (ours).
+//!
+//! Each bucket's burst is a tenth of its rate (at least one call), so calls go out evenly. Overrides
+//! (`--aws-rate-limit`) set the rate of one action (`sns:CreateTopic=50`), of a service (`sqs:*=500`)
+//! or of everything (`*=unlimited`, for emulators), the most specific one winning.
 
 use std::{
-    sync::{Mutex, PoisonError},
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use tokio::time::Instant;
 
-/// A sustained rate and a burst for one API family.
+/// A sustained rate and a burst.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {
     /// Calls per second, sustained. Zero, negative or non-finite means unlimited.
@@ -32,120 +43,166 @@ impl Rate {
         burst: 1,
     };
 
-    fn is_unlimited(&self) -> bool {
+    /// `per_second` with a burst of a tenth of it (at least one call).
+    pub fn per_second(per_second: f64) -> Self {
+        let burst = (per_second / 10.0).ceil().clamp(1.0, f64::from(u32::MAX));
+        Self {
+            per_second,
+            // Clamped to u32's range above.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            burst: burst as u32,
+        }
+    }
+
+    /// Whether this rate lets every call through at once.
+    pub fn is_unlimited(&self) -> bool {
         !(self.per_second.is_finite() && self.per_second > 0.0)
     }
 }
 
-/// Client-side limits per API family, applied to SNS and SQS separately (each service has its own
-/// buckets with these rates, as each has its own quotas).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateLimits {
-    /// `Subscribe`, `Unsubscribe`. Default 100/s, burst 20 (SNS's published quota).
-    pub subscriptions: Rate,
-    /// `List*` calls (`ListSubscriptionsByTopic`, tags, move tasks, dead-letter sources). Default 30/s,
-    /// burst 10 (SNS's published `List*` quota).
-    pub list: Rate,
-    /// `Get*Attributes` and `Set*Attributes`. Default 30/s, burst 10 (conservative; no published figure).
-    pub attributes: Rate,
-    /// Message data-plane calls (receive, send, delete). Default 300/s, burst 30.
-    pub messages: Rate,
-    /// Everything else (create, delete, tag, `GetQueueUrl`, `StartMessageMoveTask`, STS). Default 10/s,
-    /// burst 10 (conservative).
-    pub other: Rate,
+/// SNS actions whose quota is the same in every Region, and their rate.
+const SNS_FIXED: [(&str, f64); 7] = [
+    ("Subscribe", 100.0),
+    ("Unsubscribe", 100.0),
+    ("ListSubscriptionsByTopic", 30.0),
+    ("ListTopics", 30.0),
+    ("ListTagsForResource", 10.0),
+    ("TagResource", 10.0),
+    ("UntagResource", 10.0),
+];
+
+/// SQS tagging actions: "Tagging actions are limited to 30 TPS per AWS account."
+const SQS_TAGGING: [&str; 3] = ["TagQueue", "UntagQueue", "ListQueueTags"];
+
+/// SQS message (data-plane) actions.
+const SQS_MESSAGES: [&str; 6] = [
+    "ReceiveMessage",
+    "SendMessage",
+    "SendMessageBatch",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibility",
+];
+
+/// The published rate of SNS's Region-dependent actions (topic and attribute calls) in `region`.
+pub fn sns_regional_rate(region: Option<&str>) -> f64 {
+    match region.unwrap_or_default() {
+        "us-east-1" => 3000.0,
+        "us-west-2" | "eu-west-1" => 900.0,
+        "us-east-2" | "us-west-1" | "ap-south-1" | "ap-northeast-1" | "ap-northeast-2" | "ap-southeast-1"
+        | "ap-southeast-2" | "eu-central-1" => 150.0,
+        _ => 30.0,
+    }
 }
 
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            subscriptions: Rate {
-                per_second: 100.0,
-                burst: 20,
-            },
-            list: Rate {
-                per_second: 30.0,
-                burst: 10,
-            },
-            attributes: Rate {
-                per_second: 30.0,
-                burst: 10,
-            },
-            messages: Rate {
-                per_second: 300.0,
-                burst: 30,
-            },
-            other: Rate {
-                per_second: 10.0,
-                burst: 10,
-            },
-        }
-    }
+/// Client-side limits per API action: the published defaults of a Region, with overrides.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RateLimits {
+    region: Option<String>,
+    /// `(service or "*", action or "*", rate)`, most recent last.
+    overrides: Vec<(String, String, Rate)>,
 }
 
 impl RateLimits {
+    /// AWS's published quotas for `region` (see the module documentation).
+    pub fn published(region: Option<&str>) -> Self {
+        Self {
+            region: region.map(str::to_owned),
+            overrides: Vec::new(),
+        }
+    }
+
     /// No client-side limits at all (the SDK's retries still handle throttling).
     pub fn unlimited() -> Self {
-        Self {
-            subscriptions: Rate::UNLIMITED,
-            list: Rate::UNLIMITED,
-            attributes: Rate::UNLIMITED,
-            messages: Rate::UNLIMITED,
-            other: Rate::UNLIMITED,
+        Self::default().with("*=unlimited").unwrap_or_default()
+    }
+
+    /// These limits with one more override, `SERVICE:ACTION=RATE`, `SERVICE:*=RATE` or `*=RATE`, where
+    /// RATE is calls per second or `unlimited`. An error names what is wrong.
+    pub fn with(mut self, spec: &str) -> Result<Self, String> {
+        let rule = "expected SERVICE:ACTION=RATE, SERVICE:*=RATE or *=RATE, with RATE calls per second or \
+                    `unlimited` (e.g. sns:CreateTopic=50, sqs:*=500, *=unlimited)";
+        let (target, rate) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("aws rate limit {spec:?}: {rule}"))?;
+        let (service, action) = match target.trim() {
+            "*" => ("*", "*"),
+            other => other
+                .split_once(':')
+                .ok_or_else(|| format!("aws rate limit {spec:?}: {rule}"))?,
+        };
+        if !matches!(service, "sns" | "sqs" | "sts" | "*") || action.is_empty() {
+            return Err(format!(
+                "aws rate limit {spec:?}: the service must be sns, sqs or sts; {rule}"
+            ));
         }
+        let rate = match rate.trim() {
+            "unlimited" => Rate::UNLIMITED,
+            number => match number.parse::<f64>() {
+                Ok(value) if value.is_finite() && value > 0.0 => Rate::per_second(value),
+                _ => {
+                    return Err(format!(
+                        "aws rate limit {spec:?}: RATE must be a positive number or `unlimited`"
+                    ));
+                }
+            },
+        };
+        self.overrides.push((service.to_owned(), action.to_owned(), rate));
+        Ok(self)
+    }
+
+    /// The rate of `service`'s `action`: the most specific override, else the published default.
+    pub fn rate(&self, service: &str, action: &str) -> Rate {
+        let specificity = |s: &str, a: &str| match (s == service, a == action) {
+            (true, true) => Some(3),
+            (true, false) if a == "*" => Some(2),
+            (false, _) if s == "*" => Some(1),
+            _ => None,
+        };
+        self.overrides
+            .iter()
+            .filter_map(|(s, a, rate)| specificity(s, a).map(|rank| (rank, *rate)))
+            .max_by_key(|(rank, _)| *rank)
+            .map_or_else(|| self.published_rate(service, action), |(_, rate)| rate)
+    }
+
+    fn published_rate(&self, service: &str, action: &str) -> Rate {
+        let per_second = match service {
+            "sns" => SNS_FIXED
+                .iter()
+                .find(|(name, _)| *name == action)
+                .map_or_else(|| sns_regional_rate(self.region.as_deref()), |(_, rate)| *rate),
+            "sqs" if SQS_TAGGING.contains(&action) => 30.0,
+            "sqs" if SQS_MESSAGES.contains(&action) => 3000.0,
+            _ => 100.0,
+        };
+        Rate::per_second(per_second)
     }
 }
 
-/// The API family of a call, which picks its bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    /// `Subscribe`, `Unsubscribe`.
-    Subscriptions,
-    /// `List*`.
-    List,
-    /// `Get*Attributes`, `Set*Attributes`.
-    Attributes,
-    /// Receive, send, delete messages.
-    Messages,
-    /// Everything else.
-    Other,
-}
-
-/// Buckets for one service.
+/// One bucket per action, made on first use.
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    subscriptions: TokenBucket,
-    list: TokenBucket,
-    attributes: TokenBucket,
-    messages: TokenBucket,
-    other: TokenBucket,
+    limits: RateLimits,
+    buckets: Mutex<HashMap<(&'static str, &'static str), Arc<TokenBucket>>>,
 }
 
 impl Limiter {
     pub(crate) fn new(limits: &RateLimits) -> Self {
-        let RateLimits {
-            subscriptions,
-            list,
-            attributes,
-            messages,
-            other,
-        } = limits;
         Self {
-            subscriptions: TokenBucket::new(*subscriptions),
-            list: TokenBucket::new(*list),
-            attributes: TokenBucket::new(*attributes),
-            messages: TokenBucket::new(*messages),
-            other: TokenBucket::new(*other),
+            limits: limits.clone(),
+            buckets: Mutex::default(),
         }
     }
 
-    /// Waits until a call of `family` may go out.
-    pub(crate) async fn acquire(&self, family: Family) {
-        let bucket = match family {
-            Family::Subscriptions => &self.subscriptions,
-            Family::List => &self.list,
-            Family::Attributes => &self.attributes,
-            Family::Messages => &self.messages,
-            Family::Other => &self.other,
+    /// Waits until a call of `service`'s `action` may go out.
+    pub(crate) async fn acquire(&self, service: &'static str, action: &'static str) {
+        let bucket = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            buckets
+                .entry((service, action))
+                .or_insert_with(|| Arc::new(TokenBucket::new(self.limits.rate(service, action))))
+                .clone()
         };
         bucket.acquire().await;
     }
@@ -214,65 +271,5 @@ impl Bucket {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TEN_PER_SECOND: Rate = Rate {
-        per_second: 10.0,
-        burst: 3,
-    };
-
-    #[test]
-    fn a_burst_goes_out_at_once_then_calls_are_spaced_by_the_rate() {
-        let start = Instant::now();
-        let mut bucket = Bucket::full(TEN_PER_SECOND, start);
-        let waits: Vec<_> = (0..5).map(|_| bucket.reserve(TEN_PER_SECOND, start)).collect();
-        assert_eq!(waits[..3], [Duration::ZERO; 3]);
-        assert_eq!(waits[3], Duration::from_millis(100));
-        assert_eq!(waits[4], Duration::from_millis(200));
-    }
-
-    #[test]
-    fn tokens_refill_with_time_up_to_the_burst() {
-        let start = Instant::now();
-        let mut bucket = Bucket::full(TEN_PER_SECOND, start);
-        for _ in 0..3 {
-            bucket.reserve(TEN_PER_SECOND, start);
-        }
-        // 150 ms later one and a half tokens are back: one call is free, the next waits 50 ms.
-        let later = start + Duration::from_millis(150);
-        assert_eq!(bucket.reserve(TEN_PER_SECOND, later), Duration::ZERO);
-        let wait = bucket.reserve(TEN_PER_SECOND, later);
-        assert!((wait.as_secs_f64() - 0.05).abs() < 1e-9, "{wait:?}");
-        // After a long pause the balance is capped at the burst.
-        let much_later = later + Duration::from_secs(60);
-        for _ in 0..3 {
-            assert_eq!(bucket.reserve(TEN_PER_SECOND, much_later), Duration::ZERO);
-        }
-        assert!(bucket.reserve(TEN_PER_SECOND, much_later) > Duration::ZERO);
-    }
-
-    #[test]
-    fn unlimited_rates_never_wait() {
-        assert!(Rate::UNLIMITED.is_unlimited());
-        assert!(
-            Rate {
-                per_second: f64::INFINITY,
-                burst: 1
-            }
-            .is_unlimited()
-        );
-        assert!(!TEN_PER_SECOND.is_unlimited());
-        assert_eq!(RateLimits::unlimited().list, Rate::UNLIMITED);
-    }
-
-    #[tokio::test]
-    async fn the_limiter_lets_a_burst_through_without_waiting() {
-        let limiter = Limiter::new(&RateLimits::default());
-        let start = std::time::Instant::now();
-        for _ in 0..10 {
-            limiter.acquire(Family::Other).await;
-        }
-        assert!(start.elapsed() < Duration::from_millis(50));
-    }
-}
+#[path = "ratelimit_tests.rs"]
+mod tests;

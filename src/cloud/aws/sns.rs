@@ -8,7 +8,6 @@ use super::{
     AwsCloud, SNS,
     attributes::{creation_attributes, topic_arn},
     error::{from_sdk, gone_is_ok, missing},
-    ratelimit::Family,
 };
 use crate::cloud::{
     Error, Operation, Result,
@@ -38,14 +37,14 @@ fn sns_tags(operation: &Operation, tags: &Tags) -> Result<Vec<Tag>> {
 }
 
 impl Topics for AwsCloud {
-    async fn find_topic(&self, name: &str) -> Result<Option<String>> {
+    async fn find_topic(&self, name: &str) -> Result<Option<(String, Attributes)>> {
         // SNS has no lookup by name; the ARN is determined by account, region and name, so build it and
         // ask for its attributes (one call, where listing every topic would be many).
         let operation = Operation::new(SNS, "GetTopicAttributes", name);
         let region = self.required_region(&operation)?.to_owned();
         let arn = topic_arn(&region, self.account_id().await?, name);
         match self.topic_attributes(&arn).await {
-            Ok(_) => Ok(Some(arn)),
+            Ok(attributes) => Ok(Some((arn, attributes))),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error),
         }
@@ -54,7 +53,7 @@ impl Topics for AwsCloud {
     async fn create_topic(&self, name: &str, attributes: &Attributes, tags: &Tags) -> Result<String> {
         let operation = Operation::new(SNS, "CreateTopic", name);
         let tags = sns_tags(&operation, tags)?;
-        self.limit_sns(Family::Other).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sns
@@ -70,7 +69,7 @@ impl Topics for AwsCloud {
 
     async fn topic_attributes(&self, arn: &str) -> Result<Attributes> {
         let operation = Operation::new(SNS, "GetTopicAttributes", arn);
-        self.limit_sns(Family::Attributes).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sns
@@ -84,7 +83,7 @@ impl Topics for AwsCloud {
 
     async fn set_topic_attribute(&self, arn: &str, name: &str, value: &str) -> Result<()> {
         let operation = Operation::new(SNS, "SetTopicAttributes", arn);
-        self.limit_sns(Family::Attributes).await;
+        self.limit(&operation).await;
         self.inner
             .sns
             .set_topic_attributes()
@@ -99,7 +98,7 @@ impl Topics for AwsCloud {
 
     async fn topic_tags(&self, arn: &str) -> Result<Tags> {
         let operation = Operation::new(SNS, "ListTagsForResource", arn);
-        self.limit_sns(Family::List).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sns
@@ -122,7 +121,7 @@ impl Topics for AwsCloud {
         }
         let operation = Operation::new(SNS, "TagResource", arn);
         let tags = sns_tags(&operation, tags)?;
-        self.limit_sns(Family::Other).await;
+        self.limit(&operation).await;
         self.inner
             .sns
             .tag_resource()
@@ -139,7 +138,7 @@ impl Topics for AwsCloud {
             return Ok(());
         }
         let operation = Operation::new(SNS, "UntagResource", arn);
-        self.limit_sns(Family::Other).await;
+        self.limit(&operation).await;
         self.inner
             .sns
             .untag_resource()
@@ -153,7 +152,7 @@ impl Topics for AwsCloud {
 
     async fn delete_topic(&self, arn: &str) -> Result<()> {
         let operation = Operation::new(SNS, "DeleteTopic", arn);
-        self.limit_sns(Family::Other).await;
+        self.limit(&operation).await;
         let result = self
             .inner
             .sns
@@ -172,7 +171,7 @@ impl Subscriptions for AwsCloud {
         let mut next_token = None;
         loop {
             let operation = Operation::new(SNS, "ListSubscriptionsByTopic", topic_arn);
-            self.limit_sns(Family::List).await;
+            self.limit(&operation).await;
             let page = self
                 .inner
                 .sns
@@ -206,7 +205,7 @@ impl Subscriptions for AwsCloud {
         // existing ARN); with different attributes it refuses, so callers look for an existing subscription
         // first and update its attributes instead.
         let operation = Operation::new(SNS, "Subscribe", format!("{topic_arn} -> {queue_arn}"));
-        self.limit_sns(Family::Subscriptions).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sns
@@ -226,7 +225,7 @@ impl Subscriptions for AwsCloud {
 
     async fn subscription_attributes(&self, arn: &str) -> Result<Option<Attributes>> {
         let operation = Operation::new(SNS, "GetSubscriptionAttributes", arn);
-        self.limit_sns(Family::Attributes).await;
+        self.limit(&operation).await;
         match self
             .inner
             .sns
@@ -245,7 +244,7 @@ impl Subscriptions for AwsCloud {
 
     async fn set_subscription_attribute(&self, arn: &str, name: &str, value: &str) -> Result<()> {
         let operation = Operation::new(SNS, "SetSubscriptionAttributes", arn);
-        self.limit_sns(Family::Attributes).await;
+        self.limit(&operation).await;
         self.inner
             .sns
             .set_subscription_attributes()
@@ -260,7 +259,7 @@ impl Subscriptions for AwsCloud {
 
     async fn unsubscribe(&self, arn: &str) -> Result<()> {
         let operation = Operation::new(SNS, "Unsubscribe", arn);
-        self.limit_sns(Family::Subscriptions).await;
+        self.limit(&operation).await;
         let result = self
             .inner
             .sns

@@ -14,7 +14,6 @@ use super::{
     AwsCloud, SQS,
     attributes::{creation_attributes, names},
     error::{from_sdk, gone_is_ok, missing},
-    ratelimit::Family,
 };
 use crate::cloud::{
     Operation, Result,
@@ -55,7 +54,7 @@ pub fn queue_stats_from(attributes: &Attributes) -> QueueStats {
 impl Queues for AwsCloud {
     async fn find_queue(&self, name: &str) -> Result<Option<String>> {
         let operation = Operation::new(SQS, "GetQueueUrl", name);
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         match self.inner.sqs.get_queue_url().queue_name(name).send().await {
             Ok(output) => output
                 .queue_url
@@ -71,7 +70,7 @@ impl Queues for AwsCloud {
     async fn create_queue(&self, name: &str, attributes: &Attributes, tags: &Tags) -> Result<String> {
         let operation = Operation::new(SQS, "CreateQueue", name);
         let tags: HashMap<String, String> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -87,7 +86,7 @@ impl Queues for AwsCloud {
 
     async fn queue_attributes(&self, url: &str) -> Result<Attributes> {
         let operation = Operation::new(SQS, "GetQueueAttributes", url);
-        self.limit_sqs(Family::Attributes).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -105,7 +104,7 @@ impl Queues for AwsCloud {
             return Ok(());
         }
         let operation = Operation::new(SQS, "SetQueueAttributes", url);
-        self.limit_sqs(Family::Attributes).await;
+        self.limit(&operation).await;
         self.inner
             .sqs
             .set_queue_attributes()
@@ -119,7 +118,7 @@ impl Queues for AwsCloud {
 
     async fn queue_stats(&self, url: &str) -> Result<QueueStats> {
         let operation = Operation::new(SQS, "GetQueueAttributes", url);
-        self.limit_sqs(Family::Attributes).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -139,7 +138,7 @@ impl Queues for AwsCloud {
         let mut next_token = None;
         loop {
             let operation = Operation::new(SQS, "ListDeadLetterSourceQueues", url);
-            self.limit_sqs(Family::List).await;
+            self.limit(&operation).await;
             let page = self
                 .inner
                 .sqs
@@ -159,7 +158,7 @@ impl Queues for AwsCloud {
 
     async fn queue_tags(&self, url: &str) -> Result<Tags> {
         let operation = Operation::new(SQS, "ListQueueTags", url);
-        self.limit_sqs(Family::List).await;
+        self.limit(&operation).await;
         let output = self
             .inner
             .sqs
@@ -176,7 +175,7 @@ impl Queues for AwsCloud {
             return Ok(());
         }
         let operation = Operation::new(SQS, "TagQueue", url);
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         self.inner
             .sqs
             .tag_queue()
@@ -193,7 +192,7 @@ impl Queues for AwsCloud {
             return Ok(());
         }
         let operation = Operation::new(SQS, "UntagQueue", url);
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         self.inner
             .sqs
             .untag_queue()
@@ -207,7 +206,7 @@ impl Queues for AwsCloud {
 
     async fn delete_queue(&self, url: &str) -> Result<()> {
         let operation = Operation::new(SQS, "DeleteQueue", url);
-        self.limit_sqs(Family::Other).await;
+        self.limit(&operation).await;
         let result = self
             .inner
             .sqs

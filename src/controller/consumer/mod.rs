@@ -9,11 +9,12 @@
 
 pub mod device;
 pub mod http;
+pub mod readiness;
 pub mod render;
 pub mod scaling;
 pub mod storage_queue;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::Secret},
@@ -140,15 +141,21 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
         return Ok(Action::await_change());
     }
     match apply(&consumer, &ctx).await {
-        Ok((status, message, requeue)) => {
-            let mut desired = status::ready(message);
+        Ok(applied) => {
+            let finalize::Applied {
+                status,
+                message,
+                requeue,
+                not_ready,
+            } = applied;
+            let mut desired = status::applied(message, not_ready.as_ref());
             desired.extend(authentication(&consumer, &ctx).await?);
             let status = status::with_conditions(&*consumer, status, &desired);
             status::write(&ctx.client, &*consumer, &status).await?;
             let key = describe(&*consumer);
             ctx.backoff.succeeded(&key);
             ctx.waits.succeeded(&key);
-            Ok(Action::requeue(requeue))
+            Ok(Action::requeue(requeue.unwrap_or(ctx.config.resync)))
         }
         Err(error) => finalize::failed(&*consumer, &ctx, error).await,
     }
@@ -210,12 +217,12 @@ fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
 async fn apply<C: Cloud>(
     consumer: &Consumer,
     ctx: &Context<C>,
-) -> Result<(ConsumerStatus, String, Duration), Error> {
+) -> Result<finalize::Applied<ConsumerStatus>, Error> {
     let object = describe(consumer);
     let err = |source| Error::cloud(&object, source);
     let mut resolved = resolve(consumer, &ctx.stores)?;
     let namespace = consumer.namespace().unwrap_or_default();
-    let policy = tenancy::load(&ctx.client, &object, &namespace).await?;
+    let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
     policy.check_consumer(&object, consumer, resolved.table.as_deref())?;
     resolved.kafka_ca_file = ctx
         .config
@@ -274,17 +281,26 @@ async fn apply<C: Cloud>(
         last_scale: scale.decision.or(previous),
         ..ConsumerStatus::default()
     };
-    let message = format!(
-        "{ready}/{} workers ready (Deployment {})",
-        scale.replicas,
-        render::worker_name(consumer)
-    );
-    let requeue = if backlog.is_some() {
+    let name = render::worker_name(consumer);
+    let message = format!("{ready}/{} workers ready (Deployment {name})", scale.replicas);
+    let required = readiness::required(scale.replicas, bounds.min_replicas);
+    let not_ready = readiness::not_ready(&deployment, required, scale.replicas, &name);
+    let mut requeue = if backlog.is_some() {
         ctx.config.scale_interval
     } else {
         ctx.config.resync
     };
-    Ok((status, message, requeue))
+    if not_ready.is_some() {
+        // Deployments are not watched (that would cache every Deployment the controller may read):
+        // look again soon for the workers to come up.
+        requeue = requeue.min(ctx.config.dependency_retry);
+    }
+    Ok(finalize::Applied {
+        status,
+        message,
+        requeue: Some(requeue),
+        not_ready,
+    })
 }
 
 /// The controller's worker settings with the namespace's identity from its own TenantPolicy: the
