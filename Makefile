@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-install lint unit crds image argocd-health fuzz bench bench-controller bench-worker
+.PHONY: help test demo testbed-up testbed-down testbed-clean testbed-install lint unit crds image argocd-health fuzz bench bench-controller bench-worker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -19,8 +19,11 @@ testbed-install: ## Build and install the test bed components (cached)
 testbed-up: ## Start the test bed on 127.0.0.1 (idempotent); writes target/testbed/env and kubeconfig
 	@bash testbed/up.sh
 
-testbed-down: ## Stop exactly the test bed processes that testbed-up started
+testbed-down: ## Stop exactly the test bed processes that testbed-up started and empty its state (TESTBED_KEEP_STATE=1 keeps it)
 	@bash testbed/down.sh
+
+testbed-clean: ## Remove the namespaces tests left in the running test bed
+	@bash testbed/clean.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	@bash scripts/cargo-lock.sh restore

@@ -29,5 +29,8 @@ fi
 bash testbed/up.sh
 
 echo "== tests against the test bed"
+# A reused test bed may hold an earlier run's namespaces: remove them first, and this run's after.
+bash testbed/clean.sh
 cargo test --locked --tests -- --test-threads 4
+bash testbed/clean.sh
 echo "make test: all passed in $((SECONDS - started))s"

@@ -327,9 +327,18 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     tracing::info!("leader: starting the controllers");
 
-    let cloud = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
+    let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
         .await
         .map_err(anyhow::Error::msg)?;
+    // Drift checks of every object may take half of each quota they use.
+    let check_spacing = controller::CheckSpacing {
+        topic: limits.check_spacing(
+            &[("sns", "GetTopicAttributes"), ("sns", "ListTagsForResource")],
+            0.5,
+        ),
+        queue: limits.check_spacing(&[("sqs", "GetQueueAttributes"), ("sqs", "ListQueueTags")], 0.5),
+        subscription: limits.check_spacing(&[("sns", "GetSubscriptionAttributes")], 0.5),
+    };
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
@@ -343,6 +352,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
         cluster,
+        check_spacing,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));

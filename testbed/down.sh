@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops exactly the processes testbed/up.sh started, by their pid files, newest first, and removes the
-# cluster and emulator state so the next start is fresh. Certificates, tokens and the cache are kept.
+# cluster and emulator state so the next start is fresh (TESTBED_KEEP_STATE=1 keeps the cluster's etcd and
+# Kafka's data; the cloud emulators keep nothing either way). Certificates, tokens and the cache are kept.
 source "$(dirname "$0")/lib.sh"
 
 order=(elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
@@ -22,4 +23,9 @@ for name in "${order[@]}"; do
 	fi
 	rm -f "$pidfile"
 done
-rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data" "$TESTBED_DIR/port-base"
+if [[ ${TESTBED_KEEP_STATE:-0} == 1 ]]; then
+	log "keeping the cluster state (TESTBED_KEEP_STATE=1)"
+	rm -f "$TESTBED_DIR/port-base"
+else
+	rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data" "$TESTBED_DIR/port-base"
+fi

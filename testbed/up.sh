@@ -79,6 +79,12 @@ kubeconfig kcm "$TESTBED_DIR/kcm.kubeconfig"
 kubeconfig scheduler "$TESTBED_DIR/scheduler.kubeconfig"
 
 # --- Kubernetes ---------------------------------------------------------------------------------------------
+# A cluster state left by a test bed that was killed rather than stopped would be reconciled against the
+# emulators, which keep nothing: start from an empty cluster unless asked to keep it.
+if ! is_running etcd && [[ ${TESTBED_KEEP_STATE:-0} != 1 ]]; then
+	[[ -d $TESTBED_DIR/etcd ]] && log "removing the cluster state of a test bed that was not stopped (TESTBED_KEEP_STATE=1 keeps it)"
+	rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data"
+fi
 start etcd etcd --name testbed --data-dir "$TESTBED_DIR/etcd" \
 	--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
 	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \

@@ -11,6 +11,8 @@ mod common;
 mod lifecycle;
 #[path = "controller_aws/orders.rs"]
 mod orders;
+#[path = "controller_aws/readiness.rs"]
+mod readiness;
 #[path = "controller_aws/redrive.rs"]
 mod redrive;
 #[path = "controller_aws/resilience.rs"]

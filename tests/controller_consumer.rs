@@ -313,3 +313,51 @@ async fn the_order_example_runs_its_consumers_and_scales_with_the_backlog() {
 
     controller.stop().await;
 }
+
+/// A Consumer whose workers cannot start (a ResourceQuota of zero pods in its namespace: the ReplicaSet
+/// cannot create them) is not Ready, says why with the Deployment's reason, and turns Ready once they run.
+#[tokio::test]
+async fn a_consumer_without_its_minimum_of_ready_workers_is_not_ready() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let client = common::kube_client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "ctrl-consumer-ready").await;
+    let aws = common::aws_config().await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
+    let quota: ResourceQuota =
+        serde_json::from_value(json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}))
+            .unwrap();
+    quotas.create(&Default::default(), &quota).await.unwrap();
+    let controller = common::start_controller(&client, &ns, &aws).await;
+    common::create_yaml(
+        &client,
+        &ns,
+        "apiVersion: tributary.dev/v1alpha1\nkind: Topic\nmetadata: {name: orders}\nspec: {provider: aws, aws: {}}\n---\n\
+         apiVersion: tributary.dev/v1alpha1\nkind: Consumer\nmetadata: {name: order-ack}\nspec:\n  source: {http: {port: 8080}}\n  \
+         processor: order-ack\n  sink: {topicRef: {name: orders}}\n  scaling: {minReplicas: 1, maxReplicas: 2}\n",
+    )
+    .await;
+    let consumers = common::tributary_api(&client, &ns, "Consumer");
+    let (status, reason, message, _) =
+        common::eventually("the Consumer reported not ready", CONVERGE, || {
+            let consumers = consumers.clone();
+            async move {
+                let consumer = consumers.get("order-ack").await.ok()?;
+                let ready = common::condition(&consumer, "Ready")?;
+                matches!(ready.1.as_str(), "Progressing" | "Degraded").then_some(ready)
+            }
+        })
+        .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.starts_with("0/1 workers ready, at least 1 needed"),
+        "{reason}: {message}"
+    );
+    let consumer = consumers.get("order-ack").await.unwrap();
+    let synced = common::condition(&consumer, "Synced").unwrap();
+    assert_eq!(synced.0, "True", "the Deployment is as the spec asks: {synced:?}");
+
+    quotas.delete("no-pods", &DeleteParams::default()).await.unwrap();
+    common::wait_reason(&client, &ns, "Consumer", "order-ack", "Available", CONVERGE).await;
+    controller.stop().await;
+}

@@ -3,9 +3,11 @@
 --   Progressing  being deleted, not yet observed by the controller (no status, or observedGeneration
 --                behind metadata.generation), or not ready for a reason that resolves itself (a dependency
 --                not ready yet, the cloud or the API server unavailable: the controller retries);
---   Degraded     not ready for a reason only a change of the spec fixes (invalid spec or filter, the
---                cloud refused, an immutable field changed, a name taken), or a provider without a
---                controller;
+--   Degraded     not ready for a reason that needs someone to act: a change of the spec (invalid spec or
+--                filter, an immutable field changed) or outside it (the cloud refused, a name taken by
+--                another resource, a TenantPolicy forbids it, a conflicting child), a Consumer whose
+--                workers do not come up, or a provider without a controller. The controller re-checks the
+--                conditions the cloud can lift at every resync;
 --   Healthy      Ready=True for the current generation.
 local hs = {}
 
@@ -27,6 +29,10 @@ local permanent = {
   CloudRejected = true,
   ImmutableChange = true,
   AlreadyExists = true,
+  OwnedByAnother = true,
+  Forbidden = true,
+  ChildConflict = true,
+  Degraded = true,
   ProviderNotImplemented = true,
 }
 

@@ -76,7 +76,7 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
             match event {
                 finalizer::Event::Apply(object) => {
                     let applied = K::apply(object.clone(), ctx.clone()).await?;
-                    let mut requeue = applied.requeue.unwrap_or(ctx.config.resync);
+                    let mut requeue = applied.requeue.unwrap_or_else(|| ctx.resync(K::KIND));
                     if applied.not_ready.is_some() {
                         // The dependency's watch wakes it; this only bounds a missed wake-up.
                         requeue = requeue.min(ctx.config.dependency_retry);

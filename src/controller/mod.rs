@@ -85,6 +85,21 @@ pub struct Config {
     pub event_hubs: Option<device_stream::EventHubsConfig>,
     /// This cluster's identity, in the ownership tags of every cloud resource (see [`ownership`]).
     pub cluster: String,
+    /// How far apart one object's periodic drift check must be per object of its kind, so that checking
+    /// them all stays within the cloud's quotas (see [`Context::resync`]); zero: no such bound.
+    pub check_spacing: CheckSpacing,
+}
+
+/// Per kind, the time one object's drift check costs at the rate limits (e.g. SNS allows 10
+/// `ListTagsForResource` per second: checking 3,000 Topics within half of that takes 600 s).
+#[derive(Clone, Debug, Default)]
+pub struct CheckSpacing {
+    /// Topics.
+    pub topic: Duration,
+    /// Queues and DeadLetters.
+    pub queue: Duration,
+    /// Subscriptions.
+    pub subscription: Duration,
 }
 
 impl Default for Config {
@@ -100,6 +115,7 @@ impl Default for Config {
             storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
             event_hubs: None,
             cluster: String::new(),
+            check_spacing: CheckSpacing::default(),
         }
     }
 }
@@ -130,6 +146,22 @@ pub struct Context<C> {
 }
 
 impl<C> Context<C> {
+    /// The resync period of `kind`: the configured one, or longer when checking every object of the kind
+    /// that often would exceed its share of the cloud's quotas (at 10,000 objects, the SNS tag listing
+    /// of 10 calls per second bounds Topics to one check per topic every 200 ms).
+    pub fn resync(&self, kind: &str) -> Duration {
+        let spacing = &self.config.check_spacing;
+        let (count, each) = match kind {
+            "Topic" => (self.stores.topics.len(), spacing.topic),
+            "Queue" => (self.stores.queues.len(), spacing.queue),
+            "DeadLetter" => (self.stores.dead_letters.len(), spacing.queue),
+            "Subscription" => (self.stores.subscriptions.len(), spacing.subscription),
+            _ => (0, Duration::ZERO),
+        };
+        let all = each.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX));
+        self.config.resync.max(all)
+    }
+
     /// The owner of `object`'s cloud resources, as kind `kind`, in this controller's cluster.
     pub fn owner<'a, K: kube::Resource>(&'a self, kind: &'a str, object: &'a K) -> ownership::Owner<'a> {
         ownership::Owner {

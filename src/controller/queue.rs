@@ -203,7 +203,7 @@ async fn apply_aws<C: Cloud>(
         &topics,
         &tags,
     ));
-    if let Some(hit) = ctx.verified.get::<QueueStatus>(&key, print, ctx.config.resync) {
+    if let Some(hit) = ctx.verified.get::<QueueStatus>(&key, print, ctx.resync("Queue")) {
         let url = hit.status.observed.url.clone().unwrap_or_default();
         return Ok(Applied {
             status: hit.status,
@@ -270,7 +270,7 @@ async fn apply_aws<C: Cloud>(
     let settled = drift::diff(&desired, &ensured.attributes).is_empty();
     if settled {
         ctx.verified
-            .record(&key, print, status.clone(), ctx.config.resync);
+            .record(&key, print, status.clone(), ctx.resync("Queue"));
     }
     Ok(Applied {
         status,

@@ -125,7 +125,7 @@ async fn apply_sqs<C: Cloud>(
     let (status, requeue, pending) =
         match ctx
             .verified
-            .get::<(SubscriptionStatus, bool)>(&key, print, ctx.config.resync)
+            .get::<(SubscriptionStatus, bool)>(&key, print, ctx.resync("Subscription"))
         {
             Some(hit) => (hit.status.0, Some(hit.next_check), hit.status.1),
             None => {
@@ -138,7 +138,7 @@ async fn apply_sqs<C: Cloud>(
                 };
                 let pending = observed.get("PendingConfirmation").is_some_and(|v| v == "true");
                 ctx.verified
-                    .record(&key, print, (status.clone(), pending), ctx.config.resync);
+                    .record(&key, print, (status.clone(), pending), ctx.resync("Subscription"));
                 (status, None, pending)
             }
         };

@@ -198,7 +198,7 @@ impl<C: Cloud> Reconciler<C> for Topic {
             .check_adoption(&object, adopt)?;
         let key = describe(&*topic);
         let print = verified::fingerprint(&(&topic.metadata.uid, topic.metadata.generation, &desired));
-        if let Some(hit) = ctx.verified.get::<TopicStatus>(&key, print, ctx.config.resync) {
+        if let Some(hit) = ctx.verified.get::<TopicStatus>(&key, print, ctx.resync("Topic")) {
             let arn = hit.status.arn.clone().unwrap_or_default();
             return Ok(Applied {
                 status: hit.status,
@@ -209,7 +209,7 @@ impl<C: Cloud> Reconciler<C> for Topic {
         }
         let status = ensure_topic(&topic, &ctx, &desired).await?;
         ctx.verified
-            .record(&key, print, status.clone(), ctx.config.resync);
+            .record(&key, print, status.clone(), ctx.resync("Topic"));
         let arn = status.arn.clone().unwrap_or_default();
         Ok(Applied {
             status,

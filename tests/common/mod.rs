@@ -463,7 +463,12 @@ pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::{Api, api::PostParams};
     let name = unique(prefix);
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    // Labelled so that testbed/clean.sh removes it after the run (a later controller would otherwise
+    // reconcile its objects against emulators that no longer hold their resources).
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"tributary.dev/test": "true"}}
+    }))
+    .unwrap();
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await
@@ -547,6 +552,18 @@ pub async fn start_controller_with(
     aws: &aws_config::SdkConfig,
     event_hubs: Option<tributary::controller::device_stream::EventHubsConfig>,
 ) -> RunningController {
+    let limits = tributary::cloud::aws::ratelimit::RateLimits::published(Some(&var("AWS_REGION")));
+    start_controller_limited(client, namespace, aws, event_hubs, &limits).await
+}
+
+/// [`start_controller_with`] with the given client-side AWS rate limits.
+pub async fn start_controller_limited(
+    client: &kube::Client,
+    namespace: &str,
+    aws: &aws_config::SdkConfig,
+    event_hubs: Option<tributary::controller::device_stream::EventHubsConfig>,
+    limits: &tributary::cloud::aws::ratelimit::RateLimits,
+) -> RunningController {
     use tributary::{
         cloud::aws::AwsCloud,
         controller::{Config, Context, run},
@@ -569,10 +586,11 @@ pub async fn start_controller_with(
         )),
         event_hubs,
         cluster: TEST_CLUSTER.to_owned(),
+        check_spacing: tributary::controller::CheckSpacing::default(),
     };
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),
-        AwsCloud::new(aws),
+        AwsCloud::with_limits(aws, limits),
         Metrics::new(),
         config,
     ));

@@ -121,11 +121,11 @@ impl AwsCloud {
     }
 
     /// [`Self::from_env`], recording every SDK call in `metrics`, with the published rate limits of the
-    /// configured Region and `overrides` (see [`RateLimits::with`]).
+    /// configured Region and `overrides` (see [`RateLimits::with`]); also returns the limits in force.
     pub async fn from_env_with_metrics(
         metrics: Metrics,
         overrides: &[String],
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<(Self, RateLimits), String> {
         let config = Self::config_from_env().await;
         let region = config.region().map(ToString::to_string);
         let limits = overrides
@@ -133,7 +133,7 @@ impl AwsCloud {
             .try_fold(RateLimits::published(region.as_deref()), |limits, spec| {
                 limits.with(spec)
             })?;
-        Ok(Self::with_limits_and_metrics(&config, &limits, metrics))
+        Ok((Self::with_limits_and_metrics(&config, &limits, metrics), limits))
     }
 
     /// The SDK configuration [`Self::from_env`] uses, for other clients of the same account (workers).

@@ -166,6 +166,19 @@ impl RateLimits {
             .map_or_else(|| self.published_rate(service, action), |(_, rate)| rate)
     }
 
+    /// How long a periodic check making one of each of `calls` must be spaced per object so that checking
+    /// every object takes at most `share` of each call's rate (the rest is left for new objects and the
+    /// account's other clients): the largest `1 / (rate × share)`. Zero when every rate is unlimited.
+    pub fn check_spacing(&self, calls: &[(&str, &str)], share: f64) -> Duration {
+        calls
+            .iter()
+            .map(|(service, action)| self.rate(service, action))
+            .filter(|rate| !rate.is_unlimited())
+            .map(|rate| Duration::from_secs_f64(1.0 / (rate.per_second * share.clamp(0.01, 1.0))))
+            .max()
+            .unwrap_or_default()
+    }
+
     fn published_rate(&self, service: &str, action: &str) -> Rate {
         let per_second = match service {
             "sns" => SNS_FIXED

@@ -125,3 +125,18 @@ async fn the_limiter_keeps_one_bucket_per_action() {
         "Subscribe has its own bucket"
     );
 }
+
+#[test]
+fn the_check_spacing_keeps_a_full_resync_within_half_the_slowest_quota() {
+    let limits = RateLimits::published(Some("us-east-1"));
+    // ListTagsForResource, 10/s: half of it is one topic every 200 ms.
+    let topic = limits.check_spacing(
+        &[("sns", "GetTopicAttributes"), ("sns", "ListTagsForResource")],
+        0.5,
+    );
+    assert_eq!(topic, Duration::from_millis(200));
+    assert_eq!(
+        RateLimits::unlimited().check_spacing(&[("sns", "ListTagsForResource")], 0.5),
+        Duration::ZERO
+    );
+}
