@@ -105,7 +105,10 @@ fn insert_path(out: &mut Branch, segments: &[&str], node: Node, here: &str) -> R
                 out.keys.insert((*first).to_owned(), Node::Nested(existing));
                 Ok(())
             }
-            _ => Err(err(here, "this path is named twice (once with dots, once nested)")),
+            _ => Err(err(
+                here,
+                "this path is named twice (once with dots, once nested)",
+            )),
         };
     }
     let child = out

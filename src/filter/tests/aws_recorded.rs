@@ -115,10 +115,7 @@ fn exists_false() -> Vec<Case> {
         json!({"store": [{"exists": true}]}),
         "snapshot test_exists_filter_policy (messages-1, messages-2)",
         vec![
-            (
-                attrs(&[("store", "Number", "99"), ("def", "Number", "99")]),
-                true,
-            ),
+            (attrs(&[("store", "Number", "99"), ("def", "Number", "99")]), true),
             (attrs(&[("attr1", "Number", "111")]), false),
             // guide attribute-key-matching.html: "The key must have a non-null and non-empty value".
             (attrs(&[("store", "String.Array", "[]")]), false),
@@ -179,16 +176,17 @@ fn dotted_keys() -> Vec<Case> {
         json!({"a.b": ["x"]}),
         "guide subscription-filter-policy-constraints.html: no nesting in MessageAttributes scope, so \
          a dot is part of the attribute's name",
-        vec![(attrs(&[("a.b", "String", "x")]), true), (attrs(&[("a", "String", "x")]), false)],
+        vec![
+            (attrs(&[("a.b", "String", "x")]), true),
+            (attrs(&[("a", "String", "x")]), false),
+        ],
     ));
     cases
 }
 
 /// Point 4: arrays of objects in MessageBody scope.
 fn arrays_of_objects() -> Vec<Case> {
-    let records = |name: &str, key: &str| {
-        json!({"Records": [{"eventSource": "aws:s3", "eventName": name, "s3": {"object": {"key": key, "size": 17}}}]})
-    };
+    let records = |name: &str, key: &str| json!({"Records": [{"eventSource": "aws:s3", "eventName": name, "s3": {"object": {"key": key, "size": 17}}}]});
     let mut cases = body(
         json!({"Records": {"s3": {"object": {"key": [{"prefix": "auto-"}]}}, "eventName": [{"prefix": "ObjectCreated:"}]}}),
         "snapshot test_filter_policy_on_message_body_array_of_object_attributes",
@@ -211,8 +209,14 @@ fn arrays_of_objects() -> Vec<Case> {
         "inferred: the keys of one nested policy hold within one element, as AWS's event-ruler \
          matches (\"array consistency\"); the snapshot above is consistent with it",
         vec![
-            (json!({"items": [{"sku": "x", "qty": 1}, {"sku": "y", "qty": 2}]}), true),
-            (json!({"items": [{"sku": "x", "qty": 2}, {"sku": "y", "qty": 1}]}), false),
+            (
+                json!({"items": [{"sku": "x", "qty": 1}, {"sku": "y", "qty": 2}]}),
+                true,
+            ),
+            (
+                json!({"items": [{"sku": "x", "qty": 2}, {"sku": "y", "qty": 1}]}),
+                false,
+            ),
         ],
     ));
     cases.extend(body(
@@ -261,8 +265,14 @@ fn recorded_elsewhere() -> Vec<Case> {
         "snapshot test_exists_filter_policy_attributes_array",
         vec![
             (attrs(&[("store", "String", "value1")]), true),
-            (attrs(&[("store", "String.Array", "[\"value1\", \"value2\"]")]), true),
-            (attrs(&[("store", "String.Array", "[\"value2\", \"value3\"]")]), false),
+            (
+                attrs(&[("store", "String.Array", "[\"value1\", \"value2\"]")]),
+                true,
+            ),
+            (
+                attrs(&[("store", "String.Array", "[\"value2\", \"value3\"]")]),
+                false,
+            ),
         ],
     ));
     cases.extend(body(
@@ -301,10 +311,16 @@ fn recorded_elsewhere() -> Vec<Case> {
 }
 
 fn all_cases() -> Vec<Case> {
-    [literals(), exists_false(), dotted_keys(), arrays_of_objects(), recorded_elsewhere()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        literals(),
+        exists_false(),
+        dotted_keys(),
+        arrays_of_objects(),
+        recorded_elsewhere(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A message as the matcher reads it: the body, or attributes in the form SNS delivers them.
@@ -338,14 +354,23 @@ fn the_engine_delivers_what_aws_delivered() {
         );
         assert_eq!(policy.explain(&case.message).matched, case.delivered);
         let canonical = Policy::parse(&policy.canonical(), case.scope).expect("canonical form parses");
-        assert_eq!(canonical.matches(&case.message), case.delivered, "case {i}: canonical form");
+        assert_eq!(
+            canonical.matches(&case.message),
+            case.delivered,
+            "case {i}: canonical form"
+        );
         for engine in [Engine::Trie, Engine::Bitsets] {
             let matcher = Matcher::with_engine(case.scope, vec![policy.clone()], engine).unwrap();
             let got = matcher
                 .matching(&text(&case.message), &mut matcher.scratch())
                 .unwrap()
                 .to_vec();
-            assert_eq!(got.is_empty(), !case.delivered, "case {i} ({}): {engine:?}", case.source);
+            assert_eq!(
+                got.is_empty(),
+                !case.delivered,
+                "case {i} ({}): {engine:?}",
+                case.source
+            );
         }
     }
 }
@@ -354,7 +379,10 @@ fn the_engine_delivers_what_aws_delivered() {
 fn literals_and_dotted_keys_have_one_canonical_form() {
     let s = Scope::MessageBody;
     let canonical = |v: Value| Policy::parse(&v, s).unwrap().canonical_json();
-    assert_eq!(canonical(json!({"a.b": [1]})), canonical(json!({"a": {"b": [1]}})));
+    assert_eq!(
+        canonical(json!({"a.b": [1]})),
+        canonical(json!({"a": {"b": [1]}}))
+    );
     assert_eq!(
         canonical(json!({"a.b": [1], "a": {"c": [2]}})),
         canonical(json!({"a": {"b": [1], "c": [2]}}))
@@ -374,11 +402,7 @@ fn explanations_name_the_recorded_rules() {
     let p = Policy::parse(&json!({"store": [{"exists": false}]}), Scope::MessageAttributes).unwrap();
     let e = p.explain(&attrs(&[]));
     assert!(!e.matched);
-    assert!(
-        e.keys[0].reason.contains("no attributes"),
-        "{}",
-        e.keys[0].reason
-    );
+    assert!(e.keys[0].reason.contains("no attributes"), "{}", e.keys[0].reason);
     let p = Policy::parse(&json!({"items": {"sku": ["x"], "qty": [1]}}), Scope::MessageBody).unwrap();
     let e = p.explain(&Message::Body(
         json!({"items": [{"sku": "x", "qty": 2}, {"sku": "y", "qty": 1}]}),

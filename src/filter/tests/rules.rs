@@ -91,7 +91,12 @@ fn constraints_are_enforced_with_the_key_and_rule_named() {
     );
     // A list inside a key's list is not a value (AWS: "Match value must be String, number, true, false, or
     // null", snapshot test_validate_policy); true, false and null are values (see aws_recorded.rs).
-    invalid(json!({"key": [["value"]]}), s, "key", "cannot contain another list");
+    invalid(
+        json!({"key": [["value"]]}),
+        s,
+        "key",
+        "cannot contain another list",
+    );
     invalid(
         json!({"a.b": [1], "a": {"b": [2]}}),
         Scope::MessageBody,
