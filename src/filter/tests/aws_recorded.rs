@@ -415,3 +415,120 @@ fn explanations_name_the_recorded_rules() {
     assert_eq!(e.keys[0].path, "a.b");
     assert!(e.keys[0].reason.contains("true"), "{}", e.keys[0].reason);
 }
+
+/// Policies AWS refused, from the snapshots of test_validate_policy, test_validate_policy_string_operators,
+/// test_validate_policy_numeric_operator, test_validate_policy_exists_operator,
+/// test_validate_policy_nested_anything_but_operator, test_policy_complexity,
+/// test_policy_complexity_with_or, test_sub_filter_policy_nested_property(_constraints).
+fn refused_by_aws() -> Vec<(Scope, Value)> {
+    let a = Scope::MessageAttributes;
+    let b = Scope::MessageBody;
+    let values = |n: usize| -> Vec<String> { (0..n).map(|i| format!("value{i}")).collect() };
+    let mut policies = vec![
+        (a, json!({"key": [["value"]]})),
+        (a, json!({"key": [{"wrong-operator": true}]})),
+        (a, json!({"key": [{"suffix": "value", "prefix": "value2"}]})),
+        (a, json!({"key": []})),
+        (a, json!({"key": {"suffix": "value"}})),
+        (a, json!({"key": {"not-an-operator": "value"}})),
+        (a, json!({"object": {"key": [{"prefix": "auto-"}]}})),
+        (b, json!({"key_a": "value_one"})),
+        (a, json!({"key": [{"exists": null}]})),
+        (a, json!({"key": [{"exists": "no"}]})),
+        (a, json!({"key": [{"anything-but": {"wrong-operator": null}}]})),
+        (a, json!({"key": [{"anything-but": {"exists": false}}]})),
+        (a, json!({"key": [{"anything-but": {"prefix": false}}]})),
+        (a, json!({"key": values(151)})),
+        (a, json!({"key1": values(100), "key2": values(51)})),
+        (
+            a,
+            json!({"key1": ["v"], "key2": ["v"], "key3": ["v"], "key4": ["v"], "key5": ["v"], "key6": ["v"]}),
+        ),
+        (
+            b,
+            json!({"key_a": ["v"], "key_b": ["v"], "key_c": ["v"], "key_d": ["v"], "key_e": ["v"], "key_f": ["v"]}),
+        ),
+        (
+            b,
+            json!({"key_a": {"key_b": {"key_c": values(4)}}, "key_d": {"key_e": values(3)}, "key_f": values(3)}),
+        ),
+        (
+            a,
+            json!({"source": values(4), "$or": [{"metricName": values(6)}, {"metricType": values(4), "$or": [{"metricId": [1234, 4321, 5678, 9012]}, {"spaceId": [1, 2, 3, 4]}]}]}),
+        ),
+        (
+            b,
+            json!({"$or": [{"metricName": values(3)}, {"namespace": values(2)}], "detail": {"scope": values(2), "$or": [{"source": values(1)}, {"type": values(3)}]}}),
+        ),
+    ];
+    for bad in [json!(100), Value::Null, json!([]), json!(["test", "test2"])] {
+        policies.push((a, json!({"key": [{"suffix": bad}]})));
+    }
+    for cidr in [
+        json!(["bad-filter"]),
+        json!("bad-filter"),
+        json!("bad-filter/64"),
+        json!("bad-/64filter"),
+        json!("xx.11.xx/8"),
+        json!("xxxx:db8:1234:1a00::/64"),
+    ] {
+        policies.push((a, json!({"key": [{"cidr": cidr}]})));
+    }
+    for numeric in [
+        json!([]),
+        json!(["operator"]),
+        json!([1, "<="]),
+        json!(["=", "000"]),
+        json!([">="]),
+        json!(["<", 100, ">", 10]),
+        json!([">=", 1, ">", 2]),
+        json!([">", 3, "<", 1]),
+        json!([">", 20, "<="]),
+        json!([">", 20, 30]),
+        json!([">", 20, "test"]),
+        json!([">", "20", "<", "30"]),
+        json!([">", 20, "<", "30"]),
+        json!([">", 20, "<", 30, "<", 50]),
+    ] {
+        policies.push((a, json!({"key": [{"numeric": numeric}]})));
+    }
+    policies
+}
+
+/// Policies AWS accepted in the same tests (and in the delivery tests above).
+fn accepted_by_aws() -> Vec<(Scope, Value)> {
+    let a = Scope::MessageAttributes;
+    let b = Scope::MessageBody;
+    let values = |n: usize| -> Vec<String> { (0..n).map(|i| format!("value{i}")).collect() };
+    vec![
+        (a, json!({"key": [{"anything-but": {"prefix": "test-"}}]})),
+        (a, json!({"key": [{"anything-but": ["test", "test2"]}]})),
+        (a, json!({"key": [{"anything-but": "test"}]})),
+        (a, json!({"attr1": [null, {"anything-but": "whatever"}]})),
+        (b, json!({"object": {"key": [{"prefix": "auto-"}]}})),
+        // 18 + 48 + 84 = 150 combinations: the limit itself.
+        (
+            a,
+            json!({"source": values(3), "$or": [{"metricName": values(6)}, {"metricType": values(4), "$or": [{"metricId": [1234, 4321, 5678, 9012]}, {"spaceId": [1, 2, 3, 4, 5, 6, 7]}]}]}),
+        ),
+        (
+            b,
+            json!({"detail": {"payload.nested.another-level.deep": {"inside-list": [{"prefix": "q-test"}]}}}),
+        ),
+    ]
+}
+
+#[test]
+fn the_engine_refuses_what_aws_refused_and_accepts_what_it_accepted() {
+    for (scope, policy) in refused_by_aws() {
+        assert!(
+            Policy::parse(&policy, scope).is_err(),
+            "AWS refused {policy} in {scope} scope"
+        );
+    }
+    for (scope, policy) in accepted_by_aws() {
+        if let Err(e) = Policy::parse(&policy, scope) {
+            panic!("AWS accepted {policy} in {scope} scope: {e}");
+        }
+    }
+}
