@@ -103,7 +103,7 @@ pub(crate) fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
-            prop::collection::btree_map("[a-z$-]{1,6}", inner, 0..5)
+            prop::collection::btree_map("[a-z$.-]{1,6}", inner, 0..5)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
