@@ -64,6 +64,7 @@ fn condition(c: &Condition) -> Value {
     match c {
         Condition::String(s) => json!(s),
         Condition::Number(n) => number(*n),
+        Condition::Bool(b) => Value::Bool(*b),
         Condition::Null => Value::Null,
         Condition::Prefix(s) => json!({"prefix": s}),
         Condition::Suffix(s) => json!({"suffix": s}),

@@ -3,6 +3,18 @@
 //! Matching rules (SNS guide, "Filter policy" pages): every key must match (AND), one of a key's values
 //! or conditions is enough (OR), a key absent from the message matches only `{"exists": false}`, and a list
 //! in the message (String.Array attribute, JSON array in the body) matches when any element does.
+//!
+//! What AWS recorded beyond the guide's examples (sources in `docs/filter-semantics.md`):
+//! - a message without any attribute matches no MessageAttributes policy, not even `{"exists": false}`
+//!   (guide, "Key matching": "An empty set of attributes results in the filter not matching");
+//! - lists in the body are transparent: a list of lists of objects is read like a list of objects
+//!   (snapshot `test_filter_policy_on_message_body_array_of_object_attributes`), and in a list that mixes
+//!   values and objects the values are values of the key and the objects are objects under it;
+//! - the keys of one nested policy must hold within one element of a list of objects (a policy for
+//!   `Records` with `eventName` and `s3.object.key` matches one record with both), as AWS's event-ruler
+//!   does ("array consistency");
+//! - `{"exists": true}` needs a non-null, non-empty value (guide, "Key matching"): `null` alone does not
+//!   do, and an empty list is as good as an absent key.
 
 use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
 
@@ -112,16 +124,21 @@ impl std::fmt::Display for Explanation {
 pub(super) enum Found<'a> {
     Str(Cow<'a, str>),
     Num(f64),
+    Bool(bool),
     Null,
-    /// A boolean, object or list inside a list: present, but no condition but `exists` compares it.
+    /// An object beside values in one list (or a list inside a String.Array attribute): present, but
+    /// compared by no condition.
     Other,
 }
 
-/// What the message holds at a key: nothing, scalar values, or objects (body scope).
+/// What the message holds at a key: nothing, or values and objects (objects in body scope only). A list
+/// contributes each of its elements, through lists within lists.
 enum At<'a> {
     Absent,
-    Values(Vec<Found<'a>>),
-    Objects(Vec<&'a serde_json::Map<String, Value>>),
+    Present {
+        values: Vec<Found<'a>>,
+        objects: Vec<&'a serde_json::Map<String, Value>>,
+    },
 }
 
 /// The context a branch is evaluated in.
@@ -139,19 +156,48 @@ fn lookup<'a>(ctx: Ctx<'a>, key: &str) -> At<'a> {
             None => At::Absent,
             Some((t, v)) => match t.as_str() {
                 t if t.starts_with("Binary") => At::Absent,
-                t => At::Values(attribute_values(t, Cow::Borrowed(v))),
+                t => present(attribute_values(t, Cow::Borrowed(v)), Vec::new()),
             },
         },
         Ctx::Object(map) => match map.get(key) {
             None => At::Absent,
-            Some(Value::Object(o)) => At::Objects(vec![o]),
-            Some(Value::Array(items)) if items.iter().all(Value::is_object) && !items.is_empty() => {
-                At::Objects(items.iter().filter_map(Value::as_object).collect())
+            Some(v) => {
+                let (mut values, mut objects) = (Vec::new(), Vec::new());
+                collect(v, &mut values, &mut objects);
+                if !values.is_empty() && !objects.is_empty() {
+                    // As the matcher reads a mixed list: each object also counts as a present value.
+                    values.extend(std::iter::repeat_n(Found::Other, objects.len()));
+                }
+                present(values, objects)
             }
-            Some(Value::Array(items)) => At::Values(items.iter().map(found).collect()),
-            Some(v) => At::Values(vec![found(v)]),
         },
         Ctx::Nothing => At::Absent,
+    }
+}
+
+/// Nothing at all (an empty list, or an empty String.Array) is as good as absent.
+fn present<'a>(values: Vec<Found<'a>>, objects: Vec<&'a serde_json::Map<String, Value>>) -> At<'a> {
+    if values.is_empty() && objects.is_empty() {
+        At::Absent
+    } else {
+        At::Present { values, objects }
+    }
+}
+
+/// The values and objects a body value holds at its key, through nested lists.
+fn collect<'a>(
+    v: &'a Value,
+    values: &mut Vec<Found<'a>>,
+    objects: &mut Vec<&'a serde_json::Map<String, Value>>,
+) {
+    match v {
+        Value::Object(o) => objects.push(o),
+        Value::Array(items) => {
+            for item in items {
+                collect(item, values, objects);
+            }
+        }
+        scalar => values.push(found(scalar)),
     }
 }
 
@@ -174,6 +220,7 @@ impl Found<'_> {
         match self {
             Found::Str(s) => Found::Str(Cow::Owned(s.into_owned())),
             Found::Num(n) => Found::Num(n),
+            Found::Bool(b) => Found::Bool(b),
             Found::Null => Found::Null,
             Found::Other => Found::Other,
         }
@@ -184,6 +231,7 @@ fn found(v: &Value) -> Found<'_> {
     match v {
         Value::String(s) => Found::Str(Cow::Borrowed(s)),
         Value::Number(n) => n.as_f64().map_or(Found::Other, Found::Num),
+        Value::Bool(b) => Found::Bool(*b),
         Value::Null => Found::Null,
         _ => Found::Other,
     }
@@ -192,15 +240,19 @@ fn found(v: &Value) -> Found<'_> {
 fn condition_matches(c: &Condition, at: &At<'_>) -> bool {
     match at {
         At::Absent => matches!(c, Condition::Exists(false)),
-        At::Objects(_) => matches!(c, Condition::Exists(true)),
-        At::Values(values) => condition_matches_values(c, values),
+        At::Present { values, objects } if values.is_empty() => {
+            !objects.is_empty() && matches!(c, Condition::Exists(true))
+        }
+        At::Present { values, .. } => condition_matches_values(c, values),
     }
 }
 
 /// Whether a condition holds for a key that is present with these values (any one is enough).
+/// `exists: true` wants a value that is not null ("Key matching": "The key must have a non-null and
+/// non-empty value"); `exists: false` never holds for a present key.
 pub(super) fn condition_matches_values(c: &Condition, values: &[Found<'_>]) -> bool {
     if let Condition::Exists(e) = c {
-        return *e;
+        return *e && values.iter().any(|v| !matches!(v, Found::Null));
     }
     values.iter().any(|v| value_matches(c, v))
 }
@@ -209,6 +261,7 @@ fn value_matches(c: &Condition, v: &Found<'_>) -> bool {
     match (c, v) {
         (Condition::String(s), Found::Str(x)) => s == x,
         (Condition::Number(n), Found::Num(x)) => n == x,
+        (Condition::Bool(b), Found::Bool(x)) => b == x,
         (Condition::Null, Found::Null) => true,
         (Condition::Prefix(p), Found::Str(x)) => x.starts_with(p.as_str()),
         (Condition::Suffix(p), Found::Str(x)) => x.ends_with(p.as_str()),
@@ -248,11 +301,11 @@ fn value_matches(c: &Condition, v: &Found<'_>) -> bool {
 fn node_matches(node: &Node, at: &At<'_>) -> bool {
     match node {
         Node::Conditions(conditions) => conditions.iter().any(|c| condition_matches(c, at)),
+        // One object must satisfy the whole nested policy: keys do not combine across list elements.
         Node::Nested(branch) => match at {
-            At::Objects(objects) => objects.iter().any(|o| branch_matches(branch, Ctx::Object(o))),
+            At::Present { objects, .. } => objects.iter().any(|o| branch_matches(branch, Ctx::Object(o))),
             // A nested policy over an absent object still matches if it only asks for absence.
             At::Absent => branch_matches(branch, Ctx::Nothing),
-            At::Values(_) => false,
         },
     }
 }
@@ -268,21 +321,41 @@ fn branch_matches(branch: &Branch, ctx: Ctx<'_>) -> bool {
             .all(|group| group.iter().any(|alt| branch_matches(alt, ctx)))
 }
 
-fn root_ctx(message: &Message) -> Ctx<'_> {
-    match message {
-        Message::Attributes(attrs) => Ctx::Attributes(attrs),
-        Message::Body(Value::Object(map)) => Ctx::Object(map),
-        Message::Body(_) => Ctx::Nothing,
+fn root_ctx(body: &Value) -> Ctx<'_> {
+    match body {
+        Value::Object(map) => Ctx::Object(map),
+        _ => Ctx::Nothing,
     }
 }
 
+/// Why SNS does not deliver a message without attributes to a MessageAttributes policy.
+const NO_ATTRIBUTES: &str = "the message has no attributes, and SNS matches no attribute policy \
+     against an empty set of attributes (not even {\"exists\": false})";
+
 pub(super) fn matches(root: &Branch, message: &Message) -> bool {
-    branch_matches(root, root_ctx(message))
+    match message {
+        Message::Attributes(attrs) => !attrs.is_empty() && branch_matches(root, Ctx::Attributes(attrs)),
+        Message::Body(body) => branch_matches(root, root_ctx(&super::dotted::expand(body))),
+    }
 }
 
 pub(super) fn explain(root: &Branch, message: &Message) -> Explanation {
     let mut keys = Vec::new();
-    explain_branch(root, root_ctx(message), "", &mut keys);
+    match message {
+        Message::Attributes(attrs) => {
+            if attrs.is_empty() {
+                keys.push(KeyOutcome {
+                    path: "(attributes)".to_owned(),
+                    matched: false,
+                    reason: NO_ATTRIBUTES.to_owned(),
+                });
+            }
+            explain_branch(root, Ctx::Attributes(attrs), "", &mut keys);
+        }
+        Message::Body(body) => {
+            explain_branch(root, root_ctx(&super::dotted::expand(body)), "", &mut keys);
+        }
+    }
     Explanation {
         matched: matches(root, message),
         keys,
@@ -291,18 +364,24 @@ pub(super) fn explain(root: &Branch, message: &Message) -> Explanation {
 
 fn describe(at: &At<'_>) -> String {
     match at {
-        At::Absent => "the message has no such key".to_owned(),
-        At::Objects(_) => "the message holds an object here".to_owned(),
-        At::Values(values) => {
-            let shown: Vec<String> = values
+        At::Absent => "the message has no such key (or only an empty list)".to_owned(),
+        At::Present { values, objects } => {
+            let mut shown: Vec<String> = values
                 .iter()
+                .filter(|v| !matches!(v, Found::Other) || objects.is_empty())
                 .map(|v| match v {
                     Found::Str(x) => format!("{x:?}"),
                     Found::Num(x) => x.to_string(),
+                    Found::Bool(b) => b.to_string(),
                     Found::Null => "null".to_owned(),
                     Found::Other => "a value filters cannot compare".to_owned(),
                 })
                 .collect();
+            match objects.len() {
+                0 => {}
+                1 => shown.push("an object".to_owned()),
+                n => shown.push(format!("{n} objects (a nested policy must hold within one)")),
+            }
             format!("the message has {}", shown.join(", "))
         }
     }
@@ -328,7 +407,7 @@ fn explain_branch(branch: &Branch, ctx: Ctx<'_>, path: &str, out: &mut Vec<KeyOu
                 });
             }
             Node::Nested(nested) => match at {
-                At::Objects(objects) if objects.len() == 1 => {
+                At::Present { values, objects } if values.is_empty() && objects.len() == 1 => {
                     explain_branch(nested, Ctx::Object(objects[0]), &here, out)
                 }
                 _ => {

@@ -8,10 +8,14 @@
 //!
 //! Semantics follow the SNS developer guide: "Amazon SNS subscription filter policies",
 //! "Filter policy constraints", "String value matching", "Numeric value matching", "Key matching" and
-//! "AND/OR logic" (docs.aws.amazon.com/sns/latest/dg/).
+//! "AND/OR logic" (docs.aws.amazon.com/sns/latest/dg/). Where the guide is silent or wrong, they follow
+//! what AWS itself answered in the AWS-validated snapshots LocalStack records
+//! (`tests/aws/services/sns/test_sns_filter_policy.snapshot.json` in localstack/localstack); the cases
+//! and their sources are in `tests/aws_recorded.rs` (under this module) and `docs/filter-semantics.md`.
 
 mod canonical;
 pub mod command;
+mod dotted;
 mod eval;
 mod matcher;
 mod parse;
@@ -27,7 +31,7 @@ pub enum Scope {
     /// Message attributes (String, String.Array, Number; Binary attributes are never matched). No nesting.
     #[default]
     MessageAttributes,
-    /// The JSON message body; keys may nest into objects.
+    /// The JSON message body; keys may nest into objects, and a key with dots names a nested path.
     MessageBody,
 }
 
@@ -98,7 +102,10 @@ pub(crate) enum Condition {
     String(String),
     /// Exactly this number (numeric comparison: 5 equals 5.0).
     Number(f64),
-    /// JSON null (body scope).
+    /// Exactly this JSON boolean: `true` in the body, or an element of a String.Array attribute (never the
+    /// String attribute "true").
+    Bool(bool),
+    /// JSON null: a null in the body, or an element of a String.Array attribute (never an absent key).
     Null,
     /// The string starts with this.
     Prefix(String),

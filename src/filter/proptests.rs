@@ -34,6 +34,8 @@ pub(crate) fn condition() -> impl Strategy<Value = Value> {
         number().prop_map(|n| json!({"numeric": ["=", n]})),
         any::<bool>().prop_map(|b| json!({"exists": b})),
         Just(json!({"cidr": "10.0.0.0/24"})),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
     ]
 }
 
@@ -81,6 +83,8 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
         word().prop_map(|w| ("String".to_owned(), w)),
         number().prop_map(|n| ("Number".to_owned(), n.to_string())),
         prop::collection::vec(word(), 0..3).prop_map(|w| ("String.Array".to_owned(), json!(w).to_string())),
+        prop::sample::select(&["[true]", "[false, \"gold\"]", "[null]", "[1, null]"][..])
+            .prop_map(|v| ("String.Array".to_owned(), v.to_owned())),
         Just(("Binary".to_owned(), "AAE=".to_owned())),
     ];
     prop::collection::btree_map(prop::sample::select(KEYS).prop_map(str::to_owned), attr, 0..4)
@@ -99,7 +103,7 @@ pub(crate) fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
-            prop::collection::btree_map("[a-z$-]{1,6}", inner, 0..5)
+            prop::collection::btree_map("[a-z$.-]{1,6}", inner, 0..5)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })

@@ -439,7 +439,10 @@ impl Bits {
             }
             FieldValue::Values(values) => values,
         };
-        self.or_some(&mut scratch.met, slot.exists);
+        // `exists: true` wants a value that is not null (as `eval::condition_matches_values`).
+        if values.iter().any(|v| !matches!(v, Found::Null)) {
+            self.or_some(&mut scratch.met, slot.exists);
+        }
         for found in values {
             match found {
                 Found::Str(s) => self.meet_string(slot, s, scratch),
@@ -455,7 +458,7 @@ impl Bits {
                     }
                 }
                 Found::Null => self.or_some(&mut scratch.met, slot.null),
-                Found::Other => {}
+                Found::Bool(_) | Found::Other => {}
             }
         }
     }

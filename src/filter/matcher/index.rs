@@ -280,7 +280,7 @@ impl ValueIndex {
                 }
                 self.ranges.find(*x, visit);
             }
-            Found::Null | Found::Other => {}
+            Found::Bool(_) | Found::Null | Found::Other => {}
         }
     }
 }

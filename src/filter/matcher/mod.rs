@@ -300,10 +300,15 @@ impl Matcher {
         match self.scope {
             Scope::MessageBody => extract::body(text, &self.paths, &mut fields)?,
             Scope::MessageAttributes => {
-                extract::attributes(text, &self.paths, &mut fields).map_err(|e| match e {
+                let count = extract::attributes(text, &self.paths, &mut fields).map_err(|e| match e {
                     extract::AttributeError::Json(e) => MessageError::Json(e),
                     extract::AttributeError::Shape(name) => MessageError::Attribute(name),
-                })?
+                })?;
+                if count == 0 {
+                    // SNS matches no attribute policy against an empty set of attributes (see `eval`).
+                    scratch.out.clear();
+                    return Ok(&scratch.out);
+                }
             }
         }
         let verify = match &self.compiled {
@@ -311,8 +316,9 @@ impl Matcher {
             Compiled::Bits(bits) => bits.run(&fields, &mut scratch.bits, &mut scratch.out),
         };
         if verify {
-            // A list of several objects lies on a path some policy nests into: the trie let those
-            // conditions pass, so the candidates are checked one by one against the whole message.
+            // A list of several objects, or a key with a dot, lies on a path some policy nests into: the
+            // engine let those conditions pass, so the candidates are checked one by one against the
+            // whole message.
             let message = match self.scope {
                 Scope::MessageBody => Message::from_body_json(text)?,
                 Scope::MessageAttributes => Message::from_attributes_json(text)?,

@@ -123,8 +123,18 @@ fn nested_paths_through_objects_lists_and_scalars() {
         json!({"order": [{"tier": "gold", "total": 5}, {"tier": "silver", "total": 20}]}),
         json!({"order": [{"tier": "gold", "total": 5}, {"tier": "gold", "total": 20}]}),
         json!({"order": [{"tier": "silver"}, {"total": 1}]}),
-        // A mixed list is a list of values.
+        // A mixed list holds values and objects; lists within lists are read through.
         json!({"order": [{"tier": "gold"}, "gold"]}),
+        json!({"order": ["gold", {"tier": "gold", "total": 20}]}),
+        json!({"order": [[{"tier": "gold", "total": 20}]]}),
+        json!({"order": [[{"tier": "gold"}], {"total": 20}]}),
+        json!({"order": [null]}),
+        json!({"order": [[]]}),
+        // Keys with dots name nested paths.
+        json!({"order.tier": "gold", "order": {"total": 20}}),
+        json!({"order.tier": "gold", "order.total": 20}),
+        json!({"order": {"customer.id": "c-1"}}),
+        json!({"order.customer": [{"id": "c-1"}]}),
         json!({"order": {"customer": [{"id": "c-1"}, {"id": "d-2"}]}}),
         json!({"order": {"customer": {"id": ["x", "c-9"]}}}),
         // A repeated key: the last one counts.
@@ -237,7 +247,7 @@ fn body_policy() -> impl Strategy<Value = Value> {
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
     let entry = prop_oneof![3 => leaf(), 1 => nested];
     prop::collection::btree_map(
-        prop::sample::select(&["event", "order", "items", "total"][..]),
+        prop::sample::select(&["event", "order", "items", "total", "order.tier", "items.event"][..]),
         entry,
         1..4,
     )
@@ -253,14 +263,19 @@ fn body() -> impl Strategy<Value = Value> {
     ];
     let object = prop::collection::btree_map(prop::sample::select(BODY_KEYS), scalar.clone(), 0..4)
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+    let element = prop_oneof![3 => object.clone(), 1 => scalar.clone()];
     let value = prop_oneof![
         scalar.clone(),
         object.clone(),
-        prop::collection::vec(object, 0..3).prop_map(Value::from),
-        prop::collection::vec(scalar, 0..3).prop_map(Value::from),
+        prop::collection::vec(object.clone(), 0..3).prop_map(Value::from),
+        prop::collection::vec(scalar.clone(), 0..3).prop_map(Value::from),
+        // Mixed lists and lists of lists.
+        prop::collection::vec(element.clone(), 0..3).prop_map(Value::from),
+        prop::collection::vec(prop::collection::vec(element, 0..2), 0..2).prop_map(Value::from),
     ];
+    // Keys with dots name nested paths (SNS reads "order.tier" as tier inside order).
     prop::collection::btree_map(
-        prop::sample::select(&["event", "order", "items", "total"][..]),
+        prop::sample::select(&["event", "order", "items", "total", "order.tier", "items.total"][..]),
         value,
         0..4,
     )

@@ -14,7 +14,7 @@ pub(super) fn attrs(pairs: &[(&str, &str, &str)]) -> Message {
     )
 }
 
-fn check(policy: Value, scope: Scope, cases: &[(Message, bool)]) {
+pub(super) fn check(policy: Value, scope: Scope, cases: &[(Message, bool)]) {
     let p = Policy::parse(&policy, scope).unwrap_or_else(|e| panic!("{policy} should be valid: {e}"));
     for (i, (message, expected)) in cases.iter().enumerate() {
         assert_eq!(
@@ -356,4 +356,5 @@ fn message_body_nested_keys_arrays_and_nulls() {
     );
 }
 
+mod aws_recorded;
 mod rules;

@@ -89,8 +89,26 @@ fn constraints_are_enforced_with_the_key_and_rule_named() {
         "$or[1].b",
         "list of values",
     );
-    invalid(json!({"flag": [true]}), s, "flag", "not filter values");
-    invalid(json!({"coupon": [null]}), s, "coupon", "MessageBody scope");
+    // A list inside a key's list is not a value (AWS: "Match value must be String, number, true, false, or
+    // null", snapshot test_validate_policy); true, false and null are values (see aws_recorded.rs).
+    invalid(
+        json!({"key": [["value"]]}),
+        s,
+        "key",
+        "cannot contain another list",
+    );
+    invalid(
+        json!({"a.b": [1], "a": {"b": [2]}}),
+        Scope::MessageBody,
+        "a.b",
+        "named twice",
+    );
+    invalid(
+        json!({"a.b": {"$or": [{"c": [1]}, {"d": [1]}]}, "a": {"b": {"$or": [{"c": [2]}, {"d": [2]}]}}}),
+        Scope::MessageBody,
+        "a.b.$or",
+        "two $or lists",
+    );
     invalid(json!({}), s, "", "at least one key");
     invalid(json!(["a"]), s, "", "object");
     invalid(

@@ -5,14 +5,16 @@
 //! values, or objects. Two more outcomes exist because one pass serves every path at once:
 //! - `Blocked`: an ancestor holds a value that is not an object, so a nested policy under it cannot match
 //!   (not even `exists: false`, as with the one-policy evaluator);
-//! - `Ambiguous`: an ancestor is a list of several objects, where a nested policy must match within one
-//!   element. The matcher then lets every condition there pass and checks the candidates exactly.
+//! - `Ambiguous`: an ancestor is a list of several objects (or of objects within lists), where a nested
+//!   policy must match within one element, or an object has a key with a dot that reaches into the paths
+//!   below it (SNS reads `{"a.b": 1}` as `{"a": {"b": 1}}`; see `dotted.rs`). The matcher then lets every
+//!   condition there pass and checks the candidates exactly.
 
 use std::borrow::Cow;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::super::eval::{Found, attribute_values};
+use super::super::eval::Found;
 use super::PathTree;
 
 /// The `Visitor` methods of the JSON shapes a visitor does not read: each skips the value (without building
@@ -62,6 +64,10 @@ macro_rules! skip_shapes {
         }
     };
 }
+
+mod attributes;
+
+pub(super) use attributes::{AttributeError, attributes};
 
 /// What the message holds at one path.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -119,9 +125,10 @@ fn read_object<'de, A: MapAccess<'de>>(
     out: &mut [FieldValue<'de>],
     mut map: A,
 ) -> Result<(), A::Error> {
-    while let Some(child) = map.next_key_seed(KeySeed { tree, node })? {
-        match child {
-            Some(child) => {
+    let mut dotted = false;
+    while let Some(key) = map.next_key_seed(KeySeed { tree, node })? {
+        match key {
+            Key::Child(child) => {
                 // A repeated key replaces what an earlier one left (last wins, as when parsing to a value).
                 set_below(tree, child, out, &FieldValue::Absent);
                 out[child] = map.next_value_seed(ValueSeed {
@@ -130,12 +137,30 @@ fn read_object<'de, A: MapAccess<'de>>(
                     out,
                 })?;
             }
-            None => {
+            Key::Dotted => {
+                dotted = true;
+                map.next_value::<IgnoredAny>()?;
+            }
+            Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
         }
     }
+    if dotted {
+        set_below(tree, node, out, &FieldValue::Ambiguous);
+    }
     Ok(())
+}
+
+/// What an object key is to the paths in use.
+enum Key {
+    /// The child of the object's path with this id.
+    Child(usize),
+    /// A key with a dot whose first part is a child: it names a path below, which only the exact
+    /// evaluator reads (rare in practice).
+    Dotted,
+    /// Nothing a policy reads.
+    Other,
 }
 
 /// Finds the child of `node` a key names, without allocating when the key has no escapes.
@@ -145,19 +170,25 @@ struct KeySeed<'t> {
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
+    type Value = Key;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
+    type Value = Key;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object key")
     }
     fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.tree.child(self.node, key))
+        if let Some(child) = self.tree.child(self.node, key) {
+            return Ok(Key::Child(child));
+        }
+        let reaches = key
+            .split_once('.')
+            .is_some_and(|(first, _)| self.tree.child(self.node, first).is_some());
+        Ok(if reaches { Key::Dotted } else { Key::Other })
     }
 }
 
@@ -210,8 +241,8 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, 'de> {
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         Ok(self.scalar(Found::Num(v)))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(self.scalar(Found::Other))
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(self.scalar(Found::Bool(v)))
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(self.scalar(Found::Null))
@@ -221,86 +252,115 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, 'de> {
         Ok(FieldValue::Objects)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // A list of objects is a list of contexts for nested paths; any other list is a list of values
-        // (objects in a mixed list, and nested lists, are values no condition but `exists` compares).
+        // A list is transparent (as in `eval::lookup`): its values, and those of lists within it, are values
+        // of this path; its objects are objects here, contexts for the paths below. The first object of the
+        // list itself is read into those paths; with more (or with objects inside inner lists) they are
+        // ambiguous.
         let nested = self.tree.end[self.node] > self.node + 1;
         let mut values = Vec::new();
-        let mut objects = 0_usize;
-        while let Some(element) = seq.next_element_seed(ElementSeed {
+        let (mut objects, mut inner_objects) = (0_usize, 0_usize);
+        while let Some(is_object) = seq.next_element_seed(ElementSeed {
             tree: self.tree,
             node: self.node,
             out: &mut *self.out,
             descend: nested && objects == 0,
+            values: &mut values,
+            inner_objects: &mut inner_objects,
         })? {
-            match element {
-                Some(found) => values.push(found),
-                None => objects += 1,
-            }
+            objects += usize::from(is_object);
         }
-        if objects > 0 && values.is_empty() {
-            if objects > 1 && nested {
-                set_below(self.tree, self.node, self.out, &FieldValue::Ambiguous);
+        let all_objects = objects + inner_objects;
+        if all_objects == 0 {
+            if values.is_empty() {
+                // An empty list is as good as an absent key.
+                return Ok(FieldValue::Absent);
             }
+            if nested {
+                set_below(self.tree, self.node, self.out, &FieldValue::Blocked);
+            }
+            return Ok(FieldValue::Values(values));
+        }
+        if nested && (objects > 1 || inner_objects > 0) {
+            set_below(self.tree, self.node, self.out, &FieldValue::Ambiguous);
+        }
+        if values.is_empty() {
             return Ok(FieldValue::Objects);
         }
-        if nested {
-            set_below(self.tree, self.node, self.out, &FieldValue::Blocked);
-        }
-        values.extend(std::iter::repeat_n(Found::Other, objects));
+        values.extend(std::iter::repeat_n(Found::Other, all_objects));
         Ok(FieldValue::Values(values))
     }
 }
 
-/// One element of a list: `Some(value)` for a scalar or nested list, `None` for an object (read into the
-/// paths below only when `descend`: the first object of the list).
-struct ElementSeed<'t, 'o, 'a> {
+/// One element of a list: a value (pushed to `values`, through inner lists) or an object (`true`; read
+/// into the paths below only when `descend`: the first object of the list itself).
+struct ElementSeed<'t, 'o, 'v, 'a> {
     tree: &'t PathTree,
     node: usize,
     out: &'o mut [FieldValue<'a>],
     descend: bool,
+    values: &'v mut Vec<Found<'a>>,
+    /// Objects found inside inner lists, which are not read.
+    inner_objects: &'v mut usize,
 }
 
-impl<'de> DeserializeSeed<'de> for ElementSeed<'_, '_, 'de> {
-    type Value = Option<Found<'de>>;
+impl<'de> DeserializeSeed<'de> for ElementSeed<'_, '_, '_, 'de> {
+    type Value = bool;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ElementSeed<'_, '_, 'de> {
-    type Value = Option<Found<'de>>;
+impl<'de> Visitor<'de> for ElementSeed<'_, '_, '_, 'de> {
+    type Value = bool;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Found::Str(Cow::Borrowed(v))))
+        self.values.push(Found::Str(Cow::Borrowed(v)));
+        Ok(false)
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Found::Str(Cow::Owned(v.to_owned()))))
+        self.values.push(Found::Str(Cow::Owned(v.to_owned())));
+        Ok(false)
     }
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(Found::Str(Cow::Owned(v))))
+        self.values.push(Found::Str(Cow::Owned(v)));
+        Ok(false)
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
         #[allow(clippy::cast_precision_loss)]
-        Ok(Some(Found::Num(v as f64)))
+        self.values.push(Found::Num(v as f64));
+        Ok(false)
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
         #[allow(clippy::cast_precision_loss)]
-        Ok(Some(Found::Num(v as f64)))
+        self.values.push(Found::Num(v as f64));
+        Ok(false)
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(Found::Num(v)))
+        self.values.push(Found::Num(v));
+        Ok(false)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Some(Found::Other))
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        self.values.push(Found::Bool(v));
+        Ok(false)
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Some(Found::Null))
+        self.values.push(Found::Null);
+        Ok(false)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Some(Found::Other))
+        while let Some(is_object) = seq.next_element_seed(ElementSeed {
+            tree: self.tree,
+            node: self.node,
+            out: &mut *self.out,
+            descend: false,
+            values: &mut *self.values,
+            inner_objects: &mut *self.inner_objects,
+        })? {
+            *self.inner_objects += usize::from(is_object);
+        }
+        Ok(false)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         if self.descend {
@@ -308,167 +368,6 @@ impl<'de> Visitor<'de> for ElementSeed<'_, '_, 'de> {
         } else {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         }
-        Ok(None)
+        Ok(true)
     }
-}
-
-/// Why an attribute message cannot be read; the same cases as [`super::super::Message::from_attributes_json`].
-#[derive(Debug)]
-pub(super) enum AttributeError {
-    Json(serde_json::Error),
-    /// The attribute of this name is not `{"Type": ..., "Value": ...}`.
-    Shape(String),
-}
-
-/// Read message attributes in the form SNS delivers them (or SQS's `DataType`/`StringValue`): every
-/// attribute must be well formed, and those the tree knows are recorded.
-pub(super) fn attributes<'a>(
-    text: &'a str,
-    tree: &PathTree,
-    out: &mut Vec<FieldValue<'a>>,
-) -> Result<(), AttributeError> {
-    out.clear();
-    out.resize(tree.end[0], FieldValue::Absent);
-    let parsed: Vec<(Cow<'a, str>, AttributeFields<'a>)> = {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let map = de
-            .deserialize_any(AttributesVisitor)
-            .map_err(AttributeError::Json)?;
-        de.end().map_err(AttributeError::Json)?;
-        map.ok_or_else(|| AttributeError::Shape(String::new()))?
-    };
-    for (name, fields) in parsed {
-        // As `Message::from_attributes_json`: `Type` wins over `DataType` when both are there.
-        let pick = |a: Option<Option<Cow<'a, str>>>, b: Option<Option<Cow<'a, str>>>| a.or(b).flatten();
-        let (Some(data_type), Some(value)) = (
-            pick(fields.data_type.0, fields.data_type.1),
-            pick(fields.value.0, fields.value.1),
-        ) else {
-            return Err(AttributeError::Shape(name.into_owned()));
-        };
-        if let Some(id) = tree.child(0, &name) {
-            out[id] = if data_type.starts_with("Binary") {
-                FieldValue::Absent
-            } else {
-                FieldValue::Values(attribute_values(&data_type, value))
-            };
-        }
-    }
-    Ok(())
-}
-
-/// The fields of one attribute: (`Type`, `DataType`) and (`Value`, `StringValue`); the outer option says
-/// whether the key was there, the inner whether it held a string.
-#[derive(Default)]
-struct AttributeFields<'a> {
-    data_type: (Field<'a>, Field<'a>),
-    value: (Field<'a>, Field<'a>),
-}
-
-/// One field of an attribute: whether the key was there, and whether it held a string.
-type Field<'a> = Option<Option<Cow<'a, str>>>;
-
-/// The top level: `None` when it is not an object.
-struct AttributesVisitor;
-
-impl<'de> Visitor<'de> for AttributesVisitor {
-    type Value = Option<Vec<(Cow<'de, str>, AttributeFields<'de>)>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object of message attributes")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(name) = map.next_key::<MaybeBorrowed<'de>>()? {
-            let fields = map.next_value::<AttributeFields<'de>>()?;
-            let name = name.0;
-            // A repeated attribute replaces the earlier one.
-            out.retain(|(n, _): &(Cow<'de, str>, _)| *n != name);
-            out.push((name, fields));
-        }
-        Ok(Some(out))
-    }
-    skip_shapes!('de; seq, bool, i64, u64, f64, str, unit);
-}
-
-impl<'de> de::Deserialize<'de> for AttributeFields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AttributeFieldsVisitor)
-    }
-}
-
-/// An attribute that is not an object has no fields, so it is reported as malformed by the caller.
-struct AttributeFieldsVisitor;
-
-impl<'de> Visitor<'de> for AttributeFieldsVisitor {
-    type Value = AttributeFields<'de>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a message attribute")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = AttributeFields::default();
-        while let Some(key) = map.next_key::<MaybeBorrowed<'de>>()? {
-            let slot = match key.0.as_ref() {
-                "Type" => &mut fields.data_type.0,
-                "DataType" => &mut fields.data_type.1,
-                "Value" => &mut fields.value.0,
-                "StringValue" => &mut fields.value.1,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            *slot = Some(map.next_value::<StringOrOther<'de>>()?.0);
-        }
-        Ok(fields)
-    }
-    skip_shapes!('de; seq, bool, i64, u64, f64, str, unit);
-}
-
-/// A string, borrowed from the text when it has no escapes.
-struct MaybeBorrowed<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for MaybeBorrowed<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(StrVisitor).map(MaybeBorrowed)
-    }
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-}
-
-/// A value that is kept when it is a string and skipped otherwise.
-struct StringOrOther<'a>(Option<Cow<'a, str>>);
-
-impl<'de> de::Deserialize<'de> for StringOrOther<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StringOrOtherVisitor).map(StringOrOther)
-    }
-}
-
-struct StringOrOtherVisitor;
-
-impl<'de> Visitor<'de> for StringOrOtherVisitor {
-    type Value = Option<Cow<'de, str>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_owned())))
-    }
-    skip_shapes!('de; map, seq, bool, i64, u64, f64, unit);
 }
