@@ -273,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_young_object_never_reported_may_wait_unannounced() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let quiet = std::time::Duration::from_secs(30);
+        let mut queue = Queue::new("q", Default::default());
+        queue.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+        assert!(unannounced(&queue, quiet));
+        assert!(!unannounced(&queue, std::time::Duration::ZERO), "zero writes every wait");
+        let old = Timestamp::now() - jiff_span(60);
+        queue.metadata.creation_timestamp = Some(Time(old));
+        assert!(!unannounced(&queue, quiet), "older than the quiet period");
+        queue.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+        queue.status = Some(with_conditions(&queue, QueueStatus::default(), &ready("ok")));
+        assert!(!unannounced(&queue, quiet), "once reported, every change is written");
+    }
+
+    fn jiff_span(seconds: i64) -> k8s_openapi::jiff::SignedDuration {
+        k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+    }
+
+    #[test]
     fn an_unchanged_status_is_stamped_identically() {
         let mut queue = Queue::new("q", Default::default());
         queue.metadata.generation = Some(3);
