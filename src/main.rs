@@ -257,6 +257,20 @@ fn apikey_new(name: &str, principal: Option<&str>, secret: &str) -> anyhow::Resu
 
 /// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
 /// SIGTERM or the lease is lost → release the lease → exit.
+/// How far apart each kind's drift checks must be per object: they may take half of each quota they use.
+fn check_spacing(
+    limits: &tributary::cloud::aws::ratelimit::RateLimits,
+) -> tributary::controller::CheckSpacing {
+    tributary::controller::CheckSpacing {
+        topic: limits.check_spacing(
+            &[("sns", "GetTopicAttributes"), ("sns", "ListTagsForResource")],
+            0.5,
+        ),
+        queue: limits.check_spacing(&[("sqs", "GetQueueAttributes"), ("sqs", "ListQueueTags")], 0.5),
+        subscription: limits.check_spacing(&[("sns", "GetSubscriptionAttributes")], 0.5),
+    }
+}
+
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use std::{
         sync::{Arc, atomic::AtomicBool},
@@ -330,15 +344,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
         .await
         .map_err(anyhow::Error::msg)?;
-    // Drift checks of every object may take half of each quota they use.
-    let check_spacing = controller::CheckSpacing {
-        topic: limits.check_spacing(
-            &[("sns", "GetTopicAttributes"), ("sns", "ListTagsForResource")],
-            0.5,
-        ),
-        queue: limits.check_spacing(&[("sqs", "GetQueueAttributes"), ("sqs", "ListQueueTags")], 0.5),
-        subscription: limits.check_spacing(&[("sns", "GetSubscriptionAttributes")], 0.5),
-    };
+    let check_spacing = check_spacing(&limits);
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),

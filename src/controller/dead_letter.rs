@@ -13,9 +13,9 @@ use super::{
     events,
     finalize::{Applied, Reconciler},
     ownership::desired_tags,
-    queue::{Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes},
     redrive::{self, Source},
     redrive_azure, references,
+    sqs_queue::{Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes},
     status::{describe, was_synced},
     storage_queue, tenancy, watch,
 };

@@ -19,6 +19,7 @@ mod redrive;
 mod redrive_azure;
 pub mod references;
 pub mod secrets;
+pub mod sqs_queue;
 pub mod status;
 pub mod storage_queue;
 pub mod subscription;

@@ -2,22 +2,20 @@
 //! dependencies: the DeadLetter's ARN (for `RedrivePolicy`) and the ARNs of the Topics that have a
 //! Subscription to this Queue (for the queue policy) → build: name, attributes, policy, tags → apply:
 //! find or create, adopt or refuse, set what differs, tag → status: URL, ARN, depth.
-//!
-//! Every SetQueueAttributes call carries `Policy`: moto (unlike SQS) drops the queue policy on a call
-//! that leaves it out, and sending the desired value is correct on both.
+//! The SQS queue itself is managed by [`super::sqs_queue`], which the DeadLetter reconciler shares.
 
 use std::{borrow::Borrow, collections::BTreeMap, sync::Arc};
 
 use kube::ResourceExt;
 
 use super::{
-    Cloud, Context,
-    drift::{self, names_of},
+    Cloud, Context, drift,
     error::Error,
-    events::{self, reasons},
+    events,
     finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
+    ownership::desired_tags,
     references,
+    sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
     status::{describe, was_synced},
     storage_queue, tenancy, verified, watch,
 };
@@ -25,11 +23,11 @@ use crate::{
     admission::Spec,
     api::{
         Queue, Subscription, Topic,
-        common::{DeletionPolicy, Provider, QueueObservation},
+        common::{Provider, QueueObservation},
         queue::{QueueAws, QueueAzure, QueueStatus},
     },
     cloud::{
-        Attributes, Tags,
+        Attributes,
         aws::{
             attributes::{self, RedriveTarget, names},
             queue_stats_from,
@@ -174,13 +172,6 @@ async fn apply_azure<C: Cloud>(
     })
 }
 
-/// The URL recorded in status, if it is that of the queue named `name` (a renamed queue is looked up).
-pub(crate) fn recorded_url<'a>(observed: Option<&'a QueueObservation>, name: &str) -> Option<&'a str> {
-    observed
-        .and_then(|o| o.url.as_deref())
-        .filter(|url| url.rsplit('/').next() == Some(name))
-}
-
 /// A Queue on `aws`: its SQS queue, created with its attributes, tags and (when its Topics have ARNs)
 /// its policy in one call; what differs set in one call and read back. The status lists the topics the
 /// policy SQS answered lets send, which is what a Subscription's readiness waits for.
@@ -231,40 +222,7 @@ async fn apply_aws<C: Cloud>(
     let mut ensured = ensure_queue(ctx, queue, "Queue", &target).await?;
 
     let desired = desired_attributes(aws, redrive.as_ref(), &ensured.arn, &topics);
-    let changed = sync_attributes(ctx, queue, &ensured, &desired).await?;
-    if !changed.is_empty() {
-        // Read back what SQS now holds: readiness is what SQS answers, not what was sent.
-        ensured.attributes = ctx
-            .cloud
-            .queue_attributes(&ensured.url)
-            .await
-            .map_err(|source| Error::cloud(&key, source))?;
-    }
-    let allowed =
-        attributes::allowed_topics(ensured.attributes.get(names::POLICY).map_or("", String::as_str));
-    let recorded_topics = queue
-        .status
-        .as_ref()
-        .map(|s| s.allowed_topics.clone())
-        .unwrap_or_default();
-    // A policy following the Subscriptions is their news, not the Queue's: no Event for it alone.
-    let only_policy_followed = changed == names::POLICY && allowed != recorded_topics;
-    if !changed.is_empty() && !ensured.created && !only_policy_followed {
-        let reason = events::change_reason(was_synced(queue));
-        let note = format!("set {changed} on SQS queue {name}");
-        events::normal(&ctx.recorder, queue, reason, note).await;
-    }
-    let stats = queue_stats_from(&ensured.attributes);
-    let status = QueueStatus {
-        observed: QueueObservation {
-            url: Some(ensured.url.clone()),
-            arn: Some(ensured.arn.clone()),
-            depth: Some(stats.visible),
-            oldest_message_age_seconds: stats.oldest_message_age_seconds,
-        },
-        allowed_topics: allowed,
-        ..QueueStatus::default()
-    };
+    let status = sync_and_read_back(queue, ctx, &mut ensured, &desired).await?;
     // SQS applies attribute changes within about a minute: until the read-back shows them, look again
     // soon instead of recording this observation as verified.
     let settled = drift::diff(&desired, &ensured.attributes).is_empty();
@@ -277,6 +235,50 @@ async fn apply_aws<C: Cloud>(
         message: format!("SQS queue {}", ensured.url),
         requeue: (!settled).then_some(SETTLE_RETRY),
         not_ready: None,
+    })
+}
+
+/// Sets what differs from `desired`, reads the queue back after a change, and returns the status of what
+/// SQS answered: the topics its policy lets send among it.
+async fn sync_and_read_back<C: Cloud>(
+    queue: &Queue,
+    ctx: &Context<C>,
+    ensured: &mut Ensured,
+    desired: &Attributes,
+) -> Result<QueueStatus, Error> {
+    let changed = sync_attributes(ctx, queue, ensured, desired).await?;
+    if !changed.is_empty() {
+        // Readiness is what SQS answers, not what was sent.
+        ensured.attributes = ctx
+            .cloud
+            .queue_attributes(&ensured.url)
+            .await
+            .map_err(|source| Error::cloud(&describe(queue), source))?;
+    }
+    let policy = ensured.attributes.get(names::POLICY).map_or("", String::as_str);
+    let allowed = attributes::allowed_topics(policy);
+    let recorded_topics = queue
+        .status
+        .as_ref()
+        .map(|s| s.allowed_topics.clone())
+        .unwrap_or_default();
+    // A policy following the Subscriptions is their news, not the Queue's: no Event for it alone.
+    let only_policy_followed = changed == names::POLICY && allowed != recorded_topics;
+    if !changed.is_empty() && !ensured.created && !only_policy_followed {
+        let reason = events::change_reason(was_synced(queue));
+        let note = format!("set {changed} on SQS queue {}", ensured.url);
+        events::normal(&ctx.recorder, queue, reason, note).await;
+    }
+    let stats = queue_stats_from(&ensured.attributes);
+    Ok(QueueStatus {
+        observed: QueueObservation {
+            url: Some(ensured.url.clone()),
+            arn: Some(ensured.arn.clone()),
+            depth: Some(stats.visible),
+            oldest_message_age_seconds: stats.oldest_message_age_seconds,
+        },
+        allowed_topics: allowed,
+        ..QueueStatus::default()
     })
 }
 
@@ -319,195 +321,6 @@ impl<C: Cloud> Reconciler<C> for Queue {
         )
         .await
     }
-}
-
-/// An SQS queue found or created, with its attributes as observed.
-pub(crate) struct Ensured {
-    pub url: String,
-    pub arn: String,
-    pub created: bool,
-    pub attributes: Attributes,
-}
-
-/// The SQS queue an object asks for.
-pub(crate) struct Target<'a> {
-    /// Queue name.
-    pub name: &'a str,
-    /// Attributes to create it with.
-    pub attributes: &'a Attributes,
-    /// Spec tags plus ownership tags.
-    pub tags: &'a Tags,
-    /// `spec.adopt`.
-    pub adopt: bool,
-    /// The URL recorded in status for this name: no lookup by name while it is there.
-    pub recorded: Option<&'a str>,
-}
-
-/// Finds the queue (by the URL recorded in status, else by name) or creates it with its attributes and
-/// tags; an existing queue must be ours, or is adopted when `adopt` and it carries no Tributary tag, or is
-/// refused (`OwnedByAnother`, `AlreadyExists`). Missing tags are added and, on a queue already ours, tags
-/// the spec no longer has are removed.
-pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
-    ctx: &Context<C>,
-    owner: &K,
-    kind: &str,
-    target: &Target<'_>,
-) -> Result<Ensured, Error> {
-    let object = describe(owner);
-    let err = |source| Error::cloud(&object, source);
-    let cloud = &ctx.cloud;
-    let mut found = None;
-    if let Some(url) = target.recorded {
-        match cloud.queue_tags(url).await {
-            Ok(tags) => found = Some((url.to_owned(), tags)),
-            Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(err(error)),
-        }
-    }
-    if found.is_none()
-        && let Some(url) = cloud.find_queue(target.name).await.map_err(err)?
-    {
-        let tags = cloud.queue_tags(&url).await.map_err(err)?;
-        found = Some((url, tags));
-    }
-    let (url, created) = match found {
-        None => {
-            let url = cloud
-                .create_queue(target.name, target.attributes, target.tags)
-                .await
-                .map_err(err)?;
-            let note = format!("created SQS queue {url}");
-            events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
-            (url, true)
-        }
-        Some((url, observed_tags)) => {
-            claim(ctx, owner, kind, target, &url, &observed_tags).await?;
-            (url, false)
-        }
-    };
-    let attributes = cloud.queue_attributes(&url).await.map_err(err)?;
-    let arn = attributes.get(names::QUEUE_ARN).cloned().ok_or_else(|| {
-        err(crate::cloud::Error::Response {
-            operation: crate::cloud::Operation::new("sqs", "GetQueueAttributes", url.clone()),
-            detail: "the answer has no QueueArn".to_owned(),
-        })
-    })?;
-    Ok(Ensured {
-        url,
-        arn,
-        created,
-        attributes,
-    })
-}
-
-/// An existing queue: refused unless ours or adoptable; adopted (tagged) or its tags brought in line.
-async fn claim<K: super::status::Kind, C: Cloud>(
-    ctx: &Context<C>,
-    owner: &K,
-    kind: &str,
-    target: &Target<'_>,
-    url: &str,
-    observed_tags: &Tags,
-) -> Result<(), Error> {
-    let object = describe(owner);
-    let err = |source| Error::cloud(&object, source);
-    let cloud = &ctx.cloud;
-    let found = ownership(observed_tags, &ctx.owner(kind, owner), target.adopt);
-    if let Some(refused) = refusal(&object, &format!("SQS queue {}", target.name), &found) {
-        return Err(refused);
-    }
-    if found == Ownership::Adopt {
-        cloud.tag_queue(url, target.tags).await.map_err(err)?;
-        let note = format!("adopted the existing SQS queue {url}");
-        events::normal(&ctx.recorder, owner, reasons::ADOPTED, note).await;
-    } else {
-        cloud
-            .tag_queue(url, &missing_tags(target.tags, observed_tags))
-            .await
-            .map_err(err)?;
-        cloud
-            .untag_queue(url, &stale_tags(target.tags, observed_tags))
-            .await
-            .map_err(err)?;
-    }
-    Ok(())
-}
-
-/// Sets the attributes that differ from `desired` in one call (with `Policy`, see the module doc) and
-/// returns their names (empty when in sync). An immutable difference is refused with `ImmutableChange`.
-pub(crate) async fn sync_attributes<K: super::status::Kind, C: Cloud>(
-    ctx: &Context<C>,
-    owner: &K,
-    ensured: &Ensured,
-    desired: &Attributes,
-) -> Result<String, Error> {
-    let object = describe(owner);
-    let changes = drift::diff(desired, &ensured.attributes);
-    if let Some(change) = changes.immutable.first() {
-        return Err(Error::ImmutableChange {
-            object,
-            message: format!(
-                "SQS cannot change {} of queue {} in place (it is {:?}, the spec asks for {:?}); create a new \
-                 object with another name",
-                change.name, ensured.url, change.observed, change.desired
-            ),
-        });
-    }
-    if changes.to_set.is_empty() {
-        return Ok(String::new());
-    }
-    let mut set = changes.to_set_map();
-    set.insert(
-        names::POLICY.to_owned(),
-        desired.get(names::POLICY).cloned().unwrap_or_default(),
-    );
-    ctx.cloud
-        .set_queue_attributes(&ensured.url, &set)
-        .await
-        .map_err(|source| Error::cloud(&object, source))?;
-    Ok(names_of(&changes))
-}
-
-/// Cleanup of a Queue or DeadLetter: keep the queue (`Retain`), or delete it (by the URL in status, else
-/// by name) if it still carries this object's tags, read again now. A queue that is not ours is never
-/// deleted: it is kept, with a Warning Event.
-pub(crate) async fn delete_queue<K: super::status::Kind, C: Cloud>(
-    ctx: &Context<C>,
-    owner: &K,
-    kind: &str,
-    policy: DeletionPolicy,
-    url: Option<String>,
-    name: Option<String>,
-) -> Result<(), Error> {
-    if policy == DeletionPolicy::Retain {
-        let note = "deletionPolicy is Retain: the SQS queue is kept".to_owned();
-        events::normal(&ctx.recorder, owner, reasons::RETAINED, note).await;
-        return Ok(());
-    }
-    let object = describe(owner);
-    let err = |source| Error::cloud(&object, source);
-    let url = match (url, name) {
-        (Some(url), _) => url,
-        (None, Some(name)) => match ctx.cloud.find_queue(&name).await.map_err(err)? {
-            Some(url) => url,
-            None => return Ok(()),
-        },
-        (None, None) => return Ok(()),
-    };
-    // The marks are read again right before the delete: the queue may have been retagged since.
-    let tags = match ctx.cloud.queue_tags(&url).await {
-        Ok(tags) => tags,
-        Err(error) if error.is_not_found() => return Ok(()),
-        Err(error) => return Err(err(error)),
-    };
-    if let Some(note) = lost(&format!("SQS queue {url}"), &tags, &ctx.owner(kind, owner)) {
-        events::warning(&ctx.recorder, owner, reasons::OWNERSHIP_LOST, note).await;
-        return Ok(());
-    }
-    ctx.cloud.delete_queue(&url).await.map_err(err)?;
-    let note = format!("deleted SQS queue {url}");
-    events::normal(&ctx.recorder, owner, reasons::DELETED, note).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -279,13 +279,19 @@ mod tests {
         let mut queue = Queue::new("q", Default::default());
         queue.metadata.creation_timestamp = Some(Time(Timestamp::now()));
         assert!(unannounced(&queue, quiet));
-        assert!(!unannounced(&queue, std::time::Duration::ZERO), "zero writes every wait");
+        assert!(
+            !unannounced(&queue, std::time::Duration::ZERO),
+            "zero writes every wait"
+        );
         let old = Timestamp::now() - jiff_span(60);
         queue.metadata.creation_timestamp = Some(Time(old));
         assert!(!unannounced(&queue, quiet), "older than the quiet period");
         queue.metadata.creation_timestamp = Some(Time(Timestamp::now()));
         queue.status = Some(with_conditions(&queue, QueueStatus::default(), &ready("ok")));
-        assert!(!unannounced(&queue, quiet), "once reported, every change is written");
+        assert!(
+            !unannounced(&queue, quiet),
+            "once reported, every change is written"
+        );
     }
 
     fn jiff_span(seconds: i64) -> k8s_openapi::jiff::SignedDuration {

@@ -270,36 +270,33 @@ async fn apply<C: Cloud>(
         let action = format!("ScaleTo{}", decision.to);
         events::with_action(&ctx.recorder, consumer, EventType::Normal, SCALED, &action, note).await;
     }
-    let ready = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let workers = readiness::workers(
+        &deployment,
+        scale.replicas,
+        bounds.min_replicas,
+        &render::worker_name(consumer),
+    );
     let status = ConsumerStatus {
-        replicas: Some(ready),
+        replicas: Some(workers.ready),
         backlog,
         last_scale: scale.decision.or(previous),
         ..ConsumerStatus::default()
     };
-    let name = render::worker_name(consumer);
-    let message = format!("{ready}/{} workers ready (Deployment {name})", scale.replicas);
-    let required = readiness::required(scale.replicas, bounds.min_replicas);
-    let not_ready = readiness::not_ready(&deployment, required, scale.replicas, &name);
     let mut requeue = if backlog.is_some() {
         ctx.config.scale_interval
     } else {
         ctx.config.resync
     };
-    if not_ready.is_some() {
+    if workers.not_ready.is_some() {
         // Deployments are not watched (that would cache every Deployment the controller may read):
         // look again soon for the workers to come up.
         requeue = requeue.min(ctx.config.dependency_retry);
     }
     Ok(finalize::Applied {
         status,
-        message,
+        message: workers.message,
         requeue: Some(requeue),
-        not_ready,
+        not_ready: workers.not_ready,
     })
 }
 
@@ -464,38 +461,5 @@ pub fn sink_topic(consumer: &Consumer) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
-    use super::*;
-
-    fn meta(owner: Option<(&str, bool)>) -> ObjectMeta {
-        ObjectMeta {
-            name: Some("c-worker".into()),
-            owner_references: owner.map(|(uid, controller)| {
-                vec![OwnerReference {
-                    api_version: "tributary.dev/v1alpha1".into(),
-                    kind: "Consumer".into(),
-                    name: format!("owner-{uid}"),
-                    uid: uid.into(),
-                    controller: Some(controller),
-                    ..OwnerReference::default()
-                }]
-            }),
-            ..ObjectMeta::default()
-        }
-    }
-
-    #[test]
-    fn a_child_is_applied_only_when_absent_or_already_ours() {
-        let desired = meta(Some(("u-1", true)));
-        assert_eq!(child_conflict(None, &desired), None);
-        assert_eq!(child_conflict(Some(&meta(Some(("u-1", true)))), &desired), None);
-        let other = child_conflict(Some(&meta(Some(("u-2", true)))), &desired).unwrap();
-        assert!(other.contains("Consumer owner-u-2"), "{other}");
-        let unowned = child_conflict(Some(&meta(None)), &desired).unwrap();
-        assert!(unowned.contains("not controlled"), "{unowned}");
-        // A non-controller reference to this object does not make it ours.
-        assert!(child_conflict(Some(&meta(Some(("u-1", false)))), &desired).is_some());
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;

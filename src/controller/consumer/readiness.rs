@@ -23,6 +23,31 @@ pub fn required(wanted: i32, min_replicas: i32) -> i32 {
     }
 }
 
+/// What the Deployment says of the workers.
+pub struct Workers {
+    /// Ready replicas.
+    pub ready: i32,
+    /// The Ready condition's message when ready.
+    pub message: String,
+    /// Why the Consumer is not Ready, if it is not.
+    pub not_ready: Option<NotReady>,
+}
+
+/// The workers of `deployment` (named `name`), `wanted` replicas of which at least
+/// [`required`]`(wanted, min_replicas)` must be ready.
+pub fn workers(deployment: &Deployment, wanted: i32, min_replicas: i32, name: &str) -> Workers {
+    let ready = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Workers {
+        ready,
+        message: format!("{ready}/{wanted} workers ready (Deployment {name})"),
+        not_ready: not_ready(deployment, required(wanted, min_replicas), wanted, name),
+    }
+}
+
 /// `None` when at least `required` workers are ready, else why not, from the Deployment's conditions.
 pub fn not_ready(deployment: &Deployment, required: i32, wanted: i32, name: &str) -> Option<NotReady> {
     let status = deployment.status.clone().unwrap_or_default();
