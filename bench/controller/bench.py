@@ -20,9 +20,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+import functools
+
+print = functools.partial(print, flush=True)  # noqa: A001 (progress shows while it runs)
 
 RELEASE = os.environ["TRIBUTARY_RELEASE_DIR"] + "/tributary"
 RUN = str(int(time.time()))
+RUNS = iter(range(1000))
 OUT = "target/bench"
 WRITES = {"CreateTopic", "SetTopicAttributes", "TagResource", "UntagResource", "CreateQueue",
           "SetQueueAttributes", "TagQueue", "UntagQueue", "Subscribe", "SetSubscriptionAttributes"}
@@ -59,8 +63,9 @@ def cloud_calls(text):
 
 def apiserver_requests():
     """The controller's requests: tributary.dev, Events and Leases, without LIST/WATCH and applies of
-    whole tributary.dev objects (this script's; the controller applies only their status)."""
-    total = 0
+    whole tributary.dev objects (this script's; the controller applies only their status), by
+    resource/subresource/verb."""
+    total = {}
     for line in kubectl("get", "--raw", "/metrics").splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
@@ -70,7 +75,8 @@ def apiserver_requests():
             continue
         if labels.get("group") == "tributary.dev" and labels.get("verb") == "APPLY" and not labels.get("subresource"):
             continue
-        total += float(line.rsplit(" ", 1)[1])
+        what = f"{labels.get('resource')}/{labels.get('subresource') or '-'}/{labels.get('verb')}"
+        total[what] = total.get(what, 0) + float(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -83,10 +89,12 @@ def rss(pid, field):
 
 
 def manifests(trios, namespaces):
-    """One manifest per namespace: trio i lives in namespace i % namespaces."""
-    docs = {f"bench-{RUN}-{n}": [] for n in range(namespaces)}
+    """One manifest per namespace: trio i lives in namespace i % namespaces. Every run has namespaces
+    of its own, so no run meets another's cloud resources (moto keeps them until testbed-down)."""
+    prefix = f"bench-{RUN}-{next(RUNS)}"
+    docs = {f"{prefix}-{n}": [] for n in range(namespaces)}
     for i in range(trios):
-        ns = f"bench-{RUN}-{i % namespaces}"
+        ns = f"{prefix}-{i % namespaces}"
         meta = f"{{name: %s-{i}, labels: {{tributary.dev/bench: '{RUN}'}}}}"
         docs[ns].append(f"apiVersion: tributary.dev/v1alpha1\nkind: Topic\nmetadata: {meta % 'topic'}\n"
                         "spec: {provider: aws, aws: {}}\n")
@@ -129,6 +137,16 @@ class Controller:
         self.process.wait(timeout=60)
 
 
+def wait_for_no_terminating_namespaces():
+    """The controller watches every namespace: objects of namespaces still being deleted would be
+    reconciled (and counted) too."""
+    deadline = time.time() + 300
+    while "Terminating" in kubectl("get", "namespaces", "--no-headers"):
+        if time.time() > deadline:
+            sys.exit("bench: namespaces still Terminating after 300 s")
+        time.sleep(1)
+
+
 def cleanup():
     """Drops the run's objects without deleting cloud resources one by one (moto is emptied by
     testbed-down): finalizers off, namespaces deleted."""
@@ -144,6 +162,7 @@ def cleanup():
                 subprocess.run(["kubectl", "patch", "-n", ns, *chunk, "--type", "merge", "-p",
                                 '{"metadata":{"finalizers":null}}'], capture_output=True, check=False)
             kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    wait_for_no_terminating_namespaces()
 
 
 def run(trios, namespaces, limits, resync=300, steady=0):
@@ -182,14 +201,26 @@ def run(trios, namespaces, limits, resync=300, steady=0):
         time.sleep(interval)
     calls = cloud_calls(metrics(controller.port))
     aws = sum(calls.values()) - sum(calls_before.values())
-    requests = apiserver_requests() - requests_before
+    requests_after = apiserver_requests()
+    by_request = {k: v - requests_before.get(k, 0) for k, v in sorted(requests_after.items())}
+    requests = sum(by_request.values())
     figures = {
         "objects": objects, "namespaces": namespaces, "applied": applied,
         "ready": ready_at - start, "last_write": last_write - start,
         "idle": idle, "peak": rss(controller.process.pid, "VmHWM"),
         "aws": aws / objects, "requests": requests / objects,
         "by_operation": {k: v - calls_before.get(k, 0) for k, v in sorted(calls.items())},
+        "by_request": {k: v for k, v in by_request.items() if v},
     }
+    # Each object's Ready transition, for a closer look at the slowest.
+    with open(f"{OUT}/controller-{RUN}-objects-{objects}.txt", "w") as dump:
+        dump.write(kubectl("get", "topics.tributary.dev,queues.tributary.dev,subscriptions.tributary.dev", "-A",
+                           "-l", f"tributary.dev/bench={RUN}", "--chunk-size=2000", "-o",
+                           'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].lastTransitionTime} '
+                           '{.metadata.creationTimestamp} {.kind}/{.metadata.namespace}/{.metadata.name}{"\\n"}{end}'))
+    if namespaces == 1:
+        reasons = kubectl("get", "events", "-n", next(iter(docs)), "-o", "jsonpath={range .items[*]}{.reason}{\" \"}{end}")
+        figures["events"] = {r: reasons.split().count(r) for r in sorted(set(reasons.split()))}
     if steady:
         before = cloud_calls(metrics(controller.port))
         time.sleep(steady)
@@ -218,7 +249,9 @@ def drift(limits):
     get = lambda kind, name: json.loads(kubectl("get", "-n", ns, kind, name, "-o", "json"))["status"]
     queue_url = get("queues.tributary.dev", "queue-0")["url"]
     subscription_arn = get("subscriptions.tributary.dev", "sub-0")["arn"]
-    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    region, endpoint = os.environ["AWS_REGION"], os.environ["AWS_ENDPOINT_URL"]
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
+    sns = boto3.client("sns", region_name=region, endpoint_url=endpoint)
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "7"})
     sns.set_subscription_attributes(SubscriptionArn=subscription_arn, AttributeName="FilterPolicy",
                                     AttributeValue='{"event": ["Tampered"]}')
@@ -243,6 +276,7 @@ def drift(limits):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    wait_for_no_terminating_namespaces()
     sizes = [int(n) for n in os.environ.get("SIZES", "100 300").split()]
     scale = [int(n) for n in os.environ.get("SCALE", "2000 10000").split()]
     lifted = ["*=unlimited"]
@@ -270,6 +304,8 @@ def main():
         print(f"  {'API-server requests per object':42} {f['requests']:>34.2f}   {ack[4]:>18}")
         ops = ", ".join(f"{k} {v:.0f}" for k, v in f["by_operation"].items() if v)
         print(f"  AWS calls: {ops}")
+        print("  API requests: " + ", ".join(f"{k} {v:.0f}" for k, v in f["by_request"].items()))
+        print("  Events: " + ", ".join(f"{k} {v}" for k, v in f.get("events", {}).items()))
     fixed, loop = drift([])
     print(f"\ndrift corrected (60 s resync): queue attribute {fixed.get('queue', float('nan')):.0f} s, "
           f"filter policy {fixed.get('filter', float('nan')):.0f} s; filter-policy writes over the next resync: {loop:.0f}")

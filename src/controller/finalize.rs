@@ -23,6 +23,36 @@ use super::{
 };
 use crate::api::common::Provider;
 
+/// How soon an object whose copy was out of date is looked at again.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// The objects this controller added its finalizer to whose copy with the finalizer the watch has not
+/// brought back yet (by UID).
+#[derive(Debug, Default)]
+pub struct AddedFinalizers {
+    uids: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl AddedFinalizers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.uids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn added(&self, uid: &str) -> bool {
+        self.lock().contains(uid)
+    }
+
+    fn record(&self, uid: &str) {
+        self.lock().insert(uid.to_owned());
+    }
+
+    fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+}
+
 /// What a successful apply observed.
 #[derive(Clone, Debug)]
 pub struct Applied<S> {
@@ -65,11 +95,18 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
         let desired = status::provider_not_implemented(provider);
         let status =
             status::with_conditions(&*object, object.status().cloned().unwrap_or_default(), &desired);
-        status::write(&ctx.client, &*object, &status).await?;
+        status::write(&ctx.client, &ctx.written, &*object, &status).await?;
         return Ok(Action::await_change());
     }
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let uid = object.uid().unwrap_or_default();
+    let has_finalizer = object.finalizers().iter().any(|f| f == FINALIZER);
+    if !has_finalizer && object.meta().deletion_timestamp.is_none() && ctx.finalizers.added(&uid) {
+        // This copy predates the finalizer this controller added (a related object woke it before the
+        // watch brought the newer one back): adding it again would be refused, and cost a request.
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     let result = finalizer(&api, FINALIZER, object.clone(), |event| {
         let ctx = ctx.clone();
         async move {
@@ -86,11 +123,12 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
                     }
                     let desired = status::applied(applied.message, applied.not_ready.as_ref());
                     let status = status::with_conditions(&*object, applied.status, &desired);
-                    status::write(&ctx.client, &*object, &status).await?;
+                    status::write(&ctx.client, &ctx.written, &*object, &status).await?;
                     Ok(Action::requeue(requeue))
                 }
                 finalizer::Event::Cleanup(object) => {
                     ctx.verified.forget(&describe(&*object));
+                    ctx.written.forget(&object.uid().unwrap_or_default());
                     K::cleanup(object, ctx).await?;
                     Ok(Action::await_change())
                 }
@@ -104,8 +142,15 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
         // The object changed since the watch last passed it (typically: this reconcile was queued
         // while the previous one added the finalizer). Its newer version has other finalizers, so
         // the watch passes it and it is reconciled then; no failure to report.
+        // Look again shortly rather than only on the next change: the change that made it stale may
+        // already have been seen.
         tracing::debug!(object = %describe(&*object), %error, "stale object; waiting for the newer one");
-        return Ok(Action::await_change());
+        return Ok(Action::requeue(STALE_RETRY));
+    }
+    if result.is_ok() && !has_finalizer {
+        ctx.finalizers.record(&uid);
+    } else if has_finalizer {
+        ctx.finalizers.forget(&uid);
     }
     match result.map_err(|error| flatten(&*object, error)) {
         Ok(action) => {
@@ -161,7 +206,7 @@ pub(crate) async fn failed<K: Kind, C: Cloud>(
     }
     let desired = status::failed(&error);
     let status = status::with_conditions(object, object.status().cloned().unwrap_or_default(), &desired);
-    if let Err(write_error) = status::write(&ctx.client, object, &status).await {
+    if let Err(write_error) = status::write(&ctx.client, &ctx.written, object, &status).await {
         tracing::warn!(object = %describe(object), error = %write_error, "unable to write the failure status");
     }
     match class {

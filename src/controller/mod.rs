@@ -142,6 +142,10 @@ pub struct Context<C> {
     /// What was last verified in the cloud per object, so a reconcile woken by a dependency does not ask
     /// the cloud again within the resync period.
     pub verified: verified::Verified,
+    /// Objects given the finalizer whose updated copy has not come back through the watch yet.
+    pub finalizers: finalize::AddedFinalizers,
+    /// The status last written per object, so a stale copy does not write it again.
+    pub written: status::Written,
     /// The write halves of `stores`, taken by [`run`].
     writers: std::sync::Mutex<Option<watch::Writers>>,
 }
@@ -190,6 +194,8 @@ impl<C> Context<C> {
             waits: error::Backoff::default(),
             stores,
             verified: verified::Verified::default(),
+            finalizers: finalize::AddedFinalizers::default(),
+            written: status::Written::default(),
             writers: std::sync::Mutex::new(Some(writers)),
         }
     }

@@ -16,7 +16,7 @@ use super::{
     ownership::desired_tags,
     references,
     sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
-    status::{describe, was_synced},
+    status::{self, describe, was_synced},
     storage_queue, tenancy, verified, watch,
 };
 use crate::{
@@ -172,9 +172,20 @@ async fn apply_azure<C: Cloud>(
     })
 }
 
+/// What was verified of a Queue's SQS queue: its status, its attributes as read back, and the topics
+/// its policy was written for.
+#[derive(Clone)]
+struct Seen {
+    status: QueueStatus,
+    attributes: Attributes,
+    topics: Vec<String>,
+}
+
 /// A Queue on `aws`: its SQS queue, created with its attributes, tags and (when its Topics have ARNs)
 /// its policy in one call; what differs set in one call and read back. The status lists the topics the
-/// policy SQS answered lets send, which is what a Subscription's readiness waits for.
+/// policy SQS answered lets send, which is what a Subscription's readiness waits for. Within the resync
+/// period a queue verified for the same spec is not read again: a new Subscription's Topic only sets the
+/// policy and reads it back.
 async fn apply_aws<C: Cloud>(
     queue: &Queue,
     aws: &QueueAws,
@@ -191,44 +202,63 @@ async fn apply_aws<C: Cloud>(
         queue.metadata.generation,
         &name,
         &base,
-        &topics,
         &tags,
     ));
-    if let Some(hit) = ctx.verified.get::<QueueStatus>(&key, print, ctx.resync("Queue")) {
-        let url = hit.status.observed.url.clone().unwrap_or_default();
-        return Ok(Applied {
-            status: hit.status,
-            message: format!("SQS queue {url}"),
-            requeue: Some(hit.next_check),
-            not_ready: None,
-        });
-    }
-    let mut creation = base.clone();
-    if let Some(arn) = topics
-        .first()
-        .and_then(|topic| attributes::queue_arn_beside(topic, &name))
-    {
-        creation = desired_attributes(aws, redrive.as_ref(), &arn, &topics);
-    }
-    let observed = queue.status.as_ref().map(|s| &s.observed);
-    let adopt = queue.spec.lifecycle.adopt;
-    let target = Target {
-        name: &name,
-        attributes: &creation,
-        tags: &tags,
-        adopt,
-        recorded: recorded_url(observed, &name),
+    let mut ensured = match ctx.verified.get::<Seen>(&key, print, ctx.resync("Queue")) {
+        Some(hit) if hit.status.topics == topics => {
+            let url = hit.status.status.observed.url.clone().unwrap_or_default();
+            return Ok(Applied {
+                status: hit.status.status,
+                message: format!("SQS queue {url}"),
+                requeue: Some(hit.next_check),
+                not_ready: None,
+            });
+        }
+        Some(hit) => Ensured {
+            url: hit.status.status.observed.url.clone().unwrap_or_default(),
+            arn: hit.status.status.observed.arn.clone().unwrap_or_default(),
+            created: false,
+            attributes: hit.status.attributes,
+        },
+        None => {
+            let mut creation = base.clone();
+            if let Some(arn) = topics
+                .first()
+                .and_then(|t| attributes::queue_arn_beside(t, &name))
+            {
+                creation = desired_attributes(aws, redrive.as_ref(), &arn, &topics);
+            }
+            let last = ctx
+                .verified
+                .last::<Seen>(&key)
+                .and_then(|seen| seen.status.observed.url);
+            let observed = queue.status.as_ref().map(|s| &s.observed);
+            let recorded = recorded_url(observed, &name).map(str::to_owned).or(last);
+            if recorded.is_none() {
+                wait_for_topic_arns(queue, ctx)?;
+            }
+            let target = Target {
+                name: &name,
+                attributes: &creation,
+                tags: &tags,
+                adopt: queue.spec.lifecycle.adopt,
+                recorded: recorded.as_deref(),
+            };
+            ensure_queue(ctx, queue, "Queue", &target).await?
+        }
     };
-    let mut ensured = ensure_queue(ctx, queue, "Queue", &target).await?;
-
     let desired = desired_attributes(aws, redrive.as_ref(), &ensured.arn, &topics);
     let status = sync_and_read_back(queue, ctx, &mut ensured, &desired).await?;
     // SQS applies attribute changes within about a minute: until the read-back shows them, look again
     // soon instead of recording this observation as verified.
     let settled = drift::diff(&desired, &ensured.attributes).is_empty();
     if settled {
-        ctx.verified
-            .record(&key, print, status.clone(), ctx.resync("Queue"));
+        let seen = Seen {
+            status: status.clone(),
+            attributes: ensured.attributes.clone(),
+            topics,
+        };
+        ctx.verified.record(&key, print, seen, ctx.resync("Queue"));
     }
     Ok(Applied {
         status,
@@ -236,6 +266,36 @@ async fn apply_aws<C: Cloud>(
         requeue: (!settled).then_some(SETTLE_RETRY),
         not_ready: None,
     })
+}
+
+/// Before a new queue is created: while the Queue is new (within the quiet start) and a Subscription to
+/// it names a Topic that exists but has no ARN yet, wait for it, so the queue is created with its policy
+/// in one call instead of created, then changed and read back.
+fn wait_for_topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<(), Error> {
+    if !status::unannounced(queue, ctx.config.quiet_start) {
+        return Ok(());
+    }
+    let namespace = queue.namespace().unwrap_or_default();
+    let name = queue.name_any();
+    let pending = watch::in_namespace(&ctx.stores.subscriptions, &namespace)
+        .into_iter()
+        .filter(|s| s.spec.queue_ref.name == name && s.metadata.deletion_timestamp.is_none())
+        .find_map(|s| {
+            let topic = watch::get(&ctx.stores.topics, &namespace, &s.spec.topic_ref.name)?;
+            topic
+                .status
+                .as_ref()
+                .and_then(|t| t.arn.as_ref())
+                .is_none()
+                .then(|| topic.name_any())
+        });
+    match pending {
+        Some(topic) => Err(Error::DependencyNotReady {
+            object: describe(queue),
+            message: format!("waiting for Topic {topic} to have an ARN, to create the queue with its policy"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Sets what differs from `desired`, reads the queue back after a change, and returns the status of what

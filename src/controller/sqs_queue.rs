@@ -75,15 +75,28 @@ pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
         found = Some((url, tags));
     }
     let (url, created) = match found {
-        None => {
-            let url = cloud
-                .create_queue(target.name, target.attributes, target.tags)
-                .await
-                .map_err(err)?;
-            let note = format!("created SQS queue {url}");
-            events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
-            (url, true)
-        }
+        None => match cloud
+            .create_queue(target.name, target.attributes, target.tags)
+            .await
+        {
+            Ok(url) => {
+                let note = format!("created SQS queue {url}");
+                events::normal(&ctx.recorder, owner, reasons::CREATED, note).await;
+                (url, true)
+            }
+            // Made by someone else since the lookup (with other attributes): judge it as found.
+            Err(refused) if is_name_taken(&refused) => {
+                let url = cloud
+                    .find_queue(target.name)
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| err(refused))?;
+                let observed_tags = cloud.queue_tags(&url).await.map_err(err)?;
+                claim(ctx, owner, kind, target, &url, &observed_tags).await?;
+                (url, false)
+            }
+            Err(error) => return Err(err(error)),
+        },
         Some((url, observed_tags)) => {
             claim(ctx, owner, kind, target, &url, &observed_tags).await?;
             (url, false)
@@ -102,6 +115,13 @@ pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
         created,
         attributes,
     })
+}
+
+/// Whether SQS refused a CreateQueue because a queue of that name exists with other attributes
+/// (`QueueNameExists`, sent as `QueueAlreadyExists` by some servers).
+fn is_name_taken(error: &crate::cloud::Error) -> bool {
+    matches!(error, crate::cloud::Error::Service { code, .. }
+        if code.ends_with("QueueNameExists") || code.ends_with("QueueAlreadyExists"))
 }
 
 /// An existing queue: refused unless ours or adoptable; adopted (tagged) or its tags brought in line.

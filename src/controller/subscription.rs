@@ -308,7 +308,12 @@ pub(crate) async fn ensure_subscription<C: Cloud>(
     let cloud = &ctx.cloud;
     let err = |source| Error::cloud(&object, source);
     let mut existing = None;
-    if let Some(arn) = subscription.status.as_ref().and_then(|s| s.arn.clone())
+    // The ARN in status, or the one the last reconcile made if the watch has not brought its status back.
+    let last = ctx
+        .verified
+        .last::<(SubscriptionStatus, bool)>(&object)
+        .and_then(|(status, _)| status.arn);
+    if let Some(arn) = subscription.status.as_ref().and_then(|s| s.arn.clone()).or(last)
         && let Some(observed) = cloud.subscription_attributes(&arn).await.map_err(err)?
     {
         existing = Some((arn, observed));

@@ -92,10 +92,13 @@ async fn ensure_topic<C: Cloud>(
     let object = describe(topic);
     let cloud = &ctx.cloud;
     let err = |source| Error::cloud(&object, source);
+    // The ARN in status, or the one the last reconcile made if the watch has not brought its status back.
+    let last = ctx.verified.last::<TopicStatus>(&object).and_then(|s| s.arn);
     let recorded = topic
         .status
         .as_ref()
         .and_then(|s| s.arn.clone())
+        .or(last)
         .filter(|arn| last_segment(arn) == Some(desired.name.as_str()));
     let found = match recorded {
         Some(arn) => match cloud.topic_attributes(&arn).await {

@@ -67,11 +67,18 @@ impl Verified {
         })
     }
 
-    /// Records that `status` was observed for `fingerprint` now. Entries older than `resync` are dropped
-    /// on the way (they can never be reused).
+    /// The status last recorded for `key`, whatever it was verified for and however long ago: the
+    /// identity of a cloud resource (URL, ARN) made by a reconcile whose status write the watch has not
+    /// brought back yet, so it is not looked up by name again.
+    pub fn last<S: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<S> {
+        self.lock().get(key)?.status.downcast_ref::<S>().cloned()
+    }
+
+    /// Records that `status` was observed for `fingerprint` now. Entries not renewed for two resync
+    /// periods are dropped on the way (their objects are gone).
     pub fn record<S: Send + Sync + 'static>(&self, key: &str, fingerprint: u64, status: S, resync: Duration) {
         let mut entries = self.lock();
-        entries.retain(|_, entry| entry.at.elapsed() < resync);
+        entries.retain(|_, entry| entry.at.elapsed() < resync.saturating_mul(2));
         entries.insert(
             key.to_owned(),
             Entry {
@@ -110,7 +117,9 @@ mod tests {
             verified.get::<u32>("Queue ns/q", 1, RESYNC).is_none(),
             "other status type"
         );
+        assert_eq!(verified.last::<String>("Queue ns/q").as_deref(), Some("url"));
         verified.forget("Queue ns/q");
+        assert!(verified.last::<String>("Queue ns/q").is_none());
         assert!(verified.get::<String>("Queue ns/q", 1, RESYNC).is_none());
     }
 

@@ -151,7 +151,7 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
             let mut desired = status::applied(message, not_ready.as_ref());
             desired.extend(authentication(&consumer, &ctx).await?);
             let status = status::with_conditions(&*consumer, status, &desired);
-            status::write(&ctx.client, &*consumer, &status).await?;
+            status::write(&ctx.client, &ctx.written, &*consumer, &status).await?;
             let key = describe(&*consumer);
             ctx.backoff.succeeded(&key);
             ctx.waits.succeeded(&key);
