@@ -127,12 +127,13 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
         );
         let desired = attributes::dead_letter_attributes(aws, &source_arns);
         let observed = dead_letter.status.as_ref().map(|s| &s.observed);
+        let recorded = recorded_queue_url(observed, &name);
         let target = Target {
             name: &name,
             attributes: &desired,
             tags: &tags,
             adopt,
-            recorded: recorded_queue_url(observed, &name),
+            recorded,
         };
         let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &target).await?;
         let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;

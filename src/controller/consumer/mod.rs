@@ -282,22 +282,29 @@ async fn apply<C: Cloud>(
         last_scale: scale.decision.or(previous),
         ..ConsumerStatus::default()
     };
-    let mut requeue = if backlog.is_some() {
-        ctx.config.scale_interval
-    } else {
-        ctx.config.resync
-    };
-    if workers.not_ready.is_some() {
-        // Deployments are not watched (that would cache every Deployment the controller may read):
-        // look again soon for the workers to come up.
-        requeue = requeue.min(ctx.config.dependency_retry);
-    }
+    let requeue = next_look(ctx, backlog.is_some(), workers.not_ready.is_some());
     Ok(finalize::Applied {
         status,
         message: workers.message,
         requeue: Some(requeue),
         not_ready: workers.not_ready,
     })
+}
+
+/// When to look at a Consumer again: at the scaling interval while it drains a queue, else at resync;
+/// sooner while its workers are not ready (Deployments are not watched: that would cache every
+/// Deployment the controller may read).
+fn next_look<C: Cloud>(ctx: &Context<C>, has_backlog: bool, not_ready: bool) -> std::time::Duration {
+    let regular = if has_backlog {
+        ctx.config.scale_interval
+    } else {
+        ctx.config.resync
+    };
+    if not_ready {
+        regular.min(ctx.config.dependency_retry)
+    } else {
+        regular
+    }
 }
 
 /// The controller's worker settings with the namespace's identity from its own TenantPolicy: the
