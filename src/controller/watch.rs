@@ -192,6 +192,9 @@ impl<K: Kind> Reflector<K> {
         let mut events = pin!(
             watcher(api, watcher::Config::default())
                 .default_backoff()
+                // The stores keep every object of the kind: managedFields (several KiB per object
+                // applied server-side) are never read, so they are not kept (kube-rs' advice).
+                .modify(|object| object.managed_fields_mut().clear())
                 .reflect(writer)
         );
         while let Some(event) = events.next().await {
