@@ -32,6 +32,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Verified {
     entries: Mutex<HashMap<String, Entry>>,
+    /// When old entries were last dropped: at most once per resync period, not on every record (a
+    /// scan of every entry per reconcile would be quadratic in a bulk apply).
+    pruned: Mutex<Option<Instant>>,
 }
 
 /// A reusable observation: its status and how long until the next full check is due.
@@ -75,10 +78,16 @@ impl Verified {
     }
 
     /// Records that `status` was observed for `fingerprint` now. Entries not renewed for two resync
-    /// periods are dropped on the way (their objects are gone).
+    /// periods are dropped on the way, at most once per resync period (their objects are gone).
     pub fn record<S: Send + Sync + 'static>(&self, key: &str, fingerprint: u64, status: S, resync: Duration) {
         let mut entries = self.lock();
-        entries.retain(|_, entry| entry.at.elapsed() < resync.saturating_mul(2));
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+            if pruned.is_none_or(|at| at.elapsed() >= resync) {
+                entries.retain(|_, entry| entry.at.elapsed() < resync.saturating_mul(2));
+                *pruned = Some(Instant::now());
+            }
+        }
         entries.insert(
             key.to_owned(),
             Entry {
