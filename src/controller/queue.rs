@@ -4,8 +4,9 @@
 //! find or create, adopt or refuse, set what differs, tag → status: URL, ARN, depth.
 //! The SQS queue itself is managed by [`super::sqs_queue`], which the DeadLetter reconciler shares.
 
-use std::{borrow::Borrow, collections::BTreeMap, sync::Arc};
+use std::{borrow::Borrow, collections::BTreeMap, sync::Arc, time::Duration};
 
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use super::{
@@ -234,8 +235,10 @@ async fn apply_aws<C: Cloud>(
                 .and_then(|seen| seen.status.observed.url);
             let observed = queue.status.as_ref().map(|s| &s.observed);
             let recorded = recorded_url(observed, &name).map(str::to_owned).or(last);
-            if recorded.is_none() {
-                wait_for_topic_arns(queue, ctx)?;
+            if recorded.is_none()
+                && let Some(wait) = wait_for_topic_arns(queue, ctx)?
+            {
+                return Ok(settling(queue, wait));
             }
             let target = Target {
                 name: &name,
@@ -268,33 +271,69 @@ async fn apply_aws<C: Cloud>(
     })
 }
 
+/// How long a brand-new Queue that no Subscription names yet waits for one, before creating its queue
+/// without a policy. Manifests applied together arrive within milliseconds of each other; a queue
+/// created a moment before its Subscription would need its policy set, read back and its status written
+/// a second time.
+const NEW_QUEUE_SETTLE: Duration = Duration::from_secs(2);
+
 /// Before a new queue is created: while the Queue is new (within the quiet start) and a Subscription to
 /// it names a Topic that exists but has no ARN yet, wait for it, so the queue is created with its policy
-/// in one call instead of created, then changed and read back.
-fn wait_for_topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<(), Error> {
+/// in one call instead of created, then changed and read back. A Queue no Subscription names yet waits
+/// [`NEW_QUEUE_SETTLE`] for one (`Some`: look again after that long; a new Subscription wakes it sooner).
+fn wait_for_topic_arns<C: Cloud>(queue: &Queue, ctx: &Context<C>) -> Result<Option<Duration>, Error> {
     if !status::unannounced(queue, ctx.config.quiet_start) {
-        return Ok(());
+        return Ok(None);
     }
     let namespace = queue.namespace().unwrap_or_default();
     let name = queue.name_any();
-    let pending = watch::in_namespace(&ctx.stores.subscriptions, &namespace)
+    let subscriptions: Vec<_> = watch::in_namespace(&ctx.stores.subscriptions, &namespace)
         .into_iter()
         .filter(|s| s.spec.queue_ref.name == name && s.metadata.deletion_timestamp.is_none())
-        .find_map(|s| {
-            let topic = watch::get(&ctx.stores.topics, &namespace, &s.spec.topic_ref.name)?;
-            topic
-                .status
-                .as_ref()
-                .and_then(|t| t.arn.as_ref())
-                .is_none()
-                .then(|| topic.name_any())
-        });
+        .collect();
+    if subscriptions.is_empty() {
+        let age = queue
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|created| Timestamp::now().duration_since(created.0));
+        return Ok(settle_left(age, ctx.config.quiet_start.min(NEW_QUEUE_SETTLE)));
+    }
+    let pending = subscriptions.iter().find_map(|s| {
+        let topic = watch::get(&ctx.stores.topics, &namespace, &s.spec.topic_ref.name)?;
+        topic
+            .status
+            .as_ref()
+            .and_then(|t| t.arn.as_ref())
+            .is_none()
+            .then(|| topic.name_any())
+    });
     match pending {
         Some(topic) => Err(Error::DependencyNotReady {
             object: describe(queue),
             message: format!("waiting for Topic {topic} to have an ARN, to create the queue with its policy"),
         }),
-        None => Ok(()),
+        None => Ok(None),
+    }
+}
+
+/// What is left of `settle` for an object `age` old (none when unknown or past it).
+fn settle_left(age: Option<SignedDuration>, settle: Duration) -> Option<Duration> {
+    let age = Duration::try_from(age?).ok()?;
+    settle.checked_sub(age).filter(|left| !left.is_zero())
+}
+
+/// The outcome of a Queue that waits [`NEW_QUEUE_SETTLE`]: not ready, nothing written (it is within
+/// the quiet start), looked at again after `wait`.
+fn settling(queue: &Queue, wait: Duration) -> Applied<QueueStatus> {
+    Applied {
+        status: queue.status.clone().unwrap_or_default(),
+        message: String::new(),
+        requeue: Some(wait),
+        not_ready: Some(status::NotReady {
+            reason: "Progressing",
+            message: "waiting a moment for the Subscriptions applied with it".to_owned(),
+        }),
     }
 }
 
@@ -343,7 +382,7 @@ async fn sync_and_read_back<C: Cloud>(
 }
 
 /// How soon a queue whose read-back does not show a change yet is read again.
-const SETTLE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE_RETRY: Duration = Duration::from_secs(2);
 
 impl<C: Cloud> Reconciler<C> for Queue {
     /// SQS queues on `aws`, Storage Queues on `azure`.

@@ -111,3 +111,30 @@ fn the_queue_name_defaults_to_namespace_underscore_name_unless_one_is_recorded()
     });
     assert_eq!(queue_name(&queue, &queue_aws(false)), "shop-inventory");
 }
+
+#[test]
+fn a_new_queue_no_subscription_names_waits_only_what_is_left_of_the_settle() {
+    let settle = Duration::from_secs(2);
+    assert_eq!(
+        settle_left(Some(SignedDuration::from_millis(500)), settle),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(
+        settle_left(Some(SignedDuration::from_secs(2)), settle),
+        None,
+        "settled"
+    );
+    assert_eq!(
+        settle_left(Some(SignedDuration::from_secs(9)), settle),
+        None,
+        "older"
+    );
+    assert_eq!(settle_left(None, settle), None, "no creation time: no wait");
+    // A clock behind the API server's makes the age negative: no wait.
+    assert_eq!(settle_left(Some(SignedDuration::from_secs(-3)), settle), None);
+    assert_eq!(
+        settle_left(Some(SignedDuration::from_millis(100)), Duration::ZERO),
+        None,
+        "quiet start off"
+    );
+}
