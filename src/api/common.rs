@@ -147,7 +147,9 @@ pub struct StorageQueueLocation {
         regex(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9])*$")
     )]
     pub name: Option<String>,
-    /// Secret key holding the storage account key. Without it the controller uses its Azure identity.
+    /// Secret key holding the storage account key. Required for now: Storage Queues are managed and read
+    /// with the account key (an object without it is refused with `InvalidSpec`; Azure identities are
+    /// not used for Storage Queues yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_key_secret_ref: Option<SecretKeyRef>,
 }

@@ -143,7 +143,8 @@ pub struct CosmosSink {
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("spec.sink.cosmos.endpoint must be an https:// URL"))]
     #[x_kube(validation = Rule::new(r#"!self.matches('^https://[^/:]*\\.documents\\.azure\\.com([:/].*)?$') || self.matches('^https://[a-z0-9][a-z0-9-]{1,42}[a-z0-9]\\.documents\\.azure\\.com([:/].*)?$')"#).message("spec.sink.cosmos.endpoint: a Cosmos DB account name is 3 to 44 lowercase letters, digits and hyphens, starting and ending with a letter or digit"))]
     pub endpoint: String,
-    /// Secret key holding the account key. Without it workers use their Azure identity.
+    /// Secret key holding the account key. Required for now: workers write Cosmos DB with the account
+    /// key (a Consumer without it is refused with `InvalidSpec`; Azure identities are not used for it yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<SecretKeyRef>,
     /// Database id: 1 to 255 characters, none of `/ \ ? #` (Cosmos DB service limits,
