@@ -113,7 +113,12 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
             match event {
                 finalizer::Event::Apply(object) => {
                     let applied = K::apply(object.clone(), ctx.clone()).await?;
-                    let mut requeue = applied.requeue.unwrap_or_else(|| ctx.resync(K::KIND));
+                    // After a full check, the next is due at the slot the verified cache gave it.
+                    let mut requeue = applied.requeue.unwrap_or_else(|| {
+                        ctx.verified
+                            .next_check(&describe(&*object))
+                            .unwrap_or_else(|| ctx.resync(K::KIND))
+                    });
                     if applied.not_ready.is_some() {
                         // The dependency's watch wakes it; this only bounds a missed wake-up.
                         requeue = requeue.min(ctx.config.dependency_retry);

@@ -184,6 +184,17 @@ impl<C> Context<C> {
             instance: config.instance.clone(),
         };
         let (stores, writers) = watch::stores();
+        let spacing = &config.check_spacing;
+        let verified = verified::Verified::spaced(
+            [
+                ("Topic", spacing.topic),
+                ("Queue", spacing.queue),
+                ("DeadLetter", spacing.queue),
+                ("Subscription", spacing.subscription),
+            ]
+            .into_iter()
+            .collect(),
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -193,7 +204,7 @@ impl<C> Context<C> {
             backoff: error::Backoff::default(),
             waits: error::Backoff::default(),
             stores,
-            verified: verified::Verified::default(),
+            verified,
             finalizers: finalize::AddedFinalizers::default(),
             written: status::Written::default(),
             writers: std::sync::Mutex::new(Some(writers)),

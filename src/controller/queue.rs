@@ -205,7 +205,7 @@ async fn apply_aws<C: Cloud>(
         &base,
         &tags,
     ));
-    let mut ensured = match ctx.verified.get::<Seen>(&key, print, ctx.resync("Queue")) {
+    let mut ensured = match ctx.verified.get::<Seen>(&key, print) {
         Some(hit) if hit.status.topics == topics => {
             let url = hit.status.status.observed.url.clone().unwrap_or_default();
             return Ok(Applied {

@@ -122,26 +122,22 @@ async fn apply_sqs<C: Cloud>(
         queue_arn,
         &desired,
     ));
-    let (status, requeue, pending) =
-        match ctx
-            .verified
-            .get::<(SubscriptionStatus, bool)>(&key, print, ctx.resync("Subscription"))
-        {
-            Some(hit) => (hit.status.0, Some(hit.next_check), hit.status.1),
-            None => {
-                let (arn, observed) =
-                    ensure_subscription(subscription, ctx, topic_arn, queue_arn, &desired).await?;
-                let status = SubscriptionStatus {
-                    arn: Some(arn),
-                    applied_filter_policy: policy.map(Policy::canonical_json),
-                    ..SubscriptionStatus::default()
-                };
-                let pending = observed.get("PendingConfirmation").is_some_and(|v| v == "true");
-                ctx.verified
-                    .record(&key, print, (status.clone(), pending), ctx.resync("Subscription"));
-                (status, None, pending)
-            }
-        };
+    let (status, requeue, pending) = match ctx.verified.get::<(SubscriptionStatus, bool)>(&key, print) {
+        Some(hit) => (hit.status.0, Some(hit.next_check), hit.status.1),
+        None => {
+            let (arn, observed) =
+                ensure_subscription(subscription, ctx, topic_arn, queue_arn, &desired).await?;
+            let status = SubscriptionStatus {
+                arn: Some(arn),
+                applied_filter_policy: policy.map(Policy::canonical_json),
+                ..SubscriptionStatus::default()
+            };
+            let pending = observed.get("PendingConfirmation").is_some_and(|v| v == "true");
+            ctx.verified
+                .record(&key, print, (status.clone(), pending), ctx.resync("Subscription"));
+            (status, None, pending)
+        }
+    };
     let arn = status.arn.clone().unwrap_or_default();
     Ok(Applied {
         not_ready: delivery_pending(subscription, ctx, topic_arn, pending),

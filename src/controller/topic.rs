@@ -201,7 +201,7 @@ impl<C: Cloud> Reconciler<C> for Topic {
             .check_adoption(&object, adopt)?;
         let key = describe(&*topic);
         let print = verified::fingerprint(&(&topic.metadata.uid, topic.metadata.generation, &desired));
-        if let Some(hit) = ctx.verified.get::<TopicStatus>(&key, print, ctx.resync("Topic")) {
+        if let Some(hit) = ctx.verified.get::<TopicStatus>(&key, print) {
             let arn = hit.status.arn.clone().unwrap_or_default();
             return Ok(Applied {
                 status: hit.status,
