@@ -14,7 +14,7 @@ TESTBED_DIR=${TESTBED_DIR:-$ROOT/target/testbed}
 TRIBUTARY_CACHE=${TRIBUTARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}
 TESTBED_BIN="$TESTBED_DIR/bin"
 
-# --- Pinned versions (the note and README list these; change them here only) ---------------------------
+# --- Pinned versions (docs/testbed.md lists these; change them here only) ---------------------------
 KUBE_VERSION=v1.36.3        # testbed/tools/kube/go.mod pins k8s.io/kubernetes and its staging modules
 ETCD_VERSION=v3.6.16        # testbed/tools/etcd/go.mod
 KWOK_VERSION=v0.8.0         # testbed/tools/kwok/go.mod
