@@ -11,24 +11,6 @@ use std::{borrow::Borrow, sync::Arc};
 use kube::ResourceExt;
 
 use self::redrive::Source;
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        error::Error,
-        events,
-        ownership::desired_tags,
-        reconcile::{Applied, Reconciler},
-        references,
-        status::{describe, was_synced},
-        tenancy, watch,
-    },
-    resources::{
-        sqs_queue::{
-            Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes,
-        },
-        storage_queue,
-    },
-};
 use crate::{
     admission::Spec,
     api::{
@@ -37,6 +19,24 @@ use crate::{
         dead_letter::{DeadLetterAws, DeadLetterStatus},
     },
     cloud::aws::{attributes, queue_stats_from},
+    controller::{
+        Cloud, Context,
+        driver::{
+            error::Error,
+            events,
+            ownership::desired_tags,
+            reconcile::{Applied, Reconciler},
+            references,
+            status::{describe, was_synced},
+            tenancy, watch,
+        },
+        resources::{
+            sqs_queue::{
+                Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes,
+            },
+            storage_queue,
+        },
+    },
 };
 
 /// The validate step: pure.

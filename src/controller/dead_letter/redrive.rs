@@ -9,15 +9,6 @@ use std::{collections::BTreeMap, time::Duration};
 
 use kube::{ResourceExt, runtime::events::EventType};
 
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        error::Error,
-        events::{self, reasons},
-        status::describe,
-        watch,
-    },
-};
 use crate::{
     api::{
         DeadLetter,
@@ -28,6 +19,15 @@ use crate::{
         aws::is_message_move_unsupported,
         redrive::{Destination, move_messages},
         traits::{MoveRequest, MoveTaskStatus, QueueMessages},
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            error::Error,
+            events::{self, reasons},
+            status::describe,
+            watch,
+        },
     },
 };
 

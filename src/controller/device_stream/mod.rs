@@ -10,19 +10,6 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        children::apply_child,
-        error::Error,
-        events::{self, reasons},
-        ownership::{Owner, Ownership, desired_tags, lost, ownership, ownership_tags, refusal},
-        reconcile::{Applied, Reconciler},
-        status::{Kind as _, describe},
-        tenancy::{self, Effective},
-    },
-    resources::event_hub::hub_name,
-};
 use crate::{
     api::{
         common::{DeletionPolicy, Provider, Tags},
@@ -31,6 +18,19 @@ use crate::{
     cloud::azure::{
         arm::Provisioned,
         event_hubs::{EventHubs, HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            children::apply_child,
+            error::Error,
+            events::{self, reasons},
+            ownership::{Owner, Ownership, desired_tags, lost, ownership, ownership_tags, refusal},
+            reconcile::{Applied, Reconciler},
+            status::{Kind as _, describe},
+            tenancy::{self, Effective},
+        },
+        resources::event_hub::hub_name,
     },
 };
 

@@ -9,23 +9,6 @@ use std::{borrow::Borrow, collections::BTreeMap, sync::Arc, time::Duration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        drift,
-        error::Error,
-        events,
-        ownership::desired_tags,
-        reconcile::{Applied, Reconciler},
-        references,
-        status::{self, describe, was_synced},
-        tenancy, verified, watch,
-    },
-    resources::{
-        sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
-        storage_queue,
-    },
-};
 use crate::{
     admission::Spec,
     api::{
@@ -40,6 +23,23 @@ use crate::{
             queue_stats_from,
         },
         names as names_for_cloud,
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            drift,
+            error::Error,
+            events,
+            ownership::desired_tags,
+            reconcile::{Applied, Reconciler},
+            references,
+            status::{self, describe, was_synced},
+            tenancy, verified, watch,
+        },
+        resources::{
+            sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
+            storage_queue,
+        },
     },
 };
 

@@ -15,18 +15,6 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use self::sns::ensure_subscription;
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        error::Error,
-        events::{self, reasons},
-        ownership::{Owner, lost},
-        reconcile::{Applied, Reconciler},
-        references,
-        status::{NotReady, describe},
-        verified, watch,
-    },
-};
 use crate::{
     admission::Spec,
     api::{
@@ -35,6 +23,18 @@ use crate::{
         subscription::{FilterScope, Subscription, SubscriptionStatus},
     },
     cloud::{Attributes, aws::attributes},
+    controller::{
+        Cloud, Context,
+        driver::{
+            error::Error,
+            events::{self, reasons},
+            ownership::{Owner, lost},
+            reconcile::{Applied, Reconciler},
+            references,
+            status::{NotReady, describe},
+            verified, watch,
+        },
+    },
     filter::{Policy, Scope},
 };
 

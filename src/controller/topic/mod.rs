@@ -6,18 +6,6 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::controller::{
-    Cloud, Context,
-    driver::{
-        drift::{self, names_of},
-        error::Error,
-        events::{self, reasons},
-        ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
-        reconcile::{Applied, Reconciler},
-        status::{describe, was_synced},
-        tenancy, verified,
-    },
-};
 use crate::{
     api::{
         Topic,
@@ -28,6 +16,18 @@ use crate::{
         Attributes, Tags,
         aws::attributes::{self, names},
         names::last_segment,
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            drift::{self, names_of},
+            error::Error,
+            events::{self, reasons},
+            ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
+            reconcile::{Applied, Reconciler},
+            status::{describe, was_synced},
+            tenancy, verified,
+        },
     },
 };
 
