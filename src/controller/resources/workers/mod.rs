@@ -53,7 +53,7 @@ pub struct WorkerSettings {
     /// Annotations of every worker ServiceAccount: how workers get cloud credentials from the cluster's
     /// identity (`eks.amazonaws.com/role-arn` for IRSA, `azure.workload.identity/client-id`).
     pub service_account_annotations: BTreeMap<String, String>,
-    /// A Secret in the Consumer's namespace whose keys become the workers' environment (static keys,
+    /// A Secret in the workers' namespace whose keys become their environment (static keys,
     /// e.g. `AWS_ACCESS_KEY_ID`), optional: a missing Secret does not stop the pods.
     pub env_secret: Option<String>,
     /// The namespace whose pods may scrape the workers' metrics port (the order endpoint's
