@@ -282,7 +282,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use tributary::{
         cloud::aws::AwsCloud,
         controller::{self, Config, Context},
-        operate::{self, HttpState, LeaseConfig, Metrics, http},
+        operate::{self, HttpState, Metrics, http},
     };
 
     let ControllerArgs {
@@ -319,60 +319,98 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     controller::ensure_crds(&client, watch_namespace.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
-    let cluster = controller::tenancy::cluster_identity(&client, cluster_id)
+    let cluster = controller::driver::tenancy::cluster_identity(&client, cluster_id)
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(%cluster, "cluster identity of the ownership tags");
-    let lease = LeaseConfig {
-        namespace: leader_election_namespace,
-        name: lease_name,
-        identity: identity.clone(),
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
+    let lease = (leader_election_namespace, lease_name, identity.clone());
+    let Some(leadership) = lead(&client, lease, &metrics, shutdown.clone()).await? else {
+        return Ok(());
     };
-    let leadership = tokio::select! {
-        leadership = operate::acquire(client.clone(), lease, metrics.clone()) => {
-            leadership.context("failed to acquire the leader lease")?
-        }
-        () = shutdown.clone() => {
-            tracing::info!("shut down before becoming the leader");
-            return Ok(());
-        }
-    };
-    tracing::info!("leader: starting the controllers");
 
     let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
         .await
         .map_err(anyhow::Error::msg)?;
-    let check_spacing = check_spacing(&limits);
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
         namespace: watch_namespace,
         instance: Some(identity),
-        worker: controller::consumer::render::WorkerSettings {
+        cluster,
+        check_spacing: check_spacing(&limits),
+        ..config_from_env(monitoring_namespace)?
+    };
+    let ctx = Arc::new(Context::new(client, cloud, metrics, config));
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    run_while_leading(ctx, shutdown, &leadership).await;
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    leadership.release().await;
+    server.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The controllers' settings read from the environment: how workers run (the metrics port open to
+/// `monitoring_namespace`), and how Storage Queues and Event Hubs are reached.
+fn config_from_env(monitoring_namespace: String) -> anyhow::Result<tributary::controller::Config> {
+    use tributary::controller::{self, resources::workers};
+    Ok(controller::Config {
+        worker: workers::WorkerSettings {
             monitoring_namespace: Some(monitoring_namespace),
-            ..controller::consumer::worker_settings_from_env().map_err(anyhow::Error::msg)?
+            ..workers::worker_settings_from_env().map_err(anyhow::Error::msg)?
         },
         storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
             .map_err(anyhow::Error::msg)?,
         event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
-        cluster,
-        check_spacing,
-        ..Config::default()
+        ..controller::Config::default()
+    })
+}
+
+/// Waits to become the leader of the Lease `(namespace, name)` as `identity`; `None` when shut down first.
+async fn lead(
+    client: &kube::Client,
+    (namespace, name, identity): (String, String, String),
+    metrics: &tributary::operate::Metrics,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<Option<tributary::operate::Leadership>> {
+    use std::time::Duration;
+
+    use anyhow::Context as _;
+    let lease = tributary::operate::LeaseConfig {
+        namespace,
+        name,
+        identity,
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
     };
-    let ctx = Arc::new(Context::new(client, cloud, metrics, config));
-    ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    // The controllers stop gracefully (finishing the reconciles in flight) on SIGTERM or when the lease
-    // is lost, whichever comes first.
+    let leadership = tokio::select! {
+        leadership = tributary::operate::acquire(client.clone(), lease, metrics.clone()) => {
+            leadership.context("failed to acquire the leader lease")?
+        }
+        () = shutdown => {
+            tracing::info!("shut down before becoming the leader");
+            return Ok(None);
+        }
+    };
+    tracing::info!("leader: starting the controllers");
+    Ok(Some(leadership))
+}
+
+/// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first; they stop
+/// gracefully (finishing the reconciles in flight).
+async fn run_while_leading<C: tributary::controller::Cloud>(
+    ctx: std::sync::Arc<tributary::controller::Context<C>>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
+    leadership: &tributary::operate::Leadership,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controllers = controller::run(ctx, async {
+    let controllers = tributary::controller::run(ctx, async {
         let _ = stopped.await;
     });
     tokio::pin!(controllers);
     tokio::select! {
         () = &mut controllers => {}
-        () = shutdown.clone() => {
+        () = shutdown => {
             let _ = stop.send(());
             controllers.await;
         }
@@ -382,11 +420,6 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             controllers.await;
         }
     }
-    ready.store(false, std::sync::atomic::Ordering::SeqCst);
-    leadership.release().await;
-    server.abort();
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set.

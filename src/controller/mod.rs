@@ -1,46 +1,39 @@
-//! The controllers: one reconciler per kind (Topic, Queue, DeadLetter, Subscription, Consumer) sharing one
-//! [`Context`]. Each follows the same pipeline: validate (pure) → build the desired cloud state (pure) →
-//! apply through the cloud traits → write status. The shared driver ([`finalize`]) adds the finalizer,
-//! classifies errors and writes the failure conditions; [`watch`] keeps one watch and cache per kind
-//! (the reconcilers read their dependencies there) and decides which changes wake whom: a dependency
-//! becoming ready wakes the objects that wait for it, and status-only writes wake nobody.
+//! The controllers: one reconciler per kind sharing one [`Context`]. Each follows the same pipeline:
+//! resolve and validate (pure) → build the desired cloud state (pure) → apply through the cloud traits →
+//! write status.
+//!
+//! - [`driver`]: what every kind shares: the reconcile loop ([`driver::reconcile`]: finalizer, failure
+//!   classes, status of the outcome), status and conditions, Events, errors, ownership, drift, the watch
+//!   stores that decide which changes wake whom (a dependency becoming ready wakes the objects that wait
+//!   for it; status-only writes wake nobody), references, Secrets, tenancy and child apply.
+//! - [`resources`]: what two kinds manage alike (SQS queues, Storage Queues, a DeviceStream's Event Hub as
+//!   its readers reach it, worker objects).
+//! - One folder per kind: [`topic`], [`queue`], [`subscription`] (with its relay), [`dead_letter`] (with
+//!   its redrives), [`consumer`], [`device_stream`]. A kind imports the driver and the resources, never
+//!   another kind.
+//! - [`run`] wires them together (module `wiring`): one watch per kind, shared by the controllers that
+//!   read it.
 
-pub mod conditions;
 pub mod consumer;
 pub mod dead_letter;
 pub mod device_stream;
-pub mod drift;
-pub mod error;
-pub mod events;
-pub mod finalize;
-pub mod ownership;
+pub mod driver;
 pub mod queue;
-mod redrive;
-mod redrive_azure;
-pub mod references;
-pub mod secrets;
-pub mod sqs_queue;
-pub mod status;
-pub mod storage_queue;
+pub mod resources;
 pub mod subscription;
-pub mod subscription_relay;
-pub mod tenancy;
 pub mod topic;
-pub mod verified;
-pub mod watch;
+mod wiring;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use kube::{
     Client,
-    runtime::{
-        Controller,
-        events::{Recorder, Reporter},
-    },
+    runtime::events::{Recorder, Reporter},
 };
 
-pub use error::Error;
+pub use driver::error::Error;
+use driver::{error, ownership, reconcile, status, verified, watch};
 
 use crate::{
     api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic},
@@ -79,7 +72,7 @@ pub struct Config {
     /// How often a Consumer draining a queue looks at the backlog to scale.
     pub scale_interval: Duration,
     /// How worker pods are run.
-    pub worker: consumer::render::WorkerSettings,
+    pub worker: resources::workers::WorkerSettings,
     /// How Azure Storage Queues are reached (Queue and DeadLetter on `azure`).
     pub storage: crate::cloud::azure::storage_queues::StorageQueues,
     /// How Event Hubs are managed (DeviceStreams); `None` without Azure Resource Manager access.
@@ -112,7 +105,7 @@ impl Default for Config {
             quiet_start: Duration::from_secs(30),
             instance: None,
             scale_interval: Duration::from_secs(15),
-            worker: consumer::render::WorkerSettings::default(),
+            worker: resources::workers::WorkerSettings::default(),
             storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
             event_hubs: None,
             cluster: String::new(),
@@ -143,7 +136,7 @@ pub struct Context<C> {
     /// the cloud again within the resync period.
     pub verified: verified::Verified,
     /// Objects given the finalizer whose updated copy has not come back through the watch yet.
-    pub finalizers: finalize::AddedFinalizers,
+    pub finalizers: reconcile::AddedFinalizers,
     /// The status last written per object, so a stale copy does not write it again.
     pub written: status::Written,
     /// The write halves of `stores`, taken by [`run`].
@@ -205,7 +198,7 @@ impl<C> Context<C> {
             waits: error::Backoff::default(),
             stores,
             verified,
-            finalizers: finalize::AddedFinalizers::default(),
+            finalizers: reconcile::AddedFinalizers::default(),
             written: status::Written::default(),
             writers: std::sync::Mutex::new(Some(writers)),
         }
@@ -252,9 +245,9 @@ pub async fn ensure_crds(client: &Client, namespace: Option<&str>) -> Result<(),
     ensure_served::<Consumer>(client, namespace).await
 }
 
-/// Runs the Topic, Queue, DeadLetter and Subscription controllers concurrently until `shutdown`
-/// resolves; each then finishes the reconciles in flight. The controllers start once every watch has
-/// listed its kind. A context runs its controllers once.
+/// Runs the controllers of every kind concurrently until `shutdown` resolves; each then finishes the
+/// reconciles in flight. The controllers start once every watch has listed its kind. A context runs its
+/// controllers once.
 pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let writers = ctx
         .writers
@@ -265,111 +258,11 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
         tracing::error!("the controllers of this context have already run");
         return;
     };
-    let shutdown = shutdown.boxed().shared();
+    let shutdown: wiring::Shutdown = shutdown.boxed().shared();
     let stores = ctx.stores.clone();
-    let mut topics = watch::Reflector::new(writers.topics);
-    let mut queues = watch::Reflector::new(writers.queues);
-    let mut dead_letters = watch::Reflector::new(writers.dead_letters);
-    let mut subscriptions = watch::Reflector::new(writers.subscriptions);
-    let mut consumers = watch::Reflector::new(writers.consumers);
-    let mut device_streams = watch::Reflector::new(writers.device_streams);
-
-    // A TenantPolicy change re-reconciles every object of every kind.
-    let (policy_feed, mut policy_triggers) = tenancy::policy_changes(&ctx.client, writers.policies, 6);
-    let mut policy_changed = move || {
-        policy_triggers
-            .pop()
-            .unwrap_or_else(|| futures::channel::mpsc::unbounded().1)
-    };
-
-    let topic_controller = Controller::for_shared_stream(
-        topics.subscribe(watch::spec_or_lifecycle, false),
-        stores.topics.clone(),
-    )
-    .reconcile_all_on(policy_changed());
-
-    let queue_controller = Controller::for_shared_stream(
-        queues.subscribe(watch::spec_or_lifecycle, false),
-        stores.queues.clone(),
-    )
-    .reconcile_all_on(policy_changed())
-    .watches_shared_stream(
-        subscriptions.subscribe(watch::subscription_identity, true),
-        |subscription| watch::queue_of(&subscription),
-    )
-    .watches_shared_stream(topics.subscribe(watch::topic_arn, true), {
-        let subscriptions = stores.subscriptions.clone();
-        move |topic| watch::queues_subscribed_to(&subscriptions, &topic)
-    })
-    .watches_shared_stream(dead_letters.subscribe(watch::dead_letter_identity, true), {
-        let queues = stores.queues.clone();
-        move |dead_letter| watch::queues_using(&queues, &dead_letter)
-    });
-
-    let dead_letter_controller = Controller::for_shared_stream(
-        dead_letters.subscribe(watch::spec_or_lifecycle, false),
-        stores.dead_letters.clone(),
-    )
-    .reconcile_all_on(policy_changed())
-    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
-        let dead_letters = stores.dead_letters.clone();
-        move |queue| watch::dead_letters_of(&dead_letters, &queue)
-    });
-
-    let subscription_controller = Controller::for_shared_stream(
-        subscriptions.subscribe(watch::spec_or_lifecycle, false),
-        stores.subscriptions.clone(),
-    )
-    .reconcile_all_on(policy_changed())
-    .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
-        let subscriptions = stores.subscriptions.clone();
-        move |topic| watch::referencing(&subscriptions, &*topic, |s| &s.spec.topic_ref.name)
-    })
-    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
-        let subscriptions = stores.subscriptions.clone();
-        move |queue| watch::referencing(&subscriptions, &*queue, |s| &s.spec.queue_ref.name)
-    });
-
-    let device_stream_controller = Controller::for_shared_stream(
-        device_streams.subscribe(watch::spec_or_lifecycle, false),
-        stores.device_streams.clone(),
-    )
-    .reconcile_all_on(policy_changed());
-
-    let consumer_controller = Controller::for_shared_stream(
-        consumers.subscribe(watch::spec_or_lifecycle, false),
-        stores.consumers.clone(),
-    )
-    .reconcile_all_on(policy_changed())
-    .watches_shared_stream(queues.subscribe(watch::queue_identity, true), {
-        let consumers = stores.consumers.clone();
-        move |queue| consumer::consumers_referencing(&consumers, &*queue, consumer::source_queue)
-    })
-    .watches_shared_stream(dead_letters.subscribe(watch::dead_letter_identity, true), {
-        let consumers = stores.consumers.clone();
-        move |dead_letter| consumer::consumers_referencing(&consumers, &*dead_letter, consumer::dead_letter)
-    })
-    .watches_shared_stream(topics.subscribe(watch::topic_identity, true), {
-        let consumers = stores.consumers.clone();
-        move |topic| consumer::consumers_referencing(&consumers, &*topic, consumer::sink_topic)
-    })
-    .watches_shared_stream(device_streams.subscribe(watch::device_stream_identity, true), {
-        let consumers = stores.consumers.clone();
-        move |stream| consumer::consumers_referencing(&consumers, &*stream, consumer::source_stream)
-    });
-
-    let namespace = ctx.config.namespace.as_deref();
-    let watches = async {
-        tokio::join!(
-            topics.run(watch::api(&ctx.client, namespace)),
-            queues.run(watch::api(&ctx.client, namespace)),
-            dead_letters.run(watch::api(&ctx.client, namespace)),
-            subscriptions.run(watch::api(&ctx.client, namespace)),
-            consumers.run(watch::api(&ctx.client, namespace)),
-            device_streams.run(watch::api(&ctx.client, namespace)),
-            policy_feed,
-        )
-    };
+    let mut watches = wiring::Watches::new(&ctx.client, writers);
+    let controllers = wiring::Controllers::new(&mut watches, &stores);
+    let watches = watches.run(&ctx.client, ctx.config.namespace.as_deref());
     let controllers = async {
         tokio::select! {
             ready = stores.ready() => if let Err(error) = ready {
@@ -378,71 +271,11 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
             },
             () = shutdown.clone() => return,
         }
-        tokio::join!(
-            drive(
-                topic_controller,
-                finalize::reconcile::<Topic, C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            drive(
-                queue_controller,
-                finalize::reconcile::<Queue, C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            drive(
-                dead_letter_controller,
-                finalize::reconcile::<DeadLetter, C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            drive(
-                subscription_controller,
-                finalize::reconcile::<Subscription, C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            drive(
-                device_stream_controller,
-                finalize::reconcile::<DeviceStream, C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            drive(
-                consumer_controller,
-                consumer::reconcile::<C>,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-        );
+        controllers.run(ctx.clone(), shutdown.clone()).await;
     };
     // The watches end only with the controllers (a watch never ends by itself).
     tokio::select! {
         () = controllers => {}
-        _ = watches => {}
+        () = watches => {}
     }
-}
-
-/// Runs one controller with `reconcile` and the shared error policy until shutdown.
-async fn drive<K, C, R, Fut>(
-    controller: Controller<K>,
-    reconcile: R,
-    ctx: Arc<Context<C>>,
-    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
-) where
-    K: status::Kind,
-    C: Cloud,
-    R: FnMut(Arc<K>, Arc<Context<C>>) -> Fut,
-    Fut: Future<Output = Result<kube::runtime::controller::Action, Error>> + Send + 'static,
-{
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, finalize::error_policy::<K, C>, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(kind = K::KIND, %error, "reconcile error");
-            }
-        })
-        .await;
 }

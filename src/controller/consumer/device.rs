@@ -6,28 +6,17 @@
 
 use kube::ResourceExt;
 
-use super::{not_ready, render::Resolved};
+use super::resolved::{Resolved, StreamSource, not_ready};
 use crate::{
-    api::{Consumer, DeadLetter, DeviceStream, common::SecretKeyRef, consumer::Scaling},
-    cloud::azure::kafka::{self, KafkaEndpoint},
-    controller::{Context, device_stream, error::Error, secrets, status::describe, watch},
+    api::{Consumer, DeadLetter, DeviceStream, consumer::Scaling},
+    cloud::azure::kafka,
+    controller::{
+        Context,
+        driver::{error::Error, status::describe, watch},
+        resources::event_hub::{hub_name, stream_endpoint},
+    },
     worker::config::CosmosSink,
 };
-
-/// The stream a device Consumer reads, resolved.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StreamSource {
-    /// Kafka bootstrap endpoint.
-    pub bootstrap: String,
-    /// The hub: the Kafka topic.
-    pub topic: String,
-    /// Consumer group.
-    pub group: String,
-    /// The DeviceStream's connection Secret.
-    pub secret: String,
-    /// Partitions: the most replicas that can read at once.
-    pub partitions: i32,
-}
 
 /// The replica bounds of a Consumer: a stream's readers are capped at its partitions, since more than
 /// one reader per partition in a group would sit idle.
@@ -68,7 +57,7 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     };
     resolved.stream = Some(StreamSource {
         bootstrap,
-        topic: device_stream::hub_name(&stream, azure),
+        topic: hub_name(&stream, azure),
         group: source.consumer_group.clone(),
         secret: secret.clone(),
         partitions,
@@ -76,7 +65,12 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
     resolved
         .secret_env
         .push(("KAFKA_SASL_PASSWORD".into(), secret, "connectionString".into()));
+    resolve_cosmos(consumer, resolved)?;
+    resolve_dead_letter(consumer, stores, resolved)
+}
 
+/// The Cosmos DB sink of the device processor, and its key as environment from its Secret.
+fn resolve_cosmos(consumer: &Consumer, resolved: &mut Resolved) -> Result<(), Error> {
     if let Some(cosmos) = consumer.spec.sink.as_ref().and_then(|s| s.cosmos.as_ref()) {
         let key = cosmos.key_secret_ref.as_ref().ok_or_else(|| Error::InvalidSpec {
             object: describe(consumer),
@@ -97,7 +91,17 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
             .secret_env
             .push(("AZURE_COSMOS_KEY".into(), key.name.clone(), key.key.clone()));
     }
+    Ok(())
+}
 
+/// The Storage Queue dead letter of a device Consumer: its account, and the account key as environment
+/// from its Secret.
+fn resolve_dead_letter(
+    consumer: &Consumer,
+    stores: &watch::Stores,
+    resolved: &mut Resolved,
+) -> Result<(), Error> {
+    let namespace = consumer.namespace().unwrap_or_default();
     if let Some(dead_letter_ref) = &consumer.spec.dead_letter_ref {
         // Its provider was checked with the other cross-object rules (`references::validate`); one that does
         // not exist yet is waited for.
@@ -122,34 +126,6 @@ pub fn resolve(consumer: &Consumer, stores: &watch::Stores, resolved: &mut Resol
             .push(("AZURE_STORAGE_KEY".into(), key.name, key.key));
     }
     Ok(())
-}
-
-/// A DeviceStream's Kafka endpoint at `bootstrap`, signed in with the connection string in its Secret
-/// `secret` (read for `object`; `field` names the reference in errors).
-pub(crate) async fn stream_endpoint<C>(
-    ctx: &Context<C>,
-    namespace: &str,
-    object: &str,
-    field: &str,
-    bootstrap: &str,
-    secret: &str,
-) -> Result<KafkaEndpoint, Error> {
-    let key_ref = SecretKeyRef {
-        name: secret.to_owned(),
-        key: "connectionString".to_owned(),
-    };
-    let password = secrets::read_key(&ctx.client, namespace, object, field, &key_ref).await?;
-    Ok(KafkaEndpoint {
-        bootstrap_servers: bootstrap.to_owned(),
-        security_protocol: "SASL_SSL".to_owned(),
-        username: kafka::EVENT_HUBS_USERNAME.to_owned(),
-        password,
-        ca_file: ctx
-            .config
-            .event_hubs
-            .as_ref()
-            .and_then(|e| e.kafka_ca_file.clone()),
-    })
 }
 
 /// The group's lag on the stream: the connection string from the stream's Secret, the offsets from the

@@ -1,28 +1,19 @@
 //! The HTTP source of a Consumer (the order endpoint), pure: the worker's security settings
 //! (`source.http.auth`, `.limits`, `.tls` of `worker.yaml`) with the Secrets as mounted files, the
-//! Secret volumes, the NetworkPolicy that admits only the allowed peers to the order port and only the
-//! monitoring namespace to the metrics port, and the `Authenticated` condition.
+//! Secret volumes, and the `Authenticated` condition. The NetworkPolicy that admits only the allowed
+//! peers to the order port is the workers' ([`crate::controller::resources::workers::network_policy`]).
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::path::PathBuf;
 
-use k8s_openapi::{
-    api::{
-        core::v1::{SecretVolumeSource, Volume, VolumeMount},
-        networking::v1::{
-            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-        },
-    },
-    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
-};
+use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume, VolumeMount};
 use kube::ResourceExt;
 
-use super::render::{Children, METRICS_PORT, WorkerOwner};
 use crate::{
     api::{
         Consumer,
         http_source::{AuthMode, HttpSource},
     },
-    controller::conditions::Desired,
+    controller::{driver::conditions::Desired, resources::workers::Children},
     worker::config::{self, ApiKeyFiles, AuthConfig, JwtConfig, LimitsConfig, TlsFiles},
 };
 
@@ -36,8 +27,6 @@ pub const AUTHENTICATED: &str = "Authenticated";
 pub const ANONYMOUS_ACCESS: &str = "AnonymousAccess";
 /// Reason of `Authenticated=False` while the API key Secret does not exist.
 pub const API_KEY_SECRET_MISSING: &str = "ApiKeySecretMissing";
-/// The label Kubernetes puts on every Namespace with its name.
-const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// The API key Secret of `consumer`, when it uses API keys: `auth.apiKeys.secretName`, else
 /// `<consumer>-api-keys` (also when `auth` names neither API keys nor JWT).
@@ -134,66 +123,6 @@ impl Children {
             pod.volumes.get_or_insert_with(Vec::new).push(volume);
         }
         self
-    }
-}
-
-/// Same namespace only: the default of `allowFrom`.
-fn same_namespace() -> Vec<NetworkPolicyPeer> {
-    vec![NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector::default()),
-        ..NetworkPolicyPeer::default()
-    }]
-}
-
-fn tcp(port: i32) -> Option<Vec<NetworkPolicyPort>> {
-    Some(vec![NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".to_owned()),
-        ..NetworkPolicyPort::default()
-    }])
-}
-
-/// The NetworkPolicy of a Consumer's workers: ingress to the metrics port from the monitoring namespace
-/// only, to an HTTP Consumer's order port from `allowFrom` (default the Consumer's namespace), nothing
-/// else. Egress is not restricted here (the workers reach the clouds and the issuer's JWKS).
-pub fn network_policy(
-    owner: &WorkerOwner,
-    http: Option<&HttpSource>,
-    monitoring_namespace: Option<&str>,
-) -> NetworkPolicy {
-    let mut rules: Vec<_> = http
-        .map(|http| NetworkPolicyIngressRule {
-            from: Some(http.allow_from.clone().unwrap_or_else(same_namespace)),
-            ports: tcp(http.port),
-        })
-        .into_iter()
-        .collect();
-    if let Some(monitoring) = monitoring_namespace.filter(|n| !n.is_empty()) {
-        rules.push(NetworkPolicyIngressRule {
-            from: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([(
-                        NAMESPACE_NAME_LABEL.to_owned(),
-                        monitoring.to_owned(),
-                    )])),
-                    match_expressions: None,
-                }),
-                ..NetworkPolicyPeer::default()
-            }]),
-            ports: tcp(i32::from(METRICS_PORT)),
-        });
-    }
-    NetworkPolicy {
-        metadata: owner.meta(),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(owner.selector.clone()),
-                match_expressions: None,
-            }),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(rules),
-            egress: None,
-        }),
     }
 }
 

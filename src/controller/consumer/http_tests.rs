@@ -1,3 +1,9 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::networking::v1::NetworkPolicyPeer,
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
 use kube::api::ObjectMeta;
 
 use super::*;
@@ -5,7 +11,13 @@ use crate::api::{
     consumer::{ConsumerSink, ConsumerSource, ConsumerSpec, Processor},
     http_source::{ApiKeys, HttpAuth, HttpTls, JwtAlgorithm, JwtAuth, TlsSecretRef},
 };
-use crate::controller::consumer::render::{Resolved, WorkerSettings, children, worker_config};
+use crate::controller::consumer::{
+    render::{WorkerSettings, children, worker_config},
+    resolved::Resolved,
+};
+use crate::controller::resources::workers::{
+    METRICS_PORT, NAMESPACE_NAME_LABEL, WorkerOwner, network_policy,
+};
 
 fn order_ack(http: HttpSource) -> Consumer {
     let mut consumer = Consumer::new(

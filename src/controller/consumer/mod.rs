@@ -11,46 +11,42 @@ pub mod device;
 pub mod http;
 pub mod readiness;
 pub mod render;
+pub mod resolved;
 pub mod scaling;
 pub mod storage_queue;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
-use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Secret},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
-use serde::Serialize;
 
-use self::render::{Resolved, WorkerSettings};
-use super::{
-    Cloud, Context, FIELD_MANAGER,
-    error::Error,
-    events, finalize, references,
-    status::{self, describe},
-    tenancy, watch,
-};
+use self::resolved::{Resolved, not_ready};
 use crate::admission::Spec;
 use crate::api::{
     Consumer, DeadLetter, Queue, Topic,
     common::Provider,
     consumer::{ConsumerStatus, Processor},
 };
+use crate::controller::{
+    Cloud, Context,
+    driver::{
+        children::apply_child,
+        conditions::Desired,
+        error::Error,
+        events,
+        reconcile::{Applied, failed},
+        references,
+        status::{self, describe},
+        tenancy, watch,
+    },
+    resources::workers::worker_settings,
+};
 
 /// The Event reason of a replica change.
 pub const SCALED: &str = "Scaled";
-
-pub(crate) fn not_ready(consumer: &Consumer, message: String) -> Error {
-    Error::DependencyNotReady {
-        object: describe(consumer),
-        message,
-    }
-}
 
 /// The resolve step, pure: the references from the watch caches, or which one is not ready.
 pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, Error> {
@@ -142,7 +138,7 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
     }
     match apply(&consumer, &ctx).await {
         Ok(applied) => {
-            let finalize::Applied {
+            let Applied {
                 status,
                 message,
                 requeue,
@@ -157,16 +153,13 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
             ctx.waits.succeeded(&key);
             Ok(Action::requeue(requeue.unwrap_or(ctx.config.resync)))
         }
-        Err(error) => finalize::failed(&*consumer, &ctx, error).await,
+        Err(error) => failed(&*consumer, &ctx, error).await,
     }
 }
 
 /// The `Authenticated` condition of an HTTP Consumer, and a Warning Event when it newly allows anonymous
 /// access. Only the API key Secret's metadata is read: the controller never holds the hashes.
-async fn authentication<C: Cloud>(
-    consumer: &Consumer,
-    ctx: &Context<C>,
-) -> Result<Option<super::conditions::Desired>, Error> {
+async fn authentication<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Option<Desired>, Error> {
     let exists = match http::api_key_secret(consumer) {
         Some(name) => {
             let secrets: Api<Secret> =
@@ -214,10 +207,7 @@ fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
         .map(|t| now - t.unix_timestamp())
 }
 
-async fn apply<C: Cloud>(
-    consumer: &Consumer,
-    ctx: &Context<C>,
-) -> Result<finalize::Applied<ConsumerStatus>, Error> {
+async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applied<ConsumerStatus>, Error> {
     let object = describe(consumer);
     let err = |source| Error::cloud(&object, source);
     let mut resolved = resolve(consumer, &ctx.stores)?;
@@ -283,7 +273,7 @@ async fn apply<C: Cloud>(
         ..ConsumerStatus::default()
     };
     let requeue = next_look(ctx, backlog.is_some(), workers.not_ready.is_some());
-    Ok(finalize::Applied {
+    Ok(Applied {
         status,
         message: workers.message,
         requeue: Some(requeue),
@@ -305,120 +295,6 @@ fn next_look<C: Cloud>(ctx: &Context<C>, has_backlog: bool, not_ready: bool) -> 
     } else {
         regular
     }
-}
-
-/// The controller's worker settings with the namespace's identity from its own TenantPolicy: the
-/// ServiceAccount annotations and the pod labels (none without one).
-pub(crate) fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings) -> WorkerSettings {
-    WorkerSettings {
-        service_account_annotations: policy.service_account_annotations(),
-        pod_labels: policy.pod_labels(),
-        ..controller.clone()
-    }
-}
-
-/// Why an existing object must not be taken over by applying `desired` over it: it exists and its
-/// controller (ownerReference with `controller: true`) is not the owner `desired` names (another object,
-/// or none, i.e. made by hand or another tool). `None`: absent, or already ours. Pure.
-pub fn child_conflict(existing: Option<&ObjectMeta>, desired: &ObjectMeta) -> Option<String> {
-    let controller_of = |meta: &ObjectMeta| {
-        meta.owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| (o.uid.clone(), format!("{} {}", o.kind, o.name)))
-    };
-    let existing = existing?;
-    let (uid, _) = controller_of(desired)?;
-    match controller_of(existing) {
-        Some((existing_uid, _)) if existing_uid == uid => None,
-        Some((_, owner)) => Some(format!("it is controlled by {owner}")),
-        None => Some("it is not controlled by any object (made outside Tributary)".to_owned()),
-    }
-}
-
-/// Server-side apply of one child. An object of that name that this object does not control already is
-/// never taken over: `ChildConflict` names it. The apply itself is forced: the controller owns every
-/// field it sets on its own children.
-pub(crate) async fn apply_child<C, K>(
-    ctx: &Context<C>,
-    object: &str,
-    namespace: &str,
-    child: &K,
-) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + serde::de::DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let name = child.name_any();
-    let kind = K::kind(&());
-    let existing = api
-        .get_metadata_opt(&name)
-        .await
-        .map_err(|source| Error::kube(object, format!("reading {kind} {name}"), source))?;
-    if let Some(why) = child_conflict(existing.as_ref().map(|e| &e.metadata), child.meta()) {
-        return Err(Error::ChildConflict {
-            object: object.to_owned(),
-            message: format!(
-                "{kind} {namespace}/{name} exists and {why}: it is not taken over; delete or rename it, or \
-                 rename this object"
-            ),
-        });
-    }
-    let mut patch = serde_json::to_value(child).unwrap_or_default();
-    patch["apiVersion"] = K::api_version(&()).into();
-    patch["kind"] = kind.clone().into();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::kube(object, format!("applying {kind} {name}"), source))
-}
-
-/// The controller's variables every worker gets too.
-const WORKER_ENV: [&str; 6] = [
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-];
-
-/// The worker settings from the controller's environment (the Helm chart sets these): the image
-/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint and the OTLP
-/// endpoint and sampler the controller itself uses (secrets such as OTLP headers belong in the env
-/// Secret, not in a Deployment) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`). The
-/// workers' cloud identity is not among them: it comes from each namespace's own TenantPolicy.
-pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
-    let env = WORKER_ENV
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), var(name)?)))
-        .collect();
-    if var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS").is_some() {
-        return Err(
-            "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
-                    every namespace's workers would let any tenant act as the others. Give each namespace \
-                    its workers' identity in its TenantPolicy (spec.workerIdentity)"
-                .to_owned(),
-        );
-    }
-    Ok(WorkerSettings {
-        image,
-        env,
-        service_account_annotations: BTreeMap::new(),
-        env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
-        monitoring_namespace: None,
-        pod_labels: BTreeMap::new(),
-    })
 }
 
 /// The Consumers that reference `name` through `field`, for waking them when it changes.
@@ -466,7 +342,3 @@ pub fn sink_topic(consumer: &Consumer) -> Option<&str> {
         .as_ref()
         .map(|r| r.name.as_str())
 }
-
-#[cfg(test)]
-#[path = "mod_tests.rs"]
-mod tests;

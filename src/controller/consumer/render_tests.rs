@@ -2,6 +2,9 @@ use kube::api::ObjectMeta;
 
 use super::*;
 use crate::api::consumer::{ConsumerSink, ConsumerSource, ConsumerSpec, HttpSource as ApiHttp};
+use crate::controller::consumer::resolved::{Resolved, StreamSource};
+use crate::controller::resources::workers::{CONFIG_HASH, Children};
+use crate::worker::config::FILE_NAME;
 
 fn consumer(spec: ConsumerSpec) -> Consumer {
     let mut consumer = Consumer::new("inventory", spec);
@@ -213,7 +216,7 @@ fn a_device_consumer_reads_its_stream_and_gets_its_secrets_from_the_environment(
     });
     let resolved = Resolved {
         dead_letter_url: Some("http://127.0.0.1:1/acct/dlq".into()),
-        stream: Some(crate::controller::consumer::device::StreamSource {
+        stream: Some(StreamSource {
             bootstrap: "ns.servicebus.windows.net:9093".into(),
             topic: "shop-telemetry".into(),
             group: "$Default".into(),

@@ -7,10 +7,14 @@
 
 use kube::ResourceExt;
 
-use super::{not_ready, render::Resolved};
+use super::resolved::{Resolved, not_ready};
 use crate::{
     api::{DeadLetter, Queue, common::Provider, consumer::Consumer},
-    controller::{Context, error::Error, status::describe, storage_queue, watch},
+    controller::{
+        Context,
+        driver::{error::Error, status::describe, watch},
+        resources::storage_queue,
+    },
     worker::config::StorageQueueSource,
 };
 
@@ -63,14 +67,26 @@ pub fn resolve(
     resolved
         .secret_env
         .push(("AZURE_STORAGE_KEY".into(), key.name, key.key));
+    resolved.dead_letter_url = dead_letter(consumer, queue, &location.storage_account, stores)?;
+    Ok(())
+}
 
+/// The URL of the dead letter of a Consumer of `queue` on azure (whose account is `account`): the
+/// Consumer's `deadLetterRef`, else the Queue's `deadLetter.ref`; a Storage Queue in the same account.
+fn dead_letter(
+    consumer: &Consumer,
+    queue: &Queue,
+    account: &str,
+    stores: &watch::Stores,
+) -> Result<Option<String>, Error> {
+    let name = queue.name_any();
     let (field, dead_letter_name) = match (&consumer.spec.dead_letter_ref, &queue.spec.dead_letter) {
         (Some(own), _) => ("spec.deadLetterRef", own.name.clone()),
         (None, Some(queue_dead_letter)) => (
             "spec.source.queueRef (the Queue's deadLetter.ref)",
             queue_dead_letter.target.name.clone(),
         ),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
     };
     let namespace = consumer.namespace().unwrap_or_default();
     let dead_letter = watch::get::<DeadLetter>(&stores.dead_letters, &namespace, &dead_letter_name)
@@ -85,14 +101,13 @@ pub fn resolve(
             .spec
             .azure
             .as_ref()
-            .is_some_and(|d| d.storage_account == location.storage_account);
+            .is_some_and(|d| d.storage_account == account);
     if !same_account {
         return Err(invalid(
             consumer,
             format!(
-                "{field}: DeadLetter {dead_letter_name} must be a Storage Queue in account {} like Queue \
-                 {name}: the workers dead-letter with the queue's account key",
-                location.storage_account
+                "{field}: DeadLetter {dead_letter_name} must be a Storage Queue in account {account} like Queue \
+                 {name}: the workers dead-letter with the queue's account key"
             ),
         ));
     }
@@ -106,8 +121,7 @@ pub fn resolve(
                 format!("{field}: DeadLetter {dead_letter_name} has no Storage Queue yet"),
             )
         })?;
-    resolved.dead_letter_url = Some(url);
-    Ok(())
+    Ok(Some(url))
 }
 
 /// The backlog of the Consumer's Storage Queue: its approximate message count, visible and hidden.

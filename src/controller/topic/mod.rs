@@ -6,16 +6,6 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::{
-    Cloud, Context,
-    drift::{self, names_of},
-    error::Error,
-    events::{self, reasons},
-    finalize::{Applied, Reconciler},
-    ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
-    status::{describe, was_synced},
-    tenancy, verified,
-};
 use crate::{
     api::{
         Topic,
@@ -26,6 +16,18 @@ use crate::{
         Attributes, Tags,
         aws::attributes::{self, names},
         names::last_segment,
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            drift::{self, names_of},
+            error::Error,
+            events::{self, reasons},
+            ownership::{Ownership, desired_tags, lost, missing_tags, ownership, refusal, stale_tags},
+            reconcile::{Applied, Reconciler},
+            status::{describe, was_synced},
+            tenancy, verified,
+        },
     },
 };
 
@@ -68,7 +70,7 @@ pub fn topic_name(topic: &Topic, aws: &TopicAws) -> String {
 /// The build step: pure. `cluster` is the controller's cluster identity.
 pub fn build(topic: &Topic, aws: &TopicAws, cluster: &str) -> Desired {
     let (namespace, name) = (topic.namespace().unwrap_or_default(), topic.name_any());
-    let owner = super::ownership::Owner {
+    let owner = crate::controller::driver::ownership::Owner {
         cluster,
         kind: "Topic",
         namespace: &namespace,

@@ -14,7 +14,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    FIELD_MANAGER,
     conditions::{self, Desired, types},
     error::{Error, reasons},
 };
@@ -28,6 +27,7 @@ use crate::api::{
     subscription::SubscriptionStatus,
     topic::TopicStatus,
 };
+use crate::controller::FIELD_MANAGER;
 
 /// A Tributary kind reconciled by these controllers: where its status lives and which provider it uses.
 pub trait Kind:

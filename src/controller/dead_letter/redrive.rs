@@ -9,13 +9,6 @@ use std::{collections::BTreeMap, time::Duration};
 
 use kube::{ResourceExt, runtime::events::EventType};
 
-use super::{
-    Cloud, Context,
-    error::Error,
-    events::{self, reasons},
-    status::describe,
-    watch,
-};
 use crate::{
     api::{
         DeadLetter,
@@ -26,6 +19,15 @@ use crate::{
         aws::is_message_move_unsupported,
         redrive::{Destination, move_messages},
         traits::{MoveRequest, MoveTaskStatus, QueueMessages},
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            error::Error,
+            events::{self, reasons},
+            status::describe,
+            watch,
+        },
     },
 };
 
@@ -108,86 +110,116 @@ pub(crate) async fn step<C: Cloud>(
     arn: &str,
     sources: &[Source],
 ) -> Result<Step, Error> {
-    let object = describe(dead_letter);
     let (request, current) = match pending(dead_letter) {
         Ok(pending) => pending,
         Err(settled) => return Ok(settled),
     };
-    let err = |source| Error::cloud(&object, source);
-    let rate = request.max_messages_per_second.max(1);
     let (destination, destination_arn) = destination(dead_letter, request, sources, ctx).await?;
-    let running = |moved: i64, message: String| RedriveResult {
-        id: request.id.clone(),
-        state: states::RUNNING.to_owned(),
-        moved,
-        message: Some(message),
-    };
-
     let task_handle = current
         .as_ref()
         .and_then(|l| l.message.as_deref())
-        .and_then(|m| m.strip_prefix(TASK))
-        .map(str::to_owned);
+        .and_then(|m| m.strip_prefix(TASK));
     if current.is_none() {
         let move_request = MoveRequest {
             source_arn: arn.to_owned(),
             destination_arn,
-            max_messages_per_second: Some(rate),
+            max_messages_per_second: Some(request.max_messages_per_second.max(1)),
         };
-        match ctx.cloud.start_message_move(&move_request).await {
-            Ok(handle) => {
-                let note = format!("redrive {} started: {TASK}{handle}", request.id);
-                let normal = EventType::Normal;
-                events::with_action(
-                    &ctx.recorder,
-                    dead_letter,
-                    normal,
-                    reasons::REDRIVE,
-                    "StartRedrive",
-                    note,
-                )
-                .await;
-                return Ok(Step {
-                    result: Some(running(0, format!("{TASK}{handle}"))),
-                    requeue: Some(POLL),
-                });
-            }
-            Err(error) if is_message_move_unsupported(&error) => {
-                tracing::info!(object, "no message-move task on this server; using the fallback");
-            }
-            Err(error) if error.kind() == ErrorKind::Permanent => {
-                return finish(ctx, dead_letter, request, states::FAILED, 0, error.to_string()).await;
-            }
-            Err(error) => return Err(err(error)),
+        if let Some(step) = start_task(ctx, dead_letter, request, &move_request).await? {
+            return Ok(step);
         }
     } else if task_handle.is_some() {
-        let tasks = ctx.cloud.message_moves(arn).await.map_err(err)?;
-        let Some(task) = tasks.into_iter().next() else {
-            return Ok(Step {
-                result: current,
-                requeue: Some(POLL),
-            });
-        };
-        let state = match &task.status {
-            MoveTaskStatus::Completed => states::COMPLETED,
-            MoveTaskStatus::Failed => states::FAILED,
-            MoveTaskStatus::Cancelled => states::CANCELLED,
-            _ => {
-                let message = current.and_then(|l| l.message).unwrap_or_default();
-                return Ok(Step {
-                    result: Some(running(task.moved, message)),
-                    requeue: Some(POLL),
-                });
-            }
-        };
-        let message = task
-            .failure_reason
-            .unwrap_or_else(|| "SQS message-move task finished".to_owned());
-        return finish(ctx, dead_letter, request, state, task.moved, message).await;
+        return poll_task(ctx, dead_letter, request, current, arn).await;
     }
 
     // The fallback, a bounded amount per reconcile.
     fallback(ctx, dead_letter, request, &ctx.cloud, url, &destination, FALLBACK).await
+}
+
+/// `lastRedrive` of a redrive still moving.
+fn running(request: &Redrive, moved: i64, message: String) -> RedriveResult {
+    RedriveResult {
+        id: request.id.clone(),
+        state: states::RUNNING.to_owned(),
+        moved,
+        message: Some(message),
+    }
+}
+
+/// Starts SQS's message-move task; `None` when the server has none (the fallback then runs).
+async fn start_task<C: Cloud>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    move_request: &MoveRequest,
+) -> Result<Option<Step>, Error> {
+    let object = describe(dead_letter);
+    match ctx.cloud.start_message_move(move_request).await {
+        Ok(handle) => {
+            let note = format!("redrive {} started: {TASK}{handle}", request.id);
+            let normal = EventType::Normal;
+            events::with_action(
+                &ctx.recorder,
+                dead_letter,
+                normal,
+                reasons::REDRIVE,
+                "StartRedrive",
+                note,
+            )
+            .await;
+            Ok(Some(Step {
+                result: Some(running(request, 0, format!("{TASK}{handle}"))),
+                requeue: Some(POLL),
+            }))
+        }
+        Err(error) if is_message_move_unsupported(&error) => {
+            tracing::info!(object, "no message-move task on this server; using the fallback");
+            Ok(None)
+        }
+        Err(error) if error.kind() == ErrorKind::Permanent => {
+            finish(ctx, dead_letter, request, states::FAILED, 0, error.to_string())
+                .await
+                .map(Some)
+        }
+        Err(error) => Err(Error::cloud(&object, error)),
+    }
+}
+
+/// Follows the running message-move task of the dead-letter queue `arn`.
+async fn poll_task<C: Cloud>(
+    ctx: &Context<C>,
+    dead_letter: &DeadLetter,
+    request: &Redrive,
+    current: Option<RedriveResult>,
+    arn: &str,
+) -> Result<Step, Error> {
+    let tasks = ctx
+        .cloud
+        .message_moves(arn)
+        .await
+        .map_err(|source| Error::cloud(&describe(dead_letter), source))?;
+    let Some(task) = tasks.into_iter().next() else {
+        return Ok(Step {
+            result: current,
+            requeue: Some(POLL),
+        });
+    };
+    let state = match &task.status {
+        MoveTaskStatus::Completed => states::COMPLETED,
+        MoveTaskStatus::Failed => states::FAILED,
+        MoveTaskStatus::Cancelled => states::CANCELLED,
+        _ => {
+            let message = current.and_then(|l| l.message).unwrap_or_default();
+            return Ok(Step {
+                result: Some(running(request, task.moved, message)),
+                requeue: Some(POLL),
+            });
+        }
+    };
+    let message = task
+        .failure_reason
+        .unwrap_or_else(|| "SQS message-move task finished".to_owned());
+    finish(ctx, dead_letter, request, state, task.moved, message).await
 }
 
 /// The redrive to carry out and its result so far (none before it starts); `Err` with what status keeps
@@ -249,16 +281,10 @@ async fn settle<C>(
     limit: u64,
     how: &str,
 ) -> Result<Step, Error> {
-    let running = |moved: i64, message: String| RedriveResult {
-        id: request.id.clone(),
-        state: states::RUNNING.to_owned(),
-        moved,
-        message: Some(message),
-    };
     let moved = before + i64::try_from(totals.moved).unwrap_or(i64::MAX);
     if totals.moved >= limit {
         return Ok(Step {
-            result: Some(running(moved, how.to_owned())),
+            result: Some(running(request, moved, how.to_owned())),
             requeue: Some(POLL),
         });
     }
@@ -281,7 +307,7 @@ async fn settle<C>(
             // The cloud's fault (throttled, unreachable): those messages are hidden for a minute, then
             // the redrive carries on with them.
             return Ok(Step {
-                result: Some(running(moved, format!("{message}; trying again"))),
+                result: Some(running(request, moved, format!("{message}; trying again"))),
                 requeue: Some(RETRY_FAILED),
             });
         }

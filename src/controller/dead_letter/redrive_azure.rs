@@ -10,12 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 use rdkafka::producer::FutureProducer;
 
-use super::{
-    Context, device_stream,
-    error::Error,
-    redrive::{self, Step},
-    status::describe,
-    storage_queue, watch,
+use super::redrive::{self, Step};
+use crate::controller::{
+    Context,
+    driver::{error::Error, status::describe, watch},
+    resources::{
+        event_hub::{hub_name, stream_endpoint},
+        storage_queue,
+    },
 };
 use crate::{
     api::{
@@ -205,12 +207,10 @@ async fn hub_target<C>(
         ));
     };
     let namespace = stream.namespace().unwrap_or_default();
-    let topic = device_stream::hub_name(stream, azure);
+    let topic = hub_name(stream, azure);
     let field = "the DeviceStream's connection Secret";
     let object = describe(dead_letter);
-    let endpoint =
-        super::consumer::device::stream_endpoint(ctx, &namespace, &object, field, &bootstrap, &secret)
-            .await?;
+    let endpoint = stream_endpoint(ctx, &namespace, &object, field, &bootstrap, &secret).await?;
     let producer: FutureProducer = endpoint
         .client_config()
         .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)

@@ -1,32 +1,42 @@
 //! DeadLetter reconciler (SQS dead-letter queue). validate: the `aws` block → dependencies: the Queues
 //! that use this dead letter (their ARNs go into the redrive allow policy) → build: name, attributes,
 //! tags → apply: find or create, adopt or refuse, set what differs, then advance a requested redrive
-//! ([`super::redrive`]) → status: URL, ARN, depth, last redrive.
+//! ([`redrive`]) → status: URL, ARN, depth, last redrive.
+
+mod redrive;
+mod redrive_azure;
 
 use std::{borrow::Borrow, sync::Arc};
 
 use kube::ResourceExt;
 
-use super::{
-    Cloud, Context,
-    error::Error,
-    events,
-    finalize::{Applied, Reconciler},
-    ownership::desired_tags,
-    redrive::{self, Source},
-    redrive_azure, references,
-    sqs_queue::{Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes},
-    status::{describe, was_synced},
-    storage_queue, tenancy, watch,
-};
+use self::redrive::Source;
 use crate::{
     admission::Spec,
     api::{
         DeadLetter, Queue,
-        common::{Provider, QueueObservation},
+        common::{Provider, QueueObservation, StorageQueueLocation},
         dead_letter::{DeadLetterAws, DeadLetterStatus},
     },
     cloud::aws::{attributes, queue_stats_from},
+    controller::{
+        Cloud, Context,
+        driver::{
+            error::Error,
+            events,
+            ownership::desired_tags,
+            reconcile::{Applied, Reconciler},
+            references,
+            status::{describe, was_synced},
+            tenancy, watch,
+        },
+        resources::{
+            sqs_queue::{
+                Target, delete_queue, ensure_queue, recorded_url as recorded_queue_url, sync_attributes,
+            },
+            storage_queue,
+        },
+    },
 };
 
 /// The validate step: pure.
@@ -79,6 +89,97 @@ pub fn sources<Q: Borrow<Queue>>(dead_letter: &str, queues: &[Q]) -> Vec<Source>
     out
 }
 
+/// A DeadLetter on `azure`: its Storage Queue, and the redrive through it.
+async fn apply_azure<C: Cloud>(
+    dead_letter: &DeadLetter,
+    ctx: &Context<C>,
+    location: &StorageQueueLocation,
+) -> Result<Applied<DeadLetterStatus>, Error> {
+    let adopt = dead_letter.spec.lifecycle.adopt;
+    let recorded = recorded_url(dead_letter);
+    let mut observed =
+        storage_queue::ensure(ctx, dead_letter, "DeadLetter", location, adopt, recorded).await?;
+    let url = observed.url.clone().unwrap_or_default();
+    let step = redrive_azure::step(ctx, dead_letter, location, &url).await?;
+    // A redrive changes the depth: read it again when one ran.
+    if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
+        observed = storage_queue::ensure(ctx, dead_letter, "DeadLetter", location, adopt, recorded).await?;
+    }
+    Ok(Applied {
+        status: DeadLetterStatus {
+            observed,
+            last_redrive: step.result,
+            ..DeadLetterStatus::default()
+        },
+        message: format!("Storage Queue {url}"),
+        requeue: step.requeue,
+        not_ready: None,
+    })
+}
+
+/// A DeadLetter on `aws`: its SQS queue, whose redrive allow policy names its source queues, and the
+/// redrive ([`redrive`]).
+async fn apply_aws<C: Cloud>(
+    dead_letter: &DeadLetter,
+    ctx: &Context<C>,
+    aws: &DeadLetterAws,
+) -> Result<Applied<DeadLetterStatus>, Error> {
+    let (object, adopt) = (describe(dead_letter), dead_letter.spec.lifecycle.adopt);
+    let namespace = dead_letter.namespace().unwrap_or_default();
+    let queues = watch::in_namespace(&ctx.stores.queues, &namespace);
+    let sources = sources(&dead_letter.name_any(), &queues);
+    let source_arns: Vec<String> = sources.iter().map(|(arn, _)| arn.clone()).collect();
+
+    let name = queue_name(dead_letter, aws);
+    let tags = desired_tags(
+        &ctx.owner("DeadLetter", dead_letter),
+        &dead_letter.spec.lifecycle.tags,
+    );
+    let desired = attributes::dead_letter_attributes(aws, &source_arns);
+    let observed = dead_letter.status.as_ref().map(|s| &s.observed);
+    let recorded = recorded_queue_url(observed, &name);
+    let target = Target {
+        name: &name,
+        attributes: &desired,
+        tags: &tags,
+        adopt,
+        recorded,
+    };
+    let ensured = ensure_queue(ctx, dead_letter, "DeadLetter", &target).await?;
+    let changed = sync_attributes(ctx, dead_letter, &ensured, &desired).await?;
+    if !changed.is_empty() && !ensured.created {
+        let reason = events::change_reason(was_synced(dead_letter));
+        let note = format!("set {changed} on SQS queue {name}");
+        events::normal(&ctx.recorder, dead_letter, reason, note).await;
+    }
+
+    let step = redrive::step(dead_letter, ctx, &ensured.url, &ensured.arn, &sources).await?;
+    // A redrive changes the depth: read it again when one ran.
+    let stats = if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
+        ctx.cloud
+            .queue_stats(&ensured.url)
+            .await
+            .map_err(|source| Error::cloud(&object, source))?
+    } else {
+        queue_stats_from(&ensured.attributes)
+    };
+    Ok(Applied {
+        status: DeadLetterStatus {
+            observed: QueueObservation {
+                url: Some(ensured.url.clone()),
+                arn: Some(ensured.arn.clone()),
+                depth: Some(stats.visible),
+                oldest_message_age_seconds: stats.oldest_message_age_seconds,
+            },
+            last_redrive: step.result,
+            ..DeadLetterStatus::default()
+        },
+        message: format!("SQS queue {}", ensured.url),
+        requeue: step.requeue,
+        not_ready: None,
+    })
+}
+
 impl<C: Cloud> Reconciler<C> for DeadLetter {
     /// SQS queues on `aws`, Storage Queues on `azure`.
     fn supports(_: Provider) -> bool {
@@ -93,81 +194,9 @@ impl<C: Cloud> Reconciler<C> for DeadLetter {
             .await?
             .check_adoption(&object, adopt)?;
         if let (Provider::Azure, Some(location)) = (dead_letter.spec.provider, &dead_letter.spec.azure) {
-            let recorded = recorded_url(&dead_letter);
-            let mut observed =
-                storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded).await?;
-            let url = observed.url.clone().unwrap_or_default();
-            let step = redrive_azure::step(&ctx, &dead_letter, location, &url).await?;
-            // A redrive changes the depth: read it again when one ran.
-            if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
-                observed =
-                    storage_queue::ensure(&ctx, &*dead_letter, "DeadLetter", location, adopt, recorded)
-                        .await?;
-            }
-            return Ok(Applied {
-                status: DeadLetterStatus {
-                    observed,
-                    last_redrive: step.result,
-                    ..DeadLetterStatus::default()
-                },
-                message: format!("Storage Queue {url}"),
-                requeue: step.requeue,
-                not_ready: None,
-            });
+            return apply_azure(&dead_letter, &ctx, location).await;
         }
-        let aws = validate(&dead_letter)?;
-        let queues = watch::in_namespace(&ctx.stores.queues, &namespace);
-        let sources = sources(&dead_letter.name_any(), &queues);
-        let source_arns: Vec<String> = sources.iter().map(|(arn, _)| arn.clone()).collect();
-
-        let name = queue_name(&dead_letter, aws);
-        let tags = desired_tags(
-            &ctx.owner("DeadLetter", &*dead_letter),
-            &dead_letter.spec.lifecycle.tags,
-        );
-        let desired = attributes::dead_letter_attributes(aws, &source_arns);
-        let observed = dead_letter.status.as_ref().map(|s| &s.observed);
-        let recorded = recorded_queue_url(observed, &name);
-        let target = Target {
-            name: &name,
-            attributes: &desired,
-            tags: &tags,
-            adopt,
-            recorded,
-        };
-        let ensured = ensure_queue(&ctx, &*dead_letter, "DeadLetter", &target).await?;
-        let changed = sync_attributes(&ctx, &*dead_letter, &ensured, &desired).await?;
-        if !changed.is_empty() && !ensured.created {
-            let reason = events::change_reason(was_synced(&*dead_letter));
-            let note = format!("set {changed} on SQS queue {name}");
-            events::normal(&ctx.recorder, &*dead_letter, reason, note).await;
-        }
-
-        let step = redrive::step(&dead_letter, &ctx, &ensured.url, &ensured.arn, &sources).await?;
-        // A redrive changes the depth: read it again when one ran.
-        let stats = if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
-            ctx.cloud
-                .queue_stats(&ensured.url)
-                .await
-                .map_err(|source| Error::cloud(&object, source))?
-        } else {
-            queue_stats_from(&ensured.attributes)
-        };
-        Ok(Applied {
-            status: DeadLetterStatus {
-                observed: QueueObservation {
-                    url: Some(ensured.url.clone()),
-                    arn: Some(ensured.arn.clone()),
-                    depth: Some(stats.visible),
-                    oldest_message_age_seconds: stats.oldest_message_age_seconds,
-                },
-                last_redrive: step.result,
-                ..DeadLetterStatus::default()
-            },
-            message: format!("SQS queue {}", ensured.url),
-            requeue: step.requeue,
-            not_ready: None,
-        })
+        apply_aws(&dead_letter, &ctx, validate(&dead_letter)?).await
     }
 
     async fn cleanup(dead_letter: Arc<Self>, ctx: Arc<Context<C>>) -> Result<(), Error> {

@@ -10,16 +10,6 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use super::{
-    Cloud, Context,
-    consumer::apply_child,
-    error::Error,
-    events::{self, reasons},
-    finalize::{Applied, Reconciler},
-    ownership::{Owner, Ownership, lost, ownership, ownership_tags, refusal},
-    status::{Kind as _, describe},
-    tenancy::{self, Effective},
-};
 use crate::{
     api::{
         common::{DeletionPolicy, Provider, Tags},
@@ -28,6 +18,19 @@ use crate::{
     cloud::azure::{
         arm::Provisioned,
         event_hubs::{EventHubs, HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            children::apply_child,
+            error::Error,
+            events::{self, reasons},
+            ownership::{Owner, Ownership, desired_tags, lost, ownership, ownership_tags, refusal},
+            reconcile::{Applied, Reconciler},
+            status::{Kind as _, describe},
+            tenancy::{self, Effective},
+        },
+        resources::event_hub::hub_name,
     },
 };
 
@@ -85,25 +88,6 @@ impl EventHubsConfig {
 pub fn secret_name(stream: &str) -> String {
     format!("{stream}-eventhub")
 }
-
-/// The hub name: `spec.azure.hubName`, else the name recorded in status, else (a hub made before names
-/// were recorded, which has partitions in status) the old default `<namespace>-<name>`, else
-/// `<namespace>_<name>` ([`crate::cloud::names::separated`]; `_` is legal in hub names and not in
-/// Kubernetes names, so no two objects share it).
-pub fn hub_name(stream: &DeviceStream, azure: &DeviceStreamAzure) -> String {
-    let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
-    let status = stream.status.as_ref();
-    if let Some(hub) = azure.hub_name.clone().or_else(|| status?.hub_name.clone()) {
-        return hub;
-    }
-    if status.is_some_and(|s| s.partitions.is_some()) {
-        return format!("{namespace}-{name}");
-    }
-    crate::cloud::names::separated(&namespace, &name, "", EVENT_HUB_NAME_LIMIT)
-}
-
-/// Event Hubs' limit on hub names.
-const EVENT_HUB_NAME_LIMIT: usize = 256;
 
 /// The ownership mark kept in a hub's `userMetadata`: the ownership tags as JSON.
 pub fn mark(owner: &Owner<'_>) -> String {
@@ -174,6 +158,142 @@ fn provisioning(object: &str, what: String) -> Error {
     }
 }
 
+/// The Event Hubs namespace: there and provisioned, or created on request (`spec.azure.createNamespace`).
+async fn ensure_namespace<C>(
+    ctx: &Context<C>,
+    stream: &DeviceStream,
+    azure: &DeviceStreamAzure,
+    hubs: &EventHubs,
+    address: &HubAddress,
+) -> Result<(), Error> {
+    let object = describe(stream);
+    let err = |source| Error::cloud(&object, source);
+    match hubs.namespace_state(address).await.map_err(err)? {
+        None if azure.create_namespace => {
+            let location = azure.location.as_deref().ok_or_else(|| Error::InvalidSpec {
+                object: object.clone(),
+                message: "spec.azure.location is required to create the namespace".to_owned(),
+            })?;
+            let ours = ctx.owner(DeviceStream::KIND, stream);
+            let tags = desired_tags(&ours, &stream.spec.lifecycle.tags);
+            let created = hubs
+                .create_namespace(address, location, &tags)
+                .await
+                .map_err(err)?;
+            let note = format!("created Event Hubs namespace {} in {location}", address.namespace);
+            events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
+            if let Provisioned::Pending { state } = created {
+                return Err(provisioning(
+                    &object,
+                    format!("namespace {} is {state}", address.namespace),
+                ));
+            }
+        }
+        None => {
+            return Err(Error::DependencyNotReady {
+                object,
+                message: format!(
+                    "Event Hubs namespace {} does not exist in resource group {}; create it or set \
+                     spec.azure.createNamespace",
+                    address.namespace, address.resource_group
+                ),
+            });
+        }
+        Some(state) if !matches!(state.as_str(), "Succeeded" | "Active") => {
+            return Err(provisioning(
+                &object,
+                format!("namespace {} is {state}", address.namespace),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The hub with `settings`: created, adopted (or refused when it is not ours), marked with this cluster's
+/// identity, or its partitions and retention corrected when they drifted. What Resource Manager answered
+/// to the write, `None` when nothing was written.
+async fn ensure_hub<C>(
+    ctx: &Context<C>,
+    stream: &DeviceStream,
+    hubs: &EventHubs,
+    address: &HubAddress,
+    settings: &HubSettings,
+) -> Result<Option<Provisioned>, Error> {
+    let object = describe(stream);
+    let err = |source| Error::cloud(&object, source);
+    let (recorder, owner, desired, at) = (&ctx.recorder, stream, settings, address);
+    let put = move |reason: &'static str, note: String| async move {
+        let done = hubs.put_hub(at, desired).await;
+        if done.is_ok() {
+            events::normal(recorder, owner, reason, note).await;
+        }
+        done
+    };
+    let Some(hub) = hubs.hub(address).await.map_err(err)? else {
+        let note = format!(
+            "created Event Hub {} with {} partitions",
+            address.hub, settings.partitions
+        );
+        return Ok(Some(put(reasons::CREATED, note).await.map_err(err)?));
+    };
+    let ours = ctx.owner(DeviceStream::KIND, stream);
+    let found = ownership(
+        &tags_of_mark(hub.mark.as_deref()),
+        &ours,
+        stream.spec.lifecycle.adopt,
+    );
+    let resource = format!("Event Hub {}", address.hub);
+    if let Some(refused) = refusal(&object, &resource, &found) {
+        return Err(refused);
+    }
+    check_partitions(address, hub.partitions, settings.partitions).map_err(err)?;
+    let drifted = hub.partitions != settings.partitions
+        || hub.retention_hours != Some(i64::from(settings.retention_hours));
+    let (reason, note) = match found {
+        Ownership::Adopt => (
+            reasons::ADOPTED,
+            format!("adopted the existing Event Hub {}", address.hub),
+        ),
+        Ownership::Legacy => (
+            reasons::UPDATED,
+            format!("marked Event Hub {} with this cluster's identity", address.hub),
+        ),
+        _ if drifted => (
+            reasons::DRIFT_CORRECTED,
+            format!(
+                "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
+                address.hub,
+                hub.partitions,
+                hub.retention_hours,
+                settings.partitions,
+                settings.retention_hours
+            ),
+        ),
+        _ => return Ok(None),
+    };
+    Ok(Some(put(reason, note).await.map_err(err)?))
+}
+
+/// The consumer groups: the listed ones are created; others (made outside) are left alone.
+async fn ensure_consumer_groups<C>(
+    ctx: &Context<C>,
+    stream: &DeviceStream,
+    azure: &DeviceStreamAzure,
+    hubs: &EventHubs,
+    address: &HubAddress,
+) -> Result<(), Error> {
+    let object = describe(stream);
+    let err = |source| Error::cloud(&object, source);
+    let existing = hubs.consumer_groups(address).await.map_err(err)?;
+    for group in azure.consumer_groups.iter().filter(|g| !existing.contains(g)) {
+        hubs.create_consumer_group(address, group).await.map_err(err)?;
+        let note = format!("created consumer group {group} on Event Hub {}", address.hub);
+        events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
+    }
+    Ok(())
+}
+
 impl<C: Cloud> Reconciler<C> for DeviceStream {
     fn supports(provider: Provider) -> bool {
         provider == Provider::Azure
@@ -186,108 +306,16 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
         let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref(), Some(&policy))?;
         let hubs = &config.hubs;
-        let ours = ctx.owner(DeviceStream::KIND, &*stream);
+        ensure_namespace(&ctx, &stream, azure, hubs, &address).await?;
 
-        // The namespace.
-        match hubs.namespace_state(&address).await.map_err(err)? {
-            None if azure.create_namespace => {
-                let location = azure.location.as_deref().ok_or_else(|| Error::InvalidSpec {
-                    object: object.clone(),
-                    message: "spec.azure.location is required to create the namespace".to_owned(),
-                })?;
-                let tags = crate::controller::ownership::desired_tags(&ours, &stream.spec.lifecycle.tags);
-                let created = hubs
-                    .create_namespace(&address, location, &tags)
-                    .await
-                    .map_err(err)?;
-                let note = format!("created Event Hubs namespace {} in {location}", address.namespace);
-                events::normal(&ctx.recorder, &*stream, reasons::CREATED, note).await;
-                if let Provisioned::Pending { state } = created {
-                    return Err(provisioning(
-                        &object,
-                        format!("namespace {} is {state}", address.namespace),
-                    ));
-                }
-            }
-            None => {
-                return Err(Error::DependencyNotReady {
-                    object,
-                    message: format!(
-                        "Event Hubs namespace {} does not exist in resource group {}; create it or set \
-                         spec.azure.createNamespace",
-                        address.namespace, address.resource_group
-                    ),
-                });
-            }
-            Some(state) if !matches!(state.as_str(), "Succeeded" | "Active") => {
-                return Err(provisioning(
-                    &object,
-                    format!("namespace {} is {state}", address.namespace),
-                ));
-            }
-            Some(_) => {}
-        }
-
-        // The hub.
         let settings = HubSettings {
             partitions: azure.partitions,
             retention_hours: azure.retention_hours,
-            mark: mark(&ours),
+            mark: mark(&ctx.owner(DeviceStream::KIND, &*stream)),
         };
-        let (recorder, owner, desired, at) = (&ctx.recorder, &*stream, &settings, &address);
-        let put = move |reason: &'static str, note: String| async move {
-            let done = hubs.put_hub(at, desired).await;
-            if done.is_ok() {
-                events::normal(recorder, owner, reason, note).await;
-            }
-            done
-        };
-        let provisioned = match hubs.hub(&address).await.map_err(err)? {
-            None => {
-                let note = format!(
-                    "created Event Hub {} with {} partitions",
-                    address.hub, settings.partitions
-                );
-                Some(put(reasons::CREATED, note).await.map_err(err)?)
-            }
-            Some(hub) => {
-                let found = ownership(
-                    &tags_of_mark(hub.mark.as_deref()),
-                    &ours,
-                    stream.spec.lifecycle.adopt,
-                );
-                let resource = format!("Event Hub {}", address.hub);
-                if let Some(refused) = refusal(&object, &resource, &found) {
-                    return Err(refused);
-                }
-                check_partitions(&address, hub.partitions, settings.partitions).map_err(err)?;
-                let drifted = hub.partitions != settings.partitions
-                    || hub.retention_hours != Some(i64::from(settings.retention_hours));
-                match found {
-                    Ownership::Adopt => {
-                        let note = format!("adopted the existing Event Hub {}", address.hub);
-                        Some(put(reasons::ADOPTED, note).await.map_err(err)?)
-                    }
-                    Ownership::Legacy => {
-                        let note = format!("marked Event Hub {} with this cluster's identity", address.hub);
-                        Some(put(reasons::UPDATED, note).await.map_err(err)?)
-                    }
-                    _ if drifted => {
-                        let note = format!(
-                            "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
-                            address.hub,
-                            hub.partitions,
-                            hub.retention_hours,
-                            settings.partitions,
-                            settings.retention_hours
-                        );
-                        Some(put(reasons::DRIFT_CORRECTED, note).await.map_err(err)?)
-                    }
-                    _ => None,
-                }
-            }
-        };
-        if let Some(Provisioned::Pending { state }) = provisioned {
+        if let Some(Provisioned::Pending { state }) =
+            ensure_hub(&ctx, &stream, hubs, &address, &settings).await?
+        {
             return Err(provisioning(
                 &object,
                 format!("Event Hub {} is {state}", address.hub),
@@ -301,14 +329,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
                 object: object.clone(),
                 message: format!("Event Hub {} is not visible yet", address.hub),
             })?;
-
-        // Consumer groups: the listed ones are created; others (made outside) are left alone.
-        let existing = hubs.consumer_groups(&address).await.map_err(err)?;
-        for group in azure.consumer_groups.iter().filter(|g| !existing.contains(g)) {
-            hubs.create_consumer_group(&address, group).await.map_err(err)?;
-            let note = format!("created consumer group {group} on Event Hub {}", address.hub);
-            events::normal(&ctx.recorder, &*stream, reasons::CREATED, note).await;
-        }
+        ensure_consumer_groups(&ctx, &stream, azure, hubs, &address).await?;
 
         // The connection Secret.
         let endpoint = config
@@ -432,25 +453,6 @@ mod tests {
             Ownership::OwnedByAnother(_)
         ));
         assert_eq!(tags_of_mark(Some("free text a user wrote")), Tags::new());
-    }
-
-    #[test]
-    fn hub_names_are_separated_unless_recorded() {
-        let azure = DeviceStreamAzure::default();
-        let mut stream = DeviceStream::new("telemetry", Default::default());
-        stream.metadata.namespace = Some("plant".into());
-        assert_eq!(hub_name(&stream, &azure), "plant_telemetry");
-        // A hub made before names were recorded keeps the old default.
-        stream.status = Some(DeviceStreamStatus {
-            partitions: Some(4),
-            ..DeviceStreamStatus::default()
-        });
-        assert_eq!(hub_name(&stream, &azure), "plant-telemetry");
-        stream.status = Some(DeviceStreamStatus {
-            hub_name: Some("recorded".into()),
-            ..DeviceStreamStatus::default()
-        });
-        assert_eq!(hub_name(&stream, &azure), "recorded");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The driver every kind shares: times the reconcile, skips providers without a controller, runs the
+//! The reconcile loop every kind shares: times the reconcile, skips providers without a controller, runs the
 //! kind's apply or cleanup inside `kube::runtime::finalizer` (finalizer `tributary.dev/cleanup`, because
 //! the objects stand for external resources), writes the status of the outcome, and classifies failures:
 //! permanent → condition and wait for a change; liftable by the cloud or the cluster → condition and look
@@ -16,12 +16,14 @@ use kube::{
 };
 
 use super::{
-    Cloud, Context, FINALIZER,
     error::{Class, Error},
     events,
     status::{self, Kind, describe},
 };
-use crate::api::common::Provider;
+use crate::{
+    api::common::Provider,
+    controller::{Cloud, Context, FINALIZER},
+};
 
 /// How soon an object whose copy was out of date is looked at again.
 const STALE_RETRY: Duration = Duration::from_secs(1);

@@ -2,24 +2,13 @@
 //! dependencies: the DeadLetter's ARN (for `RedrivePolicy`) and the ARNs of the Topics that have a
 //! Subscription to this Queue (for the queue policy) → build: name, attributes, policy, tags → apply:
 //! find or create, adopt or refuse, set what differs, tag → status: URL, ARN, depth.
-//! The SQS queue itself is managed by [`super::sqs_queue`], which the DeadLetter reconciler shares.
+//! The SQS queue itself is managed by [`crate::controller::resources::sqs_queue`], which the DeadLetter reconciler shares.
 
 use std::{borrow::Borrow, collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use super::{
-    Cloud, Context, drift,
-    error::Error,
-    events,
-    finalize::{Applied, Reconciler},
-    ownership::desired_tags,
-    references,
-    sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
-    status::{self, describe, was_synced},
-    storage_queue, tenancy, verified, watch,
-};
 use crate::{
     admission::Spec,
     api::{
@@ -34,6 +23,23 @@ use crate::{
             queue_stats_from,
         },
         names as names_for_cloud,
+    },
+    controller::{
+        Cloud, Context,
+        driver::{
+            drift,
+            error::Error,
+            events,
+            ownership::desired_tags,
+            reconcile::{Applied, Reconciler},
+            references,
+            status::{self, describe, was_synced},
+            tenancy, verified, watch,
+        },
+        resources::{
+            sqs_queue::{Ensured, Target, delete_queue, ensure_queue, recorded_url, sync_attributes},
+            storage_queue,
+        },
     },
 };
 
@@ -222,19 +228,8 @@ async fn apply_aws<C: Cloud>(
             attributes: hit.status.attributes,
         },
         None => {
-            let mut creation = base.clone();
-            if let Some(arn) = topics
-                .first()
-                .and_then(|t| attributes::queue_arn_beside(t, &name))
-            {
-                creation = desired_attributes(aws, redrive.as_ref(), &arn, &topics);
-            }
-            let last = ctx
-                .verified
-                .last::<Seen>(&key)
-                .and_then(|seen| seen.status.observed.url);
-            let observed = queue.status.as_ref().map(|s| &s.observed);
-            let recorded = recorded_url(observed, &name).map(str::to_owned).or(last);
+            let creation = creation_attributes(aws, redrive.as_ref(), &base, &name, &topics);
+            let recorded = known_url(queue, ctx, &key, &name);
             if recorded.is_none()
                 && let Some(wait) = wait_for_topic_arns(queue, ctx)?
             {
@@ -269,6 +264,32 @@ async fn apply_aws<C: Cloud>(
         requeue: (!settled).then_some(SETTLE_RETRY),
         not_ready: None,
     })
+}
+
+/// The attributes a new queue named `name` is created with: `base`, and its policy when its Topics
+/// have ARNs (the queue's own ARN is known beside theirs). Pure.
+fn creation_attributes(
+    aws: &QueueAws,
+    redrive: Option<&RedriveTarget>,
+    base: &Attributes,
+    name: &str,
+    topics: &[String],
+) -> Attributes {
+    match topics.first().and_then(|t| attributes::queue_arn_beside(t, name)) {
+        Some(arn) => desired_attributes(aws, redrive, &arn, topics),
+        None => base.clone(),
+    }
+}
+
+/// The URL of the queue named `name` as far as it is known: recorded in status, else from the last
+/// reconcile whose status the watch has not brought back yet.
+fn known_url<C: Cloud>(queue: &Queue, ctx: &Context<C>, key: &str, name: &str) -> Option<String> {
+    let last = ctx
+        .verified
+        .last::<Seen>(key)
+        .and_then(|seen| seen.status.observed.url);
+    let observed = queue.status.as_ref().map(|s| &s.observed);
+    recorded_url(observed, name).map(str::to_owned).or(last)
 }
 
 /// How long a brand-new Queue that no Subscription names yet waits for one, before creating its queue
@@ -423,5 +444,4 @@ impl<C: Cloud> Reconciler<C> for Queue {
 }
 
 #[cfg(test)]
-#[path = "queue_tests.rs"]
 mod tests;

@@ -12,19 +12,23 @@ use std::collections::HashMap;
 
 use kube::ResourceExt;
 
-use super::{
-    Context,
-    error::Error,
-    events::{self, reasons},
-    ownership::{Owner, Ownership, TAG_CLUSTER, TAG_KIND, TAG_NAME, TAG_NAMESPACE, lost, ownership, refusal},
-    secrets,
-    status::{Kind, describe},
-};
 use crate::{
     api::common::{DeletionPolicy, QueueObservation, StorageQueueLocation},
     cloud::{
         Tags,
         azure::storage_queues::{Account, Observed},
+    },
+    controller::{
+        Context,
+        driver::{
+            error::Error,
+            events::{self, reasons},
+            ownership::{
+                Owner, Ownership, TAG_CLUSTER, TAG_KIND, TAG_NAME, TAG_NAMESPACE, lost, ownership, refusal,
+            },
+            secrets,
+            status::{Kind, describe},
+        },
     },
 };
 

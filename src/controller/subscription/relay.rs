@@ -13,21 +13,20 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use kube::{Resource, ResourceExt};
 
-use super::{
+use super::sns::ensure_subscription;
+use crate::controller::{
     Cloud, Context,
-    consumer::{
-        apply_child,
-        render::{self, METRICS_PORT, WorkerOwner},
-        worker_settings,
+    driver::{
+        children::apply_child,
+        drift,
+        error::Error,
+        events::{self, reasons},
+        ownership::{desired_tags, lost, missing_tags, ownership, refusal},
+        reconcile::Applied,
+        status::describe,
+        tenancy,
     },
-    drift,
-    error::Error,
-    events::{self, reasons},
-    finalize::Applied,
-    ownership::{desired_tags, lost, ownership, refusal},
-    status::describe,
-    subscription::ensure_subscription,
-    tenancy,
+    resources::workers::{self, METRICS_PORT, WorkerOwner, worker_settings},
 };
 use crate::{
     api::{Queue, Subscription, common::DeletionPolicy, subscription::SubscriptionStatus},
@@ -149,7 +148,7 @@ async fn ensure_relay_queue<C: Cloud>(
                 return Err(refused);
             }
             // Marked before cluster identities: add the cluster tag.
-            let missing = super::ownership::missing_tags(&tags, &observed);
+            let missing = missing_tags(&tags, &observed);
             ctx.cloud.tag_queue(&url, &missing).await.map_err(err)?;
             url
         }
@@ -241,7 +240,7 @@ pub(crate) async fn apply<C: Cloud>(
     let namespace = subscription.namespace().unwrap_or_default();
     let tenant = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
     let settings = worker_settings(&tenant, &ctx.config.worker);
-    let children = render::children_of(&relay_owner(subscription), &config, &settings, 1)
+    let children = workers::children_of(&relay_owner(subscription), &config, &settings, 1)
         .with_secret_env(&[("AZURE_STORAGE_KEY".to_owned(), key.name, key.key)]);
     apply_child(ctx, &object, &namespace, &children.config_map).await?;
     apply_child(ctx, &object, &namespace, &children.service_account).await?;

@@ -5,17 +5,19 @@
 //! Every SetQueueAttributes call carries `Policy`: moto (unlike SQS) drops the queue policy on a call
 //! that leaves it out, and sending the desired value is correct on both.
 
-use super::{
-    Cloud, Context,
-    drift::{self, names_of},
-    error::Error,
-    events::{self, reasons},
-    ownership::{Ownership, lost, missing_tags, ownership, refusal, stale_tags},
-    status::describe,
-};
 use crate::{
     api::common::{DeletionPolicy, QueueObservation},
     cloud::{Attributes, Tags, aws::attributes::names},
+    controller::{
+        Cloud, Context,
+        driver::{
+            drift::{self, names_of},
+            error::Error,
+            events::{self, reasons},
+            ownership::{Ownership, lost, missing_tags, ownership, refusal, stale_tags},
+            status::{Kind, describe},
+        },
+    },
 };
 
 /// The URL recorded in status, if it is that of the queue named `name` (a renamed queue is looked up).
@@ -51,7 +53,7 @@ pub(crate) struct Target<'a> {
 /// tags; an existing queue must be ours, or is adopted when `adopt` and it carries no Tributary tag, or is
 /// refused (`OwnedByAnother`, `AlreadyExists`). Missing tags are added and, on a queue already ours, tags
 /// the spec no longer has are removed.
-pub(crate) async fn ensure_queue<K: super::status::Kind, C: Cloud>(
+pub(crate) async fn ensure_queue<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
@@ -125,7 +127,7 @@ fn is_name_taken(error: &crate::cloud::Error) -> bool {
 }
 
 /// An existing queue: refused unless ours or adoptable; adopted (tagged) or its tags brought in line.
-async fn claim<K: super::status::Kind, C: Cloud>(
+async fn claim<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
@@ -159,7 +161,7 @@ async fn claim<K: super::status::Kind, C: Cloud>(
 
 /// Sets the attributes that differ from `desired` in one call (with `Policy`, see the module doc) and
 /// returns their names (empty when in sync). An immutable difference is refused with `ImmutableChange`.
-pub(crate) async fn sync_attributes<K: super::status::Kind, C: Cloud>(
+pub(crate) async fn sync_attributes<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     ensured: &Ensured,
@@ -195,7 +197,7 @@ pub(crate) async fn sync_attributes<K: super::status::Kind, C: Cloud>(
 /// Cleanup of a Queue or DeadLetter: keep the queue (`Retain`), or delete it (by the URL in status, else
 /// by name) if it still carries this object's tags, read again now. A queue that is not ours is never
 /// deleted: it is kept, with a Warning Event.
-pub(crate) async fn delete_queue<K: super::status::Kind, C: Cloud>(
+pub(crate) async fn delete_queue<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,

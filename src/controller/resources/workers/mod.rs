@@ -1,0 +1,342 @@
+//! The worker objects, shared by the two kinds that run workers (a Consumer's, a Subscription relay's),
+//! pure: the worker settings from the controller and the namespace's TenantPolicy, and the Kubernetes
+//! objects that run a worker configuration: a ConfigMap holding `worker.yaml`, a ServiceAccount, a
+//! Deployment of the operator's own image (or the owner's custom image) under the `restricted` Pod
+//! Security Standard ([`pod`]), a Service for an HTTP port and a NetworkPolicy. Each is owned by its
+//! object, so deleting it removes them; a change of the configuration rolls the pods (its hash is a pod
+//! annotation).
+
+mod pod;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            ConfigMap, EnvVar, EnvVarSource, PodTemplateSpec, SecretKeySelector, Service, ServiceAccount,
+            ServicePort, ServiceSpec,
+        },
+        networking::v1::{
+            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+        util::intstr::IntOrString,
+    },
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    api::http_source::HttpSource,
+    controller::driver::tenancy,
+    worker::config::{FILE_NAME, WorkerConfig},
+};
+
+/// Port of the workers' `/metrics` and `/healthz`.
+pub const METRICS_PORT: u16 = 9090;
+/// Where the ConfigMap is mounted in the worker container.
+pub const CONFIG_DIR: &str = "/etc/tributary";
+/// The pod annotation carrying the configuration's hash.
+pub const CONFIG_HASH: &str = "tributary.dev/config-hash";
+/// Seconds in-flight messages get to finish after SIGTERM (the pod's grace period is longer).
+pub const DRAIN_SECONDS: u64 = 20;
+
+/// How worker pods are run, from the controller's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The operator's image, which holds every built-in processor.
+    pub image: String,
+    /// Environment passed to every worker (AWS region and endpoint, OTLP endpoint and sampler).
+    pub env: BTreeMap<String, String>,
+    /// Annotations of every worker ServiceAccount: how workers get cloud credentials from the cluster's
+    /// identity (`eks.amazonaws.com/role-arn` for IRSA, `azure.workload.identity/client-id`).
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// A Secret in the workers' namespace whose keys become their environment (static keys,
+    /// e.g. `AWS_ACCESS_KEY_ID`), optional: a missing Secret does not stop the pods.
+    pub env_secret: Option<String>,
+    /// The namespace whose pods may scrape the workers' metrics port (the order endpoint's
+    /// NetworkPolicy); `None` lets no namespace in.
+    pub monitoring_namespace: Option<String>,
+    /// Extra labels of the worker pods (the namespace's TenantPolicy: Azure workload identity's
+    /// `azure.workload.identity/use`).
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// The controller's worker settings with the namespace's identity from its own TenantPolicy: the
+/// ServiceAccount annotations and the pod labels (none without one).
+pub fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings) -> WorkerSettings {
+    WorkerSettings {
+        service_account_annotations: policy.service_account_annotations(),
+        pod_labels: policy.pod_labels(),
+        ..controller.clone()
+    }
+}
+
+/// The controller's variables every worker gets too.
+const WORKER_ENV: [&str; 6] = [
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+];
+
+/// The worker settings from the controller's environment (the Helm chart sets these): the image
+/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint and the OTLP
+/// endpoint and sampler the controller itself uses (secrets such as OTLP headers belong in the env
+/// Secret, not in a Deployment) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`). The
+/// workers' cloud identity is not among them: it comes from each namespace's own TenantPolicy.
+pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
+    let env = WORKER_ENV
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), var(name)?)))
+        .collect();
+    if var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS").is_some() {
+        return Err(
+            "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
+                    every namespace's workers would let any tenant act as the others. Give each namespace \
+                    its workers' identity in its TenantPolicy (spec.workerIdentity)"
+                .to_owned(),
+        );
+    }
+    Ok(WorkerSettings {
+        image,
+        env,
+        service_account_annotations: BTreeMap::new(),
+        env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
+        monitoring_namespace: None,
+        pod_labels: BTreeMap::new(),
+    })
+}
+
+/// Whom a set of worker objects is for: their name, labels and owner, the image and the HTTP port. A
+/// Consumer's workers, or a Subscription's relay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerOwner {
+    /// The name of every object.
+    pub name: String,
+    /// Their namespace.
+    pub namespace: Option<String>,
+    /// Labels of every object and of the pods.
+    pub labels: BTreeMap<String, String>,
+    /// The labels selecting the pods.
+    pub selector: BTreeMap<String, String>,
+    /// The owner reference that lets the garbage collector remove them with their owner.
+    pub owner: Option<OwnerReference>,
+    /// An image other than the operator's.
+    pub image: Option<String>,
+    /// The HTTP source's port, which gets a Service.
+    pub http_port: Option<i32>,
+}
+
+impl WorkerOwner {
+    /// The metadata of every object made for them.
+    pub(crate) fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(self.name.clone()),
+            namespace: self.namespace.clone(),
+            labels: Some(self.labels.clone()),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Everything made for a set of workers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    /// `worker.yaml`.
+    pub config_map: ConfigMap,
+    /// The pods' identity (annotate it for IRSA or workload identity).
+    pub service_account: ServiceAccount,
+    /// The workers.
+    pub deployment: Deployment,
+    /// The HTTP source's Service.
+    pub service: Option<Service>,
+    /// Who may reach the workers: the monitoring namespace their metrics port, and for an HTTP source
+    /// `allowFrom` the order port.
+    pub network_policy: NetworkPolicy,
+}
+
+impl Children {
+    /// Adds environment variables read from Secrets (variable, Secret, key) to the worker container:
+    /// connection strings and account keys stay in their Secrets, out of the ConfigMap.
+    pub fn with_secret_env(mut self, secret_env: &[(String, String, String)]) -> Self {
+        let containers = self
+            .deployment
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .map(|pod| &mut pod.containers);
+        for container in containers.into_iter().flatten() {
+            let env = container.env.get_or_insert_with(Vec::new);
+            for (name, secret, key) in secret_env {
+                env.push(EnvVar {
+                    name: name.clone(),
+                    value: None,
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.clone(),
+                            optional: Some(false),
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                });
+            }
+        }
+        self
+    }
+}
+
+/// A short hash of the configuration text, for the pod annotation.
+pub fn config_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The objects that run `config` for `owner` with `replicas` pods.
+pub fn children_of(
+    owner: &WorkerOwner,
+    config: &WorkerConfig,
+    settings: &WorkerSettings,
+    replicas: i32,
+) -> Children {
+    let text = serde_yaml_ng::to_string(config).unwrap_or_default();
+    let selector = owner.selector.clone();
+    let http_port = owner.http_port;
+    let pod = pod::worker_pod(owner, settings);
+    let deployment = Deployment {
+        metadata: owner.meta(),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(
+                        settings
+                            .pod_labels
+                            .clone()
+                            .into_iter()
+                            .chain(owner.labels.clone())
+                            .collect(),
+                    ),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash(&text))])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    };
+    let service = http_port.map(|port| Service {
+        metadata: owner.meta(),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    });
+    Children {
+        config_map: ConfigMap {
+            metadata: owner.meta(),
+            data: Some(BTreeMap::from([(FILE_NAME.to_owned(), text)])),
+            ..ConfigMap::default()
+        },
+        service_account: ServiceAccount {
+            metadata: ObjectMeta {
+                annotations: (!settings.service_account_annotations.is_empty())
+                    .then(|| settings.service_account_annotations.clone()),
+                ..owner.meta()
+            },
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        },
+        deployment,
+        service,
+        // Every worker gets one: one that serves no HTTP source admits the monitoring namespace to its
+        // metrics and no one else.
+        network_policy: network_policy(owner, None, settings.monitoring_namespace.as_deref()),
+    }
+}
+
+/// The label Kubernetes puts on every Namespace with its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Same namespace only: the default of `allowFrom`.
+fn same_namespace() -> Vec<NetworkPolicyPeer> {
+    vec![NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    }]
+}
+
+fn tcp(port: i32) -> Option<Vec<NetworkPolicyPort>> {
+    Some(vec![NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    }])
+}
+
+/// The NetworkPolicy of a set of workers: ingress to the metrics port from the monitoring namespace
+/// only, to an HTTP Consumer's order port from `allowFrom` (default the Consumer's namespace), nothing
+/// else. Egress is not restricted here (the workers reach the clouds and the issuer's JWKS).
+pub fn network_policy(
+    owner: &WorkerOwner,
+    http: Option<&HttpSource>,
+    monitoring_namespace: Option<&str>,
+) -> NetworkPolicy {
+    let mut rules: Vec<_> = http
+        .map(|http| NetworkPolicyIngressRule {
+            from: Some(http.allow_from.clone().unwrap_or_else(same_namespace)),
+            ports: tcp(http.port),
+        })
+        .into_iter()
+        .collect();
+    if let Some(monitoring) = monitoring_namespace.filter(|n| !n.is_empty()) {
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        NAMESPACE_NAME_LABEL.to_owned(),
+                        monitoring.to_owned(),
+                    )])),
+                    match_expressions: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: tcp(i32::from(METRICS_PORT)),
+        });
+    }
+    NetworkPolicy {
+        metadata: owner.meta(),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(owner.selector.clone()),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(rules),
+            egress: None,
+        }),
+    }
+}

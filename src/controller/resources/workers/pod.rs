@@ -1,0 +1,164 @@
+//! The pod of a set of workers: the worker container with its configuration mounted, probes on the
+//! metrics port and the `restricted` Pod Security Standard, under the workers' own ServiceAccount.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{
+        Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction,
+        PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
+        SecurityContext, Volume, VolumeMount,
+    },
+    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
+};
+
+use super::{CONFIG_DIR, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, WorkerSettings};
+use crate::worker::config::FILE_NAME;
+
+/// The restricted Pod Security Standard for the worker container.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The worker container's ports: metrics, and the HTTP source's.
+fn ports(http_port: Option<i32>) -> Vec<ContainerPort> {
+    let mut ports = vec![ContainerPort {
+        name: Some("metrics".to_owned()),
+        container_port: i32::from(METRICS_PORT),
+        ..ContainerPort::default()
+    }];
+    if let Some(port) = http_port {
+        ports.push(ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: port,
+            ..ContainerPort::default()
+        });
+    }
+    ports
+}
+
+/// A probe of `path` on the metrics port.
+fn probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    }
+}
+
+/// The worker container's requests and limits.
+fn resources() -> ResourceRequirements {
+    let quantity = |q: &str| Quantity(q.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity("50m")),
+            ("memory".to_owned(), quantity("64Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("256Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The worker container: the operator's image (or the owner's), its config mounted, the controller's
+/// environment, probes on the metrics port, `restricted` security.
+fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container {
+    let image = owner.image.clone().unwrap_or_else(|| settings.image.clone());
+    Container {
+        name: "worker".to_owned(),
+        image: Some(image),
+        args: Some(
+            [
+                "worker",
+                "--config",
+                &format!("{CONFIG_DIR}/{FILE_NAME}"),
+                "--log-format",
+                "json",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        env: Some(
+            settings
+                .env
+                .iter()
+                .map(|(name, value)| EnvVar {
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                    value_from: None,
+                })
+                .collect(),
+        ),
+        env_from: settings.env_secret.as_ref().map(|name| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: name.clone(),
+                    optional: Some(true),
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
+        ports: Some(ports(owner.http_port)),
+        readiness_probe: Some(probe("/healthz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: Some(resources()),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config".to_owned(),
+            mount_path: CONFIG_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+/// The pod of `owner`'s workers: the worker container under the owner's own ServiceAccount.
+pub(super) fn worker_pod(owner: &WorkerOwner, settings: &WorkerSettings) -> PodSpec {
+    let name = owner.name.clone();
+    PodSpec {
+        service_account_name: Some(name.clone()),
+        // Workers never call the Kubernetes API.
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(i64::try_from(DRAIN_SECONDS).unwrap_or(20) + 10),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65_532),
+            run_as_group: Some(65_532),
+            // Secret volumes (API keys, TLS) are mounted 0440: group-owned by the worker's group, so
+            // only the worker reads them.
+            fs_group: Some(65_532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![worker_container(owner, settings)],
+        volumes: Some(vec![Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        ..PodSpec::default()
+    }
+}
