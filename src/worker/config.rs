@@ -9,9 +9,10 @@ use std::{net::SocketAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-pub use super::{
-    devices::config::{CosmosSink, KafkaSource},
-    orders::security::config::{ApiKeyFiles, AuthConfig, HttpSource, JwtConfig, LimitsConfig, TlsFiles},
+// One path per use (not `super::{…}`): the configuration needs its siblings' parts, not the worker's root.
+pub use super::devices::config::{CosmosSink, KafkaSource};
+pub use super::orders::security::config::{
+    ApiKeyFiles, AuthConfig, HttpSource, JwtConfig, LimitsConfig, TlsFiles,
 };
 
 /// The file name of the configuration inside the ConfigMap and the mounted volume.

@@ -6,10 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    message::Message,
-    processor::{Outcome, Processor},
-};
+// One path per use (not `super::{…}`): this module needs its siblings, not the worker's root.
+use super::message::Message;
+use super::processor::{Outcome, Processor};
 use crate::{
     api::subscription::{FilterScope, SubscriptionFilter},
     cloud::{

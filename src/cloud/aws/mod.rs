@@ -11,6 +11,7 @@
 //! interceptor on each client.
 
 pub mod attributes;
+mod canonical;
 mod call_metrics;
 pub mod compare;
 pub mod error;
