@@ -23,7 +23,10 @@ use crate::{
         common::{Provider, StorageQueueLocation},
     },
     cloud::{
-        azure::redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
+        azure::{
+            queue::StorageQueue,
+            redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
+        },
         redrive::Destination,
     },
 };
@@ -103,7 +106,16 @@ pub(crate) async fn step<C>(
         }
     };
     let messages = StorageRedrive::new(client, targets);
-    redrive::fallback(ctx, dead_letter, &request, &messages, url, &destination, HOW).await
+    redrive::fallback(
+        ctx,
+        dead_letter,
+        &request,
+        messages.dead_letter(),
+        &messages,
+        &destination,
+        HOW,
+    )
+    .await
 }
 
 /// The azure Queues whose messages may be in `dead_letter`: those naming it as their dead letter, and
@@ -176,10 +188,7 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
         .storage
         .client(&account, &name)
         .map_err(|source| Error::cloud(&object, source))?;
-    let target = Target::Queue {
-        client,
-        ttl_seconds: azure.message_ttl_seconds,
-    };
+    let target = Target::Queue(StorageQueue::new(client).with_message_ttl(azure.message_ttl_seconds));
     Ok((url, target))
 }
 

@@ -12,8 +12,8 @@ use crate::{
     filter::{Policy, Scope},
 };
 
-pub use super::canonical::{JsonMode, canonical};
 use super::attributes::names;
+pub use super::canonical::{JsonMode, canonical};
 
 /// Attributes that cannot change after creation: a difference means the resource must be replaced.
 pub const IMMUTABLE: &[&str] = &[names::FIFO_QUEUE, names::FIFO_TOPIC];
