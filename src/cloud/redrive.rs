@@ -1,9 +1,9 @@
 //! The fallback redrive: move messages out of a dead-letter queue by receiving them, sending copies (body,
 //! message attributes, FIFO group and deduplication ids) to the destination and deleting the originals.
 //! Used when the cloud has no server-side move task (an `Unsupported` error from
-//! [`QueueMessages::start_message_move`]), e.g. on emulators, and on Azure. The dead letter is a
-//! [`MessageQueue`]; the places its messages go are [`Destinations`] (SQS queues of the account, or on
-//! Azure Storage Queues and Event Hubs).
+//! [`QueueMessages::start_message_move`]), e.g. on emulators, and on Azure. A [`Mover`] gives the dead
+//! letter as a [`MessageQueue`] and the places its messages go as [`Destinations`] (SQS queues of the
+//! account, or on Azure Storage Queues and Event Hubs).
 //!
 //! Delivery is at least once: a message is deleted only after its copy was accepted, so a crash between
 //! the two leaves a duplicate, never a loss. Messages whose copy failed stay in the dead-letter queue and
@@ -41,6 +41,25 @@ impl<T: QueueMessages> Destinations for T {
 
     fn attribute_limit(&self, url: &str) -> Option<usize> {
         self.message_queue(url).attribute_limit()
+    }
+}
+
+/// What a fallback redrive moves with: the dead-letter queue it receives from and deletes in (by its
+/// URL), and the destinations it sends to.
+pub trait Mover: Destinations {
+    /// The handle on a dead-letter queue.
+    type Queue: MessageQueue;
+
+    /// The dead-letter queue at `url`.
+    fn dead_letter_queue(&self, url: &str) -> Self::Queue;
+}
+
+/// An account's dead letters and destinations are its own queues (SQS).
+impl<T: QueueMessages> Mover for T {
+    type Queue = T::Queue;
+
+    fn dead_letter_queue(&self, url: &str) -> T::Queue {
+        self.message_queue(url)
     }
 }
 
@@ -126,18 +145,19 @@ impl MoveTotals {
     }
 }
 
-/// One round: receive up to 10 messages from the dead letter `source`, copy them to their destination, delete the
+/// One round: receive up to 10 messages from the dead letter at `source_url`, copy them to their destination, delete the
 /// ones copied. `visibility_timeout_seconds` hides the received messages from other receivers meanwhile.
 /// With `redrive`, each copy carries [`REDRIVE_ATTRIBUTE`] with that id (when the message has an attribute
 /// slot left), and a message that already carries it is left in place: this redrive moved it before, and
 /// it failed again (the workers keep a message's attributes when they dead-letter it).
-pub async fn move_round<Q: MessageQueue, D: Destinations>(
-    source: &Q,
-    destinations: &D,
+pub async fn move_round<M: Mover>(
+    mover: &M,
+    source_url: &str,
     destination: &Destination,
     visibility_timeout_seconds: i32,
     redrive: Option<&str>,
 ) -> Result<MoveTotals> {
+    let source = mover.dead_letter_queue(source_url);
     let messages = source
         .receive(&Receive::to_move(10, visibility_timeout_seconds))
         .await?;
@@ -167,15 +187,9 @@ pub async fn move_round<Q: MessageQueue, D: Destinations>(
     for (url, entries) in batches {
         let outgoing: Vec<_> = entries
             .iter()
-            .map(|(id, m)| {
-                marked(
-                    m.to_outgoing(id.clone()),
-                    redrive,
-                    destinations.attribute_limit(url),
-                )
-            })
+            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive, mover.attribute_limit(url)))
             .collect();
-        let sent = destinations.send_to(url, &outgoing).await?;
+        let sent = mover.send_to(url, &outgoing).await?;
         totals.failed.extend(sent.failed);
         let receipts: Vec<(String, String)> = entries
             .iter()
@@ -196,9 +210,9 @@ pub async fn move_round<Q: MessageQueue, D: Destinations>(
 /// (everything left failed, is unroutable or was moved by this `redrive` before), or `limit` messages were
 /// moved.
 /// `max_per_second` throttles between rounds, like the server-side task's `MaxNumberOfMessagesPerSecond`.
-pub async fn move_messages<Q: MessageQueue, D: Destinations>(
-    source: &Q,
-    destinations: &D,
+pub async fn move_messages<M: Mover>(
+    mover: &M,
+    source_url: &str,
     destination: &Destination,
     limit: u64,
     max_per_second: Option<u32>,
@@ -209,8 +223,8 @@ pub async fn move_messages<Q: MessageQueue, D: Destinations>(
     let mut totals = MoveTotals::default();
     while totals.moved < limit {
         let round = move_round(
-            source,
-            destinations,
+            mover,
+            source_url,
             destination,
             VISIBILITY_TIMEOUT_SECONDS,
             redrive,
@@ -237,7 +251,11 @@ pub async fn move_messages<Q: MessageQueue, D: Destinations>(
                 seconds: 0,
             })
             .collect();
-        if let Err(error) = source.change_visibility(&entries).await {
+        if let Err(error) = mover
+            .dead_letter_queue(source_url)
+            .change_visibility(&entries)
+            .await
+        {
             tracing::warn!(%error, "messages that came back could not be made visible again; they reappear later");
         }
     }
@@ -382,7 +400,7 @@ mod tests {
             default: None,
         };
 
-        let totals = move_messages(&dead, &account, &home, 100, None, Some("fix-1"))
+        let totals = move_messages(&account, "dlq", &home, 100, None, Some("fix-1"))
             .await
             .unwrap();
         assert_eq!((totals.received, totals.moved, totals.unroutable), (13, 12, 1));
@@ -397,7 +415,7 @@ mod tests {
         // A copy this redrive moved before that failed again stays, visible again for a look.
         let again = account.queue("url-a").held().remove(0).attributes;
         dead.push("again", again, from_source(Some("arn:a")));
-        let totals = move_messages(&dead, &account, &home, 100, None, Some("fix-1"))
+        let totals = move_messages(&account, "dlq", &home, 100, None, Some("fix-1"))
             .await
             .unwrap();
         assert_eq!((totals.moved, totals.again.len()), (0, 1));

@@ -22,9 +22,9 @@ use crate::{
         dead_letter::{Redrive, RedriveResult},
     },
     cloud::{
-        ErrorKind, MessageQueue,
+        ErrorKind,
         aws::is_message_move_unsupported,
-        redrive::{Destination, Destinations, move_messages},
+        redrive::{Destination, Mover, move_messages},
         traits::{MoveRequest, MoveTaskStatus},
     },
 };
@@ -187,17 +187,7 @@ pub(crate) async fn step<C: Cloud>(
     }
 
     // The fallback, a bounded amount per reconcile.
-    let source = ctx.cloud.message_queue(url);
-    fallback(
-        ctx,
-        dead_letter,
-        request,
-        &source,
-        &ctx.cloud,
-        &destination,
-        FALLBACK,
-    )
-    .await
+    fallback(ctx, dead_letter, request, &ctx.cloud, url, &destination, FALLBACK).await
 }
 
 /// The redrive to carry out and its result so far (none before it starts); `Err` with what status keeps
@@ -221,14 +211,14 @@ pub(crate) fn pending(dead_letter: &DeadLetter) -> Result<(&Redrive, Option<Redr
 }
 
 /// One bounded stretch of receive/send/delete rounds (a few seconds at the requested rate) from the
-/// dead-letter queue `source` to `destinations`, then the redrive's state: still running, or finished
+/// dead-letter queue `url` through `messages`, then the redrive's state: still running, or finished
 /// with what could not be moved and why.
-pub(crate) async fn fallback<C, Q: MessageQueue, D: Destinations>(
+pub(crate) async fn fallback<C, M: Mover>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,
-    source: &Q,
-    destinations: &D,
+    messages: &M,
+    url: &str,
     destination: &Destination,
     how: &str,
 ) -> Result<Step, Error> {
@@ -243,7 +233,7 @@ pub(crate) async fn fallback<C, Q: MessageQueue, D: Destinations>(
     let limit = u64::try_from(rate).unwrap_or(1) * ROUND_SECONDS;
     let rate = u32::try_from(rate).ok();
     // The copies carry the redrive's id: one that fails again and comes back meanwhile stays.
-    let totals = move_messages(source, destinations, destination, limit, rate, Some(&request.id))
+    let totals = move_messages(messages, url, destination, limit, rate, Some(&request.id))
         .await
         .map_err(|source| Error::cloud(&object, source))?;
     settle(ctx, dead_letter, request, before, totals, limit, how).await

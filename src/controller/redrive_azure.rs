@@ -106,16 +106,7 @@ pub(crate) async fn step<C>(
         }
     };
     let messages = StorageRedrive::new(client, targets);
-    redrive::fallback(
-        ctx,
-        dead_letter,
-        &request,
-        messages.dead_letter(),
-        &messages,
-        &destination,
-        HOW,
-    )
-    .await
+    redrive::fallback(ctx, dead_letter, &request, &messages, url, &destination, HOW).await
 }
 
 /// The azure Queues whose messages may be in `dead_letter`: those naming it as their dead letter, and

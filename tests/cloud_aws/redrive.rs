@@ -144,14 +144,14 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
             by_arn: BTreeMap::new(),
             default: Some(source_url.clone()),
         };
-        let first = move_messages(&cloud.message_queue(&dlq_url), &cloud, &back, 5, None, None)
+        let first = move_messages(&cloud, &dlq_url, &back, 5, None, None)
             .await
             .unwrap();
         assert!(first.moved >= 5 && first.failed.is_empty(), "{first:?}");
         // The rest to another queue, throttled.
         let rest = move_messages(
-            &cloud.message_queue(&dlq_url),
             &cloud,
+            &dlq_url,
             &Destination::Queue(other_url.clone()),
             u64::MAX,
             Some(100),

@@ -23,7 +23,7 @@ use crate::cloud::{
     queue::{
         BatchFailure, BatchOutcome, DEAD_LETTER_REASON, MessageAttribute, MessageQueue, OutgoingMessage,
     },
-    redrive::Destinations,
+    redrive::{Destinations, Mover},
 };
 
 /// How long a redriven event may wait for room in the producer's queue (its delivery is bounded by the
@@ -70,11 +70,6 @@ impl StorageRedrive {
             dead_letter: StorageQueue::new(dead_letter),
             targets,
         }
-    }
-
-    /// The dead-letter queue, what the redrive receives from and deletes in.
-    pub fn dead_letter(&self) -> &StorageQueue {
-        &self.dead_letter
     }
 }
 
@@ -183,6 +178,15 @@ async fn produce(
         .await
         .map(|_| ())
         .map_err(|(e, _)| failure(id, "Produce", format!("producing to {topic}: {e}"), false))
+}
+
+/// Every URL is this dead letter's: a redrive of it moves from its own queue.
+impl Mover for StorageRedrive {
+    type Queue = StorageQueue;
+
+    fn dead_letter_queue(&self, _url: &str) -> StorageQueue {
+        self.dead_letter.clone()
+    }
 }
 
 impl Destinations for StorageRedrive {
