@@ -198,6 +198,22 @@ pub struct BatchOutcome {
     pub failed: Vec<BatchFailure>,
 }
 
+impl FromIterator<(String, std::result::Result<(), BatchFailure>)> for BatchOutcome {
+    /// The outcome of one call per entry, from each entry's id and result.
+    fn from_iter<I: IntoIterator<Item = (String, std::result::Result<(), BatchFailure>)>>(
+        results: I,
+    ) -> Self {
+        let mut outcome = Self::default();
+        for (entry_id, result) in results {
+            match result {
+                Ok(()) => outcome.succeeded.push(entry_id),
+                Err(failure) => outcome.failed.push(failure),
+            }
+        }
+        outcome
+    }
+}
+
 /// One failed entry of a batch call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchFailure {

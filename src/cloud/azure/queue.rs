@@ -372,18 +372,18 @@ impl MessageQueue for StorageQueue {
 
     async fn send(&self, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
         let sent = join_all(messages.iter().map(|m| self.send_one(m))).await;
-        let mut outcome = BatchOutcome::default();
-        for (message, result) in messages.iter().zip(sent) {
-            match result {
-                Ok(()) => outcome.succeeded.push(message.entry_id.clone()),
-                Err(error) => {
+        Ok(messages
+            .iter()
+            .zip(sent)
+            .map(|(message, result)| {
+                let id = &message.entry_id;
+                let result = result.map_err(|error| {
                     let permanent = error.kind() == ErrorKind::Permanent;
-                    let failed = failure(&message.entry_id, "SendMessage", &error, permanent);
-                    outcome.failed.push(failed);
-                }
-            }
-        }
-        Ok(outcome)
+                    failure(id, "SendMessage", &error, permanent)
+                });
+                (id.clone(), result)
+            })
+            .collect())
     }
 
     /// The body and attributes in the envelope; a message larger than the service takes is refused here

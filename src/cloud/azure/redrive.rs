@@ -137,14 +137,8 @@ impl Target {
             Self::Hub { producer, topic } => (producer, topic),
         };
         let sent = futures::future::join_all(messages.iter().map(|m| produce(producer, topic, m))).await;
-        let mut outcome = BatchOutcome::default();
-        for (message, result) in messages.iter().zip(sent) {
-            match result {
-                Ok(()) => outcome.succeeded.push(message.entry_id.clone()),
-                Err(failure) => outcome.failed.push(failure),
-            }
-        }
-        Ok(outcome)
+        let ids = messages.iter().map(|m| m.entry_id.clone());
+        Ok(ids.zip(sent).collect())
     }
 }
 
