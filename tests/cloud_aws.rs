@@ -14,13 +14,14 @@ use serde_json::json;
 use tributary::{
     api::{dead_letter::DeadLetterAws, queue::QueueAws, topic::TopicAws},
     cloud::{
-        ErrorKind, QueueMessages, Queues, Subscriptions, Tags, Topics,
+        ErrorKind, MessageQueue, QueueMessages, Queues, Subscriptions, Tags, Topics,
         aws::{
             AwsCloud,
             attributes::{self, RedriveTarget},
             compare::diff,
             is_message_move_unsupported,
         },
+        queue::Receive,
         redrive::{Destination, move_messages},
         traits::{MessageAttribute, MoveRequest, MoveTaskStatus, OutgoingMessage, ReceivedMessage},
     },
@@ -68,7 +69,11 @@ async fn create_queue(cloud: &AwsCloud, prefix: &str, fifo: bool) -> (String, St
 async fn drain(cloud: &AwsCloud, url: &str) -> Vec<ReceivedMessage> {
     let mut all = Vec::new();
     loop {
-        let batch = cloud.receive_messages(url, 10, 30).await.unwrap();
+        let batch = cloud
+            .message_queue(url)
+            .receive(&Receive::to_move(10, 30))
+            .await
+            .unwrap();
         if batch.is_empty() {
             return all;
         }
@@ -77,7 +82,7 @@ async fn drain(cloud: &AwsCloud, url: &str) -> Vec<ReceivedMessage> {
             .enumerate()
             .map(|(i, m)| (format!("d{i}"), m.receipt_handle.clone()))
             .collect();
-        cloud.delete_messages(url, &receipts).await.unwrap();
+        cloud.message_queue(url).delete(&receipts).await.unwrap();
         all.extend(batch);
     }
 }
@@ -205,7 +210,7 @@ async fn queue_is_created_adopted_updated_tagged_counted_and_deleted_twice() {
         .await
         .unwrap();
     let messages: Vec<_> = (0..3).map(|i| outgoing(&format!("e{i}"), "x", None)).collect();
-    cloud.send_messages(&url, &messages).await.unwrap();
+    cloud.message_queue(&url).send(&messages).await.unwrap();
     let stats = cloud.queue_stats(&url).await.unwrap();
     assert_eq!((stats.visible, stats.oldest_message_age_seconds), (3, None));
 

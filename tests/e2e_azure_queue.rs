@@ -25,14 +25,12 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::json;
-use tributary::{
-    cloud::aws::order_table::OrderTable,
-    worker::{
-        config::WorkerConfig,
-        orders::{
-            model::{Delivery, Item, OrderEvent, OrderRequest, states},
-            store::OrderStore,
-        },
+use tributary::worker::{
+    config::WorkerConfig,
+    orders::{
+        model::{Delivery, Item, OrderEvent, OrderRequest, states},
+        store::OrderStore,
+        table::OrderTable,
     },
 };
 

@@ -32,9 +32,9 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::json;
-use tributary::{
-    cloud::aws::OrderTable,
-    worker::{config::WorkerConfig, orders::store::OrderStore},
+use tributary::worker::{
+    config::WorkerConfig,
+    orders::{store::OrderStore, table::OrderTable},
 };
 
 const CONVERGE: Duration = Duration::from_secs(60);

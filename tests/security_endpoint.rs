@@ -25,7 +25,7 @@ mod limits;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tributary::cloud::aws::OrderTable;
+use tributary::worker::orders::table::OrderTable;
 
 use self::{
     failures::MOTO_ACCOUNT,

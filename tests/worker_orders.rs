@@ -20,10 +20,7 @@ use std::{
 
 use serde_json::json;
 use tributary::{
-    cloud::{
-        Error, Operation,
-        aws::{OrderTable, SnsPublisher},
-    },
+    cloud::{Error, Operation, aws::SnsPublisher},
     worker::{
         message::Message,
         metrics::WorkerMetrics,
@@ -38,6 +35,7 @@ use tributary::{
                 config::{ApiKeyFiles, AuthConfig, LimitsConfig},
             },
             store::{OrderStore, Reservation},
+            table::OrderTable,
         },
         processor::{Outcome, Processor},
     },

@@ -16,16 +16,17 @@ use std::{
 use azure_storage_queue::models::QueueMessage;
 use tributary::{
     cloud::{
-        aws::SqsWorkQueue,
-        azure::{envelope, work_queue::StorageWorkQueue},
-        traits::MessageAttribute,
-        work_queue::{DEAD_LETTER_REASON, WorkQueue},
+        MessageQueue,
+        aws::SqsQueue,
+        azure::{envelope, queue::StorageQueue},
+        queue::{DEAD_LETTER_REASON, MessageAttribute},
     },
     worker::{
         config::Retry,
         message::Message,
         metrics::WorkerMetrics,
         processor::{Outcome, Processor},
+        queue::WorkQueue,
         runtime::{self, Settings},
     },
 };
@@ -139,13 +140,16 @@ struct Bed<Q> {
     drain: Box<dyn Fn(bool) -> futures::future::BoxFuture<'static, Drained>>,
 }
 
-async fn sqs_bed(aws: aws_config::SdkConfig, bodies: &[String]) -> Bed<SqsWorkQueue> {
+async fn sqs_bed(aws: aws_config::SdkConfig, bodies: &[String]) -> Bed<WorkQueue<SqsQueue>> {
     let sqs = aws_sdk_sqs::Client::new(&aws);
     // Visibility 10 s: a retry whose visibility change fails reappears after it (the runtime's
     // fallback), well within the wait below, so a slow server delays the test instead of failing it.
     let (url, dlq) = (queue(&sqs, "work", 10).await, queue(&sqs, "dead", 30).await);
     send(&sqs, &url, bodies).await;
-    let queue = SqsWorkQueue::new(sqs.clone(), url.clone(), Some(dlq.clone()));
+    let queue = WorkQueue::new(
+        SqsQueue::new(sqs.clone(), url.clone()),
+        Some(SqsQueue::new(sqs.clone(), dlq.clone())),
+    );
     let drain = move |dead: bool| {
         let (sqs, url) = (sqs.clone(), if dead { dlq.clone() } else { url.clone() });
         futures::FutureExt::boxed(async move {
@@ -166,7 +170,7 @@ async fn sqs_bed(aws: aws_config::SdkConfig, bodies: &[String]) -> Bed<SqsWorkQu
     }
 }
 
-async fn azure_bed(bodies: &[String]) -> Bed<StorageWorkQueue> {
+async fn azure_bed(bodies: &[String]) -> Bed<WorkQueue<StorageQueue>> {
     let service = common::azure_queue_service();
     let names = [common::unique("work"), common::unique("dead")].map(|n| n.to_lowercase());
     let [work, dead] = names.clone().map(|name| service.queue_client(&name).unwrap());
@@ -191,7 +195,10 @@ async fn azure_bed(bodies: &[String]) -> Bed<StorageWorkQueue> {
             .unwrap();
     }
     let [runtime_work, runtime_dead] = names.map(|name| service.queue_client(&name).unwrap());
-    let queue = StorageWorkQueue::new(runtime_work, Some(runtime_dead), Duration::from_secs(10));
+    let queue = WorkQueue::new(
+        StorageQueue::new(runtime_work).with_visibility_timeout(Duration::from_secs(10)),
+        Some(StorageQueue::new(runtime_dead).never_expiring()),
+    );
     let (work, dead) = (Arc::new(work), Arc::new(dead));
     let drain = move |dead_letter: bool| {
         let client = if dead_letter { dead.clone() } else { work.clone() };
@@ -212,7 +219,10 @@ fn mixed_bodies() -> Vec<String> {
     bodies
 }
 
-async fn retries_and_dead_letters<Q: WorkQueue>(bed: Bed<Q>, bodies: &[String]) {
+async fn retries_and_dead_letters<Q: MessageQueue + Clone + 'static>(
+    bed: Bed<WorkQueue<Q>>,
+    bodies: &[String],
+) {
     let processor = Scripted::default();
     let metrics = WorkerMetrics::new();
     let (stop, shutdown) = stopper();
@@ -331,7 +341,7 @@ async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
     let processor = Scripted::default();
     let metrics = WorkerMetrics::new();
     let run = |drain: u64, processor: Scripted, metrics: WorkerMetrics| {
-        let work_queue = SqsWorkQueue::new(sqs.clone(), url.clone(), None);
+        let work_queue = WorkQueue::new(SqsQueue::new(sqs.clone(), url.clone()), None);
         let (stop, shutdown) = stopper();
         let task = tokio::spawn(runtime::run(
             work_queue,
@@ -375,7 +385,7 @@ async fn without_a_dead_letter_a_rejected_message_stays_hidden_not_deleted() {
     let sqs = aws_sdk_sqs::Client::new(&common::elasticmq_config().await);
     let url = queue(&sqs, "nodlq", 30).await;
     send(&sqs, &url, &["poison x".to_owned()]).await;
-    let work_queue = SqsWorkQueue::new(sqs.clone(), url.clone(), None);
+    let work_queue = WorkQueue::new(SqsQueue::new(sqs.clone(), url.clone()), None);
     assert!(!work_queue.has_dead_letter());
     let metrics = WorkerMetrics::new();
     let (stop, shutdown) = stopper();
@@ -425,7 +435,11 @@ async fn long_work_on_a_storage_queue_is_kept_hidden_and_deleted_with_the_newest
             .unwrap();
     }
     // Visibility 2 s, work 4 s: without the heartbeat another receive would get the message again.
-    let queue = StorageWorkQueue::new(service.queue_client(&name).unwrap(), None, Duration::from_secs(2));
+    let queue = WorkQueue::new(
+        StorageQueue::new(service.queue_client(&name).unwrap())
+            .with_visibility_timeout(Duration::from_secs(2)),
+        None,
+    );
     let processor = Scripted::default();
     let metrics = WorkerMetrics::new();
     let (stop, shutdown) = stopper();

@@ -1,19 +1,67 @@
 //! The fallback redrive: move messages out of a dead-letter queue by receiving them, sending copies (body,
 //! message attributes, FIFO group and deduplication ids) to the destination and deleting the originals.
 //! Used when the cloud has no server-side move task (an `Unsupported` error from
-//! [`QueueMessages::start_message_move`]), e.g. on emulators.
+//! [`QueueMessages::start_message_move`]), e.g. on emulators, and on Azure. A [`Mover`] gives the dead
+//! letter as a [`MessageQueue`] and the places its messages go as [`Destinations`] (SQS queues of the
+//! account, or on Azure Storage Queues and Event Hubs).
 //!
 //! Delivery is at least once: a message is deleted only after its copy was accepted, so a crash between
 //! the two leaves a duplicate, never a loss. Messages whose copy failed stay in the dead-letter queue and
 //! reappear after the visibility timeout.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use super::{
     Result,
-    traits::{BatchFailure, OutgoingMessage, QueueMessages, ReceivedMessage},
-    work_queue::{DEAD_LETTER_REASON, dead_lettered_from, reason_attribute},
+    queue::{
+        BatchFailure, BatchOutcome, DEAD_LETTER_REASON, MessageQueue, OutgoingMessage, Receive,
+        ReceivedMessage, VisibilityChange, dead_lettered_from, with_attribute,
+    },
+    traits::QueueMessages,
 };
+
+/// Where a redrive can send messages, by the address [`Destination::route`] gives.
+pub trait Destinations: Send + Sync {
+    /// Sends up to 10 messages to `url`. Per-message failures are reported in the outcome.
+    fn send_to(
+        &self,
+        url: &str,
+        messages: &[OutgoingMessage],
+    ) -> impl Future<Output = Result<BatchOutcome>> + Send;
+
+    /// The most attributes a message may carry at `url`, or `None` for no limit.
+    fn attribute_limit(&self, url: &str) -> Option<usize>;
+}
+
+/// The queues of an account are the destinations of its dead letters (SQS).
+impl<T: QueueMessages> Destinations for T {
+    async fn send_to(&self, url: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
+        self.message_queue(url).send(messages).await
+    }
+
+    fn attribute_limit(&self, url: &str) -> Option<usize> {
+        self.message_queue(url).attribute_limit()
+    }
+}
+
+/// What a fallback redrive moves with: the dead-letter queue it receives from and deletes in (by its
+/// URL), and the destinations it sends to.
+pub trait Mover: Destinations {
+    /// The handle on a dead-letter queue.
+    type Queue: MessageQueue;
+
+    /// The dead-letter queue at `url`.
+    fn dead_letter_queue(&self, url: &str) -> Self::Queue;
+}
+
+/// An account's dead letters and destinations are its own queues (SQS).
+impl<T: QueueMessages> Mover for T {
+    type Queue = T::Queue;
+
+    fn dead_letter_queue(&self, url: &str) -> T::Queue {
+        self.message_queue(url)
+    }
+}
 
 /// Where redriven messages go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,12 +114,7 @@ fn moved_by(message: &ReceivedMessage) -> Option<&str> {
 fn marked(mut message: OutgoingMessage, redrive: Option<&str>, limit: Option<usize>) -> OutgoingMessage {
     message.attributes.remove(DEAD_LETTER_REASON);
     if let Some(id) = redrive {
-        message.attributes.remove(REDRIVE_ATTRIBUTE);
-        if limit.is_none_or(|limit| message.attributes.len() < limit) {
-            message
-                .attributes
-                .insert(REDRIVE_ATTRIBUTE.to_owned(), reason_attribute(id));
-        }
+        message.attributes = with_attribute(message.attributes, REDRIVE_ATTRIBUTE, id, limit);
     }
     message
 }
@@ -102,20 +145,21 @@ impl MoveTotals {
     }
 }
 
-/// One round: receive up to 10 messages from `source_url`, copy them to their destination, delete the
+/// One round: receive up to 10 messages from the dead letter at `source_url`, copy them to their destination, delete the
 /// ones copied. `visibility_timeout_seconds` hides the received messages from other receivers meanwhile.
 /// With `redrive`, each copy carries [`REDRIVE_ATTRIBUTE`] with that id (when the message has an attribute
 /// slot left), and a message that already carries it is left in place: this redrive moved it before, and
 /// it failed again (the workers keep a message's attributes when they dead-letter it).
-pub async fn move_round<M: QueueMessages>(
-    cloud: &M,
+pub async fn move_round<M: Mover>(
+    mover: &M,
     source_url: &str,
     destination: &Destination,
     visibility_timeout_seconds: i32,
     redrive: Option<&str>,
 ) -> Result<MoveTotals> {
-    let messages = cloud
-        .receive_messages(source_url, 10, visibility_timeout_seconds)
+    let source = mover.dead_letter_queue(source_url);
+    let messages = source
+        .receive(&Receive::to_move(10, visibility_timeout_seconds))
         .await?;
     let mut totals = MoveTotals {
         received: messages.len() as u64,
@@ -143,9 +187,9 @@ pub async fn move_round<M: QueueMessages>(
     for (url, entries) in batches {
         let outgoing: Vec<_> = entries
             .iter()
-            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive, cloud.attribute_limit()))
+            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive, mover.attribute_limit(url)))
             .collect();
-        let sent = cloud.send_messages(url, &outgoing).await?;
+        let sent = mover.send_to(url, &outgoing).await?;
         totals.failed.extend(sent.failed);
         let receipts: Vec<(String, String)> = entries
             .iter()
@@ -155,7 +199,7 @@ pub async fn move_round<M: QueueMessages>(
         if receipts.is_empty() {
             continue;
         }
-        let deleted = cloud.delete_messages(source_url, &receipts).await?;
+        let deleted = source.delete(&receipts).await?;
         totals.moved += deleted.succeeded.len() as u64;
         totals.failed.extend(deleted.failed);
     }
@@ -166,8 +210,8 @@ pub async fn move_round<M: QueueMessages>(
 /// (everything left failed, is unroutable or was moved by this `redrive` before), or `limit` messages were
 /// moved.
 /// `max_per_second` throttles between rounds, like the server-side task's `MaxNumberOfMessagesPerSecond`.
-pub async fn move_messages<M: QueueMessages>(
-    cloud: &M,
+pub async fn move_messages<M: Mover>(
+    mover: &M,
     source_url: &str,
     destination: &Destination,
     limit: u64,
@@ -179,7 +223,7 @@ pub async fn move_messages<M: QueueMessages>(
     let mut totals = MoveTotals::default();
     while totals.moved < limit {
         let round = move_round(
-            cloud,
+            mover,
             source_url,
             destination,
             VISIBILITY_TIMEOUT_SECONDS,
@@ -198,12 +242,20 @@ pub async fn move_messages<M: QueueMessages>(
     }
     // Back in sight: they stay in the dead letter, for a later redrive or a look.
     for chunk in totals.again.chunks(10) {
-        let entries: Vec<(String, String)> = chunk
+        let entries: Vec<VisibilityChange> = chunk
             .iter()
             .enumerate()
-            .map(|(index, receipt)| (format!("m{index}"), receipt.clone()))
+            .map(|(index, receipt)| VisibilityChange {
+                entry_id: format!("m{index}"),
+                receipt: receipt.clone(),
+                seconds: 0,
+            })
             .collect();
-        if let Err(error) = cloud.release_messages(source_url, &entries).await {
+        if let Err(error) = mover
+            .dead_letter_queue(source_url)
+            .change_visibility(&entries)
+            .await
+        {
             tracing::warn!(%error, "messages that came back could not be made visible again; they reappear later");
         }
     }
@@ -231,7 +283,7 @@ mod tests {
     #[test]
     fn copies_go_back_without_the_reason_and_with_the_redrive_id() {
         let mut received = message(None);
-        received.attributes = crate::cloud::work_queue::dead_letter_attributes(&BTreeMap::new(), "{}");
+        received.attributes = crate::cloud::queue::dead_letter_attributes(&BTreeMap::new(), "{}", Some(10));
         let copy = marked(received.to_outgoing("m0"), Some("fix-1"), Some(10));
         assert!(!copy.attributes.contains_key(DEAD_LETTER_REASON));
         assert_eq!(
@@ -246,7 +298,7 @@ mod tests {
         );
 
         let full: BTreeMap<_, _> = (0..10)
-            .map(|i| (format!("a{i}"), reason_attribute("v")))
+            .map(|i| (format!("a{i}"), crate::cloud::queue::reason_attribute("v")))
             .collect();
         received.attributes = full;
         let sqs = marked(received.to_outgoing("m0"), Some("fix-1"), Some(10));
@@ -268,9 +320,10 @@ mod tests {
             default: Some("url-a".into()),
         };
         let mut event = message(None);
-        event.attributes = crate::cloud::work_queue::dead_letter_attributes(
+        event.attributes = crate::cloud::queue::dead_letter_attributes(
             &BTreeMap::new(),
             r#"{"queue":"kafka://broker/telemetry","reason":"x"}"#,
+            None,
         );
         assert_eq!(only.route(&event), None);
         assert_eq!(
@@ -302,20 +355,70 @@ mod tests {
             default: None,
         };
         let mut from_worker = message(None);
-        from_worker.attributes = crate::cloud::work_queue::dead_letter_attributes(
+        from_worker.attributes = crate::cloud::queue::dead_letter_attributes(
             &BTreeMap::new(),
             r#"{"queue":"url-b","reason":"x"}"#,
+            Some(10),
         );
         assert_eq!(
             two.route(&from_worker),
             Some("url-b"),
             "the queue the worker recorded"
         );
-        from_worker.attributes = crate::cloud::work_queue::dead_letter_attributes(
+        from_worker.attributes = crate::cloud::queue::dead_letter_attributes(
             &BTreeMap::new(),
             r#"{"queue":"url-elsewhere","reason":"x"}"#,
+            Some(10),
         );
         assert_eq!(two.route(&from_worker), None, "only a source queue");
         assert_eq!(Destination::Queue("q".into()).route(&message(None)), Some("q"));
+    }
+
+    fn from_source(arn: Option<&str>) -> BTreeMap<String, String> {
+        arn.map(|arn| ("DeadLetterQueueSourceArn".to_owned(), arn.to_owned()))
+            .into_iter()
+            .collect()
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_batch_move_on_the_fake_routes_marks_and_leaves_what_it_cannot_move() {
+        use crate::cloud::fake::FakeQueues;
+        let account = FakeQueues::default();
+        let dead = account.queue("dlq");
+        for i in 0..11 {
+            let reason = crate::cloud::queue::dead_letter_attributes(&BTreeMap::new(), "{}", Some(10));
+            dead.push(&format!("a{i}"), reason, from_source(Some("arn:a")));
+        }
+        dead.push("b", BTreeMap::new(), from_source(Some("arn:b")));
+        dead.push("lost", BTreeMap::new(), from_source(None));
+        let home = Destination::Sources {
+            by_arn: BTreeMap::from([
+                ("arn:a".to_owned(), "url-a".to_owned()),
+                ("arn:b".to_owned(), "url-b".to_owned()),
+            ]),
+            default: None,
+        };
+
+        let totals = move_messages(&account, "dlq", &home, 100, None, Some("fix-1"))
+            .await
+            .unwrap();
+        assert_eq!((totals.received, totals.moved, totals.unroutable), (13, 12, 1));
+        let a = account.queue("url-a").held();
+        assert_eq!(a.len(), 11);
+        assert!(a.iter().all(|m| !m.attributes.contains_key(DEAD_LETTER_REASON)
+            && m.attributes[REDRIVE_ATTRIBUTE].string_value.as_deref() == Some("fix-1")));
+        assert_eq!(account.queue("url-b").held().len(), 1);
+        assert_eq!(dead.held().len(), 1, "the unroutable one stays");
+        assert_eq!(dead.visible(), 0, "hidden for the round's visibility timeout");
+
+        // A copy this redrive moved before that failed again stays, visible again for a look.
+        let again = account.queue("url-a").held().remove(0).attributes;
+        dead.push("again", again, from_source(Some("arn:a")));
+        let totals = move_messages(&account, "dlq", &home, 100, None, Some("fix-1"))
+            .await
+            .unwrap();
+        assert_eq!((totals.moved, totals.again.len()), (0, 1));
+        assert_eq!(dead.visible(), 1, "released when the redrive is done");
     }
 }

@@ -8,7 +8,9 @@
 
 use std::{collections::BTreeMap, future::Future};
 
-use super::Result;
+use super::{Result, queue::MessageQueue};
+// The message types moved to the queue contract; kept here so their paths stay.
+pub use super::queue::{BatchFailure, BatchOutcome, MessageAttribute, OutgoingMessage, ReceivedMessage};
 pub use crate::api::common::Tags;
 
 /// Attribute names to values, as the cloud reports and accepts them (SNS and SQS attributes are strings).
@@ -137,51 +139,22 @@ pub trait Subscriptions: Send + Sync {
     fn unsubscribe(&self, arn: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Moving messages between queues, for dead-letter redrive: the cloud's own move task when it has one,
-/// and the receive/send/delete primitives of the fallback (`cloud::redrive`) when it has not.
+/// The messages of an account's queues: a handle on one queue's messages (the contract of
+/// [`super::queue`], what the fallback redrive moves with) and the cloud's own server-side move task for
+/// dead-letter redrive.
 pub trait QueueMessages: Send + Sync {
+    /// The handle on the messages of the queue at `url`.
+    type Queue: MessageQueue;
+
+    /// The messages of the queue at `url`.
+    fn message_queue(&self, url: &str) -> Self::Queue;
+
     /// Starts a server-side move of the messages of the dead-letter queue `request.source_arn` and returns
     /// the task handle. A server without the API answers with an `Unsupported` error.
     fn start_message_move(&self, request: &MoveRequest) -> impl Future<Output = Result<String>> + Send;
 
     /// The most recent move tasks of the dead-letter queue (newest first, at most 10).
     fn message_moves(&self, source_arn: &str) -> impl Future<Output = Result<Vec<MoveTask>>> + Send;
-
-    /// Receives up to `max` (at most 10) messages with all their attributes, hiding them from other
-    /// receivers for `visibility_timeout_seconds`.
-    fn receive_messages(
-        &self,
-        url: &str,
-        max: i32,
-        visibility_timeout_seconds: i32,
-    ) -> impl Future<Output = Result<Vec<ReceivedMessage>>> + Send;
-
-    /// Sends up to 10 messages in one call. Per-message failures are reported in the outcome, not as an
-    /// error.
-    fn send_messages(
-        &self,
-        url: &str,
-        messages: &[OutgoingMessage],
-    ) -> impl Future<Output = Result<BatchOutcome>> + Send;
-
-    /// The most attributes a message may carry (SQS: 10), or `None` for no limit.
-    fn attribute_limit(&self) -> Option<usize> {
-        Some(10)
-    }
-
-    /// Makes up to 10 received messages, given as (entry id, receipt handle), visible again at once.
-    fn release_messages(
-        &self,
-        url: &str,
-        receipts: &[(String, String)],
-    ) -> impl Future<Output = Result<BatchOutcome>> + Send;
-
-    /// Deletes up to 10 received messages, given as (entry id, receipt handle).
-    fn delete_messages(
-        &self,
-        url: &str,
-        receipts: &[(String, String)],
-    ) -> impl Future<Output = Result<BatchOutcome>> + Send;
 }
 
 /// Key-value tables for the order processors (DynamoDB).
@@ -270,109 +243,4 @@ pub struct MoveTask {
     pub failure_reason: Option<String>,
     /// Start time, milliseconds since the epoch.
     pub started_at_millis: i64,
-}
-
-/// A message attribute (user-defined metadata carried with a message).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageAttribute {
-    /// `String`, `Number` or `Binary`, optionally with a custom suffix (`String.json`).
-    pub data_type: String,
-    /// The value of `String` and `Number` attributes.
-    pub string_value: Option<String>,
-    /// The value of `Binary` attributes.
-    pub binary_value: Option<Vec<u8>>,
-}
-
-/// A message as received, with everything needed to send it elsewhere unchanged and then delete it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReceivedMessage {
-    /// The cloud's message id.
-    pub message_id: String,
-    /// Token for deleting this receipt of the message.
-    pub receipt_handle: String,
-    /// The body.
-    pub body: String,
-    /// User-defined message attributes.
-    pub attributes: BTreeMap<String, MessageAttribute>,
-    /// System attributes (`SentTimestamp`, `ApproximateReceiveCount`, `MessageGroupId`,
-    /// `MessageDeduplicationId`, `DeadLetterQueueSourceArn`, …).
-    pub system_attributes: BTreeMap<String, String>,
-}
-
-impl ReceivedMessage {
-    /// The FIFO message group, if any.
-    pub fn group_id(&self) -> Option<&str> {
-        self.system_attributes.get("MessageGroupId").map(String::as_str)
-    }
-
-    /// The FIFO deduplication id, if any.
-    pub fn deduplication_id(&self) -> Option<&str> {
-        self.system_attributes
-            .get("MessageDeduplicationId")
-            .map(String::as_str)
-    }
-
-    /// The ARN of the queue a dead-lettered message came from, when the cloud records it.
-    pub fn dead_letter_source_arn(&self) -> Option<&str> {
-        self.system_attributes
-            .get("DeadLetterQueueSourceArn")
-            .map(String::as_str)
-    }
-
-    /// How many times the message has been received.
-    pub fn receive_count(&self) -> Option<u32> {
-        self.system_attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|count| count.parse().ok())
-    }
-
-    /// The same message, ready to send as batch entry `entry_id`: body, attributes, and the FIFO group
-    /// and deduplication ids are kept. Note that a FIFO queue drops a message whose deduplication id it
-    /// saw in the last 5 minutes, so a redrive sooner than that after the original send is deduplicated.
-    pub fn to_outgoing(&self, entry_id: impl Into<String>) -> OutgoingMessage {
-        OutgoingMessage {
-            entry_id: entry_id.into(),
-            body: self.body.clone(),
-            attributes: self.attributes.clone(),
-            group_id: self.group_id().map(str::to_owned),
-            deduplication_id: self.deduplication_id().map(str::to_owned),
-        }
-    }
-}
-
-/// A message to send in a batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutgoingMessage {
-    /// Identifies the entry in the batch outcome (unique within the batch).
-    pub entry_id: String,
-    /// The body.
-    pub body: String,
-    /// User-defined message attributes.
-    pub attributes: BTreeMap<String, MessageAttribute>,
-    /// FIFO message group (required by FIFO queues).
-    pub group_id: Option<String>,
-    /// FIFO deduplication id (required by FIFO queues without content-based deduplication).
-    pub deduplication_id: Option<String>,
-}
-
-/// The outcome of a batch call: which entries succeeded and which failed, and why.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Entry ids that succeeded.
-    pub succeeded: Vec<String>,
-    /// Entries that failed.
-    pub failed: Vec<BatchFailure>,
-}
-
-/// One failed entry of a batch call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchFailure {
-    /// The entry id.
-    pub entry_id: String,
-    /// The cloud's error code.
-    pub code: String,
-    /// The cloud's message.
-    pub message: String,
-    /// Whether the request was at fault (so a retry will fail again).
-    pub sender_fault: bool,
 }

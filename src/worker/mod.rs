@@ -14,6 +14,7 @@ pub mod message;
 pub mod metrics;
 pub mod orders;
 pub mod processor;
+pub mod queue;
 pub mod relay;
 pub mod runtime;
 pub mod trace;
@@ -24,24 +25,26 @@ use anyhow::Context as _;
 use futures::{FutureExt, future::Shared};
 
 use self::{
-    config::{ProcessorKind, WorkerConfig},
+    config::{HttpSource, KafkaSource, ProcessorKind, WorkerConfig},
     metrics::WorkerMetrics,
     orders::{
         ingress::Ingress,
         processors::{Inventory, Notification, Shipment},
         security::{self, Security},
+        table::OrderTable,
     },
     processor::{Noop, Processor},
+    queue::WorkQueue,
 };
 use crate::cloud::{
-    aws::{OrderTable, SnsPublisher, SqsWorkQueue},
+    MessageQueue,
+    aws::{SnsPublisher, SqsQueue},
     azure::{
         cosmos::{ContainerAddress, CosmosContainer},
         kafka::KafkaEndpoint,
+        queue::StorageQueue,
         storage_queues::Account,
-        work_queue::StorageWorkQueue,
     },
-    work_queue::WorkQueue,
 };
 
 /// How often the order endpoint's relay looks at the outbox, and how long it leaves an entry to the
@@ -57,7 +60,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shutdown = shutdown.boxed().shared();
     let metrics = WorkerMetrics::new();
-    let consumer = config.consumer.to_string();
     let table = config
         .sink
         .table
@@ -71,22 +73,69 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("failed to bind the metrics endpoint on {}", config.metrics_listen))?;
+    let started = Started {
+        config: &config,
+        metrics,
+        listener,
+        shutdown,
+    };
 
     if let Some(http) = &config.source.http {
         let (Some(table), Some(publisher)) = (table, publisher) else {
             anyhow::bail!("order-ack needs sink.table and sink.topicArn");
         };
+        return started.serve_orders(http, table, publisher).await;
+    }
+    if let Some(kafka) = &config.source.kafka {
+        return run_devices(
+            &config,
+            kafka,
+            started.metrics,
+            started.listener,
+            started.shutdown,
+        )
+        .await;
+    }
+    match queue_source(&config, aws)? {
+        (Queue::Sqs(queue), settings) => started.drain(settings).processor(queue, table, publisher).await,
+        (Queue::Storage(queue), settings) => {
+            started.drain(settings).processor(*queue, table, publisher).await
+        }
+    }
+}
+
+/// A worker whose metrics endpoint is bound, about to serve its source.
+struct Started<'a, S: Future<Output = ()> + Send + 'static> {
+    config: &'a WorkerConfig,
+    metrics: WorkerMetrics,
+    listener: tokio::net::TcpListener,
+    shutdown: Shared<S>,
+}
+
+impl<'a, S: Future<Output = ()> + Send + 'static> Started<'a, S> {
+    /// The order endpoint (processor order-ack) and its outbox relay, until shutdown.
+    async fn serve_orders(
+        self,
+        http: &HttpSource,
+        table: OrderTable,
+        publisher: SnsPublisher,
+    ) -> anyhow::Result<()> {
+        let consumer = self.config.consumer.to_string();
         let security = Security::new(&http.auth, http.limits.clone(), &consumer)
             .map_err(|e| anyhow::anyhow!("source.http: {e}"))?;
         let background = security.spawn_background(&http.auth);
-        let ingress = Ingress::new(table, publisher, metrics.clone());
-        let relay = tokio::spawn(ingress.clone().relay(RELAY_EVERY, RELAY_GRACE, shutdown.clone()));
+        let ingress = Ingress::new(table, publisher, self.metrics.clone());
+        let relay = tokio::spawn(
+            ingress
+                .clone()
+                .relay(RELAY_EVERY, RELAY_GRACE, self.shutdown.clone()),
+        );
         let state = endpoints::State {
-            metrics: metrics.clone(),
+            metrics: self.metrics.clone(),
             consumer: consumer.clone(),
             processor: "order-ack",
         };
-        let metrics_server = tokio::spawn(endpoints::serve(listener, state, shutdown.clone()));
+        let metrics_server = tokio::spawn(endpoints::serve(self.listener, state, self.shutdown.clone()));
         tracing::info!(
             %consumer,
             listen = %http.listen,
@@ -97,19 +146,39 @@ pub async fn run(
             "order endpoint started"
         );
         let app = ingress.router(&security);
-        let served = security::serve(http.listen, http.tls.as_ref(), app, shutdown.clone()).await;
+        let served = security::serve(http.listen, http.tls.as_ref(), app, self.shutdown).await;
         background.iter().for_each(tokio::task::JoinHandle::abort);
         served?;
         let _ = relay.await;
         metrics_server.abort();
-        return Ok(());
+        Ok(())
     }
 
-    if let Some(kafka) = &config.source.kafka {
-        return run_devices(&config, kafka, metrics, listener, shutdown).await;
+    /// A queue worker with `settings`.
+    fn drain(self, settings: runtime::Settings) -> Drain<'a, S> {
+        Drain {
+            config: self.config,
+            settings,
+            metrics: self.metrics,
+            listener: self.listener,
+            shutdown: self.shutdown,
+        }
     }
+}
 
-    let (queue, settings) = if let Some(storage) = &config.source.storage_queue {
+/// The queue a worker drains.
+enum Queue {
+    Sqs(WorkQueue<SqsQueue>),
+    Storage(Box<WorkQueue<StorageQueue>>),
+}
+
+/// The queue source of `config` (a Storage Queue signed with the key in `AZURE_STORAGE_KEY`, or an SQS
+/// queue) with its dead letter, and the runtime settings for it.
+fn queue_source(
+    config: &WorkerConfig,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<(Queue, runtime::Settings)> {
+    if let Some(storage) = &config.source.storage_queue {
         let key = std::env::var("AZURE_STORAGE_KEY")
             .context("source.storageQueue: the storage account key must be in AZURE_STORAGE_KEY")?;
         let account = Account {
@@ -124,69 +193,45 @@ pub async fn run(
             .transpose()
             .context("deadLetter.queueUrl is not a URL")?;
         let mut settings = settings(
-            &config,
+            config,
             storage.receivers,
             storage.wait_time_seconds,
             storage.visibility_timeout_seconds,
         );
         settings.max_receive_count = storage.max_receive_count;
-        let queue = StorageWorkQueue::signed(url, dead_letter, &account, settings.visibility_timeout);
-        (Queue::Storage(Box::new(queue)), settings)
-    } else if let Some(sqs) = &config.source.sqs {
-        let queue = SqsWorkQueue::new(
-            aws_sdk_sqs::Client::new(aws),
-            sqs.queue_url.clone(),
-            config.dead_letter.as_ref().map(|d| d.queue_url.clone()),
-        );
-        let settings = settings(
-            &config,
-            sqs.receivers,
-            sqs.wait_time_seconds,
-            sqs.visibility_timeout_seconds,
-        );
-        (Queue::Sqs(queue), settings)
-    } else {
+        let source = StorageQueue::signed(url, &account).with_visibility_timeout(settings.visibility_timeout);
+        let dead_letter = dead_letter.map(|url| StorageQueue::signed(url, &account).never_expiring());
+        let queue = WorkQueue::new(source, dead_letter);
+        return Ok((Queue::Storage(Box::new(queue)), settings));
+    }
+    let Some(sqs) = &config.source.sqs else {
         anyhow::bail!("the worker configuration has no source");
     };
-    let drain = Drain {
-        config: &config,
-        settings,
-        metrics: metrics.clone(),
-        listener,
-        shutdown,
-    };
-    match queue {
-        Queue::Sqs(queue) => drain.processor(queue, table, publisher).await,
-        Queue::Storage(queue) => drain.processor(*queue, table, publisher).await,
-    }
+    let client = aws_sdk_sqs::Client::new(aws);
+    let dead_letter = config
+        .dead_letter
+        .as_ref()
+        .map(|d| SqsQueue::new(client.clone(), d.queue_url.clone()));
+    let queue = WorkQueue::new(SqsQueue::new(client, sqs.queue_url.clone()), dead_letter);
+    let settings = settings(
+        config,
+        sqs.receivers,
+        sqs.wait_time_seconds,
+        sqs.visibility_timeout_seconds,
+    );
+    Ok((Queue::Sqs(queue), settings))
 }
 
 /// The device processor: the stream, Cosmos DB and the dead letter, with the secrets from the
 /// environment.
 async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     config: &WorkerConfig,
-    kafka: &config::KafkaSource,
+    kafka: &KafkaSource,
     metrics: WorkerMetrics,
     listener: tokio::net::TcpListener,
     shutdown: Shared<S>,
 ) -> anyhow::Result<()> {
-    let env =
-        |name: &str, what: &str| std::env::var(name).with_context(|| format!("{what} must be in {name}"));
-    let password = if kafka.security_protocol == "SASL_SSL" {
-        env(
-            "KAFKA_SASL_PASSWORD",
-            "source.kafka: the Event Hubs connection string",
-        )?
-    } else {
-        String::new()
-    };
-    let endpoint = KafkaEndpoint {
-        bootstrap_servers: kafka.bootstrap_servers.clone(),
-        security_protocol: kafka.security_protocol.clone(),
-        username: kafka.username.clone(),
-        password,
-        ca_file: kafka.ca_file.clone(),
-    };
+    let endpoint = kafka_endpoint(kafka)?;
     let sink = config
         .sink
         .cosmos
@@ -200,26 +245,7 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
         partition_key_path: sink.partition_key_path.clone(),
         preferred_region: sink.preferred_region.clone(),
     };
-    let dead_letter = match &config.dead_letter {
-        Some(target) => {
-            let account = Account {
-                name: target
-                    .storage_account
-                    .clone()
-                    .context("deadLetter.storageAccount is required with a kafka source")?,
-                key: env("AZURE_STORAGE_KEY", "deadLetter: the storage account key")?,
-            };
-            let url = url::Url::parse(&target.queue_url).context("deadLetter.queueUrl is not a URL")?;
-            // Only its dead-letter side is used: the queue it would drain is the dead letter itself.
-            Some(StorageWorkQueue::signed(
-                url.clone(),
-                Some(url),
-                &account,
-                Duration::from_secs(30),
-            ))
-        }
-        None => None,
-    };
+    let dead_letter = device_dead_letter(config)?;
     let container = CosmosContainer::open(&address, sink.create_if_missing)
         .await
         .with_context(|| {
@@ -244,14 +270,8 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
         retry: config.retry.clone(),
         metrics: metrics.clone(),
     };
-    let result = devices::stream::run(
-        kafka,
-        &endpoint,
-        processor,
-        shutdown,
-        Duration::from_secs(config.drain_seconds),
-    )
-    .await;
+    let drain = Duration::from_secs(config.drain_seconds);
+    let result = devices::stream::run(kafka, &endpoint, processor, shutdown, drain).await;
     tracing::info!(
         %consumer,
         processed = metrics.processed_total(),
@@ -263,10 +283,45 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     result
 }
 
-/// The queue a worker drains.
-enum Queue {
-    Sqs(SqsWorkQueue),
-    Storage(Box<StorageWorkQueue>),
+/// A secret from the environment variable `name`, or an error saying `what` must be there.
+fn env(name: &str, what: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{what} must be in {name}"))
+}
+
+/// The Kafka endpoint of a device source, with the Event Hubs connection string from
+/// `KAFKA_SASL_PASSWORD` when it signs in.
+fn kafka_endpoint(kafka: &KafkaSource) -> anyhow::Result<KafkaEndpoint> {
+    let password = if kafka.security_protocol == "SASL_SSL" {
+        env(
+            "KAFKA_SASL_PASSWORD",
+            "source.kafka: the Event Hubs connection string",
+        )?
+    } else {
+        String::new()
+    };
+    Ok(KafkaEndpoint {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        security_protocol: kafka.security_protocol.clone(),
+        username: kafka.username.clone(),
+        password,
+        ca_file: kafka.ca_file.clone(),
+    })
+}
+
+/// The device processor's dead-letter Storage Queue, signed with the key in `AZURE_STORAGE_KEY`.
+fn device_dead_letter(config: &WorkerConfig) -> anyhow::Result<Option<StorageQueue>> {
+    let Some(target) = &config.dead_letter else {
+        return Ok(None);
+    };
+    let account = Account {
+        name: target
+            .storage_account
+            .clone()
+            .context("deadLetter.storageAccount is required with a kafka source")?,
+        key: env("AZURE_STORAGE_KEY", "deadLetter: the storage account key")?,
+    };
+    let url = url::Url::parse(&target.queue_url).context("deadLetter.queueUrl is not a URL")?;
+    Ok(Some(StorageQueue::signed(url, &account).never_expiring()))
 }
 
 /// The runtime settings of a queue source.
@@ -301,7 +356,7 @@ fn relay_processor(config: &WorkerConfig) -> anyhow::Result<relay::Relay> {
         key,
     };
     let url = url::Url::parse(&target.queue_url).context("relay.queueUrl is not a URL")?;
-    let queue = StorageWorkQueue::signed(url, None, &account, Duration::from_secs(30));
+    let queue = StorageQueue::signed(url, &account);
     Ok(relay::Relay::new(queue, target.message_ttl_seconds, policy))
 }
 
@@ -316,9 +371,9 @@ struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
 
 impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
     /// Runs the configured processor on `queue`.
-    async fn processor<Q: WorkQueue>(
+    async fn processor<Q: MessageQueue + Clone + 'static>(
         self,
-        queue: Q,
+        queue: WorkQueue<Q>,
         table: Option<OrderTable>,
         publisher: Option<SnsPublisher>,
     ) -> anyhow::Result<()> {
@@ -340,7 +395,11 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         }
     }
 
-    async fn run<Q: WorkQueue, P: Processor>(self, queue: Q, processor: P) -> anyhow::Result<()> {
+    async fn run<Q: MessageQueue + Clone + 'static, P: Processor>(
+        self,
+        queue: WorkQueue<Q>,
+        processor: P,
+    ) -> anyhow::Result<()> {
         let consumer = self.config.consumer.to_string();
         let state = endpoints::State {
             metrics: self.metrics.clone(),

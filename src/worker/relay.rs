@@ -6,16 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    message::Message,
-    processor::{Outcome, Processor},
-};
+// One path per use (not `super::{…}`): this module needs its siblings, not the worker's root.
+use super::message::Message;
+use super::processor::{Outcome, Processor};
 use crate::{
     api::subscription::{FilterScope, SubscriptionFilter},
     cloud::{
-        azure::{envelope, work_queue::StorageWorkQueue},
-        traits::MessageAttribute,
-        work_queue::WorkQueue as _,
+        azure::queue::StorageQueue,
+        queue::{MessageAttribute, MessageQueue as _, OutgoingMessage},
     },
     filter::{self, Policy, Scope},
 };
@@ -93,17 +91,15 @@ pub fn admits(policy: Option<&Policy>, message: &Message) -> bool {
 /// The relay: the filter, and the Storage Queue it sends to.
 #[derive(Clone, Debug)]
 pub struct Relay {
-    target: StorageWorkQueue,
-    ttl_seconds: i32,
+    target: StorageQueue,
     policy: Option<Policy>,
 }
 
 impl Relay {
     /// Sends what `policy` admits to `target`, each kept for `ttl_seconds`.
-    pub fn new(target: StorageWorkQueue, ttl_seconds: i64, policy: Option<Policy>) -> Self {
+    pub fn new(target: StorageQueue, ttl_seconds: i64, policy: Option<Policy>) -> Self {
         Self {
-            target,
-            ttl_seconds: i32::try_from(ttl_seconds).unwrap_or(i32::MAX),
+            target: target.with_message_ttl(ttl_seconds),
             policy,
         }
     }
@@ -135,8 +131,14 @@ impl Processor for Relay {
                 (name.clone(), attribute)
             })
             .collect();
-        let text = envelope::encode(&message.body, &attributes);
-        match self.target.send(text, self.ttl_seconds).await {
+        let relayed = OutgoingMessage {
+            entry_id: message.id.clone(),
+            body: message.body.clone(),
+            attributes,
+            group_id: None,
+            deduplication_id: None,
+        };
+        match self.target.send_one(&relayed).await {
             Ok(()) => Outcome::Done,
             // Too large for a Storage Queue (checked before sending): no retry changes that. Any answer of
             // the service (a rotated key, an outage) is retried until it is fixed.

@@ -22,14 +22,14 @@ use futures::future::join_all;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use super::{
-    config::Retry,
-    message::TRACEPARENT,
-    metrics::{DeadLetterReason, WorkerMetrics},
-    processor::{Outcome, Processor},
-    trace,
-};
-use crate::cloud::work_queue::{Delivery, WorkQueue};
+// One path per use (not `super::{…}`): the runtime needs its siblings, not the worker's root.
+use super::config::Retry;
+use super::message::TRACEPARENT;
+use super::metrics::{DeadLetterReason, WorkerMetrics};
+use super::processor::{Outcome, Processor};
+use super::queue::{Delivery, WorkQueue};
+use super::trace;
+use crate::cloud::MessageQueue;
 
 /// How the runtime drains its queue.
 #[derive(Clone, Debug)]
@@ -57,13 +57,13 @@ const MAX_PENDING_SETTLEMENTS: usize = 4;
 /// Runs until `shutdown` resolves, then drains. Returns when every receive loop has settled its last
 /// batch.
 pub async fn run<Q, P, S>(
-    queue: Q,
+    queue: WorkQueue<Q>,
     processor: Arc<P>,
     settings: Settings,
     metrics: WorkerMetrics,
     shutdown: S,
 ) where
-    Q: WorkQueue,
+    Q: MessageQueue + Clone + 'static,
     P: Processor,
     S: Future<Output = ()> + Clone + Send + 'static,
 {
@@ -86,9 +86,13 @@ pub async fn run<Q, P, S>(
     }
 }
 
-async fn receive_loop<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Clone + Send>(
+async fn receive_loop<
+    Q: MessageQueue + Clone + 'static,
+    P: Processor,
+    S: Future<Output = ()> + Clone + Send,
+>(
     index: usize,
-    queue: Q,
+    queue: WorkQueue<Q>,
     processor: Arc<P>,
     settings: Arc<Settings>,
     metrics: WorkerMetrics,
@@ -142,8 +146,8 @@ async fn receive_loop<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Clone
 
 /// Processes a batch concurrently, extending visibility while it runs. `None` if shutdown's drain time
 /// ran out first (the batch has then been released).
-async fn process<Q: WorkQueue, P: Processor, S: Future<Output = ()> + Send>(
-    queue: &Q,
+async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Output = ()> + Send>(
+    queue: &WorkQueue<Q>,
     processor: &P,
     settings: &Settings,
     metrics: &WorkerMetrics,
@@ -269,8 +273,8 @@ pub fn reason_json(consumer: &str, queue: &str, reason: &str, attempts: u32) -> 
         .to_string()
 }
 
-async fn settle<Q: WorkQueue>(
-    queue: Q,
+async fn settle<Q: MessageQueue + Clone + 'static>(
+    queue: WorkQueue<Q>,
     settings: Arc<Settings>,
     metrics: WorkerMetrics,
     batch: Vec<(Delivery, Outcome)>,

@@ -57,17 +57,23 @@ async fn a_message_received_max_receive_count_times_lands_in_the_dead_letter_que
     );
 
     cloud
-        .send_messages(&source_url, &[outgoing("a", "poison", None)])
+        .message_queue(&source_url)
+        .send(&[outgoing("a", "poison", None)])
         .await
         .unwrap();
     for attempt in 1..=2 {
-        let received = cloud.receive_messages(&source_url, 1, 0).await.unwrap();
+        let received = cloud
+            .message_queue(&source_url)
+            .receive(&Receive::to_move(1, 0))
+            .await
+            .unwrap();
         assert_eq!(received.len(), 1, "receive {attempt}");
         assert_eq!(received[0].receive_count(), Some(attempt));
     }
     assert!(
         cloud
-            .receive_messages(&source_url, 1, 0)
+            .message_queue(&source_url)
+            .receive(&Receive::to_move(1, 0))
             .await
             .unwrap()
             .is_empty(),
@@ -84,7 +90,8 @@ async fn a_message_move_task_redrives_or_is_reported_unsupported() {
     let cloud = cloud().await;
     let ((dlq_url, dlq_arn), (source_url, _)) = wired_queues(&cloud, false).await;
     cloud
-        .send_messages(&dlq_url, &[outgoing("a", "dead", None)])
+        .message_queue(&dlq_url)
+        .send(&[outgoing("a", "dead", None)])
         .await
         .unwrap();
     let request = MoveRequest {
@@ -123,7 +130,8 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
         for chunk in sent.chunks(10) {
             assert!(
                 cloud
-                    .send_messages(&dlq_url, chunk)
+                    .message_queue(&dlq_url)
+                    .send(chunk)
                     .await
                     .unwrap()
                     .failed
@@ -178,19 +186,27 @@ async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
     let ((dlq_url, dlq_arn), (source_url, _)) = wired_queues(&cloud, false).await;
     for i in 0..5 {
         let message = outgoing(&format!("m{i}"), &format!("poison {i}"), None);
-        cloud.send_messages(&source_url, &[message]).await.unwrap();
+        cloud.message_queue(&source_url).send(&[message]).await.unwrap();
     }
     // Two receives each (maxReceiveCount 2); the third receive attempt moves them to the dead letter.
     for _ in 0..3 {
         common::eventually("the receives", Duration::from_secs(10), || async {
-            let batch = cloud.receive_messages(&source_url, 10, 0).await.unwrap();
+            let batch = cloud
+                .message_queue(&source_url)
+                .receive(&Receive::to_move(10, 0))
+                .await
+                .unwrap();
             Some(batch.len())
         })
         .await;
     }
     let dead = common::eventually("5 dead letters", Duration::from_secs(20), || async {
         let stats = cloud.queue_stats(&dlq_url).await.unwrap();
-        let _ = cloud.receive_messages(&source_url, 10, 0).await.unwrap();
+        let _ = cloud
+            .message_queue(&source_url)
+            .receive(&Receive::to_move(10, 0))
+            .await
+            .unwrap();
         (stats.visible == 5).then_some(stats)
     })
     .await;
@@ -225,10 +241,8 @@ async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
     // To an explicit destination.
     let (other_url, other_arn) = create_queue(&cloud, "other", false).await;
     cloud
-        .send_messages(
-            &dlq_url,
-            &[outgoing("x", "dead x", None), outgoing("y", "dead y", None)],
-        )
+        .message_queue(&dlq_url)
+        .send(&[outgoing("x", "dead x", None), outgoing("y", "dead y", None)])
         .await
         .unwrap();
     let request = MoveRequest {

@@ -5,7 +5,7 @@
 //! (e.g. no `RedrivePolicy`); [`creation_attributes`] drops such entries and the `false` type flags before
 //! a create call: the API documents leaving `FifoQueue`/`FifoTopic` out for standard resources, and moto
 //! treats any `FifoTopic` value, even `false`, as true. The type flags are still in the desired maps so
-//! that [`super::compare::diff`] can report a type change as needing a replacement.
+//! that the `compare` module's `diff` can report a type change as needing a replacement.
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -258,7 +258,7 @@ pub fn queue_policy<S: AsRef<str>>(queue_arn: &str, topic_arns: &[S]) -> Option<
             "Condition": {"ArnEquals": {"aws:SourceArn": topics}},
         }],
     });
-    Some(super::compare::canonical(&policy, super::compare::JsonMode::Plain).to_string())
+    Some(super::canonical::canonical(&policy, super::canonical::JsonMode::Plain).to_string())
 }
 
 /// The SNS topics a queue policy lets send to the queue: the `aws:SourceArn` values of its statements

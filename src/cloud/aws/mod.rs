@@ -1,4 +1,4 @@
-//! AWS: SNS topics and subscriptions, SQS queues and messages, behind the capability traits of
+//! AWS: SNS topics and subscriptions, SQS queues and messages ([`queue`]), the Order table, behind the capability traits of
 //! [`crate::cloud::traits`]. [`AwsCloud`] is built from an `aws_config::SdkConfig`, so credentials come
 //! from the standard chain (environment, profile, web identity for IRSA, instance metadata) and the
 //! endpoint override from the config or `AWS_ENDPOINT_URL` (how the tests reach moto).
@@ -12,15 +12,16 @@
 
 pub mod attributes;
 mod call_metrics;
+mod canonical;
 pub mod compare;
 pub mod error;
 mod messages;
-pub mod order_table;
 pub mod publisher;
+pub mod queue;
 pub mod ratelimit;
 mod sns;
 mod sqs;
-pub mod work_queue;
+pub mod tables;
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,10 +39,9 @@ use crate::{
 };
 
 pub use error::is_message_move_unsupported;
-pub use order_table::OrderTable;
 pub use publisher::SnsPublisher;
+pub use queue::SqsQueue;
 pub use sqs::queue_stats_from;
-pub use work_queue::SqsWorkQueue;
 
 const SNS: &str = "sns";
 const SQS: &str = "sqs";
@@ -65,7 +65,7 @@ struct Inner {
     region: Option<String>,
     /// The caller's account id, from STS on first use: topic ARNs are built from it.
     account: OnceCell<String>,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
 }
 
 impl AwsCloud {
@@ -107,7 +107,7 @@ impl AwsCloud {
                 tables: std::sync::Mutex::default(),
                 region: config.region().map(ToString::to_string),
                 account: OnceCell::new(),
-                limiter: Limiter::new(limits),
+                limiter: Arc::new(Limiter::new(limits)),
             }),
         }
     }
@@ -203,9 +203,7 @@ impl crate::cloud::Tables for AwsCloud {
         if known(&self.inner.tables) {
             return Ok(());
         }
-        OrderTable::new(self.inner.dynamodb.clone(), name)
-            .ensure()
-            .await?;
+        tables::ensure_order_table(&self.inner.dynamodb, name).await?;
         self.inner
             .tables
             .lock()

@@ -1,23 +1,28 @@
-//! [`Publisher`] on SNS: the event as the message body, its attributes (`event`, `region`, `delivery`,
-//! `total`, `priority`) and `traceparent` as message attributes. On a FIFO topic the order id is the
-//! message group (events of one order stay in order) and the event kind plus order id the deduplication id.
+//! Publishing to one SNS topic: a body with string and number message attributes, and on a FIFO topic
+//! the message group and deduplication ids. What an order event puts in them is the order processors'
+//! business (`worker::orders::publish`).
 
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::{SNS, error::from_sdk};
-use crate::{
-    cloud::{Error, Operation, Result},
-    worker::{
-        message::TRACEPARENT,
-        orders::{model::OrderEvent, publish::Publisher},
-    },
-};
+use crate::cloud::{Error, Operation, Result};
 
 /// Publishes to one SNS topic.
 #[derive(Clone, Debug)]
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+}
+
+/// One message to publish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Publication {
+    /// The body.
+    pub body: String,
+    /// Message attributes as (name, data type, value).
+    pub attributes: Vec<(&'static str, &'static str, String)>,
+    /// The FIFO message group and deduplication id, used when the topic is FIFO.
+    pub fifo: Option<(String, String)>,
 }
 
 impl SnsPublisher {
@@ -28,19 +33,16 @@ impl SnsPublisher {
             topic_arn: topic_arn.into(),
         }
     }
-}
 
-impl Publisher for SnsPublisher {
-    async fn publish(&self, event: &OrderEvent, traceparent: &str) -> Result<()> {
+    /// Publishes `publication` (its FIFO ids only if the topic is FIFO).
+    pub async fn publish_message(&self, publication: Publication) -> Result<()> {
         let operation = Operation::new(SNS, "Publish", &self.topic_arn);
-        let body = serde_json::to_string(event).map_err(|e| Error::Invalid {
-            operation: operation.clone(),
-            detail: e.to_string(),
-        })?;
-        let mut request = self.client.publish().topic_arn(&self.topic_arn).message(body);
-        let mut attributes = event.attributes();
-        attributes.push((TRACEPARENT, "String", traceparent.to_owned()));
-        for (name, data_type, value) in attributes {
+        let mut request = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(publication.body);
+        for (name, data_type, value) in publication.attributes {
             let attribute = MessageAttributeValue::builder()
                 .data_type(data_type)
                 .string_value(value)
@@ -51,12 +53,17 @@ impl Publisher for SnsPublisher {
                 })?;
             request = request.message_attributes(name, attribute);
         }
-        if self.topic_arn.ends_with(".fifo") {
+        if let Some((group, deduplication)) = publication.fifo.filter(|_| self.topic_arn.ends_with(".fifo")) {
             request = request
-                .message_group_id(&event.order_id)
-                .message_deduplication_id(format!("{}-{}", event.kind, event.order_id));
+                .message_group_id(group)
+                .message_deduplication_id(deduplication);
         }
         request.send().await.map_err(|e| from_sdk(operation, e))?;
         Ok(())
+    }
+
+    /// The topic's ARN, for errors.
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
     }
 }

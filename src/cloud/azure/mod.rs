@@ -1,6 +1,8 @@
-//! Azure: Storage Queues (signed with the account key) and the queue a worker drains, the Cosmos DB
+//! Azure: Storage Queues (signed with the account key): managed (`storage_queues`) and their messages
+//! ([`queue`], the message-queue contract), the Cosmos DB
 //! container the device processor writes, and the Event Hubs Kafka endpoint it reads.
 
+pub mod account;
 pub mod arm;
 pub mod cosmos;
 pub mod credential;
@@ -8,7 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod event_hubs;
 pub mod kafka;
+pub mod queue;
 pub mod redrive;
 pub mod storage_queues;
 pub mod storage_sas;
-pub mod work_queue;

@@ -1,7 +1,7 @@
 //! Redrive on Azure. A Storage Queue has no message-move task, so a dead letter is moved back by the same
 //! receive/send/delete rounds as SQS's fallback ([`crate::cloud::redrive::move_messages`]):
-//! [`StorageRedrive`] is [`QueueMessages`] over the dead-letter queue and the places its messages came
-//! from: Storage Queues (the envelope carries the attributes back) and Event Hubs, through the Kafka
+//! [`StorageRedrive`] is the dead-letter queue (a [`StorageQueue`]) and the [`Destinations`] its messages
+//! came from: Storage Queues (the envelope carries the attributes back) and Event Hubs, through the Kafka
 //! endpoint (the event as it came, with its key and headers), where the device processor reads it again.
 //!
 //! A message is deleted from the dead letter only after its destination accepted it, so a crash between
@@ -10,24 +10,20 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use azure_storage_queue::{
-    QueueClient,
-    models::{QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage},
-};
+use azure_storage_queue::QueueClient;
 use base64::Engine as _;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 
-use super::{envelope, error::from_azure, kafka::dead_letter as attrs, work_queue::STORAGE_QUEUE};
+use super::{account::STORAGE_QUEUE, kafka::dead_letter as attrs, queue::StorageQueue};
 use crate::cloud::{
     Error, Operation, Result,
-    traits::{
-        BatchFailure, BatchOutcome, MessageAttribute, MoveRequest, MoveTask, OutgoingMessage, QueueMessages,
-        ReceivedMessage,
+    queue::{
+        BatchFailure, BatchOutcome, DEAD_LETTER_REASON, MessageAttribute, MessageQueue, OutgoingMessage,
     },
-    work_queue::DEAD_LETTER_REASON,
+    redrive::{Destinations, Mover},
 };
 
 /// How long a redriven event may wait for room in the producer's queue (its delivery is bounded by the
@@ -39,13 +35,8 @@ pub const DELIVERY_TIMEOUT_MS: &str = "30000";
 
 /// Where a dead letter's messages can go back to.
 pub enum Target {
-    /// A Storage Queue (a signed client), and the time to live its messages get (`-1`: never expire).
-    Queue {
-        /// The queue.
-        client: QueueClient,
-        /// The Queue's `messageTtlSeconds`.
-        ttl_seconds: i64,
-    },
+    /// A Storage Queue, sending with the Queue's `messageTtlSeconds` (`-1`: never expire).
+    Queue(StorageQueue),
     /// An Event Hub through its Kafka endpoint.
     Hub {
         /// A producer signed in to the hub's namespace.
@@ -58,7 +49,7 @@ pub enum Target {
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Queue { client, .. } => write!(f, "Queue({})", super::work_queue::unsigned(client.url())),
+            Self::Queue(queue) => write!(f, "Queue({})", queue.url()),
             Self::Hub { topic, .. } => write!(f, "Hub({topic})"),
         }
     }
@@ -66,40 +57,20 @@ impl std::fmt::Debug for Target {
 
 /// A dead-letter Storage Queue and its destinations, by the address a worker records as a message's
 /// origin (an unsigned queue URL, or `kafka://<bootstrap>/<hub>`).
+#[derive(Debug)]
 pub struct StorageRedrive {
-    dead_letter: QueueClient,
-    url: String,
+    dead_letter: StorageQueue,
     targets: BTreeMap<String, Target>,
-}
-
-impl std::fmt::Debug for StorageRedrive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageRedrive")
-            .field("url", &self.url)
-            .field("targets", &self.targets)
-            .finish()
-    }
 }
 
 impl StorageRedrive {
     /// Moves from `dead_letter` (signed) to `targets`.
     pub fn new(dead_letter: QueueClient, targets: BTreeMap<String, Target>) -> Self {
-        let url = super::work_queue::unsigned(dead_letter.url());
         Self {
-            dead_letter,
-            url,
+            dead_letter: StorageQueue::new(dead_letter),
             targets,
         }
     }
-
-    fn operation(&self, name: &'static str) -> Operation {
-        Operation::new(STORAGE_QUEUE, name, &self.url)
-    }
-}
-
-/// The runtime's receipt of a received message: its id and pop receipt.
-fn receipt_of(id: &str, pop_receipt: &str) -> String {
-    format!("{id}\n{pop_receipt}")
 }
 
 fn failure(entry_id: &str, code: &str, message: String, sender_fault: bool) -> BatchFailure {
@@ -109,18 +80,6 @@ fn failure(entry_id: &str, code: &str, message: String, sender_fault: bool) -> B
         message,
         sender_fault,
     }
-}
-
-/// The batch outcome of one call per message.
-fn outcome_of(results: Vec<(&String, Result<()>)>, call: &str) -> BatchOutcome {
-    let mut outcome = BatchOutcome::default();
-    for (entry, result) in results {
-        match result {
-            Ok(()) => outcome.succeeded.push(entry.clone()),
-            Err(e) => outcome.failed.push(failure(entry, call, e.to_string(), false)),
-        }
-    }
-    outcome
 }
 
 /// The attributes a message goes back with: the dead-letter reason is history, not part of it.
@@ -171,169 +130,73 @@ pub fn event_of(message: &OutgoingMessage) -> std::result::Result<Event, String>
 }
 
 impl Target {
-    async fn send(&self, message: &OutgoingMessage) -> std::result::Result<(), BatchFailure> {
-        let id = &message.entry_id;
-        match self {
-            Self::Queue { client, ttl_seconds } => {
-                let operation = Operation::new(
-                    STORAGE_QUEUE,
-                    "SendMessage",
-                    super::work_queue::unsigned(client.url()),
-                );
-                let text = envelope::encode(&message.body, &returning(&message.attributes));
-                let content = QueueMessage {
-                    message_text: Some(text),
-                }
-                .try_into()
-                .map_err(|e| failure(id, "Encoding", from_azure(operation.clone(), e).to_string(), true))?;
-                let options = QueueClientSendMessageOptions {
-                    message_time_to_live: Some(i32::try_from(*ttl_seconds).unwrap_or(i32::MAX)),
-                    ..Default::default()
-                };
-                client
-                    .send_message(content, Some(options))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        let error = from_azure(operation, e);
-                        let permanent = error.kind() == crate::cloud::ErrorKind::Permanent;
-                        failure(id, "SendMessage", error.to_string(), permanent)
-                    })
-            }
-            Self::Hub { producer, topic } => {
-                let Event {
-                    payload,
-                    key,
-                    headers,
-                } = event_of(message).map_err(|m| failure(id, "BodyTruncated", m, true))?;
-                let mut kafka_headers = OwnedHeaders::new();
-                for (name, value) in &headers {
-                    kafka_headers = kafka_headers.insert(Header {
-                        key: name,
-                        value: Some(value.as_bytes()),
-                    });
-                }
-                let mut record = FutureRecord::<str, [u8]>::to(topic)
-                    .payload(&payload)
-                    .headers(kafka_headers);
-                if let Some(key) = key.as_deref() {
-                    record = record.key(key);
-                }
-                producer
-                    .send(record, PRODUCE_TIMEOUT)
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| failure(id, "Produce", format!("producing to {topic}: {e}"), false))
-            }
-        }
+    /// Sends the messages to this target, each on its own, concurrently.
+    async fn send(&self, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
+        let (producer, topic) = match self {
+            Self::Queue(queue) => return queue.send(messages).await,
+            Self::Hub { producer, topic } => (producer, topic),
+        };
+        let sent = futures::future::join_all(messages.iter().map(|m| produce(producer, topic, m))).await;
+        let ids = messages.iter().map(|m| m.entry_id.clone());
+        Ok(ids.zip(sent).collect())
     }
 }
 
-impl QueueMessages for StorageRedrive {
-    async fn start_message_move(&self, _: &MoveRequest) -> Result<String> {
-        Err(Error::Unsupported {
-            operation: self.operation("StartMessageMoveTask"),
-            detail: "a Storage Queue has no message-move task".to_owned(),
-        })
+/// Produces the event a device dead letter holds back to its hub.
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &OutgoingMessage,
+) -> std::result::Result<(), BatchFailure> {
+    let id = &message.entry_id;
+    let Event {
+        payload,
+        key,
+        headers,
+    } = event_of(message).map_err(|m| failure(id, "BodyTruncated", m, true))?;
+    let mut kafka_headers = OwnedHeaders::new();
+    for (name, value) in &headers {
+        kafka_headers = kafka_headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
     }
-
-    /// The envelope of a Storage Queue message and the headers of a Kafka record have no such limit.
-    fn attribute_limit(&self) -> Option<usize> {
-        None
+    let mut record = FutureRecord::<str, [u8]>::to(topic)
+        .payload(&payload)
+        .headers(kafka_headers);
+    if let Some(key) = key.as_deref() {
+        record = record.key(key);
     }
+    producer
+        .send(record, PRODUCE_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| failure(id, "Produce", format!("producing to {topic}: {e}"), false))
+}
 
-    async fn message_moves(&self, _: &str) -> Result<Vec<MoveTask>> {
-        Ok(Vec::new())
+/// Every URL is this dead letter's: a redrive of it moves from its own queue.
+impl Mover for StorageRedrive {
+    type Queue = StorageQueue;
+
+    fn dead_letter_queue(&self, _url: &str) -> StorageQueue {
+        self.dead_letter.clone()
     }
+}
 
-    async fn receive_messages(
-        &self,
-        _: &str,
-        max: i32,
-        visibility_timeout_seconds: i32,
-    ) -> Result<Vec<ReceivedMessage>> {
-        let operation = self.operation("ReceiveMessages");
-        let options = QueueClientReceiveMessagesOptions {
-            number_of_messages: Some(max.clamp(1, 32)),
-            visibility_timeout: Some(visibility_timeout_seconds),
-            ..Default::default()
-        };
-        let received = self
-            .dead_letter
-            .receive_messages(Some(options))
-            .await
-            .map_err(|e| from_azure(operation.clone(), e))?
-            .into_model()
-            .map_err(|e| from_azure(operation, e))?;
-        Ok(received
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|message| {
-                let (id, pop_receipt) = (message.message_id?, message.pop_receipt?);
-                let (body, attributes) =
-                    envelope::decode(message.message_text.as_deref().unwrap_or_default());
-                Some(ReceivedMessage {
-                    receipt_handle: receipt_of(&id, &pop_receipt),
-                    message_id: id,
-                    body,
-                    attributes,
-                    system_attributes: BTreeMap::new(),
-                })
-            })
-            .collect())
-    }
-
-    async fn send_messages(&self, url: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
+impl Destinations for StorageRedrive {
+    async fn send_to(&self, url: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
         let Some(target) = self.targets.get(url) else {
             return Err(Error::Invalid {
                 operation: Operation::new(STORAGE_QUEUE, "SendMessage", url),
                 detail: "not a destination of this dead letter".to_owned(),
             });
         };
-        let sent = futures::future::join_all(messages.iter().map(|m| target.send(m))).await;
-        let mut outcome = BatchOutcome::default();
-        for (message, result) in messages.iter().zip(sent) {
-            match result {
-                Ok(()) => outcome.succeeded.push(message.entry_id.clone()),
-                Err(failure) => outcome.failed.push(failure),
-            }
-        }
-        Ok(outcome)
+        target.send(messages).await
     }
 
-    async fn release_messages(&self, _: &str, receipts: &[(String, String)]) -> Result<BatchOutcome> {
-        let updates = receipts.iter().map(|(entry, receipt)| async move {
-            let (id, pop_receipt) = receipt.split_once('\n').unwrap_or((receipt, ""));
-            let result = self.dead_letter.update_message(id, pop_receipt, 0, None).await;
-            (
-                entry,
-                result
-                    .map(|_| ())
-                    .map_err(|e| from_azure(self.operation("UpdateMessage"), e)),
-            )
-        });
-        Ok(outcome_of(
-            futures::future::join_all(updates).await,
-            "UpdateMessage",
-        ))
-    }
-
-    async fn delete_messages(&self, _: &str, receipts: &[(String, String)]) -> Result<BatchOutcome> {
-        let deletes = receipts.iter().map(|(entry, receipt)| async move {
-            let (id, pop_receipt) = receipt.split_once('\n').unwrap_or((receipt, ""));
-            let result = self.dead_letter.delete_message(id, pop_receipt, None).await;
-            (
-                entry,
-                result
-                    .map(|_| ())
-                    .map_err(|e| from_azure(self.operation("DeleteMessage"), e)),
-            )
-        });
-        Ok(outcome_of(
-            futures::future::join_all(deletes).await,
-            "DeleteMessage",
-        ))
+    /// The envelope of a Storage Queue message and the headers of a Kafka record have no such limit.
+    fn attribute_limit(&self, _url: &str) -> Option<usize> {
+        None
     }
 }
 
@@ -343,7 +206,7 @@ mod tests {
     use super::*;
 
     fn string(value: &str) -> MessageAttribute {
-        crate::cloud::work_queue::reason_attribute(value)
+        crate::cloud::queue::reason_attribute(value)
     }
 
     fn outgoing(body: &str, attributes: &[(&str, &str)]) -> OutgoingMessage {

@@ -15,39 +15,13 @@ use azure_storage_queue::{
     },
 };
 
-use super::{error::from_azure, storage_sas::AccountSas, work_queue::STORAGE_QUEUE};
+// Where they were first defined: kept here so their paths stay.
+pub use super::account::{Account, signed_client};
+use super::{account::STORAGE_QUEUE, error::from_azure};
 use crate::cloud::{Error, ErrorKind, Operation, Result, traits::QueueStats};
 
 /// How long the signature of one call stays valid.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(600);
-
-/// A storage account and its key.
-#[derive(Clone)]
-pub struct Account {
-    /// The account name.
-    pub name: String,
-    /// The account key (base64), from the Secret the object references.
-    pub key: String,
-}
-
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A client of the queue at `url` (unsigned), signed with the account key for `lifetime`.
-pub fn signed_client(url: &Url, account: &Account, lifetime: Duration) -> Result<QueueClient> {
-    let operation = || Operation::new(STORAGE_QUEUE, "Sign", url.to_string());
-    let sas = AccountSas::queues_full_access(&account.name, time::OffsetDateTime::now_utc() + lifetime);
-    let signed = sas.sign_url(url, &account.key).map_err(|e| Error::Invalid {
-        operation: operation(),
-        detail: e.to_string(),
-    })?;
-    QueueClient::new(signed, None, None).map_err(|e| from_azure(operation(), e))
-}
 
 /// What is observed of an existing queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use crate::{
     cloud::{
         ErrorKind,
         aws::is_message_move_unsupported,
-        redrive::{Destination, move_messages},
-        traits::{MoveRequest, MoveTaskStatus, QueueMessages},
+        redrive::{Destination, Mover, move_messages},
+        traits::{MoveRequest, MoveTaskStatus},
     },
     controller::{
         Cloud, Context,
@@ -245,7 +245,7 @@ pub(crate) fn pending(dead_letter: &DeadLetter) -> Result<(&Redrive, Option<Redr
 /// One bounded stretch of receive/send/delete rounds (a few seconds at the requested rate) from the
 /// dead-letter queue `url` through `messages`, then the redrive's state: still running, or finished
 /// with what could not be moved and why.
-pub(crate) async fn fallback<C, M: QueueMessages>(
+pub(crate) async fn fallback<C, M: Mover>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,

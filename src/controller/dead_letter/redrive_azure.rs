@@ -25,7 +25,10 @@ use crate::{
         common::{Provider, StorageQueueLocation},
     },
     cloud::{
-        azure::redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
+        azure::{
+            queue::StorageQueue,
+            redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
+        },
         redrive::Destination,
     },
 };
@@ -178,10 +181,7 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
         .storage
         .client(&account, &name)
         .map_err(|source| Error::cloud(&object, source))?;
-    let target = Target::Queue {
-        client,
-        ttl_seconds: azure.message_ttl_seconds,
-    };
+    let target = Target::Queue(StorageQueue::new(client).with_message_ttl(azure.message_ttl_seconds));
     Ok((url, target))
 }
 

@@ -6,7 +6,7 @@
 //! `tributary_cluster`, `tributary_kind`, `tributary_namespace`, `tributary_name`). A queue marked before
 //! cluster identities (no `tributary_cluster`) is ours when the other three match, and gets the mark. It has no queue-wide visibility timeout or
 //! time to live (both are set per message, by the workers), and no dead-lettering or redrive of its own:
-//! the workers dead-letter (`cloud::azure::work_queue`).
+//! the workers dead-letter (`cloud::azure::queue`).
 
 use std::collections::HashMap;
 

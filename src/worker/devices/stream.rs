@@ -26,15 +26,15 @@ use crate::{
         azure::{
             cosmos::CosmosContainer,
             kafka::{KafkaEndpoint, dead_letter as dead_letter_attributes},
-            work_queue::StorageWorkQueue,
+            queue::StorageQueue,
         },
-        traits::MessageAttribute,
-        work_queue::{Delivery, WorkQueue as _},
+        queue::MessageAttribute,
     },
     worker::{
         config::{KafkaSource, Retry},
         message::Message,
         metrics::{DeadLetterReason, WorkerMetrics},
+        queue::{Delivery, send_dead_letter},
         runtime::reason_json,
     },
 };
@@ -57,7 +57,7 @@ pub struct DeviceProcessor {
     /// The container's partition key path.
     pub partition_key_path: String,
     /// The dead-letter Storage Queue, if the Consumer has one.
-    pub dead_letter: Option<StorageWorkQueue>,
+    pub dead_letter: Option<StorageQueue>,
     /// Attempts of a failing write.
     pub retry: Retry,
     /// Counters.
@@ -251,7 +251,7 @@ impl DeviceProcessor {
         let delivery = delivery(record, at.clone());
         let attached = reason_json(&self.consumer, origin, reason, attempts);
         let mut attempt = 1;
-        while let Err(e) = queue.dead_letter(&delivery, &attached).await {
+        while let Err(e) = send_dead_letter(queue, &delivery, &attached).await {
             tracing::warn!(error = %e, position = %at, "the dead letter could not be sent; trying again");
             tokio::time::sleep(self.pause(attempt)).await;
             attempt += 1;

@@ -1,5 +1,5 @@
 //! What the order processors need of the Order table, as one narrow trait: the DynamoDB implementation
-//! is `cloud::aws::order_table`. Every write is conditional, so a redelivered message finds its effect
+//! is the `table` module beside it. Every write is conditional, so a redelivered message finds its effect
 //! already there and makes no second one.
 
 use std::future::Future;

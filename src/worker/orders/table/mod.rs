@@ -1,4 +1,5 @@
-//! The Order table on DynamoDB: one table, partition key `pk` and sort key `sk` (both strings), holding
+//! The order processors' data layout in the Order table on DynamoDB (the table itself, its keys and the
+//! outbox index, is the cloud capability `cloud::aws::tables`): one table, partition key `pk` and sort key `sk` (both strings), holding
 //! per order `ORDER#<id>` the items `ORDER` (the order, its state and history, and the `principal` that placed it), `RESERVATION`,
 //! `SHIPMENT`, `NOTIFICATION#<event>` and, while `OrderPlaced` is unpublished, `OUTBOX`; and per product
 //! `STOCK#<sku>`/`STOCK`. A sparse global index `outbox` on the `outbox` attribute (only outbox entries
@@ -16,25 +17,20 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::{
     error::SdkError,
     operation::transact_write_items::TransactWriteItemsError,
-    types::{
-        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
-    },
+    types::{AttributeValue, Put, TransactWriteItem, Update},
 };
 
 mod store;
 
-use super::error::from_sdk;
-use crate::{
-    cloud::{Error, Operation, Result},
-    worker::orders::{
-        model::{OrderEvent, states},
-        store::Reservation,
+use super::model::{OrderEvent, states};
+use super::store::Reservation;
+use crate::cloud::{
+    Error, Operation, Result,
+    aws::{
+        error::from_sdk,
+        tables::{self, DYNAMODB, OUTBOX_INDEX},
     },
 };
-
-const DYNAMODB: &str = "dynamodb";
-const OUTBOX_INDEX: &str = "outbox";
 const PENDING: &str = "pending";
 /// Attribute of the `ORDER` item naming the principal that placed it (absent on orders recorded before
 /// the endpoint authenticated: those are readable by no principal).
@@ -132,69 +128,9 @@ impl OrderTable {
     }
 
     /// Creates the table (on-demand capacity, with the outbox index) if it does not exist, and waits
-    /// until it is active.
+    /// until it is active: the cloud capability [`tables::ensure_order_table`].
     pub async fn ensure(&self) -> Result<()> {
-        let operation = Operation::new(DYNAMODB, "CreateTable", &self.table);
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        let build = |e: aws_sdk_dynamodb::error::BuildError| invalid(&operation, e.to_string());
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(OUTBOX_INDEX)
-            .key_schema(key("outbox", KeyType::Hash).map_err(build)?)
-            .key_schema(key("pk", KeyType::Range).map_err(build)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .map_err(build)?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash).map_err(build)?)
-            .key_schema(key("sk", KeyType::Range).map_err(build)?)
-            .attribute_definitions(attribute("pk").map_err(build)?)
-            .attribute_definitions(attribute("sk").map_err(build)?)
-            .attribute_definitions(attribute("outbox").map_err(build)?)
-            .global_secondary_indexes(index)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(error)
-                if error.as_service_error().is_some_and(
-                    aws_sdk_dynamodb::operation::create_table::CreateTableError::is_resource_in_use_exception,
-                ) => {}
-            Err(error) => return Err(from_sdk(operation, error)),
-        }
-        let describe = Operation::new(DYNAMODB, "DescribeTable", &self.table);
-        for _ in 0..100 {
-            let table = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|e| from_sdk(describe.clone(), e))?;
-            let status = table
-                .table()
-                .and_then(|t| t.table_status())
-                .map(|s| s.as_str().to_owned());
-            if status.as_deref() == Some("ACTIVE") {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        Err(invalid(&describe, "the table did not become ACTIVE in 20 s"))
+        tables::ensure_order_table(&self.client, &self.table).await
     }
 
     fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem> {

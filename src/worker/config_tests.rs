@@ -1,0 +1,94 @@
+//! Tests of the worker configuration: defaults, refusals by name, retry delays.
+
+use super::*;
+
+fn sqs_config(processor: &str) -> String {
+    format!(
+        "consumer: {{namespace: shop, name: inventory}}\nprocessor: {processor}\nsource:\n  sqs: {{queueUrl: 'http://q'}}\nsink: {{table: orders}}\n"
+    )
+}
+
+#[test]
+fn a_minimal_file_gets_the_defaults() {
+    let config: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("inventory")).unwrap();
+    config.validate().unwrap();
+    let sqs = config.source.sqs.unwrap();
+    assert_eq!(
+        (
+            sqs.visibility_timeout_seconds,
+            sqs.receivers,
+            sqs.wait_time_seconds
+        ),
+        (30, 4, 20)
+    );
+    assert_eq!(config.retry, Retry::default());
+    assert_eq!(config.metrics_listen.port(), 9090);
+    assert_eq!(config.consumer.to_string(), "shop/inventory");
+}
+
+#[test]
+fn unknown_fields_and_bad_combinations_are_refused_by_name() {
+    let typo = format!("{}recievers: 3\n", sqs_config("inventory"));
+    let error = serde_yaml_ng::from_str::<WorkerConfig>(&typo)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("recievers"), "{error}");
+
+    let order_ack: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("order-ack")).unwrap();
+    let error = order_ack.validate().unwrap_err().to_string();
+    assert!(error.contains("source.http"), "{error}");
+
+    let storage = "consumer: {namespace: d, name: n}\nprocessor: noop\nsource:\n  storageQueue: {queueUrl: 'http://127.0.0.1:1/acct/q', account: acct}\n";
+    let config: WorkerConfig = serde_yaml_ng::from_str(storage).unwrap();
+    config.validate().unwrap();
+    assert_eq!(
+        config
+            .source
+            .storage_queue
+            .as_ref()
+            .unwrap()
+            .visibility_timeout_seconds,
+        30
+    );
+    let mut both = config.clone();
+    both.source.sqs = order_ack.source.sqs.clone();
+    let error = both.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("exactly one of sqs, storageQueue, kafka and http"),
+        "{error}"
+    );
+    let mut slow = config;
+    if let Some(s) = slow.source.storage_queue.as_mut() {
+        s.wait_time_seconds = 30;
+    }
+    let error = slow.validate().unwrap_err().to_string();
+    assert!(error.contains("source.storageQueue.waitTimeSeconds"), "{error}");
+
+    let mut no_table: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("shipment")).unwrap();
+    no_table.sink.table = None;
+    assert!(
+        no_table
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sink.table")
+    );
+}
+
+#[test]
+fn retry_delays_double_up_to_the_cap() {
+    let retry = Retry {
+        max_attempts: 5,
+        initial_backoff_seconds: 2,
+        max_backoff_seconds: 20,
+    };
+    let delays: Vec<_> = (1..=6).map(|a| retry.delay_seconds(a)).collect();
+    assert_eq!(delays, [2, 4, 8, 16, 20, 20]);
+    assert_eq!(retry.delay_seconds(200), 20, "no overflow");
+    assert!(!retry.exhausted(4) && retry.exhausted(5));
+    let long = Retry {
+        max_backoff_seconds: u32::MAX,
+        ..retry
+    };
+    assert_eq!(long.delay_seconds(40), Retry::MAX_DELAY_SECONDS);
+}
