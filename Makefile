@@ -27,7 +27,7 @@ testbed-clean: ## Remove the namespaces tests left in the running test bed
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	@bash scripts/cargo-lock.sh restore
-	cargo fmt --all --check
+	cargo fmt --check
 	source scripts/cargo-env.sh && cargo clippy --workspace --all-targets --locked -- -D warnings
 
 unit: ## Fast unit tests, no network

@@ -12,7 +12,7 @@ bash scripts/cargo-lock.sh restore
 # shellcheck source=scripts/cargo-env.sh
 source scripts/cargo-env.sh
 echo "== format and lints"
-cargo fmt --all --check
+cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== unit tests (no network)"
