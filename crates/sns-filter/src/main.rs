@@ -8,7 +8,7 @@ use sns_filter::command::FilterCommand;
 
 /// Work with SNS filter policies offline: validate a policy, or test a message against it.
 #[derive(Debug, Parser)]
-#[command(name = "sns-filter", version, about)]
+#[command(name = "sns-filter", version)]
 struct Cli {
     #[command(subcommand)]
     command: FilterCommand,
