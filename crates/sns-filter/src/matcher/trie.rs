@@ -204,8 +204,8 @@ impl Trie {
                     out.push(policy as usize);
                 }
             }
-            verify |= self.follow_indexes(node, fields, scratch, stamp);
-            verify |= self.follow_tested(node, fields, scratch, stamp);
+            self.follow_indexes(node, fields, scratch, stamp, &mut verify);
+            self.follow_tested(node, fields, scratch, stamp, &mut verify);
         }
         out.sort_unstable();
         verify
@@ -227,7 +227,7 @@ impl Trie {
         scratch.stamp
     }
 
-    /// Queue the children the node's indexes find for the message's values. Returns whether the matches
+    /// Queue the children the node's indexes find for the message's values. Sets `verify` when the matches
     /// must be verified (an ambiguous value, for which every child is queued).
     #[inline]
     fn follow_indexes(
@@ -236,8 +236,8 @@ impl Trie {
         fields: &[FieldValue<'_>],
         scratch: &mut TrieScratch,
         stamp: u32,
-    ) -> bool {
-        let mut verify = false;
+        verify: &mut bool,
+    ) {
         for index in &self.indexes[node.indexed.0 as usize..node.indexed.1 as usize] {
             match &fields[index.field] {
                 FieldValue::Values(values) => {
@@ -246,7 +246,7 @@ impl Trie {
                     }
                 }
                 FieldValue::Ambiguous => {
-                    verify = true;
+                    *verify = true;
                     for &child in &index.all {
                         scratch.visit(child, stamp);
                     }
@@ -255,11 +255,10 @@ impl Trie {
                 FieldValue::Absent | FieldValue::Blocked | FieldValue::Objects => {}
             }
         }
-        verify
     }
 
     /// Queue the children of the node's tested edges whose predicates all hold, each predicate evaluated
-    /// once per message. Returns whether the matches must be verified (a predicate that cannot say).
+    /// once per message. Sets `verify` when the matches must be verified (a predicate that cannot say).
     #[inline]
     fn follow_tested(
         &self,
@@ -267,8 +266,8 @@ impl Trie {
         fields: &[FieldValue<'_>],
         scratch: &mut TrieScratch,
         stamp: u32,
-    ) -> bool {
-        let mut verify = false;
+        verify: &mut bool,
+    ) {
         for edge in &self.tested[node.tested.0 as usize..node.tested.1 as usize] {
             let child = edge.child as usize;
             if scratch.node_seen[child] == stamp {
@@ -283,7 +282,7 @@ impl Trie {
                 }
                 let predicate = &self.predicates[p];
                 let holds = predicate.holds(&fields[predicate.field]).unwrap_or_else(|| {
-                    verify = true;
+                    *verify = true;
                     true
                 });
                 scratch.memo[p] = (stamp << 1) | u32::from(holds);
@@ -293,7 +292,6 @@ impl Trie {
                 scratch.visit(child, stamp);
             }
         }
-        verify
     }
 }
 
