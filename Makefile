@@ -28,11 +28,11 @@ testbed-clean: ## Remove the namespaces tests left in the running test bed
 lint: ## cargo fmt --check and clippy with warnings as errors
 	@bash scripts/cargo-lock.sh restore
 	cargo fmt --check
-	source scripts/cargo-env.sh && cargo clippy --all-targets --locked -- -D warnings
+	source scripts/cargo-env.sh && cargo clippy --workspace --all-targets --locked -- -D warnings
 
 unit: ## Fast unit tests, no network
 	@bash scripts/cargo-lock.sh restore
-	source scripts/cargo-env.sh && cargo test --locked --lib --bins
+	source scripts/cargo-env.sh && cargo test --locked --workspace --lib --bins
 
 crds: ## Regenerate crds/tributary.yaml (and the chart's copy) from the Rust types
 	@bash scripts/cargo-lock.sh restore

@@ -13,10 +13,10 @@ bash scripts/cargo-lock.sh restore
 source scripts/cargo-env.sh
 echo "== format and lints"
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== unit tests (no network)"
-cargo test --locked --lib --bins
+cargo test --locked --workspace --lib --bins
 
 echo "== test bed"
 # Stop only if this run started it, so `make test` against a test bed a developer brought up leaves it up.

@@ -10,7 +10,8 @@ pub mod admission;
 pub mod api;
 pub mod cloud;
 pub mod controller;
-pub mod filter;
+/// The SNS filter-policy engine: its own crate (`crates/sns-filter`), under its old path.
+pub use sns_filter as filter;
 pub mod operate;
 pub mod tls;
 pub mod webhook;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use tributary::{
-    filter::{Scope, command},
+    filter::command::FilterCommand,
     operate::telemetry::{LogFormat, Telemetry},
 };
 
@@ -130,31 +130,6 @@ struct ControllerArgs {
     quiet_start_seconds: u64,
 }
 
-#[derive(Debug, Subcommand)]
-enum FilterCommand {
-    /// Does a message match a policy? Prints the explanation. Exit 0 match, 1 no match, 2 error.
-    Test {
-        /// The filter policy, as JSON.
-        #[arg(long)]
-        policy: PathBuf,
-        /// The message: attributes as SNS delivers them ({"name": {"Type": "String", "Value": "..."}}) in
-        /// MessageAttributes scope, the JSON body in MessageBody scope.
-        #[arg(long)]
-        message: PathBuf,
-        /// MessageAttributes (default) or MessageBody.
-        #[arg(long, default_value = "MessageAttributes")]
-        scope: Scope,
-    },
-    /// Is a policy valid? Prints its canonical form or the error. Exit 0 valid, 1 invalid, 2 error.
-    Validate {
-        /// The filter policy, as JSON.
-        policy: PathBuf,
-        /// MessageAttributes (default) or MessageBody.
-        #[arg(long, default_value = "MessageAttributes")]
-        scope: Scope,
-    },
-}
-
 fn main() -> anyhow::Result<ExitCode> {
     tributary::tls::install_crypto_provider();
     let cli = Cli::parse();
@@ -214,22 +189,7 @@ fn main() -> anyhow::Result<ExitCode> {
             principal,
             secret,
         }) => return apikey_new(&name, principal.as_deref(), &secret),
-        Command::Filter(filter) => {
-            let outcome = match filter {
-                FilterCommand::Test {
-                    policy,
-                    message,
-                    scope,
-                } => command::test(&policy, &message, scope),
-                FilterCommand::Validate { policy, scope } => command::validate(&policy, scope),
-            };
-            if outcome.code == 2 {
-                eprintln!("{}", outcome.text.trim_end());
-            } else {
-                print!("{}", outcome.text);
-            }
-            return Ok(ExitCode::from(outcome.code));
-        }
+        Command::Filter(filter) => return Ok(filter.run()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
-// Matches the benchmark workload (target/bench/filter-workload.json, written by `cargo bench --bench
-// filter`) with AWS event-ruler: the same patterns added to one Machine, the same events (attribute messages
-// as flat JSON objects), JSON parsing included. Prints events per second on one thread (best of three
-// one-second windows per case).
+// Matches the benchmark workload (crates/sns-filter/target/bench/filter-workload.json, written by
+// `cargo bench -p sns-filter --bench filter`) with AWS event-ruler: the same patterns added to one Machine,
+// the same events (attribute messages as flat JSON objects), JSON parsing included. Prints events per second
+// on one thread (best of three one-second windows per case).
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;

@@ -10,8 +10,8 @@ bash scripts/cargo-lock.sh restore
 # shellcheck source=scripts/cargo-env.sh
 source scripts/cargo-env.sh
 
-echo "== tributary (cargo bench --bench filter)"
-cargo bench --locked --bench filter 2>/dev/null
+echo "== tributary (cargo bench -p sns-filter --bench filter)"
+cargo bench --locked -p sns-filter --bench filter 2>/dev/null
 
 echo
 echo "== event-ruler (Java $(java -version 2>&1 | head -1 | cut -d'"' -f2))"
@@ -20,4 +20,4 @@ if [[ ! -f $cache/libs/.complete ]]; then
 	touch "$cache/libs/.complete"
 fi
 javac -d "$cache/classes" -cp "$cache/libs/*" bench/filter/EventRulerBench.java
-java -Xmx1g -cp "$cache/classes:$cache/libs/*" EventRulerBench target/bench/filter-workload.json
+java -Xmx1g -cp "$cache/classes:$cache/libs/*" EventRulerBench crates/sns-filter/target/bench/filter-workload.json

@@ -4,13 +4,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The filter module has no dependency on the rest of Tributary (only serde_json and thiserror), so the fuzz
-// build compiles its source alone instead of the whole operator with sanitizers.
-#[allow(dead_code)]
-#[path = "../../src/filter/mod.rs"]
-mod filter;
-
-use filter::{Message, Policy, Scope};
+// The filter engine is its own crate (crates/sns-filter) with no dependency on the rest of Tributary, so the
+// fuzz build compiles it alone instead of the whole operator with sanitizers.
+use sns_filter::{Message, Policy, Scope};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

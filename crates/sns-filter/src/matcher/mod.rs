@@ -12,8 +12,9 @@
 //! policies mention.
 //!
 //! That is the trie (`trie.rs`, `index.rs`). From 65 to 4,096 alternatives a second engine is chosen by
-//! default: one bit per alternative and per path a few lookups that give bitsets (`bits.rs`), whose cost
-//! per message does not grow with the number of matches as the trie walk's does.
+//! default: one bit per alternative and per path a few lookups that give bitsets (`bits.rs`, built in
+//! `bits/build.rs`), whose cost per message does not grow with the number of matches as the trie walk's
+//! does.
 //!
 //! The result is exactly `Policy::matches` for each policy, with either engine (property and boundary
 //! tests hold both to that).
@@ -25,7 +26,7 @@ mod trie;
 
 use std::collections::HashMap;
 
-use super::{Branch, Condition, Message, MessageError, Node, Policy, PolicyError, Scope};
+use super::{Branch, Condition, Message, MessageError, Node, Policy, PolicyError, Scope, canonical};
 use extract::FieldValue;
 
 /// How a matcher runs its policies. Both give the same answers; they differ in cost.
@@ -173,6 +174,31 @@ impl Predicate {
             FieldValue::Ambiguous => return None,
             FieldValue::Objects => any(&|c| matches!(c, Condition::Exists(true))),
             FieldValue::Values(values) => any(&|c| super::eval::condition_matches_values(c, values)),
+        })
+    }
+}
+
+/// The predicates of a set of policies, identical ones (same path, same canonical conditions) shared under
+/// one id.
+#[derive(Debug, Default)]
+struct Predicates {
+    list: Vec<Predicate>,
+    ids: HashMap<(usize, String), usize>,
+}
+
+impl Predicates {
+    /// The id of `conditions` at path `field`, added if new; `indexed` says whether the engine finds such
+    /// conditions by value (each engine has its own rule).
+    fn intern(&mut self, field: usize, conditions: &[Condition], indexed: fn(&[Condition]) -> bool) -> usize {
+        let key = (field, canonical::conditions(conditions).to_string());
+        let list = &mut self.list;
+        *self.ids.entry(key).or_insert_with(|| {
+            list.push(Predicate {
+                field,
+                conditions: conditions.to_vec(),
+                indexed: indexed(conditions),
+            });
+            list.len() - 1
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Filter engine throughput: ~1 KB JSON events (body scope) and attribute messages matched against 10, 100
 //! and 1,000 subscription policies with a mix of operators, parsing included. Prints events per second on
-//! one core. Run with `cargo bench --bench filter`.
+//! one core. Run with `cargo bench -p sns-filter --bench filter` (or `make bench`, next to event-ruler).
 //!
 //! Two shapes of policy set. `partitioned` is what a topic with many subscriptions looks like: each
 //! subscription serves one slice of the stream (here a store, 1-3 of 50 per policy, next to the operator
@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tributary::filter::{Engine, Matcher, Message, Policy, Scope};
+use sns_filter::{Engine, Matcher, Message, Policy, Scope};
 
 /// A small deterministic generator, so every run measures the same workload.
 struct Lcg(u64);
@@ -318,7 +318,8 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() {
-    // `cargo bench --bench filter -- MessageBody/broad` runs only the cases whose name contains the text.
+    // `cargo bench -p sns-filter --bench filter -- MessageBody/broad` runs only the cases whose name
+    // contains the text.
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -8,9 +8,9 @@ use super::super::super::eval::attribute_values;
 use super::super::PathTree;
 use super::FieldValue;
 
-/// Why an attribute message cannot be read; the same cases as [`crate::filter::Message::from_attributes_json`].
+/// Why an attribute message cannot be read; the same cases as [`crate::Message::from_attributes_json`].
 #[derive(Debug)]
-pub(in crate::filter::matcher) enum AttributeError {
+pub(in crate::matcher) enum AttributeError {
     Json(serde_json::Error),
     /// The attribute of this name is not `{"Type": ..., "Value": ...}`.
     Shape(String),
@@ -19,7 +19,7 @@ pub(in crate::filter::matcher) enum AttributeError {
 /// Read message attributes in the form SNS delivers them (or SQS's `DataType`/`StringValue`): every
 /// attribute must be well formed, and those the tree knows are recorded.
 /// Returns how many attributes the message has (of any type).
-pub(in crate::filter::matcher) fn attributes<'a>(
+pub(in crate::matcher) fn attributes<'a>(
     text: &'a str,
     tree: &PathTree,
     out: &mut Vec<FieldValue<'a>>,

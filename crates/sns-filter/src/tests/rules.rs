@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{attrs, invalid};
-use crate::filter::{Message, Policy, Scope};
+use crate::{Message, Policy, Scope};
 
 // --- subscription-filter-policy-constraints.html -----------------------------------------------------------
 

@@ -1,9 +1,63 @@
-//! `tributary filter test` and `tributary filter validate`: the engine on the command line. Exit codes
-//! follow grep: 0 match (or valid), 1 no match (or invalid), 2 error (unreadable file, bad message).
+//! `sns-filter test` and `sns-filter validate` (also `tributary filter test` and `tributary filter
+//! validate`): the engine on the command line. Exit codes follow grep: 0 match (or valid), 1 no match (or
+//! invalid), 2 error (unreadable file, bad message).
 
 use std::path::Path;
 
 use super::{Message, Policy, Scope};
+
+/// The subcommands, as both binaries declare them (feature `cli`).
+#[cfg(feature = "cli")]
+#[derive(Debug, clap::Subcommand)]
+pub enum FilterCommand {
+    /// Does a message match a policy? Prints the explanation. Exit 0 match, 1 no match, 2 error.
+    Test {
+        /// The filter policy, as JSON.
+        #[arg(long)]
+        policy: std::path::PathBuf,
+        /// The message: attributes as SNS delivers them ({"name": {"Type": "String", "Value": "..."}}) in
+        /// MessageAttributes scope, the JSON body in MessageBody scope.
+        #[arg(long)]
+        message: std::path::PathBuf,
+        /// MessageAttributes (default) or MessageBody.
+        #[arg(long, default_value = "MessageAttributes")]
+        scope: Scope,
+    },
+    /// Is a policy valid? Prints its canonical form or the error. Exit 0 valid, 1 invalid, 2 error.
+    Validate {
+        /// The filter policy, as JSON.
+        policy: std::path::PathBuf,
+        /// MessageAttributes (default) or MessageBody.
+        #[arg(long, default_value = "MessageAttributes")]
+        scope: Scope,
+    },
+}
+
+#[cfg(feature = "cli")]
+impl FilterCommand {
+    /// Run the command: what it prints and its exit code.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Test {
+                policy,
+                message,
+                scope,
+            } => test(policy, message, *scope),
+            Self::Validate { policy, scope } => validate(policy, *scope),
+        }
+    }
+
+    /// Run the command and print its outcome (errors to standard error); returns the exit code.
+    pub fn run(&self) -> std::process::ExitCode {
+        let outcome = self.outcome();
+        if outcome.code == 2 {
+            eprintln!("{}", outcome.text.trim_end());
+        } else {
+            print!("{}", outcome.text);
+        }
+        std::process::ExitCode::from(outcome.code)
+    }
+}
 
 /// What a command prints and how it exits.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,17 +1,21 @@
 //! The SNS filter-policy language: parse and validate a policy, put it in canonical form, evaluate it
-//! against a message, and explain the outcome key by key.
+//! against a message, and explain the outcome key by key; and [`Matcher`], many policies of one scope
+//! compiled into one matcher.
 //!
-//! One engine serves every place a policy matters: validating a Subscription before anything reaches AWS,
-//! comparing the applied and desired policies canonically so reconciles never loop, the
-//! `tributary filter` command, and delivery paths where Tributary filters by itself (Azure queues have no
-//! broker-side filtering). It has no cloud dependency.
+//! One engine serves every place a policy matters in Tributary (which re-exports this crate as
+//! `tributary::filter`): validating a Subscription before anything reaches AWS, comparing the applied and
+//! desired policies canonically so reconciles never loop, the `tributary filter` command (also this
+//! crate's own `sns-filter` binary, see [`command`]), and delivery paths where Tributary filters by itself
+//! (Azure queues have no broker-side filtering). It depends on nothing of Tributary's and on no cloud SDK.
 //!
 //! Semantics follow the SNS developer guide: "Amazon SNS subscription filter policies",
 //! "Filter policy constraints", "String value matching", "Numeric value matching", "Key matching" and
 //! "AND/OR logic" (docs.aws.amazon.com/sns/latest/dg/). Where the guide is silent or wrong, they follow
 //! what AWS itself answered in the AWS-validated snapshots LocalStack records
 //! (`tests/aws/services/sns/test_sns_filter_policy.snapshot.json` in localstack/localstack); the cases
-//! and their sources are in `tests/aws_recorded.rs` (under this module) and `docs/filter-semantics.md`.
+//! and their sources are in `src/tests/aws_recorded.rs` (of this crate) and Tributary's
+//! `docs/filter-semantics.md`.
+#![forbid(unsafe_code)]
 
 mod canonical;
 pub mod command;

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::attrs;
-use crate::filter::{Engine, Matcher, Message, Policy, Scope};
+use crate::{Engine, Matcher, Message, Policy, Scope};
 
 struct Case {
     source: &'static str,
