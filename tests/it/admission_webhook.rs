@@ -6,7 +6,7 @@
 //! relabelled, deleted and have its finalizer removed.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -182,6 +182,7 @@ fn refusal(result: Result<kube::api::DynamicObject, kube::Error>) -> Option<Stri
 
 #[tokio::test]
 async fn the_webhook_refuses_cross_object_and_filter_violations_naming_the_field() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "admission").await;
@@ -259,6 +260,7 @@ async fn the_webhook_refuses_cross_object_and_filter_violations_naming_the_field
 
 #[tokio::test]
 async fn metadata_updates_and_deletion_pass_even_when_the_references_no_longer_fit() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "admission-delete").await;

@@ -3,9 +3,9 @@
 //! a message saying so.
 #![allow(clippy::unwrap_used)]
 
-#[path = "api_rejections/cloud_rules.rs"]
 mod cloud_rules;
-mod common;
+
+use crate::support as common;
 
 use kube::api::{DynamicObject, PostParams};
 
@@ -330,6 +330,7 @@ fn message(err: kube::Error) -> String {
 
 #[tokio::test]
 async fn invalid_objects_are_rejected_naming_the_field() {
+    let _bed = common::shared().await;
     let mut cases: Vec<cloud_rules::Case> = INVALID
         .iter()
         .map(|(what, kind, spec, expected)| (*what, *kind, (*spec).to_owned(), *expected))
@@ -374,6 +375,7 @@ async fn invalid_objects_are_rejected_naming_the_field() {
 /// Objects right at the clouds' limits are accepted: the rules are not stricter than the clouds.
 #[tokio::test]
 async fn objects_at_the_limits_are_accepted() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "boundaries").await;
@@ -451,6 +453,7 @@ const IMMUTABLE: &[(&str, &str, &str, &str, &str)] = &[
 
 #[tokio::test]
 async fn immutable_fields_cannot_change() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "immutable").await;
@@ -480,6 +483,7 @@ async fn immutable_fields_cannot_change() {
 /// A mutable field can still change: the immutability rules do not freeze the whole object.
 #[tokio::test]
 async fn mutable_fields_can_change() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "mutable").await;

@@ -4,7 +4,7 @@
 //! Rejections of invalid objects are in `api_rejections.rs`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::process::Command;
 
@@ -74,16 +74,19 @@ async fn examples_are_accepted(dir: &str) {
 
 #[tokio::test]
 async fn order_pipeline_examples_are_accepted() {
+    let _bed = common::shared().await;
     examples_are_accepted("orders").await;
 }
 
 #[tokio::test]
 async fn device_pipeline_examples_are_accepted() {
+    let _bed = common::shared().await;
     examples_are_accepted("devices").await;
 }
 
 #[tokio::test]
 async fn defaults_are_applied_by_the_api_server() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "defaults").await;
@@ -107,6 +110,7 @@ async fn defaults_are_applied_by_the_api_server() {
 /// explain` reads), has a description; and `kubectl explain` prints it.
 #[tokio::test]
 async fn every_field_is_documented_for_kubectl_explain() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let doc: serde_json::Value = serde_json::from_str(

@@ -1,10 +1,10 @@
 //! Argo CD health of the six kinds: examples/argocd/health.lua, run by gopher-lua (the interpreter Argo CD
 //! embeds, built into the test bed as `argocd-lua`), gives every sample object of
 //! examples/argocd/health_test.yaml its expected status and message; and the argocd-cm entries users merge
-//! are exactly that script, once per kind. tests/chart/rbac.rs checks real objects the controller made.
+//! are exactly that script, once per kind. tests/it/chart/rbac.rs checks real objects the controller made.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::path::Path;
 

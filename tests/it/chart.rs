@@ -4,10 +4,9 @@
 //! `rbac.rs` runs the controller binary itself with the chart's ServiceAccount.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-#[path = "chart/rbac.rs"]
 mod rbac;
+
+use crate::support as common;
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -244,6 +243,7 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
 
 #[tokio::test]
 async fn the_rendered_chart_is_accepted_by_the_api_server() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     let ns = common::namespace(&client, "chart-dry").await;
     let rendered = helm(&[
@@ -329,6 +329,7 @@ fn secret_data(ns: &str, name: &str, key: &str) -> String {
 
 #[tokio::test]
 async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = restricted_namespace(&client, "chart").await;

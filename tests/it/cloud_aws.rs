@@ -4,9 +4,9 @@
 //! `maxReceiveCount` receives and is redriven both ways; errors are classified.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "cloud_aws/redrive.rs"]
 mod redrive;
+
+use crate::support as common;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -84,6 +84,7 @@ async fn drain(cloud: &AwsCloud, url: &str) -> Vec<ReceivedMessage> {
 
 #[tokio::test]
 async fn topic_is_created_adopted_updated_tagged_and_deleted_twice() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let name = common::unique("topic");
     assert_eq!(cloud.find_topic(&name).await.unwrap(), None);
@@ -143,6 +144,7 @@ async fn topic_is_created_adopted_updated_tagged_and_deleted_twice() {
 
 #[tokio::test]
 async fn a_fifo_topic_reports_its_type_as_an_immutable_difference() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let name = format!("{}.fifo", common::unique("topic"));
     let fifo = TopicAws {
@@ -164,6 +166,7 @@ async fn a_fifo_topic_reports_its_type_as_an_immutable_difference() {
 
 #[tokio::test]
 async fn queue_is_created_adopted_updated_tagged_counted_and_deleted_twice() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let name = common::unique("queue");
     assert_eq!(cloud.find_queue(&name).await.unwrap(), None);
@@ -220,6 +223,7 @@ async fn queue_is_created_adopted_updated_tagged_counted_and_deleted_twice() {
 
 #[tokio::test]
 async fn a_filtered_subscription_delivers_only_matching_messages_through_the_queue_policy() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let sns = aws_sdk_sns::Client::new(&common::aws_config().await);
     let topic = cloud
@@ -326,6 +330,7 @@ fn outgoing(id: &str, body: &str, group: Option<&str>) -> OutgoingMessage {
 
 #[tokio::test]
 async fn invalid_requests_are_permanent_with_the_aws_message() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let mut bad = attributes::queue_attributes(&queue_aws(false), None);
     bad.insert("MaximumMessageSize".into(), "10".into());
@@ -367,6 +372,7 @@ async fn invalid_requests_are_permanent_with_the_aws_message() {
 
 #[tokio::test]
 async fn a_server_nobody_listens_on_is_transient() {
+    let _bed = common::shared().await;
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url("http://127.0.0.1:1")
         .region(aws_config::Region::new("us-east-1"))

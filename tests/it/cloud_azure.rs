@@ -3,7 +3,7 @@
 //! as a permanent error.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashMap;
 
@@ -12,6 +12,7 @@ use tributary::cloud::ErrorKind;
 
 #[tokio::test]
 async fn a_storage_queue_is_created_observed_and_deleted() {
+    let _bed = common::shared().await;
     let (queues, account) = common::azure_storage();
     let name = common::unique("orders").to_lowercase();
     assert_eq!(
@@ -67,6 +68,7 @@ async fn a_storage_queue_is_created_observed_and_deleted() {
 
 #[tokio::test]
 async fn a_wrong_account_key_is_a_permanent_error() {
+    let _bed = common::shared().await;
     let (queues, mut account) = common::azure_storage();
     account.key = "d3Jvbmcga2V5".to_owned();
     let error = queues

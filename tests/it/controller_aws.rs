@@ -6,17 +6,13 @@
 //! DeadLetter redrive moves messages back (message-move task on ElasticMQ, the fallback on moto).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "controller_aws/lifecycle.rs"]
 mod lifecycle;
-#[path = "controller_aws/orders.rs"]
 mod orders;
-#[path = "controller_aws/readiness.rs"]
 mod readiness;
-#[path = "controller_aws/redrive.rs"]
 mod redrive;
-#[path = "controller_aws/resilience.rs"]
 mod resilience;
+
+use crate::support as common;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -26,7 +22,7 @@ use kube::api::DynamicObject;
 /// How long a test waits for the controller to converge.
 const CONVERGE: Duration = Duration::from_secs(45);
 
-/// The order example without its Consumers (tests/controller_consumer.rs runs those), as one YAML text.
+/// The order example without its Consumers (tests/it/controller_consumer.rs runs those), as one YAML text.
 fn order_example() -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/orders");
     [

@@ -4,7 +4,7 @@
 //! removes ours and `deletionPolicy: Retain` keeps it; a Queue's dead letter must be on azure too.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ async fn gone(queues: &StorageQueues, account: &Account, name: &str) {
 
 #[tokio::test]
 async fn storage_queues_are_created_refused_adopted_and_deleted() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-azure").await;

@@ -6,7 +6,7 @@
 //! stabilization window, back down; deleting a Consumer removes what it owned.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -159,6 +159,7 @@ async fn order_endpoint_is_locked_down(client: &kube::Client, ns: &str) {
 
 #[tokio::test]
 async fn the_order_example_runs_its_consumers_and_scales_with_the_backlog() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-consumer").await;
@@ -318,6 +319,7 @@ async fn the_order_example_runs_its_consumers_and_scales_with_the_backlog() {
 /// cannot create them) is not Ready, says why with the Deployment's reason, and turns Ready once they run.
 #[tokio::test]
 async fn a_consumer_without_its_minimum_of_ready_workers_is_not_ready() {
+    let _bed = common::shared().await;
     use k8s_openapi::api::core::v1::ResourceQuota;
     let client = common::kube_client().await;
     common::install_crds(&client).await;

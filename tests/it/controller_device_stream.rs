@@ -7,7 +7,7 @@
 //! follows `deletionPolicy`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ fn broker_partitions(secret: &Secret, topic: &str) -> usize {
 
 #[tokio::test]
 async fn event_hubs_are_provisioned_corrected_adopted_and_deleted() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-hubs").await;

@@ -2,7 +2,7 @@
 //! serve is one clear error naming it and saying how to install the CRDs.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -18,6 +18,7 @@ struct AbsentSpec {
 
 #[tokio::test]
 async fn installed_crds_pass_and_a_missing_one_is_named() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     ensure_crds(&client, None).await.unwrap();

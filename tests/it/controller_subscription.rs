@@ -4,7 +4,7 @@
 //! Topic does not exist), with `observedGeneration` following, and without an error storm.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ fn ready(object: &kube::api::DynamicObject) -> Option<(String, String, String, i
 
 #[tokio::test]
 async fn invalid_filter_is_reported_as_ready_false_with_the_engines_message() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-sub").await;

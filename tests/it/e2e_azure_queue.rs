@@ -10,7 +10,7 @@
 //! letter.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{
     collections::BTreeSet,
@@ -73,6 +73,7 @@ async fn send(queue: &azure_storage_queue::QueueClient, text: String) {
 
 #[tokio::test]
 async fn a_storage_queue_consumer_dead_letters_and_a_redrive_after_the_fix_processes_them() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "e2e-azq").await;

@@ -7,7 +7,7 @@
 //! and the relay queue.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
@@ -19,6 +19,7 @@ const CONVERGE: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_topic_delivers_to_a_storage_queue_through_the_relay_filtered_by_the_engine() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "e2e-relay").await;

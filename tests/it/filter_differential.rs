@@ -8,7 +8,7 @@
 //!   capitals never matches in moto (SNS ignores case on both sides); the table's value is lowercase.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeSet;
 
@@ -111,6 +111,7 @@ fn to_message(attrs: &[(&str, &str, &str)]) -> Message {
 
 #[tokio::test]
 async fn engine_agrees_with_moto_delivery() {
+    let _bed = common::shared().await;
     let conf = common::aws_config().await;
     let sns = aws_sdk_sns::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);

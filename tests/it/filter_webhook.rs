@@ -2,7 +2,7 @@
 //! a policy the filter engine rejects is refused at create time with the key and the rule.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn api_server_refuses_invalid_filters_through_the_webhook() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     // Scope the webhook to this test's namespace so other tests never depend on it; the path of earlier

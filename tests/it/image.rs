@@ -5,7 +5,7 @@
 //! found by name through the image's own /etc/hosts.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{
     collections::BTreeSet,
@@ -150,6 +150,7 @@ fn the_image_holds_the_static_binary_and_is_a_valid_reproducible_archive() {
 
 #[tokio::test]
 async fn the_image_alone_runs_the_controller_as_nonroot_against_the_api_server() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "image").await;

@@ -3,7 +3,7 @@
 //! rendered text is tested in `operate::http`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use tributary::{
     cloud::{
@@ -22,6 +22,7 @@ fn series<'a>(text: &'a str, name: &str, operation: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn aws_calls_are_counted_and_timed_by_operation_and_outcome() {
+    let _bed = common::shared().await;
     let metrics = Metrics::new();
     let cloud = AwsCloud::with_limits_and_metrics(
         &common::aws_config().await,

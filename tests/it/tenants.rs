@@ -9,9 +9,9 @@
 //! Each refusal prints one summary line (`REFUSED ...`, `KEPT ...`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "tenants/ownership.rs"]
 mod ownership;
+
+use crate::support as common;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -63,6 +63,7 @@ fn yaml(kind: &str, name: &str, spec: &str) -> String {
 
 #[tokio::test]
 async fn one_tenant_cannot_take_or_reach_anothers_resources() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let aws = common::aws_config().await;

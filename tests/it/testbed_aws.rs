@@ -3,7 +3,7 @@
 //! item.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -13,6 +13,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn filtered_subscription_delivers_only_the_matching_message() {
+    let _bed = common::shared().await;
     let conf = common::aws_config().await;
     let sns = aws_sdk_sns::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
@@ -107,6 +108,7 @@ async fn filtered_subscription_delivers_only_the_matching_message() {
 
 #[tokio::test]
 async fn dynamodb_put_then_get_returns_the_item() {
+    let _bed = common::shared().await;
     let conf = common::aws_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&conf);
     let table = common::unique("orders");

@@ -4,7 +4,7 @@
 //! - cosmium, the Cosmos DB-compatible server, with `azure_data_cosmos` and the emulator key.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tributary::cloud::azure::storage_sas::AccountSas;
 
 #[tokio::test]
 async fn azurite_queue_create_put_get_delete() {
+    let _bed = common::shared().await;
     let name = common::unique("devices-dlq").to_lowercase();
     let queue = common::azure_queue_service().queue_client(&name).unwrap();
     queue.create(None).await.unwrap();
@@ -70,6 +71,7 @@ async fn azurite_queue_create_put_get_delete() {
 
 #[tokio::test]
 async fn a_bad_sas_is_refused() {
+    let _bed = common::shared().await;
     let endpoint = Url::parse(&common::var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap();
     let sas = AccountSas::queues_full_access(
         "devstoreaccount1",
@@ -100,6 +102,7 @@ struct Telemetry {
 
 #[tokio::test]
 async fn cosmos_database_container_document_round_trip() {
+    let _bed = common::shared().await;
     let endpoint: AccountEndpoint = common::var("COSMOS_ENDPOINT").parse().unwrap();
     let account = AccountReference::with_authentication_key(endpoint, common::var("COSMOS_KEY"));
     // The emulator's certificate is the test bed's own; the SDK skips verification for emulator hosts only

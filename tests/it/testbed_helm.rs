@@ -3,7 +3,7 @@
 //! The Tributary chart's own tests build on this.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use common::tools::helm;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -11,6 +11,7 @@ use kube::{Api, api::ListParams};
 
 #[tokio::test]
 async fn helm_installs_waits_for_and_uninstalls_a_chart() {
+    let _bed = common::shared().await;
     let dir = std::env::temp_dir().join(common::unique("helm-smoke"));
     std::fs::create_dir_all(&dir).unwrap();
     let chart = dir.join("smoke");

@@ -4,7 +4,7 @@
 //! offsets, then checks the group's committed offsets.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -33,6 +33,7 @@ fn event_hubs_like_config() -> ClientConfig {
 
 #[tokio::test]
 async fn partitioned_topic_produce_consume_in_group_and_commit() {
+    let _bed = common::shared().await;
     let topic = common::unique("telemetry");
     let group = common::unique("device-processor");
 
@@ -111,6 +112,7 @@ async fn partitioned_topic_produce_consume_in_group_and_commit() {
 
 #[tokio::test]
 async fn a_wrong_password_is_refused() {
+    let _bed = common::shared().await;
     let admin: AdminClient<DefaultClientContext> = event_hubs_like_config()
         .set(
             "sasl.password",

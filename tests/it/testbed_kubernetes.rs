@@ -3,7 +3,7 @@
 //! deleting the Deployment garbage-collects its ReplicaSet and Pods.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn api_server_is_ready_and_reports_the_pinned_version() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     let readyz = client
         .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
@@ -34,6 +35,7 @@ async fn api_server_is_ready_and_reports_the_pinned_version() {
 
 #[tokio::test]
 async fn deployment_pods_run_on_kwok_nodes_and_are_garbage_collected() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     let ns_name = common::unique("smoke");
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -3,7 +3,7 @@
 //! policy) against a webhook served in the test process, on the test bed's real API server.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 
@@ -77,6 +77,7 @@ spec:
 
 #[tokio::test]
 async fn deleting_a_pipeline_completes_while_the_webhook_is_down() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "webhook-down").await;
@@ -152,6 +153,7 @@ async fn deleting_a_pipeline_completes_while_the_webhook_is_down() {
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "webhook-rotate").await;

@@ -3,7 +3,7 @@
 //! processed and deleted; without the key the worker stops at once and names the variable.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{
     process::{Command, Stdio},
@@ -21,6 +21,7 @@ fn config(queue_url: &str, metrics_port: u16) -> String {
 
 #[tokio::test]
 async fn the_worker_drains_a_storage_queue_with_the_key_from_its_environment() {
+    let _bed = common::shared().await;
     let service = common::azure_queue_service();
     let name = common::unique("noop").to_lowercase();
     let queue = service.queue_client(&name).unwrap();

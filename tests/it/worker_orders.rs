@@ -7,7 +7,7 @@
 //! same order, and a publish that fails leaves the event in the outbox for the relay.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{
     collections::BTreeMap,
@@ -134,6 +134,7 @@ fn message_of(event: &OrderEvent, receive_count: u32) -> Message {
 
 #[tokio::test]
 async fn each_processor_makes_its_effect_once() {
+    let _bed = common::shared().await;
     let table = table().await;
     let (topic, sink) = topic_with_queue().await;
     let publisher = SnsPublisher::new(aws_sdk_sns::Client::new(&common::aws_config().await), topic);
@@ -290,6 +291,7 @@ impl Publisher for Flaky {
 
 #[tokio::test]
 async fn the_order_endpoint_acknowledges_only_published_orders() {
+    let _bed = common::shared().await;
     let table = table().await;
     let (topic, sink) = topic_with_queue().await;
     let failures = Arc::new(AtomicU32::new(1));

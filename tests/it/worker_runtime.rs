@@ -5,7 +5,7 @@
 //! messages to other workers.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::support as common;
 
 use std::{
     collections::BTreeMap,
@@ -281,12 +281,14 @@ async fn retries_and_dead_letters<Q: WorkQueue>(bed: Bed<Q>, bodies: &[String]) 
 
 #[tokio::test]
 async fn failures_are_retried_then_dead_lettered_with_the_reason_on_elasticmq() {
+    let _bed = common::shared().await;
     let bodies = mixed_bodies();
     retries_and_dead_letters(sqs_bed(common::elasticmq_config().await, &bodies).await, &bodies).await;
 }
 
 #[tokio::test]
 async fn failures_are_retried_then_dead_lettered_with_the_reason_on_moto() {
+    let _bed = common::shared().await;
     let bodies = mixed_bodies();
     retries_and_dead_letters(sqs_bed(common::aws_config().await, &bodies).await, &bodies).await;
 }
@@ -295,6 +297,7 @@ async fn failures_are_retried_then_dead_lettered_with_the_reason_on_moto() {
 /// envelope) and the reason to the dead-letter queue itself.
 #[tokio::test]
 async fn failures_are_retried_then_dead_lettered_with_the_reason_on_azurite() {
+    let _bed = common::shared().await;
     let bodies = mixed_bodies();
     retries_and_dead_letters(azure_bed(&bodies).await, &bodies).await;
 }
@@ -324,6 +327,7 @@ async fn stop_when_both_done_once(
 
 #[tokio::test]
 async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
+    let _bed = common::shared().await;
     let sqs = aws_sdk_sqs::Client::new(&common::elasticmq_config().await);
     // Visibility 2 s, work 4 s: without the heartbeat another receiver would get the message again.
     let url = queue(&sqs, "slow", 2).await;
@@ -372,6 +376,7 @@ async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
 
 #[tokio::test]
 async fn without_a_dead_letter_a_rejected_message_stays_hidden_not_deleted() {
+    let _bed = common::shared().await;
     let sqs = aws_sdk_sqs::Client::new(&common::elasticmq_config().await);
     let url = queue(&sqs, "nodlq", 30).await;
     send(&sqs, &url, &["poison x".to_owned()]).await;
@@ -411,6 +416,7 @@ async fn without_a_dead_letter_a_rejected_message_stays_hidden_not_deleted() {
 /// visibility timeout is kept hidden by heartbeats, and its delete uses the newest receipt.
 #[tokio::test]
 async fn long_work_on_a_storage_queue_is_kept_hidden_and_deleted_with_the_newest_receipt() {
+    let _bed = common::shared().await;
     let service = common::azure_queue_service();
     let name = common::unique("slow").to_lowercase();
     let setup = service.queue_client(&name).unwrap();

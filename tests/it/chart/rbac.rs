@@ -13,7 +13,7 @@ use std::{
 use serde_json::Value;
 
 use super::{CHART, WEBHOOK_NOWHERE, common, restricted_namespace};
-use crate::common::tools::{helm, kubectl, ok};
+use crate::support::tools::{helm, kubectl, ok};
 
 /// Granted by the API server's default roles to every authenticated user, whoever installs the chart.
 const EVERY_USER: [(&str, &[&str]); 3] = [
@@ -102,6 +102,7 @@ fn argocd_health(object: &Value) -> (String, String) {
 
 #[tokio::test]
 async fn the_service_account_may_do_exactly_what_the_controller_needs_and_that_suffices() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = restricted_namespace(&client, "chart-rbac").await;

@@ -40,6 +40,7 @@ async fn wired_queues(cloud: &AwsCloud, fifo: bool) -> ((String, String), (Strin
 
 #[tokio::test]
 async fn a_message_received_max_receive_count_times_lands_in_the_dead_letter_queue() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let ((dlq_url, _), (source_url, source_arn)) = wired_queues(&cloud, false).await;
     let allow = attributes::dead_letter_attributes(
@@ -81,6 +82,7 @@ async fn a_message_received_max_receive_count_times_lands_in_the_dead_letter_que
 
 #[tokio::test]
 async fn a_message_move_task_redrives_or_is_reported_unsupported() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     let ((dlq_url, dlq_arn), (source_url, _)) = wired_queues(&cloud, false).await;
     cloud
@@ -112,6 +114,7 @@ async fn a_message_move_task_redrives_or_is_reported_unsupported() {
 
 #[tokio::test]
 async fn the_fallback_moves_every_message_with_its_attributes() {
+    let _bed = common::shared().await;
     let cloud = cloud().await;
     for fifo in [false, true] {
         let ((dlq_url, _), (source_url, _)) = wired_queues(&cloud, fifo).await;
@@ -174,6 +177,7 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
 /// there; the task is listed as finished with the count moved.
 #[tokio::test]
 async fn the_message_move_task_moves_dead_messages_on_a_server_that_has_it() {
+    let _bed = common::shared().await;
     let cloud = AwsCloud::new(&common::elasticmq_config().await);
     let ((dlq_url, dlq_arn), (source_url, _)) = wired_queues(&cloud, false).await;
     for i in 0..5 {

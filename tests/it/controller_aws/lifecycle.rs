@@ -15,6 +15,7 @@ fn queue_yaml(name: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn retain_keeps_the_queue_and_adoption_needs_adopt_true_and_drift_is_corrected() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-life").await;

@@ -8,6 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn the_order_example_is_provisioned_routed_updated_and_deleted() {
+    let _bed = common::shared().await;
     let started = std::time::Instant::now();
     let client = common::kube_client().await;
     common::install_crds(&client).await;

@@ -16,6 +16,7 @@ const PAIRS: usize = 8;
 
 #[tokio::test]
 async fn a_subscription_is_ready_only_once_its_queue_policy_lets_its_topic_send() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ready-policy").await;
@@ -93,6 +94,7 @@ async fn a_subscription_is_ready_only_once_its_queue_policy_lets_its_topic_send(
 
 #[tokio::test]
 async fn a_topic_refused_for_a_foreign_topic_of_its_name_becomes_ready_once_that_topic_is_gone() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ready-lifted").await;

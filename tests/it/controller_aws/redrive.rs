@@ -69,6 +69,7 @@ async fn request_redrive(client: &kube::Client, ns: &str, id: &str, rate: u32) -
 
 #[tokio::test]
 async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
+    let _bed = common::shared().await;
     let (client, ns, sqs, controller, work, dlq) = pipeline("ctrl-redrive", common::aws_config().await).await;
     let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));
     let redrive = queue_attributes(&sqs, &work_url).await["RedrivePolicy"].clone();
@@ -103,6 +104,7 @@ async fn a_redrive_moves_dead_messages_back_with_the_fallback() {
 /// `maxReceiveCount` moved to the dead letter are back in the queue they came from.
 #[tokio::test]
 async fn a_redrive_uses_the_message_move_task_where_the_server_has_it() {
+    let _bed = common::shared().await;
     let (client, ns, sqs, controller, work, dlq) =
         pipeline("ctrl-movetask", common::elasticmq_config().await).await;
     let (work_url, dlq_url) = (status_str(&work, "url"), status_str(&dlq, "url"));

@@ -7,6 +7,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_controller_killed_mid_way_converges_after_restart_without_duplicates() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-restart").await;
@@ -87,6 +88,7 @@ impl Drop for Moto {
 
 #[tokio::test]
 async fn a_moto_outage_is_cloud_unavailable_and_recovers() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-outage").await;

@@ -8,11 +8,14 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 
-#[path = "../../testbed/arm-fake/fake.rs"]
+#[path = "../../../testbed/arm-fake/fake.rs"]
 pub mod arm_fake;
 pub mod collector;
+pub mod share;
 pub mod tools;
 pub mod webhook;
+
+pub use share::{exclusive, shared};
 
 /// The test bed's environment: the `export K='V'` lines of its env file.
 pub fn env() -> &'static HashMap<String, String> {

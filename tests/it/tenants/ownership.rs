@@ -7,6 +7,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_resource_no_longer_ours_is_kept_and_legacy_marks_are_ours() {
+    let _bed = common::shared().await;
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let aws = common::aws_config().await;
