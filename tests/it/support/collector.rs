@@ -1,7 +1,7 @@
 //! An OpenTelemetry Collector of the test bed (`$TESTBED_DIR/bin/otelcol`: the collector's OTLP receiver
 //! and debug exporter), started by a test on a free 127.0.0.1 port, and the spans it received, read
 //! back from what its debug exporter printed.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::{
     path::{Path, PathBuf},

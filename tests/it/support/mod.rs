@@ -4,7 +4,7 @@
 //! Tests read that file rather than relying on a sourced shell, so `cargo test` works from any shell once
 //! the test bed is up. A missing test bed fails the test with a message saying how to start it: a test
 //! that cannot reach its server has not passed.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 

@@ -1,5 +1,5 @@
 //! The test bed's command-line tools (helm, kubectl, argocd-lua), run against its API server.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::{
     io::Write,

@@ -1,7 +1,7 @@
 //! The validating webhook in a test: a serving certificate for 127.0.0.1 signed by the test bed's CA (which
 //! the API server trusts), the webhook served in the test process, and its registration with the API
 //! server (the chart's own ValidatingWebhookConfiguration, or given webhooks) scoped to one namespace.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::{
     net::SocketAddr,
