@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes examples/argocd/argocd-cm-health.yaml from examples/argocd/health.lua: the argocd-cm entries
 # that give Argo CD the health of all six Tributary kinds (one script serves them all). `make argocd-health`
-# runs this; tests/argocd_health.rs fails when the two differ.
+# runs this; tests/it/argocd_health.rs fails when the two differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=examples/argocd/argocd-cm-health.yaml

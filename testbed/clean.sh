@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Removes what the tests left in the running test bed: every namespace labelled tributary.dev/test=true
-# (tests/common's `namespace` labels them). The tests' controllers are gone, so the finalizers of the
+# (tests/it/support's `namespace` labels them). The tests' controllers are gone, so the finalizers of the
 # Tributary objects in them are removed first by testbed/unfinalize.py (their cloud resources lived in the emulators, which the next
 # `testbed-down` empties); otherwise the namespaces would stay Terminating.
 source "$(dirname "$0")/lib.sh"

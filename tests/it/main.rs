@@ -1,0 +1,43 @@
+//! Every test against the test bed (`make testbed-up`), in one binary so that a build links the library
+//! with its AWS, Azure and Kafka clients once. Each module is one area; `cargo test --test it chart::`
+//! runs one of them, and `cargo test --test it -- --list` lists every test by its module path.
+//!
+//! The tests run at once in this one process (`make test` runs four at a time), so what they share lives
+//! in [`support`]: names from [`support::unique`] never collide, and each test that reaches the test bed
+//! holds it for its whole run, [`support::shared`] alongside others or [`support::exclusive`] alone.
+
+mod support;
+
+mod admission_webhook;
+mod api_rejections;
+mod api_server;
+mod argocd_health;
+mod chart;
+mod cloud_aws;
+mod cloud_azure;
+mod controller_aws;
+mod controller_azure;
+mod controller_consumer;
+mod controller_device_stream;
+mod controller_startup;
+mod controller_subscription;
+mod e2e_azure_queue;
+mod e2e_azure_subscription;
+mod e2e_devices;
+mod e2e_orders;
+mod filter_differential;
+mod filter_webhook;
+mod image;
+mod operate_leader;
+mod operate_metrics;
+mod security_endpoint;
+mod tenants;
+mod testbed_aws;
+mod testbed_azure;
+mod testbed_helm;
+mod testbed_kafka;
+mod testbed_kubernetes;
+mod webhook_availability;
+mod worker_azure;
+mod worker_orders;
+mod worker_runtime;
