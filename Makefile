@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test demo testbed-up testbed-down testbed-clean testbed-install lint unit crds image argocd-health fuzz bench bench-controller bench-worker
+.PHONY: help test demo testbed-up testbed-down testbed-clean testbed-install lint structure unit crds image argocd-health fuzz bench bench-controller bench-worker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	@bash scripts/cargo-lock.sh restore
 	cargo fmt --check
 	source scripts/cargo-env.sh && cargo clippy --workspace --all-targets --locked -- -D warnings
+
+structure: ## Check the source's layering (no import cycles, no upward imports, no kind importing another, short functions and files)
+	python3 scripts/structure.py src
+	python3 scripts/structure.py crates/sns-filter/src
 
 unit: ## Fast unit tests, no network
 	@bash scripts/cargo-lock.sh restore

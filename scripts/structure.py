@@ -25,7 +25,7 @@ LOWER = {  # a layer -> the layers it must not import
     "filter": ("admission", "api", "cloud", "controller", "operate", "webhook", "worker"),
 }
 MAX_FUNCTION, MAX_FILE = 80, 500
-TEST_FILE = re.compile(r"(^|/)(tests?|[a-z_]+_tests|proptests)\.rs$|/tests/")
+TEST_FILE = re.compile(r"(^|/)(tests?|[a-z_]+_tests|proptests)\.rs$|(^|/)tests/")
 
 
 def module_of(src, path):
@@ -176,7 +176,8 @@ def main():
         rel = os.path.relpath(path, src)
         here = module_of(src, path)
         text = open(path, encoding="utf-8").read()
-        used = [p for p in imports(text, here) if p[: len(here)] != here]  # not its own submodules
+        code = text.split("#[cfg(test)]")[0]  # a test module's imports are not the module's
+        used = [p for p in imports(code, here) if p[: len(here)] != here]  # not its own submodules
         targets = {file_of(src, modules, p) for p in used} - {None, path}
         graph[rel] = sorted(os.path.relpath(t, src) for t in targets)
         for target in graph[rel]:

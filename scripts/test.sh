@@ -14,6 +14,8 @@ source scripts/cargo-env.sh
 echo "== format and lints"
 cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 scripts/structure.py --summary src
+python3 scripts/structure.py --summary crates/sns-filter/src
 
 echo "== unit tests (no network)"
 cargo test --locked --workspace --lib --bins

@@ -113,26 +113,7 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
         let ctx = ctx.clone();
         async move {
             match event {
-                finalizer::Event::Apply(object) => {
-                    let applied = K::apply(object.clone(), ctx.clone()).await?;
-                    // After a full check, the next is due at the slot the verified cache gave it.
-                    let mut requeue = applied.requeue.unwrap_or_else(|| {
-                        ctx.verified
-                            .next_check(&describe(&*object))
-                            .unwrap_or_else(|| ctx.resync(K::KIND))
-                    });
-                    if applied.not_ready.is_some() {
-                        // The dependency's watch wakes it; this only bounds a missed wake-up.
-                        requeue = requeue.min(ctx.config.dependency_retry);
-                        if status::unannounced(&*object, ctx.config.quiet_start) {
-                            return Ok(Action::requeue(requeue));
-                        }
-                    }
-                    let desired = status::applied(applied.message, applied.not_ready.as_ref());
-                    let status = status::with_conditions(&*object, applied.status, &desired);
-                    status::write(&ctx.client, &ctx.written, &*object, &status).await?;
-                    Ok(Action::requeue(requeue))
-                }
+                finalizer::Event::Apply(object) => applied::<K, C>(object, ctx).await,
                 finalizer::Event::Cleanup(object) => {
                     ctx.verified.forget(&describe(&*object));
                     ctx.written.forget(&object.uid().unwrap_or_default());
@@ -168,6 +149,28 @@ pub async fn reconcile<K: Reconciler<C>, C: Cloud>(
         }
         Err(error) => failed(&*object, &ctx, error).await,
     }
+}
+
+/// Applies `object` and writes the status of what was applied; how long until it is looked at again.
+async fn applied<K: Reconciler<C>, C: Cloud>(object: Arc<K>, ctx: Arc<Context<C>>) -> Result<Action, Error> {
+    let applied = K::apply(object.clone(), ctx.clone()).await?;
+    // After a full check, the next is due at the slot the verified cache gave it.
+    let mut requeue = applied.requeue.unwrap_or_else(|| {
+        ctx.verified
+            .next_check(&describe(&*object))
+            .unwrap_or_else(|| ctx.resync(K::KIND))
+    });
+    if applied.not_ready.is_some() {
+        // The dependency's watch wakes it; this only bounds a missed wake-up.
+        requeue = requeue.min(ctx.config.dependency_retry);
+        if status::unannounced(&*object, ctx.config.quiet_start) {
+            return Ok(Action::requeue(requeue));
+        }
+    }
+    let desired = status::applied(applied.message, applied.not_ready.as_ref());
+    let status = status::with_conditions(&*object, applied.status, &desired);
+    status::write(&ctx.client, &ctx.written, &*object, &status).await?;
+    Ok(Action::requeue(requeue))
 }
 
 /// Whether a finalizer patch was refused because the object it was computed from is out of date: the
