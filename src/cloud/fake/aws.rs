@@ -1,17 +1,24 @@
 //! The AWS capability traits in memory: topics, queues, subscriptions (with their attributes and tags),
-//! Order tables, and the queues' messages ([`super::FakeQueues`]). Creates are idempotent for the same
-//! attributes and refused (`Permanent`) for others, as SNS and SQS do; what is missing is `NotFound`,
-//! deletes of what is gone succeed; every call is recorded, so a test can assert what was asked.
+//! Order tables, the queues' messages ([`super::FakeQueues`]) and, when a test turns it on, SQS's
+//! message-move task (`moves`). Creates are idempotent for the same attributes and refused (`Permanent`)
+//! for others, as SNS and SQS do; what is missing is `NotFound`, deletes of what is gone succeed; every
+//! call is recorded, so a test can assert what was asked.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, PoisonError},
 };
 
-use super::queue::{FakeQueue, FakeQueues};
+use super::{
+    moves::MoveTasks,
+    queue::{FakeQueue, FakeQueues},
+};
 use crate::cloud::{
     Attributes, Error, ErrorKind, Operation, Result, Tags,
-    traits::{MoveRequest, MoveTask, QueueMessages, QueueStats, Queues, Subscriptions, Tables, Topics},
+    traits::{
+        MoveRequest, MoveTask, MoveTaskStatus, QueueMessages, QueueStats, Queues, Subscriptions, Tables,
+        Topics,
+    },
 };
 
 const ACCOUNT: &str = "000000000000";
@@ -22,6 +29,7 @@ const REGION: &str = "us-east-1";
 pub struct FakeAws {
     state: Arc<Mutex<State>>,
     messages: FakeQueues,
+    moves: MoveTasks,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +103,19 @@ impl FakeAws {
     /// The messages of the queue at `url`.
     pub fn messages(&self, url: &str) -> FakeQueue {
         self.messages.queue(url)
+    }
+
+    /// The same account with SQS's server-side message-move task (off by default, as on the emulators).
+    #[must_use]
+    pub fn with_message_moves(self) -> Self {
+        self.moves.enable();
+        self
+    }
+
+    /// Sets the state and the count moved of the newest move task of the dead-letter queue `source_arn`
+    /// (see [`Self::with_message_moves`]); whether there is one.
+    pub fn advance_message_move(&self, source_arn: &str, status: MoveTaskStatus, moved: i64) -> bool {
+        self.moves.advance(source_arn, status, moved)
     }
 
     /// Whether the Order table `name` was ensured.
@@ -340,10 +361,16 @@ impl Subscriptions for FakeAws {
         }
         state.sequence += 1;
         let arn = format!("{topic_arn}:subscription-{}", state.sequence);
+        // What SNS reports of every subscription besides the attributes it was made with.
+        let mut attributes = attributes.clone();
+        attributes.insert("SubscriptionArn".to_owned(), arn.clone());
+        attributes.insert("TopicArn".to_owned(), topic_arn.to_owned());
+        attributes.insert("Endpoint".to_owned(), queue_arn.to_owned());
+        attributes.insert("Protocol".to_owned(), "sqs".to_owned());
         let subscription = Subscription {
             topic_arn: topic_arn.to_owned(),
             queue_arn: queue_arn.to_owned(),
-            attributes: attributes.clone(),
+            attributes,
         };
         state.subscriptions.insert(arn.clone(), subscription);
         Ok(arn)
@@ -389,11 +416,19 @@ impl QueueMessages for FakeAws {
     }
 
     async fn start_message_move(&self, request: &MoveRequest) -> Result<String> {
-        self.messages.start_message_move(request).await
+        drop(self.state(format!("StartMessageMoveTask {}", request.source_arn)));
+        match self.moves.start(request) {
+            Some(handle) => Ok(handle),
+            None => self.messages.start_message_move(request).await,
+        }
     }
 
     async fn message_moves(&self, source_arn: &str) -> Result<Vec<MoveTask>> {
-        self.messages.message_moves(source_arn).await
+        drop(self.state(format!("ListMessageMoveTasks {source_arn}")));
+        match self.moves.of(source_arn) {
+            Some(tasks) => Ok(tasks),
+            None => self.messages.message_moves(source_arn).await,
+        }
     }
 }
 

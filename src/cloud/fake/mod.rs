@@ -5,6 +5,7 @@
 //! integration tests.
 
 mod aws;
+mod moves;
 mod queue;
 
 pub use aws::FakeAws;

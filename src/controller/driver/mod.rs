@@ -15,5 +15,7 @@ pub mod references;
 pub mod secrets;
 pub mod status;
 pub mod tenancy;
+#[cfg(test)]
+pub mod testing;
 pub mod verified;
 pub mod watch;

@@ -445,3 +445,6 @@ impl<C: Cloud> Reconciler<C> for Queue {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod apply_tests;

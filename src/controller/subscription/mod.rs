@@ -371,3 +371,6 @@ mod tests {
         assert_eq!(desired["FilterPolicy"], "");
     }
 }
+
+#[cfg(test)]
+mod apply_tests;

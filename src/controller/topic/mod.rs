@@ -319,3 +319,6 @@ mod tests {
         assert_eq!(error.reason(), "InvalidSpec");
     }
 }
+
+#[cfg(test)]
+mod apply_tests;
