@@ -63,7 +63,7 @@ async fn a_queue_is_created_with_its_policy_when_its_topics_have_arns() {
         ],
         "created with its policy: nothing to set afterwards"
     );
-    assert_eq!(applied.status.allowed_topics, [topic_arn.clone()]);
+    assert_eq!(applied.status.allowed_topics, std::slice::from_ref(&topic_arn));
     let policy = h.cloud.queue_attributes(&url).await.unwrap()[names::POLICY].clone();
     assert_eq!(attributes::allowed_topics(&policy), [topic_arn]);
     assert_eq!(h.api.event_reasons(), ["Created"]);
