@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Controller(args) => {
             let _telemetry = Telemetry::init(args.log_format, "tributary-controller")?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(controller(args))?;
+            runtime.block_on(controller(*args))?;
         }
         Command::Worker(args) => {
             let mut config = tributary::worker::config::WorkerConfig::load(&args.config)?;

@@ -276,6 +276,13 @@ pub fn after_help() -> String {
          The Kubernetes client's configuration outside a cluster (in a pod: its service account)\n  \
          AZURE_AUTHORITY_HOST, IDENTITY_ENDPOINT, IDENTITY_HEADER, MSI_ENDPOINT, MSI_SECRET\n          \
          The Azure identity library: its authority, and where a managed identity's token comes from\n\n\
+         Also read, as the system sets them:\n  \
+         HOSTNAME\n          \
+         The host name of the default --identity when /proc/sys/kernel/hostname cannot be read\n  \
+         KUBERNETES_SERVICE_HOST\n          \
+         Set in every pod: --azure-credential auto then takes the managed identity\n\
+         Refused: TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS (each namespace's TenantPolicy gives its \
+         workers' identity).\n\n\
          Passed on to every worker: {}.",
         WORKER_ENV.join(", ")
     )

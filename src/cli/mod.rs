@@ -38,7 +38,7 @@ pub enum Command {
     /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration, and
     /// against AWS through the standard credential chain (`AWS_ENDPOINT_URL` points it at an emulator).
     #[command(after_help = controller::after_help())]
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
     /// Run a Consumer's worker: drain its source with its processor, as the configuration file the
     /// Consumer's ConfigMap holds says. AWS credentials and endpoint come from the environment.
     #[command(after_help = worker::after_help())]
@@ -122,7 +122,9 @@ fn name_the_variable(mut error: clap::Error, subcommand: Option<&str>) -> clap::
     let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg).cloned() else {
         return error;
     };
-    let command = Cli::command();
+    let mut command = Cli::command();
+    // Built, as the parser's were: an argument's name with its value is only known then.
+    command.build();
     let command = subcommand
         .and_then(|name| command.find_subcommand(name))
         .unwrap_or(&command);
