@@ -1,13 +1,14 @@
 //! Tributary: a Kubernetes operator that runs multi-cloud event pipelines declaratively.
 //!
-//! The library holds everything testable; `src/main.rs` only wires the command line. Modules grow with the
-//! issues: `api` (CRD types), `controller`, `cloud` (narrow traits per capability, AWS and Azure
-//! implementations side by side), `filter`, `operate` (metrics, health, leader election, shutdown) and
-//! `worker`.
+//! The library holds everything testable; `src/main.rs` only runs the command line `cli` declares. Modules
+//! grow with the issues: `api` (CRD types), `cli` (every setting, with its flag and variable),
+//! `controller`, `cloud` (narrow traits per capability, AWS and Azure implementations side by side),
+//! `filter`, `operate` (metrics, health, leader election, shutdown) and `worker`.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod api;
+pub mod cli;
 pub mod cloud;
 pub mod controller;
 /// The SNS filter-policy engine: its own crate (`crates/sns-filter`), under its old path.

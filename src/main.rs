@@ -1,172 +1,46 @@
 //! The `tributary` binary: one executable for the controller, the workers and the tools.
 #![forbid(unsafe_code)]
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use tributary::{
-    filter::command::FilterCommand,
+    cli::{ApikeyCommand, Command, WebhookArgs, controller::ControllerArgs},
     operate::telemetry::{LogFormat, Telemetry},
 };
 
-/// Tributary: declarative multi-cloud event pipelines on Kubernetes.
-#[derive(Debug, Parser)]
-#[command(name = "tributary", version = tributary::VERSION, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Print the version of this build.
-    Version,
-    /// Print the CustomResourceDefinitions of the Tributary API as YAML (what `crds/` holds).
-    Crds,
-    /// Run the controllers against the cluster of the current kubeconfig or in-cluster configuration, and
-    /// against AWS through the standard credential chain (`AWS_ENDPOINT_URL` points it at an emulator).
-    Controller(ControllerArgs),
-    /// Run a Consumer's worker: drain its source with its processor, as the configuration file the
-    /// Consumer's ConfigMap holds says. AWS credentials and endpoint come from the environment.
-    Worker {
-        /// The worker configuration (`worker.yaml` of the Consumer's ConfigMap).
-        #[arg(
-            long,
-            env = "TRIBUTARY_WORKER_CONFIG",
-            default_value = "/etc/tributary/worker.yaml"
-        )]
-        config: PathBuf,
-        /// Serve `/metrics` and `/healthz` here instead of the configuration's `metricsListen` (to run a
-        /// Consumer's configuration on a laptop).
-        #[arg(long)]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Serve the order endpoint here instead of the configuration's `source.http.listen`.
-        #[arg(long)]
-        http_listen: Option<std::net::SocketAddr>,
-        /// Log format.
-        #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
-        log_format: LogFormat,
-    },
-    /// Serve the validating admission webhook (HTTPS) for all six kinds: Subscription filters with the
-    /// filter engine, and the rules between an object and the objects it references.
-    Webhook {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:9443", env = "TRIBUTARY_WEBHOOK_LISTEN")]
-        listen: std::net::SocketAddr,
-        /// PEM certificate the API server trusts (through the webhook configuration's caBundle).
-        #[arg(long, env = "TRIBUTARY_WEBHOOK_TLS_CERT")]
-        tls_cert: PathBuf,
-        /// PEM private key of the certificate.
-        #[arg(long, env = "TRIBUTARY_WEBHOOK_TLS_KEY")]
-        tls_key: PathBuf,
-    },
-    /// Work with SNS filter policies offline.
-    #[command(subcommand)]
-    Filter(FilterCommand),
-    /// API keys of the order endpoint.
-    #[command(subcommand)]
-    Apikey(ApikeyCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum ApikeyCommand {
-    /// Make a new API key: prints the key once (give it to the client; it is not kept anywhere) and the
-    /// line to add to the Consumer's API key Secret, which holds only its hash.
-    New {
-        /// The key's name: the Secret data key, what you revoke (e.g. `ci-2026-12`).
-        #[arg(long)]
-        name: String,
-        /// The principal the key authenticates as (default: the name). Give a rotated key the old key's
-        /// principal so the client keeps reading its orders.
-        #[arg(long)]
-        principal: Option<String>,
-        /// The Secret to print a `kubectl` command for (default `<consumer>-api-keys`).
-        #[arg(long, default_value = "CONSUMER-api-keys")]
-        secret: String,
-    },
-}
-
-/// Flags of `tributary controller`; each can also come from the environment.
-#[derive(Debug, clap::Args)]
-struct ControllerArgs {
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "TRIBUTARY_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
-    metrics_listen: std::net::SocketAddr,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    leader_election_namespace: String,
-    /// Name of the leader-election Lease, shared by all replicas.
-    #[arg(long, env = "TRIBUTARY_LEASE_NAME", default_value = "tributary-controller")]
-    lease_name: String,
-    /// This replica's identity in the Lease and in Events (default: hostname and process id).
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
-    /// Every object is reconciled again this often, which finds and corrects drift made outside Kubernetes.
-    #[arg(long, env = "TRIBUTARY_RESYNC_SECONDS", default_value_t = 300)]
-    resync_seconds: u64,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "TRIBUTARY_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
-    /// Log format.
-    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
-    /// The namespace of the monitoring stack (Prometheus): the only one whose pods the rendered
-    /// NetworkPolicies let reach the workers' metrics port.
-    #[arg(long, env = "TRIBUTARY_MONITORING_NAMESPACE", default_value = "monitoring")]
-    monitoring_namespace: String,
-    /// This cluster's identity in the ownership tags of every cloud resource (default: the UID of the
-    /// kube-system Namespace). Set it when several clusters should count as one, e.g. a rebuilt cluster
-    /// taking over its predecessor's resources.
-    #[arg(long, env = "TRIBUTARY_CLUSTER_ID")]
-    cluster_id: Option<String>,
-    /// Client-side AWS rate limit overrides, repeatable or comma-separated: `SERVICE:ACTION=RATE`,
-    /// `SERVICE:*=RATE` or `*=RATE`, RATE in calls per second or `unlimited`. Defaults are AWS's published
-    /// per-account quotas for the configured Region (docs/rate-limits.md); `*=unlimited` suits emulators.
-    #[arg(long, env = "TRIBUTARY_AWS_RATE_LIMITS", value_delimiter = ',')]
-    aws_rate_limit: Vec<String>,
-    /// Seconds a new object waiting for a dependency goes without a status (objects applied together
-    /// wait for each other briefly; each written wait is an API request). 0 writes every wait.
-    #[arg(long, env = "TRIBUTARY_QUIET_START_SECONDS", default_value_t = 30)]
-    quiet_start_seconds: u64,
-}
-
 fn main() -> anyhow::Result<ExitCode> {
     tributary::tls::install_crypto_provider();
-    let cli = Cli::parse();
-    match cli.command {
+    match tributary::cli::parse().command {
         Command::Version => println!("tributary {}", tributary::VERSION),
         Command::Crds => print!("{}", tributary::api::crds_yaml()?),
         Command::Controller(args) => {
             let _telemetry = Telemetry::init(args.log_format, "tributary-controller")?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(controller(args))?;
+            runtime.block_on(controller(*args))?;
         }
-        Command::Worker {
-            config,
-            metrics_listen,
-            http_listen,
-            log_format,
-        } => {
-            let mut config = tributary::worker::config::WorkerConfig::load(&config)?;
+        Command::Worker(args) => {
+            let mut config = tributary::worker::config::WorkerConfig::load(&args.config)?;
             // The Consumer's name is the service name of its spans.
-            let _telemetry = Telemetry::init(log_format, &config.consumer.name)?;
-            if let Some(listen) = metrics_listen {
+            let _telemetry = Telemetry::init(args.log_format, &config.consumer.name)?;
+            if let Some(listen) = args.metrics_listen {
                 config.metrics_listen = listen;
             }
-            if let (Some(listen), Some(http)) = (http_listen, config.source.http.as_mut()) {
+            if let (Some(listen), Some(http)) = (args.http_listen, config.source.http.as_mut()) {
                 http.listen = listen;
             }
+            let secrets = args.secrets();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let aws = tributary::cloud::aws::AwsCloud::config_from_env().await;
-                tributary::worker::run(config, &aws, tributary::operate::shutdown::signal()).await
+                let shutdown = tributary::operate::shutdown::signal();
+                tributary::worker::run(config, &secrets, &aws, shutdown).await
             })?;
         }
-        Command::Webhook {
+        Command::Webhook(WebhookArgs {
             listen,
             tls_cert,
             tls_key,
-        } => {
+        }) => {
             let _telemetry = Telemetry::init(LogFormat::Text, "tributary-webhook")?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -250,15 +124,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         leader_election_namespace,
         lease_name,
         identity,
+        hostname,
         resync_seconds,
         watch_namespace,
-        log_format: _,
-        monitoring_namespace,
         cluster_id,
         aws_rate_limit,
         quiet_start_seconds,
+        ..
     } = args;
-    let identity = identity.unwrap_or_else(default_identity);
+    let identity = identity.unwrap_or_else(|| default_identity(hostname));
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
 
     let metrics = Metrics::new();
@@ -298,7 +172,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         instance: Some(identity),
         cluster,
         check_spacing: check_spacing(&limits),
-        ..config_from_env(monitoring_namespace)?
+        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace)
+            .map_err(anyhow::Error::msg)?
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -308,22 +183,6 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     server.abort();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The controllers' settings read from the environment: how workers run (the metrics port open to
-/// `monitoring_namespace`), and how Storage Queues and Event Hubs are reached.
-fn config_from_env(monitoring_namespace: String) -> anyhow::Result<tributary::controller::Config> {
-    use tributary::controller::{self, resources::workers};
-    Ok(controller::Config {
-        worker: workers::WorkerSettings {
-            monitoring_namespace: Some(monitoring_namespace),
-            ..workers::worker_settings_from_env().map_err(anyhow::Error::msg)?
-        },
-        storage: tributary::cloud::azure::storage_queues::StorageQueues::from_env()
-            .map_err(anyhow::Error::msg)?,
-        event_hubs: controller::device_stream::EventHubsConfig::from_env().map_err(anyhow::Error::msg)?,
-        ..controller::Config::default()
-    })
 }
 
 /// Waits to become the leader of the Lease `(namespace, name)` as `identity`; `None` when shut down first.
@@ -382,11 +241,12 @@ async fn run_while_leading<C: tributary::controller::Cloud>(
     }
 }
 
-/// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set.
-fn default_identity() -> String {
+/// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set (`hostname`: `HOSTNAME`, when
+/// the kernel's name cannot be read).
+fn default_identity(hostname: Option<String>) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or(hostname)
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tributary".to_owned());

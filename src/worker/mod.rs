@@ -52,9 +52,23 @@ use crate::cloud::{
 const RELAY_EVERY: Duration = Duration::from_secs(2);
 const RELAY_GRACE: Duration = Duration::from_secs(30);
 
+/// The secrets a worker may need, which its Consumer's Deployment gives it from Secrets (declared by
+/// `tributary worker`, which reads them from the environment); each is required only by the sources and
+/// sinks that use it.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// The storage account key of a Storage Queue source, dead letter or relay (`AZURE_STORAGE_KEY`).
+    pub storage_key: Option<String>,
+    /// The Cosmos DB account key of the device processor's sink (`AZURE_COSMOS_KEY`).
+    pub cosmos_key: Option<String>,
+    /// The Event Hubs connection string of a `SASL_SSL` Kafka source (`KAFKA_SASL_PASSWORD`).
+    pub kafka_sasl_password: Option<String>,
+}
+
 /// Runs the worker described by `config` until `shutdown` resolves, then drains and returns.
 pub async fn run(
     config: WorkerConfig,
+    secrets: &Secrets,
     aws: &aws_config::SdkConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -75,6 +89,7 @@ pub async fn run(
         .with_context(|| format!("failed to bind the metrics endpoint on {}", config.metrics_listen))?;
     let started = Started {
         config: &config,
+        secrets,
         metrics,
         listener,
         shutdown,
@@ -89,6 +104,7 @@ pub async fn run(
     if let Some(kafka) = &config.source.kafka {
         return run_devices(
             &config,
+            secrets,
             kafka,
             started.metrics,
             started.listener,
@@ -96,7 +112,7 @@ pub async fn run(
         )
         .await;
     }
-    match queue_source(&config, aws)? {
+    match queue_source(&config, secrets, aws)? {
         (Queue::Sqs(queue), settings) => started.drain(settings).processor(queue, table, publisher).await,
         (Queue::Storage(queue), settings) => {
             started.drain(settings).processor(*queue, table, publisher).await
@@ -107,6 +123,7 @@ pub async fn run(
 /// A worker whose metrics endpoint is bound, about to serve its source.
 struct Started<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
+    secrets: &'a Secrets,
     metrics: WorkerMetrics,
     listener: tokio::net::TcpListener,
     shutdown: Shared<S>,
@@ -158,6 +175,7 @@ impl<'a, S: Future<Output = ()> + Send + 'static> Started<'a, S> {
     fn drain(self, settings: runtime::Settings) -> Drain<'a, S> {
         Drain {
             config: self.config,
+            secrets: self.secrets,
             settings,
             metrics: self.metrics,
             listener: self.listener,
@@ -172,15 +190,19 @@ enum Queue {
     Storage(Box<WorkQueue<StorageQueue>>),
 }
 
-/// The queue source of `config` (a Storage Queue signed with the key in `AZURE_STORAGE_KEY`, or an SQS
-/// queue) with its dead letter, and the runtime settings for it.
+/// The queue source of `config` (a Storage Queue signed with the storage account key, or an SQS queue)
+/// with its dead letter, and the runtime settings for it.
 fn queue_source(
     config: &WorkerConfig,
+    secrets: &Secrets,
     aws: &aws_config::SdkConfig,
 ) -> anyhow::Result<(Queue, runtime::Settings)> {
     if let Some(storage) = &config.source.storage_queue {
-        let key = std::env::var("AZURE_STORAGE_KEY")
-            .context("source.storageQueue: the storage account key must be in AZURE_STORAGE_KEY")?;
+        let key = required(
+            &secrets.storage_key,
+            "AZURE_STORAGE_KEY",
+            "source.storageQueue: the storage account key",
+        )?;
         let account = Account {
             name: storage.account.clone(),
             key,
@@ -222,16 +244,16 @@ fn queue_source(
     Ok((Queue::Sqs(queue), settings))
 }
 
-/// The device processor: the stream, Cosmos DB and the dead letter, with the secrets from the
-/// environment.
+/// The device processor: the stream, Cosmos DB and the dead letter, with their `secrets`.
 async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     config: &WorkerConfig,
+    secrets: &Secrets,
     kafka: &KafkaSource,
     metrics: WorkerMetrics,
     listener: tokio::net::TcpListener,
     shutdown: Shared<S>,
 ) -> anyhow::Result<()> {
-    let endpoint = kafka_endpoint(kafka)?;
+    let endpoint = kafka_endpoint(kafka, secrets)?;
     let sink = config
         .sink
         .cosmos
@@ -239,13 +261,17 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
         .context("processor device needs sink.cosmos")?;
     let address = ContainerAddress {
         endpoint: sink.endpoint.clone(),
-        key: env("AZURE_COSMOS_KEY", "sink.cosmos: the Cosmos DB account key")?,
+        key: required(
+            &secrets.cosmos_key,
+            "AZURE_COSMOS_KEY",
+            "sink.cosmos: the Cosmos DB account key",
+        )?,
         database: sink.database.clone(),
         container: sink.container.clone(),
         partition_key_path: sink.partition_key_path.clone(),
         preferred_region: sink.preferred_region.clone(),
     };
-    let dead_letter = device_dead_letter(config)?;
+    let dead_letter = device_dead_letter(config, secrets)?;
     let container = CosmosContainer::open(&address, sink.create_if_missing)
         .await
         .with_context(|| {
@@ -283,16 +309,16 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     result
 }
 
-/// A secret from the environment variable `name`, or an error saying `what` must be there.
-fn env(name: &str, what: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{what} must be in {name}"))
+/// The secret `value`, or an error saying `what` must be in the variable `name`.
+fn required(value: &Option<String>, name: &str, what: &str) -> anyhow::Result<String> {
+    value.clone().with_context(|| format!("{what} must be in {name}"))
 }
 
-/// The Kafka endpoint of a device source, with the Event Hubs connection string from
-/// `KAFKA_SASL_PASSWORD` when it signs in.
-fn kafka_endpoint(kafka: &KafkaSource) -> anyhow::Result<KafkaEndpoint> {
+/// The Kafka endpoint of a device source, with the Event Hubs connection string when it signs in.
+fn kafka_endpoint(kafka: &KafkaSource, secrets: &Secrets) -> anyhow::Result<KafkaEndpoint> {
     let password = if kafka.security_protocol == "SASL_SSL" {
-        env(
+        required(
+            &secrets.kafka_sasl_password,
             "KAFKA_SASL_PASSWORD",
             "source.kafka: the Event Hubs connection string",
         )?
@@ -308,8 +334,8 @@ fn kafka_endpoint(kafka: &KafkaSource) -> anyhow::Result<KafkaEndpoint> {
     })
 }
 
-/// The device processor's dead-letter Storage Queue, signed with the key in `AZURE_STORAGE_KEY`.
-fn device_dead_letter(config: &WorkerConfig) -> anyhow::Result<Option<StorageQueue>> {
+/// The device processor's dead-letter Storage Queue, signed with the storage account key.
+fn device_dead_letter(config: &WorkerConfig, secrets: &Secrets) -> anyhow::Result<Option<StorageQueue>> {
     let Some(target) = &config.dead_letter else {
         return Ok(None);
     };
@@ -318,7 +344,11 @@ fn device_dead_letter(config: &WorkerConfig) -> anyhow::Result<Option<StorageQue
             .storage_account
             .clone()
             .context("deadLetter.storageAccount is required with a kafka source")?,
-        key: env("AZURE_STORAGE_KEY", "deadLetter: the storage account key")?,
+        key: required(
+            &secrets.storage_key,
+            "AZURE_STORAGE_KEY",
+            "deadLetter: the storage account key",
+        )?,
     };
     let url = url::Url::parse(&target.queue_url).context("deadLetter.queueUrl is not a URL")?;
     Ok(Some(StorageQueue::signed(url, &account).never_expiring()))
@@ -342,15 +372,18 @@ fn settings(
     }
 }
 
-/// The relay processor of `config`: its Storage Queue signed with the key in `AZURE_STORAGE_KEY`.
-fn relay_processor(config: &WorkerConfig) -> anyhow::Result<relay::Relay> {
+/// The relay processor of `config`: its Storage Queue signed with the storage account key.
+fn relay_processor(config: &WorkerConfig, secrets: &Secrets) -> anyhow::Result<relay::Relay> {
     let target = config
         .relay
         .as_ref()
         .context("processor relay needs the relay block")?;
     let policy = target.validate().map_err(anyhow::Error::msg)?;
-    let key = std::env::var("AZURE_STORAGE_KEY")
-        .context("relay: the storage account key must be in AZURE_STORAGE_KEY")?;
+    let key = required(
+        &secrets.storage_key,
+        "AZURE_STORAGE_KEY",
+        "relay: the storage account key",
+    )?;
     let account = Account {
         name: target.account.clone(),
         key,
@@ -363,6 +396,7 @@ fn relay_processor(config: &WorkerConfig) -> anyhow::Result<relay::Relay> {
 /// A queue worker about to start.
 struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
+    secrets: &'a Secrets,
     settings: runtime::Settings,
     metrics: WorkerMetrics,
     listener: tokio::net::TcpListener,
@@ -381,7 +415,7 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         match self.config.processor {
             ProcessorKind::Noop => self.run(queue, Noop).await,
             ProcessorKind::Relay => {
-                let relay = relay_processor(self.config)?;
+                let relay = relay_processor(self.config, self.secrets)?;
                 self.run(queue, relay).await
             }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,

@@ -14,6 +14,7 @@ use azure_core::{credentials::Secret, credentials::TokenCredential};
 use azure_identity::{
     ClientSecretCredential, DeveloperToolsCredential, ManagedIdentityCredential,
     ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 
 /// The credential kinds `TRIBUTARY_AZURE_CREDENTIAL` names.
@@ -29,46 +30,98 @@ pub enum CredentialKind {
     Developer,
 }
 
-/// The credential kind for `choice` (the value of `TRIBUTARY_AZURE_CREDENTIAL`, `auto` if unset), given
-/// the environment `var`.
-pub fn choose(choice: Option<&str>, var: impl Fn(&str) -> Option<String>) -> Result<CredentialKind, String> {
-    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
-    Ok(match choice.unwrap_or("auto") {
-        "workload-identity" => CredentialKind::WorkloadIdentity,
-        "client-secret" => CredentialKind::ClientSecret,
-        "managed-identity" => CredentialKind::ManagedIdentity,
-        "developer" => CredentialKind::Developer,
-        "auto" if set("AZURE_FEDERATED_TOKEN_FILE") => CredentialKind::WorkloadIdentity,
-        "auto" if set("AZURE_CLIENT_SECRET") => CredentialKind::ClientSecret,
-        "auto" if set("KUBERNETES_SERVICE_HOST") => CredentialKind::ManagedIdentity,
-        "auto" => CredentialKind::Developer,
-        other => {
-            return Err(format!(
-                "TRIBUTARY_AZURE_CREDENTIAL must be auto, workload-identity, client-secret, managed-identity or \
-                 developer, got {other:?}"
-            ));
-        }
-    })
+/// What the controller's Azure identity is made from: the choice and the values it may need, as the
+/// command line declares them (`tributary controller --help`).
+#[derive(Clone, Default)]
+pub struct CredentialSettings {
+    /// `TRIBUTARY_AZURE_CREDENTIAL`; `None` is `auto`, and an identity that cannot be set up is then not
+    /// an error (DeviceStreams wait), while a named one is.
+    pub choice: Option<CredentialChoice>,
+    /// `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// `AZURE_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `AZURE_CLIENT_SECRET`.
+    pub client_secret: Option<String>,
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
+    pub federated_token_file: Option<std::path::PathBuf>,
+    /// Whether this process runs in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is set).
+    pub in_cluster: bool,
 }
 
-/// The credential chosen from the process environment.
-pub fn from_env() -> Result<(CredentialKind, Arc<dyn TokenCredential>), String> {
-    let var = |name: &str| std::env::var(name).ok();
-    let kind = choose(var("TRIBUTARY_AZURE_CREDENTIAL").as_deref(), var)?;
-    let required = |name: &str| var(name).ok_or_else(|| format!("{kind:?} needs {name}"));
+/// The values `TRIBUTARY_AZURE_CREDENTIAL` takes: a credential kind, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialChoice {
+    /// The first kind whose variables are set (see the module documentation).
+    Auto,
+    /// That kind.
+    Kind(CredentialKind),
+}
+
+impl std::str::FromStr for CredentialChoice {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        Ok(match value {
+            "auto" => Self::Auto,
+            "workload-identity" => Self::Kind(CredentialKind::WorkloadIdentity),
+            "client-secret" => Self::Kind(CredentialKind::ClientSecret),
+            "managed-identity" => Self::Kind(CredentialKind::ManagedIdentity),
+            "developer" => Self::Kind(CredentialKind::Developer),
+            other => {
+                return Err(format!(
+                    "TRIBUTARY_AZURE_CREDENTIAL must be auto, workload-identity, client-secret, managed-identity \
+                     or developer, got {other:?}"
+                ));
+            }
+        })
+    }
+}
+
+/// The credential kind `settings` choose (`auto` when none is named).
+pub fn choose(settings: &CredentialSettings) -> CredentialKind {
+    let set = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    match settings.choice.unwrap_or(CredentialChoice::Auto) {
+        CredentialChoice::Kind(kind) => kind,
+        CredentialChoice::Auto if settings.federated_token_file.is_some() => CredentialKind::WorkloadIdentity,
+        CredentialChoice::Auto if set(&settings.client_secret) => CredentialKind::ClientSecret,
+        CredentialChoice::Auto if settings.in_cluster => CredentialKind::ManagedIdentity,
+        CredentialChoice::Auto => CredentialKind::Developer,
+    }
+}
+
+/// The credential `settings` choose, set up.
+pub fn credential(
+    settings: &CredentialSettings,
+) -> Result<(CredentialKind, Arc<dyn TokenCredential>), String> {
+    let kind = choose(settings);
+    let required = |value: &Option<String>, name: &str| {
+        value
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{kind:?} needs {name}"))
+    };
     let failed = |e: azure_core::Error| format!("cannot set up the {kind:?} Azure credential: {e}");
     let credential: Arc<dyn TokenCredential> = match kind {
-        CredentialKind::WorkloadIdentity => WorkloadIdentityCredential::new(None).map_err(failed)?,
+        CredentialKind::WorkloadIdentity => {
+            let options = WorkloadIdentityCredentialOptions {
+                client_id: settings.client_id.clone(),
+                tenant_id: settings.tenant_id.clone(),
+                token_file_path: settings.federated_token_file.clone(),
+                ..Default::default()
+            };
+            WorkloadIdentityCredential::new(Some(options)).map_err(failed)?
+        }
         CredentialKind::ClientSecret => ClientSecretCredential::new(
-            &required("AZURE_TENANT_ID")?,
-            required("AZURE_CLIENT_ID")?,
-            Secret::new(required("AZURE_CLIENT_SECRET")?),
+            &required(&settings.tenant_id, "AZURE_TENANT_ID")?,
+            required(&settings.client_id, "AZURE_CLIENT_ID")?,
+            Secret::new(required(&settings.client_secret, "AZURE_CLIENT_SECRET")?),
             None,
         )
         .map_err(failed)?,
         CredentialKind::ManagedIdentity => {
             let options = ManagedIdentityCredentialOptions {
-                user_assigned_id: var("AZURE_CLIENT_ID").map(UserAssignedId::ClientId),
+                user_assigned_id: settings.client_id.clone().map(UserAssignedId::ClientId),
                 ..Default::default()
             };
             ManagedIdentityCredential::new(Some(options)).map_err(failed)?
@@ -82,34 +135,38 @@ pub fn from_env() -> Result<(CredentialKind, Arc<dyn TokenCredential>), String> 
 mod tests {
     use super::*;
 
-    fn env(set: &[&str]) -> impl Fn(&str) -> Option<String> {
-        let set: Vec<String> = set.iter().map(|s| (*s).to_owned()).collect();
-        move |name| set.iter().any(|s| s == name).then(|| "x".to_owned())
+    fn settings(federated: bool, secret: bool, in_cluster: bool) -> CredentialSettings {
+        CredentialSettings {
+            federated_token_file: federated.then(|| "/var/run/token".into()),
+            client_secret: secret.then(|| "x".to_owned()),
+            in_cluster,
+            ..CredentialSettings::default()
+        }
     }
 
     #[test]
     fn auto_takes_the_first_credential_whose_variables_are_set() {
-        let all = [
-            "AZURE_FEDERATED_TOKEN_FILE",
-            "AZURE_CLIENT_SECRET",
-            "KUBERNETES_SERVICE_HOST",
-        ];
-        assert_eq!(choose(None, env(&all)), Ok(CredentialKind::WorkloadIdentity));
-        assert_eq!(choose(None, env(&all[1..])), Ok(CredentialKind::ClientSecret));
         assert_eq!(
-            choose(Some("auto"), env(&all[2..])),
-            Ok(CredentialKind::ManagedIdentity)
+            choose(&settings(true, true, true)),
+            CredentialKind::WorkloadIdentity
         );
-        assert_eq!(choose(None, env(&[])), Ok(CredentialKind::Developer));
+        assert_eq!(choose(&settings(false, true, true)), CredentialKind::ClientSecret);
+        let auto = CredentialSettings {
+            choice: Some(CredentialChoice::Auto),
+            ..settings(false, false, true)
+        };
+        assert_eq!(choose(&auto), CredentialKind::ManagedIdentity);
+        assert_eq!(choose(&settings(false, false, false)), CredentialKind::Developer);
     }
 
     #[test]
     fn an_explicit_choice_wins_and_a_typo_is_named() {
-        assert_eq!(
-            choose(Some("developer"), env(&["AZURE_CLIENT_SECRET"])),
-            Ok(CredentialKind::Developer)
-        );
-        let error = choose(Some("msi"), env(&[])).unwrap_err();
+        let developer = CredentialSettings {
+            choice: Some("developer".parse().unwrap()),
+            ..settings(false, true, false)
+        };
+        assert_eq!(choose(&developer), CredentialKind::Developer);
+        let error = "msi".parse::<CredentialChoice>().unwrap_err();
         assert!(
             error.contains("TRIBUTARY_AZURE_CREDENTIAL") && error.contains("\"msi\""),
             "{error}"

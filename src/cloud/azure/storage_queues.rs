@@ -3,7 +3,8 @@
 //!
 //! Every call is signed with a short-lived account SAS made from the storage account key (see
 //! `storage_sas.rs`). Queues are reached at `https://<account>.queue.core.windows.net`, or, for an
-//! emulator, at the service URL in `AZURE_STORAGE_QUEUE_ENDPOINT` (Azurite serves one account there).
+//! emulator, at one service URL (Azurite serves one account there; the controller's
+//! `AZURE_STORAGE_QUEUE_ENDPOINT`).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -43,17 +44,6 @@ impl StorageQueues {
     /// Queues at their accounts' public URLs, or at `endpoint` for every account.
     pub fn new(endpoint: Option<Url>) -> Self {
         Self { endpoint }
-    }
-
-    /// Endpoint from `AZURE_STORAGE_QUEUE_ENDPOINT` when set (an emulator). An unparsable value is an error
-    /// naming the variable.
-    pub fn from_env() -> std::result::Result<Self, String> {
-        match std::env::var("AZURE_STORAGE_QUEUE_ENDPOINT") {
-            Ok(value) if !value.is_empty() => Url::parse(&value)
-                .map(|url| Self::new(Some(url)))
-                .map_err(|e| format!("AZURE_STORAGE_QUEUE_ENDPOINT={value:?} is not a URL: {e}")),
-            _ => Ok(Self::new(None)),
-        }
     }
 
     /// The unsigned URL of `queue` in `account`: what status shows and dead-letter reasons record.

@@ -5,7 +5,7 @@
 //! corrected when they drift), the consumer groups, and a Listen rule whose connection string goes into
 //! the Secret `<name>-eventhub` that Consumers read → status: Kafka endpoint, partitions, Secret name.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{Resource, ResourceExt};
@@ -49,39 +49,6 @@ pub struct EventHubsConfig {
     /// CA bundle for that endpoint when it is not in the system's trust store (an emulator's); the
     /// controller reads consumer lag with it, and device workers are configured with the same path.
     pub kafka_ca_file: Option<String>,
-}
-
-impl EventHubsConfig {
-    /// From the environment: the Azure identity (`cloud::azure::credential`), `AZURE_SUBSCRIPTION_ID` and
-    /// `TRIBUTARY_AZURE_RESOURCE_GROUP` (defaults for the spec), `AZURE_RESOURCE_MANAGER_ENDPOINT` (default the public
-    /// cloud) `TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT` and `TRIBUTARY_KAFKA_CA_FILE` (an emulator's Kafka endpoint and CA). `None`, with a
-    /// warning, when no credential can be set up and none was asked for by name: DeviceStreams then say
-    /// so in their Ready condition.
-    pub fn from_env() -> Result<Option<Self>, String> {
-        use crate::cloud::azure::{arm, credential};
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let credential = match credential::from_env() {
-            Ok((kind, credential)) => {
-                tracing::info!(credential = ?kind, "Azure identity for Resource Manager");
-                credential
-            }
-            Err(error) if var("TRIBUTARY_AZURE_CREDENTIAL").is_none() => {
-                tracing::warn!(%error, "no Azure identity: DeviceStreams will not be reconciled");
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
-        };
-        let base = var("AZURE_RESOURCE_MANAGER_ENDPOINT").unwrap_or_else(|| arm::PUBLIC_CLOUD.to_owned());
-        url::Url::parse(&base)
-            .map_err(|e| format!("AZURE_RESOURCE_MANAGER_ENDPOINT={base:?} is not a URL: {e}"))?;
-        Ok(Some(Self {
-            hubs: EventHubs::new(arm::Arm::new(&base, credential, Duration::from_secs(20))),
-            subscription: var("AZURE_SUBSCRIPTION_ID"),
-            resource_group: var("TRIBUTARY_AZURE_RESOURCE_GROUP"),
-            kafka_endpoint: var("TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT"),
-            kafka_ca_file: var("TRIBUTARY_KAFKA_CA_FILE"),
-        }))
-    }
 }
 
 /// The name of the Secret with the connection information.

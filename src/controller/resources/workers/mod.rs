@@ -74,8 +74,11 @@ pub fn worker_settings(policy: &tenancy::Effective, controller: &WorkerSettings)
     }
 }
 
-/// The controller's variables every worker gets too.
-const WORKER_ENV: [&str; 6] = [
+/// The controller's own variables every worker gets too (the AWS SDK's region and endpoint, the
+/// OpenTelemetry SDK's endpoint and sampler): the command line reads them from the controller's
+/// environment into [`WorkerSettings::env`]. Secrets such as OTLP headers belong in the env Secret, not in
+/// a Deployment.
+pub const WORKER_ENV: [&str; 6] = [
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -83,36 +86,6 @@ const WORKER_ENV: [&str; 6] = [
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
 ];
-
-/// The worker settings from the controller's environment (the Helm chart sets these): the image
-/// (`TRIBUTARY_WORKER_IMAGE`, default `tributary:<version>`), the AWS region and endpoint and the OTLP
-/// endpoint and sampler the controller itself uses (secrets such as OTLP headers belong in the env
-/// Secret, not in a Deployment) and the Secret of extra environment (`TRIBUTARY_WORKER_ENV_SECRET`). The
-/// workers' cloud identity is not among them: it comes from each namespace's own TenantPolicy.
-pub fn worker_settings_from_env() -> Result<WorkerSettings, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let image = var("TRIBUTARY_WORKER_IMAGE").unwrap_or_else(|| format!("tributary:{}", crate::VERSION));
-    let env = WORKER_ENV
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), var(name)?)))
-        .collect();
-    if var("TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS").is_some() {
-        return Err(
-            "TRIBUTARY_WORKER_SERVICE_ACCOUNT_ANNOTATIONS is no longer read: one cloud identity for \
-                    every namespace's workers would let any tenant act as the others. Give each namespace \
-                    its workers' identity in its TenantPolicy (spec.workerIdentity)"
-                .to_owned(),
-        );
-    }
-    Ok(WorkerSettings {
-        image,
-        env,
-        service_account_annotations: BTreeMap::new(),
-        env_secret: var("TRIBUTARY_WORKER_ENV_SECRET"),
-        monitoring_namespace: None,
-        pod_labels: BTreeMap::new(),
-    })
-}
 
 /// Whom a set of worker objects is for: their name, labels and owner, the image and the HTTP port. A
 /// Consumer's workers, or a Subscription's relay.
