@@ -96,6 +96,18 @@ pub struct CheckSpacing {
     pub subscription: Duration,
 }
 
+impl CheckSpacing {
+    /// The spacing of `kind` (zero for kinds whose checks are not spaced).
+    pub fn of(&self, kind: &str) -> Duration {
+        match kind {
+            "Topic" => self.topic,
+            "Queue" | "DeadLetter" => self.queue,
+            "Subscription" => self.subscription,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -148,14 +160,14 @@ impl<C> Context<C> {
     /// that often would exceed its share of the cloud's quotas (at 10,000 objects, the SNS tag listing
     /// of 10 calls per second bounds Topics to one check per topic every 200 ms).
     pub fn resync(&self, kind: &str) -> Duration {
-        let spacing = &self.config.check_spacing;
-        let (count, each) = match kind {
-            "Topic" => (self.stores.topics.len(), spacing.topic),
-            "Queue" => (self.stores.queues.len(), spacing.queue),
-            "DeadLetter" => (self.stores.dead_letters.len(), spacing.queue),
-            "Subscription" => (self.stores.subscriptions.len(), spacing.subscription),
-            _ => (0, Duration::ZERO),
+        let count = match kind {
+            "Topic" => self.stores.topics.len(),
+            "Queue" => self.stores.queues.len(),
+            "DeadLetter" => self.stores.dead_letters.len(),
+            "Subscription" => self.stores.subscriptions.len(),
+            _ => 0,
         };
+        let each = self.config.check_spacing.of(kind);
         let all = each.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX));
         self.config.resync.max(all)
     }
@@ -177,17 +189,7 @@ impl<C> Context<C> {
             instance: config.instance.clone(),
         };
         let (stores, writers) = watch::stores();
-        let spacing = &config.check_spacing;
-        let verified = verified::Verified::spaced(
-            [
-                ("Topic", spacing.topic),
-                ("Queue", spacing.queue),
-                ("DeadLetter", spacing.queue),
-                ("Subscription", spacing.subscription),
-            ]
-            .into_iter()
-            .collect(),
-        );
+        let verified = verified::Verified::spaced(config.check_spacing.clone());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,

@@ -20,6 +20,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::controller::CheckSpacing;
+
 /// The fingerprint of a desired state.
 pub fn fingerprint(value: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
@@ -41,8 +43,8 @@ pub struct Verified {
     /// When old entries were last dropped: at most once per resync period, not on every record (a
     /// scan of every entry per reconcile would be quadratic in a bulk apply).
     pruned: Mutex<Option<Instant>>,
-    /// The least time between two full checks of one kind (by kind, as the key's first word).
-    spacing: HashMap<&'static str, Duration>,
+    /// The least time between two full checks of one kind (the kind is the key's first word).
+    spacing: CheckSpacing,
     /// The latest check slot given to each kind.
     slots: Mutex<HashMap<String, Instant>>,
 }
@@ -60,8 +62,8 @@ impl Verified {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Full checks of the kinds in `spacing` at least that far apart (others: one resync period).
-    pub fn spaced(spacing: HashMap<&'static str, Duration>) -> Self {
+    /// Full checks of each kind at least its `spacing` apart (a zero spacing: one resync period).
+    pub fn spaced(spacing: CheckSpacing) -> Self {
         Self {
             spacing,
             ..Self::default()
@@ -124,13 +126,14 @@ impl Verified {
     /// The check slot of `key`: `earliest`, or one spacing after its kind's latest slot if later.
     fn slot(&self, key: &str, earliest: Instant) -> Instant {
         let kind = key.split(' ').next().unwrap_or_default();
-        let Some(spacing) = self.spacing.get(kind).filter(|s| !s.is_zero()) else {
+        let spacing = self.spacing.of(kind);
+        if spacing.is_zero() {
             return earliest;
-        };
+        }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let due = slots
             .get(kind)
-            .map_or(earliest, |latest| earliest.max(*latest + *spacing));
+            .map_or(earliest, |latest| earliest.max(*latest + spacing));
         slots.insert(kind.to_owned(), due);
         due
     }
@@ -180,7 +183,10 @@ mod tests {
     #[test]
     fn checks_of_one_kind_are_spaced_at_least_their_spacing_apart() {
         let spacing = Duration::from_millis(100);
-        let verified = Verified::spaced([("Queue", spacing)].into_iter().collect());
+        let verified = Verified::spaced(CheckSpacing {
+            queue: spacing,
+            ..CheckSpacing::default()
+        });
         // Ten queues verified at once (a bulk apply) are due one after the other, not together.
         for i in 0..10 {
             verified.record(&format!("Queue ns/q{i}"), 1, (), RESYNC);
