@@ -45,6 +45,13 @@ pub trait MessageQueue: Send + Sync {
     fn fits(&self, _message: &OutgoingMessage) -> bool {
         true
     }
+
+    /// Whether this is a FIFO queue: its messages carry a group id that it delivers in order, and a send
+    /// to it needs a group id and (without content-based deduplication) a deduplication id, which other
+    /// queues refuse (SQS: `InvalidParameterValue`). SQS names every FIFO queue `….fifo`.
+    fn is_fifo(&self) -> bool {
+        false
+    }
 }
 
 /// What a receive asks for.
@@ -62,14 +69,15 @@ pub struct Receive {
 }
 
 impl Receive {
-    /// A worker's receive: up to `max` messages, waiting up to `wait_seconds`, hidden for the queue's
-    /// visibility timeout, with their receive counts.
-    pub fn work(max: i32, wait_seconds: i32) -> Self {
+    /// A worker's receive: up to `max` messages, waiting up to `wait_seconds`, hidden for
+    /// `visibility_timeout_seconds` (`None`: the queue's visibility timeout), with their receive counts and
+    /// FIFO groups.
+    pub fn work(max: i32, wait_seconds: i32, visibility_timeout_seconds: Option<i32>) -> Self {
         Self {
             max,
             wait_seconds,
-            visibility_timeout_seconds: None,
-            system_attributes: SystemAttributes::ReceiveCount,
+            visibility_timeout_seconds,
+            system_attributes: SystemAttributes::ReceiveCountAndGroup,
         }
     }
 
@@ -88,8 +96,9 @@ impl Receive {
 /// The system attributes a receive asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SystemAttributes {
-    /// Only how often each message was received (`ApproximateReceiveCount`).
-    ReceiveCount,
+    /// How often each message was received (`ApproximateReceiveCount`) and, on a FIFO queue, its group
+    /// (`MessageGroupId`): what a worker needs.
+    ReceiveCountAndGroup,
     /// Every one the cloud has.
     All,
 }
@@ -162,7 +171,8 @@ impl ReceivedMessage {
 
     /// The same message, ready to send as batch entry `entry_id`: body, attributes, and the FIFO group
     /// and deduplication ids are kept. Note that a FIFO queue drops a message whose deduplication id it
-    /// saw in the last 5 minutes, so a redrive sooner than that after the original send is deduplicated.
+    /// saw in the last 5 minutes: a copy going back where the original came from needs an id of its own
+    /// (the redrive gives it one, [`copy_deduplication_id`]).
     pub fn to_outgoing(&self, entry_id: impl Into<String>) -> OutgoingMessage {
         OutgoingMessage {
             entry_id: entry_id.into(),
@@ -227,6 +237,24 @@ pub struct BatchFailure {
     pub sender_fault: bool,
 }
 
+/// The longest deduplication id SQS takes.
+const MAX_DEDUPLICATION_ID: usize = 128;
+
+/// A FIFO deduplication id for sending a copy of the message `message_id` for `purpose` (a dead letter,
+/// a redrive): the same for every attempt of that send, so a send retried after an unknown outcome is
+/// dropped by the queue as a duplicate (within SQS's 5-minute deduplication interval), and different from
+/// the original's, so the copy itself is not. SQS takes up to 128 characters, alphanumeric or
+/// punctuation; anything else (a long or unusual id) is hashed.
+pub fn copy_deduplication_id(purpose: &str, message_id: &str) -> String {
+    let id = format!("{purpose}-{message_id}");
+    if id.len() <= MAX_DEDUPLICATION_ID && id.bytes().all(|b| b.is_ascii_graphic()) {
+        return id;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The attribute naming why a worker dead-lettered a message (JSON: consumer, queue, reason, attempts).
 pub const DEAD_LETTER_REASON: &str = "tributary-dead-letter-reason";
 
@@ -276,6 +304,25 @@ mod tests {
     use super::*;
 
     const SQS_LIMIT: Option<usize> = Some(10);
+
+    #[test]
+    fn a_copy_deduplication_id_is_stable_and_fits_sqs() {
+        let id = copy_deduplication_id("dead-letter", "5fea7756-0ea4-451a-a703-a558b933e274");
+        assert_eq!(id, "dead-letter-5fea7756-0ea4-451a-a703-a558b933e274");
+        assert_eq!(
+            id,
+            copy_deduplication_id("dead-letter", "5fea7756-0ea4-451a-a703-a558b933e274")
+        );
+        assert_ne!(
+            id,
+            copy_deduplication_id("redrive", "5fea7756-0ea4-451a-a703-a558b933e274")
+        );
+        for odd in ["x".repeat(200), "a b".to_owned(), "ü".to_owned()] {
+            let hashed = copy_deduplication_id("redrive", &odd);
+            assert_eq!(hashed.len(), 64, "{odd}");
+            assert!(hashed.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
 
     #[test]
     fn the_reason_is_added_and_replaces_an_earlier_one() {

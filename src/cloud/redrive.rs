@@ -1,5 +1,11 @@
 //! The fallback redrive: move messages out of a dead-letter queue by receiving them, sending copies (body,
-//! message attributes, FIFO group and deduplication ids) to the destination and deleting the originals.
+//! message attributes, FIFO group) to the destination and deleting the originals. A copy sent to a FIFO
+//! queue keeps its group (a message that has none, from a standard dead letter, is its own group) and
+//! gets a deduplication id of its own, derived from the redrive and the dead letter's message id: the
+//! original's id would make the destination drop the copy as a duplicate of the original if it came within
+//! SQS's 5-minute deduplication interval (and the dead letter would be deleted: lost), while the derived
+//! one drops only a second copy of the same redrive (a crash between send and delete). A copy sent to a
+//! standard queue carries no FIFO ids, which a standard queue refuses.
 //! Used when the cloud has no server-side move task (an `Unsupported` error from
 //! [`QueueMessages::start_message_move`]), e.g. on emulators, and on Azure. A [`Mover`] gives the dead
 //! letter as a [`MessageQueue`] and the places its messages go as [`Destinations`] (SQS queues of the
@@ -15,7 +21,7 @@ use super::{
     Result,
     queue::{
         BatchFailure, BatchOutcome, DEAD_LETTER_REASON, MessageQueue, OutgoingMessage, Receive,
-        ReceivedMessage, VisibilityChange, dead_lettered_from, with_attribute,
+        ReceivedMessage, VisibilityChange, copy_deduplication_id, dead_lettered_from, with_attribute,
     },
     traits::QueueMessages,
 };
@@ -31,6 +37,11 @@ pub trait Destinations: Send + Sync {
 
     /// The most attributes a message may carry at `url`, or `None` for no limit.
     fn attribute_limit(&self, url: &str) -> Option<usize>;
+
+    /// Whether `url` is a FIFO queue (its messages need a group and a deduplication id).
+    fn is_fifo(&self, _url: &str) -> bool {
+        false
+    }
 }
 
 /// The queues of an account are the destinations of its dead letters (SQS).
@@ -41,6 +52,10 @@ impl<T: QueueMessages> Destinations for T {
 
     fn attribute_limit(&self, url: &str) -> Option<usize> {
         self.message_queue(url).attribute_limit()
+    }
+
+    fn is_fifo(&self, url: &str) -> bool {
+        self.message_queue(url).is_fifo()
     }
 }
 
@@ -107,6 +122,31 @@ pub const REDRIVE_ATTRIBUTE: &str = "tributary-redrive";
 /// The redrive that moved `message` back before, if any.
 fn moved_by(message: &ReceivedMessage) -> Option<&str> {
     message.attributes.get(REDRIVE_ATTRIBUTE)?.string_value.as_deref()
+}
+
+/// What a redrive's copies are deduplicated by when it has no id of its own.
+const REDRIVE: &str = "redrive";
+
+/// The copy of `message` that goes back as batch entry `entry_id`: its FIFO ids fitted to the destination
+/// (`fifo`), without the dead-letter reason (history, not part of it), marked as moved by `redrive` if the
+/// destination has an attribute slot left (`limit`: SQS allows 10).
+fn copy(
+    message: &ReceivedMessage,
+    entry_id: String,
+    redrive: Option<&str>,
+    fifo: bool,
+    limit: Option<usize>,
+) -> OutgoingMessage {
+    let mut copy = message.to_outgoing(entry_id);
+    if fifo {
+        copy.group_id = copy.group_id.or_else(|| Some(message.message_id.clone()));
+        let purpose = redrive.map_or_else(|| REDRIVE.to_owned(), |id| format!("{REDRIVE}-{id}"));
+        copy.deduplication_id = Some(copy_deduplication_id(&purpose, &message.message_id));
+    } else {
+        copy.group_id = None;
+        copy.deduplication_id = None;
+    }
+    marked(copy, redrive, limit)
 }
 
 /// `message` as it goes back: without the dead-letter reason (history, not part of it), marked as moved
@@ -185,9 +225,10 @@ pub async fn move_round<M: Mover>(
         }
     }
     for (url, entries) in batches {
+        let (fifo, limit) = (mover.is_fifo(url), mover.attribute_limit(url));
         let outgoing: Vec<_> = entries
             .iter()
-            .map(|(id, m)| marked(m.to_outgoing(id.clone()), redrive, mover.attribute_limit(url)))
+            .map(|(id, m)| copy(m, id.clone(), redrive, fifo, limit))
             .collect();
         let sent = mover.send_to(url, &outgoing).await?;
         totals.failed.extend(sent.failed);

@@ -24,6 +24,9 @@ pub struct Message {
     pub types: BTreeMap<String, String>,
     /// How many times the queue has handed this message out, this time included (1 the first time).
     pub receive_count: u32,
+    /// The message group, on a FIFO queue: the runtime hands a group's messages over one after another,
+    /// in the queue's order.
+    pub group_id: Option<String>,
 }
 
 impl Message {
@@ -56,6 +59,7 @@ impl Message {
             attributes,
             types,
             receive_count,
+            group_id: None,
         }
     }
 

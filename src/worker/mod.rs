@@ -10,8 +10,10 @@
 pub mod config;
 pub mod devices;
 pub mod endpoints;
+pub mod hold;
 pub mod message;
 pub mod metrics;
+pub mod ordering;
 pub mod orders;
 pub mod processor;
 pub mod queue;

@@ -1,7 +1,8 @@
 //! What the worker runtime drains: a queue of the cloud's message-queue contract
 //! ([`crate::cloud::queue::MessageQueue`]) and, if the Consumer has one, its dead letter. Each received
 //! message becomes a [`Delivery`]: the [`Message`] a processor sees, and the message as it arrived, to
-//! dead-letter it unchanged with the reason attached.
+//! dead-letter it unchanged with the reason attached (on a FIFO dead-letter queue with its group, and a
+//! deduplication id derived from its message id, so that a retried dead-letter send is not doubled).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use crate::{
         Error, Operation, Result,
         queue::{
             MessageAttribute, MessageQueue, OutgoingMessage, Receive, ReceivedMessage, VisibilityChange,
-            dead_letter_attributes,
+            copy_deduplication_id, dead_letter_attributes,
         },
     },
     worker::message::Message,
@@ -40,8 +41,11 @@ impl Delivery {
             .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
             .collect();
         let receive_count = received.receive_count().unwrap_or(1);
-        let message = Message::delivered(received.message_id, received.body.clone(), strings, receive_count)
-            .with_types(&received.attributes);
+        let group_id = received.group_id().map(str::to_owned);
+        let mut message =
+            Message::delivered(received.message_id, received.body.clone(), strings, receive_count)
+                .with_types(&received.attributes);
+        message.group_id = group_id;
         Self {
             message,
             receipt: received.receipt_handle,
@@ -64,9 +68,11 @@ impl<Q: MessageQueue + Clone + 'static> WorkQueue<Q> {
         Self { source, dead_letter }
     }
 
-    /// Receives up to `max` messages, waiting up to `wait_seconds` for the first one.
-    pub async fn receive(&self, max: i32, wait_seconds: i32) -> Result<Vec<Delivery>> {
-        let received = self.source.receive(&Receive::work(max, wait_seconds)).await?;
+    /// Receives up to `max` messages, waiting up to `wait_seconds` for the first one, hidden for
+    /// `hold_seconds`.
+    pub async fn receive(&self, max: i32, wait_seconds: i32, hold_seconds: i32) -> Result<Vec<Delivery>> {
+        let request = Receive::work(max, wait_seconds, Some(hold_seconds));
+        let received = self.source.receive(&request).await?;
         Ok(received.into_iter().map(Delivery::received).collect())
     }
 
@@ -116,6 +122,11 @@ impl<Q: MessageQueue + Clone + 'static> WorkQueue<Q> {
         send_dead_letter(dead_letter, delivery, reason).await
     }
 
+    /// Whether the source is a FIFO queue, whose message groups are processed in order.
+    pub fn is_fifo(&self) -> bool {
+        self.source.is_fifo()
+    }
+
     /// Whether a dead-letter queue is configured.
     pub fn has_dead_letter(&self) -> bool {
         self.dead_letter.is_some()
@@ -145,14 +156,23 @@ pub async fn send_dead_letter<Q: MessageQueue>(queue: &Q, delivery: &Delivery, r
 
 /// The dead letter of `delivery`: its body and attributes with the reason; without the reason if that
 /// does not fit `queue`; without any attribute (the body as it came, which fitted the queue it came from)
-/// if even that does not.
+/// if even that does not. On a FIFO `queue` it is in the original's group (a message from a standard
+/// queue has none: its message id is its group, ordered with nothing), and its deduplication id is
+/// derived from the original's message id, so a send retried after an unknown outcome lands once.
 fn dead_letter_message<Q: MessageQueue>(queue: &Q, delivery: &Delivery, reason: &str) -> OutgoingMessage {
+    let id = &delivery.message.id;
+    let (group_id, deduplication_id) = if queue.is_fifo() {
+        let group = delivery.message.group_id.clone().unwrap_or_else(|| id.clone());
+        (Some(group), Some(copy_deduplication_id("dead-letter", id)))
+    } else {
+        (None, None)
+    };
     let message = |attributes| OutgoingMessage {
         entry_id: "0".to_owned(),
         body: delivery.raw_body.clone(),
         attributes,
-        group_id: None,
-        deduplication_id: None,
+        group_id: group_id.clone(),
+        deduplication_id: deduplication_id.clone(),
     };
     let with_reason = message(dead_letter_attributes(
         &delivery.raw_attributes,

@@ -1,5 +1,6 @@
 //! The queue runtime: `receivers` loops, each long-polling for up to 10 messages, processing them
-//! concurrently, and settling the batch while the next receive is already under way.
+//! concurrently (from a FIFO queue: each message group's in order, see [`super::ordering`]), and settling
+//! the batch while the next receive is already under way.
 //!
 //! - Success: acknowledged in one batch delete.
 //! - [`Outcome::Retry`]: made visible again after the retry delay (exponential in the receive count,
@@ -8,7 +9,8 @@
 //! - A message is deleted only after its dead-letter copy was accepted, so nothing is lost; without a
 //!   dead-letter queue it is hidden for the longest delay instead, and the queue's own redrive policy
 //!   (`maxReceiveCount`) moves it eventually.
-//! - Work that outlasts half the visibility timeout gets its messages' visibility extended.
+//! - Work that outlasts half the visibility timeout gets its messages' visibility extended, never more
+//!   often than every 5 seconds ([`super::hold`]).
 //! - Shutdown: receiving stops; messages in flight get `drain` to finish, and those still unfinished
 //!   are released (visible at once) for another worker.
 
@@ -18,14 +20,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::join_all;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 // One path per use (not `super::{…}`): the runtime needs its siblings, not the worker's root.
 use super::config::Retry;
+use super::hold::Hold;
 use super::message::TRACEPARENT;
 use super::metrics::{DeadLetterReason, WorkerMetrics};
+use super::ordering::{self, Step};
 use super::processor::{Outcome, Processor};
 use super::queue::{Delivery, WorkQueue};
 use super::trace;
@@ -100,11 +103,12 @@ async fn receive_loop<
 ) {
     let mut pending = JoinSet::new();
     let mut errors = 0u32;
+    let hold = Hold::of(settings.visibility_timeout).seconds();
     loop {
         let received = tokio::select! {
             biased;
             () = shutdown.clone() => break,
-            received = queue.receive(10, settings.wait_seconds) => received,
+            received = queue.receive(10, settings.wait_seconds, hold) => received,
         };
         let batch = match received {
             Ok(batch) => {
@@ -125,8 +129,7 @@ async fn receive_loop<
             continue;
         }
         metrics.received(batch.len());
-        let Some(outcomes) =
-            process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await
+        let Some(steps) = process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await
         else {
             // Released for another worker: shutting down with work unfinished.
             break;
@@ -138,14 +141,15 @@ async fn receive_loop<
             queue.clone(),
             settings.clone(),
             metrics.clone(),
-            batch.into_iter().zip(outcomes).collect(),
+            batch.into_iter().zip(steps).collect(),
         ));
     }
     while pending.join_next().await.is_some() {}
 }
 
-/// Processes a batch concurrently, extending visibility while it runs. `None` if shutdown's drain time
-/// ran out first (the batch has then been released).
+/// Processes a batch (concurrently; from a FIFO queue each message group in order, see [`ordering`]),
+/// extending visibility while it runs. `None` if shutdown's drain time ran out first (the batch has then
+/// been released).
 async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Output = ()> + Send>(
     queue: &WorkQueue<Q>,
     processor: &P,
@@ -153,49 +157,32 @@ async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Outp
     metrics: &WorkerMetrics,
     batch: &[Delivery],
     shutdown: S,
-) -> Option<Vec<Outcome>> {
-    let work = join_all(batch.iter().map(|delivery| {
-        // One span per message, in the trace the message carries; what the processor publishes is its child.
-        let span = tracing::info_span!(
-            "process",
-            otel.kind = "consumer",
-            messaging.message.id = %delivery.message.id,
-            messaging.receive_count = delivery.message.receive_count,
-            otel.status_code = tracing::field::Empty,
-            otel.status_message = tracing::field::Empty,
-        );
-        trace::continue_trace(&span, delivery.message.attribute(TRACEPARENT));
-        async move {
-            let started = Instant::now();
-            let outcome = match over_receive_limit(delivery.message.receive_count, settings.max_receive_count)
-            {
-                Some(reason) => Outcome::Reject(reason),
-                None => processor.process(&delivery.message).await,
-            };
-            match &outcome {
-                Outcome::Done => metrics.processed(started.elapsed()),
-                Outcome::Retry(reason) | Outcome::Reject(reason) => {
-                    metrics.failed(started.elapsed());
-                    let span = tracing::Span::current();
-                    span.record("otel.status_code", "ERROR");
-                    span.record("otel.status_message", reason.as_str());
-                }
-            }
-            outcome
-        }
-        .instrument(span)
-    }));
+) -> Option<Vec<Step>> {
+    let lanes = ordering::lanes(
+        batch.iter().map(|d| d.message.group_id.as_deref()),
+        queue.is_fifo(),
+    );
+    let has_dead_letter = queue.has_dead_letter();
+    let work = ordering::run_lanes(
+        batch.len(),
+        lanes,
+        |index| process_one(processor, settings, metrics, &batch[index]),
+        // A group goes on past a message only if it is done with it.
+        |index, outcome| {
+            let receive_count = batch[index].message.receive_count;
+            settlement(outcome, receive_count, &settings.retry, has_dead_letter) == Settlement::Acknowledge
+        },
+    );
     tokio::pin!(work);
     tokio::pin!(shutdown);
-    let half = (settings.visibility_timeout / 2).max(Duration::from_secs(1));
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+    let hold = Hold::of(settings.visibility_timeout);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hold.every, hold.every);
     let mut deadline: Option<tokio::time::Instant> = None;
-    let extend = i32::try_from(settings.visibility_timeout.as_secs()).unwrap_or(43_200);
     loop {
         tokio::select! {
-            outcomes = &mut work => return Some(outcomes),
+            steps = &mut work => return Some(steps),
             _ = heartbeat.tick() => {
-                let entries = batch.iter().map(|d| (d.receipt.clone(), extend)).collect();
+                let entries = batch.iter().map(|d| (d.receipt.clone(), hold.seconds())).collect();
                 if let Err(error) = queue.postpone(entries).await {
                     tracing::warn!(%error, "extending the visibility of messages in progress failed");
                 }
@@ -216,6 +203,43 @@ async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Outp
             }
         }
     }
+}
+
+/// Processes one message in a span of the trace it carries (what the processor publishes is its child).
+async fn process_one<P: Processor>(
+    processor: &P,
+    settings: &Settings,
+    metrics: &WorkerMetrics,
+    delivery: &Delivery,
+) -> Outcome {
+    let span = tracing::info_span!(
+        "process",
+        otel.kind = "consumer",
+        messaging.message.id = %delivery.message.id,
+        messaging.receive_count = delivery.message.receive_count,
+        otel.status_code = tracing::field::Empty,
+        otel.status_message = tracing::field::Empty,
+    );
+    trace::continue_trace(&span, delivery.message.attribute(TRACEPARENT));
+    async move {
+        let started = Instant::now();
+        let outcome = match over_receive_limit(delivery.message.receive_count, settings.max_receive_count) {
+            Some(reason) => Outcome::Reject(reason),
+            None => processor.process(&delivery.message).await,
+        };
+        match &outcome {
+            Outcome::Done => metrics.processed(started.elapsed()),
+            Outcome::Retry(reason) | Outcome::Reject(reason) => {
+                metrics.failed(started.elapsed());
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", reason.as_str());
+            }
+        }
+        outcome
+    }
+    .instrument(span)
+    .await
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -277,53 +301,19 @@ async fn settle<Q: MessageQueue + Clone + 'static>(
     queue: WorkQueue<Q>,
     settings: Arc<Settings>,
     metrics: WorkerMetrics,
-    batch: Vec<(Delivery, Outcome)>,
+    batch: Vec<(Delivery, Step)>,
 ) {
     let mut acknowledge = Vec::new();
     let mut postpone = Vec::new();
-    for (delivery, outcome) in &batch {
-        let message = &delivery.message;
-        match settlement(
-            outcome,
-            message.receive_count,
-            &settings.retry,
-            queue.has_dead_letter(),
-        ) {
-            Settlement::Acknowledge => acknowledge.push(delivery.receipt.clone()),
-            Settlement::Postpone(seconds) => {
-                if let Outcome::Retry(reason) | Outcome::Reject(reason) = outcome {
-                    tracing::warn!(
-                        message_id = %message.id,
-                        trace_id = message.trace_id().unwrap_or_default(),
-                        attempt = message.receive_count,
-                        retry_in_seconds = seconds,
-                        %reason,
-                        "processing failed"
-                    );
-                }
-                postpone.push((delivery.receipt.clone(), i32::try_from(seconds).unwrap_or(43_200)));
-            }
-            Settlement::DeadLetter(kind, reason) => {
-                let attached = reason_json(&settings.consumer, queue.url(), &reason, message.receive_count);
-                match queue.dead_letter(delivery, &attached).await {
-                    Ok(()) => {
-                        tracing::warn!(
-                            message_id = %message.id,
-                            trace_id = message.trace_id().unwrap_or_default(),
-                            %reason,
-                            "dead-lettered"
-                        );
-                        metrics.dead_lettered(kind);
-                        acknowledge.push(delivery.receipt.clone());
-                    }
-                    Err(error) => {
-                        // Kept in the queue: it comes back and is dead-lettered then.
-                        tracing::warn!(message_id = %message.id, %error, "dead-lettering failed; retrying later");
-                        let delay = settings.retry.delay_seconds(message.receive_count);
-                        postpone.push((delivery.receipt.clone(), i32::try_from(delay).unwrap_or(43_200)));
-                    }
-                }
-            }
+    for (delivery, step) in &batch {
+        let receipt = delivery.receipt.clone();
+        match step {
+            // Released for the next receive, which hands it out behind the message that held it.
+            Step::Held => postpone.push((receipt, 0)),
+            Step::Ran(outcome) => match settle_one(&queue, &settings, &metrics, delivery, outcome).await {
+                None => acknowledge.push(receipt),
+                Some(seconds) => postpone.push((receipt, seconds)),
+            },
         }
     }
     match queue.acknowledge(acknowledge).await {
@@ -341,6 +331,60 @@ async fn settle<Q: MessageQueue + Clone + 'static>(
     }
     for _ in &batch {
         metrics.done();
+    }
+}
+
+/// Settles one processed message: `None` to delete it (done, or dead-lettered), or the seconds until it
+/// is to be visible again.
+async fn settle_one<Q: MessageQueue + Clone + 'static>(
+    queue: &WorkQueue<Q>,
+    settings: &Settings,
+    metrics: &WorkerMetrics,
+    delivery: &Delivery,
+    outcome: &Outcome,
+) -> Option<i32> {
+    let message = &delivery.message;
+    let seconds = |seconds: u32| Some(i32::try_from(seconds).unwrap_or(43_200));
+    match settlement(
+        outcome,
+        message.receive_count,
+        &settings.retry,
+        queue.has_dead_letter(),
+    ) {
+        Settlement::Acknowledge => None,
+        Settlement::Postpone(delay) => {
+            if let Outcome::Retry(reason) | Outcome::Reject(reason) = outcome {
+                tracing::warn!(
+                    message_id = %message.id,
+                    trace_id = message.trace_id().unwrap_or_default(),
+                    attempt = message.receive_count,
+                    retry_in_seconds = delay,
+                    %reason,
+                    "processing failed"
+                );
+            }
+            seconds(delay)
+        }
+        Settlement::DeadLetter(kind, reason) => {
+            let attached = reason_json(&settings.consumer, queue.url(), &reason, message.receive_count);
+            match queue.dead_letter(delivery, &attached).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        message_id = %message.id,
+                        trace_id = message.trace_id().unwrap_or_default(),
+                        %reason,
+                        "dead-lettered"
+                    );
+                    metrics.dead_lettered(kind);
+                    None
+                }
+                Err(error) => {
+                    // Kept in the queue: it comes back and is dead-lettered then.
+                    tracing::warn!(message_id = %message.id, %error, "dead-lettering failed; retrying later");
+                    seconds(settings.retry.delay_seconds(message.receive_count))
+                }
+            }
+        }
     }
 }
 

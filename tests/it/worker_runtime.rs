@@ -32,7 +32,7 @@ use tributary::{
 };
 
 /// Answers by the body: `poison…` is rejected, `flaky…` fails on its first receive, `broken…` always
-/// fails, `slow…` takes 4 s; everything else succeeds. Counts the calls per body.
+/// fails, `slow…` takes [`SLOW`]; everything else succeeds. Counts the calls per body.
 #[derive(Clone, Default)]
 struct Scripted {
     calls: Arc<Mutex<BTreeMap<String, u32>>>,
@@ -59,12 +59,16 @@ impl Processor for Scripted {
             Outcome::Retry("the table is down".into())
         } else {
             if body.starts_with("slow") {
-                tokio::time::sleep(Duration::from_secs(4)).await;
+                tokio::time::sleep(SLOW).await;
             }
             Outcome::Done
         }
     }
 }
+
+/// Slow work: longer than the runtime's shortest hold on a message (a receive hides it for at least twice
+/// the shortest heartbeat, whatever the queue's visibility timeout), so only heartbeats keep it hidden.
+const SLOW: Duration = Duration::from_secs(tributary::worker::hold::MIN_HEARTBEAT.as_secs() * 2 + 2);
 
 /// A shutdown signal for the runtime and the switch that fires it.
 fn stopper() -> (
@@ -320,7 +324,7 @@ async fn stop_when_both_done_once(
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 ) {
-    common::eventually("both done", Duration::from_secs(20), || {
+    common::eventually("both done", SLOW * 3, || {
         let metrics = metrics.clone();
         async move { (metrics.processed_total() == 2).then_some(()) }
     })
@@ -339,7 +343,8 @@ async fn stop_when_both_done_once(
 async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
     let _bed = common::shared().await;
     let sqs = aws_sdk_sqs::Client::new(&common::elasticmq_config().await);
-    // Visibility 2 s, work 4 s: without the heartbeat another receiver would get the message again.
+    // Visibility 2 s (the runtime holds messages 10 s at least), work 12 s: without the heartbeat another
+    // receiver would get the message again.
     let url = queue(&sqs, "slow", 2).await;
     send(&sqs, &url, &["slow a".to_owned(), "slow b".to_owned()]).await;
     let processor = Scripted::default();
@@ -360,7 +365,7 @@ async fn long_work_keeps_its_messages_and_shutdown_releases_unfinished_ones() {
     stop_when_both_done_once(&metrics, &processor, stop, task).await;
     assert!(drain(&sqs, &url).await.is_empty());
 
-    // Shut down 1 s into a 4 s job with 1 s to drain: the message is released, visible again at once.
+    // Shut down 1 s into a 12 s job with 1 s to drain: the message is released, visible again at once.
     send(&sqs, &url, &["slow c".to_owned()]).await;
     let processor = Scripted::default();
     let (stop, task) = run(1, processor.clone(), WorkerMetrics::new());
@@ -440,7 +445,8 @@ async fn long_work_on_a_storage_queue_is_kept_hidden_and_deleted_with_the_newest
             .await
             .unwrap();
     }
-    // Visibility 2 s, work 4 s: without the heartbeat another receive would get the message again.
+    // Visibility 2 s (the runtime holds messages 10 s at least), work 12 s: without the heartbeat another
+    // receive would get the message again.
     let queue = WorkQueue::new(
         StorageQueue::new(service.queue_client(&name).unwrap())
             .with_visibility_timeout(Duration::from_secs(2)),

@@ -159,8 +159,11 @@ impl MessageQueue for SqsQueue {
     async fn receive(&self, request: &Receive) -> Result<Vec<ReceivedMessage>> {
         let operation = self.operation("ReceiveMessage");
         let system_attributes = match request.system_attributes {
-            SystemAttributes::ReceiveCount => MessageSystemAttributeName::ApproximateReceiveCount,
-            SystemAttributes::All => MessageSystemAttributeName::All,
+            SystemAttributes::ReceiveCountAndGroup => vec![
+                MessageSystemAttributeName::ApproximateReceiveCount,
+                MessageSystemAttributeName::MessageGroupId,
+            ],
+            SystemAttributes::All => vec![MessageSystemAttributeName::All],
         };
         self.limit(&operation).await;
         let output = self
@@ -170,7 +173,7 @@ impl MessageQueue for SqsQueue {
             .max_number_of_messages(request.max.clamp(1, MAX_BATCH as i32))
             .wait_time_seconds(request.wait_seconds)
             .set_visibility_timeout(request.visibility_timeout_seconds)
-            .message_system_attribute_names(system_attributes)
+            .set_message_system_attribute_names(Some(system_attributes))
             .message_attribute_names("All")
             .send()
             .await
@@ -306,5 +309,10 @@ impl MessageQueue for SqsQueue {
 
     fn attribute_limit(&self) -> Option<usize> {
         Some(MAX_ATTRIBUTES)
+    }
+
+    /// SQS requires a FIFO queue's name to end in `.fifo`, and only a FIFO queue's may.
+    fn is_fifo(&self) -> bool {
+        self.url.ends_with(".fifo")
     }
 }

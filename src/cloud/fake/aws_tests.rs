@@ -68,7 +68,7 @@ async fn a_dead_letter_knows_its_sources_and_stats_count_its_messages() {
     );
     messages.push("b", BTreeMap::new(), BTreeMap::new());
     let _ = messages
-        .receive(&crate::cloud::queue::Receive::work(1, 0))
+        .receive(&crate::cloud::queue::Receive::work(1, 0, None))
         .await
         .unwrap();
     let stats = aws.queue_stats(&dead).await.unwrap();

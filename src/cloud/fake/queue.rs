@@ -1,10 +1,12 @@
 //! The message-queue contract in memory, for fast tests of what runs on it (the worker runtime, the
 //! redrive): [`FakeQueue`] keeps messages with their visibility, receive counts and current receipt
 //! handles as SQS does, and [`FakeQueues`] is an account of such queues by URL, with no server-side move
-//! task (like the emulators).
+//! task (like the emulators). A FIFO fake ([`FakeQueue::fifo`]) keeps SQS's group rule (no message of a
+//! group is handed out while an earlier one of it is in flight), requires group and deduplication ids and
+//! drops a send whose deduplication id it saw before; a standard fake refuses both ids, as SQS does.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -28,6 +30,7 @@ pub struct FakeQueue {
     /// The largest message (body, attribute names and values) the queue takes, if it checks before
     /// sending.
     max_bytes: Option<usize>,
+    fifo: bool,
     state: Arc<Mutex<State>>,
 }
 
@@ -35,6 +38,8 @@ pub struct FakeQueue {
 struct State {
     messages: Vec<Stored>,
     sequence: u64,
+    /// The deduplication ids of the messages sent to a FIFO fake (kept forever, not 5 minutes).
+    deduplication_ids: HashSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,9 +63,13 @@ pub struct Held {
     pub attributes: BTreeMap<String, MessageAttribute>,
     /// How often it was received.
     pub receive_count: u32,
+    /// The FIFO message group.
+    pub group_id: Option<String>,
 }
 
 const VISIBILITY_SECONDS: i32 = 30;
+const GROUP_ID: &str = "MessageGroupId";
+const DEDUPLICATION_ID: &str = "MessageDeduplicationId";
 
 fn stale(entry_id: &str) -> BatchFailure {
     BatchFailure {
@@ -78,7 +87,16 @@ impl FakeQueue {
             url: url.into(),
             attribute_limit: Some(10),
             max_bytes: None,
+            fifo: false,
             state: Arc::default(),
+        }
+    }
+
+    /// An empty FIFO queue at `url`.
+    pub fn fifo(url: impl Into<String>) -> Self {
+        Self {
+            fifo: true,
+            ..Self::new(url)
         }
     }
 
@@ -130,6 +148,7 @@ impl FakeQueue {
                 body: m.body.clone(),
                 attributes: m.attributes.clone(),
                 receive_count: m.receive_count,
+                group_id: m.system_attributes.get(GROUP_ID).cloned(),
             })
             .collect()
     }
@@ -152,12 +171,21 @@ impl FakeQueue {
         let mut state = self.state();
         let mut sequence = state.sequence;
         let mut received = Vec::new();
-        for message in state
-            .messages
-            .iter_mut()
-            .filter(|m| m.visible_at <= now)
-            .take(max)
-        {
+        // FIFO: a group whose oldest message is in flight hands out none of its messages.
+        let mut blocked = HashSet::new();
+        let fifo = self.fifo;
+        let takeable = state.messages.iter_mut().filter(|m| {
+            let group = m.system_attributes.get(GROUP_ID).filter(|_| fifo).cloned();
+            let in_flight = m.visible_at > now;
+            match group {
+                Some(group) if in_flight || blocked.contains(&group) => {
+                    blocked.insert(group);
+                    false
+                }
+                _ => !in_flight,
+            }
+        });
+        for message in takeable.take(max) {
             sequence += 1;
             let receipt = format!("receipt-{sequence}");
             message.receive_count += 1;
@@ -181,6 +209,18 @@ impl FakeQueue {
     }
 
     fn check(&self, message: &OutgoingMessage) -> Result<()> {
+        let ids = (message.group_id.is_some(), message.deduplication_id.is_some());
+        let refused = if self.fifo {
+            (ids != (true, true)).then_some("a FIFO queue needs MessageGroupId and MessageDeduplicationId")
+        } else {
+            (ids != (false, false)).then_some("MessageGroupId and MessageDeduplicationId are for FIFO queues")
+        };
+        if let Some(detail) = refused {
+            return Err(Error::Invalid {
+                operation: Operation::new("fake", "SendMessage", &self.url),
+                detail: detail.to_owned(),
+            });
+        }
         if !self.fits(message)
             || self
                 .attribute_limit
@@ -192,6 +232,24 @@ impl FakeQueue {
             });
         }
         Ok(())
+    }
+
+    /// Keeps a checked message, unless it is a FIFO duplicate: with its group and deduplication ids.
+    fn accept(&self, message: &OutgoingMessage) {
+        if let Some(id) = &message.deduplication_id
+            && !self.state().deduplication_ids.insert(id.clone())
+        {
+            return;
+        }
+        let ids = [
+            (GROUP_ID, &message.group_id),
+            (DEDUPLICATION_ID, &message.deduplication_id),
+        ];
+        let system_attributes = ids
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+            .collect();
+        self.push(&message.body, message.attributes.clone(), system_attributes);
     }
 }
 
@@ -250,7 +308,7 @@ impl MessageQueue for FakeQueue {
         for message in messages {
             match self.check(message) {
                 Ok(()) => {
-                    self.push(&message.body, message.attributes.clone(), BTreeMap::new());
+                    self.accept(message);
                     outcome.succeeded.push(message.entry_id.clone());
                 }
                 Err(error) => outcome.failed.push(BatchFailure {
@@ -266,12 +324,16 @@ impl MessageQueue for FakeQueue {
 
     async fn send_one(&self, message: &OutgoingMessage) -> Result<()> {
         self.check(message)?;
-        self.push(&message.body, message.attributes.clone(), BTreeMap::new());
+        self.accept(message);
         Ok(())
     }
 
     fn attribute_limit(&self) -> Option<usize> {
         self.attribute_limit
+    }
+
+    fn is_fifo(&self) -> bool {
+        self.fifo
     }
 
     fn fits(&self, message: &OutgoingMessage) -> bool {
