@@ -304,6 +304,10 @@ pub async fn move_messages<M: Mover>(
 }
 
 #[cfg(test)]
+#[path = "redrive_fifo_tests.rs"]
+mod fifo_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -354,13 +354,16 @@ pub struct FakeQueues {
 }
 
 impl FakeQueues {
-    /// The queue at `url`, made empty on first use.
+    /// The queue at `url`, made empty on first use: FIFO if its name ends in `.fifo`, as on SQS.
     pub fn queue(&self, url: &str) -> FakeQueue {
         self.queues
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(url.to_owned())
-            .or_insert_with(|| FakeQueue::new(url))
+            .or_insert_with(|| match url.ends_with(".fifo") {
+                true => FakeQueue::fifo(url),
+                false => FakeQueue::new(url),
+            })
             .clone()
     }
 }
