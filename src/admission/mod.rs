@@ -277,12 +277,13 @@ fn check_subscription(subscription: &SubscriptionSpec, referenced: &Referenced) 
 fn check_consumer(consumer: &ConsumerSpec, referenced: &Referenced) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut source = None;
-    if let Some(queue) = consumer
+    if let Some((name, queue)) = consumer
         .source
         .queue_ref
         .as_ref()
-        .and_then(|r| referenced.queues.get(&r.name))
+        .and_then(|r| Some((&r.name, referenced.queues.get(&r.name)?)))
     {
+        out.extend(check_drained_visibility(&queue.spec, name));
         // The workers dead-letter themselves (SQS moves to a Queue's own dead letter), so only the
         // provider, and a Storage Queue's account, must match.
         source = Some(Source {
@@ -316,6 +317,26 @@ fn check_consumer(consumer: &ConsumerSpec, referenced: &Referenced) -> Vec<Viola
         }
     }
     out
+}
+
+/// A Consumer's workers keep each message they work on hidden from other receivers for the Queue's
+/// visibility timeout (and extend it while the work goes on). With 0 every receiver gets each message at
+/// once, so it is processed more than once and a FIFO group's order is lost; the workers refuse such a
+/// source. SQS and Storage Queues accept 0, so only a drained Queue is refused.
+fn check_drained_visibility(queue: &QueueSpec, name: &str) -> Option<Violation> {
+    let (field, visibility) = match (&queue.aws, &queue.azure) {
+        (Some(aws), _) => ("spec.aws.visibilityTimeoutSeconds", aws.visibility_timeout_seconds),
+        (None, Some(azure)) => ("spec.azure.visibilityTimeoutSeconds", azure.visibility_timeout_seconds),
+        (None, None) => return None,
+    };
+    (visibility < 1).then(|| Violation {
+        field: "spec.source.queueRef",
+        rule: format!(
+            "Queue {name} has {field} {visibility}: a Consumer's workers need the messages they work on hidden \
+             from other receivers, or every receiver gets each message at once (processed more than once, \
+             a FIFO group out of order); set the Queue's {field} to at least 1"
+        ),
+    })
 }
 
 /// Event Hubs: a reader's consumer group must exist on the hub: `$Default`, or one the DeviceStream lists.

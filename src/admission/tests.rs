@@ -228,3 +228,38 @@ fn a_standard_dead_letter_keeping_messages_no_longer_than_its_source_is_a_warnin
     let longer = with_dead_letter(sqs_dead_letter(false));
     assert!(super::warnings(Spec::Queue(&default_retention), &longer).is_empty());
 }
+
+#[test]
+fn a_consumer_cannot_drain_a_queue_with_a_visibility_timeout_of_zero() {
+    let consumer: ConsumerSpec =
+        spec(json!({"source": {"queueRef": {"name": "work"}}, "processor": "inventory"}));
+    let with_queue = |queue: Value| {
+        let mut referenced = Referenced::default();
+        referenced
+            .queues
+            .insert("work".into(), Arc::new(Queue::new("work", spec(queue))));
+        check(Spec::Consumer(&consumer), &referenced)
+    };
+    assert!(with_queue(json!({"provider": "aws", "aws": {"visibilityTimeoutSeconds": 1}})).is_empty());
+    let violations = with_queue(json!({"provider": "aws", "aws": {"fifo": true, "visibilityTimeoutSeconds": 0}}));
+    assert_eq!(fields(&violations), ["spec.source.queueRef"]);
+    assert!(
+        violations[0]
+            .rule
+            .contains("Queue work has spec.aws.visibilityTimeoutSeconds 0"),
+        "{}",
+        violations[0]
+    );
+    let violations = with_queue(
+        json!({"provider": "azure", "azure": {"storageAccount": "acct", "visibilityTimeoutSeconds": 0}}),
+    );
+    assert!(
+        violations[0].rule.contains("spec.azure.visibilityTimeoutSeconds 0"),
+        "{}",
+        violations[0]
+    );
+    assert!(
+        check(Spec::Consumer(&consumer), &Referenced::default()).is_empty(),
+        "a Queue not created yet is waited for"
+    );
+}
