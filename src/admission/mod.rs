@@ -325,8 +325,14 @@ fn check_consumer(consumer: &ConsumerSpec, referenced: &Referenced) -> Vec<Viola
 /// source. SQS and Storage Queues accept 0, so only a drained Queue is refused.
 fn check_drained_visibility(queue: &QueueSpec, name: &str) -> Option<Violation> {
     let (field, visibility) = match (&queue.aws, &queue.azure) {
-        (Some(aws), _) => ("spec.aws.visibilityTimeoutSeconds", aws.visibility_timeout_seconds),
-        (None, Some(azure)) => ("spec.azure.visibilityTimeoutSeconds", azure.visibility_timeout_seconds),
+        (Some(aws), _) => (
+            "spec.aws.visibilityTimeoutSeconds",
+            aws.visibility_timeout_seconds,
+        ),
+        (None, Some(azure)) => (
+            "spec.azure.visibilityTimeoutSeconds",
+            azure.visibility_timeout_seconds,
+        ),
         (None, None) => return None,
     };
     (visibility < 1).then(|| Violation {

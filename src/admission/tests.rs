@@ -241,7 +241,8 @@ fn a_consumer_cannot_drain_a_queue_with_a_visibility_timeout_of_zero() {
         check(Spec::Consumer(&consumer), &referenced)
     };
     assert!(with_queue(json!({"provider": "aws", "aws": {"visibilityTimeoutSeconds": 1}})).is_empty());
-    let violations = with_queue(json!({"provider": "aws", "aws": {"fifo": true, "visibilityTimeoutSeconds": 0}}));
+    let violations =
+        with_queue(json!({"provider": "aws", "aws": {"fifo": true, "visibilityTimeoutSeconds": 0}}));
     assert_eq!(fields(&violations), ["spec.source.queueRef"]);
     assert!(
         violations[0]
@@ -254,7 +255,9 @@ fn a_consumer_cannot_drain_a_queue_with_a_visibility_timeout_of_zero() {
         json!({"provider": "azure", "azure": {"storageAccount": "acct", "visibilityTimeoutSeconds": 0}}),
     );
     assert!(
-        violations[0].rule.contains("spec.azure.visibilityTimeoutSeconds 0"),
+        violations[0]
+            .rule
+            .contains("spec.azure.visibilityTimeoutSeconds 0"),
         "{}",
         violations[0]
     );

@@ -39,5 +39,6 @@ mod testbed_kafka;
 mod testbed_kubernetes;
 mod webhook_availability;
 mod worker_azure;
+mod worker_fifo;
 mod worker_orders;
 mod worker_runtime;
