@@ -28,6 +28,7 @@ const REFERENCED: &[(&str, &str, &str)] = &[
     ("Queue", "std-q", "aws: {}"),
     ("Queue", "fifo-q", "aws: {fifo: true}"),
     ("Queue", "az-q", "provider: azure\nazure: {storageAccount: acct}"),
+    ("Queue", "still-q", "aws: {visibilityTimeoutSeconds: 0}"),
     ("DeadLetter", "std-dlq", "aws: {}"),
     ("DeadLetter", "fifo-dlq", "aws: {fifo: true}"),
     (
@@ -79,6 +80,7 @@ fn refused() -> Vec<(&'static str, &'static str, String, &'static str)> {
         ("SQS source, azure dead letter", "Consumer", "source: {queueRef: {name: std-q}}\nimage: w\ndeadLetterRef: {name: az-dlq}".into(), "spec.deadLetterRef: DeadLetter az-dlq is on azure"),
         ("Storage Queue source, SQS dead letter", "Consumer", "source: {queueRef: {name: az-q}}\nimage: w\ndeadLetterRef: {name: fifo-dlq}".into(), "spec.deadLetterRef: DeadLetter fifo-dlq is on aws"),
         ("Storage Queue source, dead letter in another account", "Consumer", "source: {queueRef: {name: az-q}}\nimage: w\ndeadLetterRef: {name: other-dlq}".into(), "spec.deadLetterRef: DeadLetter other-dlq is in storage account other"),
+        ("Consumer of a queue with visibility 0", "Consumer", "source: {queueRef: {name: still-q}}\nimage: w".into(), "spec.source.queueRef: Queue still-q has spec.aws.visibilityTimeoutSeconds 0"),
         ("consumer group the stream lacks", "Consumer", device("{name: ds, consumerGroup: writers}", ""), "spec.source.deviceStreamRef.consumerGroup: writers is not a consumer group"),
         ("device stream source, SQS dead letter", "Consumer", device("{name: ds}", "deadLetterRef: {name: std-dlq}"), "spec.deadLetterRef: DeadLetter std-dlq is on aws"),
         ("SQS redrive to a Storage Queue", "DeadLetter", "aws: {}\nredrive: {id: r1, destinationRef: {name: az-q}}".into(), "spec.redrive.destinationRef: Queue az-q is on azure"),
