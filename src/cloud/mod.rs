@@ -18,4 +18,6 @@ pub use error::{Error, ErrorKind, Operation, Result};
 pub use queue::MessageQueue;
 #[cfg(test)]
 pub(crate) use traits::attributes_of;
-pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tables, Tags, Topics};
+pub use traits::{
+    Attributes, QueueMessages, Queues, Subscriptions, TableItem, TableItems, TableValue, Tables, Tags, Topics,
+};
