@@ -40,4 +40,5 @@ mod testbed_kubernetes;
 mod webhook_availability;
 mod worker_azure;
 mod worker_orders;
+mod worker_outbox;
 mod worker_runtime;
