@@ -110,7 +110,11 @@ fn long_ago() -> i64 {
 
 /// Runs the relay of `table` until `expected` events are published (or 60 s pass); the order published
 /// and how long it took.
-async fn relay_until(table: &OrderTable, metrics: &WorkerMetrics, expected: usize) -> (Vec<String>, Duration) {
+async fn relay_until(
+    table: &OrderTable,
+    metrics: &WorkerMetrics,
+    expected: usize,
+) -> (Vec<String>, Duration) {
     let recording = Recording::default();
     let ingress = Ingress::new(table.clone(), recording.clone(), metrics.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -118,10 +122,14 @@ async fn relay_until(table: &OrderTable, metrics: &WorkerMetrics, expected: usiz
     let relay = tokio::spawn(ingress.relay(Duration::from_millis(20), Duration::ZERO, async {
         let _ = stopped.await;
     }));
-    let published = common::eventually("the relay to publish every entry", Duration::from_secs(60), || {
-        let published = recording.published();
-        async move { (published.len() >= expected).then_some(published) }
-    })
+    let published = common::eventually(
+        "the relay to publish every entry",
+        Duration::from_secs(60),
+        || {
+            let published = recording.published();
+            async move { (published.len() >= expected).then_some(published) }
+        },
+    )
     .await;
     let took = started.elapsed();
     stop.send(()).unwrap();
@@ -152,7 +160,11 @@ async fn oldest_first_across_shards_with_a_poisoned_entry_quarantined() {
         })
         .collect();
     items.extend((0..5).map(|i| legacy_entry(&format!("o-l{i}"), base + 10 * i + 5)));
-    items.push(entry("o-poison", base + 51, "{\"type\":\"OrderPlaced\",\"orderId\":42}"));
+    items.push(entry(
+        "o-poison",
+        base + 51,
+        "{\"type\":\"OrderPlaced\",\"orderId\":42}",
+    ));
     let mut newer: serde_json::Value = serde_json::from_str(&event_body("o-newer")).unwrap();
     newer["items"][0]["discountCents"] = 10.into();
     newer["channel"] = "app".into();
@@ -168,7 +180,10 @@ async fn oldest_first_across_shards_with_a_poisoned_entry_quarantined() {
     expected.push((52, "o-newer".to_owned()));
     expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
-    assert_eq!(published, expected, "every entry once, oldest first, across shards and layouts");
+    assert_eq!(
+        published, expected,
+        "every entry once, oldest first, across shards and layouts"
+    );
     assert_eq!(metrics.outbox_quarantined_total(), 1);
     eprintln!(
         "outbox relay on moto: {} entries relayed, 1 quarantined, in {} ms ({:.0}/s)",
@@ -236,7 +251,14 @@ async fn an_earlier_versions_table_and_entries_are_upgraded_and_relayed() {
     let (client, table) = client_and_table(&aws, &name);
     create_earlier_table(&client, &name).await;
     let base = long_ago();
-    put(&client, &name, &(0..30).map(|i| legacy_entry(&format!("o-l{i:02}"), base + i)).collect::<Vec<_>>()).await;
+    put(
+        &client,
+        &name,
+        &(0..30)
+            .map(|i| legacy_entry(&format!("o-l{i:02}"), base + i))
+            .collect::<Vec<_>>(),
+    )
+    .await;
 
     table.ensure().await.unwrap();
     let described = client.describe_table().table_name(&name).send().await.unwrap();
@@ -248,7 +270,11 @@ async fn an_earlier_versions_table_and_entries_are_upgraded_and_relayed() {
         .filter_map(|i| i.index_name())
         .collect();
     indexes.sort_unstable();
-    assert_eq!(indexes, ["outbox", "outboxByAge"], "the new index added, the earlier one kept");
+    assert_eq!(
+        indexes,
+        ["outbox", "outboxByAge"],
+        "the new index added, the earlier one kept"
+    );
     table.ensure().await.unwrap();
 
     // A new order of this version, and an order (with its entry) written by a newer one.
@@ -263,7 +289,12 @@ async fn an_earlier_versions_table_and_entries_are_upgraded_and_relayed() {
         delivery: Delivery::Pickup,
         idempotency_key: None,
     };
-    assert!(table.create_order(&OrderEvent::placed("o-fresh", &request), "", None).await.unwrap());
+    assert!(
+        table
+            .create_order(&OrderEvent::placed("o-fresh", &request), "", None)
+            .await
+            .unwrap()
+    );
     let mut newer: serde_json::Value = serde_json::from_str(&event_body("o-newer")).unwrap();
     newer["items"][0]["discountCents"] = 10.into();
     let order = TableItem::from([
@@ -273,16 +304,27 @@ async fn an_earlier_versions_table_and_entries_are_upgraded_and_relayed() {
         ("event".to_owned(), s(&newer.to_string())),
         ("loyaltyTier".to_owned(), s("gold")),
     ]);
-    put(&client, &name, &[order, entry("o-newer", base + 100, &newer.to_string())]).await;
+    put(
+        &client,
+        &name,
+        &[order, entry("o-newer", base + 100, &newer.to_string())],
+    )
+    .await;
     let record = table.order("o-newer").await.unwrap().unwrap();
-    assert_eq!(record.placed.order_id, "o-newer", "a newer version's order is read");
+    assert_eq!(
+        record.placed.order_id, "o-newer",
+        "a newer version's order is read"
+    );
     assert!(record.outbox_pending);
 
     let metrics = WorkerMetrics::new();
     let (published, _) = relay_until(&table, &metrics, 32).await;
     let mut expected: Vec<String> = (0..30).map(|i| format!("o-l{i:02}")).collect();
     expected.extend(["o-newer".to_owned(), "o-fresh".to_owned()]);
-    assert_eq!(published, expected, "the earlier layout's entries relayed too, by age");
+    assert_eq!(
+        published, expected,
+        "the earlier layout's entries relayed too, by age"
+    );
     assert_eq!(metrics.outbox_quarantined_total(), 0);
     assert!(!table.order("o-fresh").await.unwrap().unwrap().outbox_pending);
 }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
-    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType, TableDescription,
+    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TableDescription,
 };
 
 use super::error::from_sdk;
@@ -38,11 +39,19 @@ fn invalid(operation: &Operation, detail: impl Into<String>) -> Error {
     }
 }
 
-fn key(name: &str, kind: KeyType) -> std::result::Result<KeySchemaElement, aws_sdk_dynamodb::error::BuildError> {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build()
+fn key(
+    name: &str,
+    kind: KeyType,
+) -> std::result::Result<KeySchemaElement, aws_sdk_dynamodb::error::BuildError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
 }
 
-fn string_attribute(name: &str) -> std::result::Result<AttributeDefinition, aws_sdk_dynamodb::error::BuildError> {
+fn string_attribute(
+    name: &str,
+) -> std::result::Result<AttributeDefinition, aws_sdk_dynamodb::error::BuildError> {
     AttributeDefinition::builder()
         .attribute_name(name)
         .attribute_type(ScalarAttributeType::S)
@@ -76,7 +85,10 @@ pub async fn ensure_order_table(client: &aws_sdk_dynamodb::Client, table: &str) 
         .attribute_definitions(string_attribute("sk").map_err(build)?);
     for spec in ORDER_TABLE_INDEXES {
         create = create.global_secondary_indexes(index(&operation, spec)?);
-        for attribute in [spec.1, spec.2].into_iter().filter(|a| !matches!(*a, "pk" | "sk")) {
+        for attribute in [spec.1, spec.2]
+            .into_iter()
+            .filter(|a| !matches!(*a, "pk" | "sk"))
+        {
             create = create.attribute_definitions(string_attribute(attribute).map_err(build)?);
         }
     }
@@ -127,7 +139,11 @@ async fn add_index(client: &aws_sdk_dynamodb::Client, table: &str, spec: (&str, 
         update = update.attribute_definitions(string_attribute(attribute).map_err(build)?);
     }
     update.send().await.map_err(|e| from_sdk(operation, e))?;
-    tracing::info!(table, index = spec.0, "added the outbox index to an existing Order table");
+    tracing::info!(
+        table,
+        index = spec.0,
+        "added the outbox index to an existing Order table"
+    );
     Ok(())
 }
 
@@ -153,7 +169,10 @@ async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<T
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    Err(invalid(&describe, "the table or an index did not become ACTIVE in 30 s"))
+    Err(invalid(
+        &describe,
+        "the table or an index did not become ACTIVE in 30 s",
+    ))
 }
 
 fn to_table(value: &AttributeValue) -> TableValue {
@@ -165,7 +184,9 @@ fn to_table(value: &AttributeValue) -> TableValue {
 }
 
 fn to_item(item: HashMap<String, AttributeValue>) -> TableItem {
-    item.iter().map(|(name, value)| (name.clone(), to_table(value))).collect()
+    item.iter()
+        .map(|(name, value)| (name.clone(), to_table(value)))
+        .collect()
 }
 
 fn to_dynamodb(operation: &Operation, item: &TableItem) -> Result<HashMap<String, AttributeValue>> {
@@ -173,13 +194,22 @@ fn to_dynamodb(operation: &Operation, item: &TableItem) -> Result<HashMap<String
         .map(|(name, value)| match value {
             TableValue::S(s) => Ok((name.clone(), AttributeValue::S(s.clone()))),
             TableValue::N(n) => Ok((name.clone(), AttributeValue::N(n.clone()))),
-            TableValue::Other(_) => Err(invalid(operation, format!("attribute {name}: only strings and numbers are written"))),
+            TableValue::Other(_) => Err(invalid(
+                operation,
+                format!("attribute {name}: only strings and numbers are written"),
+            )),
         })
         .collect()
 }
 
 impl TableItems for aws_sdk_dynamodb::Client {
-    async fn query_index(&self, table: &str, index: &str, key: (&str, &str), limit: i32) -> Result<Vec<TableItem>> {
+    async fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        key: (&str, &str),
+        limit: i32,
+    ) -> Result<Vec<TableItem>> {
         let operation = Operation::new(DYNAMODB, "Query", table);
         let output = self
             .query()
@@ -193,10 +223,21 @@ impl TableItems for aws_sdk_dynamodb::Client {
             .send()
             .await
             .map_err(|e| from_sdk(operation, e))?;
-        Ok(output.items.unwrap_or_default().into_iter().map(to_item).collect())
+        Ok(output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(to_item)
+            .collect())
     }
 
-    async fn update_item(&self, table: &str, key: &TableItem, set: &TableItem, remove: &[&str]) -> Result<bool> {
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        set: &TableItem,
+        remove: &[&str],
+    ) -> Result<bool> {
         let operation = Operation::new(DYNAMODB, "UpdateItem", table);
         let mut request = self
             .update_item()
@@ -210,10 +251,14 @@ impl TableItems for aws_sdk_dynamodb::Client {
                 .expression_attribute_names(format!("#s{i}"), name)
                 .expression_attribute_values(format!(":s{i}"), value);
         }
-        let mut expression = format!("SET {}", clauses.join(", "));
+        let mut expression = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("SET {} ", clauses.join(", "))
+        };
         if !remove.is_empty() {
             let names: Vec<String> = (0..remove.len()).map(|i| format!("#r{i}")).collect();
-            expression.push_str(&format!(" REMOVE {}", names.join(", ")));
+            expression.push_str(&format!("REMOVE {}", names.join(", ")));
             for (placeholder, name) in names.iter().zip(remove) {
                 request = request.expression_attribute_names(placeholder, *name);
             }

@@ -417,12 +417,24 @@ impl Tables for FakeAws {
 }
 
 impl TableItems for FakeAws {
-    async fn query_index(&self, table: &str, index: &str, key: (&str, &str), limit: i32) -> Result<Vec<TableItem>> {
+    async fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        key: (&str, &str),
+        limit: i32,
+    ) -> Result<Vec<TableItem>> {
         let mut state = self.state(format!("Query {table} {index} {}", key.1));
         state.tables.query(table, index, key, limit)
     }
 
-    async fn update_item(&self, table: &str, key: &TableItem, set: &TableItem, remove: &[&str]) -> Result<bool> {
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        set: &TableItem,
+        remove: &[&str],
+    ) -> Result<bool> {
         let mut state = self.state(format!("UpdateItem {table}"));
         state.tables.update(table, key, set, remove)
     }
@@ -432,7 +444,9 @@ impl TableItems for FakeAws {
     }
 
     async fn delete_item(&self, table: &str, key: &TableItem) -> Result<()> {
-        self.state(format!("DeleteItem {table}")).tables.delete(table, key)
+        self.state(format!("DeleteItem {table}"))
+            .tables
+            .delete(table, key)
     }
 }
 

@@ -57,13 +57,24 @@ impl FakeTables {
     }
 
     /// The items of `index` whose partition attribute is `key.1`, sort key ascending, at most `limit`.
-    pub fn query(&mut self, table: &str, index: &str, key: (&str, &str), limit: i32) -> Result<Vec<TableItem>> {
+    pub fn query(
+        &mut self,
+        table: &str,
+        index: &str,
+        key: (&str, &str),
+        limit: i32,
+    ) -> Result<Vec<TableItem>> {
         let (_, partition, sort) = ORDER_TABLE_INDEXES
             .into_iter()
             .find(|(name, _, _)| *name == index)
             .ok_or_else(|| failure(ErrorKind::Permanent, "Query", table, "ValidationException"))?;
         if partition != key.0 {
-            return Err(failure(ErrorKind::Permanent, "Query", table, "ValidationException"));
+            return Err(failure(
+                ErrorKind::Permanent,
+                "Query",
+                table,
+                "ValidationException",
+            ));
         }
         let items = self.table("Query", table)?;
         let mut found: Vec<(&str, &Key, &TableItem)> = items
@@ -73,7 +84,11 @@ impl FakeTables {
             .collect();
         found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let limit = usize::try_from(limit).unwrap_or(0);
-        Ok(found.into_iter().take(limit).map(|(_, _, item)| item.clone()).collect())
+        Ok(found
+            .into_iter()
+            .take(limit)
+            .map(|(_, _, item)| item.clone())
+            .collect())
     }
 
     /// Sets and removes attributes of the existing item `key`; whether there was one.
@@ -92,7 +107,12 @@ impl FakeTables {
     /// Writes `item` whole.
     pub fn put(&mut self, table: &str, item: &TableItem) -> Result<()> {
         if item.values().any(|v| matches!(v, TableValue::Other(_))) {
-            return Err(failure(ErrorKind::Permanent, "PutItem", table, "ValidationException"));
+            return Err(failure(
+                ErrorKind::Permanent,
+                "PutItem",
+                table,
+                "ValidationException",
+            ));
         }
         let key = key_of("PutItem", table, item)?;
         self.table("PutItem", table)?.insert(key, item.clone());
@@ -108,7 +128,10 @@ impl FakeTables {
 
     /// Every item of `table`, by primary key, for tests to look at.
     pub fn items(&self, table: &str) -> Vec<TableItem> {
-        self.items.get(table).map(|items| items.values().cloned().collect()).unwrap_or_default()
+        self.items
+            .get(table)
+            .map(|items| items.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -122,7 +145,11 @@ mod tests {
             ("pk".to_owned(), TableValue::S(pk.to_owned())),
             ("sk".to_owned(), TableValue::S("OUTBOX".to_owned())),
         ]);
-        item.extend(pairs.iter().map(|(n, v)| ((*n).to_owned(), TableValue::S((*v).to_owned()))));
+        item.extend(
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), TableValue::S((*v).to_owned()))),
+        );
         item
     }
 
@@ -131,15 +158,31 @@ mod tests {
         let mut tables = FakeTables::default();
         tables.ensure("t");
         for (pk, age) in [("a", "3"), ("b", "1"), ("c", "2")] {
-            tables.put("t", &item(pk, &[("outboxShard", "s"), ("outboxAge", age)])).unwrap();
+            tables
+                .put("t", &item(pk, &[("outboxShard", "s"), ("outboxAge", age)]))
+                .unwrap();
         }
         tables.put("t", &item("d", &[("outboxShard", "s")])).unwrap();
-        tables.put("t", &item("e", &[("outboxShard", "other"), ("outboxAge", "0")])).unwrap();
+        tables
+            .put("t", &item("e", &[("outboxShard", "other"), ("outboxAge", "0")]))
+            .unwrap();
         let read = tables.query("t", "outboxByAge", ("outboxShard", "s"), 2).unwrap();
         let pks: Vec<_> = read.iter().map(|i| i["pk"].as_s().unwrap()).collect();
-        assert_eq!(pks, ["b", "c"], "oldest first, d (no sort key) and e (other shard) not in it");
-        assert!(tables.query("t", "outboxByAge", ("outbox", "s"), 2).is_err(), "wrong key attribute");
-        assert!(tables.query("missing", "outboxByAge", ("outboxShard", "s"), 2).unwrap_err().is_not_found());
+        assert_eq!(
+            pks,
+            ["b", "c"],
+            "oldest first, d (no sort key) and e (other shard) not in it"
+        );
+        assert!(
+            tables.query("t", "outboxByAge", ("outbox", "s"), 2).is_err(),
+            "wrong key attribute"
+        );
+        assert!(
+            tables
+                .query("missing", "outboxByAge", ("outboxShard", "s"), 2)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]
@@ -149,9 +192,17 @@ mod tests {
         tables.put("t", &item("a", &[("outbox", "pending")])).unwrap();
         let set = TableItem::from([("x".to_owned(), TableValue::N("1".to_owned()))]);
         assert!(tables.update("t", &item("a", &[]), &set, &["outbox"]).unwrap());
-        assert!(tables.query("t", "outbox", ("outbox", "pending"), 5).unwrap().is_empty());
+        assert!(
+            tables
+                .query("t", "outbox", ("outbox", "pending"), 5)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(tables.items("t")[0]["x"], TableValue::N("1".to_owned()));
-        assert!(!tables.update("t", &item("gone", &[]), &set, &[]).unwrap(), "no upsert");
+        assert!(
+            !tables.update("t", &item("gone", &[]), &set, &[]).unwrap(),
+            "no upsert"
+        );
         tables.delete("t", &item("a", &[])).unwrap();
         tables.delete("t", &item("a", &[])).unwrap();
         assert!(tables.items("t").is_empty());

@@ -361,10 +361,16 @@ mod tests {
         event["giftWrap"] = true.into();
         event["items"][0]["discountCents"] = 100.into();
         let read = OrderEvent::parse(&event.to_string()).unwrap();
-        assert_eq!(read, OrderEvent::placed("o-1", &request()), "the extra fields are ignored");
+        assert_eq!(
+            read,
+            OrderEvent::placed("o-1", &request()),
+            "the extra fields are ignored"
+        );
         let mut order = serde_json::to_value(request()).unwrap();
         order["items"][0]["discountCents"] = 100.into();
-        let error = serde_json::from_value::<OrderRequest>(order).unwrap_err().to_string();
+        let error = serde_json::from_value::<OrderRequest>(order)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown field `discountCents`"), "{error}");
         let mut order = serde_json::to_value(request()).unwrap();
         order["giftWrap"] = true.into();

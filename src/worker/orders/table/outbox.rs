@@ -148,7 +148,10 @@ impl OutboxReader {
     /// query fails is left for the next read (logged) unless every one fails.
     pub async fn read<T: TableItems>(&self, items: &T, table: &str, limit: i32) -> Result<OutboxBatch> {
         let now = Instant::now();
-        let legacy = legacy_due(*self.legacy_empty.lock().unwrap_or_else(PoisonError::into_inner), now);
+        let legacy = legacy_due(
+            *self.legacy_empty.lock().unwrap_or_else(PoisonError::into_inner),
+            now,
+        );
         let mut found: BTreeMap<String, TableItem> = BTreeMap::new();
         let mut failures = Vec::new();
         for (index, attribute, value) in partitions(self.shards, legacy) {

@@ -78,7 +78,10 @@ async fn the_oldest_entries_of_every_shard_come_first() {
     let batch = OutboxReader::default().read(&aws, TABLE, 5).await.unwrap();
     assert_eq!(ids(&batch), ["o-000", "o-001", "o-002", "o-003", "o-004"]);
     let shards: std::collections::BTreeSet<_> = ids(&batch).iter().map(|id| shard_of(id, SHARDS)).collect();
-    assert!(shards.len() > 1, "the oldest five are in several shards: {shards:?}");
+    assert!(
+        shards.len() > 1,
+        "the oldest five are in several shards: {shards:?}"
+    );
     assert_eq!(batch.ready[0].recorded_at_millis, 1_000);
     assert_eq!(batch.ready[0].traceparent, "00-t-s-01");
     assert!(batch.quarantined.is_empty());
@@ -105,9 +108,16 @@ async fn each_shard_is_queried_and_the_earlier_partition_until_it_is_empty() {
     .await;
     let reader = OutboxReader::new(4);
     let batch = reader.read(&aws, TABLE, 25).await.unwrap();
-    assert_eq!(ids(&batch), ["o-older", "o-old", "o-new"], "legacy entries by age too");
+    assert_eq!(
+        ids(&batch),
+        ["o-older", "o-old", "o-new"],
+        "legacy entries by age too"
+    );
     let queries = |aws: &FakeAws| -> Vec<String> {
-        aws.calls().into_iter().filter(|c| c.starts_with("Query ")).collect()
+        aws.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("Query "))
+            .collect()
     };
     let expected: Vec<String> = (0..4)
         .map(|k| format!("Query orders outboxByAge pending#{k}"))
@@ -117,14 +127,21 @@ async fn each_shard_is_queried_and_the_earlier_partition_until_it_is_empty() {
 
     // Relayed: the earlier partition is empty, and read once more to know it.
     for id in ["o-old", "o-older"] {
-        let key = TableItem::from([("pk".to_owned(), s(&format!("ORDER#{id}"))), ("sk".to_owned(), s("OUTBOX"))]);
+        let key = TableItem::from([
+            ("pk".to_owned(), s(&format!("ORDER#{id}"))),
+            ("sk".to_owned(), s("OUTBOX")),
+        ]);
         aws.delete_item(TABLE, &key).await.unwrap();
     }
     reader.read(&aws, TABLE, 25).await.unwrap();
     assert_eq!(queries(&aws).len(), 10);
     let batch = reader.read(&aws, TABLE, 25).await.unwrap();
     assert_eq!(ids(&batch), ["o-new"]);
-    assert_eq!(queries(&aws).len(), 14, "only the shards until the recheck is due");
+    assert_eq!(
+        queries(&aws).len(),
+        14,
+        "only the shards until the recheck is due"
+    );
 }
 
 #[test]
@@ -134,7 +151,10 @@ fn the_earlier_partition_is_rechecked_after_a_while() {
     assert!(!legacy_due(Some(now), now + Duration::from_secs(59)));
     assert!(legacy_due(Some(now), now + LEGACY_RECHECK));
     assert_eq!(partitions(2, false).len(), 2);
-    assert_eq!(partitions(2, true)[2], (OUTBOX_INDEX, "outbox", "pending".to_owned()));
+    assert_eq!(
+        partitions(2, true)[2],
+        (OUTBOX_INDEX, "outbox", "pending".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -154,18 +174,31 @@ async fn an_unreadable_entry_is_quarantined_and_the_next_are_read() {
     assert_eq!(ids(&batch), ["o-2", "o-3"], "the following entries are read");
     let quarantined: Vec<_> = batch.quarantined.iter().map(|q| q.order_key.as_str()).collect();
     assert_eq!(quarantined, ["ORDER#o-bad", "ORDER#o-empty"]);
-    assert!(batch.quarantined[0].reason.starts_with("not an order event"), "{:?}", batch.quarantined);
+    assert!(
+        batch.quarantined[0].reason.starts_with("not an order event"),
+        "{:?}",
+        batch.quarantined
+    );
     assert!(batch.quarantined[1].reason.contains("`event`"));
 
     // Kept as written, out of the relay's way, listed by age in the quarantine partition.
-    let kept = aws.query_index(TABLE, OUTBOX_AGE_INDEX, (SHARD_ATTRIBUTE, QUARANTINE), 10).await.unwrap();
+    let kept = aws
+        .query_index(TABLE, OUTBOX_AGE_INDEX, (SHARD_ATTRIBUTE, QUARANTINE), 10)
+        .await
+        .unwrap();
     assert_eq!(kept.len(), 2);
     assert_eq!(kept[0]["event"], s("{\"type\": \"OrderPlaced\", \"orderId\": 7}"));
-    assert_eq!(kept[0]["quarantinedFrom"], s(&shard_key(shard_of("o-bad", SHARDS))));
+    assert_eq!(
+        kept[0]["quarantinedFrom"],
+        s(&shard_key(shard_of("o-bad", SHARDS)))
+    );
     assert_eq!(kept[1]["quarantinedFrom"], s("outbox=pending"));
     assert!(!kept[1].contains_key("outbox"), "out of the earlier index");
     assert_eq!(kept[1][AGE_ATTRIBUTE], s(&age_key(2, "o-empty")));
-    assert!(kept.iter().all(|item| item.contains_key("quarantineReason") && item.contains_key("quarantinedAt")));
+    assert!(
+        kept.iter()
+            .all(|item| item.contains_key("quarantineReason") && item.contains_key("quarantinedAt"))
+    );
 
     let again = reader.read(&aws, TABLE, 25).await.unwrap();
     assert_eq!(ids(&again), ["o-2", "o-3"]);
@@ -194,7 +227,11 @@ async fn a_table_that_cannot_be_read_is_an_error() {
 
 #[test]
 fn shards_are_stable_and_spread() {
-    assert_eq!(shard_of("o-abc", 8), 6, "the same shard in every version and process");
+    assert_eq!(
+        shard_of("o-abc", 8),
+        6,
+        "the same shard in every version and process"
+    );
     assert_eq!(shard_of("o-1", 8), 4);
     let mut counts = [0u32; SHARDS as usize];
     for i in 0..800 {
@@ -202,5 +239,8 @@ fn shards_are_stable_and_spread() {
     }
     assert!(counts.iter().all(|c| (60..=140).contains(c)), "{counts:?}");
     assert_eq!(age_key(42, "o-x"), "0000000000042#o-x");
-    assert!(age_key(9_999, "o-b") < age_key(10_000, "o-a"), "sorts as time first");
+    assert!(
+        age_key(9_999, "o-b") < age_key(10_000, "o-a"),
+        "sorts as time first"
+    );
 }
