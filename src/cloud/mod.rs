@@ -1,7 +1,8 @@
 //! Cloud provider plumbing: the capability traits the controllers call ([`traits`]), the classified
 //! error every implementation returns ([`Error`], [`ErrorKind`]), and one module per provider. The AWS
-//! implementation ([`aws::AwsCloud`]) provides topics, queues, subscriptions and queue messages; the
-//! Azure module holds what every Azure data-plane client needs. [`queue`] is the message-queue contract
+//! implementation ([`aws::AwsCloud`]) provides topics, queues, subscriptions, queue messages and Order
+//! tables (whose items the DynamoDB client reads through [`TableItems`]); the Azure module holds what
+//! every Azure data-plane client needs. [`queue`] is the message-queue contract
 //! the worker runtime and the redrive share, implemented once per cloud (and in memory in [`fake`]);
 //! [`redrive`] is the provider-neutral fallback for moving dead-lettered messages.
 

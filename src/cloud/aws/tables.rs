@@ -147,9 +147,12 @@ async fn add_index(client: &aws_sdk_dynamodb::Client, table: &str, spec: (&str, 
     Ok(())
 }
 
-/// Waits until the table and each of its global indexes are active, and returns its description.
+/// Waits until the table and each of its global indexes are active, and returns its description. A
+/// table still not active is a permanent error, as before; an index still backfilling (a new index on a
+/// large table takes minutes) is a transient one, so the next ensure waits again.
 async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableDescription> {
     let describe = Operation::new(DYNAMODB, "DescribeTable", table);
+    let mut table_active = false;
     for _ in 0..POLLS {
         let described = client
             .describe_table()
@@ -158,7 +161,7 @@ async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<T
             .await
             .map_err(|e| from_sdk(describe.clone(), e))?;
         if let Some(description) = described.table {
-            let table_active = description.table_status().map(|s| s.as_str()) == Some("ACTIVE");
+            table_active = description.table_status().map(|s| s.as_str()) == Some("ACTIVE");
             let indexes_active = description
                 .global_secondary_indexes()
                 .iter()
@@ -169,10 +172,16 @@ async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<T
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    Err(invalid(
-        &describe,
-        "the table or an index did not become ACTIVE in 30 s",
-    ))
+    if !table_active {
+        return Err(invalid(&describe, "the table did not become ACTIVE in 30 s"));
+    }
+    Err(Error::Service {
+        operation: describe,
+        kind: crate::cloud::ErrorKind::Transient,
+        code: "IndexNotActive".to_owned(),
+        message: "an outbox index is still being created (backfilling); ensured again later".to_owned(),
+        status: None,
+    })
 }
 
 fn to_table(value: &AttributeValue) -> TableValue {
