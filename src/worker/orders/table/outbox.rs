@@ -145,7 +145,7 @@ impl OutboxReader {
     }
 
     /// The oldest `limit` entries of `table`'s outbox, unreadable ones quarantined. A partition whose
-    /// query fails is left for the next read (logged) unless every one fails.
+    /// query fails is left for the next read (logged); the read fails only if it found nothing else.
     pub async fn read<T: TableItems>(&self, items: &T, table: &str, limit: i32) -> Result<OutboxBatch> {
         let now = Instant::now();
         let legacy = legacy_due(
@@ -185,11 +185,14 @@ impl OutboxReader {
         for (age, item) in oldest {
             match parse(&item) {
                 Ok(pending) => batch.ready.push(pending),
-                Err(reason) => {
-                    if let Some(quarantined) = quarantine(items, table, &age, &item, &reason).await? {
-                        batch.quarantined.push(quarantined);
+                // A failed quarantine leaves the entry where it is, for the next read: the others go on.
+                Err(reason) => match quarantine(items, table, &age, &item, &reason).await {
+                    Ok(Some(quarantined)) => batch.quarantined.push(quarantined),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(table, %error, %reason, "quarantining an outbox entry failed")
                     }
-                }
+                },
             }
         }
         Ok(batch)
