@@ -164,6 +164,69 @@ pub trait Tables: Send + Sync {
     fn ensure_table(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// One item of a table: attribute names to values.
+pub type TableItem = BTreeMap<String, TableValue>;
+
+/// An attribute value of a table item. The calls that read items only need strings and numbers; any
+/// other type is carried as its debug text, so an item is never refused for holding one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableValue {
+    /// A string.
+    S(String),
+    /// A number, as its decimal text.
+    N(String),
+    /// Another type (list, map, binary, boolean, set, null), shown as text: read, never written back.
+    Other(String),
+}
+
+impl TableValue {
+    /// The string, for a string value.
+    pub fn as_s(&self) -> Option<&str> {
+        match self {
+            Self::S(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The number's text, for a number value.
+    pub fn as_n(&self) -> Option<&str> {
+        match self {
+            Self::N(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// The items of the tables [`Tables`] provisions, through their indexes (DynamoDB): what the order
+/// endpoint's outbox relay reads and moves, generic so that its decisions are tested on the fake.
+pub trait TableItems: Send + Sync {
+    /// Up to `limit` items of the global index `index` whose partition attribute `key.0` is `key.1`,
+    /// in ascending order of the index's sort key. Index reads are eventually consistent.
+    fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        key: (&str, &str),
+        limit: i32,
+    ) -> impl Future<Output = Result<Vec<TableItem>>> + Send;
+
+    /// Sets the attributes `set` and removes those named in `remove` on the existing item with the
+    /// primary key `key`; `false` (and no write) if there is no such item.
+    fn update_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        set: &TableItem,
+        remove: &[&str],
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Writes `item` whole (replacing any item with its key). [`TableValue::Other`] cannot be written.
+    fn put_item(&self, table: &str, item: &TableItem) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes the item with the primary key `key`; one that is gone already is success.
+    fn delete_item(&self, table: &str, key: &TableItem) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// What status reports about a queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {

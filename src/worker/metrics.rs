@@ -1,5 +1,6 @@
 //! The worker's metrics in the Prometheus text format: messages received, processed, failed attempts
-//! and dead-lettered (by reason), messages in flight, and processing latency. Atomics only: they are
+//! and dead-lettered (by reason), messages in flight, processing latency, and the order endpoint's outbox
+//! entries relayed and quarantined. Atomics only: they are
 //! touched for every message, so no lock is taken on the hot path.
 
 use std::{
@@ -40,6 +41,8 @@ struct Counters {
     exhausted: AtomicU64,
     in_flight: AtomicU64,
     sink_writes: AtomicU64,
+    outbox_relayed: AtomicU64,
+    outbox_quarantined: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -86,6 +89,21 @@ impl WorkerMetrics {
     /// A write to the sink was made (Cosmos DB upserts, so the writes per event can be measured).
     pub fn sink_write(&self) {
         self.inner.sink_writes.fetch_add(1, Relaxed);
+    }
+
+    /// An `OrderPlaced` left in the outbox was published by the relay.
+    pub fn outbox_relayed(&self) {
+        self.inner.outbox_relayed.fetch_add(1, Relaxed);
+    }
+
+    /// `n` outbox entries could not be read and were quarantined.
+    pub fn outbox_quarantined(&self, n: usize) {
+        self.inner.outbox_quarantined.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Outbox entries quarantined so far.
+    pub fn outbox_quarantined_total(&self) -> u64 {
+        self.inner.outbox_quarantined.load(Relaxed)
     }
 
     /// Writes to the sink so far.
@@ -151,6 +169,18 @@ impl WorkerMetrics {
             "",
             c.sink_writes.load(Relaxed),
         );
+        counter(
+            "tributary_outbox_relayed_total",
+            "OrderPlaced events the outbox relay published (the request that recorded them could not).",
+            "",
+            c.outbox_relayed.load(Relaxed),
+        );
+        counter(
+            "tributary_outbox_quarantined_total",
+            "Outbox entries that could not be read and were moved aside (see docs/operating.md).",
+            "",
+            c.outbox_quarantined.load(Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP tributary_worker_messages_dead_lettered_total Messages sent to the dead letter, by reason.\n# TYPE tributary_worker_messages_dead_lettered_total counter"
@@ -201,6 +231,7 @@ mod tests {
         metrics.dead_lettered(DeadLetterReason::Rejected);
         metrics.done();
         metrics.sink_write();
+        metrics.outbox_quarantined(2);
         let text = metrics.render("shop/inventory", "inventory");
         let labels = "consumer=\"shop/inventory\",processor=\"inventory\"";
         for line in [
@@ -210,6 +241,8 @@ mod tests {
             format!("tributary_worker_messages_dead_lettered_total{{{labels},reason=\"rejected\"}} 1"),
             format!("tributary_worker_messages_in_flight{{{labels}}} 2"),
             format!("tributary_worker_sink_writes_total{{{labels}}} 1"),
+            format!("tributary_outbox_quarantined_total{{{labels}}} 2"),
+            format!("tributary_outbox_relayed_total{{{labels}}} 0"),
             format!("tributary_worker_processing_duration_seconds_bucket{{{labels},le=\"0.0005\"}} 1"),
             format!("tributary_worker_processing_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2"),
             format!("tributary_worker_processing_duration_seconds_count{{{labels}}} 2"),

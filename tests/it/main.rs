@@ -41,4 +41,5 @@ mod webhook_availability;
 mod worker_azure;
 mod worker_fifo;
 mod worker_orders;
+mod worker_outbox;
 mod worker_runtime;

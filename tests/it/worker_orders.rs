@@ -460,7 +460,7 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
     .await;
     assert_eq!(relayed.len(), 1);
     assert!(
-        table.pending_outbox(10).await.unwrap().is_empty(),
+        table.pending_outbox(10).await.unwrap().ready.is_empty(),
         "outbox cleared"
     );
 

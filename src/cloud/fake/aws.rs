@@ -5,16 +5,17 @@
 //! call is recorded, so a test can assert what was asked.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     sync::{Arc, Mutex, PoisonError},
 };
 
 use super::{
     moves::MoveTasks,
     queue::{FakeQueue, FakeQueues},
+    tables::FakeTables,
 };
 use crate::cloud::{
-    Attributes, Error, ErrorKind, Operation, Result, Tags,
+    Attributes, Error, ErrorKind, Operation, Result, TableItem, TableItems, Tags,
     traits::{
         MoveRequest, MoveTask, MoveTaskStatus, QueueMessages, QueueStats, Queues, Subscriptions, Tables,
         Topics,
@@ -40,7 +41,7 @@ struct State {
     queues: BTreeMap<String, Resource>,
     /// Subscriptions by ARN.
     subscriptions: BTreeMap<String, Subscription>,
-    tables: BTreeSet<String>,
+    tables: FakeTables,
     calls: Vec<String>,
     sequence: u64,
 }
@@ -125,6 +126,15 @@ impl FakeAws {
             .unwrap_or_else(PoisonError::into_inner)
             .tables
             .contains(name)
+    }
+
+    /// Every item of the table `name` (see [`TableItems`]), for tests to look at.
+    pub fn table_items(&self, name: &str) -> Vec<TableItem> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tables
+            .items(name)
     }
 }
 
@@ -401,10 +411,42 @@ impl Subscriptions for FakeAws {
 
 impl Tables for FakeAws {
     async fn ensure_table(&self, name: &str) -> Result<()> {
-        self.state(format!("CreateTable {name}"))
-            .tables
-            .insert(name.to_owned());
+        self.state(format!("CreateTable {name}")).tables.ensure(name);
         Ok(())
+    }
+}
+
+impl TableItems for FakeAws {
+    async fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        key: (&str, &str),
+        limit: i32,
+    ) -> Result<Vec<TableItem>> {
+        let mut state = self.state(format!("Query {table} {index} {}", key.1));
+        state.tables.query(table, index, key, limit)
+    }
+
+    async fn update_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        set: &TableItem,
+        remove: &[&str],
+    ) -> Result<bool> {
+        let mut state = self.state(format!("UpdateItem {table}"));
+        state.tables.update(table, key, set, remove)
+    }
+
+    async fn put_item(&self, table: &str, item: &TableItem) -> Result<()> {
+        self.state(format!("PutItem {table}")).tables.put(table, item)
+    }
+
+    async fn delete_item(&self, table: &str, key: &TableItem) -> Result<()> {
+        self.state(format!("DeleteItem {table}"))
+            .tables
+            .delete(table, key)
     }
 }
 

@@ -1,5 +1,5 @@
 //! In-memory fakes of the cloud capabilities, for fast unit tests of the decisions made on them: the
-//! message-queue contract ([`FakeQueue`], [`FakeQueues`]) and the AWS capability traits ([`FakeAws`]).
+//! message-queue contract ([`FakeQueue`], [`FakeQueues`]) and the AWS capability traits ([`FakeAws`], its DynamoDB tables and items included).
 //! They keep the clouds' observable rules (idempotent creates, conflicts, absent as `NotFound`, receipt
 //! handles that go stale), not their performance or limits. Real servers stay the proof, in the
 //! integration tests.
@@ -7,6 +7,7 @@
 mod aws;
 mod moves;
 mod queue;
+mod tables;
 
 pub use aws::FakeAws;
 pub use queue::{FakeQueue, FakeQueues, Held};

@@ -41,6 +41,8 @@ use tracing::Instrument as _;
 /// Publish attempts within one request, and the pause before each retry.
 const PUBLISH_ATTEMPTS: u32 = 3;
 const PUBLISH_PAUSE: Duration = Duration::from_millis(200);
+/// Outbox entries read per relay pass (the oldest of every shard).
+const RELAY_BATCH: i32 = 25;
 
 /// What the endpoint works with.
 pub struct Ingress<S, P> {
@@ -89,9 +91,11 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
         Err(last)
     }
 
-    /// Publishes what waits in the outbox, every `every`, until `shutdown` resolves. An entry is left
-    /// `grace` to the request that wrote it (longer than a request takes, so that a busy table does not
-    /// make an event go out twice; consumers absorb it if it does).
+    /// Publishes what waits in the outbox, oldest first, every `every`, until `shutdown` resolves; after
+    /// a full pass that made progress the next one starts at once, so a backlog (an SNS outage) drains
+    /// at the table's pace, not at one batch per `every`. An entry is left `grace` to the request that
+    /// wrote it (longer than a request takes, so that a busy table does not make an event go out twice;
+    /// consumers absorb it if it does).
     pub async fn relay(
         self: Arc<Self>,
         every: Duration,
@@ -101,33 +105,50 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
         let grace_millis = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(every);
+        let mut more = false;
         loop {
             tokio::select! {
+                biased;
                 () = &mut shutdown => return,
-                _ = tick.tick() => {}
+                _ = tick.tick(), if !more => {}
+                () = std::future::ready(()), if more => {}
             }
-            let pending = match self.store.pending_outbox(25).await {
-                Ok(pending) => pending,
-                Err(error) => {
-                    tracing::warn!(%error, "reading the outbox failed");
-                    continue;
+            more = self.relay_once(grace_millis).await;
+        }
+    }
+
+    /// One pass of the relay: the oldest entries past their grace are published; the ones that cannot
+    /// be read were quarantined by the store, and are counted. Whether the pass read a full batch and
+    /// settled some of it (more may wait).
+    async fn relay_once(&self, grace_millis: i64) -> bool {
+        let batch = match self.store.pending_outbox(RELAY_BATCH).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "reading the outbox failed");
+                return false;
+            }
+        };
+        let full = batch.ready.len() + batch.quarantined.len() >= usize::try_from(RELAY_BATCH).unwrap_or(0);
+        let mut settled = batch.quarantined.len();
+        self.metrics.outbox_quarantined(batch.quarantined.len());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        for entry in batch
+            .ready
+            .into_iter()
+            .filter(|p| now - p.recorded_at_millis >= grace_millis)
+        {
+            match self.publish(&entry.event, &entry.traceparent).await {
+                Ok(()) => {
+                    settled += 1;
+                    self.metrics.outbox_relayed();
+                    tracing::info!(order_id = %entry.event.order_id, "relayed OrderPlaced from the outbox")
                 }
-            };
-            let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-            for entry in pending
-                .into_iter()
-                .filter(|p| now - p.recorded_at_millis >= grace_millis)
-            {
-                match self.publish(&entry.event, &entry.traceparent).await {
-                    Ok(()) => {
-                        tracing::info!(order_id = %entry.event.order_id, "relayed OrderPlaced from the outbox")
-                    }
-                    Err(error) => {
-                        tracing::warn!(order_id = %entry.event.order_id, %error, "relay publish failed")
-                    }
+                Err(error) => {
+                    tracing::warn!(order_id = %entry.event.order_id, %error, "relay publish failed")
                 }
             }
         }
+        full && settled > 0
     }
 }
 

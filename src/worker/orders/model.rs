@@ -52,9 +52,11 @@ impl Delivery {
     }
 }
 
-/// One line of an order.
+/// One line of an order. Read leniently: it is part of the events kept in the Order table and published,
+/// where a field added by a newer version (a rolling upgrade) must not make this one refuse them. A
+/// client's order is still checked strictly ([`OrderRequest`] reads its lines as [`StrictItem`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Item {
     /// Stock-keeping unit.
     pub sku: String,
@@ -64,6 +66,28 @@ pub struct Item {
     pub unit_price_cents: u64,
 }
 
+/// One line of a client's order, where an unknown field is a mistake to point out, not a newer version.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StrictItem {
+    sku: String,
+    quantity: u32,
+    unit_price_cents: u64,
+}
+
+/// The lines of a client's order, each refusing unknown fields.
+fn strict_items<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Item>, D::Error> {
+    let lines = Vec::<StrictItem>::deserialize(deserializer)?;
+    Ok(lines
+        .into_iter()
+        .map(|line| Item {
+            sku: line.sku,
+            quantity: line.quantity,
+            unit_price_cents: line.unit_price_cents,
+        })
+        .collect())
+}
+
 /// The body of `POST /orders`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -71,6 +95,7 @@ pub struct OrderRequest {
     /// Who orders.
     pub customer_id: String,
     /// What (1 to 50 lines).
+    #[serde(deserialize_with = "strict_items")]
     pub items: Vec<Item>,
     /// Sales region, e.g. `eu-west`.
     pub region: String,
@@ -149,7 +174,8 @@ impl OrderRequest {
     }
 }
 
-/// An order event as published (the message body).
+/// An order event as published (the message body), and as kept in the Order table. Fields it does not
+/// know are ignored (see [`Item`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderEvent {
@@ -327,6 +353,28 @@ mod tests {
         assert_eq!(OrderEvent::parse(&body).unwrap(), event);
         let shipped = event.followed_by(events::SHIPPED, Some(tracking_id("o-1")));
         assert_eq!(shipped.tracking_id.as_deref(), Some(tracking_id("o-1").as_str()));
+    }
+
+    #[test]
+    fn events_of_a_newer_version_are_read_and_orders_stay_strict() {
+        let mut event = serde_json::to_value(OrderEvent::placed("o-1", &request())).unwrap();
+        event["giftWrap"] = true.into();
+        event["items"][0]["discountCents"] = 100.into();
+        let read = OrderEvent::parse(&event.to_string()).unwrap();
+        assert_eq!(
+            read,
+            OrderEvent::placed("o-1", &request()),
+            "the extra fields are ignored"
+        );
+        let mut order = serde_json::to_value(request()).unwrap();
+        order["items"][0]["discountCents"] = 100.into();
+        let error = serde_json::from_value::<OrderRequest>(order)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `discountCents`"), "{error}");
+        let mut order = serde_json::to_value(request()).unwrap();
+        order["giftWrap"] = true.into();
+        assert!(serde_json::from_value::<OrderRequest>(order).is_err());
     }
 
     #[test]

@@ -65,6 +65,25 @@ pub struct Pending {
     pub recorded_at_millis: i64,
 }
 
+/// An outbox entry that could not be read as an `OrderPlaced` and was moved aside (quarantined) so that
+/// the relay goes on with the next; its item stays in the table as it was written, for an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The entry's partition key (`ORDER#<id>`).
+    pub order_key: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// What one read of the outbox found, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxBatch {
+    /// The entries to publish, oldest first.
+    pub ready: Vec<Pending>,
+    /// The entries quarantined by this read.
+    pub quarantined: Vec<Quarantined>,
+}
+
 /// The Order table.
 pub trait OrderStore: Clone + Send + Sync + 'static {
     /// Records a new order placed by `principal` in state PLACED with its `OrderPlaced` in the outbox.
@@ -82,8 +101,9 @@ pub trait OrderStore: Clone + Send + Sync + 'static {
     /// Marks the order's `OrderPlaced` as published.
     fn clear_outbox(&self, order_id: &str) -> impl Future<Output = Result<()>> + Send;
 
-    /// Up to `limit` orders whose `OrderPlaced` has not been published yet.
-    fn pending_outbox(&self, limit: i32) -> impl Future<Output = Result<Vec<Pending>>> + Send;
+    /// The oldest `limit` orders whose `OrderPlaced` has not been published yet, oldest first; an entry
+    /// that cannot be read is quarantined (moved aside, kept) and reported instead of stopping the read.
+    fn pending_outbox(&self, limit: i32) -> impl Future<Output = Result<OutboxBatch>> + Send;
 
     /// Records that the customer was notified of `event` for the order. `false` if already recorded.
     fn record_notification(

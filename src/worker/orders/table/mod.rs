@@ -1,9 +1,12 @@
 //! The order processors' data layout in the Order table on DynamoDB (the table itself, its keys and the
-//! outbox index, is the cloud capability `cloud::aws::tables`): one table, partition key `pk` and sort key `sk` (both strings), holding
+//! outbox indexes, is the cloud capability `cloud::aws::tables`): one table, partition key `pk` and sort key `sk` (both strings), holding
 //! per order `ORDER#<id>` the items `ORDER` (the order, its state and history, and the `principal` that placed it), `RESERVATION`,
 //! `SHIPMENT`, `NOTIFICATION#<event>` and, while `OrderPlaced` is unpublished, `OUTBOX`; and per product
-//! `STOCK#<sku>`/`STOCK`. A sparse global index `outbox` on the `outbox` attribute (only outbox entries
-//! have it) finds the outbox.
+//! `STOCK#<sku>`/`STOCK`. The outbox entries are found through a sparse global index sharded by order id
+//! and sorted by age ([`outbox`], which also reads the one-partition index of earlier versions).
+//!
+//! Items are read by attribute name and events are parsed ignoring fields this version does not know,
+//! so an item written by a newer version (a rolling upgrade) is read, not refused.
 //!
 //! No item is written by two processors at once: besides being tidy, moto 5.2.5 loses a transaction's
 //! write when an UpdateItem on the same item runs concurrently (measured: 39 of 40 increments kept),
@@ -20,6 +23,7 @@ use aws_sdk_dynamodb::{
     types::{AttributeValue, Put, TransactWriteItem, Update},
 };
 
+pub mod outbox;
 mod store;
 
 use super::model::{OrderEvent, states};
@@ -28,10 +32,9 @@ use crate::cloud::{
     Error, Operation, Result,
     aws::{
         error::from_sdk,
-        tables::{self, DYNAMODB, OUTBOX_INDEX},
+        tables::{self, DYNAMODB},
     },
 };
-const PENDING: &str = "pending";
 /// Attribute of the `ORDER` item naming the principal that placed it (absent on orders recorded before
 /// the endpoint authenticated: those are readable by no principal).
 const PRINCIPAL: &str = "principal";
@@ -43,6 +46,7 @@ const OUTBOX: &str = "OUTBOX";
 pub struct OrderTable {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    outbox: outbox::OutboxReader,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -124,11 +128,12 @@ impl OrderTable {
         Self {
             client,
             table: table.into(),
+            outbox: outbox::OutboxReader::default(),
         }
     }
 
-    /// Creates the table (on-demand capacity, with the outbox index) if it does not exist, and waits
-    /// until it is active: the cloud capability [`tables::ensure_order_table`].
+    /// Creates the table (on-demand capacity, with the outbox indexes) if it does not exist, adds an
+    /// outbox index an older table lacks, and waits until it is active: the cloud capability [`tables::ensure_order_table`].
     pub async fn ensure(&self) -> Result<()> {
         tables::ensure_order_table(&self.client, &self.table).await
     }

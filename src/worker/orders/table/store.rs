@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{
-    DYNAMODB, OUTBOX, OUTBOX_INDEX, OrderTable, PENDING, PRINCIPAL, invalid, is_condition_failure, n, now,
-    now_millis, order_key, parse_event, reservation_of, s, stock_key, text, transition,
+    DYNAMODB, OUTBOX, OrderTable, PRINCIPAL, invalid, is_condition_failure, n, now, now_millis, order_key,
+    outbox, parse_event, reservation_of, s, stock_key, text, transition,
 };
 use crate::{
     cloud::{Operation, Result, aws::error::from_sdk},
     worker::orders::{
         model::{OrderEvent, states},
-        store::{OrderRecord, OrderStore, Pending, Reservation, Transition},
+        store::{OrderRecord, OrderStore, OutboxBatch, Reservation, Transition},
     },
 };
 
@@ -41,13 +41,18 @@ impl OrderStore for OrderTable {
         }
         // The outbox entry is an item of its own, deleted once published, so that clearing it never
         // writes the order item the processors change.
+        // Its index attributes place it in its shard of the outbox index, by age.
+        let recorded_at = now_millis();
         let mut outbox = order_key(&event.order_id, OUTBOX);
         outbox.extend([
-            ("outbox".to_owned(), s(PENDING)),
             ("event".to_owned(), s(body)),
             ("traceparent".to_owned(), s(traceparent)),
-            ("recordedAt".to_owned(), n(now_millis())),
+            ("recordedAt".to_owned(), n(recorded_at)),
         ]);
+        outbox.extend(
+            outbox::index_attributes(&event.order_id, recorded_at)
+                .map(|(name, value)| (name.to_owned(), s(value))),
+        );
         let actions = vec![
             self.put(order, "attribute_not_exists(pk)")?,
             self.put(outbox, "attribute_not_exists(pk)")?,
@@ -113,35 +118,8 @@ impl OrderStore for OrderTable {
         Ok(())
     }
 
-    async fn pending_outbox(&self, limit: i32) -> Result<Vec<Pending>> {
-        let operation = Operation::new(DYNAMODB, "Query", &self.table);
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OUTBOX_INDEX)
-            .key_condition_expression("outbox = :pending")
-            .expression_attribute_values(":pending", s(PENDING))
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| from_sdk(operation.clone(), e))?;
-        output
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| {
-                Ok(Pending {
-                    event: parse_event(&operation, item)?,
-                    traceparent: text(item, "traceparent").unwrap_or_default().to_owned(),
-                    recorded_at_millis: item
-                        .get("recordedAt")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                })
-            })
-            .collect()
+    async fn pending_outbox(&self, limit: i32) -> Result<OutboxBatch> {
+        self.outbox.read(&self.client, &self.table, limit).await
     }
 
     async fn record_notification(&self, order_id: &str, event: &str, message: &str) -> Result<bool> {
