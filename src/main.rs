@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Controller(args) => {
             let _telemetry = Telemetry::init(args.log_format, "tributary-controller")?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(controller(*args))?;
+            let result = runtime.block_on(controller(*args));
+            // After a lost lease, exit now: nothing still running may hold the process up.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
         }
         Command::Worker(args) => {
             let mut config = tributary::worker::config::WorkerConfig::load(&args.config)?;
@@ -89,8 +92,6 @@ fn apikey_new(name: &str, principal: Option<&str>, secret: &str) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
-/// SIGTERM or the lease is lost → release the lease → exit.
 /// How far apart each kind's drift checks must be per object: they may take half of each quota they use.
 fn check_spacing(
     limits: &tributary::cloud::aws::ratelimit::RateLimits,
@@ -105,6 +106,9 @@ fn check_spacing(
     }
 }
 
+/// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
+/// SIGTERM (→ release the lease → exit 0) or the lease is lost (→ exit 1 at once, so that Kubernetes
+/// restarts this replica as a candidate; its fence already refuses every cloud call and API write).
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use std::{
         sync::{Arc, atomic::AtomicBool},
@@ -134,6 +138,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     } = args;
     let identity = identity.unwrap_or_else(|| default_identity(hostname));
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
+    let lease = args
+        .leader_election
+        .lease((leader_election_namespace, lease_name), identity.clone())
+        .map_err(anyhow::Error::msg)?;
 
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -147,9 +155,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(http::serve_on(listener, state, shutdown.clone()));
 
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("failed to configure the Kubernetes client")?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     controller::ensure_crds(&client, watch_namespace.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -157,12 +166,16 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(%cluster, "cluster identity of the ownership tags");
-    let lease = (leader_election_namespace, lease_name, identity.clone());
     let Some(leadership) = lead(&client, lease, &metrics, shutdown.clone()).await? else {
         return Ok(());
     };
-
-    let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
+    // What acts goes through the fence: AWS and Azure calls, and the controllers' API writes (the
+    // Lease's own renewals use the unfenced client).
+    let fence = leadership.fence();
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&operate::FenceLayer::new(fence.clone()))
+        .build();
+    let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit, fence.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     let config = Config {
@@ -172,36 +185,31 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         instance: Some(identity),
         cluster,
         check_spacing: check_spacing(&limits),
-        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace)
+        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace, &fence)
             .map_err(anyhow::Error::msg)?
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    run_while_leading(ctx, shutdown, &leadership).await;
+    let lost = run_while_leading(ctx, shutdown, &leadership).await;
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    if lost {
+        // As client-go's OnStoppedLeading usually does: no release (another replica may hold it now).
+        anyhow::bail!("lost the leader lease: exiting so that Kubernetes restarts this replica as a candidate");
+    }
     leadership.release().await;
     server.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Waits to become the leader of the Lease `(namespace, name)` as `identity`; `None` when shut down first.
+/// Waits to become the leader of `lease`; `None` when shut down first.
 async fn lead(
     client: &kube::Client,
-    (namespace, name, identity): (String, String, String),
+    lease: tributary::operate::LeaseConfig,
     metrics: &tributary::operate::Metrics,
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<Option<tributary::operate::Leadership>> {
-    use std::time::Duration;
-
     use anyhow::Context as _;
-    let lease = tributary::operate::LeaseConfig {
-        namespace,
-        name,
-        identity,
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
-    };
     let leadership = tokio::select! {
         leadership = tributary::operate::acquire(client.clone(), lease, metrics.clone()) => {
             leadership.context("failed to acquire the leader lease")?
@@ -215,28 +223,29 @@ async fn lead(
     Ok(Some(leadership))
 }
 
-/// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first; they stop
-/// gracefully (finishing the reconciles in flight).
+/// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first. On SIGTERM they
+/// stop gracefully (finishing the reconciles in flight); on loss they are dropped at once (the fence
+/// refuses what they would still send) and this answers `true`.
 async fn run_while_leading<C: tributary::controller::Cloud>(
     ctx: std::sync::Arc<tributary::controller::Context<C>>,
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
     leadership: &tributary::operate::Leadership,
-) {
+) -> bool {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controllers = tributary::controller::run(ctx, async {
         let _ = stopped.await;
     });
     tokio::pin!(controllers);
     tokio::select! {
-        () = &mut controllers => {}
+        () = &mut controllers => false,
         () = shutdown => {
             let _ = stop.send(());
             controllers.await;
+            false
         }
         () = leadership.lost() => {
-            tracing::warn!("the leader lease was lost: stopping the controllers");
-            let _ = stop.send(());
-            controllers.await;
+            tracing::error!("the leader lease was lost: the controllers stop at once and the process exits");
+            true
         }
     }
 }
