@@ -10,6 +10,7 @@
 pub mod config;
 pub mod devices;
 pub mod endpoints;
+pub mod health;
 pub mod message;
 pub mod metrics;
 pub mod orders;
@@ -17,6 +18,7 @@ pub mod processor;
 pub mod queue;
 pub mod relay;
 pub mod runtime;
+pub mod supervisor;
 pub mod trace;
 
 use std::{future::Future, sync::Arc, time::Duration};
