@@ -118,9 +118,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use futures::FutureExt;
     use tributary::{
-        cloud::aws::AwsCloud,
         controller::{self, Config, Context},
-        operate::{self, HttpState, Metrics, http},
+        operate::{self, HttpState, Metrics},
     };
 
     let ControllerArgs {
@@ -146,14 +145,11 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = operate::shutdown::signal().shared();
-    let listener = http::bind(metrics_listen)
-        .await
-        .with_context(|| format!("failed to bind {metrics_listen}"))?;
     let state = HttpState {
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
-    let server = tokio::spawn(http::serve_on(listener, state, shutdown.clone()));
+    let server = serve_endpoints(metrics_listen, state, shutdown.clone()).await?;
 
     let kube_config = kube::Config::infer()
         .await
@@ -169,15 +165,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let Some(leadership) = lead(&client, lease, &metrics, shutdown.clone()).await? else {
         return Ok(());
     };
-    // What acts goes through the fence: AWS and Azure calls, and the controllers' API writes (the
-    // Lease's own renewals use the unfenced client).
     let fence = leadership.fence();
-    let client = kube::client::ClientBuilder::try_from(kube_config)?
-        .with_layer(&operate::FenceLayer::new(fence.clone()))
-        .build();
-    let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit, fence.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let (client, cloud, limits) = fenced_clients(kube_config, &fence, &metrics, &aws_rate_limit).await?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
@@ -190,16 +179,52 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let lost = run_while_leading(ctx, shutdown, &leadership).await;
+    let result = run_while_leading(ctx, shutdown, &leadership).await;
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
-    if lost {
-        // As client-go's OnStoppedLeading usually does: no release (another replica may hold it now).
-        anyhow::bail!("lost the leader lease: exiting so that Kubernetes restarts this replica as a candidate");
-    }
+    result?;
     leadership.release().await;
     server.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client of the controllers and the AWS clients, behind `fence`: what acts goes through
+/// it (the Lease's own renewals use the unfenced client); also the AWS rate limits in force.
+async fn fenced_clients(
+    kube_config: kube::Config,
+    fence: &tributary::operate::Fence,
+    metrics: &tributary::operate::Metrics,
+    aws_rate_limit: &[String],
+) -> anyhow::Result<(
+    kube::Client,
+    tributary::cloud::aws::AwsCloud,
+    tributary::cloud::aws::ratelimit::RateLimits,
+)> {
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&tributary::operate::FenceLayer::new(fence.clone()))
+        .build();
+    let (cloud, limits) = tributary::cloud::aws::AwsCloud::from_env_with_metrics(
+        metrics.clone(),
+        aws_rate_limit,
+        fence.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok((client, cloud, limits))
+}
+
+/// Binds `listen` and serves `/metrics`, `/healthz` and `/readyz` there until `shutdown`.
+async fn serve_endpoints(
+    listen: std::net::SocketAddr,
+    state: tributary::operate::HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    use anyhow::Context as _;
+    use tributary::operate::http;
+    let listener = http::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind {listen}"))?;
+    Ok(tokio::spawn(http::serve_on(listener, state, shutdown)))
 }
 
 /// Waits to become the leader of `lease`; `None` when shut down first.
@@ -225,29 +250,32 @@ async fn lead(
 
 /// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first. On SIGTERM they
 /// stop gracefully (finishing the reconciles in flight); on loss they are dropped at once (the fence
-/// refuses what they would still send) and this answers `true`.
+/// refuses what they would still send) and this answers the error the process exits with.
 async fn run_while_leading<C: tributary::controller::Cloud>(
     ctx: std::sync::Arc<tributary::controller::Context<C>>,
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
     leadership: &tributary::operate::Leadership,
-) -> bool {
+) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controllers = tributary::controller::run(ctx, async {
         let _ = stopped.await;
     });
     tokio::pin!(controllers);
     tokio::select! {
-        () = &mut controllers => false,
+        () = &mut controllers => {}
         () = shutdown => {
             let _ = stop.send(());
             controllers.await;
-            false
         }
         () = leadership.lost() => {
-            tracing::error!("the leader lease was lost: the controllers stop at once and the process exits");
-            true
+            // As client-go's OnStoppedLeading usually does: exit, without releasing (another replica may
+            // hold the lease now) and without waiting for the reconciles in flight.
+            anyhow::bail!(
+                "lost the leader lease: exiting so that Kubernetes restarts this replica as a candidate"
+            );
         }
     }
+    Ok(())
 }
 
 /// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set (`hostname`: `HOSTNAME`, when

@@ -115,7 +115,9 @@ impl LeaderElectionArgs {
             format!(
                 "TRIBUTARY_LEASE_DURATION_SECONDS ({}), TRIBUTARY_LEASE_RENEW_DEADLINE_SECONDS ({}) and \
                  TRIBUTARY_LEASE_RETRY_PERIOD_SECONDS ({}): {error}",
-                self.lease_duration_seconds, self.lease_renew_deadline_seconds, self.lease_retry_period_seconds
+                self.lease_duration_seconds,
+                self.lease_renew_deadline_seconds,
+                self.lease_retry_period_seconds
             )
         })?;
         Ok(lease)

@@ -178,7 +178,10 @@ mod tests {
         fence.open_until(now + Duration::from_secs(10));
         assert!(fence.is_open_at(now));
         assert!(fence.is_open_at(now + Duration::from_millis(9_999)));
-        assert!(!fence.is_open_at(now + Duration::from_secs(10)), "the instant itself is past");
+        assert!(
+            !fence.is_open_at(now + Duration::from_secs(10)),
+            "the instant itself is past"
+        );
         assert!(!fence.is_open_at(now + Duration::from_secs(3600)));
         // A renewal moves the instant; clones see it.
         let clone = fence.clone();

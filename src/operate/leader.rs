@@ -351,7 +351,13 @@ async fn renew(
             }
             Err(_) => Attempt::Failed,
         };
-        match after_attempt(attempt, started, Instant::now(), leading_until, config.renew_deadline) {
+        match after_attempt(
+            attempt,
+            started,
+            Instant::now(),
+            leading_until,
+            config.renew_deadline,
+        ) {
             Renewal::Extended(until) => {
                 leading_until = until;
                 fence.open_until(until);

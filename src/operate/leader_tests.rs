@@ -185,7 +185,11 @@ fn timing_is_checked_like_client_go() {
         equal.check_timing(),
         Err(TimingError::RenewDeadlineNotShorter { .. })
     ));
-    let message = equal.check_timing().err().map(|e| e.to_string()).unwrap_or_default();
+    let message = equal
+        .check_timing()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(message.contains("shorter than the lease duration"), "{message}");
     let slow_retry = LeaseConfig {
         retry_period: Duration::from_secs(2),

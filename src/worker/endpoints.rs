@@ -56,7 +56,10 @@ async fn healthz(extract::State(state): extract::State<State>) -> impl IntoRespo
     if state.metrics.health().is_live_at(tokio::time::Instant::now()) {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "receive loops keep dying (see tributary_worker_loop_restarts_total)")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receive loops keep dying (see tributary_worker_loop_restarts_total)",
+        )
     }
 }
 

@@ -148,14 +148,24 @@ mod tests {
         for i in 0..5 {
             assert_eq!(health.loop_restarted(start + i * SECOND), i as usize + 1);
         }
-        assert!(health.is_live_at(start + 5 * SECOND), "five restarts are tolerated");
+        assert!(
+            health.is_live_at(start + 5 * SECOND),
+            "five restarts are tolerated"
+        );
         health.loop_restarted(start + 6 * SECOND);
-        assert!(!health.is_live_at(start + 6 * SECOND), "the sixth within five minutes is not");
+        assert!(
+            !health.is_live_at(start + 6 * SECOND),
+            "the sixth within five minutes is not"
+        );
         assert_eq!(health.restarts_total(), 6);
         // Five minutes after the first, it has aged out of the window.
         assert!(health.is_live_at(start + 300 * SECOND));
         assert_eq!(health.restarts_total(), 6, "the counter never goes down");
-        assert!(health.render("consumer=\"c\"").contains("tributary_worker_loop_restarts_total{consumer=\"c\"} 6"));
+        assert!(
+            health
+                .render("consumer=\"c\"")
+                .contains("tributary_worker_loop_restarts_total{consumer=\"c\"} 6")
+        );
     }
 
     #[test]
@@ -165,11 +175,17 @@ mod tests {
         assert!(health.is_ready_at(start), "ready before any receive");
         health.receive_failed(start);
         health.receive_failed(start + 20 * SECOND);
-        assert!(health.is_ready_at(start + 29 * SECOND), "counted from the first failure");
+        assert!(
+            health.is_ready_at(start + 29 * SECOND),
+            "counted from the first failure"
+        );
         assert!(!health.is_ready_at(start + 30 * SECOND));
         health.receive_succeeded();
         assert!(health.is_ready_at(start + 31 * SECOND));
         health.receive_failed(start + 40 * SECOND);
-        assert!(health.is_ready_at(start + 60 * SECOND), "a new failure starts a new count");
+        assert!(
+            health.is_ready_at(start + 60 * SECOND),
+            "a new failure starts a new count"
+        );
     }
 }

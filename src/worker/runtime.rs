@@ -78,10 +78,22 @@ pub async fn run<Q, P, S>(
         let health = metrics.health().clone();
         let start = move || {
             let (metrics, stop) = (metrics.clone(), stop.clone());
-            receive_loop(index, queue.clone(), processor.clone(), settings.clone(), metrics, stop)
+            receive_loop(
+                index,
+                queue.clone(),
+                processor.clone(),
+                settings.clone(),
+                metrics,
+                stop,
+            )
         };
         let name = format!("receiver {index}");
-        loops.spawn(supervise(name, health, (shutdown.clone(), restart_backoff), start));
+        loops.spawn(supervise(
+            name,
+            health,
+            (shutdown.clone(), restart_backoff),
+            start,
+        ));
     }
     while let Some(result) = loops.join_next().await {
         if let Err(error) = result {

@@ -26,7 +26,6 @@ use crate::{
     },
 };
 
-
 #[test]
 fn backoff_doubles_to_thirty_seconds() {
     let pauses: Vec<u64> = (1..=8).map(|n| restart_backoff(n).as_secs()).collect();
@@ -65,7 +64,10 @@ async fn a_dying_loop_is_restarted_counted_and_fails_liveness() {
     .await;
     assert_eq!(starts.load(Ordering::SeqCst), 8);
     assert_eq!(health.restarts_total(), 7);
-    assert!(!health.is_live_at(Instant::now()), "seven restarts within the window");
+    assert!(
+        !health.is_live_at(Instant::now()),
+        "seven restarts within the window"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +100,11 @@ impl Processor for Panicky {
     }
 
     async fn process(&self, message: &Message) -> Outcome {
-        assert!(!message.body.starts_with("panic"), "cannot handle {}", message.body);
+        assert!(
+            !message.body.starts_with("panic"),
+            "cannot handle {}",
+            message.body
+        );
         Outcome::Done
     }
 }
@@ -185,21 +191,37 @@ async fn a_panicking_processor_fails_its_message_not_its_loop() {
     .boxed()
     .shared();
     let queue = WorkQueue::new(source.clone(), Some(dead.clone()));
-    let worker = tokio::spawn(runtime::run(queue, Arc::new(Panicky), settings(), metrics.clone(), shutdown));
-    until("settled", || metrics.processed_total() == 1 && metrics.dead_lettered_total() == 1).await;
+    let worker = tokio::spawn(runtime::run(
+        queue,
+        Arc::new(Panicky),
+        settings(),
+        metrics.clone(),
+        shutdown,
+    ));
+    until("settled", || {
+        metrics.processed_total() == 1 && metrics.dead_lettered_total() == 1
+    })
+    .await;
     // Messages pushed after the panics are still received: the loop lives on.
     source.push("ok 2", BTreeMap::new(), BTreeMap::new());
     until("processed after the panics", || metrics.processed_total() == 2).await;
     stop.send(()).unwrap();
     worker.await.unwrap();
 
-    assert_eq!(metrics.failed_total(), 3, "each attempt of the panicking message failed");
+    assert_eq!(
+        metrics.failed_total(),
+        3,
+        "each attempt of the panicking message failed"
+    );
     assert_eq!(metrics.health().restarts_total(), 0, "no loop died");
     assert!(source.held().is_empty(), "everything settled");
     let letters = dead.held();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].body, "panic 1", "dead-lettered, not lost");
-    let reason = letters[0].attributes[DEAD_LETTER_REASON].string_value.clone().unwrap_or_default();
+    let reason = letters[0].attributes[DEAD_LETTER_REASON]
+        .string_value
+        .clone()
+        .unwrap_or_default();
     assert!(
         reason.contains("the processor panicked: cannot handle panic 1"),
         "{reason}"
@@ -221,7 +243,13 @@ async fn readiness_follows_a_source_that_goes_down_and_comes_back() {
     .boxed()
     .shared();
     let queue = WorkQueue::new(source.clone(), None);
-    let worker = tokio::spawn(runtime::run(queue, Arc::new(Panicky), settings(), metrics.clone(), shutdown));
+    let worker = tokio::spawn(runtime::run(
+        queue,
+        Arc::new(Panicky),
+        settings(),
+        metrics.clone(),
+        shutdown,
+    ));
     // Judged 31 s ahead, so the test needs no 30 s wait: has a failure streak begun or not?
     let ready_later = || health.is_ready_at(Instant::now() + Duration::from_secs(31));
     source.queue.push("ok 1", BTreeMap::new(), BTreeMap::new());
@@ -231,7 +259,10 @@ async fn readiness_follows_a_source_that_goes_down_and_comes_back() {
     source.down.store(true, Ordering::SeqCst);
     until("unready while the source is down", || !ready_later()).await;
     assert!(health.is_ready_at(Instant::now()), "not before the bound");
-    assert!(health.is_live_at(Instant::now()), "an unreachable source is not a dead worker");
+    assert!(
+        health.is_live_at(Instant::now()),
+        "an unreachable source is not a dead worker"
+    );
 
     source.down.store(false, Ordering::SeqCst);
     until("ready again", ready_later).await;
@@ -251,7 +282,9 @@ async fn the_endpoints_answer_503_when_not_live_or_not_ready() {
         processor: "panicky",
     };
     let get = |path: &str| {
-        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let request = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
         endpoints::router(state.clone()).oneshot(request)
     };
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
@@ -261,7 +294,11 @@ async fn the_endpoints_answer_503_when_not_live_or_not_ready() {
         metrics.health().loop_restarted(now);
     }
     assert_eq!(get("/healthz").await.unwrap().status(), 503);
-    assert_eq!(get("/readyz").await.unwrap().status(), 200, "readiness is about the source");
+    assert_eq!(
+        get("/readyz").await.unwrap().status(),
+        200,
+        "readiness is about the source"
+    );
     let text = axum::body::to_bytes(get("/metrics").await.unwrap().into_body(), usize::MAX)
         .await
         .unwrap();

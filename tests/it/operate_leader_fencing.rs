@@ -42,11 +42,7 @@ impl CountingProxy {
             forward(request, http.clone(), upstream.clone())
         });
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            port,
-            requests,
-            task,
-        }
+        Self { port, requests, task }
     }
 
     fn count(&self) -> u64 {
@@ -150,7 +146,9 @@ fn signal(process: &Process, signal: &str) {
 }
 
 fn queue(name: &str) -> String {
-    format!("apiVersion: tributary.dev/v1alpha1\nkind: Queue\nmetadata: {{name: {name}}}\nspec: {{provider: aws, aws: {{}}}}\n")
+    format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: Queue\nmetadata: {{name: {name}}}\nspec: {{provider: aws, aws: {{}}}}\n"
+    )
 }
 
 #[tokio::test]
@@ -182,7 +180,15 @@ async fn a_frozen_leader_is_replaced_and_makes_no_cloud_call_after_losing_the_le
     })
     .await;
     common::create_yaml(&client, &ns, &queue("first")).await;
-    common::wait_reason(&client, &ns, "Queue", "first", "Available", Duration::from_secs(60)).await;
+    common::wait_reason(
+        &client,
+        &ns,
+        "Queue",
+        "first",
+        "Available",
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(proxy_a.count() > 0, "the leader reconciled through its proxy");
     assert_eq!(proxy_b.count(), 0, "the standby made no cloud call");
 
@@ -196,7 +202,15 @@ async fn a_frozen_leader_is_replaced_and_makes_no_cloud_call_after_losing_the_le
     })
     .await;
     let leads_after = frozen.elapsed();
-    common::wait_reason(&client, &ns, "Queue", "second", "Available", Duration::from_secs(60)).await;
+    common::wait_reason(
+        &client,
+        &ns,
+        "Queue",
+        "second",
+        "Available",
+        Duration::from_secs(60),
+    )
+    .await;
     let reconciles_after = frozen.elapsed();
 
     // Wake A: its reconciles are due, its renewal deadline long past. It must exit, having sent nothing.
@@ -210,14 +224,19 @@ async fn a_frozen_leader_is_replaced_and_makes_no_cloud_call_after_losing_the_le
     let exited_after = woken.elapsed();
     let sent_after_freeze = proxy_a.count() - sent_before_freeze;
     let log = std::fs::read_to_string(&log_a).unwrap();
-    let refused = log.matches("not sent: this replica does not hold the leader lease").count();
+    let refused = log
+        .matches("not sent: this replica does not hold the leader lease")
+        .count();
     eprintln!(
         "fencing (lease {:?}): B leads {leads_after:?} and reconciles a new Queue {reconciles_after:?} after \
          A froze; A sent {sent_before_freeze} AWS requests before it froze and {sent_after_freeze} after; \
          A exited {exited_after:?} after waking with {status}, {refused} calls or writes refused by its fence",
         timing()
     );
-    assert_eq!(sent_after_freeze, 0, "the frozen leader called AWS after it lost the lease:\n{log}");
+    assert_eq!(
+        sent_after_freeze, 0,
+        "the frozen leader called AWS after it lost the lease:\n{log}"
+    );
     assert!(!status.success(), "A exited with {status}");
     assert!(log.contains("lost the leader lease"), "{log}");
     // A's last renewal started at most a retry period (and a request) before the freeze, and B counts

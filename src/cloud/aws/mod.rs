@@ -88,7 +88,12 @@ impl AwsCloud {
         Self::build(config, limits, Some(metrics), None)
     }
 
-    fn build(config: &SdkConfig, limits: &RateLimits, metrics: Option<Metrics>, fence: Option<Fence>) -> Self {
+    fn build(
+        config: &SdkConfig,
+        limits: &RateLimits,
+        metrics: Option<Metrics>,
+        fence: Option<Fence>,
+    ) -> Self {
         // The interceptors are added per client config: an SdkConfig carries no interceptors of its own.
         let mut sns = aws_sdk_sns::config::Builder::from(config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(config);
