@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Controller(args) => {
             let _telemetry = Telemetry::init(args.log_format, "tributary-controller")?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(controller(*args))?;
+            let result = runtime.block_on(controller(*args));
+            // After a lost lease, exit now: nothing still running may hold the process up.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
         }
         Command::Worker(args) => {
             let mut config = tributary::worker::config::WorkerConfig::load(&args.config)?;
@@ -89,8 +92,6 @@ fn apikey_new(name: &str, principal: Option<&str>, secret: &str) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
-/// SIGTERM or the lease is lost → release the lease → exit.
 /// How far apart each kind's drift checks must be per object: they may take half of each quota they use.
 fn check_spacing(
     limits: &tributary::cloud::aws::ratelimit::RateLimits,
@@ -105,6 +106,9 @@ fn check_spacing(
     }
 }
 
+/// `tributary controller`: logging → metrics → HTTP endpoints → leadership → ready → controllers until
+/// SIGTERM (→ release the lease → exit 0) or the lease is lost (→ exit 1 at once, so that Kubernetes
+/// restarts this replica as a candidate; its fence already refuses every cloud call and API write).
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use std::{
         sync::{Arc, atomic::AtomicBool},
@@ -114,9 +118,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use futures::FutureExt;
     use tributary::{
-        cloud::aws::AwsCloud,
         controller::{self, Config, Context},
-        operate::{self, HttpState, Metrics, http},
+        operate::{self, HttpState, Metrics},
     };
 
     let ControllerArgs {
@@ -134,22 +137,24 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     } = args;
     let identity = identity.unwrap_or_else(|| default_identity(hostname));
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
+    let lease = args
+        .leader_election
+        .lease((leader_election_namespace, lease_name), identity.clone())
+        .map_err(anyhow::Error::msg)?;
 
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = operate::shutdown::signal().shared();
-    let listener = http::bind(metrics_listen)
-        .await
-        .with_context(|| format!("failed to bind {metrics_listen}"))?;
     let state = HttpState {
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
-    let server = tokio::spawn(http::serve_on(listener, state, shutdown.clone()));
+    let server = serve_endpoints(metrics_listen, state, shutdown.clone()).await?;
 
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("failed to configure the Kubernetes client")?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     controller::ensure_crds(&client, watch_namespace.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -157,14 +162,11 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(%cluster, "cluster identity of the ownership tags");
-    let lease = (leader_election_namespace, lease_name, identity.clone());
     let Some(leadership) = lead(&client, lease, &metrics, shutdown.clone()).await? else {
         return Ok(());
     };
-
-    let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let fence = leadership.fence();
+    let (client, cloud, limits) = fenced_clients(kube_config, &fence, &metrics, &aws_rate_limit).await?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
@@ -172,36 +174,67 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         instance: Some(identity),
         cluster,
         check_spacing: check_spacing(&limits),
-        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace)
+        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace, &fence)
             .map_err(anyhow::Error::msg)?
     };
     let ctx = Arc::new(Context::new(client, cloud, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    run_while_leading(ctx, shutdown, &leadership).await;
+    let result = run_while_leading(ctx, shutdown, &leadership).await;
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    result?;
     leadership.release().await;
     server.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Waits to become the leader of the Lease `(namespace, name)` as `identity`; `None` when shut down first.
+/// The Kubernetes client of the controllers and the AWS clients, behind `fence`: what acts goes through
+/// it (the Lease's own renewals use the unfenced client); also the AWS rate limits in force.
+async fn fenced_clients(
+    kube_config: kube::Config,
+    fence: &tributary::operate::Fence,
+    metrics: &tributary::operate::Metrics,
+    aws_rate_limit: &[String],
+) -> anyhow::Result<(
+    kube::Client,
+    tributary::cloud::aws::AwsCloud,
+    tributary::cloud::aws::ratelimit::RateLimits,
+)> {
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&tributary::operate::FenceLayer::new(fence.clone()))
+        .build();
+    let (cloud, limits) = tributary::cloud::aws::AwsCloud::from_env_with_metrics(
+        metrics.clone(),
+        aws_rate_limit,
+        fence.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok((client, cloud, limits))
+}
+
+/// Binds `listen` and serves `/metrics`, `/healthz` and `/readyz` there until `shutdown`.
+async fn serve_endpoints(
+    listen: std::net::SocketAddr,
+    state: tributary::operate::HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    use anyhow::Context as _;
+    use tributary::operate::http;
+    let listener = http::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind {listen}"))?;
+    Ok(tokio::spawn(http::serve_on(listener, state, shutdown)))
+}
+
+/// Waits to become the leader of `lease`; `None` when shut down first.
 async fn lead(
     client: &kube::Client,
-    (namespace, name, identity): (String, String, String),
+    lease: tributary::operate::LeaseConfig,
     metrics: &tributary::operate::Metrics,
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<Option<tributary::operate::Leadership>> {
-    use std::time::Duration;
-
     use anyhow::Context as _;
-    let lease = tributary::operate::LeaseConfig {
-        namespace,
-        name,
-        identity,
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
-    };
     let leadership = tokio::select! {
         leadership = tributary::operate::acquire(client.clone(), lease, metrics.clone()) => {
             leadership.context("failed to acquire the leader lease")?
@@ -215,13 +248,14 @@ async fn lead(
     Ok(Some(leadership))
 }
 
-/// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first; they stop
-/// gracefully (finishing the reconciles in flight).
+/// Runs the controllers until SIGTERM or until the lease is lost, whichever comes first. On SIGTERM they
+/// stop gracefully (finishing the reconciles in flight); on loss they are dropped at once (the fence
+/// refuses what they would still send) and this answers the error the process exits with.
 async fn run_while_leading<C: tributary::controller::Cloud>(
     ctx: std::sync::Arc<tributary::controller::Context<C>>,
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()>>,
     leadership: &tributary::operate::Leadership,
-) {
+) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controllers = tributary::controller::run(ctx, async {
         let _ = stopped.await;
@@ -234,11 +268,14 @@ async fn run_while_leading<C: tributary::controller::Cloud>(
             controllers.await;
         }
         () = leadership.lost() => {
-            tracing::warn!("the leader lease was lost: stopping the controllers");
-            let _ = stop.send(());
-            controllers.await;
+            // As client-go's OnStoppedLeading usually does: exit, without releasing (another replica may
+            // hold the lease now) and without waiting for the reconciles in flight.
+            anyhow::bail!(
+                "lost the leader lease: exiting so that Kubernetes restarts this replica as a candidate"
+            );
         }
     }
+    Ok(())
 }
 
 /// `hostname-pid`, unique enough among replicas when `POD_NAME` is not set (`hostname`: `HOSTNAME`, when

@@ -16,7 +16,7 @@ use crate::{
         device_stream::EventHubsConfig,
         resources::workers::{WORKER_ENV, WorkerSettings},
     },
-    operate::telemetry::LogFormat,
+    operate::{Fence, LeaseConfig, telemetry::LogFormat},
 };
 
 /// Settings of `tributary controller`.
@@ -64,12 +64,64 @@ pub struct ControllerArgs {
     /// wait for each other briefly; each written wait is an API request). 0 writes every wait.
     #[arg(long, env = "TRIBUTARY_QUIET_START_SECONDS", default_value_t = 30)]
     pub quiet_start_seconds: u64,
+    /// How the leader election is timed.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
     /// How workers run.
     #[command(flatten)]
     pub workers: WorkersArgs,
     /// How Azure is reached.
     #[command(flatten)]
     pub azure: AzureArgs,
+}
+
+/// The timing of the leader election (client-go's durations and defaults): the leader acts only until
+/// the renew deadline after its last successful renewal, then exits; a standby takes over once it has
+/// seen the Lease unchanged for the lease duration.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Leader election")]
+pub struct LeaderElectionArgs {
+    /// Seconds a standby waits, after it last saw the Lease change, before it takes the Lease over.
+    #[arg(long, env = "TRIBUTARY_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Seconds after the start of its last successful renewal until which the leader acts; it stops
+    /// (every cloud call and API write refused) and exits when it has not renewed by then. Must be less
+    /// than the lease duration.
+    #[arg(long, env = "TRIBUTARY_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    pub lease_renew_deadline_seconds: u64,
+    /// Seconds between the leader's renewals and between a standby's looks at the Lease. The renew
+    /// deadline must be more than 1.2 times this.
+    #[arg(long, env = "TRIBUTARY_LEASE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    pub lease_retry_period_seconds: u64,
+}
+
+impl LeaderElectionArgs {
+    /// The Lease `(namespace, name)` held as `identity` with this timing, or why the timing cannot
+    /// keep two leaders apart (naming the variables).
+    pub fn lease(
+        &self,
+        (namespace, name): (String, String),
+        identity: String,
+    ) -> Result<LeaseConfig, String> {
+        let lease = LeaseConfig {
+            namespace,
+            name,
+            identity,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.lease_retry_period_seconds),
+        };
+        lease.check_timing().map_err(|error| {
+            format!(
+                "TRIBUTARY_LEASE_DURATION_SECONDS ({}), TRIBUTARY_LEASE_RENEW_DEADLINE_SECONDS ({}) and \
+                 TRIBUTARY_LEASE_RETRY_PERIOD_SECONDS ({}): {error}",
+                self.lease_duration_seconds,
+                self.lease_renew_deadline_seconds,
+                self.lease_retry_period_seconds
+            )
+        })?;
+        Ok(lease)
+    }
 }
 
 /// How the controller runs workers (Consumers' and Subscription relays').
@@ -150,16 +202,18 @@ pub struct AzureArgs {
 }
 
 /// The controllers' configuration the settings of workers and Azure make (with the metrics port of the
-/// workers open to `monitoring_namespace`); the caller sets the rest.
+/// workers open to `monitoring_namespace`, and Azure calls refused while `fence` is closed); the caller
+/// sets the rest.
 pub fn config(
     workers: &WorkersArgs,
     azure: &AzureArgs,
     monitoring_namespace: &str,
+    fence: &Fence,
 ) -> Result<Config, String> {
     Ok(Config {
         worker: workers.settings(monitoring_namespace, forwarded_env()),
-        storage: StorageQueues::new(azure.storage_queue_endpoint()),
-        event_hubs: azure.event_hubs()?,
+        storage: StorageQueues::new(azure.storage_queue_endpoint()).with_fence(fence.clone()),
+        event_hubs: azure.event_hubs(fence)?,
         ..Config::default()
     })
 }
@@ -197,9 +251,9 @@ impl AzureArgs {
         }
     }
 
-    /// Event Hubs through Resource Manager. `None`, with a warning, when no identity can be set up and
-    /// none was named: DeviceStreams then say so in their Ready condition.
-    pub fn event_hubs(&self) -> Result<Option<EventHubsConfig>, String> {
+    /// Event Hubs through Resource Manager, refused while `fence` is closed. `None`, with a warning, when
+    /// no identity can be set up and none was named: DeviceStreams then say so in their Ready condition.
+    pub fn event_hubs(&self, fence: &Fence) -> Result<Option<EventHubsConfig>, String> {
         let settings = self.credential();
         let credential = match credential::credential(&settings) {
             Ok((kind, credential)) => {
@@ -216,7 +270,9 @@ impl AzureArgs {
             .filter(|url| !url.is_empty())
             .unwrap_or(arm::PUBLIC_CLOUD);
         Ok(Some(EventHubsConfig {
-            hubs: EventHubs::new(Arm::new(base, credential, Duration::from_secs(20))),
+            hubs: EventHubs::new(
+                Arm::new(base, credential, Duration::from_secs(20)).with_fence(fence.clone()),
+            ),
             subscription: non_empty(self.azure_subscription_id.as_ref()),
             resource_group: non_empty(self.azure_resource_group.as_ref()),
             kafka_endpoint: non_empty(self.eventhubs_kafka_endpoint.as_ref()),

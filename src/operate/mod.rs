@@ -1,8 +1,10 @@
 //! Operational basics of the controller process, independent of any one reconciler: Prometheus metrics
 //! ([`metrics`]), the `/metrics`, `/healthz` and `/readyz` endpoints ([`http`]), leader election on a
-//! Lease so that one replica reconciles at a time ([`leader`]), the shutdown signal ([`shutdown`]), and
-//! logs with optional OTLP span export ([`telemetry`]).
+//! Lease so that one replica reconciles at a time ([`leader`]) and the fence its cloud calls and API
+//! writes check ([`fence`]), the shutdown signal ([`shutdown`]), and logs with optional OTLP span export
+//! ([`telemetry`]).
 
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -10,6 +12,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use self::{
+    fence::{Fence, FenceLayer, NotLeading},
     http::HttpState,
     leader::{Leadership, LeaseConfig, acquire},
     metrics::{Metrics, ReconcileTimer},

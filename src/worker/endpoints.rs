@@ -1,8 +1,15 @@
-//! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text) and `GET /healthz`.
+//! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (liveness:
+//! 503 while receive loops keep dying) and `GET /readyz` (readiness: 503 while the source cannot be
+//! reached), judged by [`super::health::Health`].
 
 use std::future::Future;
 
-use axum::{Router, extract, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router, extract,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use tokio::net::TcpListener;
 
 use super::metrics::WorkerMetrics;
@@ -23,7 +30,8 @@ pub struct State {
 pub fn router(state: State) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
@@ -42,4 +50,23 @@ async fn metrics(extract::State(state): extract::State<State>) -> impl IntoRespo
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(&state.consumer, state.processor),
     )
+}
+
+async fn healthz(extract::State(state): extract::State<State>) -> impl IntoResponse {
+    if state.metrics.health().is_live_at(tokio::time::Instant::now()) {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "receive loops keep dying (see tributary_worker_loop_restarts_total)",
+        )
+    }
+}
+
+async fn readyz(extract::State(state): extract::State<State>) -> impl IntoResponse {
+    if state.metrics.health().is_ready_at(tokio::time::Instant::now()) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the source cannot be reached")
+    }
 }

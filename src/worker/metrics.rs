@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+use super::health::Health;
+
 /// Latency bucket bounds in seconds: a no-op processor (well under a millisecond) up to a slow write.
 const BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -26,10 +28,12 @@ pub enum DeadLetterReason {
     Exhausted,
 }
 
-/// The worker's counters. Cheap to clone: clones share them.
+/// The worker's counters, and its health (which counts the receive loops' restarts). Cheap to clone:
+/// clones share them.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerMetrics {
     inner: Arc<Counters>,
+    health: Health,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +56,11 @@ impl WorkerMetrics {
     /// Zeroed counters.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The liveness and readiness state the runtime keeps and the endpoints serve.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// `n` messages were received.
@@ -214,6 +223,7 @@ impl WorkerMetrics {
             out,
             "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
         );
+        out.push_str(&self.health.render(&labels));
         out
     }
 }

@@ -2,7 +2,9 @@
 //! renders ([`config`]), drains a queue with the [`runtime`] or serves the order REST endpoint
 //! ([`orders::ingress`]) or reads device telemetry from a Kafka endpoint ([`devices`]), runs one of the
 //! built-in processors ([`processor`], [`orders`], [`devices`]), and serves
-//! `/metrics` and `/healthz` ([`endpoints`]); each message is processed in a span of its trace ([`trace`]).
+//! `/metrics`, `/healthz` and `/readyz` ([`endpoints`], judged by [`health`]); each message is processed in
+//! a span of its trace ([`trace`]). A processor's panic fails its message, and receive loops that die are
+//! restarted ([`supervisor`]).
 //!
 //! The runtime knows nothing of orders and the processors nothing of queues: a processor answers with
 //! an [`processor::Outcome`] and the runtime turns it into acknowledgements, retries and dead letters.
@@ -10,6 +12,7 @@
 pub mod config;
 pub mod devices;
 pub mod endpoints;
+pub mod health;
 pub mod hold;
 pub mod message;
 pub mod metrics;
@@ -19,6 +22,7 @@ pub mod processor;
 pub mod queue;
 pub mod relay;
 pub mod runtime;
+pub mod supervisor;
 pub mod trace;
 
 use std::{future::Future, sync::Arc, time::Duration};

@@ -31,6 +31,7 @@ use super::metrics::{DeadLetterReason, WorkerMetrics};
 use super::ordering::{self, Step};
 use super::processor::{Outcome, Processor};
 use super::queue::{Delivery, WorkQueue};
+use super::supervisor::{CatchPanic, restart_backoff, supervise};
 use super::trace;
 use crate::cloud::MessageQueue;
 
@@ -71,20 +72,35 @@ pub async fn run<Q, P, S>(
     S: Future<Output = ()> + Clone + Send + 'static,
 {
     let settings = Arc::new(settings);
+    // A panicking processor fails its message, not its loop; a loop that dies anyway is restarted.
+    let processor = Arc::new(CatchPanic::new(processor));
     let mut loops = JoinSet::new();
     for index in 0..settings.receivers.max(1) {
-        loops.spawn(receive_loop(
-            index,
-            queue.clone(),
-            processor.clone(),
-            settings.clone(),
-            metrics.clone(),
-            shutdown.clone(),
+        let (queue, processor, settings) = (queue.clone(), processor.clone(), settings.clone());
+        let (metrics, stop) = (metrics.clone(), shutdown.clone());
+        let health = metrics.health().clone();
+        let start = move || {
+            let (metrics, stop) = (metrics.clone(), stop.clone());
+            receive_loop(
+                index,
+                queue.clone(),
+                processor.clone(),
+                settings.clone(),
+                metrics,
+                stop,
+            )
+        };
+        let name = format!("receiver {index}");
+        loops.spawn(supervise(
+            name,
+            health,
+            (shutdown.clone(), restart_backoff),
+            start,
         ));
     }
     while let Some(result) = loops.join_next().await {
         if let Err(error) = result {
-            tracing::error!(%error, "a receive loop ended abnormally");
+            tracing::error!(%error, "a receive loop's supervisor ended abnormally");
         }
     }
 }
@@ -113,10 +129,12 @@ async fn receive_loop<
         let batch = match received {
             Ok(batch) => {
                 errors = 0;
+                metrics.health().receive_succeeded();
                 batch
             }
             Err(error) => {
                 errors = errors.saturating_add(1);
+                metrics.health().receive_failed(tokio::time::Instant::now());
                 let pause = Duration::from_secs(1 << errors.min(5).saturating_sub(1));
                 tracing::warn!(receiver = index, %error, ?pause, "receive failed; retrying");
                 tokio::select! {

@@ -29,6 +29,7 @@ mod filter_differential;
 mod filter_webhook;
 mod image;
 mod operate_leader;
+mod operate_leader_fencing;
 mod operate_metrics;
 mod security_endpoint;
 mod tenants;

@@ -1,6 +1,8 @@
 //! Leader election against the test bed's API server (`make testbed-up`): of several candidates for one
 //! Lease exactly one leads; `release` hands over to a standby at once; a leader that stops renewing is
-//! replaced once its lease expires; a leader whose lease is taken learns it through `lost()`.
+//! replaced once the standby has seen its lease unchanged for the lease duration; a leader whose lease
+//! is taken learns it through `lost()` and its fence closes. Two controller processes, one frozen, are in
+//! `operate_leader_fencing`.
 #![allow(clippy::unwrap_used)]
 
 use crate::support as common;
@@ -14,14 +16,19 @@ use tributary::operate::{Leadership, LeaseConfig, Metrics, acquire};
 
 const LEASE: &str = "tributary-controller";
 
-fn config(namespace: &str, identity: &str, lease_seconds: u64, renew: Duration) -> LeaseConfig {
-    LeaseConfig {
+/// A Lease held for `lease_seconds`, renewed (and looked at) every `retry`, with a renew deadline of two
+/// thirds of the lease duration.
+fn config(namespace: &str, identity: &str, lease_seconds: u64, retry: Duration) -> LeaseConfig {
+    let config = LeaseConfig {
         namespace: namespace.to_owned(),
         name: LEASE.to_owned(),
         identity: identity.to_owned(),
         lease_duration: Duration::from_secs(lease_seconds),
-        renew_every: renew,
-    }
+        renew_deadline: Duration::from_secs(lease_seconds) * 2 / 3,
+        retry_period: retry,
+    };
+    config.check_timing().unwrap();
+    config
 }
 
 async fn lease(client: &kube::Client, namespace: &str) -> Lease {
@@ -75,6 +82,7 @@ async fn one_of_many_candidates_leads_and_release_hands_over() {
         Some(format!("c{leader}").as_str())
     );
     assert!(is_leader(&leader_metrics));
+    assert!(leadership.fence().is_open(), "the leader's fence is open");
     assert_eq!(metrics.iter().filter(|m| is_leader(m)).count(), 1);
     let before = lease(&client, &ns).await.spec.unwrap();
     assert_eq!(before.lease_transitions, Some(0));
@@ -92,8 +100,10 @@ async fn one_of_many_candidates_leads_and_release_hands_over() {
 
     // Release: a standby takes over within a couple of seconds, not after the 15 s lease.
     let released = Instant::now();
+    let fence = leadership.fence();
     leadership.release().await;
     assert!(!is_leader(&leader_metrics));
+    assert!(!fence.is_open(), "a released leadership's fence is closed");
     let next = common::eventually("a standby to take over", Duration::from_secs(3), || {
         let finished = candidates.iter().position(|c| c.is_finished());
         async move { finished }
@@ -138,8 +148,8 @@ async fn a_leader_that_stops_renewing_is_replaced_after_expiry() {
         .unwrap()
         .unwrap()
         .unwrap();
-    // Not before the lease expired: the takeover is stamped at least a lease duration after the last
-    // renewal (judged on the lease's own timestamps, so a slow API server cannot make this flaky).
+    // Not before the lease expired: the standby saw the last renewal no earlier than it was stamped, and
+    // waited a lease duration from then (the lease's own timestamps, one clock: this machine's).
     let taken_over = lease(&client, &ns).await.spec.unwrap().acquire_time.unwrap().0;
     let expiry = last_renewal + SignedDuration::from_secs(2);
     assert!(
@@ -186,6 +196,7 @@ async fn a_leader_learns_when_its_lease_is_taken() {
         .await
         .expect("lost() did not resolve");
     assert!(!is_leader(&metrics));
+    assert!(!leadership.fence().is_open(), "the fence closed with the loss");
     // Releasing after the loss leaves the new holder alone.
     leadership.release().await;
     assert_eq!(holder(&client, &ns).await.as_deref(), Some("intruder"));

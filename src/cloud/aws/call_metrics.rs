@@ -17,7 +17,7 @@ use aws_smithy_runtime_api::{
 };
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
-use super::error::classify;
+use super::{error::classify, fencing::Refused};
 use crate::{cloud::ErrorKind, operate::Metrics};
 
 /// Records each call's outcome and duration; attach one to every client config.
@@ -69,6 +69,8 @@ impl Intercept for CallMetrics {
                 (m.service().to_ascii_lowercase(), m.name())
             });
         let outcome = match context.output_or_error() {
+            // Never sent: the leader fence refused it.
+            Some(Err(_)) if cfg.load::<Refused>().is_some() => "fenced",
             Some(Ok(_)) => "ok",
             Some(Err(error)) if error.is_timeout_error() || error.is_connector_error() => "unreachable",
             Some(Err(_)) | None => {

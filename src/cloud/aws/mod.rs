@@ -15,6 +15,7 @@ mod call_metrics;
 mod canonical;
 pub mod compare;
 pub mod error;
+mod fencing;
 mod messages;
 pub mod publisher;
 pub mod queue;
@@ -31,11 +32,12 @@ use tokio::sync::OnceCell;
 
 use self::{
     call_metrics::CallMetrics,
+    fencing::FenceInterceptor,
     ratelimit::{Limiter, RateLimits},
 };
 use crate::{
     cloud::{Error, Operation, Result},
-    operate::Metrics,
+    operate::{Fence, Metrics},
 };
 
 pub use error::is_message_move_unsupported;
@@ -77,21 +79,32 @@ impl AwsCloud {
 
     /// Clients for the given configuration and client-side rate limits.
     pub fn with_limits(config: &SdkConfig, limits: &RateLimits) -> Self {
-        Self::build(config, limits, None)
+        Self::build(config, limits, None, None)
     }
 
     /// Clients for the given configuration and client-side rate limits, recording every SDK call in
     /// `metrics` ([`Metrics::cloud_call`]).
     pub fn with_limits_and_metrics(config: &SdkConfig, limits: &RateLimits, metrics: Metrics) -> Self {
-        Self::build(config, limits, Some(metrics))
+        Self::build(config, limits, Some(metrics), None)
     }
 
-    fn build(config: &SdkConfig, limits: &RateLimits, metrics: Option<Metrics>) -> Self {
-        // The interceptor is added per client config: an SdkConfig carries no interceptors of its own.
+    fn build(
+        config: &SdkConfig,
+        limits: &RateLimits,
+        metrics: Option<Metrics>,
+        fence: Option<Fence>,
+    ) -> Self {
+        // The interceptors are added per client config: an SdkConfig carries no interceptors of its own.
         let mut sns = aws_sdk_sns::config::Builder::from(config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(config);
         let mut sts = aws_sdk_sts::config::Builder::from(config);
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
+        if let Some(fence) = fence {
+            sns.push_interceptor(SharedInterceptor::new(FenceInterceptor::new(fence.clone())));
+            sqs.push_interceptor(SharedInterceptor::new(FenceInterceptor::new(fence.clone())));
+            sts.push_interceptor(SharedInterceptor::new(FenceInterceptor::new(fence.clone())));
+            dynamodb.push_interceptor(SharedInterceptor::new(FenceInterceptor::new(fence)));
+        }
         if let Some(metrics) = metrics {
             sns.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics.clone())));
             sqs.push_interceptor(SharedInterceptor::new(CallMetrics::new(metrics.clone())));
@@ -121,10 +134,12 @@ impl AwsCloud {
     }
 
     /// [`Self::from_env`], recording every SDK call in `metrics`, with the published rate limits of the
-    /// configured Region and `overrides` (see [`RateLimits::with`]); also returns the limits in force.
+    /// configured Region and `overrides` (see [`RateLimits::with`]), sending nothing while `fence` is
+    /// closed (each attempt is refused, recorded with outcome `fenced`); also returns the limits in force.
     pub async fn from_env_with_metrics(
         metrics: Metrics,
         overrides: &[String],
+        fence: Fence,
     ) -> std::result::Result<(Self, RateLimits), String> {
         let config = Self::config_from_env().await;
         let region = config.region().map(ToString::to_string);
@@ -133,7 +148,7 @@ impl AwsCloud {
             .try_fold(RateLimits::published(region.as_deref()), |limits, spec| {
                 limits.with(spec)
             })?;
-        Ok((Self::with_limits_and_metrics(&config, &limits, metrics), limits))
+        Ok((Self::build(&config, &limits, Some(metrics), Some(fence)), limits))
     }
 
     /// The SDK configuration [`Self::from_env`] uses, for other clients of the same account (workers).

@@ -12,7 +12,10 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::cloud::{Error, ErrorKind, Operation, Result};
+use crate::{
+    cloud::{Error, ErrorKind, Operation, Result},
+    operate::Fence,
+};
 
 const ARM: &str = "arm";
 
@@ -38,6 +41,8 @@ pub struct Arm {
     base: String,
     credential: Arc<dyn TokenCredential>,
     wait: Duration,
+    /// Checked before every request (polls of long-running operations too).
+    fence: Fence,
 }
 
 impl std::fmt::Debug for Arm {
@@ -60,7 +65,15 @@ impl Arm {
             base: base.trim_end_matches('/').to_owned(),
             credential,
             wait,
+            fence: Fence::open(),
         }
+    }
+
+    /// This client, sending nothing while `fence` is closed: every request fails unsent, as unreachable.
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The resource `id` (`/subscriptions/...`), or `None` when it does not exist.
@@ -210,6 +223,10 @@ impl Arm {
         url: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, HeaderMap, Value)> {
+        self.fence.check().map_err(|refused| Error::Unreachable {
+            operation: operation.clone(),
+            detail: refused.to_string(),
+        })?;
         let scope = format!("{}/.default", self.base);
         let token = self
             .credential

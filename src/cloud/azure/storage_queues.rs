@@ -19,7 +19,10 @@ use azure_storage_queue::{
 // Where they were first defined: kept here so their paths stay.
 pub use super::account::{Account, signed_client};
 use super::{account::STORAGE_QUEUE, error::from_azure};
-use crate::cloud::{Error, ErrorKind, Operation, Result, traits::QueueStats};
+use crate::{
+    cloud::{Error, ErrorKind, Operation, Result, traits::QueueStats},
+    operate::Fence,
+};
 
 /// How long the signature of one call stays valid.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(600);
@@ -34,16 +37,34 @@ pub struct Observed {
 }
 
 /// Storage queue management for the controller.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StorageQueues {
     /// The queue service URL of every account (an emulator), instead of the account's public one.
     endpoint: Option<Url>,
+    /// Checked before every call: each one makes its client first.
+    fence: Fence,
+}
+
+impl Default for StorageQueues {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 impl StorageQueues {
     /// Queues at their accounts' public URLs, or at `endpoint` for every account.
     pub fn new(endpoint: Option<Url>) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            fence: Fence::open(),
+        }
+    }
+
+    /// These queues, refusing every call while `fence` is closed (unsent, as unreachable).
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The unsigned URL of `queue` in `account`: what status shows and dead-letter reasons record.
@@ -69,8 +90,13 @@ impl StorageQueues {
         Ok(url)
     }
 
-    /// A client of `queue`, signed for the next few minutes.
+    /// A client of `queue`, signed for the next few minutes; refused while the fence is closed, which
+    /// fences every call below (each makes its client right before it calls).
     pub fn client(&self, account: &Account, queue: &str) -> Result<QueueClient> {
+        self.fence.check().map_err(|refused| Error::Unreachable {
+            operation: self.operation("Call", account, queue),
+            detail: refused.to_string(),
+        })?;
         signed_client(
             &self.queue_url(&account.name, queue)?,
             account,

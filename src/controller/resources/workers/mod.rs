@@ -34,7 +34,7 @@ use crate::{
     worker::config::{FILE_NAME, WorkerConfig},
 };
 
-/// Port of the workers' `/metrics` and `/healthz`.
+/// Port of the workers' `/metrics`, `/healthz` and `/readyz`.
 pub const METRICS_PORT: u16 = 9090;
 /// Where the ConfigMap is mounted in the worker container.
 pub const CONFIG_DIR: &str = "/etc/tributary";

@@ -115,7 +115,7 @@ fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container
             }]
         }),
         ports: Some(ports(owner.http_port)),
-        readiness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: Some(resources()),
         security_context: Some(restricted()),
