@@ -5,8 +5,11 @@
 //! corrected when they drift), the consumer groups, and a Listen rule whose connection string goes into
 //! the Secret `<name>-eventhub` that Consumers read → status: Kafka endpoint, partitions, Secret name.
 
+mod hub;
+
 use std::sync::Arc;
 
+use hub::{ensure_consumer_groups, ensure_hub, ensure_namespace, provisioning};
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{Resource, ResourceExt};
 
@@ -19,7 +22,7 @@ use crate::{
         EventHubsAdmin,
         azure::{
             arm::Provisioned,
-            event_hubs::{HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+            event_hubs::{HubAddress, HubSettings, kafka_endpoint},
         },
     },
     controller::{
@@ -28,7 +31,7 @@ use crate::{
             children::apply_child,
             error::Error,
             events::{self, reasons},
-            ownership::{Owner, Ownership, desired_tags, lost, ownership, ownership_tags, refusal},
+            ownership::{Owner, lost, ownership_tags},
             reconcile::{Applied, Reconciler},
             status::{Kind as _, describe},
             tenancy::{self, Effective},
@@ -117,150 +120,6 @@ fn validate<'a>(
         hub: hub_name(stream, azure),
     };
     Ok((azure, config, address))
-}
-
-/// A resource still being provisioned: not ready, and looked at again soon (the dependency retry).
-fn provisioning(object: &str, what: String) -> Error {
-    Error::DependencyNotReady {
-        object: object.to_owned(),
-        message: format!("{what}: Resource Manager is still provisioning it"),
-    }
-}
-
-/// The Event Hubs namespace: there and provisioned, or created on request (`spec.azure.createNamespace`).
-async fn ensure_namespace<C: Cloud>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    azure: &DeviceStreamAzure,
-    hubs: &C::Azure,
-    address: &HubAddress,
-) -> Result<(), Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    match hubs.namespace_state(address).await.map_err(err)? {
-        None if azure.create_namespace => {
-            let location = azure.location.as_deref().ok_or_else(|| Error::InvalidSpec {
-                object: object.clone(),
-                message: "spec.azure.location is required to create the namespace".to_owned(),
-            })?;
-            let ours = ctx.owner(DeviceStream::KIND, stream);
-            let tags = desired_tags(&ours, &stream.spec.lifecycle.tags);
-            let created = hubs
-                .create_namespace(address, location, &tags)
-                .await
-                .map_err(err)?;
-            let note = format!("created Event Hubs namespace {} in {location}", address.namespace);
-            events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
-            if let Provisioned::Pending { state } = created {
-                return Err(provisioning(
-                    &object,
-                    format!("namespace {} is {state}", address.namespace),
-                ));
-            }
-        }
-        None => {
-            return Err(Error::DependencyNotReady {
-                object,
-                message: format!(
-                    "Event Hubs namespace {} does not exist in resource group {}; create it or set \
-                     spec.azure.createNamespace",
-                    address.namespace, address.resource_group
-                ),
-            });
-        }
-        Some(state) if !matches!(state.as_str(), "Succeeded" | "Active") => {
-            return Err(provisioning(
-                &object,
-                format!("namespace {} is {state}", address.namespace),
-            ));
-        }
-        Some(_) => {}
-    }
-    Ok(())
-}
-
-/// The hub with `settings`: created, adopted (or refused when it is not ours), marked with this cluster's
-/// identity, or its partitions and retention corrected when they drifted. What Resource Manager answered
-/// to the write, `None` when nothing was written.
-async fn ensure_hub<C: Cloud>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    hubs: &C::Azure,
-    address: &HubAddress,
-    settings: &HubSettings,
-) -> Result<Option<Provisioned>, Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    let (recorder, owner, desired, at) = (&ctx.recorder, stream, settings, address);
-    let put = move |reason: &'static str, note: String| async move {
-        let done = hubs.put_hub(at, desired).await;
-        if done.is_ok() {
-            events::normal(recorder, owner, reason, note).await;
-        }
-        done
-    };
-    let Some(hub) = hubs.hub(address).await.map_err(err)? else {
-        let note = format!(
-            "created Event Hub {} with {} partitions",
-            address.hub, settings.partitions
-        );
-        return Ok(Some(put(reasons::CREATED, note).await.map_err(err)?));
-    };
-    let ours = ctx.owner(DeviceStream::KIND, stream);
-    let found = ownership(
-        &tags_of_mark(hub.mark.as_deref()),
-        &ours,
-        stream.spec.lifecycle.adopt,
-    );
-    let resource = format!("Event Hub {}", address.hub);
-    if let Some(refused) = refusal(&object, &resource, &found) {
-        return Err(refused);
-    }
-    check_partitions(address, hub.partitions, settings.partitions).map_err(err)?;
-    let drifted = hub.partitions != settings.partitions
-        || hub.retention_hours != Some(i64::from(settings.retention_hours));
-    let (reason, note) = match found {
-        Ownership::Adopt => (
-            reasons::ADOPTED,
-            format!("adopted the existing Event Hub {}", address.hub),
-        ),
-        Ownership::Legacy => (
-            reasons::UPDATED,
-            format!("marked Event Hub {} with this cluster's identity", address.hub),
-        ),
-        _ if drifted => (
-            reasons::DRIFT_CORRECTED,
-            format!(
-                "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
-                address.hub,
-                hub.partitions,
-                hub.retention_hours,
-                settings.partitions,
-                settings.retention_hours
-            ),
-        ),
-        _ => return Ok(None),
-    };
-    Ok(Some(put(reason, note).await.map_err(err)?))
-}
-
-/// The consumer groups: the listed ones are created; others (made outside) are left alone.
-async fn ensure_consumer_groups<C: Cloud>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    azure: &DeviceStreamAzure,
-    hubs: &C::Azure,
-    address: &HubAddress,
-) -> Result<(), Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    let existing = hubs.consumer_groups(address).await.map_err(err)?;
-    for group in azure.consumer_groups.iter().filter(|g| !existing.contains(g)) {
-        hubs.create_consumer_group(address, group).await.map_err(err)?;
-        let note = format!("created consumer group {group} on Event Hub {}", address.hub);
-        events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
-    }
-    Ok(())
 }
 
 impl<C: Cloud> Reconciler<C> for DeviceStream {
@@ -365,13 +224,6 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
     }
 }
 
-fn check_partitions(at: &HubAddress, have: i32, want: i32) -> Result<(), crate::cloud::Error> {
-    if have > want {
-        return Err(partitions_cannot_shrink(at, have, want));
-    }
-    Ok(())
-}
-
 /// The Secret Consumers read: `bootstrapServers`, `topic`, `saslUsername` and `connectionString` (the
 /// SASL password), owned by the DeviceStream.
 pub fn connection_secret(stream: &DeviceStream, endpoint: &str, hub: &str, connection: &str) -> Secret {
@@ -399,9 +251,13 @@ pub fn connection_secret(stream: &DeviceStream, endpoint: &str, hub: &str, conne
 }
 
 #[cfg(test)]
+mod apply_tests;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::controller::driver::ownership::{Ownership, ownership};
 
     #[test]
     fn the_mark_reads_back_as_ownership() {
