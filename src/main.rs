@@ -118,7 +118,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use futures::FutureExt;
     use tributary::{
-        controller::{self, Config, Context},
+        controller::{self, Config, Context, Live},
         operate::{self, HttpState, Metrics},
     };
 
@@ -167,6 +167,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let fence = leadership.fence();
     let (client, cloud, limits) = fenced_clients(kube_config, &fence, &metrics, &aws_rate_limit).await?;
+    let (base, azure) =
+        tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace, &fence)
+            .map_err(anyhow::Error::msg)?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
@@ -174,10 +177,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         instance: Some(identity),
         cluster,
         check_spacing: check_spacing(&limits),
-        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace, &fence)
-            .map_err(anyhow::Error::msg)?
+        ..base
     };
-    let ctx = Arc::new(Context::new(client, cloud, metrics, config));
+    let ctx = Arc::new(Context::<Live>::new(client, cloud, azure, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let result = run_while_leading(ctx, shutdown, &leadership).await;
     ready.store(false, std::sync::atomic::Ordering::SeqCst);

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{LIBRARY_VARIABLES, non_empty, url_or_empty};
 use crate::{
     cloud::azure::{
+        AzureCloud,
         arm::{self, Arm},
         credential::{self, CredentialChoice, CredentialSettings},
         event_hubs::EventHubs,
@@ -202,20 +203,22 @@ pub struct AzureArgs {
 }
 
 /// The controllers' configuration the settings of workers and Azure make (with the metrics port of the
-/// workers open to `monitoring_namespace`, and Azure calls refused while `fence` is closed); the caller
-/// sets the rest.
+/// workers open to `monitoring_namespace`), and the Azure clients, whose calls are refused while `fence`
+/// is closed; the caller sets the rest.
 pub fn config(
     workers: &WorkersArgs,
     azure: &AzureArgs,
     monitoring_namespace: &str,
     fence: &Fence,
-) -> Result<Config, String> {
-    Ok(Config {
+) -> Result<(Config, AzureCloud), String> {
+    let (hubs, event_hubs) = azure.event_hubs(fence)?.unzip();
+    let config = Config {
         worker: workers.settings(monitoring_namespace, forwarded_env()),
-        storage: StorageQueues::new(azure.storage_queue_endpoint()).with_fence(fence.clone()),
-        event_hubs: azure.event_hubs(fence)?,
+        event_hubs,
         ..Config::default()
-    })
+    };
+    let storage = StorageQueues::new(azure.storage_queue_endpoint()).with_fence(fence.clone());
+    Ok((config, AzureCloud::new(storage, hubs)))
 }
 
 impl WorkersArgs {
@@ -251,9 +254,10 @@ impl AzureArgs {
         }
     }
 
-    /// Event Hubs through Resource Manager, refused while `fence` is closed. `None`, with a warning, when
-    /// no identity can be set up and none was named: DeviceStreams then say so in their Ready condition.
-    pub fn event_hubs(&self, fence: &Fence) -> Result<Option<EventHubsConfig>, String> {
+    /// Event Hubs through Resource Manager, refused while `fence` is closed, and the DeviceStreams'
+    /// defaults. `None`, with a warning, when no identity can be set up and none was named: DeviceStreams
+    /// then say so in their Ready condition.
+    pub fn event_hubs(&self, fence: &Fence) -> Result<Option<(EventHubs, EventHubsConfig)>, String> {
         let settings = self.credential();
         let credential = match credential::credential(&settings) {
             Ok((kind, credential)) => {
@@ -269,15 +273,14 @@ impl AzureArgs {
         let base = Some(self.azure_resource_manager_endpoint.as_str())
             .filter(|url| !url.is_empty())
             .unwrap_or(arm::PUBLIC_CLOUD);
-        Ok(Some(EventHubsConfig {
-            hubs: EventHubs::new(
-                Arm::new(base, credential, Duration::from_secs(20)).with_fence(fence.clone()),
-            ),
+        let hubs = EventHubs::new(Arm::new(base, credential, Duration::from_secs(20)).with_fence(fence.clone()));
+        let defaults = EventHubsConfig {
             subscription: non_empty(self.azure_subscription_id.as_ref()),
             resource_group: non_empty(self.azure_resource_group.as_ref()),
             kafka_endpoint: non_empty(self.eventhubs_kafka_endpoint.as_ref()),
             kafka_ca_file: non_empty(self.kafka_ca_file.as_ref()),
-        }))
+        };
+        Ok(Some((hubs, defaults)))
     }
 }
 

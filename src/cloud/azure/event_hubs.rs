@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::arm::{Arm, Provisioned};
-use crate::cloud::{Error, ErrorKind, Operation, Result};
+use crate::cloud::{Error, Operation, Result};
 
 /// The API version of every call here.
 pub const API_VERSION: &str = "2024-01-01";
@@ -193,15 +193,4 @@ impl EventHubs {
 /// The Kafka bootstrap endpoint of a namespace: `<namespace>.servicebus.windows.net:9093`.
 pub fn kafka_endpoint(namespace: &str) -> String {
     format!("{namespace}.servicebus.windows.net:9093")
-}
-
-/// A refusal that the spec must change for: partitions cannot decrease on Standard.
-pub fn partitions_cannot_shrink(at: &HubAddress, have: i32, want: i32) -> Error {
-    Error::Service {
-        operation: Operation::new("arm", "Put", at.hub_id()),
-        kind: ErrorKind::Permanent,
-        code: "PartitionCountCannotDecrease".into(),
-        message: format!("the hub has {have} partitions; Event Hubs cannot reduce them to {want}"),
-        status: None,
-    }
 }

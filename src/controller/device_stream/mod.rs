@@ -5,8 +5,11 @@
 //! corrected when they drift), the consumer groups, and a Listen rule whose connection string goes into
 //! the Secret `<name>-eventhub` that Consumers read → status: Kafka endpoint, partitions, Secret name.
 
+mod hub;
+
 use std::sync::Arc;
 
+use hub::{ensure_consumer_groups, ensure_hub, ensure_namespace, provisioning};
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{Resource, ResourceExt};
 
@@ -15,9 +18,12 @@ use crate::{
         common::{DeletionPolicy, Provider, Tags},
         device_stream::{DeviceStream, DeviceStreamAzure, DeviceStreamStatus},
     },
-    cloud::azure::{
-        arm::Provisioned,
-        event_hubs::{EventHubs, HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+    cloud::{
+        EventHubsAdmin,
+        azure::{
+            arm::Provisioned,
+            event_hubs::{HubAddress, HubSettings, kafka_endpoint},
+        },
     },
     controller::{
         Cloud, Context,
@@ -25,7 +31,7 @@ use crate::{
             children::apply_child,
             error::Error,
             events::{self, reasons},
-            ownership::{Owner, Ownership, desired_tags, lost, ownership, ownership_tags, refusal},
+            ownership::{Owner, lost, ownership_tags},
             reconcile::{Applied, Reconciler},
             status::{Kind as _, describe},
             tenancy::{self, Effective},
@@ -34,11 +40,10 @@ use crate::{
     },
 };
 
-/// The controller's Event Hubs access: Resource Manager and the defaults of the spec's optional fields.
-#[derive(Clone, Debug)]
+/// The defaults of the spec's optional fields. Set only when the controller has Resource Manager access
+/// (the calls themselves are the [`EventHubsAdmin`] of the context's Azure).
+#[derive(Clone, Debug, Default)]
 pub struct EventHubsConfig {
-    /// The management calls.
-    pub hubs: EventHubs,
     /// Subscription used when `spec.azure.subscriptionId` is not set.
     pub subscription: Option<String>,
     /// Resource group used when `spec.azure.resourceGroup` is not set.
@@ -117,150 +122,6 @@ fn validate<'a>(
     Ok((azure, config, address))
 }
 
-/// A resource still being provisioned: not ready, and looked at again soon (the dependency retry).
-fn provisioning(object: &str, what: String) -> Error {
-    Error::DependencyNotReady {
-        object: object.to_owned(),
-        message: format!("{what}: Resource Manager is still provisioning it"),
-    }
-}
-
-/// The Event Hubs namespace: there and provisioned, or created on request (`spec.azure.createNamespace`).
-async fn ensure_namespace<C>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    azure: &DeviceStreamAzure,
-    hubs: &EventHubs,
-    address: &HubAddress,
-) -> Result<(), Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    match hubs.namespace_state(address).await.map_err(err)? {
-        None if azure.create_namespace => {
-            let location = azure.location.as_deref().ok_or_else(|| Error::InvalidSpec {
-                object: object.clone(),
-                message: "spec.azure.location is required to create the namespace".to_owned(),
-            })?;
-            let ours = ctx.owner(DeviceStream::KIND, stream);
-            let tags = desired_tags(&ours, &stream.spec.lifecycle.tags);
-            let created = hubs
-                .create_namespace(address, location, &tags)
-                .await
-                .map_err(err)?;
-            let note = format!("created Event Hubs namespace {} in {location}", address.namespace);
-            events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
-            if let Provisioned::Pending { state } = created {
-                return Err(provisioning(
-                    &object,
-                    format!("namespace {} is {state}", address.namespace),
-                ));
-            }
-        }
-        None => {
-            return Err(Error::DependencyNotReady {
-                object,
-                message: format!(
-                    "Event Hubs namespace {} does not exist in resource group {}; create it or set \
-                     spec.azure.createNamespace",
-                    address.namespace, address.resource_group
-                ),
-            });
-        }
-        Some(state) if !matches!(state.as_str(), "Succeeded" | "Active") => {
-            return Err(provisioning(
-                &object,
-                format!("namespace {} is {state}", address.namespace),
-            ));
-        }
-        Some(_) => {}
-    }
-    Ok(())
-}
-
-/// The hub with `settings`: created, adopted (or refused when it is not ours), marked with this cluster's
-/// identity, or its partitions and retention corrected when they drifted. What Resource Manager answered
-/// to the write, `None` when nothing was written.
-async fn ensure_hub<C>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    hubs: &EventHubs,
-    address: &HubAddress,
-    settings: &HubSettings,
-) -> Result<Option<Provisioned>, Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    let (recorder, owner, desired, at) = (&ctx.recorder, stream, settings, address);
-    let put = move |reason: &'static str, note: String| async move {
-        let done = hubs.put_hub(at, desired).await;
-        if done.is_ok() {
-            events::normal(recorder, owner, reason, note).await;
-        }
-        done
-    };
-    let Some(hub) = hubs.hub(address).await.map_err(err)? else {
-        let note = format!(
-            "created Event Hub {} with {} partitions",
-            address.hub, settings.partitions
-        );
-        return Ok(Some(put(reasons::CREATED, note).await.map_err(err)?));
-    };
-    let ours = ctx.owner(DeviceStream::KIND, stream);
-    let found = ownership(
-        &tags_of_mark(hub.mark.as_deref()),
-        &ours,
-        stream.spec.lifecycle.adopt,
-    );
-    let resource = format!("Event Hub {}", address.hub);
-    if let Some(refused) = refusal(&object, &resource, &found) {
-        return Err(refused);
-    }
-    check_partitions(address, hub.partitions, settings.partitions).map_err(err)?;
-    let drifted = hub.partitions != settings.partitions
-        || hub.retention_hours != Some(i64::from(settings.retention_hours));
-    let (reason, note) = match found {
-        Ownership::Adopt => (
-            reasons::ADOPTED,
-            format!("adopted the existing Event Hub {}", address.hub),
-        ),
-        Ownership::Legacy => (
-            reasons::UPDATED,
-            format!("marked Event Hub {} with this cluster's identity", address.hub),
-        ),
-        _ if drifted => (
-            reasons::DRIFT_CORRECTED,
-            format!(
-                "Event Hub {}: {} partitions and {:?} h retention corrected to {} and {}",
-                address.hub,
-                hub.partitions,
-                hub.retention_hours,
-                settings.partitions,
-                settings.retention_hours
-            ),
-        ),
-        _ => return Ok(None),
-    };
-    Ok(Some(put(reason, note).await.map_err(err)?))
-}
-
-/// The consumer groups: the listed ones are created; others (made outside) are left alone.
-async fn ensure_consumer_groups<C>(
-    ctx: &Context<C>,
-    stream: &DeviceStream,
-    azure: &DeviceStreamAzure,
-    hubs: &EventHubs,
-    address: &HubAddress,
-) -> Result<(), Error> {
-    let object = describe(stream);
-    let err = |source| Error::cloud(&object, source);
-    let existing = hubs.consumer_groups(address).await.map_err(err)?;
-    for group in azure.consumer_groups.iter().filter(|g| !existing.contains(g)) {
-        hubs.create_consumer_group(address, group).await.map_err(err)?;
-        let note = format!("created consumer group {group} on Event Hub {}", address.hub);
-        events::normal(&ctx.recorder, stream, reasons::CREATED, note).await;
-    }
-    Ok(())
-}
-
 impl<C: Cloud> Reconciler<C> for DeviceStream {
     fn supports(provider: Provider) -> bool {
         provider == Provider::Azure
@@ -272,7 +133,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
         let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
         let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref(), Some(&policy))?;
-        let hubs = &config.hubs;
+        let hubs = &ctx.azure;
         ensure_namespace(&ctx, &stream, azure, hubs, &address).await?;
 
         let settings = HubSettings {
@@ -329,7 +190,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         }
         let object = describe(&*stream);
         let err = |source| Error::cloud(&object, source);
-        let (_, config, address) = match validate(&stream, ctx.config.event_hubs.as_ref(), None) {
+        let (_, _, address) = match validate(&stream, ctx.config.event_hubs.as_ref(), None) {
             Ok(found) => found,
             // Without access nothing can be deleted; the object must not hang in deletion for that.
             Err(Error::InvalidSpec { .. } | Error::DependencyNotReady { .. }) => {
@@ -339,7 +200,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             }
             Err(e) => return Err(e),
         };
-        let Some(hub) = config.hubs.hub(&address).await.map_err(err)? else {
+        let Some(hub) = ctx.azure.hub(&address).await.map_err(err)? else {
             return Ok(());
         };
         let marks = tags_of_mark(hub.mark.as_deref());
@@ -348,7 +209,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             events::warning(&ctx.recorder, &*stream, reasons::OWNERSHIP_LOST, note).await;
             return Ok(());
         }
-        if !config.hubs.delete_hub(&address).await.map_err(err)? {
+        if !ctx.azure.delete_hub(&address).await.map_err(err)? {
             return Err(Error::cloud(
                 &object,
                 crate::cloud::Error::Response {
@@ -361,13 +222,6 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         events::normal(&ctx.recorder, &*stream, reasons::DELETED, note).await;
         Ok(())
     }
-}
-
-fn check_partitions(at: &HubAddress, have: i32, want: i32) -> Result<(), crate::cloud::Error> {
-    if have > want {
-        return Err(partitions_cannot_shrink(at, have, want));
-    }
-    Ok(())
 }
 
 /// The Secret Consumers read: `bootstrapServers`, `topic`, `saslUsername` and `connectionString` (the
@@ -397,9 +251,13 @@ pub fn connection_secret(stream: &DeviceStream, endpoint: &str, hub: &str, conne
 }
 
 #[cfg(test)]
+mod apply_tests;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::controller::driver::ownership::{Ownership, ownership};
 
     #[test]
     fn the_mark_reads_back_as_ownership() {
