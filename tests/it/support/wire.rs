@@ -1,0 +1,294 @@
+//! Crash points on the wire: two small proxies on 127.0.0.1 that a `tributary controller` process talks
+//! through, one in front of moto (plain HTTP, every AWS call) and one in front of the API server (plain
+//! HTTP towards the controller, TLS and the test bed's admin credentials towards the API server, through
+//! a kube client). Both count the controller's state-changing calls in one sequence, and the proxy that
+//! sees the k-th one kills the controller process (SIGKILL) right after its response came back, or before
+//! forwarding it. Nothing inside the product is instrumented: what is counted is what went over the wire.
+//!
+//! Reads (AWS `Get*`/`List*`, Kubernetes GET and watches) are forwarded but not counted: a crash after a
+//! read is the crash before the next write. Lease renewals and Events are not counted either: their
+//! number depends on timing, not on the scenario, and neither holds state a reconcile depends on.
+
+use std::{
+    process::Child,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, Method, StatusCode},
+    response::Response,
+};
+
+/// When the controller dies at its crash point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// The k-th call reached the server and its response came back; the controller never sees it.
+    AfterResponse,
+    /// The k-th call is never forwarded.
+    BeforeForward,
+}
+
+/// The crash point of a run: the `at`-th counted call (from 1), at `moment`.
+#[derive(Clone, Copy, Debug)]
+pub struct CrashPoint {
+    pub at: usize,
+    pub moment: Moment,
+}
+
+/// What the proxies share: the counted calls in order, the crash point still to come and the process it
+/// kills.
+#[derive(Default)]
+pub struct Wire {
+    calls: Mutex<Vec<String>>,
+    crash: Mutex<Option<CrashPoint>>,
+    victim: Mutex<Option<Child>>,
+    killed: tokio::sync::Notify,
+    killed_at: Mutex<Option<String>>,
+}
+
+impl Wire {
+    /// A wire that kills at `crash` (none: only counts).
+    pub fn new(crash: Option<CrashPoint>) -> Arc<Self> {
+        Arc::new(Self {
+            crash: Mutex::new(crash),
+            ..Self::default()
+        })
+    }
+
+    /// The process the crash point kills (the controller now running).
+    pub fn set_victim(&self, child: Child) {
+        *self.victim.lock().unwrap() = Some(child);
+    }
+
+    /// Takes the running process back (to stop it at the end of a run).
+    pub fn take_victim(&self) -> Option<Child> {
+        self.victim.lock().unwrap().take()
+    }
+
+    /// The counted calls so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The call after which the controller was killed, once it was.
+    pub fn killed_at(&self) -> Option<String> {
+        self.killed_at.lock().unwrap().clone()
+    }
+
+    /// Waits until the crash point has killed the controller.
+    pub async fn killed(&self) {
+        let notified = self.killed.notified();
+        if self.killed_at().is_some() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Counts `call`; `Some(moment)` when it is the crash point (which is then used up).
+    fn count(&self, call: String) -> Option<Moment> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(call);
+        let mut crash = self.crash.lock().unwrap();
+        let point = (*crash).filter(|c| c.at == calls.len())?;
+        *crash = None;
+        Some(point.moment)
+    }
+
+    /// SIGKILLs the controller (std's `Child::kill` sends SIGKILL) and reaps it.
+    fn kill(&self, call: &str) {
+        if let Some(mut child) = self.take_victim() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        *self.killed_at.lock().unwrap() = Some(call.to_owned());
+        self.killed.notify_waiters();
+    }
+
+    /// Runs `forward` for a call with the crash point's rule: counted calls may kill the controller
+    /// before or after being forwarded.
+    async fn call<F>(&self, counted: Option<String>, forward: F) -> Response
+    where
+        F: std::future::Future<Output = Response>,
+    {
+        let Some(call) = counted else {
+            return forward.await;
+        };
+        match self.count(call.clone()) {
+            Some(Moment::BeforeForward) => {
+                self.kill(&call);
+                bad_gateway("killed before forwarding")
+            }
+            Some(Moment::AfterResponse) => {
+                let response = forward.await;
+                self.kill(&call);
+                response
+            }
+            None => forward.await,
+        }
+    }
+}
+
+fn bad_gateway(message: &str) -> Response {
+    let mut response = Response::new(Body::from(message.to_owned()));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// Serves `router` on a free port of 127.0.0.1; returns its address.
+async fn serve(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    address
+}
+
+/// Headers that belong to one hop, not to the request or response forwarded.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let mut headers = headers.clone();
+    for hop in ["host", "connection", "transfer-encoding", "content-length", "keep-alive"] {
+        headers.remove(hop);
+    }
+    headers
+}
+
+#[derive(Clone)]
+struct AwsProxy {
+    wire: Arc<Wire>,
+    upstream: String,
+    http: reqwest::Client,
+}
+
+/// A proxy in front of the AWS endpoint `upstream` (moto); returns its URL.
+pub async fn aws_proxy(wire: Arc<Wire>, upstream: &str) -> String {
+    let state = AwsProxy {
+        wire,
+        upstream: upstream.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let router = axum::Router::new().fallback(aws_call).with_state(state);
+    format!("http://{}", serve(router).await)
+}
+
+async fn aws_call(State(proxy): State<AwsProxy>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        return bad_gateway("unreadable request body");
+    };
+    let action = aws_action(&parts.headers, &body);
+    let counted = (!is_aws_read(&action)).then(|| format!("aws {action}"));
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", proxy.upstream);
+    let forward = async {
+        // Host is left to reqwest, so moto builds queue URLs with its own address, as without the proxy.
+        let sent = proxy
+            .http
+            .request(parts.method.clone(), url)
+            .headers(end_to_end(&parts.headers))
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(answer) => {
+                let (status, headers) = (answer.status(), end_to_end(answer.headers()));
+                let bytes = answer.bytes().await.unwrap_or_default();
+                let mut response = Response::new(Body::from(bytes));
+                *response.status_mut() = status;
+                *response.headers_mut() = headers;
+                response
+            }
+            Err(error) => bad_gateway(&error.to_string()),
+        }
+    };
+    proxy.wire.call(counted, forward).await
+}
+
+/// The AWS action of a request: the JSON protocol's `X-Amz-Target` (`AmazonSQS.CreateQueue`), else the
+/// query protocol's `Action` form field (SNS, STS).
+pub fn aws_action(headers: &HeaderMap, body: &Bytes) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
+        return target.replace("AmazonSQS.", "sqs:");
+    }
+    let body = String::from_utf8_lossy(body);
+    let action = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or("unknown");
+    format!("sns:{action}")
+}
+
+/// Whether an AWS action only reads (ReceiveMessage is not a read: it hides the messages it returns).
+fn is_aws_read(action: &str) -> bool {
+    let name = action.rsplit(':').next().unwrap_or(action);
+    name.starts_with("Get") || name.starts_with("List")
+}
+
+#[derive(Clone)]
+struct KubeProxy {
+    wire: Arc<Wire>,
+    client: kube::Client,
+}
+
+/// A plain-HTTP proxy in front of the test bed's API server, reaching it with `client` (the admin's
+/// credentials); returns the path of a kubeconfig that points at it.
+pub async fn kube_proxy(wire: Arc<Wire>, client: kube::Client, dir: &std::path::Path) -> std::path::PathBuf {
+    let router = axum::Router::new()
+        .fallback(kube_call)
+        .with_state(KubeProxy { wire, client });
+    let address = serve(router).await;
+    let kubeconfig = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: wire\n  cluster: {{server: 'http://{address}'}}\n\
+         users:\n- name: wire\n  user: {{}}\ncontexts:\n- name: wire\n  context: {{cluster: wire, user: wire}}\n\
+         current-context: wire\n"
+    );
+    std::fs::write(&kubeconfig, text).unwrap();
+    kubeconfig
+}
+
+async fn kube_call(State(proxy): State<KubeProxy>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        return bad_gateway("unreadable request body");
+    };
+    let path = parts.uri.path().to_owned();
+    let counted = is_kube_write(&parts.method, &path).then(|| format!("kube {} {}", parts.method, short(&path)));
+    let forward = async {
+        let mut request = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        for (name, value) in &end_to_end(&parts.headers) {
+            if name != "authorization" {
+                request = request.header(name, value);
+            }
+        }
+        let request = request.body(kube::client::Body::from(body.to_vec())).unwrap();
+        match proxy.client.send(request).await {
+            Ok(answer) => {
+                let (mut head, body) = answer.into_parts();
+                head.headers = end_to_end(&head.headers);
+                Response::from_parts(head, Body::new(body))
+            }
+            Err(error) => bad_gateway(&error.to_string()),
+        }
+    };
+    proxy.wire.call(counted, forward).await
+}
+
+/// Whether a request to the API server changes state that a reconcile depends on (not a Lease renewal
+/// nor an Event).
+fn is_kube_write(method: &Method, path: &str) -> bool {
+    let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    write && !path.contains("/leases") && !path.contains("/events")
+}
+
+/// A request path without its API group and namespace prefix: `topics/t/status`.
+fn short(path: &str) -> String {
+    match path.split_once("/namespaces/") {
+        Some((_, rest)) => rest.split_once('/').map_or(rest, |(_, r)| r).to_owned(),
+        None => path.to_owned(),
+    }
+}
