@@ -6,7 +6,8 @@
 //! conditions true to the state.
 //!
 //! `make test` sweeps two small scenarios (every crash point, after the call); `make chaos`
-//! (`TRIBUTARY_CHAOS=full`) sweeps every scenario, killing both after and before each call.
+//! (`TRIBUTARY_CHAOS=full`) sweeps every scenario, killing both after and before each call;
+//! `TRIBUTARY_CHAOS_ONLY=redrive,adopt` limits either to the scenarios named.
 #![allow(clippy::unwrap_used)]
 
 mod checks;
@@ -29,10 +30,16 @@ async fn sweep_all(scenarios: &[&Scenario], moments: &[Moment]) {
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let mut failures = Vec::new();
-    for scenario in scenarios {
+    let only = std::env::var("TRIBUTARY_CHAOS_ONLY").unwrap_or_default();
+    let chosen = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    for scenario in scenarios.iter().filter(|s| chosen(s.name)) {
         failures.extend(sweep(&client, scenario, moments).await.failures);
     }
-    assert!(failures.is_empty(), "crash points that did not converge:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "crash points that did not converge:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -41,7 +48,11 @@ async fn every_crash_point_of_topic_lifecycle_and_subscription_converges() {
         let all = [Moment::AfterResponse, Moment::BeforeForward];
         sweep_all(&[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION], &all).await;
     } else {
-        sweep_all(&[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION], &[Moment::AfterResponse]).await;
+        sweep_all(
+            &[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION],
+            &[Moment::AfterResponse],
+        )
+        .await;
     }
 }
 
@@ -53,4 +64,13 @@ async fn every_crash_point_of_redrive_and_adoption_converges() {
     }
     let all = [Moment::AfterResponse, Moment::BeforeForward];
     sweep_all(&[&scenarios::REDRIVE, &scenarios::ADOPT], &all).await;
+}
+
+#[tokio::test]
+async fn every_crash_point_of_consumer_scaling_converges() {
+    if !full() {
+        println!("skipped: the full sweep runs with TRIBUTARY_CHAOS=full (make chaos)");
+        return;
+    }
+    sweep_all(&[&scenarios::CONSUMER_SCALING], &[Moment::AfterResponse]).await;
 }

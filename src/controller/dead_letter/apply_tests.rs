@@ -211,15 +211,34 @@ async fn messages_hidden_by_an_earlier_receive_keep_the_redrive_running_until_mo
             .push(body, BTreeMap::new(), from_source.clone());
     }
     // A round of a controller killed before its delete: one message received, hidden for a minute.
-    let hidden = h.cloud.messages(&url).receive(&Receive::to_move(1, 60)).await.unwrap();
+    let hidden = h
+        .cloud
+        .messages(&url)
+        .receive(&Receive::to_move(1, 60))
+        .await
+        .unwrap();
     assert_eq!(hidden.len(), 1);
 
     let applied = h.apply(&asked).await.unwrap();
     let running = applied.status.last_redrive.clone().unwrap();
-    assert_eq!((running.state.as_str(), running.moved), (redrive::states::RUNNING, 1));
+    assert_eq!(
+        (running.state.as_str(), running.moved),
+        (redrive::states::RUNNING, 1)
+    );
     let message = running.message.unwrap_or_default();
-    assert!(message.contains("1 messages in the dead letter are hidden"), "{message}");
+    assert!(
+        message.contains("1 messages in the dead letter are hidden"),
+        "{message}"
+    );
     assert_eq!(applied.requeue, Some(std::time::Duration::from_secs(10)));
-    assert_eq!(h.cloud.messages(&source_url).held().len(), 1, "the visible one moved");
-    assert_eq!(h.api.event_reasons(), ["Created"], "no Redrive Event: not finished");
+    assert_eq!(
+        h.cloud.messages(&source_url).held().len(),
+        1,
+        "the visible one moved"
+    );
+    assert_eq!(
+        h.api.event_reasons(),
+        ["Created"],
+        "no Redrive Event: not finished"
+    );
 }

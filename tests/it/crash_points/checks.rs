@@ -72,7 +72,11 @@ pub async fn topics(run: &Run) -> Result<Vec<String>, String> {
             .send()
             .await
             .map_err(|e| format!("ListTopics: {e}"))?;
-        let found = page.topics.unwrap_or_default().into_iter().filter_map(|t| t.topic_arn);
+        let found = page
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| t.topic_arn);
         arns.extend(found.filter(|arn| arn.contains(&marker)));
         next = page.next_token;
         if next.is_none() {
@@ -111,7 +115,8 @@ pub async fn only_topics(run: &Run, names: &[&str]) -> Result<Vec<String>, Strin
 pub async fn only_queues(run: &Run, names: &[&str]) -> Result<Vec<String>, String> {
     let urls = queues(run).await?;
     let want = |n: &&str| format!("/{}_{n}", run.namespace);
-    let matches = urls.len() == names.len() && names.iter().all(|n| urls.iter().any(|u| u.ends_with(&want(n))));
+    let matches =
+        urls.len() == names.len() && names.iter().all(|n| urls.iter().any(|u| u.ends_with(&want(n))));
     ensure(matches, || format!("SQS queues {urls:?}, want exactly {names:?}"))?;
     Ok(urls)
 }
@@ -129,7 +134,12 @@ pub async fn subscriptions(run: &Run, topic_arn: &str) -> Result<Vec<(String, St
         .subscriptions
         .unwrap_or_default()
         .into_iter()
-        .map(|s| (s.endpoint.unwrap_or_default(), s.subscription_arn.unwrap_or_default()))
+        .map(|s| {
+            (
+                s.endpoint.unwrap_or_default(),
+                s.subscription_arn.unwrap_or_default(),
+            )
+        })
         .collect())
 }
 

@@ -139,6 +139,7 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
     let result = result.map_err(|e| format!("{e} (logs in {})", dir.display()));
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
+        forget(client, &run.namespace).await;
     }
     Outcome {
         calls: wire.calls(),
@@ -146,6 +147,15 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
         result,
         took: started.elapsed(),
     }
+}
+
+/// Deletes a converged run's namespace (its objects are gone; its Leases and Events go with it) and its
+/// TenantPolicy; a failed run's stay for a look (`make testbed-clean` removes them).
+async fn forget(client: &kube::Client, namespace: &str) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+    let policies: kube::Api<tributary::api::TenantPolicy> = kube::Api::all(client.clone());
+    let _ = policies.delete(namespace, &DeleteParams::default()).await;
 }
 
 /// Starts the next incarnation of the controller as soon as the crash point has killed the first.
@@ -226,11 +236,20 @@ pub async fn sweep(client: &kube::Client, scenario: &Scenario, moments: &[Moment
     let started = Instant::now();
     let counted = run(client, scenario, None).await;
     if let Err(error) = &counted.result {
-        panic!("{}: the scenario does not converge without a crash: {error}", scenario.name);
+        panic!(
+            "{}: the scenario does not converge without a crash: {error}",
+            scenario.name
+        );
     }
     let total = counted.calls.len();
     println!("[{}] {total} counted calls: {:?}", scenario.name, counted.calls);
-    let mut sweep = Sweep { points: 0, not_reached: 0, converged: 0, failures: Vec::new(), took: Duration::ZERO };
+    let mut sweep = Sweep {
+        points: 0,
+        not_reached: 0,
+        converged: 0,
+        failures: Vec::new(),
+        took: Duration::ZERO,
+    };
     for moment in moments {
         for at in 1..=total {
             let outcome = run(client, scenario, Some(CrashPoint { at, moment: *moment })).await;

@@ -5,7 +5,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use futures::FutureExt;
 
 use super::{
-    checks::{ensure, gone, object, only_queues, only_topics, queue_attribute, queue_url, ready, status, subscriptions},
+    checks::{
+        ensure, gone, object, only_queues, only_topics, queue_attribute, queue_url, ready, status,
+        subscriptions,
+    },
     harness::{Run, Scenario, Step},
 };
 
@@ -22,11 +25,17 @@ pub const TOPIC_LIFECYCLE: Scenario = Scenario {
     policy: None,
     steps: &[
         Step::Apply(TOPIC),
-        Step::Converge("Topic t Ready, tagged stage=one", |run| topic_tagged(run, "one").boxed()),
+        Step::Converge("Topic t Ready, tagged stage=one", |run| {
+            topic_tagged(run, "one").boxed()
+        }),
         Step::Patch("Topic", "t", r#"{"spec": {"tags": {"stage": "two"}}}"#),
-        Step::Converge("Topic t Ready, tagged stage=two", |run| topic_tagged(run, "two").boxed()),
+        Step::Converge("Topic t Ready, tagged stage=two", |run| {
+            topic_tagged(run, "two").boxed()
+        }),
         Step::Delete("Topic", "t"),
-        Step::Converge("Topic t and its SNS topic gone", |run| nothing_left(run, &["Topic"]).boxed()),
+        Step::Converge("Topic t and its SNS topic gone", |run| {
+            nothing_left(run, &["Topic"]).boxed()
+        }),
     ],
 };
 
@@ -35,7 +44,9 @@ async fn topic_tagged(run: &Run, stage: &str) -> Result<(), String> {
     let topic = ready(run, "Topic", "t").await?;
     let arn = status(&topic, "arn")?;
     let arns = only_topics(run, &["t"]).await?;
-    ensure(arns == [arn.clone()], || format!("status.arn {arn}, SNS topics {arns:?}"))?;
+    ensure(arns == [arn.clone()], || {
+        format!("status.arn {arn}, SNS topics {arns:?}")
+    })?;
     let tags = super::common::topic_tags(&run.sns, &arn).await;
     ensure(tags.get("stage").map(String::as_str) == Some(stage), || {
         format!("topic tags {tags:?}, want stage={stage}")
@@ -49,6 +60,7 @@ async fn nothing_left(run: &Run, kinds: &[&str]) -> Result<(), String> {
             "Topic" => "t",
             "Queue" => "q",
             "Subscription" => "s",
+            "Consumer" => "c",
             _ => "d",
         };
         gone(run, kind, name).await?;
@@ -84,12 +96,16 @@ pub const SUBSCRIPTION: Scenario = Scenario {
     policy: None,
     steps: &[
         Step::Apply(WIRED),
-        Step::Converge("t, q and s Ready, one SNS subscription", |run| subscribed(run).boxed()),
+        Step::Converge("t, q and s Ready, one SNS subscription", |run| {
+            subscribed(run).boxed()
+        }),
         Step::Delete("Subscription", "s"),
         Step::Converge("s gone, no SNS subscription", |run| unsubscribed(run).boxed()),
         Step::Delete("Queue", "q"),
         Step::Delete("Topic", "t"),
-        Step::Converge("everything gone", |run| nothing_left(run, &["Topic", "Queue"]).boxed()),
+        Step::Converge("everything gone", |run| {
+            nothing_left(run, &["Topic", "Queue"]).boxed()
+        }),
     ],
 };
 
@@ -111,7 +127,9 @@ async fn subscribed(run: &Run) -> Result<(), String> {
         format!("s status.arn {recorded}, live {}", found[0].1)
     })?;
     let policy = queue_attribute(run, &urls[0], QueueAttributeName::Policy).await?;
-    ensure(policy.contains(&topic_arn), || format!("q's policy does not let t send: {policy}"))
+    ensure(policy.contains(&topic_arn), || {
+        format!("q's policy does not let t send: {policy}")
+    })
 }
 
 /// s is gone, t has no SNS subscription left, t and q are still Ready.
@@ -120,7 +138,9 @@ async fn unsubscribed(run: &Run) -> Result<(), String> {
     let topic_arn = status(&ready(run, "Topic", "t").await?, "arn")?;
     ready(run, "Queue", "q").await?;
     let found = subscriptions(run, &topic_arn).await?;
-    ensure(found.is_empty(), || format!("SNS subscriptions left on t: {found:?}"))
+    ensure(found.is_empty(), || {
+        format!("SNS subscriptions left on t: {found:?}")
+    })
 }
 
 const DEAD_LETTERED: &str = "
@@ -149,12 +169,18 @@ pub const REDRIVE: Scenario = Scenario {
         Step::Apply(DEAD_LETTERED),
         Step::Converge("d and q Ready", |run| dead_lettered(run).boxed()),
         Step::Cloud(|run| send_dead(run).boxed()),
-        Step::Patch("DeadLetter", "d", r#"{"spec": {"redrive": {"id": "r1", "maxMessagesPerSecond": 100, "destinationRef": {"name": "q"}}}}"#),
+        Step::Patch(
+            "DeadLetter",
+            "d",
+            r#"{"spec": {"redrive": {"id": "r1", "maxMessagesPerSecond": 100, "destinationRef": {"name": "q"}}}}"#,
+        ),
         Step::Converge("redrive r1 Completed, d empty", |run| redriven(run).boxed()),
         Step::Cloud(|run| exactly_once(run).boxed()),
         Step::Delete("Queue", "q"),
         Step::Delete("DeadLetter", "d"),
-        Step::Converge("everything gone", |run| nothing_left(run, &["Queue", "DeadLetter"]).boxed()),
+        Step::Converge("everything gone", |run| {
+            nothing_left(run, &["Queue", "DeadLetter"]).boxed()
+        }),
     ],
 };
 
@@ -192,7 +218,9 @@ async fn redriven(run: &Run) -> Result<(), String> {
         QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
     ] {
         let depth = queue_attribute(run, &url, count.clone()).await?;
-        ensure(depth == "0", || format!("d still holds {depth} messages ({count:?})"))?;
+        ensure(depth == "0", || {
+            format!("d still holds {depth} messages ({count:?})")
+        })?;
     }
     Ok(())
 }
@@ -202,7 +230,9 @@ async fn exactly_once(run: &Run) -> Result<(), String> {
     let url = queue_url(run, "q").await?;
     let mut bodies = super::common::receive_all(&run.sqs, &url).await;
     bodies.sort();
-    ensure(bodies == DEAD, || format!("q holds {bodies:?} after the redrive, want each of {DEAD:?} once"))
+    ensure(bodies == DEAD, || {
+        format!("q holds {bodies:?} after the redrive, want each of {DEAD:?} once")
+    })
 }
 
 const ADOPTED: &str = "
@@ -227,7 +257,9 @@ pub const ADOPT: Scenario = Scenario {
         Step::Converge("q and t adopted", |run| adopted(run).boxed()),
         Step::Delete("Queue", "q"),
         Step::Delete("Topic", "t"),
-        Step::Converge("everything gone", |run| nothing_left(run, &["Queue", "Topic"]).boxed()),
+        Step::Converge("everything gone", |run| {
+            nothing_left(run, &["Queue", "Topic"]).boxed()
+        }),
     ],
 };
 
@@ -253,9 +285,108 @@ async fn adopted(run: &Run) -> Result<(), String> {
     let queue = ready(run, "Queue", "q").await?;
     let urls = only_queues(run, &["q"]).await?;
     let url = status(&queue, "url")?;
-    ensure(urls == [url.clone()], || format!("q status.url {url}, queues {urls:?}"))?;
+    ensure(urls == [url.clone()], || {
+        format!("q status.url {url}, queues {urls:?}")
+    })?;
     let visibility = queue_attribute(run, &url, QueueAttributeName::VisibilityTimeout).await?;
-    ensure(visibility == "45", || format!("q VisibilityTimeout {visibility}, want 45"))?;
+    ensure(visibility == "45", || {
+        format!("q VisibilityTimeout {visibility}, want 45")
+    })?;
     topic_tagged(run, "adopted").await
 }
 
+const SCALED: &str = "
+apiVersion: tributary.dev/v1alpha1
+kind: Queue
+metadata: {name: q}
+spec: {provider: aws, aws: {}}
+---
+apiVersion: tributary.dev/v1alpha1
+kind: Consumer
+metadata: {name: c}
+spec:
+  source: {queueRef: {name: q}}
+  processor: notification
+  sink: {table: crash-orders}
+  scaling: {minReplicas: 1, maxReplicas: 3, targetBacklogPerReplica: 2, scaleDownStabilizationSeconds: 2}
+";
+
+/// A Consumer of a Queue scaled up by a backlog and down when it is gone, then deleted with its worker
+/// Deployment. The scaler decides every 15 s, so this is the slowest scenario.
+pub const CONSUMER_SCALING: Scenario = Scenario {
+    name: "consumer",
+    policy: Some(r#"{"dynamodbTables": ["crash-orders"]}"#),
+    steps: &[
+        Step::Apply(SCALED),
+        Step::Converge("q and c Ready, one replica", |run| replicas(run, 1).boxed()),
+        Step::Cloud(|run| backlog(run).boxed()),
+        Step::Converge("c scaled to three", |run| replicas(run, 3).boxed()),
+        Step::Cloud(|run| purge(run).boxed()),
+        Step::Converge("c back to one", |run| replicas(run, 1).boxed()),
+        Step::Delete("Consumer", "c"),
+        Step::Delete("Queue", "q"),
+        Step::Converge("everything gone", |run| consumer_gone(run).boxed()),
+    ],
+};
+
+fn deployments(run: &Run) -> kube::Api<k8s_openapi::api::apps::v1::Deployment> {
+    kube::Api::namespaced(run.client.clone(), &run.namespace)
+}
+
+/// q and c Ready, c's worker Deployment asks for `count` replicas.
+async fn replicas(run: &Run, count: i32) -> Result<(), String> {
+    ready(run, "Queue", "q").await?;
+    ready(run, "Consumer", "c").await?;
+    let deployment = deployments(run)
+        .get_opt("c-worker")
+        .await
+        .map_err(|e| format!("reading Deployment c-worker: {e}"))?
+        .ok_or("no Deployment c-worker")?;
+    let asked = deployment.spec.and_then(|s| s.replicas);
+    ensure(asked == Some(count), || {
+        format!("c-worker asks for {asked:?} replicas, want {count}")
+    })
+}
+
+async fn backlog(run: &Run) -> Result<(), String> {
+    let url = queue_url(run, "q").await?;
+    for i in 0..10 {
+        let body = format!("backlog {i}");
+        let sent = run
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await;
+        sent.map_err(|e| format!("SendMessage: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn purge(run: &Run) -> Result<(), String> {
+    let url = queue_url(run, "q").await?;
+    run.sqs
+        .purge_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("PurgeQueue: {e}"))
+}
+
+/// c and q gone, and with them c's Deployment and q's SQS queue.
+async fn consumer_gone(run: &Run) -> Result<(), String> {
+    nothing_left(run, &["Consumer", "Queue"]).await?;
+    let left = deployments(run)
+        .get_opt("c-worker")
+        .await
+        .map_err(|e| format!("reading Deployment c-worker: {e}"))?;
+    // Owned by c: the garbage collector removes it; a Deployment being deleted counts as gone.
+    let deleting = left
+        .as_ref()
+        .is_some_and(|d| d.metadata.deletion_timestamp.is_some());
+    ensure(left.is_none() || deleting, || {
+        "Deployment c-worker left behind".to_owned()
+    })
+}

@@ -149,7 +149,13 @@ async fn serve(router: axum::Router) -> std::net::SocketAddr {
 /// Headers that belong to one hop, not to the request or response forwarded.
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut headers = headers.clone();
-    for hop in ["host", "connection", "transfer-encoding", "content-length", "keep-alive"] {
+    for hop in [
+        "host",
+        "connection",
+        "transfer-encoding",
+        "content-length",
+        "keep-alive",
+    ] {
         headers.remove(hop);
     }
     headers
@@ -255,7 +261,8 @@ async fn kube_call(State(proxy): State<KubeProxy>, request: Request) -> Response
         return bad_gateway("unreadable request body");
     };
     let path = parts.uri.path().to_owned();
-    let counted = is_kube_write(&parts.method, &path).then(|| format!("kube {} {}", parts.method, short(&path)));
+    let counted =
+        is_kube_write(&parts.method, &path).then(|| format!("kube {} {}", parts.method, short(&path)));
     let forward = async {
         let mut request = http::Request::builder()
             .method(parts.method.clone())
