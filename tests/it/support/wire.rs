@@ -5,7 +5,7 @@
 //! sees the k-th one kills the controller process (SIGKILL) right after its response came back, or before
 //! forwarding it. Nothing inside the product is instrumented: what is counted is what went over the wire.
 //!
-//! Reads (AWS `Get*`/`List*`, Kubernetes GET and watches) are forwarded but not counted: a crash after a
+//! Reads (AWS `Get*`/`List*`/`Describe*`, Kubernetes GET and watches) are forwarded but not counted: a crash after a
 //! read is the crash before the next write. Lease renewals and Events are not counted either: their
 //! number depends on timing, not on the scenario, and neither holds state a reconcile depends on.
 
@@ -228,8 +228,10 @@ pub fn aws_action(headers: &HeaderMap, body: &Bytes) -> String {
 
 /// Whether an AWS action only reads (ReceiveMessage is not a read: it hides the messages it returns).
 fn is_aws_read(action: &str) -> bool {
-    let name = action.rsplit(':').next().unwrap_or(action);
-    name.starts_with("Get") || name.starts_with("List")
+    let name = action.rsplit([':', '.']).next().unwrap_or(action);
+    ["Get", "List", "Describe"]
+        .iter()
+        .any(|read| name.starts_with(read))
 }
 
 #[derive(Clone)]
