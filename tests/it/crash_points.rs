@@ -6,7 +6,8 @@
 //! conditions true to the state.
 //!
 //! `make test` sweeps two small scenarios (every crash point, after the call); `make chaos`
-//! (`TRIBUTARY_CHAOS=full`) sweeps every scenario, killing both after and before each call;
+//! (`TRIBUTARY_CHAOS=full`) sweeps every scenario: killed after and before each call, restarted against
+//! stale reads, and (no kill) the next watch event after the call dropped;
 //! `TRIBUTARY_CHAOS_ONLY=redrive,adopt` limits either to the scenarios named.
 #![allow(clippy::unwrap_used)]
 
@@ -31,9 +32,17 @@ async fn sweep_all(scenarios: &[&Scenario], moments: &[Moment]) {
     common::install_crds(&client).await;
     let mut failures = Vec::new();
     let only = std::env::var("TRIBUTARY_CHAOS_ONLY").unwrap_or_default();
+    let moments: Vec<Moment> = match std::env::var("TRIBUTARY_CHAOS_MOMENTS") {
+        Ok(names) => moments
+            .iter()
+            .copied()
+            .filter(|m| names.contains(&format!("{m:?}")))
+            .collect(),
+        Err(_) => moments.to_vec(),
+    };
     let chosen = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     for scenario in scenarios.iter().filter(|s| chosen(s.name)) {
-        failures.extend(sweep(&client, scenario, moments).await.failures);
+        failures.extend(sweep(&client, scenario, &moments).await.failures);
     }
     assert!(
         failures.is_empty(),
@@ -42,11 +51,18 @@ async fn sweep_all(scenarios: &[&Scenario], moments: &[Moment]) {
     );
 }
 
+/// Every crash moment and variant: killed after and before the call, a stale restart, a dropped event.
+const ALL: [Moment; 4] = [
+    Moment::AfterResponse,
+    Moment::BeforeForward,
+    Moment::StaleRestart,
+    Moment::DropEvent,
+];
+
 #[tokio::test]
 async fn every_crash_point_of_topic_lifecycle_and_subscription_converges() {
     if full() {
-        let all = [Moment::AfterResponse, Moment::BeforeForward];
-        sweep_all(&[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION], &all).await;
+        sweep_all(&[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION], &ALL).await;
     } else {
         sweep_all(
             &[&scenarios::TOPIC_LIFECYCLE, &scenarios::SUBSCRIPTION],
@@ -62,8 +78,7 @@ async fn every_crash_point_of_redrive_and_adoption_converges() {
         println!("skipped: the full sweep runs with TRIBUTARY_CHAOS=full (make chaos)");
         return;
     }
-    let all = [Moment::AfterResponse, Moment::BeforeForward];
-    sweep_all(&[&scenarios::REDRIVE, &scenarios::ADOPT], &all).await;
+    sweep_all(&[&scenarios::REDRIVE, &scenarios::ADOPT], &ALL).await;
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Crash points on the wire: two small proxies on 127.0.0.1 that a `tributary controller` process talks
+//! Crash points on the wire ([`kube`] holds the API server's proxy): two small proxies on 127.0.0.1 that a `tributary controller` process talks
 //! through, one in front of moto (plain HTTP, every AWS call) and one in front of the API server (plain
 //! HTTP towards the controller, TLS and the test bed's admin credentials towards the API server, through
 //! a kube client). Both count the controller's state-changing calls in one sequence, and the proxy that
@@ -10,14 +10,18 @@
 //! number depends on timing, not on the scenario, and neither holds state a reconcile depends on.
 
 use std::{
+    collections::{HashMap, HashSet},
     process::Child,
     sync::{Arc, Mutex},
 };
 
+mod kube;
+pub use kube::kube_proxy;
+
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::Response,
 };
 
@@ -28,6 +32,13 @@ pub enum Moment {
     AfterResponse,
     /// The k-th call is never forwarded.
     BeforeForward,
+    /// As `AfterResponse`, and the restarted controller reads a stale API server: its first read of each
+    /// path is answered with what the killed one was answered first (lists with their old
+    /// resourceVersion, from which its watches then catch up), as behind a lagging API server cache.
+    StaleRestart,
+    /// No crash: the first watch event of a Tributary kind after the k-th call never reaches the
+    /// controller (it runs with a 20 s resync, which must repair what it missed).
+    DropEvent,
 }
 
 /// The crash point of a run: the `at`-th counted call (from 1), at `moment`.
@@ -46,6 +57,21 @@ pub struct Wire {
     victim: Mutex<Option<Child>>,
     killed: tokio::sync::Notify,
     killed_at: Mutex<Option<String>>,
+    /// `StaleRestart`: the first answer to each read of the killed controller, and the paths whose stale
+    /// answer the restarted one got already.
+    first_reads: Mutex<HashMap<String, Stored>>,
+    stale_served: Mutex<HashSet<String>>,
+    /// `DropEvent`: the call after which the next watch event is to be dropped, and once it was, what.
+    drop_after: Mutex<Option<String>>,
+    dropped: Mutex<Option<String>>,
+}
+
+/// A response kept to be served again.
+#[derive(Clone)]
+struct Stored {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 impl Wire {
@@ -77,6 +103,11 @@ impl Wire {
         self.killed_at.lock().unwrap().clone()
     }
 
+    /// The watch event dropped (`DropEvent`) and the call it followed, once it was.
+    pub fn dropped(&self) -> Option<String> {
+        self.dropped.lock().unwrap().clone()
+    }
+
     /// Waits until the crash point has killed the controller.
     pub async fn killed(&self) {
         let notified = self.killed.notified();
@@ -92,8 +123,17 @@ impl Wire {
         calls.push(call);
         let mut crash = self.crash.lock().unwrap();
         let point = (*crash).filter(|c| c.at == calls.len())?;
-        *crash = None;
+        // A stale restart's point stays known (its moment decides how reads are answered); the others
+        // are used up.
+        if point.moment != Moment::StaleRestart {
+            *crash = None;
+        }
         Some(point.moment)
+    }
+
+    /// Whether the restarted controller is to read stale answers.
+    fn stale_restart(&self) -> bool {
+        (*self.crash.lock().unwrap()).is_some_and(|c| c.moment == Moment::StaleRestart)
     }
 
     /// SIGKILLs the controller (std's `Child::kill` sends SIGKILL) and reaps it.
@@ -120,10 +160,14 @@ impl Wire {
                 self.kill(&call);
                 bad_gateway("killed before forwarding")
             }
-            Some(Moment::AfterResponse) => {
+            Some(Moment::AfterResponse | Moment::StaleRestart) => {
                 let response = forward.await;
                 self.kill(&call);
                 response
+            }
+            Some(Moment::DropEvent) => {
+                *self.drop_after.lock().unwrap() = Some(call);
+                forward.await
             }
             None => forward.await,
         }
@@ -232,72 +276,4 @@ fn is_aws_read(action: &str) -> bool {
     ["Get", "List", "Describe"]
         .iter()
         .any(|read| name.starts_with(read))
-}
-
-#[derive(Clone)]
-struct KubeProxy {
-    wire: Arc<Wire>,
-    client: kube::Client,
-}
-
-/// A plain-HTTP proxy in front of the test bed's API server, reaching it with `client` (the admin's
-/// credentials); returns the path of a kubeconfig that points at it.
-pub async fn kube_proxy(wire: Arc<Wire>, client: kube::Client, dir: &std::path::Path) -> std::path::PathBuf {
-    let router = axum::Router::new()
-        .fallback(kube_call)
-        .with_state(KubeProxy { wire, client });
-    let address = serve(router).await;
-    let kubeconfig = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: wire\n  cluster: {{server: 'http://{address}'}}\n\
-         users:\n- name: wire\n  user: {{}}\ncontexts:\n- name: wire\n  context: {{cluster: wire, user: wire}}\n\
-         current-context: wire\n"
-    );
-    std::fs::write(&kubeconfig, text).unwrap();
-    kubeconfig
-}
-
-async fn kube_call(State(proxy): State<KubeProxy>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
-        return bad_gateway("unreadable request body");
-    };
-    let path = parts.uri.path().to_owned();
-    let counted =
-        is_kube_write(&parts.method, &path).then(|| format!("kube {} {}", parts.method, short(&path)));
-    let forward = async {
-        let mut request = http::Request::builder()
-            .method(parts.method.clone())
-            .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
-        for (name, value) in &end_to_end(&parts.headers) {
-            if name != "authorization" {
-                request = request.header(name, value);
-            }
-        }
-        let request = request.body(kube::client::Body::from(body.to_vec())).unwrap();
-        match proxy.client.send(request).await {
-            Ok(answer) => {
-                let (mut head, body) = answer.into_parts();
-                head.headers = end_to_end(&head.headers);
-                Response::from_parts(head, Body::new(body))
-            }
-            Err(error) => bad_gateway(&error.to_string()),
-        }
-    };
-    proxy.wire.call(counted, forward).await
-}
-
-/// Whether a request to the API server changes state that a reconcile depends on (not a Lease renewal
-/// nor an Event).
-fn is_kube_write(method: &Method, path: &str) -> bool {
-    let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    write && !path.contains("/leases") && !path.contains("/events")
-}
-
-/// A request path without its API group and namespace prefix: `topics/t/status`.
-fn short(path: &str) -> String {
-    match path.split_once("/namespaces/") {
-        Some((_, rest)) => rest.split_once('/').map_or(rest, |(_, r)| r).to_owned(),
-        None => path.to_owned(),
-    }
 }
