@@ -57,7 +57,6 @@ pub struct Run {
 #[derive(Clone)]
 struct Launch {
     namespace: String,
-    resync_seconds: u64,
     kubeconfig: PathBuf,
     aws: String,
     dir: PathBuf,
@@ -67,8 +66,7 @@ impl Launch {
     /// A `tributary controller` watching the run's namespace through the proxies. Each incarnation holds
     /// a Lease of its own: the killed one's Lease would otherwise hold the next back for 15 s, and leader
     /// handover is not what is tested here. Resync stays at its default (300 s), so convergence comes
-    /// from the restart and the watches, not from a periodic pass that would hide a lost event; only a
-    /// run that drops an event on purpose gets 20 s, the resync being what must repair it.
+    /// from the restart and the watches, not from a periodic pass that would hide a lost event.
     fn spawn(&self, incarnation: u32) -> std::process::Child {
         let log = std::fs::File::create(self.dir.join(format!("controller-{incarnation}.log"))).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
@@ -79,7 +77,6 @@ impl Launch {
             .args(["--identity", &format!("crash-{incarnation}")])
             .args(["--quiet-start-seconds", "0", "--aws-rate-limit", "*=unlimited"])
             .args(["--cluster-id", common::TEST_CLUSTER])
-            .args(["--resync-seconds", &self.resync_seconds.to_string()])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("AWS_ENDPOINT_URL", &self.aws)
             .env("AWS_REGION", common::var("AWS_REGION"))
@@ -119,10 +116,8 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
     std::fs::create_dir_all(&dir).unwrap();
     let aws = common::aws_config().await;
     let wire = Wire::new(crash);
-    let dropping = crash.is_some_and(|c| c.moment == Moment::DropEvent);
     let launch = Launch {
         namespace: namespace.clone(),
-        resync_seconds: if dropping { 20 } else { 300 },
         kubeconfig: wire::kube_proxy(wire.clone(), client.clone(), &dir).await,
         aws: wire::aws_proxy(wire.clone(), &common::var("AWS_ENDPOINT_URL")).await,
         dir: dir.clone(),

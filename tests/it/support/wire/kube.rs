@@ -118,26 +118,34 @@ impl Wire {
         Response::from_parts(head, Body::from(body))
     }
 
-    /// A watch's body, event by event (one JSON object a line), with the event to drop left out.
+    /// A watch's body, event by event (one JSON object a line). The event to drop is replaced by what the
+    /// API server sends a watcher that fell too far behind, `410 Expired`, and the watch ends there: the
+    /// controller lists again and sees the state after the event, never the event itself.
     fn filter_watch(self: Arc<Self>, body: Body) -> Body {
-        let state = (body.into_data_stream(), Vec::<u8>::new());
-        let lines = futures::stream::unfold(state, move |(mut stream, mut buffer)| {
+        let state = (body.into_data_stream(), Vec::<u8>::new(), false);
+        let lines = futures::stream::unfold(state, move |(mut stream, mut buffer, ended)| {
             let wire = self.clone();
             async move {
+                if ended {
+                    return None;
+                }
                 loop {
                     if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = buffer.drain(..=end).collect();
                         if wire.drops(&line) {
-                            continue;
+                            return Some((Ok(Bytes::from_static(EXPIRED)), (stream, buffer, true)));
                         }
-                        return Some((Ok(Bytes::from(line)), (stream, buffer)));
+                        return Some((Ok(Bytes::from(line)), (stream, buffer, false)));
                     }
                     match stream.next().await {
                         Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                        Some(Err(error)) => return Some((Err(error), (stream, Vec::new()))),
+                        Some(Err(error)) => return Some((Err(error), (stream, Vec::new(), true))),
                         None if buffer.is_empty() => return None,
                         None => {
-                            return Some((Ok(Bytes::from(std::mem::take(&mut buffer))), (stream, buffer)));
+                            return Some((
+                                Ok(Bytes::from(std::mem::take(&mut buffer))),
+                                (stream, buffer, true),
+                            ));
                         }
                     }
                 }
@@ -173,6 +181,10 @@ impl Wire {
         true
     }
 }
+
+/// The watch event of a resourceVersion the API server no longer holds.
+const EXPIRED: &[u8] = br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version","reason":"Expired","code":410}}
+"#;
 
 /// Whether a request to the API server changes state that a reconcile depends on (not a Lease renewal
 /// nor an Event).

@@ -37,7 +37,10 @@ pub enum Moment {
     /// resourceVersion, from which its watches then catch up), as behind a lagging API server cache.
     StaleRestart,
     /// No crash: the first watch event of a Tributary kind after the k-th call never reaches the
-    /// controller (it runs with a 20 s resync, which must repair what it missed).
+    /// controller (resync stays 300 s); the watch ends with `410 Expired` instead, as when a watcher falls behind, so the
+    /// controller lists again and sees the state after the event, not the event (Sieve's unobserved
+    /// state). A watch that went on without the event would leave the controller's cache stale until
+    /// that object's next change, which the API server's ordered watch never does.
     DropEvent,
 }
 
