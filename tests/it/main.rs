@@ -21,6 +21,7 @@ mod controller_consumer;
 mod controller_device_stream;
 mod controller_startup;
 mod controller_subscription;
+mod crash_points;
 mod e2e_azure_queue;
 mod e2e_azure_subscription;
 mod e2e_devices;

@@ -194,3 +194,51 @@ async fn a_redrive_to_a_queue_without_an_sqs_queue_waits_for_it() {
         "{waiting}"
     );
 }
+
+/// Found by the crash-point harness (tests/it/crash_points, redrive, the controller killed right after
+/// the fallback's ReceiveMessage): the messages that receive hid were not seen by the next controller's
+/// round, which called the redrive Completed while they were still in the dead letter.
+#[tokio::test]
+async fn messages_hidden_by_an_earlier_receive_keep_the_redrive_running_until_moved() {
+    use crate::cloud::queue::{MessageQueue as _, Receive};
+    let mut h = Harness::new();
+    let (source_arn, source_url) = source(&mut h).await;
+    let (asked, _, url) = created_then_asked_to_redrive(&h).await;
+    let from_source = BTreeMap::from([("DeadLetterQueueSourceArn".to_owned(), source_arn)]);
+    for body in ["a", "b"] {
+        h.cloud
+            .messages(&url)
+            .push(body, BTreeMap::new(), from_source.clone());
+    }
+    // A round of a controller killed before its delete: one message received, hidden for a minute.
+    let hidden = h
+        .cloud
+        .messages(&url)
+        .receive(&Receive::to_move(1, 60))
+        .await
+        .unwrap();
+    assert_eq!(hidden.len(), 1);
+
+    let applied = h.apply(&asked).await.unwrap();
+    let running = applied.status.last_redrive.clone().unwrap();
+    assert_eq!(
+        (running.state.as_str(), running.moved),
+        (redrive::states::RUNNING, 1)
+    );
+    let message = running.message.unwrap_or_default();
+    assert!(
+        message.contains("1 messages in the dead letter are hidden"),
+        "{message}"
+    );
+    assert_eq!(applied.requeue, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(
+        h.cloud.messages(&source_url).held().len(),
+        1,
+        "the visible one moved"
+    );
+    assert_eq!(
+        h.api.event_reasons(),
+        ["Created"],
+        "no Redrive Event: not finished"
+    );
+}

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use kube::{ResourceExt, runtime::events::EventType};
 
-use crate::cloud::QueueMessages as _;
+use crate::cloud::{QueueMessages as _, Queues as _};
 use crate::{
     api::{
         DeadLetter,
@@ -55,6 +55,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// How soon after messages failed to move for a transient reason: once they are visible again (a round
 /// hides what it receives for 60 s).
 const RETRY_FAILED: Duration = Duration::from_secs(61);
+
+/// How soon a redrive waiting for hidden messages looks again (they stay hidden up to a round's 60 s).
+const HIDDEN_POLL: Duration = Duration::from_secs(10);
 
 /// The redrive outcome to put in status, and how soon to look again.
 pub(crate) struct Step {
@@ -133,8 +136,33 @@ pub(crate) async fn step<C: Cloud>(
         return poll_task(ctx, dead_letter, request, current, arn).await;
     }
 
-    // The fallback, a bounded amount per reconcile.
-    fallback(ctx, dead_letter, request, &ctx.aws, url, &destination, FALLBACK).await
+    // The fallback, a bounded amount per reconcile. Messages an earlier receive hid are counted first:
+    // a round cannot see them, and the redrive is not complete while they are in the dead letter.
+    let hidden = ctx
+        .aws
+        .queue_stats(url)
+        .await
+        .map_err(|source| Error::cloud(&describe(dead_letter), source))?
+        .in_flight;
+    let from = DeadQueue { url, hidden };
+    fallback(
+        ctx,
+        dead_letter,
+        request,
+        &ctx.aws,
+        from,
+        &destination,
+        FALLBACK,
+    )
+    .await
+}
+
+/// The dead-letter queue a fallback moves from: its URL, and how many of its messages were hidden by an
+/// earlier receive when the round began (a controller killed between a round's receive and its delete,
+/// or another reader of the dead letter).
+pub(crate) struct DeadQueue<'a> {
+    pub url: &'a str,
+    pub hidden: i64,
 }
 
 /// `lastRedrive` of a redrive still moving.
@@ -251,7 +279,7 @@ pub(crate) async fn fallback<C: Cloud, M: Mover>(
     dead_letter: &DeadLetter,
     request: &Redrive,
     messages: &M,
-    url: &str,
+    from: DeadQueue<'_>,
     destination: &Destination,
     how: &str,
 ) -> Result<Step, Error> {
@@ -266,9 +294,22 @@ pub(crate) async fn fallback<C: Cloud, M: Mover>(
     let limit = u64::try_from(rate).unwrap_or(1) * ROUND_SECONDS;
     let rate = u32::try_from(rate).ok();
     // The copies carry the redrive's id: one that fails again and comes back meanwhile stays.
-    let totals = move_messages(messages, url, destination, limit, rate, Some(&request.id))
+    let totals = move_messages(messages, from.url, destination, limit, rate, Some(&request.id))
         .await
         .map_err(|source| Error::cloud(&object, source))?;
+    let clean = totals.unroutable == 0 && totals.failed.is_empty();
+    if from.hidden > 0 && clean && totals.moved < limit {
+        let moved = before + i64::try_from(totals.moved).unwrap_or(i64::MAX);
+        let message = format!(
+            "{how}; {} messages in the dead letter are hidden by an earlier receive: moving them once \
+             they are visible again",
+            from.hidden
+        );
+        return Ok(Step {
+            result: Some(running(request, moved, message)),
+            requeue: Some(HIDDEN_POLL),
+        });
+    }
     settle(ctx, dead_letter, request, before, totals, limit, how).await
 }
 

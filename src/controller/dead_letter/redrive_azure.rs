@@ -110,7 +110,9 @@ pub(crate) async fn step<C: Cloud>(
         }
     };
     let messages = StorageRedrive::new(dead_letter_queue, targets);
-    redrive::fallback(ctx, dead_letter, &request, &messages, url, &destination, HOW).await
+    // A Storage Queue counts hidden messages with the visible ones: none are known to be hidden here.
+    let from = redrive::DeadQueue { url, hidden: 0 };
+    redrive::fallback(ctx, dead_letter, &request, &messages, from, &destination, HOW).await
 }
 
 /// The azure Queues whose messages may be in `dead_letter`: those naming it as their dead letter, and

@@ -14,6 +14,7 @@ pub mod collector;
 pub mod share;
 pub mod tools;
 pub mod webhook;
+pub mod wire;
 
 pub use share::{exclusive, shared};
 

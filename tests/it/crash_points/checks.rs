@@ -1,0 +1,171 @@
+//! The oracles of convergence, read from the API server and from moto directly (not through the proxies):
+//! an object's conditions true to the state (Ready=True for the current generation, its cloud identifier
+//! the live resource's), the cloud resources of a namespace exactly the desired ones (nothing orphaned,
+//! nothing duplicated), the SNS subscriptions of a topic.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use kube::api::DynamicObject;
+
+use super::harness::Run;
+
+/// `Err(message)` unless `condition`.
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if condition { Ok(()) } else { Err(message()) }
+}
+
+/// The object `(kind, name)`, which must exist.
+pub async fn object(run: &Run, kind: &str, name: &str) -> Result<DynamicObject, String> {
+    super::common::tributary_api(&run.client, &run.namespace, kind)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading {kind} {name}: {e}"))?
+        .ok_or_else(|| format!("{kind} {name} does not exist"))
+}
+
+/// `(kind, name)` is Ready=True (Available) for its current generation, top level and condition, and
+/// returns it.
+pub async fn ready(run: &Run, kind: &str, name: &str) -> Result<DynamicObject, String> {
+    let object = object(run, kind, name).await?;
+    let generation = object.metadata.generation.unwrap_or_default();
+    let (status, reason, message, observed) = super::common::condition(&object, "Ready")
+        .ok_or_else(|| format!("{kind} {name} has no Ready condition"))?;
+    ensure(status == "True" && reason == "Available", || {
+        format!("{kind} {name} Ready={status} {reason}: {message}")
+    })?;
+    ensure(observed == generation, || {
+        format!("{kind} {name} Ready describes generation {observed}, not {generation}")
+    })?;
+    let top = object.data["status"]["observedGeneration"].as_i64();
+    ensure(top == Some(generation), || {
+        format!("{kind} {name} status.observedGeneration {top:?}, generation {generation}")
+    })?;
+    Ok(object)
+}
+
+/// `(kind, name)` is gone from the API server (its finalizer ran).
+pub async fn gone(run: &Run, kind: &str, name: &str) -> Result<(), String> {
+    let found = super::common::tributary_api(&run.client, &run.namespace, kind)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading {kind} {name}: {e}"))?;
+    ensure(found.is_none(), || format!("{kind} {name} still exists"))
+}
+
+/// A status field of an object, as text.
+pub fn status(object: &DynamicObject, field: &str) -> Result<String, String> {
+    object.data["status"][field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no status.{field}"))
+}
+
+/// The ARNs of the SNS topics of the run's namespace (default names `<namespace>_<name>`).
+pub async fn topics(run: &Run) -> Result<Vec<String>, String> {
+    let marker = format!(":{}_", run.namespace);
+    let mut arns = Vec::new();
+    let mut next = None;
+    loop {
+        let page = run
+            .sns
+            .list_topics()
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| format!("ListTopics: {e}"))?;
+        let found = page
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| t.topic_arn);
+        arns.extend(found.filter(|arn| arn.contains(&marker)));
+        next = page.next_token;
+        if next.is_none() {
+            return Ok(arns);
+        }
+    }
+}
+
+/// The URLs of the SQS queues of the run's namespace.
+pub async fn queues(run: &Run) -> Result<Vec<String>, String> {
+    let mut urls = run
+        .sqs
+        .list_queues()
+        .queue_name_prefix(format!("{}_", run.namespace))
+        .send()
+        .await
+        .map_err(|e| format!("ListQueues: {e}"))?
+        .queue_urls
+        .unwrap_or_default();
+    urls.sort();
+    Ok(urls)
+}
+
+/// The namespace's topics are exactly `names` (no orphan, no duplicate), by default name.
+pub async fn only_topics(run: &Run, names: &[&str]) -> Result<Vec<String>, String> {
+    let mut arns = topics(run).await?;
+    arns.sort();
+    let mut want: Vec<String> = names.iter().map(|n| format!(":{}_{n}", run.namespace)).collect();
+    want.sort();
+    let matches = arns.len() == want.len() && want.iter().all(|w| arns.iter().any(|a| a.ends_with(w)));
+    ensure(matches, || format!("SNS topics {arns:?}, want exactly {names:?}"))?;
+    Ok(arns)
+}
+
+/// The namespace's queues are exactly `names` (no orphan, no duplicate).
+pub async fn only_queues(run: &Run, names: &[&str]) -> Result<Vec<String>, String> {
+    let urls = queues(run).await?;
+    let want = |n: &&str| format!("/{}_{n}", run.namespace);
+    let matches =
+        urls.len() == names.len() && names.iter().all(|n| urls.iter().any(|u| u.ends_with(&want(n))));
+    ensure(matches, || format!("SQS queues {urls:?}, want exactly {names:?}"))?;
+    Ok(urls)
+}
+
+/// The SNS subscriptions of a topic: (endpoint, subscription ARN).
+pub async fn subscriptions(run: &Run, topic_arn: &str) -> Result<Vec<(String, String)>, String> {
+    let listed = run
+        .sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+        .map_err(|e| format!("ListSubscriptionsByTopic: {e}"))?;
+    Ok(listed
+        .subscriptions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            (
+                s.endpoint.unwrap_or_default(),
+                s.subscription_arn.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// One attribute of a queue.
+pub async fn queue_attribute(run: &Run, url: &str, name: QueueAttributeName) -> Result<String, String> {
+    let attributes = run
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name.clone())
+        .send()
+        .await
+        .map_err(|e| format!("GetQueueAttributes {url}: {e}"))?
+        .attributes
+        .unwrap_or_default();
+    Ok(attributes.get(&name).cloned().unwrap_or_default())
+}
+
+/// The URL of the run's queue `name` (default name), asked of moto.
+pub async fn queue_url(run: &Run, name: &str) -> Result<String, String> {
+    run.sqs
+        .get_queue_url()
+        .queue_name(format!("{}_{name}", run.namespace))
+        .send()
+        .await
+        .map_err(|e| format!("GetQueueUrl {name}: {e}"))?
+        .queue_url
+        .ok_or_else(|| format!("no URL for queue {name}"))
+}
