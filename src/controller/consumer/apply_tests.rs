@@ -373,3 +373,29 @@ async fn an_http_consumer_also_gets_a_service_for_its_port() {
         "the order port is opened to allowFrom"
     );
 }
+
+#[tokio::test]
+async fn a_source_queue_gone_from_the_cloud_is_a_transient_failure_before_any_child() {
+    let mut h = Harness::new();
+    let url = jobs_queue(&mut h).await;
+    h.cloud.delete_queue(&url).await.unwrap();
+    h.new_calls();
+    let failed = apply(&h, &of_jobs()).await.unwrap_err();
+    assert_eq!(failed.reason(), "CloudUnavailable");
+    assert_eq!(
+        failed.class(),
+        crate::controller::driver::error::Class::Transient,
+        "looked at again with backoff"
+    );
+    assert_eq!(
+        h.new_calls(),
+        [
+            format!("CreateTable {TABLE}"),
+            format!("GetQueueAttributes {url}")
+        ]
+    );
+    assert!(
+        patched_paths(&h).is_empty(),
+        "no replicas decided without a backlog"
+    );
+}
