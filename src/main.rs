@@ -115,7 +115,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use futures::FutureExt;
     use tributary::{
         cloud::aws::AwsCloud,
-        controller::{self, Config, Context},
+        controller::{self, Config, Context, Live},
         operate::{self, HttpState, Metrics, http},
     };
 
@@ -165,6 +165,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let (cloud, limits) = AwsCloud::from_env_with_metrics(metrics.clone(), &aws_rate_limit)
         .await
         .map_err(anyhow::Error::msg)?;
+    let (base, azure) = settings(&args.workers, &args.azure, &args.monitoring_namespace)?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),
@@ -172,10 +173,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         instance: Some(identity),
         cluster,
         check_spacing: check_spacing(&limits),
-        ..tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace)
-            .map_err(anyhow::Error::msg)?
+        ..base
     };
-    let ctx = Arc::new(Context::new(client, cloud, metrics, config));
+    let ctx = Arc::new(Context::<Live>::new(client, cloud, azure, metrics, config));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     run_while_leading(ctx, shutdown, &leadership).await;
     ready.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -183,6 +183,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     server.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The controllers' configuration the settings of workers and Azure make, and the Azure clients.
+fn settings(
+    workers: &tributary::cli::controller::WorkersArgs,
+    azure: &tributary::cli::controller::AzureArgs,
+    monitoring_namespace: &str,
+) -> anyhow::Result<(tributary::controller::Config, tributary::cloud::azure::AzureCloud)> {
+    tributary::cli::controller::config(workers, azure, monitoring_namespace).map_err(anyhow::Error::msg)
 }
 
 /// Waits to become the leader of the Lease `(namespace, name)` as `identity`; `None` when shut down first.

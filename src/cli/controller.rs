@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{LIBRARY_VARIABLES, non_empty, url_or_empty};
 use crate::{
     cloud::azure::{
+        AzureCloud,
         arm::{self, Arm},
         credential::{self, CredentialChoice, CredentialSettings},
         event_hubs::EventHubs,
@@ -150,18 +151,20 @@ pub struct AzureArgs {
 }
 
 /// The controllers' configuration the settings of workers and Azure make (with the metrics port of the
-/// workers open to `monitoring_namespace`); the caller sets the rest.
+/// workers open to `monitoring_namespace`), and the Azure clients; the caller sets the rest.
 pub fn config(
     workers: &WorkersArgs,
     azure: &AzureArgs,
     monitoring_namespace: &str,
-) -> Result<Config, String> {
-    Ok(Config {
+) -> Result<(Config, AzureCloud), String> {
+    let (hubs, event_hubs) = azure.event_hubs()?.unzip();
+    let config = Config {
         worker: workers.settings(monitoring_namespace, forwarded_env()),
-        storage: StorageQueues::new(azure.storage_queue_endpoint()),
-        event_hubs: azure.event_hubs()?,
+        event_hubs,
         ..Config::default()
-    })
+    };
+    let storage = StorageQueues::new(azure.storage_queue_endpoint());
+    Ok((config, AzureCloud::new(storage, hubs)))
 }
 
 impl WorkersArgs {
@@ -197,9 +200,9 @@ impl AzureArgs {
         }
     }
 
-    /// Event Hubs through Resource Manager. `None`, with a warning, when no identity can be set up and
-    /// none was named: DeviceStreams then say so in their Ready condition.
-    pub fn event_hubs(&self) -> Result<Option<EventHubsConfig>, String> {
+    /// Event Hubs through Resource Manager, and the DeviceStreams' defaults. `None`, with a warning, when
+    /// no identity can be set up and none was named: DeviceStreams then say so in their Ready condition.
+    pub fn event_hubs(&self) -> Result<Option<(EventHubs, EventHubsConfig)>, String> {
         let settings = self.credential();
         let credential = match credential::credential(&settings) {
             Ok((kind, credential)) => {
@@ -215,13 +218,14 @@ impl AzureArgs {
         let base = Some(self.azure_resource_manager_endpoint.as_str())
             .filter(|url| !url.is_empty())
             .unwrap_or(arm::PUBLIC_CLOUD);
-        Ok(Some(EventHubsConfig {
-            hubs: EventHubs::new(Arm::new(base, credential, Duration::from_secs(20))),
+        let hubs = EventHubs::new(Arm::new(base, credential, Duration::from_secs(20)));
+        let defaults = EventHubsConfig {
             subscription: non_empty(self.azure_subscription_id.as_ref()),
             resource_group: non_empty(self.azure_resource_group.as_ref()),
             kafka_endpoint: non_empty(self.eventhubs_kafka_endpoint.as_ref()),
             kafka_ca_file: non_empty(self.kafka_ca_file.as_ref()),
-        }))
+        };
+        Ok(Some((hubs, defaults)))
     }
 }
 

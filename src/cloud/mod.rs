@@ -1,7 +1,8 @@
 //! Cloud provider plumbing: the capability traits the controllers call ([`traits`]), the classified
 //! error every implementation returns ([`Error`], [`ErrorKind`]), and one module per provider. The AWS
 //! implementation ([`aws::AwsCloud`]) provides topics, queues, subscriptions and queue messages; the
-//! Azure module holds what every Azure data-plane client needs. [`queue`] is the message-queue contract
+//! Azure one ([`azure::AzureCloud`]) Event Hubs, Storage Queues, consumer lag and hub producers; [`fake`]
+//! holds in-memory fakes of both ([`fake::FakeAws`], [`fake::FakeAzure`]). [`queue`] is the message-queue contract
 //! the worker runtime and the redrive share, implemented once per cloud (and in memory in [`fake`]);
 //! [`redrive`] is the provider-neutral fallback for moving dead-lettered messages.
 
@@ -18,4 +19,7 @@ pub use error::{Error, ErrorKind, Operation, Result};
 pub use queue::MessageQueue;
 #[cfg(test)]
 pub(crate) use traits::attributes_of;
-pub use traits::{Attributes, QueueMessages, Queues, Subscriptions, Tables, Tags, Topics};
+pub use traits::{
+    Attributes, ConsumerLag, EventHubsAdmin, HubProducer, HubProducers, QueueMessages, Queues,
+    StorageQueueAdmin, StorageQueueMessages, Subscriptions, Tables, Tags, Topics,
+};

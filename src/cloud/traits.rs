@@ -2,13 +2,29 @@
 //! for what it uses and a fake for its tests implements only that. The methods are plain `async fn`s
 //! returning `Send` futures (no boxing), so reconcilers are generic over the implementation.
 //!
+//! AWS: [`Topics`], [`Queues`], [`Subscriptions`], [`QueueMessages`], [`Tables`]. Azure: [`EventHubsAdmin`]
+//! (Resource Manager), [`StorageQueueAdmin`] and [`StorageQueueMessages`], [`ConsumerLag`] (Kafka admin)
+//! and [`HubProducers`] (Kafka producers).
+//!
 //! Identifiers are the cloud's own strings (ARNs, queue URLs) and attributes are the cloud's own
 //! name/value maps: the desired values are computed by pure functions next to each implementation (for
 //! AWS in `aws::attributes`), which keeps these traits thin and the logic testable without a network.
 
-use std::{collections::BTreeMap, future::Future};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+};
+
+use azure_core::http::Url;
 
 use super::{Result, queue::MessageQueue};
+// The Azure capabilities speak the clients' own types.
+use super::azure::{
+    account::Account,
+    arm::Provisioned,
+    event_hubs::{Hub, HubAddress, HubSettings},
+    kafka::{KafkaEndpoint, Lag},
+};
 // The message types moved to the queue contract; kept here so their paths stay.
 pub use super::queue::{BatchFailure, BatchOutcome, MessageAttribute, OutgoingMessage, ReceivedMessage};
 pub use crate::api::common::Tags;
@@ -162,6 +178,138 @@ pub trait Tables: Send + Sync {
     /// Creates the Order table `name` if it does not exist and waits until it can be used. Existing
     /// tables are left as they are (their data belongs to the pipeline, not to one Consumer).
     fn ensure_table(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Event Hubs through Resource Manager: the namespace, its hubs (whose ownership mark is their
+/// `userMetadata`), their consumer groups and the Listen rule consumers connect with (Azure).
+pub trait EventHubsAdmin: Send + Sync {
+    /// The namespace's provisioning state (`Succeeded`, `Activating`, …), or `None` if there is none.
+    fn namespace_state(&self, at: &HubAddress) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Creates the namespace (Standard, Kafka enabled) in `location`, with `tags`.
+    fn create_namespace(
+        &self,
+        at: &HubAddress,
+        location: &str,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<Provisioned>> + Send;
+
+    /// The hub, or `None`.
+    fn hub(&self, at: &HubAddress) -> impl Future<Output = Result<Option<Hub>>> + Send;
+
+    /// Creates or updates the hub to `settings`.
+    fn put_hub(
+        &self,
+        at: &HubAddress,
+        settings: &HubSettings,
+    ) -> impl Future<Output = Result<Provisioned>> + Send;
+
+    /// The consumer groups of the hub (`$Default` included).
+    fn consumer_groups(&self, at: &HubAddress) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Creates the consumer group `name` (an existing one is left as it is).
+    fn create_consumer_group(&self, at: &HubAddress, name: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Makes sure the hub's Listen rule exists and returns its primary connection string (a secret).
+    fn listen_connection_string(&self, at: &HubAddress) -> impl Future<Output = Result<String>> + Send;
+
+    /// Deletes the hub (already gone is success). False while the deletion is still running.
+    fn delete_hub(&self, at: &HubAddress) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Storage Queues as the controller manages them, signed with the account key (Azure). A queue has no
+/// tags: Tributary's ownership marks live in its metadata.
+pub trait StorageQueueAdmin: Send + Sync {
+    /// The unsigned URL of `queue` in the account `account`: what status shows and workers record.
+    fn queue_url(&self, account: &str, queue: &str) -> Result<Url>;
+
+    /// The queue's message count and metadata, or `None` if there is no such queue.
+    fn observe(
+        &self,
+        account: &Account,
+        queue: &str,
+    ) -> impl Future<Output = Result<Option<Observed>>> + Send;
+
+    /// Creates the queue with `metadata`. The same metadata again succeeds; other metadata is refused.
+    fn create(
+        &self,
+        account: &Account,
+        queue: &str,
+        metadata: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replaces the queue's metadata.
+    fn set_metadata(
+        &self,
+        account: &Account,
+        queue: &str,
+        metadata: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Depth (`messages`, as observed) and the age of the oldest message, for status.
+    fn stats(
+        &self,
+        account: &Account,
+        queue: &str,
+        messages: i64,
+    ) -> impl Future<Output = Result<QueueStats>> + Send;
+
+    /// Deletes the queue; one already gone is success.
+    fn delete(&self, account: &Account, queue: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A consumer group's lag on a Kafka topic (an Event Hub through its Kafka endpoint), which Consumers of a
+/// DeviceStream scale on.
+pub trait ConsumerLag: Send + Sync {
+    /// The lag of `group` on `topic` at `endpoint` (signed in with the endpoint's password).
+    fn lag(
+        &self,
+        endpoint: &KafkaEndpoint,
+        topic: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Lag>> + Send;
+}
+
+/// The messages of Storage Queues (the contract of [`super::queue`]): what the azure DeadLetter redrive
+/// receives from and sends back to.
+pub trait StorageQueueMessages: Send + Sync {
+    /// The handle on one queue's messages.
+    type Queue: MessageQueue + Clone + 'static;
+
+    /// The messages of `queue` in `account` (signed with its key); what is sent to it is kept for
+    /// `message_ttl_seconds` when given (`-1`: never expires).
+    fn storage_queue(
+        &self,
+        account: &Account,
+        queue: &str,
+        message_ttl_seconds: Option<i64>,
+    ) -> Result<Self::Queue>;
+}
+
+/// Producers of events into Event Hubs through their Kafka endpoint: where the azure DeadLetter redrive
+/// sends a device processor's dead letters back to.
+pub trait HubProducers: Send + Sync {
+    /// A producer of one hub.
+    type Producer: HubProducer + 'static;
+
+    /// A producer of `topic` (the hub) at `endpoint`, signed in with the endpoint's password.
+    fn producer(&self, endpoint: &KafkaEndpoint, topic: &str) -> Result<Self::Producer>;
+}
+
+/// One hub's producer.
+pub trait HubProducer: Send + Sync {
+    /// Sends each message's event (as the dead letter holds it) to the hub; per-message failures are
+    /// reported in the outcome.
+    fn send(&self, messages: &[OutgoingMessage]) -> impl Future<Output = Result<BatchOutcome>> + Send;
+}
+
+/// What is observed of an existing queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Approximate number of messages.
+    pub messages: i64,
+    /// The queue's metadata, names lower-cased as the service returns them.
+    pub metadata: HashMap<String, String>,
 }
 
 /// What status reports about a queue.

@@ -37,7 +37,10 @@ use driver::{error, ownership, reconcile, status, verified, watch};
 
 use crate::{
     api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic},
-    cloud::{QueueMessages, Queues, Subscriptions, Tables, Topics},
+    cloud::{
+        ConsumerLag, EventHubsAdmin, HubProducers, QueueMessages, Queues, StorageQueueAdmin,
+        StorageQueueMessages, Subscriptions, Tables, Topics, aws::AwsCloud, azure::AzureCloud,
+    },
     operate::Metrics,
 };
 
@@ -47,10 +50,29 @@ pub const FIELD_MANAGER: &str = "tributary-controller";
 /// The finalizer on every object backed by a cloud resource.
 pub const FINALIZER: &str = "tributary.dev/cleanup";
 
-/// Every capability the AWS controllers use, in one bound.
-pub trait Cloud: Topics + Queues + Subscriptions + QueueMessages + Tables + Clone + 'static {}
+/// The clouds the controllers reconcile against: an implementation of every AWS capability and one of
+/// every Azure capability. [`Live`] pairs the real clients; the unit tests pair the in-memory fakes.
+pub trait Cloud: Send + Sync + 'static {
+    /// SNS, SQS and DynamoDB.
+    type Aws: Topics + Queues + Subscriptions + QueueMessages + Tables + Clone + 'static;
+    /// Resource Manager / Event Hubs, Storage Queues and the Kafka clients.
+    type Azure: EventHubsAdmin
+        + StorageQueueAdmin
+        + StorageQueueMessages
+        + ConsumerLag
+        + HubProducers
+        + Clone
+        + 'static;
+}
 
-impl<T: Topics + Queues + Subscriptions + QueueMessages + Tables + Clone + 'static> Cloud for T {}
+/// The real clouds: [`AwsCloud`] and [`AzureCloud`]. Never made; it only names the pairing.
+#[derive(Debug)]
+pub enum Live {}
+
+impl Cloud for Live {
+    type Aws = AwsCloud;
+    type Azure = AzureCloud;
+}
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -73,9 +95,7 @@ pub struct Config {
     pub scale_interval: Duration,
     /// How worker pods are run.
     pub worker: resources::workers::WorkerSettings,
-    /// How Azure Storage Queues are reached (Queue and DeadLetter on `azure`).
-    pub storage: crate::cloud::azure::storage_queues::StorageQueues,
-    /// How Event Hubs are managed (DeviceStreams); `None` without Azure Resource Manager access.
+    /// The defaults of DeviceStreams' Event Hubs; `None` without Azure Resource Manager access.
     pub event_hubs: Option<device_stream::EventHubsConfig>,
     /// This cluster's identity, in the ownership tags of every cloud resource (see [`ownership`]).
     pub cluster: String,
@@ -118,7 +138,6 @@ impl Default for Config {
             instance: None,
             scale_interval: Duration::from_secs(15),
             worker: resources::workers::WorkerSettings::default(),
-            storage: crate::cloud::azure::storage_queues::StorageQueues::default(),
             event_hubs: None,
             cluster: String::new(),
             check_spacing: CheckSpacing::default(),
@@ -127,11 +146,13 @@ impl Default for Config {
 }
 
 /// Shared state of the reconcilers: one per process.
-pub struct Context<C> {
+pub struct Context<C: Cloud> {
     /// Kubernetes client.
     pub client: Client,
-    /// The cloud the objects are reconciled against.
-    pub cloud: C,
+    /// The AWS capabilities.
+    pub aws: C::Aws,
+    /// The Azure capabilities.
+    pub azure: C::Azure,
     /// Reconcile and cloud-call metrics.
     pub metrics: Metrics,
     /// Records Kubernetes Events on the objects.
@@ -155,7 +176,7 @@ pub struct Context<C> {
     writers: std::sync::Mutex<Option<watch::Writers>>,
 }
 
-impl<C> Context<C> {
+impl<C: Cloud> Context<C> {
     /// The resync period of `kind`: the configured one, or longer when checking every object of the kind
     /// that often would exceed its share of the cloud's quotas (at 10,000 objects, the SNS tag listing
     /// of 10 calls per second bounds Topics to one check per topic every 200 ms).
@@ -182,8 +203,9 @@ impl<C> Context<C> {
         }
     }
 
-    /// A context with an Event recorder reporting as `tributary-controller` (and `config.instance`).
-    pub fn new(client: Client, cloud: C, metrics: Metrics, config: Config) -> Self {
+    /// A context with an Event recorder reporting as `tributary-controller` (and `config.instance`), over
+    /// the clouds `aws` and `azure` (name the pairing: `Context::<Live>::new`).
+    pub fn new(client: Client, aws: C::Aws, azure: C::Azure, metrics: Metrics, config: Config) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_owned(),
             instance: config.instance.clone(),
@@ -193,7 +215,8 @@ impl<C> Context<C> {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            cloud,
+            aws,
+            azure,
             metrics,
             config,
             backoff: error::Backoff::default(),

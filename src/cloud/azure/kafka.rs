@@ -153,6 +153,21 @@ pub fn lag(endpoint: &KafkaEndpoint, topic: &str, group: &str, timeout: Duration
     })
 }
 
+/// The Kafka admin calls of the controller: a consumer group's lag, read off the async threads.
+#[derive(Clone, Debug)]
+pub struct KafkaAdmin {
+    /// The bound of each broker request.
+    pub(super) timeout: Duration,
+}
+
+impl Default for KafkaAdmin {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Authentication and authorisation failures are permanent (the Secret is wrong); the rest may pass.
 fn kind(error: &rdkafka::error::KafkaError) -> ErrorKind {
     use rdkafka::types::RDKafkaErrorCode as Code;

@@ -10,20 +10,24 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use azure_storage_queue::QueueClient;
 use base64::Engine as _;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 
-use super::{account::STORAGE_QUEUE, kafka::dead_letter as attrs, queue::StorageQueue};
+use super::{
+    account::STORAGE_QUEUE,
+    kafka::{KafkaAdmin, KafkaEndpoint, dead_letter as attrs},
+    queue::StorageQueue,
+};
 use crate::cloud::{
     Error, Operation, Result,
     queue::{
         BatchFailure, BatchOutcome, DEAD_LETTER_REASON, MessageAttribute, MessageQueue, OutgoingMessage,
     },
     redrive::{Destinations, Mover},
+    traits::{HubProducer, HubProducers},
 };
 
 /// How long a redriven event may wait for room in the producer's queue (its delivery is bounded by the
@@ -33,43 +37,78 @@ const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// well inside the 60 s the dead letter hides it for.
 pub const DELIVERY_TIMEOUT_MS: &str = "30000";
 
-/// Where a dead letter's messages can go back to.
-pub enum Target {
-    /// A Storage Queue, sending with the Queue's `messageTtlSeconds` (`-1`: never expire).
-    Queue(StorageQueue),
-    /// An Event Hub through its Kafka endpoint.
-    Hub {
-        /// A producer signed in to the hub's namespace.
-        producer: FutureProducer,
-        /// The hub (Kafka topic).
-        topic: String,
-    },
+/// Where a dead letter's messages can go back to: a Storage Queue (sending with the Queue's
+/// `messageTtlSeconds`), or an Event Hub through its Kafka endpoint.
+pub enum Target<Q = StorageQueue, P = KafkaProducer> {
+    /// A Storage Queue.
+    Queue(Q),
+    /// An Event Hub.
+    Hub(P),
 }
 
-impl std::fmt::Debug for Target {
+impl<Q: MessageQueue, P> std::fmt::Debug for Target<Q, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Queue(queue) => write!(f, "Queue({})", queue.url()),
-            Self::Hub { topic, .. } => write!(f, "Hub({topic})"),
+            Self::Hub(_) => write!(f, "Hub"),
         }
+    }
+}
+
+/// A producer of one Event Hub, through its Kafka endpoint.
+pub struct KafkaProducer {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KafkaProducer({})", self.topic)
+    }
+}
+
+/// Producers whose deliveries are bounded by [`DELIVERY_TIMEOUT_MS`].
+impl HubProducers for KafkaAdmin {
+    type Producer = KafkaProducer;
+
+    fn producer(&self, endpoint: &KafkaEndpoint, topic: &str) -> Result<KafkaProducer> {
+        let producer = endpoint
+            .client_config()
+            .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)
+            .create()
+            .map_err(|e| Error::Invalid {
+                operation: Operation::new("kafka", "CreateProducer", topic),
+                detail: e.to_string(),
+            })?;
+        Ok(KafkaProducer {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+}
+
+/// Each event on its own, concurrently.
+impl HubProducer for KafkaProducer {
+    async fn send(&self, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
+        let sent = messages.iter().map(|m| produce(&self.producer, &self.topic, m));
+        let sent = futures::future::join_all(sent).await;
+        let ids = messages.iter().map(|m| m.entry_id.clone());
+        Ok(ids.zip(sent).collect())
     }
 }
 
 /// A dead-letter Storage Queue and its destinations, by the address a worker records as a message's
 /// origin (an unsigned queue URL, or `kafka://<bootstrap>/<hub>`).
 #[derive(Debug)]
-pub struct StorageRedrive {
-    dead_letter: StorageQueue,
-    targets: BTreeMap<String, Target>,
+pub struct StorageRedrive<Q: MessageQueue = StorageQueue, P = KafkaProducer> {
+    dead_letter: Q,
+    targets: BTreeMap<String, Target<Q, P>>,
 }
 
-impl StorageRedrive {
-    /// Moves from `dead_letter` (signed) to `targets`.
-    pub fn new(dead_letter: QueueClient, targets: BTreeMap<String, Target>) -> Self {
-        Self {
-            dead_letter: StorageQueue::new(dead_letter),
-            targets,
-        }
+impl<Q: MessageQueue, P> StorageRedrive<Q, P> {
+    /// Moves from `dead_letter` to `targets`.
+    pub fn new(dead_letter: Q, targets: BTreeMap<String, Target<Q, P>>) -> Self {
+        Self { dead_letter, targets }
     }
 }
 
@@ -129,19 +168,6 @@ pub fn event_of(message: &OutgoingMessage) -> std::result::Result<Event, String>
     })
 }
 
-impl Target {
-    /// Sends the messages to this target, each on its own, concurrently.
-    async fn send(&self, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
-        let (producer, topic) = match self {
-            Self::Queue(queue) => return queue.send(messages).await,
-            Self::Hub { producer, topic } => (producer, topic),
-        };
-        let sent = futures::future::join_all(messages.iter().map(|m| produce(producer, topic, m))).await;
-        let ids = messages.iter().map(|m| m.entry_id.clone());
-        Ok(ids.zip(sent).collect())
-    }
-}
-
 /// Produces the event a device dead letter holds back to its hub.
 async fn produce(
     producer: &FutureProducer,
@@ -175,23 +201,24 @@ async fn produce(
 }
 
 /// Every URL is this dead letter's: a redrive of it moves from its own queue.
-impl Mover for StorageRedrive {
-    type Queue = StorageQueue;
+impl<Q: MessageQueue + Clone, P: HubProducer> Mover for StorageRedrive<Q, P> {
+    type Queue = Q;
 
-    fn dead_letter_queue(&self, _url: &str) -> StorageQueue {
+    fn dead_letter_queue(&self, _url: &str) -> Q {
         self.dead_letter.clone()
     }
 }
 
-impl Destinations for StorageRedrive {
+impl<Q: MessageQueue, P: HubProducer> Destinations for StorageRedrive<Q, P> {
     async fn send_to(&self, url: &str, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
-        let Some(target) = self.targets.get(url) else {
-            return Err(Error::Invalid {
+        match self.targets.get(url) {
+            Some(Target::Queue(queue)) => queue.send(messages).await,
+            Some(Target::Hub(producer)) => producer.send(messages).await,
+            None => Err(Error::Invalid {
                 operation: Operation::new(STORAGE_QUEUE, "SendMessage", url),
                 detail: "not a destination of this dead letter".to_owned(),
-            });
-        };
-        target.send(messages).await
+            }),
+        }
     }
 
     /// The envelope of a Storage Queue message and the headers of a Kafka record have no such limit.

@@ -19,19 +19,12 @@ use azure_storage_queue::{
 // Where they were first defined: kept here so their paths stay.
 pub use super::account::{Account, signed_client};
 use super::{account::STORAGE_QUEUE, error::from_azure};
+// Where it was first defined: kept here so its path stays.
+pub use crate::cloud::traits::Observed;
 use crate::cloud::{Error, ErrorKind, Operation, Result, traits::QueueStats};
 
 /// How long the signature of one call stays valid.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(600);
-
-/// What is observed of an existing queue.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// Approximate number of messages.
-    pub messages: i64,
-    /// The queue's metadata, names lower-cased as the service returns them.
-    pub metadata: HashMap<String, String>,
-}
 
 /// Storage queue management for the controller.
 #[derive(Clone, Debug, Default)]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{
     api::{common::QueueObservation, dead_letter::DeadLetterStatus, queue::QueueStatus, topic::TopicStatus},
-    cloud::{Attributes, Queues as _, Tags},
+    cloud::{Attributes, Tags},
     controller::driver::testing::{Harness, object, path},
 };
 

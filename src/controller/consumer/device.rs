@@ -9,9 +9,9 @@ use kube::ResourceExt;
 use super::resolved::{Resolved, StreamSource, not_ready};
 use crate::{
     api::{Consumer, DeadLetter, DeviceStream, consumer::Scaling},
-    cloud::azure::kafka,
+    cloud::ConsumerLag,
     controller::{
-        Context,
+        Cloud, Context,
         driver::{error::Error, status::describe, watch},
         resources::event_hub::{hub_name, stream_endpoint},
     },
@@ -129,20 +129,22 @@ fn resolve_dead_letter(
 }
 
 /// The group's lag on the stream: the connection string from the stream's Secret, the offsets from the
-/// broker (blocking calls, off the async threads).
-pub async fn lag<C>(ctx: &Context<C>, consumer: &Consumer, source: &StreamSource) -> Result<i64, Error> {
+/// broker ([`ConsumerLag`]).
+pub async fn lag<C: Cloud>(
+    ctx: &Context<C>,
+    consumer: &Consumer,
+    source: &StreamSource,
+) -> Result<i64, Error> {
     let object = describe(consumer);
     let namespace = consumer.namespace().unwrap_or_default();
     let field = "spec.source.deviceStreamRef (the DeviceStream's connection Secret)";
     let endpoint =
         stream_endpoint(ctx, &namespace, &object, field, &source.bootstrap, &source.secret).await?;
-    let (topic, group) = (source.topic.clone(), source.group.clone());
-    let lag = tokio::task::spawn_blocking(move || {
-        kafka::lag(&endpoint, &topic, &group, std::time::Duration::from_secs(10))
-    })
-    .await
-    .map_err(|e| not_ready(consumer, format!("reading the consumer lag stopped: {e}")))?
-    .map_err(|e| Error::cloud(&object, e))?;
+    let lag = ctx
+        .azure
+        .lag(&endpoint, &source.topic, &source.group)
+        .await
+        .map_err(|e| Error::cloud(&object, e))?;
     Ok(lag.total)
 }
 

@@ -30,6 +30,7 @@ use crate::api::{
     common::Provider,
     consumer::{ConsumerStatus, Processor},
 };
+use crate::cloud::{Queues as _, Tables as _};
 use crate::controller::{
     Cloud, Context,
     driver::{
@@ -220,10 +221,10 @@ async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applie
         .as_ref()
         .and_then(|e| e.kafka_ca_file.clone());
     if let Some(table) = &resolved.table {
-        ctx.cloud.ensure_table(table).await.map_err(err)?;
+        ctx.aws.ensure_table(table).await.map_err(err)?;
     }
     let backlog = if let Some((url, _)) = &resolved.queue {
-        let stats = ctx.cloud.queue_stats(url).await.map_err(err)?;
+        let stats = ctx.aws.queue_stats(url).await.map_err(err)?;
         Some(stats.visible + stats.in_flight)
     } else if resolved.storage_queue.is_some() {
         Some(storage_queue::backlog(ctx, consumer).await?)

@@ -11,7 +11,7 @@ use super::resolved::{Resolved, not_ready};
 use crate::{
     api::{DeadLetter, Queue, common::Provider, consumer::Consumer},
     controller::{
-        Context,
+        Cloud, Context,
         driver::{error::Error, status::describe, watch},
         resources::storage_queue,
     },
@@ -125,7 +125,7 @@ fn dead_letter(
 }
 
 /// The backlog of the Consumer's Storage Queue: its approximate message count, visible and hidden.
-pub async fn backlog<C>(ctx: &Context<C>, consumer: &Consumer) -> Result<i64, Error> {
+pub async fn backlog<C: Cloud>(ctx: &Context<C>, consumer: &Consumer) -> Result<i64, Error> {
     let namespace = consumer.namespace().unwrap_or_default();
     let queue = consumer
         .spec

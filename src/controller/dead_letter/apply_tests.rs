@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{
     api::{common::ObjectRef, dead_letter::RedriveResult, queue::QueueStatus},
-    cloud::{Attributes, Queues as _, Tags, fake::FakeAws, traits::MoveTaskStatus},
+    cloud::{Attributes, Tags, fake::FakeAws, traits::MoveTaskStatus},
     controller::driver::testing::{Harness, object, synced},
 };
 

@@ -11,6 +11,7 @@ use std::{borrow::Borrow, sync::Arc};
 use kube::ResourceExt;
 
 use self::redrive::Source;
+use crate::cloud::Queues as _;
 use crate::{
     admission::Spec,
     api::{
@@ -156,7 +157,7 @@ async fn apply_aws<C: Cloud>(
     let step = redrive::step(dead_letter, ctx, &ensured.url, &ensured.arn, &sources).await?;
     // A redrive changes the depth: read it again when one ran.
     let stats = if step.result != dead_letter.status.as_ref().and_then(|s| s.last_redrive.clone()) {
-        ctx.cloud
+        ctx.aws
             .queue_stats(&ensured.url)
             .await
             .map_err(|source| Error::cloud(&object, source))?

@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use kube::{ResourceExt, runtime::events::EventType};
 
+use crate::cloud::QueueMessages as _;
 use crate::{
     api::{
         DeadLetter,
@@ -133,7 +134,7 @@ pub(crate) async fn step<C: Cloud>(
     }
 
     // The fallback, a bounded amount per reconcile.
-    fallback(ctx, dead_letter, request, &ctx.cloud, url, &destination, FALLBACK).await
+    fallback(ctx, dead_letter, request, &ctx.aws, url, &destination, FALLBACK).await
 }
 
 /// `lastRedrive` of a redrive still moving.
@@ -154,7 +155,7 @@ async fn start_task<C: Cloud>(
     move_request: &MoveRequest,
 ) -> Result<Option<Step>, Error> {
     let object = describe(dead_letter);
-    match ctx.cloud.start_message_move(move_request).await {
+    match ctx.aws.start_message_move(move_request).await {
         Ok(handle) => {
             let note = format!("redrive {} started: {TASK}{handle}", request.id);
             let normal = EventType::Normal;
@@ -194,7 +195,7 @@ async fn poll_task<C: Cloud>(
     arn: &str,
 ) -> Result<Step, Error> {
     let tasks = ctx
-        .cloud
+        .aws
         .message_moves(arn)
         .await
         .map_err(|source| Error::cloud(&describe(dead_letter), source))?;
@@ -245,7 +246,7 @@ pub(crate) fn pending(dead_letter: &DeadLetter) -> Result<(&Redrive, Option<Redr
 /// One bounded stretch of receive/send/delete rounds (a few seconds at the requested rate) from the
 /// dead-letter queue `url` through `messages`, then the redrive's state: still running, or finished
 /// with what could not be moved and why.
-pub(crate) async fn fallback<C, M: Mover>(
+pub(crate) async fn fallback<C: Cloud, M: Mover>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,
@@ -272,7 +273,7 @@ pub(crate) async fn fallback<C, M: Mover>(
 }
 
 /// The redrive's state after a stretch of rounds that moved `totals` on top of `before`.
-async fn settle<C>(
+async fn settle<C: Cloud>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,
@@ -320,7 +321,7 @@ async fn settle<C>(
     finish(ctx, dead_letter, request, states::COMPLETED, moved, message).await
 }
 
-async fn finish<C>(
+async fn finish<C: Cloud>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     request: &Redrive,

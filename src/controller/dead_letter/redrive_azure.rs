@@ -8,11 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
-use rdkafka::producer::FutureProducer;
 
 use super::redrive::{self, Step};
 use crate::controller::{
-    Context,
+    Cloud, Context,
     driver::{error::Error, status::describe, watch},
     resources::{
         event_hub::{hub_name, stream_endpoint},
@@ -25,13 +24,17 @@ use crate::{
         common::{Provider, StorageQueueLocation},
     },
     cloud::{
-        azure::{
-            queue::StorageQueue,
-            redrive::{DELIVERY_TIMEOUT_MS, StorageRedrive, Target},
-        },
+        HubProducers, StorageQueueMessages,
+        azure::redrive::{StorageRedrive, Target},
         redrive::Destination,
     },
 };
+
+/// A destination through the Azure capabilities of `C`.
+type TargetOf<C> = Target<
+    <<C as Cloud>::Azure as StorageQueueMessages>::Queue,
+    <<C as Cloud>::Azure as HubProducers>::Producer,
+>;
 
 /// `lastRedrive.message` of a finished redrive on azure.
 const HOW: &str = "moved by receive/send/delete: a Storage Queue has no message-move task";
@@ -44,7 +47,7 @@ fn not_ready(dead_letter: &DeadLetter, message: String) -> Error {
 }
 
 /// Advances the redrive of `dead_letter`, whose Storage Queue is `url` at `location`.
-pub(crate) async fn step<C>(
+pub(crate) async fn step<C: Cloud>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     location: &StorageQueueLocation,
@@ -58,10 +61,9 @@ pub(crate) async fn step<C>(
     let namespace = dead_letter.namespace().unwrap_or_default();
     let account = storage_queue::account(ctx, dead_letter, location).await?;
     let name = storage_queue::queue_name(&namespace, &dead_letter.name_any(), location, Some(url));
-    let client = ctx
-        .config
-        .storage
-        .client(&account, &name)
+    let dead_letter_queue = ctx
+        .azure
+        .storage_queue(&account, &name, None)
         .map_err(|source| Error::cloud(&object, source))?;
 
     let mut targets = BTreeMap::new();
@@ -107,13 +109,13 @@ pub(crate) async fn step<C>(
             default,
         }
     };
-    let messages = StorageRedrive::new(client, targets);
+    let messages = StorageRedrive::new(dead_letter_queue, targets);
     redrive::fallback(ctx, dead_letter, &request, &messages, url, &destination, HOW).await
 }
 
 /// The azure Queues whose messages may be in `dead_letter`: those naming it as their dead letter, and
 /// those drained by Consumers that dead-letter to it.
-fn source_queues<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Queue>> {
+fn source_queues<C: Cloud>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Queue>> {
     let namespace = dead_letter.namespace().unwrap_or_default();
     let name = dead_letter.name_any();
     let drained: BTreeSet<String> = consumers_of(ctx, dead_letter)
@@ -131,7 +133,7 @@ fn source_queues<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync
 }
 
 /// The DeviceStreams read by Consumers that dead-letter to `dead_letter`.
-fn source_streams<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<DeviceStream>> {
+fn source_streams<C: Cloud>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<DeviceStream>> {
     let namespace = dead_letter.namespace().unwrap_or_default();
     let read: BTreeSet<String> = consumers_of(ctx, dead_letter)
         .iter()
@@ -142,7 +144,7 @@ fn source_streams<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::syn
         .collect()
 }
 
-fn consumers_of<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Consumer>> {
+fn consumers_of<C: Cloud>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync::Arc<Consumer>> {
     let name = dead_letter.name_any();
     watch::in_namespace(
         &ctx.stores.consumers,
@@ -155,7 +157,7 @@ fn consumers_of<C>(ctx: &Context<C>, dead_letter: &DeadLetter) -> Vec<std::sync:
 
 /// A Queue's Storage Queue as a destination: its URL (as workers record it) and a client signed with its
 /// account key.
-async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Target), Error> {
+async fn queue_target<C: Cloud>(ctx: &Context<C>, queue: &Queue) -> Result<(String, TargetOf<C>), Error> {
     let object = describe(queue);
     let (Some(azure), Some(url)) = (
         queue.spec.azure.as_ref(),
@@ -176,22 +178,20 @@ async fn queue_target<C>(ctx: &Context<C>, queue: &Queue) -> Result<(String, Tar
         &azure.location,
         Some(&url),
     );
-    let client = ctx
-        .config
-        .storage
-        .client(&account, &name)
+    let messages = ctx
+        .azure
+        .storage_queue(&account, &name, Some(azure.message_ttl_seconds))
         .map_err(|source| Error::cloud(&object, source))?;
-    let target = Target::Queue(StorageQueue::new(client).with_message_ttl(azure.message_ttl_seconds));
-    Ok((url, target))
+    Ok((url, Target::Queue(messages)))
 }
 
 /// A DeviceStream's hub as a destination: `kafka://<endpoint>/<hub>` (as the device processor records it)
 /// and a producer signed in with the stream's connection Secret.
-async fn hub_target<C>(
+async fn hub_target<C: Cloud>(
     ctx: &Context<C>,
     dead_letter: &DeadLetter,
     stream: &DeviceStream,
-) -> Result<(String, Target), Error> {
+) -> Result<(String, TargetOf<C>), Error> {
     let status = stream.status.as_ref();
     let (Some(azure), Some(bootstrap), Some(secret)) = (
         stream.spec.azure.as_ref(),
@@ -211,19 +211,15 @@ async fn hub_target<C>(
     let field = "the DeviceStream's connection Secret";
     let object = describe(dead_letter);
     let endpoint = stream_endpoint(ctx, &namespace, &object, field, &bootstrap, &secret).await?;
-    let producer: FutureProducer = endpoint
-        .client_config()
-        .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)
-        .create()
-        .map_err(|e| {
-            not_ready(
-                dead_letter,
-                format!(
-                    "DeviceStream {}: the Kafka producer cannot be made: {e}",
-                    stream.name_any()
-                ),
-            )
-        })?;
+    let producer = ctx.azure.producer(&endpoint, &topic).map_err(|e| {
+        not_ready(
+            dead_letter,
+            format!(
+                "DeviceStream {}: the Kafka producer cannot be made: {e}",
+                stream.name_any()
+            ),
+        )
+    })?;
     let origin = format!("kafka://{bootstrap}/{topic}");
-    Ok((origin, Target::Hub { producer, topic }))
+    Ok((origin, Target::Hub(producer)))
 }

@@ -15,9 +15,12 @@ use crate::{
         common::{DeletionPolicy, Provider, Tags},
         device_stream::{DeviceStream, DeviceStreamAzure, DeviceStreamStatus},
     },
-    cloud::azure::{
-        arm::Provisioned,
-        event_hubs::{EventHubs, HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+    cloud::{
+        EventHubsAdmin,
+        azure::{
+            arm::Provisioned,
+            event_hubs::{HubAddress, HubSettings, kafka_endpoint, partitions_cannot_shrink},
+        },
     },
     controller::{
         Cloud, Context,
@@ -34,11 +37,10 @@ use crate::{
     },
 };
 
-/// The controller's Event Hubs access: Resource Manager and the defaults of the spec's optional fields.
-#[derive(Clone, Debug)]
+/// The defaults of the spec's optional fields. Set only when the controller has Resource Manager access
+/// (the calls themselves are the [`EventHubsAdmin`] of the context's Azure).
+#[derive(Clone, Debug, Default)]
 pub struct EventHubsConfig {
-    /// The management calls.
-    pub hubs: EventHubs,
     /// Subscription used when `spec.azure.subscriptionId` is not set.
     pub subscription: Option<String>,
     /// Resource group used when `spec.azure.resourceGroup` is not set.
@@ -126,11 +128,11 @@ fn provisioning(object: &str, what: String) -> Error {
 }
 
 /// The Event Hubs namespace: there and provisioned, or created on request (`spec.azure.createNamespace`).
-async fn ensure_namespace<C>(
+async fn ensure_namespace<C: Cloud>(
     ctx: &Context<C>,
     stream: &DeviceStream,
     azure: &DeviceStreamAzure,
-    hubs: &EventHubs,
+    hubs: &C::Azure,
     address: &HubAddress,
 ) -> Result<(), Error> {
     let object = describe(stream);
@@ -180,10 +182,10 @@ async fn ensure_namespace<C>(
 /// The hub with `settings`: created, adopted (or refused when it is not ours), marked with this cluster's
 /// identity, or its partitions and retention corrected when they drifted. What Resource Manager answered
 /// to the write, `None` when nothing was written.
-async fn ensure_hub<C>(
+async fn ensure_hub<C: Cloud>(
     ctx: &Context<C>,
     stream: &DeviceStream,
-    hubs: &EventHubs,
+    hubs: &C::Azure,
     address: &HubAddress,
     settings: &HubSettings,
 ) -> Result<Option<Provisioned>, Error> {
@@ -243,11 +245,11 @@ async fn ensure_hub<C>(
 }
 
 /// The consumer groups: the listed ones are created; others (made outside) are left alone.
-async fn ensure_consumer_groups<C>(
+async fn ensure_consumer_groups<C: Cloud>(
     ctx: &Context<C>,
     stream: &DeviceStream,
     azure: &DeviceStreamAzure,
-    hubs: &EventHubs,
+    hubs: &C::Azure,
     address: &HubAddress,
 ) -> Result<(), Error> {
     let object = describe(stream);
@@ -272,7 +274,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
         let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
         let (azure, config, address) = validate(&stream, ctx.config.event_hubs.as_ref(), Some(&policy))?;
-        let hubs = &config.hubs;
+        let hubs = &ctx.azure;
         ensure_namespace(&ctx, &stream, azure, hubs, &address).await?;
 
         let settings = HubSettings {
@@ -329,7 +331,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
         }
         let object = describe(&*stream);
         let err = |source| Error::cloud(&object, source);
-        let (_, config, address) = match validate(&stream, ctx.config.event_hubs.as_ref(), None) {
+        let (_, _, address) = match validate(&stream, ctx.config.event_hubs.as_ref(), None) {
             Ok(found) => found,
             // Without access nothing can be deleted; the object must not hang in deletion for that.
             Err(Error::InvalidSpec { .. } | Error::DependencyNotReady { .. }) => {
@@ -339,7 +341,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             }
             Err(e) => return Err(e),
         };
-        let Some(hub) = config.hubs.hub(&address).await.map_err(err)? else {
+        let Some(hub) = ctx.azure.hub(&address).await.map_err(err)? else {
             return Ok(());
         };
         let marks = tags_of_mark(hub.mark.as_deref());
@@ -348,7 +350,7 @@ impl<C: Cloud> Reconciler<C> for DeviceStream {
             events::warning(&ctx.recorder, &*stream, reasons::OWNERSHIP_LOST, note).await;
             return Ok(());
         }
-        if !config.hubs.delete_hub(&address).await.map_err(err)? {
+        if !ctx.azure.delete_hub(&address).await.map_err(err)? {
             return Err(Error::cloud(
                 &object,
                 crate::cloud::Error::Response {

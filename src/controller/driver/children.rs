@@ -10,7 +10,7 @@ use kube::{
 use serde::Serialize;
 
 use super::error::Error;
-use crate::controller::{Context, FIELD_MANAGER};
+use crate::controller::{Cloud, Context, FIELD_MANAGER};
 
 /// Why an existing object must not be taken over by applying `desired` over it: it exists and its
 /// controller (ownerReference with `controller: true`) is not the owner `desired` names (another object,
@@ -35,7 +35,12 @@ pub fn child_conflict(existing: Option<&ObjectMeta>, desired: &ObjectMeta) -> Op
 /// Server-side apply of one child. An object of that name that this object does not control already is
 /// never taken over: `ChildConflict` names it. The apply itself is forced: the controller owns every
 /// field it sets on its own children.
-pub async fn apply_child<C, K>(ctx: &Context<C>, object: &str, namespace: &str, child: &K) -> Result<K, Error>
+pub async fn apply_child<C: Cloud, K>(
+    ctx: &Context<C>,
+    object: &str,
+    namespace: &str,
+    child: &K,
+) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone

@@ -1,6 +1,7 @@
-//! Test support for the kinds' apply decisions, without a cluster: a [`Context`] over the in-memory AWS
-//! fake ([`FakeAws`]) and an in-process Kubernetes API ([`FakeApi`]), with watch stores the test fills
-//! ([`Harness::store`]) and the default [`Config`] with no quiet start (every outcome is reported).
+//! Test support for the kinds' apply decisions, without a cluster: a [`Context`] over the in-memory cloud
+//! fakes ([`Fakes`]: [`FakeAws`] and [`FakeAzure`]) and an in-process Kubernetes API ([`FakeApi`]), with
+//! watch stores the test fills ([`Harness::store`]) and the default [`Config`] with no quiet start (every
+//! outcome is reported).
 
 use std::{
     collections::BTreeMap,
@@ -28,9 +29,9 @@ use super::{
     watch::Writers,
 };
 use crate::{
-    api::{DeadLetter, DeviceStream, Queue, Subscription, TenantPolicy, Topic},
-    cloud::fake::FakeAws,
-    controller::{Config, Context},
+    api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, TenantPolicy, Topic},
+    cloud::fake::{FakeAws, FakeAzure},
+    controller::{Cloud, Config, Context},
     operate::Metrics,
 };
 
@@ -199,18 +200,33 @@ stored!(DeadLetter, dead_letters);
 stored!(Subscription, subscriptions);
 stored!(TenantPolicy, policies);
 stored!(DeviceStream, device_streams);
+stored!(Consumer, consumers);
 
-/// A controller context over [`FakeAws`] and [`FakeApi`], and the write halves of its watch stores.
+/// The clouds of the unit tests: the in-memory fakes.
+#[derive(Debug)]
+pub enum Fakes {}
+
+impl Cloud for Fakes {
+    type Aws = FakeAws;
+    type Azure = FakeAzure;
+}
+
+/// A controller context over [`FakeAws`], [`FakeAzure`] and [`FakeApi`], and the write halves of its
+/// watch stores.
 pub struct Harness {
     /// The context the reconcilers get.
-    pub ctx: Arc<Context<FakeAws>>,
-    /// The cloud (shared with the context).
+    pub ctx: Arc<Context<Fakes>>,
+    /// The AWS cloud (shared with the context).
     pub cloud: FakeAws,
+    /// The Azure cloud (shared with the context).
+    pub azure: FakeAzure,
     /// The Kubernetes API (shared with the context's client).
     pub api: FakeApi,
     writers: Writers,
     /// How many cloud calls [`Self::new_calls`] has returned.
     seen_calls: AtomicUsize,
+    /// How many cloud calls [`Self::new_azure_calls`] has returned.
+    seen_azure_calls: AtomicUsize,
 }
 
 impl Default for Harness {
@@ -225,15 +241,27 @@ impl Harness {
         Self::with_cloud(FakeAws::default())
     }
 
-    /// A context over `cloud`.
+    /// A context over `cloud` and an empty [`FakeAzure`].
     pub fn with_cloud(cloud: FakeAws) -> Self {
+        Self::with_clouds(cloud, FakeAzure::default(), Config::default())
+    }
+
+    /// A context over `azure` and an empty [`FakeAws`] (with the default [`Config`]: no Resource Manager
+    /// access; give `event_hubs` through [`Self::with_clouds`]).
+    pub fn with_azure(azure: FakeAzure) -> Self {
+        Self::with_clouds(FakeAws::default(), azure, Config::default())
+    }
+
+    /// A context over `aws` and `azure` with `config`, whose quiet start is then made zero and whose
+    /// cluster identity [`CLUSTER`].
+    pub fn with_clouds(cloud: FakeAws, azure: FakeAzure, config: Config) -> Self {
         let api = FakeApi::default();
         let config = Config {
             quiet_start: Duration::ZERO,
             cluster: CLUSTER.to_owned(),
-            ..Config::default()
+            ..config
         };
-        let ctx = Context::new(api.client(), cloud.clone(), Metrics::new(), config);
+        let ctx = Context::<Fakes>::new(api.client(), cloud.clone(), azure.clone(), Metrics::new(), config);
         let writers = ctx
             .writers
             .lock()
@@ -243,9 +271,11 @@ impl Harness {
         Self {
             ctx: Arc::new(ctx),
             cloud,
+            azure,
             api,
             writers,
             seen_calls: AtomicUsize::new(0),
+            seen_azure_calls: AtomicUsize::new(0),
         }
     }
 
@@ -254,10 +284,17 @@ impl Harness {
         K::writer(&mut self.writers).apply_watcher_event(&watcher::Event::Apply(object));
     }
 
-    /// The cloud calls made since the last time this was asked (all of them the first time).
+    /// The AWS calls made since the last time this was asked (all of them the first time).
     pub fn new_calls(&self) -> Vec<String> {
         let calls = self.cloud.calls();
         let seen = self.seen_calls.swap(calls.len(), Ordering::SeqCst);
+        calls.into_iter().skip(seen).collect()
+    }
+
+    /// The Azure calls made since the last time this was asked (all of them the first time).
+    pub fn new_azure_calls(&self) -> Vec<String> {
+        let calls = self.azure.calls();
+        let seen = self.seen_azure_calls.swap(calls.len(), Ordering::SeqCst);
         calls.into_iter().skip(seen).collect()
     }
 
@@ -279,12 +316,12 @@ impl Harness {
     }
 
     /// Runs the kind's apply step on `object`.
-    pub async fn apply<K: Reconciler<FakeAws>>(&self, object: &K) -> Result<Applied<K::Status>, Error> {
+    pub async fn apply<K: Reconciler<Fakes>>(&self, object: &K) -> Result<Applied<K::Status>, Error> {
         K::apply(Arc::new(object.clone()), self.ctx.clone()).await
     }
 
     /// Runs the kind's cleanup step on `object`.
-    pub async fn cleanup<K: Reconciler<FakeAws>>(&self, object: &K) -> Result<(), Error> {
+    pub async fn cleanup<K: Reconciler<Fakes>>(&self, object: &K) -> Result<(), Error> {
         K::cleanup(Arc::new(object.clone()), self.ctx.clone()).await
     }
 

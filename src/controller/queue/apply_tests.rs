@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{
     api::{DeadLetter, dead_letter::DeadLetterStatus, topic::TopicStatus},
-    cloud::{Queues as _, Tags, Topics as _},
+    cloud::{Tags, Topics as _},
     controller::driver::{
         ownership::{Owner, ownership_tags},
         testing::{CLUSTER, Harness, NAMESPACE, object, synced},

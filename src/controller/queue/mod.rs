@@ -9,6 +9,7 @@ use std::{borrow::Borrow, collections::BTreeMap, sync::Arc, time::Duration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
+use crate::cloud::Queues as _;
 use crate::{
     admission::Spec,
     api::{
@@ -370,7 +371,7 @@ async fn sync_and_read_back<C: Cloud>(
     if !changed.is_empty() {
         // Readiness is what SQS answers, not what was sent.
         ensured.attributes = ctx
-            .cloud
+            .aws
             .queue_attributes(&ensured.url)
             .await
             .map_err(|source| Error::cloud(&describe(queue), source))?;

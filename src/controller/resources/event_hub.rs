@@ -11,7 +11,7 @@ use crate::{
     },
     cloud::azure::kafka::{self, KafkaEndpoint},
     controller::{
-        Context,
+        Cloud, Context,
         driver::{error::Error, secrets},
     },
 };
@@ -37,7 +37,7 @@ const EVENT_HUB_NAME_LIMIT: usize = 256;
 
 /// A DeviceStream's Kafka endpoint at `bootstrap`, signed in with the connection string in its Secret
 /// `secret` (read for `object`; `field` names the reference in errors).
-pub async fn stream_endpoint<C>(
+pub async fn stream_endpoint<C: Cloud>(
     ctx: &Context<C>,
     namespace: &str,
     object: &str,

@@ -5,6 +5,7 @@
 //! Every SetQueueAttributes call carries `Policy`: moto (unlike SQS) drops the queue policy on a call
 //! that leaves it out, and sending the desired value is correct on both.
 
+use crate::cloud::Queues as _;
 use crate::{
     api::common::{DeletionPolicy, QueueObservation},
     cloud::{Attributes, Tags, aws::attributes::names},
@@ -61,7 +62,7 @@ pub(crate) async fn ensure_queue<K: Kind, C: Cloud>(
 ) -> Result<Ensured, Error> {
     let object = describe(owner);
     let err = |source| Error::cloud(&object, source);
-    let cloud = &ctx.cloud;
+    let cloud = &ctx.aws;
     let mut found = None;
     if let Some(url) = target.recorded {
         match cloud.queue_tags(url).await {
@@ -137,7 +138,7 @@ async fn claim<K: Kind, C: Cloud>(
 ) -> Result<(), Error> {
     let object = describe(owner);
     let err = |source| Error::cloud(&object, source);
-    let cloud = &ctx.cloud;
+    let cloud = &ctx.aws;
     let found = ownership(observed_tags, &ctx.owner(kind, owner), target.adopt);
     if let Some(refused) = refusal(&object, &format!("SQS queue {}", target.name), &found) {
         return Err(refused);
@@ -187,7 +188,7 @@ pub(crate) async fn sync_attributes<K: Kind, C: Cloud>(
         names::POLICY.to_owned(),
         desired.get(names::POLICY).cloned().unwrap_or_default(),
     );
-    ctx.cloud
+    ctx.aws
         .set_queue_attributes(&ensured.url, &set)
         .await
         .map_err(|source| Error::cloud(&object, source))?;
@@ -214,14 +215,14 @@ pub(crate) async fn delete_queue<K: Kind, C: Cloud>(
     let err = |source| Error::cloud(&object, source);
     let url = match (url, name) {
         (Some(url), _) => url,
-        (None, Some(name)) => match ctx.cloud.find_queue(&name).await.map_err(err)? {
+        (None, Some(name)) => match ctx.aws.find_queue(&name).await.map_err(err)? {
             Some(url) => url,
             None => return Ok(()),
         },
         (None, None) => return Ok(()),
     };
     // The marks are read again right before the delete: the queue may have been retagged since.
-    let tags = match ctx.cloud.queue_tags(&url).await {
+    let tags = match ctx.aws.queue_tags(&url).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => return Ok(()),
         Err(error) => return Err(err(error)),
@@ -230,7 +231,7 @@ pub(crate) async fn delete_queue<K: Kind, C: Cloud>(
         events::warning(&ctx.recorder, owner, reasons::OWNERSHIP_LOST, note).await;
         return Ok(());
     }
-    ctx.cloud.delete_queue(&url).await.map_err(err)?;
+    ctx.aws.delete_queue(&url).await.map_err(err)?;
     let note = format!("deleted SQS queue {url}");
     events::normal(&ctx.recorder, owner, reasons::DELETED, note).await;
     Ok(())

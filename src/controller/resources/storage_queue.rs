@@ -15,11 +15,11 @@ use kube::ResourceExt;
 use crate::{
     api::common::{DeletionPolicy, QueueObservation, StorageQueueLocation},
     cloud::{
-        Tags,
+        StorageQueueAdmin, Tags,
         azure::storage_queues::{Account, Observed},
     },
     controller::{
-        Context,
+        Cloud, Context,
         driver::{
             error::Error,
             events::{self, reasons},
@@ -90,7 +90,7 @@ fn key_ref<'l, K: Kind>(
 }
 
 /// The storage account and its key from the referenced Secret (a missing Secret or key is waited for).
-pub(crate) async fn account<K: Kind, C>(
+pub(crate) async fn account<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     location: &StorageQueueLocation,
@@ -108,7 +108,7 @@ pub(crate) async fn account<K: Kind, C>(
 /// Finds the queue or creates it with the ownership marks; an existing queue must be ours, or is adopted
 /// when `adopt` and it has no Tributary mark, or is refused (`OwnedByAnother`, `AlreadyExists`).
 /// `recorded` is the URL in status. Returns what status shows.
-pub async fn ensure<K: Kind, C>(
+pub async fn ensure<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
@@ -121,7 +121,7 @@ pub async fn ensure<K: Kind, C>(
     let account = account(ctx, owner, location).await?;
     let namespace = owner.namespace().unwrap_or_default();
     let name = queue_name(&namespace, &owner.name_any(), location, recorded);
-    let queues = &ctx.config.storage;
+    let queues = &ctx.azure;
     let url = queues.queue_url(&account.name, &name).map_err(err)?;
     let desired = marks(&ctx.owner(kind, owner));
     let observed = match queues.observe(&account, &name).await.map_err(err)? {
@@ -170,7 +170,7 @@ pub async fn ensure<K: Kind, C>(
 
 /// The approximate message count (visible and hidden) of `owner`'s queue, for the backlog of `object`
 /// (a Consumer of it).
-pub async fn depth<K: Kind, C>(
+pub async fn depth<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     location: &StorageQueueLocation,
@@ -185,8 +185,7 @@ pub async fn depth<K: Kind, C>(
         recorded,
     );
     let observed = ctx
-        .config
-        .storage
+        .azure
         .observe(&account, &name)
         .await
         .map_err(|source| Error::cloud(object, source))?;
@@ -201,7 +200,7 @@ pub async fn depth<K: Kind, C>(
 /// Cleanup: keep the queue (`Retain`), or delete it if it still carries this object's marks (read again
 /// now). A queue that is not ours is never deleted (a Warning Event says it is kept); one already gone is
 /// success. `recorded` is the URL in status.
-pub async fn remove<K: Kind, C>(
+pub async fn remove<K: Kind, C: Cloud>(
     ctx: &Context<C>,
     owner: &K,
     kind: &str,
@@ -228,7 +227,7 @@ pub async fn remove<K: Kind, C>(
     };
     let namespace = owner.namespace().unwrap_or_default();
     let name = queue_name(&namespace, &owner.name_any(), location, recorded);
-    let queues = &ctx.config.storage;
+    let queues = &ctx.azure;
     let Some(observed) = queues.observe(&account, &name).await.map_err(err)? else {
         return Ok(());
     };

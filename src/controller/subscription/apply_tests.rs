@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{
     api::{Topic, common::QueueObservation, queue::QueueStatus, topic::TopicStatus},
-    cloud::{Queues as _, Subscriptions as _, Tags, Topics as _},
+    cloud::{Tags, Topics as _},
     controller::driver::{
         ownership::{TAG_NAME, ownership_tags},
         testing::{CLUSTER, Harness, NAMESPACE, object, synced},

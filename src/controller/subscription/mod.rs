@@ -15,6 +15,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use self::sns::ensure_subscription;
+use crate::cloud::{Queues as _, Subscriptions as _};
 use crate::{
     admission::Spec,
     api::{
@@ -219,7 +220,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
             // Subscribed but the status was never written (a restart mid-reconcile): look it up.
             if let Ok(Endpoints::Sqs(topic_arn, queue_arn)) = endpoints(&subscription, &ctx) {
                 arn = ctx
-                    .cloud
+                    .aws
                     .find_subscription(&topic_arn, &queue_arn)
                     .await
                     .map_err(err)?;
@@ -232,7 +233,7 @@ impl<C: Cloud> Reconciler<C> for Subscription {
                     events::warning(&ctx.recorder, &*subscription, reasons::OWNERSHIP_LOST, note).await;
                 }
                 Endpoint::Ours => {
-                    ctx.cloud.unsubscribe(&arn).await.map_err(err)?;
+                    ctx.aws.unsubscribe(&arn).await.map_err(err)?;
                     let note = format!("unsubscribed {arn}");
                     events::normal(&ctx.recorder, &*subscription, reasons::DELETED, note).await;
                 }
@@ -265,7 +266,7 @@ async fn before_unsubscribe<C: Cloud>(
 ) -> Result<Endpoint, Error> {
     let object = describe(subscription);
     let err = |source| Error::cloud(&object, source);
-    let Some(observed) = ctx.cloud.subscription_attributes(arn).await.map_err(err)? else {
+    let Some(observed) = ctx.aws.subscription_attributes(arn).await.map_err(err)? else {
         return Ok(Endpoint::Gone);
     };
     let endpoint = observed.get("Endpoint").map(String::as_str).unwrap_or_default();
@@ -283,10 +284,10 @@ async fn before_unsubscribe<C: Cloud>(
             ..ctx.owner("Subscription", subscription)
         }
     };
-    let Some(url) = ctx.cloud.find_queue(name).await.map_err(err)? else {
+    let Some(url) = ctx.aws.find_queue(name).await.map_err(err)? else {
         return Ok(Endpoint::Ours);
     };
-    let tags = match ctx.cloud.queue_tags(&url).await {
+    let tags = match ctx.aws.queue_tags(&url).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => return Ok(Endpoint::Ours),
         Err(error) => return Err(err(error)),

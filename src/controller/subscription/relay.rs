@@ -14,6 +14,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::{Resource, ResourceExt};
 
 use super::sns::ensure_subscription;
+use crate::cloud::{Queues as _, Subscriptions as _};
 use crate::controller::{
     Cloud, Context,
     driver::{
@@ -140,16 +141,16 @@ async fn ensure_relay_queue<C: Cloud>(
     let name = relay_queue_name(subscription);
     let owner = ctx.owner(KIND, subscription);
     let tags = desired_tags(&owner, &Tags::new());
-    let url = match ctx.cloud.find_queue(&name).await.map_err(err)? {
+    let url = match ctx.aws.find_queue(&name).await.map_err(err)? {
         Some(url) => {
-            let observed = ctx.cloud.queue_tags(&url).await.map_err(err)?;
+            let observed = ctx.aws.queue_tags(&url).await.map_err(err)?;
             let found = ownership(&observed, &owner, false);
             if let Some(refused) = refusal(&object, &format!("the relay queue {name}"), &found) {
                 return Err(refused);
             }
             // Marked before cluster identities: add the cluster tag.
             let missing = missing_tags(&tags, &observed);
-            ctx.cloud.tag_queue(&url, &missing).await.map_err(err)?;
+            ctx.aws.tag_queue(&url, &missing).await.map_err(err)?;
             url
         }
         None => {
@@ -157,17 +158,13 @@ async fn ensure_relay_queue<C: Cloud>(
                 names::MESSAGE_RETENTION_PERIOD.to_owned(),
                 RETENTION_SECONDS.to_owned(),
             )]);
-            let url = ctx
-                .cloud
-                .create_queue(&name, &creation, &tags)
-                .await
-                .map_err(err)?;
+            let url = ctx.aws.create_queue(&name, &creation, &tags).await.map_err(err)?;
             let note = format!("created the relay queue {url}");
             events::normal(&ctx.recorder, subscription, reasons::CREATED, note).await;
             url
         }
     };
-    let observed = ctx.cloud.queue_attributes(&url).await.map_err(err)?;
+    let observed = ctx.aws.queue_attributes(&url).await.map_err(err)?;
     let arn = observed
         .get(names::QUEUE_ARN)
         .cloned()
@@ -185,12 +182,9 @@ async fn ensure_relay_queue<C: Cloud>(
     let changes = drift::diff(&desired, &observed);
     if !changes.to_set.is_empty() {
         // Every call carries the policy: moto drops it from a call that leaves it out.
-        ctx.cloud
-            .set_queue_attributes(&url, &desired)
-            .await
-            .map_err(err)?;
+        ctx.aws.set_queue_attributes(&url, &desired).await.map_err(err)?;
         // Ready means SNS may deliver: read the policy back (SQS applies changes within about a minute).
-        let back = ctx.cloud.queue_attributes(&url).await.map_err(err)?;
+        let back = ctx.aws.queue_attributes(&url).await.map_err(err)?;
         let policy = back.get(names::POLICY).map_or("", String::as_str);
         if !attributes::allowed_topics(policy).iter().any(|t| t == topic_arn) {
             return Err(Error::DependencyNotReady {
@@ -277,10 +271,10 @@ pub(crate) async fn cleanup<C: Cloud>(
     let object = describe(&**subscription);
     let err = |source| Error::cloud(&object, source);
     let name = relay_queue_name(subscription);
-    let Some(url) = ctx.cloud.find_queue(&name).await.map_err(err)? else {
+    let Some(url) = ctx.aws.find_queue(&name).await.map_err(err)? else {
         return Ok(());
     };
-    let tags = match ctx.cloud.queue_tags(&url).await {
+    let tags = match ctx.aws.queue_tags(&url).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => return Ok(()),
         Err(error) => return Err(err(error)),
@@ -294,23 +288,23 @@ pub(crate) async fn cleanup<C: Cloud>(
     if recorded.is_none()
         && let Some(topic_arn) = topic_arn
         && let Some(arn) = ctx
-            .cloud
+            .aws
             .queue_attributes(&url)
             .await
             .map_err(err)?
             .get(names::QUEUE_ARN)
-        && let Some(subscribed) = ctx.cloud.find_subscription(topic_arn, arn).await.map_err(err)?
+        && let Some(subscribed) = ctx.aws.find_subscription(topic_arn, arn).await.map_err(err)?
     {
-        ctx.cloud.unsubscribe(&subscribed).await.map_err(err)?;
+        ctx.aws.unsubscribe(&subscribed).await.map_err(err)?;
     }
-    let stats = ctx.cloud.queue_stats(&url).await.map_err(err)?;
+    let stats = ctx.aws.queue_stats(&url).await.map_err(err)?;
     let left = stats.visible + stats.in_flight + stats.delayed;
     if left > 0 {
         let note =
             format!("deleting the relay queue {url} with {left} messages not sent on to the Storage Queue");
         events::warning(&ctx.recorder, &**subscription, reasons::DELETED, note).await;
     }
-    ctx.cloud.delete_queue(&url).await.map_err(err)?;
+    ctx.aws.delete_queue(&url).await.map_err(err)?;
     let note = format!("deleted the relay queue {url}");
     events::normal(&ctx.recorder, &**subscription, reasons::DELETED, note).await;
     Ok(())

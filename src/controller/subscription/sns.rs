@@ -2,6 +2,7 @@
 //! azure: found (by the ARN in status, or the last one made) or subscribed, never twice, and its
 //! attributes brought in line and read back.
 
+use crate::cloud::Subscriptions as _;
 use crate::{
     api::subscription::{Subscription, SubscriptionStatus},
     cloud::{Attributes, aws::attributes},
@@ -28,7 +29,7 @@ pub(crate) async fn ensure_subscription<C: Cloud>(
     desired: &Attributes,
 ) -> Result<(String, Attributes), Error> {
     let object = describe(subscription);
-    let cloud = &ctx.cloud;
+    let cloud = &ctx.aws;
     let err = |source| Error::cloud(&object, source);
     let mut existing = None;
     // The ARN in status, or the one the last reconcile made if the watch has not brought its status back.
@@ -98,11 +99,11 @@ async fn subscribe_or_find<C: Cloud>(
 ) -> Result<(String, bool), Error> {
     let object = describe(subscription);
     let err = |source| Error::cloud(&object, source);
-    match ctx.cloud.subscribe(topic_arn, queue_arn, desired).await {
+    match ctx.aws.subscribe(topic_arn, queue_arn, desired).await {
         Ok(arn) => Ok((arn, true)),
         Err(refused) if attributes::is_duplicate_subscription(&refused) => {
             match ctx
-                .cloud
+                .aws
                 .find_subscription(topic_arn, queue_arn)
                 .await
                 .map_err(err)?

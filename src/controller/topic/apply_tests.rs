@@ -4,12 +4,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{
-    cloud::Topics as _,
-    controller::driver::{
-        ownership::{Owner, ownership_tags},
-        testing::{CLUSTER, Harness, NAMESPACE, object, synced},
-    },
+use crate::controller::driver::{
+    ownership::{Owner, ownership_tags},
+    testing::{CLUSTER, Harness, NAMESPACE, object, synced},
 };
 
 /// The SNS topic name of Topic `shop/orders`.

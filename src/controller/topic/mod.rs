@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
+use crate::cloud::Topics as _;
 use crate::{
     api::{
         Topic,
@@ -92,7 +93,7 @@ async fn ensure_topic<C: Cloud>(
     desired: &Desired,
 ) -> Result<TopicStatus, Error> {
     let object = describe(topic);
-    let cloud = &ctx.cloud;
+    let cloud = &ctx.aws;
     let err = |source| Error::cloud(&object, source);
     // The ARN in status, or the one the last reconcile made if the watch has not brought its status back.
     let last = ctx.verified.last::<TopicStatus>(&object).and_then(|s| s.arn);
@@ -178,7 +179,7 @@ async fn sync_topic_attributes<C: Cloud>(
         });
     }
     for (name, value) in &changes.to_set {
-        ctx.cloud
+        ctx.aws
             .set_topic_attribute(arn, name, value)
             .await
             .map_err(|source| Error::cloud(&object, source))?;
@@ -234,7 +235,7 @@ impl<C: Cloud> Reconciler<C> for Topic {
         let Some(arn) = owned_topic(&topic, &ctx).await? else {
             return Ok(());
         };
-        ctx.cloud
+        ctx.aws
             .delete_topic(&arn)
             .await
             .map_err(|source| Error::cloud(&object, source))?;
@@ -256,13 +257,13 @@ async fn owned_topic<C: Cloud>(topic: &Topic, ctx: &Context<C>) -> Result<Option
             let Some(aws) = topic.spec.aws.as_ref() else {
                 return Ok(None);
             };
-            match ctx.cloud.find_topic(&topic_name(topic, aws)).await.map_err(err)? {
+            match ctx.aws.find_topic(&topic_name(topic, aws)).await.map_err(err)? {
                 Some((arn, _)) => arn,
                 None => return Ok(None),
             }
         }
     };
-    let tags = match ctx.cloud.topic_tags(&arn).await {
+    let tags = match ctx.aws.topic_tags(&arn).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => return Ok(None),
         Err(error) => return Err(err(error)),

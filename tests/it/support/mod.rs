@@ -348,24 +348,34 @@ pub async fn arm_fake() -> arm_fake::ArmFake {
     .await
 }
 
+/// The controller's Event Hubs access: the Resource Manager client and the DeviceStreams' defaults.
+pub struct EventHubsAccess {
+    /// The management calls.
+    pub hubs: tributary::cloud::azure::event_hubs::EventHubs,
+    /// The defaults of the spec's optional fields.
+    pub defaults: tributary::controller::device_stream::EventHubsConfig,
+}
+
 /// Event Hubs through the ARM fake `fake` (subscription and resource group as the controller's
 /// defaults), the broker as the Kafka endpoint.
 pub fn event_hubs_config(
     fake: &arm_fake::ArmFake,
     subscription: &str,
     resource_group: &str,
-) -> tributary::controller::device_stream::EventHubsConfig {
+) -> EventHubsAccess {
     use tributary::cloud::azure::{arm::Arm, event_hubs::EventHubs};
-    tributary::controller::device_stream::EventHubsConfig {
+    EventHubsAccess {
         hubs: EventHubs::new(Arm::new(
             &fake.base,
             std::sync::Arc::new(arm_fake::FakeCredential),
             Duration::from_secs(10),
         )),
-        subscription: Some(subscription.to_owned()),
-        resource_group: Some(resource_group.to_owned()),
-        kafka_endpoint: Some(var("KAFKA_BOOTSTRAP")),
-        kafka_ca_file: Some(var("KAFKA_CA_FILE")),
+        defaults: tributary::controller::device_stream::EventHubsConfig {
+            subscription: Some(subscription.to_owned()),
+            resource_group: Some(resource_group.to_owned()),
+            kafka_endpoint: Some(var("KAFKA_BOOTSTRAP")),
+            kafka_ca_file: Some(var("KAFKA_CA_FILE")),
+        },
     }
 }
 
@@ -553,7 +563,7 @@ pub async fn start_controller_with(
     client: &kube::Client,
     namespace: &str,
     aws: &aws_config::SdkConfig,
-    event_hubs: Option<tributary::controller::device_stream::EventHubsConfig>,
+    event_hubs: Option<EventHubsAccess>,
 ) -> RunningController {
     let limits = tributary::cloud::aws::ratelimit::RateLimits::published(Some(&var("AWS_REGION")));
     start_controller_limited(client, namespace, aws, event_hubs, &limits).await
@@ -564,14 +574,18 @@ pub async fn start_controller_limited(
     client: &kube::Client,
     namespace: &str,
     aws: &aws_config::SdkConfig,
-    event_hubs: Option<tributary::controller::device_stream::EventHubsConfig>,
+    event_hubs: Option<EventHubsAccess>,
     limits: &tributary::cloud::aws::ratelimit::RateLimits,
 ) -> RunningController {
     use tributary::{
-        cloud::aws::AwsCloud,
-        controller::{Config, Context, run},
+        cloud::{aws::AwsCloud, azure::AzureCloud},
+        controller::{Config, Context, Live, run},
         operate::Metrics,
     };
+    let (hubs, event_hubs) = event_hubs.map(|e| (e.hubs, e.defaults)).unzip();
+    let storage = tributary::cloud::azure::storage_queues::StorageQueues::new(Some(
+        azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
+    ));
     let config = Config {
         resync: Duration::from_secs(3),
         namespace: Some(namespace.to_owned()),
@@ -584,16 +598,14 @@ pub async fn start_controller_limited(
             env: std::collections::BTreeMap::from([("AWS_REGION".to_owned(), var("AWS_REGION"))]),
             ..Default::default()
         },
-        storage: tributary::cloud::azure::storage_queues::StorageQueues::new(Some(
-            azure_core::http::Url::parse(&var("AZURE_STORAGE_QUEUE_ENDPOINT")).unwrap(),
-        )),
         event_hubs,
         cluster: TEST_CLUSTER.to_owned(),
         check_spacing: tributary::controller::CheckSpacing::default(),
     };
-    let ctx = std::sync::Arc::new(Context::new(
+    let ctx = std::sync::Arc::new(Context::<Live>::new(
         client.clone(),
         AwsCloud::with_limits(aws, limits),
+        AzureCloud::new(storage, hubs),
         Metrics::new(),
         config,
     ));
