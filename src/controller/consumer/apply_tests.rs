@@ -3,6 +3,7 @@
 //! it waits for by name, and what the namespace's TenantPolicy refuses before anything is made. Scaling
 //! from the backlog is in [`scaling`]; readiness, status and deletion in [`status`].
 
+mod azure;
 mod scaling;
 mod sources;
 mod status;

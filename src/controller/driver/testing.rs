@@ -303,6 +303,21 @@ impl Harness {
         self.policy(json!({"allowAdoption": true}));
     }
 
+    /// Puts the Secret `name` holding `value` under `key` into the API (as the kubelet and the controller
+    /// read it: base64 in `data`).
+    pub fn secret(&self, name: &str, key: &str, value: &str) {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "data": {key: encoded},
+        });
+        self.api
+            .put(&path::<k8s_openapi::api::core::v1::Secret>(name), secret);
+    }
+
     /// Gives [`NAMESPACE`] its own TenantPolicy with `spec` (JSON), read from the API.
     pub fn policy(&self, spec: Value) {
         let path = format!("{}/{NAMESPACE}", TenantPolicy::url_path(&(), None));
