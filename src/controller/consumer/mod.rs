@@ -343,3 +343,6 @@ pub fn sink_topic(consumer: &Consumer) -> Option<&str> {
         .as_ref()
         .map(|r| r.name.as_str())
 }
+
+#[cfg(test)]
+mod apply_tests;

@@ -275,3 +275,6 @@ mod tests {
 
 #[cfg(test)]
 mod apply_tests;
+
+#[cfg(test)]
+mod apply_azure_tests;

@@ -51,8 +51,10 @@ pub struct Sent {
     pub body: Value,
 }
 
-/// An in-process Kubernetes API: creates and patches (the Event recorder's) are echoed back, a GET
-/// answers the object a test put at that path or 404 with a Kubernetes `Status`; every request is kept.
+/// An in-process Kubernetes API: creates and patches (the Event recorder's, server-side applies) are
+/// echoed back (a patch with the status a test set for its path, [`Self::put_status`]; a status write of an
+/// object a test put with that object), a GET answers the object a test put at that path or 404 with a
+/// Kubernetes `Status`; every request is kept.
 #[derive(Clone, Debug, Default)]
 pub struct FakeApi {
     state: Arc<Mutex<ApiState>>,
@@ -61,6 +63,8 @@ pub struct FakeApi {
 #[derive(Debug, Default)]
 struct ApiState {
     objects: BTreeMap<String, Value>,
+    /// The status a patch of a path is answered with.
+    statuses: BTreeMap<String, Value>,
     sent: Vec<Sent>,
 }
 
@@ -77,6 +81,24 @@ fn not_found(path: &str) -> (StatusCode, Value) {
     (StatusCode::NOT_FOUND, status)
 }
 
+/// The answer to a patch of `path`: a status write of an object a test put answers with that object and
+/// the written status, as the API server does; any other patch is echoed, with the status a test set for
+/// that path ([`FakeApi::put_status`]).
+fn patched(state: &ApiState, path: &str, mut body: Value) -> Value {
+    let stored = path
+        .strip_suffix("/status")
+        .and_then(|object| state.objects.get(object));
+    if let Some(stored) = stored {
+        let mut object = stored.clone();
+        object["status"] = body["status"].take();
+        return object;
+    }
+    if let (Some(status), Some(object)) = (state.statuses.get(path), body.as_object_mut()) {
+        object.insert("status".to_owned(), status.clone());
+    }
+    body
+}
+
 impl FakeApi {
     fn lock(&self) -> std::sync::MutexGuard<'_, ApiState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -85,6 +107,21 @@ impl FakeApi {
     /// Answers GETs of `path` with `object` from now on.
     pub fn put(&self, path: &str, object: Value) {
         self.lock().objects.insert(path.to_owned(), object);
+    }
+
+    /// Answers patches of `path` with the patch and `status` from now on, as the API server answers an
+    /// apply with the object and the status its own controller wrote (a Deployment's ready replicas).
+    pub fn put_status(&self, path: &str, status: Value) {
+        self.lock().statuses.insert(path.to_owned(), status);
+    }
+
+    /// The body of the last patch (a server-side apply) of `path`, if any.
+    pub fn patched(&self, path: &str) -> Option<Value> {
+        self.sent()
+            .into_iter()
+            .rev()
+            .find(|s| s.method == Method::PATCH && s.path == path)
+            .map(|s| s.body)
     }
 
     /// Every request so far, oldest first.
@@ -111,7 +148,7 @@ impl FakeApi {
         if method == Method::POST {
             (StatusCode::CREATED, body)
         } else if method == Method::PATCH {
-            (StatusCode::OK, body)
+            (StatusCode::OK, patched(&state, &path, body))
         } else if let Some(object) = state.objects.get(&path).filter(|_| method == Method::GET) {
             (StatusCode::OK, object.clone())
         } else {
@@ -263,12 +300,32 @@ impl Harness {
 
     /// Lets the objects of [`NAMESPACE`] adopt cloud resources: their TenantPolicy, read from the API.
     pub fn allow_adoption(&self) {
+        self.policy(json!({"allowAdoption": true}));
+    }
+
+    /// Puts the Secret `name` holding `value` under `key` into the API (as the kubelet and the controller
+    /// read it: base64 in `data`).
+    pub fn secret(&self, name: &str, key: &str, value: &str) {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "data": {key: encoded},
+        });
+        self.api
+            .put(&path::<k8s_openapi::api::core::v1::Secret>(name), secret);
+    }
+
+    /// Gives [`NAMESPACE`] its own TenantPolicy with `spec` (JSON), read from the API.
+    pub fn policy(&self, spec: Value) {
         let path = format!("{}/{NAMESPACE}", TenantPolicy::url_path(&(), None));
         let policy = json!({
             "apiVersion": TenantPolicy::api_version(&()),
             "kind": TenantPolicy::kind(&()),
             "metadata": {"name": NAMESPACE},
-            "spec": {"allowAdoption": true},
+            "spec": spec,
         });
         self.api.put(&path, policy);
     }
@@ -302,6 +359,11 @@ where
         "spec": spec,
     });
     serde_json::from_value(object).expect("a valid object")
+}
+
+/// The API path of the object of kind `K` called `name` in [`NAMESPACE`].
+pub fn path<K: Resource<DynamicType = ()>>(name: &str) -> String {
+    format!("{}/{name}", K::url_path(&(), Some(NAMESPACE)))
 }
 
 /// `status` with Ready and Synced true for the object's generation, as after a successful reconcile

@@ -449,3 +449,6 @@ mod tests;
 
 #[cfg(test)]
 mod apply_tests;
+
+#[cfg(test)]
+mod apply_azure_tests;
