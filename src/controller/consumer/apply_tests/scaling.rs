@@ -19,7 +19,7 @@ async fn backlog(h: &Harness, url: &str, count: usize, in_flight: usize) {
     let mut taken = 0;
     while taken < in_flight {
         let max = i32::try_from((in_flight - taken).min(10)).unwrap();
-        taken += queue.receive(&Receive::work(max, 0)).await.unwrap().len();
+        taken += queue.receive(&Receive::work(max, 0, None)).await.unwrap().len();
     }
 }
 
