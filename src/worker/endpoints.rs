@@ -1,4 +1,5 @@
-//! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text) and `GET /healthz`.
+//! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` and
+//! `GET /readyz` (503 with the reason while something is stalled, see [`super::stalls`]).
 
 use std::future::Future;
 
@@ -24,6 +25,7 @@ pub fn router(state: State) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
@@ -42,4 +44,12 @@ async fn metrics(extract::State(state): extract::State<State>) -> impl IntoRespo
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(&state.consumer, state.processor),
     )
+}
+
+/// 200 `ok`, or 503 naming what is stalled: the kubelet then takes the pod out of the ready ones.
+async fn readyz(extract::State(state): extract::State<State>) -> impl IntoResponse {
+    match state.metrics.stalls().not_ready() {
+        None => (axum::http::StatusCode::OK, "ok".to_owned()),
+        Some(reason) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
 }

@@ -5,8 +5,10 @@
 //! integration tests.
 
 mod aws;
+mod documents;
 mod moves;
 mod queue;
 
 pub use aws::FakeAws;
+pub use documents::FakeDocuments;
 pub use queue::{FakeQueue, FakeQueues, Held};
