@@ -106,7 +106,7 @@ pub fn memory_limit_bytes(resources: &ResourceRequirements) -> Option<u64> {
     };
     let bytes = number.parse::<f64>().ok()? * factor;
     // Saturating float-to-int conversion; only positive, finite sizes count.
-    (bytes.is_finite() && bytes >= 1.0).then(|| bytes as u64)
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 /// The worker container: the operator's image (or the owner's), its config mounted, the controller's
