@@ -57,6 +57,11 @@ pub struct ConsumerSpec {
     /// Replica bounds and the backlog each replica should handle.
     #[serde(default)]
     pub scaling: Scaling,
+    /// Requests and limits of the worker container, as in a Pod. Unset: requests `cpu: 50m`,
+    /// `memory: 64Mi`, limits `memory: 256Mi`; set, it replaces that default whole. The device processor
+    /// sizes its batches from the memory limit (an eighth of it, at least 1 MiB; 32 MiB without a limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// The built-in processors.

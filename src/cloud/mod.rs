@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod documents;
 mod error;
 pub mod fake;
 pub mod names;
@@ -16,6 +17,7 @@ pub mod queue;
 pub mod redrive;
 pub mod traits;
 
+pub use documents::Documents;
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use queue::MessageQueue;
 #[cfg(test)]

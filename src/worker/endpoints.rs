@@ -1,6 +1,6 @@
 //! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (liveness:
-//! 503 while receive loops keep dying) and `GET /readyz` (readiness: 503 while the source cannot be
-//! reached), judged by [`super::health::Health`].
+//! 503 while receive loops keep dying) and `GET /readyz` (readiness: 503 with the reason while something
+//! is stalled, see [`super::stalls`], or the source cannot be reached), judged by [`super::health::Health`].
 
 use std::future::Future;
 
@@ -63,10 +63,15 @@ async fn healthz(extract::State(state): extract::State<State>) -> impl IntoRespo
     }
 }
 
+/// 200 `ok`, or 503 naming what is stalled or that the source cannot be reached: the kubelet then takes
+/// the pod out of the ready ones.
 async fn readyz(extract::State(state): extract::State<State>) -> impl IntoResponse {
+    if let Some(reason) = state.metrics.stalls().not_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
     if state.metrics.health().is_ready_at(tokio::time::Instant::now()) {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the source cannot be reached")
+        (StatusCode::SERVICE_UNAVAILABLE, "the source cannot be reached".to_owned())
     }
 }

@@ -50,6 +50,7 @@ struct Counters {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
+    stalls: super::stalls::Stalls,
 }
 
 impl WorkerMetrics {
@@ -128,6 +129,11 @@ impl WorkerMetrics {
         self.inner.latency_count.fetch_add(1, Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.inner.latency_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// What the worker cannot get past (dead letters it cannot send), shown on `/metrics` and `/readyz`.
+    pub fn stalls(&self) -> &super::stalls::Stalls {
+        &self.inner.stalls
     }
 
     /// Messages processed successfully so far.
@@ -224,6 +230,7 @@ impl WorkerMetrics {
             "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
         );
         out.push_str(&self.health.render(&labels));
+        out.push_str(&c.stalls.render(&labels));
         out
     }
 }

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod relay;
 pub mod runtime;
 pub mod supervisor;
+pub mod stalls;
 pub mod trace;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -294,9 +295,9 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     };
     let server = tokio::spawn(endpoints::serve(listener, state, shutdown.clone()));
     tracing::info!(%consumer, topic = %kafka.topic, group = %kafka.consumer_group, "device processor started");
-    let processor = devices::stream::DeviceProcessor {
+    let processor = devices::processor::DeviceProcessor {
         consumer: consumer.clone(),
-        container,
+        documents: container,
         partition_key_path: sink.partition_key_path.clone(),
         dead_letter,
         retry: config.retry.clone(),

@@ -171,3 +171,13 @@ pub fn from_cosmos(operation: Operation, error: CosmosError) -> Error {
         status: Some(code),
     }
 }
+
+impl crate::cloud::Documents for CosmosContainer {
+    async fn upsert(&self, partition_key: &str, id: &str, body: &serde_json::Value) -> Result<()> {
+        CosmosContainer::upsert(self, partition_key, id, body).await
+    }
+
+    async fn read(&self, partition_key: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        CosmosContainer::read(self, partition_key, id).await
+    }
+}

@@ -7,10 +7,12 @@
 
 mod aws;
 mod azure;
+mod documents;
 mod moves;
 mod queue;
 mod tables;
 
 pub use aws::FakeAws;
 pub use azure::{FakeAzure, FakeHub, FakeProducer, SentEvent};
+pub use documents::FakeDocuments;
 pub use queue::{FakeQueue, FakeQueues, Held};

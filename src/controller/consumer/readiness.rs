@@ -12,6 +12,11 @@ pub const PROGRESSING: &str = "Progressing";
 /// Ready=False: the Deployment gave up (`ProgressDeadlineExceeded`) or cannot create pods
 /// (`ReplicaFailure`).
 pub const DEGRADED: &str = "Degraded";
+/// Ready=False: the rollout is complete but the workers fail their readiness probe: a worker's
+/// `/readyz` says why (a dead letter it cannot send stalls its partition).
+pub const WORKERS_NOT_READY: &str = "WorkersNotReady";
+/// What the message adds when the workers run but are not ready.
+const NOT_READY_HINT: &str = "; the pods run but fail their readiness probe: their /readyz and tributary_worker_stalled_partitions say why (e.g. a dead letter that cannot be sent)";
 
 /// The workers that must be ready: none when scaled to zero, else `minReplicas` (at least one) but never
 /// more than are wanted now.
@@ -59,9 +64,12 @@ pub fn not_ready(deployment: &Deployment, required: i32, wanted: i32, name: &str
     let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
     let failure = find("ReplicaFailure").filter(|c| c.status == "True");
     let deadline = find("Progressing").filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
-    let (reason, cause) = match (failure, deadline) {
-        (Some(c), _) | (None, Some(c)) => (DEGRADED, Some(c)),
-        (None, None) => (PROGRESSING, find("Available").or_else(|| find("Progressing"))),
+    // A finished rollout with too few ready pods: they run, but say they are not ready.
+    let rolled_out = find("Progressing").filter(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"));
+    let (reason, cause) = match (failure, deadline, rolled_out) {
+        (Some(c), _, _) | (None, Some(c), _) => (DEGRADED, Some(c)),
+        (None, None, Some(_)) => (WORKERS_NOT_READY, find("Available")),
+        (None, None, None) => (PROGRESSING, find("Available").or_else(|| find("Progressing"))),
     };
     let detail = cause
         .map(|c| {
@@ -72,10 +80,15 @@ pub fn not_ready(deployment: &Deployment, required: i32, wanted: i32, name: &str
             )
         })
         .unwrap_or_default();
+    let hint = if reason == WORKERS_NOT_READY {
+        NOT_READY_HINT
+    } else {
+        ""
+    };
     Some(NotReady {
         reason,
         message: format!(
-            "{ready}/{wanted} workers ready, at least {required} needed (Deployment {name}){detail}"
+            "{ready}/{wanted} workers ready, at least {required} needed (Deployment {name}){detail}{hint}"
         ),
     })
 }
@@ -157,5 +170,24 @@ mod tests {
 
         let failing = deployment(0, &[("ReplicaFailure", "True", "FailedCreate")]);
         assert_eq!(not_ready(&failing, 1, 1, "w").unwrap().reason, DEGRADED);
+    }
+
+    #[test]
+    fn rolled_out_workers_that_fail_readiness_say_so() {
+        let unready = deployment(
+            0,
+            &[
+                ("Available", "False", "MinimumReplicasUnavailable"),
+                ("Progressing", "True", "NewReplicaSetAvailable"),
+            ],
+        );
+        let not = not_ready(&unready, 1, 1, "w").unwrap();
+        assert_eq!(not.reason, WORKERS_NOT_READY);
+        assert!(not.message.contains("/readyz"), "{}", not.message);
+        assert!(
+            not.message.contains("MinimumReplicasUnavailable"),
+            "{}",
+            not.message
+        );
     }
 }

@@ -4,18 +4,21 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{Resource, ResourceExt};
 
 pub use crate::controller::resources::workers::WorkerSettings;
 use crate::{
     api::{Consumer, consumer::Processor},
     controller::resources::workers::{
-        Children, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, children_of, network_policy,
+        Children, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, children_of, default_resources,
+        memory_limit_bytes, network_policy,
     },
     worker::config::{
         ConsumerName, DeadLetterTarget, KafkaSource, ProcessorKind, Retry, Sink, Source, SqsSource,
         WorkerConfig,
     },
+    worker::devices::config::batch_bytes_for,
 };
 
 use super::resolved::Resolved;
@@ -49,6 +52,11 @@ fn processor_kind(consumer: &Consumer) -> ProcessorKind {
     }
 }
 
+/// The worker container's requests and limits: `spec.resources`, else the workers' default.
+pub fn resources(consumer: &Consumer) -> ResourceRequirements {
+    consumer.spec.resources.clone().unwrap_or_else(default_resources)
+}
+
 /// The worker configuration of `consumer`.
 pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
     let retry = &consumer.spec.retry;
@@ -76,6 +84,8 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 ca_file: resolved.kafka_ca_file.clone(),
                 session_timeout_seconds: 30,
                 max_batch: 500,
+                max_batch_bytes: batch_bytes_for(memory_limit_bytes(&resources(consumer))),
+                max_poll_interval_seconds: 300,
                 writers: 32,
             }),
             http: consumer
@@ -124,6 +134,7 @@ impl WorkerOwner {
             owner: consumer.controller_owner_ref(&()),
             image: consumer.spec.image.clone(),
             http_port: consumer.spec.source.http.as_ref().map(|http| http.port),
+            resources: Some(resources(consumer)),
         }
     }
 }

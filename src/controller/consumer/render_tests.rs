@@ -270,3 +270,57 @@ fn a_device_consumer_reads_its_stream_and_gets_its_secrets_from_the_environment(
         ("telemetry-eventhub", "connectionString")
     );
 }
+
+#[test]
+fn spec_resources_size_the_worker_container_and_the_device_batches() {
+    use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity};
+    let resolved = Resolved {
+        stream: Some(StreamSource {
+            bootstrap: "ns.servicebus.windows.net:9093".into(),
+            topic: "shop-telemetry".into(),
+            group: "$Default".into(),
+            secret: "telemetry-eventhub".into(),
+            partitions: 4,
+        }),
+        ..Resolved::default()
+    };
+    let rendered = |resources: Option<ResourceRequirements>| {
+        let device = consumer(ConsumerSpec {
+            processor: Some(Processor::Device),
+            resources,
+            ..ConsumerSpec::default()
+        });
+        let config = worker_config(&device, &resolved);
+        let pod = children(&device, &config, &WorkerSettings::default(), 1)
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let batch_bytes = config.source.kafka.unwrap().max_batch_bytes;
+        (pod.containers[0].resources.clone().unwrap(), batch_bytes)
+    };
+    let (default, batch) = rendered(None);
+    assert_eq!(default.limits.unwrap()["memory"], Quantity("256Mi".into()));
+    assert_eq!(batch, 32 * 1024 * 1024, "an eighth of 256Mi");
+
+    let quantity = |q: &str| Quantity(q.to_owned());
+    let asked = ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity("250m")),
+            ("memory".to_owned(), quantity("1Gi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
+        ..ResourceRequirements::default()
+    };
+    let (resources, batch) = rendered(Some(asked.clone()));
+    assert_eq!(resources, asked, "spec.resources replaces the default whole");
+    assert_eq!(batch, 128 * 1024 * 1024, "an eighth of 1Gi");
+
+    let (_, batch) = rendered(Some(ResourceRequirements {
+        requests: Some(BTreeMap::from([("memory".to_owned(), quantity("64Mi"))])),
+        ..ResourceRequirements::default()
+    }));
+    assert_eq!(batch, 32 * 1024 * 1024, "no limit: the default budget");
+}

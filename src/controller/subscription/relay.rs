@@ -127,6 +127,7 @@ pub fn relay_owner(subscription: &Subscription) -> WorkerOwner {
         owner: subscription.controller_owner_ref(&()),
         image: None,
         http_port: None,
+        resources: None,
     }
 }
 

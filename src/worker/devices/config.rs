@@ -32,6 +32,19 @@ pub struct KafkaSource {
     /// Most events processed, written and committed together.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// Most bytes of events (bodies, keys and headers) a batch holds, whatever their count: a batch stops
+    /// filling before an event would cross it (one event larger than the whole budget is a batch of its
+    /// own). It also sizes what the Kafka client prefetches (half of it) and the events being parsed and
+    /// written at once (a quarter of it), so the worker's memory follows from it: see
+    /// docs/workers.md. The controller derives it from the worker's memory limit (an eighth of it).
+    #[serde(default = "default_batch_bytes")]
+    pub max_batch_bytes: u64,
+    /// The consumer's `max.poll.interval.ms`, in seconds: a replica that reads nothing for this long is
+    /// put out of the group. Retries inside a batch stop at half of it; an event still unsettled then
+    /// stays in the stream (its partition is rewound to it and paused with backoff) instead of the
+    /// replica being dropped.
+    #[serde(default = "default_poll_interval")]
+    pub max_poll_interval_seconds: u32,
     /// Cosmos DB writes in flight at once.
     #[serde(default = "default_writers")]
     pub writers: usize,
@@ -77,6 +90,17 @@ impl KafkaSource {
         if !(1..=10_000).contains(&self.max_batch) {
             return Err("source.kafka.maxBatch must be between 1 and 10000".into());
         }
+        if !(MIN_BATCH_BYTES..=MAX_BATCH_BYTES).contains(&self.max_batch_bytes) {
+            return Err(format!(
+                "source.kafka.maxBatchBytes must be between {MIN_BATCH_BYTES} (1 MiB, the largest event) and {MAX_BATCH_BYTES} (1 GiB), got {}",
+                self.max_batch_bytes
+            ));
+        }
+        if !(10..=3600).contains(&self.max_poll_interval_seconds)
+            || self.max_poll_interval_seconds < self.session_timeout_seconds
+        {
+            return Err("source.kafka.maxPollIntervalSeconds must be between 10 and 3600 and at least sessionTimeoutSeconds".into());
+        }
         if !(1..=256).contains(&self.writers) {
             return Err("source.kafka.writers must be between 1 and 256".into());
         }
@@ -118,6 +142,29 @@ fn default_session_timeout() -> u32 {
 fn default_batch() -> usize {
     500
 }
+/// The smallest byte budget of a batch: one event of Event Hubs' largest size.
+pub const MIN_BATCH_BYTES: u64 = 1024 * 1024;
+/// The largest byte budget of a batch.
+pub const MAX_BATCH_BYTES: u64 = 1024 * 1024 * 1024;
+/// The byte budget of a batch when none is set: an eighth of the workers' default memory limit (256 Mi).
+pub const DEFAULT_BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The byte budget of a batch for a worker container limited to `memory_limit` bytes: an eighth of it,
+/// within [`MIN_BATCH_BYTES`]..=[`MAX_BATCH_BYTES`]. With the client's prefetch (half a batch), the fetch
+/// in flight (as much again) and the events being parsed and written (a quarter of a batch, JSON growing
+/// up to about fourfold as values), the stream holds under half the limit; the rest is the process.
+pub fn batch_bytes_for(memory_limit: Option<u64>) -> u64 {
+    memory_limit.map_or(DEFAULT_BATCH_BYTES, |limit| {
+        (limit / 8).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
+    })
+}
+
+fn default_batch_bytes() -> u64 {
+    DEFAULT_BATCH_BYTES
+}
+fn default_poll_interval() -> u32 {
+    300
+}
 fn default_writers() -> usize {
     32
 }
@@ -144,7 +191,19 @@ mod tests {
         assert_eq!(kafka.security_protocol, "SASL_SSL");
         assert_eq!(kafka.username, "$ConnectionString");
         assert_eq!(kafka.session_timeout_seconds, 30);
+        assert_eq!(kafka.max_batch_bytes, 32 * 1024 * 1024);
+        assert_eq!(kafka.max_poll_interval_seconds, 300);
         assert_eq!(config.sink.cosmos.unwrap().partition_key_path, "/deviceId");
+    }
+
+    #[test]
+    fn the_batch_budget_is_an_eighth_of_the_memory_limit_within_bounds() {
+        use super::*;
+        assert_eq!(batch_bytes_for(None), DEFAULT_BATCH_BYTES);
+        assert_eq!(batch_bytes_for(Some(256 * 1024 * 1024)), DEFAULT_BATCH_BYTES);
+        assert_eq!(batch_bytes_for(Some(1024 * 1024 * 1024)), 128 * 1024 * 1024);
+        assert_eq!(batch_bytes_for(Some(4 * 1024 * 1024)), MIN_BATCH_BYTES);
+        assert_eq!(batch_bytes_for(Some(u64::MAX)), MAX_BATCH_BYTES);
     }
 
     #[test]
@@ -154,6 +213,8 @@ mod tests {
             (DEVICE.replace("sink:\n  cosmos: {endpoint: 'https://acct.documents.azure.com:443/', database: plant, container: readings}\n", ""), "sink.cosmos is required"),
             (DEVICE.replace("topic: telemetry}", "topic: telemetry, securityProtocol: SSL}"), "source.kafka.securityProtocol"),
             (DEVICE.replace("topic: telemetry}", "topic: telemetry, maxBatch: 0}"), "source.kafka.maxBatch"),
+            (DEVICE.replace("topic: telemetry}", "topic: telemetry, maxBatchBytes: 1000}"), "source.kafka.maxBatchBytes must be between 1048576"),
+            (DEVICE.replace("topic: telemetry}", "topic: telemetry, maxPollIntervalSeconds: 20}"), "source.kafka.maxPollIntervalSeconds"),
             (DEVICE.replace("container: readings}", "container: readings, partitionKeyPath: deviceId}"), "sink.cosmos.partitionKeyPath"),
             (format!("{DEVICE}deadLetter: {{queueUrl: 'http://127.0.0.1:1/acct/dlq'}}\n"), "deadLetter.storageAccount is required"),
         ];

@@ -1,13 +1,26 @@
-//! The device processor's loop: read a batch from the consumer group, settle every event in it (its
-//! document upserted into Cosmos DB, or the event dead-lettered with the reason), and only then commit
-//! the batch's offsets. A replica that dies mid-batch leaves its offsets uncommitted, so another replica
-//! reads those events again; the upsert keyed by event id makes the second write land on the same
-//! document, which is how at-least-once delivery gives exactly-once effects.
+//! The device processor's loop: read a batch from the consumer group, bounded by count and by bytes
+//! ([`super::batch`]), settle every event in it ([`super::processor`]: its document upserted, or the
+//! event dead-lettered with the reason), and only then commit offsets. A replica that dies mid-batch
+//! leaves its offsets uncommitted, so another replica reads those events again; the upsert keyed by
+//! event id makes the second write land on the same document, which is how at-least-once delivery gives
+//! exactly-once effects.
+//!
+//! A batch has a deadline, half of `max.poll.interval.ms`, so the loop is back reading well before the
+//! group would drop it. An event not settled by then (the store still failing, or its dead letter not
+//! accepted) is not committed: its partition commits only up to it, is rewound to it (`seek`) and
+//! paused, and is resumed after a backoff of 1 s doubling to a minute; the other partitions go on. The
+//! attempts it used are remembered, so a write that keeps failing is dead-lettered after its attempts
+//! whatever the passes. Pause first, seek second: librdkafka keeps a seek's position through a pause and
+//! drops what it had prefetched from the partition.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use base64::Engine as _;
 use futures::{
     FutureExt as _, StreamExt as _,
     future::{FusedFuture as _, Shared},
@@ -15,67 +28,100 @@ use futures::{
 use rdkafka::{
     Message as _, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
-    message::{Headers as _, OwnedMessage},
+    message::OwnedMessage,
 };
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 
-use super::telemetry::{self, Position};
+use super::{
+    batch::{self, Batch, Limits, Partition, Plan},
+    processor::{DeviceProcessor, Earlier, Settled},
+};
 use crate::{
-    cloud::{
-        ErrorKind,
-        azure::{
-            cosmos::CosmosContainer,
-            kafka::{KafkaEndpoint, dead_letter as dead_letter_attributes},
-            queue::StorageQueue,
-        },
-        queue::MessageAttribute,
-    },
-    worker::{
-        config::{KafkaSource, Retry},
-        message::Message,
-        metrics::{DeadLetterReason, WorkerMetrics},
-        queue::{Delivery, send_dead_letter},
-        runtime::reason_json,
-    },
+    cloud::{Documents, MessageQueue, azure::kafka::KafkaEndpoint},
+    worker::{config::KafkaSource, metrics::WorkerMetrics},
 };
 
-/// Longest pause between two attempts of one write: the batch waits for it, and a consumer that stops
-/// polling for `max.poll.interval.ms` is dropped from its group.
-const MAX_PAUSE: Duration = Duration::from_secs(30);
-/// The most of an event's body a dead letter carries (base64 and the envelope's escaping must still fit
-/// a 64 KiB Storage Queue message).
-const MAX_DEAD_LETTER_BODY: usize = 24 * 1024;
 /// How long a batch keeps filling once its first event is there.
 const FILL: Duration = Duration::from_millis(20);
-
-/// What settles an event.
-pub struct DeviceProcessor {
-    /// The Consumer, for documents, logs and dead-letter reasons.
-    pub consumer: String,
-    /// Where documents go.
-    pub container: CosmosContainer,
-    /// The container's partition key path.
-    pub partition_key_path: String,
-    /// The dead-letter Storage Queue, if the Consumer has one.
-    pub dead_letter: Option<StorageQueue>,
-    /// Attempts of a failing write.
-    pub retry: Retry,
-    /// Counters.
-    pub metrics: WorkerMetrics,
-}
+/// How long a seek may take to be accepted by the client.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `source` until `shutdown`, then finishes the batch in hand (for at most `drain`) and commits it.
-pub async fn run<S: Future<Output = ()> + Send + 'static>(
+pub async fn run<D, Q, S>(
     source: &KafkaSource,
     endpoint: &KafkaEndpoint,
-    processor: DeviceProcessor,
+    processor: DeviceProcessor<D, Q>,
     shutdown: Shared<S>,
     drain: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    D: Documents,
+    Q: MessageQueue,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let consumer = consumer(source, endpoint)?;
+    let origin = format!("kafka://{}/{}", endpoint.bootstrap_servers, source.topic);
+    if processor.dead_letter.is_none() {
+        tracing::warn!(consumer = %processor.consumer, "no dead letter: events that cannot be processed are logged with their position and skipped");
+    }
+    let mut reader = Reader::new(source);
+    // Fused: once it has fired, polling it again is not allowed (a `Shared` panics), and the loop
+    // below asks `is_terminated` instead.
+    let mut shutdown = std::pin::pin!(shutdown.fuse());
+    loop {
+        reader.resume_due(&consumer, &processor.metrics);
+        let first = match reader.carry.take() {
+            Some(record) => record,
+            None => {
+                let resume = reader.next_resume();
+                let next = tokio::select! {
+                    () = &mut shutdown => break,
+                    next = consumer.recv() => next.map(|m| m.detach()),
+                    () = tokio::time::sleep_until(resume) => continue,
+                };
+                match next {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic = %source.topic, "reading the stream failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let batch = reader.fill(&consumer, first).await;
+        if batch.is_empty() {
+            continue;
+        }
+        let deadline = Instant::now() + reader.budget;
+        let settled = reader.settle(&processor, &batch, &origin, deadline);
+        // Once asked to stop, the batch gets `drain` to finish; cut short, it is not committed and the
+        // group hands it to another replica.
+        let outcomes = tokio::select! {
+            outcomes = settled => outcomes,
+            () = async { (&mut shutdown).await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(events = batch.records().len(), "stopped before the batch was settled: its offsets stay uncommitted");
+                return Ok(());
+            }
+        };
+        let plan = reader.conclude(&consumer, &batch, &outcomes);
+        // Asked to stop while this batch settled: commit it for sure, then stop.
+        if shutdown.is_terminated() {
+            commit(&consumer, &plan, CommitMode::Sync);
+            break;
+        }
+        commit(&consumer, &plan, CommitMode::Async);
+    }
+    tracing::info!(topic = %source.topic, "stream reader stopped");
+    Ok(())
+}
+
+/// The consumer in the group: offsets committed by hand, `max.poll.interval.ms` as configured, and the
+/// client's prefetch bounded by half the batch budget (librdkafka then bounds a fetch to it as well).
+fn consumer(source: &KafkaSource, endpoint: &KafkaEndpoint) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = endpoint
         .client_config()
         .set("group.id", &source.consumer_group)
-        .set("client.id", &processor.consumer)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set(
@@ -86,74 +132,219 @@ pub async fn run<S: Future<Output = ()> + Send + 'static>(
             "heartbeat.interval.ms",
             (source.session_timeout_seconds * 1000 / 10).to_string(),
         )
+        .set(
+            "max.poll.interval.ms",
+            (u64::from(source.max_poll_interval_seconds) * 1000).to_string(),
+        )
+        .set(
+            "queued.max.messages.kbytes",
+            (source.max_batch_bytes / 2 / 1024).max(1).to_string(),
+        )
         .create()
         .context("cannot create the Kafka consumer")?;
     consumer
         .subscribe(&[&source.topic])
         .with_context(|| format!("cannot subscribe to {}", source.topic))?;
-    let origin = format!("kafka://{}/{}", endpoint.bootstrap_servers, source.topic);
-    if processor.dead_letter.is_none() {
-        tracing::warn!(consumer = %processor.consumer, "no dead letter: events that cannot be processed are logged with their position and skipped");
+    Ok(consumer)
+}
+
+/// A partition rewound to an unsettled event, waiting to be read again.
+#[derive(Debug)]
+struct Paused {
+    /// Where it was rewound to: records from before the rewind at or past it are stale.
+    offset: i64,
+    until: Instant,
+}
+
+/// The loop's state between batches.
+struct Reader {
+    limits: Limits,
+    /// How long a batch may take: half the poll interval.
+    budget: Duration,
+    writers: usize,
+    /// Bytes of events being parsed and written at once, in KiB permits (a quarter of a batch).
+    in_flight: Arc<Semaphore>,
+    in_flight_kib: u32,
+    /// The record that did not fit the last batch: the first of the next.
+    carry: Option<OwnedMessage>,
+    /// Attempts already spent on unsettled events, by partition and offset.
+    earlier: HashMap<(Partition, i64), Earlier>,
+    paused: BTreeMap<Partition, Paused>,
+    /// Rewinds in a row per partition, for the backoff; reset when a batch settles it whole.
+    stalls: BTreeMap<Partition, u32>,
+}
+
+impl Reader {
+    fn new(source: &KafkaSource) -> Self {
+        let bytes = usize::try_from(source.max_batch_bytes).unwrap_or(usize::MAX);
+        let in_flight_kib = u32::try_from(source.max_batch_bytes / 4 / 1024)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Self {
+            limits: Limits {
+                events: source.max_batch,
+                bytes,
+            },
+            budget: Duration::from_secs(u64::from(source.max_poll_interval_seconds)) / 2,
+            writers: source.writers,
+            in_flight: Arc::new(Semaphore::new(in_flight_kib as usize)),
+            in_flight_kib,
+            carry: None,
+            earlier: HashMap::new(),
+            paused: BTreeMap::new(),
+            stalls: BTreeMap::new(),
+        }
     }
-    // Fused: once it has fired, polling it again is not allowed (a `Shared` panics), and the loop
-    // below asks `is_terminated` instead.
-    let mut shutdown = std::pin::pin!(shutdown.fuse());
-    loop {
-        let first = tokio::select! {
-            () = &mut shutdown => break,
-            next = consumer.recv() => next,
-        };
-        let mut batch = match first {
-            Ok(message) => vec![message.detach()],
-            Err(e) => {
-                tracing::warn!(error = %e, topic = %source.topic, "reading the stream failed; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+
+    /// Whether `record` was read before its partition was rewound past it (it will be read again).
+    fn is_stale(&self, record: &OwnedMessage) -> bool {
+        let partition = (record.topic().to_owned(), record.partition());
+        self.paused
+            .get(&partition)
+            .is_some_and(|paused| record.offset() >= paused.offset)
+    }
+
+    /// A batch starting with `first`, filled for [`FILL`] or until a record does not fit (kept for the
+    /// next batch).
+    async fn fill(&mut self, consumer: &StreamConsumer, first: OwnedMessage) -> Batch {
+        let mut batch = Batch::default();
+        if !self.is_stale(&first) {
+            let _ = batch.offer(first, self.limits);
+        }
         let until = Instant::now() + FILL;
-        while batch.len() < source.max_batch {
-            match tokio::time::timeout_at(until, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
+        while !batch.is_full(self.limits) {
+            let record = match tokio::time::timeout_at(until, consumer.recv()).await {
+                Ok(Ok(message)) => message.detach(),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "reading the stream failed mid-batch");
                     break;
                 }
                 Err(_) => break,
+            };
+            if self.is_stale(&record) {
+                continue;
+            }
+            if let Err(back) = batch.offer(record, self.limits) {
+                self.carry = Some(back);
+                break;
             }
         }
-        let settled = futures::stream::iter(&batch)
-            .for_each_concurrent(source.writers, |record| processor.settle(record, &origin));
-        // Once asked to stop, the batch gets `drain` to finish; cut short, it is not committed and the
-        // group hands it to another replica.
-        tokio::select! {
-            () = settled => {}
-            () = async { (&mut shutdown).await; tokio::time::sleep(drain).await } => {
-                tracing::warn!(events = batch.len(), "stopped before the batch was settled: its offsets stay uncommitted");
-                return Ok(());
-            }
-        }
-        // Asked to stop while this batch settled: commit it for sure, then stop.
-        if shutdown.is_terminated() {
-            commit(&consumer, &batch, CommitMode::Sync);
-            break;
-        }
-        commit(&consumer, &batch, CommitMode::Async);
+        batch
     }
-    tracing::info!(topic = %source.topic, "stream reader stopped");
-    Ok(())
+
+    /// Settles every record of `batch` by `deadline`, `writers` at once and within the in-flight byte
+    /// budget; the outcomes in the batch's order.
+    async fn settle<D: Documents, Q: MessageQueue>(
+        &self,
+        processor: &DeviceProcessor<D, Q>,
+        batch: &Batch,
+        origin: &str,
+        deadline: Instant,
+    ) -> Vec<Settled> {
+        let no_earlier = Earlier::default();
+        futures::stream::iter(batch.records())
+            .map(|record| {
+                let key = ((record.topic().to_owned(), record.partition()), record.offset());
+                let earlier = self.earlier.get(&key).unwrap_or(&no_earlier);
+                let kib = u32::try_from(batch::size(record).div_ceil(1024)).unwrap_or(u32::MAX);
+                let permits = kib.clamp(1, self.in_flight_kib);
+                async move {
+                    // The semaphore is never closed, so the permit always comes.
+                    let _permit = self.in_flight.acquire_many(permits).await.ok();
+                    processor.settle(record, origin, earlier, deadline).await
+                }
+            })
+            .buffered(self.writers)
+            .collect()
+            .await
+    }
+
+    /// The offsets to commit for `batch` settled as `outcomes`; partitions with an unsettled event are
+    /// paused, rewound to it, and scheduled to resume after their backoff.
+    fn conclude(&mut self, consumer: &StreamConsumer, batch: &Batch, outcomes: &[Settled]) -> Plan {
+        let plan = batch::plan(batch.records().iter().zip(outcomes.iter().map(Settled::is_done)));
+        for (partition, next) in &plan.commit {
+            self.earlier
+                .retain(|(p, offset), _| p != partition || offset >= next);
+            if !plan.rewind.contains_key(partition) {
+                self.stalls.remove(partition);
+            }
+        }
+        for (record, outcome) in batch.records().iter().zip(outcomes) {
+            if let Settled::Unsettled(earlier) = outcome {
+                let key = ((record.topic().to_owned(), record.partition()), record.offset());
+                self.earlier.insert(key, earlier.clone());
+            }
+        }
+        for (partition, offset) in &plan.rewind {
+            let stalls = self.stalls.entry(partition.clone()).or_default();
+            *stalls += 1;
+            let pause = batch::pause_for(*stalls);
+            tracing::warn!(topic = %partition.0, partition = partition.1, offset, pause_seconds = pause.as_secs(), "an event is not settled: its partition is rewound to it and paused");
+            if let Err(e) = rewind(consumer, partition, *offset) {
+                tracing::warn!(error = %e, topic = %partition.0, partition = partition.1, "cannot rewind the partition (a rebalance?): the group reads it from the committed offset");
+            }
+            let until = Instant::now() + pause;
+            self.paused.insert(
+                partition.clone(),
+                Paused {
+                    offset: *offset,
+                    until,
+                },
+            );
+        }
+        if self.carry.as_ref().is_some_and(|record| self.is_stale(record)) {
+            self.carry = None;
+        }
+        plan
+    }
+
+    /// When the next paused partition is due (far away when none is paused).
+    fn next_resume(&self) -> Instant {
+        self.paused
+            .values()
+            .map(|paused| paused.until)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// Resumes the partitions whose backoff is over; their stall is cleared (a dead letter that still
+    /// cannot be sent marks it again at once).
+    fn resume_due(&mut self, consumer: &StreamConsumer, metrics: &WorkerMetrics) {
+        let now = Instant::now();
+        let due: Vec<Partition> = self
+            .paused
+            .iter()
+            .filter(|(_, paused)| paused.until <= now)
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        for partition in due {
+            self.paused.remove(&partition);
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&partition.0, partition.1);
+            if let Err(e) = consumer.resume(&list) {
+                tracing::info!(error = %e, topic = %partition.0, partition = partition.1, "cannot resume the partition (no longer assigned?)");
+            }
+            metrics
+                .stalls()
+                .clear(&format!("{}/{}", partition.0, partition.1));
+        }
+    }
 }
 
-/// Commits, per partition of `batch`, the offset after its last event.
-fn commit(consumer: &StreamConsumer, batch: &[OwnedMessage], mode: CommitMode) {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for record in batch {
-        let entry = next.entry((record.topic(), record.partition())).or_default();
-        *entry = (*entry).max(record.offset() + 1);
-    }
+/// Pauses `partition` and moves its next read back to `offset`.
+fn rewind(consumer: &StreamConsumer, partition: &Partition, offset: i64) -> rdkafka::error::KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&partition.0, partition.1);
+    consumer.pause(&list)?;
+    consumer.seek(&partition.0, partition.1, Offset::Offset(offset), SEEK_TIMEOUT)
+}
+
+/// Commits the offsets of `plan`.
+fn commit(consumer: &StreamConsumer, plan: &Plan, mode: CommitMode) {
     let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        if let Err(e) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+    for ((topic, partition), offset) in &plan.commit {
+        if let Err(e) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
             tracing::warn!(error = %e, topic, partition, "cannot list the offset to commit");
         }
     }
@@ -161,228 +352,5 @@ fn commit(consumer: &StreamConsumer, batch: &[OwnedMessage], mode: CommitMode) {
     // committed offset, and the upserts make the repeat harmless.
     if let Err(e) = consumer.commit(&offsets, mode) {
         tracing::info!(error = %e, "the commit was refused (a rebalance?): the events will be read again");
-    }
-}
-
-impl DeviceProcessor {
-    /// Settles one event: written, or dead-lettered with the reason. Returns only when one of them is
-    /// done (a dead letter that cannot be sent is tried again), so committing after it loses nothing.
-    async fn settle(&self, record: &OwnedMessage, origin: &str) {
-        self.metrics.received(1);
-        let started = Instant::now();
-        let position = Position {
-            topic: record.topic().to_owned(),
-            partition: record.partition(),
-            offset: record.offset(),
-            enqueued_ms: record.timestamp().to_millis(),
-        };
-        let document = telemetry::document(
-            record.payload(),
-            &position,
-            &self.partition_key_path,
-            &self.consumer,
-        );
-        let document = match document {
-            Ok(document) => document,
-            Err(reason) => {
-                self.metrics.failed(started.elapsed());
-                self.dead_letter(record, origin, &reason, 1, DeadLetterReason::Rejected)
-                    .await;
-                self.metrics.done();
-                return;
-            }
-        };
-        let mut attempt = 1;
-        loop {
-            self.metrics.sink_write();
-            let written = self
-                .container
-                .upsert(&document.partition_key, &document.id, &document.body)
-                .await;
-            match written {
-                Ok(()) => {
-                    self.metrics.processed(started.elapsed());
-                    break;
-                }
-                // Only an answer about the document itself (400, 413) condemns it; a refused key, a
-                // missing container or an outage is the sink's problem, retried like any failure.
-                Err(e) if e.kind() == ErrorKind::Permanent && refuses_the_document(&e) => {
-                    self.metrics.failed(started.elapsed());
-                    let reason = format!("Cosmos DB refused the document: {e}");
-                    self.dead_letter(record, origin, &reason, attempt, DeadLetterReason::Rejected)
-                        .await;
-                    break;
-                }
-                Err(e) if self.retry.exhausted(attempt) => {
-                    self.metrics.failed(started.elapsed());
-                    let reason = format!("failed {attempt} times; last: {e}");
-                    self.dead_letter(record, origin, &reason, attempt, DeadLetterReason::Exhausted)
-                        .await;
-                    break;
-                }
-                Err(e) => {
-                    self.metrics.failed(started.elapsed());
-                    tracing::debug!(error = %e, event = %document.id, attempt, "the write failed; retrying");
-                    tokio::time::sleep(self.pause(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-        self.metrics.done();
-    }
-
-    fn pause(&self, attempt: u32) -> Duration {
-        Duration::from_secs(u64::from(self.retry.delay_seconds(attempt))).min(MAX_PAUSE)
-    }
-
-    async fn dead_letter(
-        &self,
-        record: &OwnedMessage,
-        origin: &str,
-        reason: &str,
-        attempts: u32,
-        kind: DeadLetterReason,
-    ) {
-        let at = format!("{}/{}/{}", record.topic(), record.partition(), record.offset());
-        let Some(queue) = &self.dead_letter else {
-            tracing::error!(position = %at, %reason, "the event cannot be processed and there is no dead letter: skipped");
-            return;
-        };
-        let delivery = delivery(record, at.clone());
-        let attached = reason_json(&self.consumer, origin, reason, attempts);
-        let mut attempt = 1;
-        while let Err(e) = send_dead_letter(queue, &delivery, &attached).await {
-            tracing::warn!(error = %e, position = %at, "the dead letter could not be sent; trying again");
-            tokio::time::sleep(self.pause(attempt)).await;
-            attempt += 1;
-        }
-        self.metrics.dead_lettered(kind);
-        tracing::info!(position = %at, %reason, "dead-lettered");
-    }
-}
-
-fn refuses_the_document(error: &crate::cloud::Error) -> bool {
-    matches!(
-        error,
-        crate::cloud::Error::Service {
-            status: Some(400 | 413),
-            ..
-        }
-    )
-}
-
-/// The event as a dead letter: its body as it came (base64 when it is not UTF-8, said by an attribute),
-/// its key, headers and position as attributes.
-fn delivery(record: &OwnedMessage, at: String) -> Delivery {
-    let string = |value: String| MessageAttribute {
-        data_type: "String".to_owned(),
-        string_value: Some(value),
-        binary_value: None,
-    };
-    let mut attributes = BTreeMap::new();
-    let mut payload = record.payload().unwrap_or_default();
-    // A Storage Queue message holds 64 KiB and an event may hold 1 MiB: a larger event is dead-lettered
-    // with its first bytes and its size, and stays whole in the stream at its position for the
-    // stream's retention. Sending it whole would be refused every time and stall the partition.
-    if payload.len() > MAX_DEAD_LETTER_BODY {
-        attributes.insert(
-            dead_letter_attributes::TRUNCATED_FROM.to_owned(),
-            string(payload.len().to_string()),
-        );
-        payload = &payload[..MAX_DEAD_LETTER_BODY];
-    }
-    let body = match std::str::from_utf8(payload) {
-        Ok(text) => text.to_owned(),
-        Err(_) => {
-            attributes.insert(
-                dead_letter_attributes::ENCODING.to_owned(),
-                string("base64".to_owned()),
-            );
-            base64::engine::general_purpose::STANDARD.encode(payload)
-        }
-    };
-    if let Some(key) = record.key() {
-        attributes.insert(
-            dead_letter_attributes::KEY.to_owned(),
-            string(String::from_utf8_lossy(key).into_owned()),
-        );
-    }
-    if let Some(headers) = record.headers() {
-        for header in headers.iter() {
-            if let Some(value) = header.value {
-                attributes.insert(
-                    header.key.to_owned(),
-                    string(String::from_utf8_lossy(value).into_owned()),
-                );
-            }
-        }
-    }
-    attributes.insert(dead_letter_attributes::POSITION.to_owned(), string(at.clone()));
-    Delivery {
-        message: Message {
-            id: at,
-            body: body.clone(),
-            receive_count: 1,
-            ..Message::default()
-        },
-        receipt: String::new(),
-        raw_body: body,
-        raw_attributes: attributes,
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use rdkafka::{Timestamp, message::OwnedHeaders};
-
-    use super::*;
-
-    fn record(payload: Vec<u8>) -> OwnedMessage {
-        let headers = OwnedHeaders::new().insert(rdkafka::message::Header {
-            key: "source",
-            value: Some("gateway-1"),
-        });
-        OwnedMessage::new(
-            Some(payload),
-            Some(b"thermo-1".to_vec()),
-            "telemetry".into(),
-            Timestamp::CreateTime(1),
-            2,
-            7,
-            Some(headers),
-        )
-    }
-
-    #[test]
-    fn a_dead_letter_keeps_the_body_key_headers_and_position() {
-        let d = delivery(&record(b"{not json".to_vec()), "telemetry/2/7".into());
-        assert_eq!(d.raw_body, "{not json");
-        let attribute = |k: &str| d.raw_attributes[k].string_value.clone().unwrap();
-        assert_eq!(attribute("kafka-key"), "thermo-1");
-        assert_eq!(attribute("source"), "gateway-1");
-        assert_eq!(attribute("kafka-position"), "telemetry/2/7");
-        let binary = delivery(&record(vec![0xff, 0xfe]), "telemetry/2/7".into());
-        assert_eq!(binary.raw_body, "//4=");
-        assert_eq!(
-            binary.raw_attributes["tributary-body-encoding"]
-                .string_value
-                .as_deref(),
-            Some("base64")
-        );
-    }
-
-    #[test]
-    fn a_dead_letter_of_a_large_event_fits_a_storage_queue_message() {
-        let d = delivery(&record(vec![b'x'; 1024 * 1024]), "telemetry/2/7".into());
-        assert_eq!(d.raw_body.len(), MAX_DEAD_LETTER_BODY);
-        assert_eq!(
-            d.raw_attributes["tributary-body-truncated-from"]
-                .string_value
-                .as_deref(),
-            Some("1048576")
-        );
-        let text = crate::cloud::azure::envelope::encode(&d.raw_body, &d.raw_attributes);
-        assert!(text.len() < 64 * 1024, "{} bytes", text.len());
     }
 }

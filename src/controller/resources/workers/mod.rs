@@ -8,6 +8,8 @@
 
 mod pod;
 
+pub use pod::{default_resources, memory_limit_bytes};
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
@@ -105,6 +107,8 @@ pub struct WorkerOwner {
     pub image: Option<String>,
     /// The HTTP source's port, which gets a Service.
     pub http_port: Option<i32>,
+    /// The worker container's requests and limits; `None`: [`default_resources`].
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 impl WorkerOwner {

@@ -63,8 +63,10 @@ fn probe(path: &str) -> Probe {
     }
 }
 
-/// The worker container's requests and limits.
-fn resources() -> ResourceRequirements {
+/// The worker container's requests and limits when its owner sets none: enough for the built-in
+/// processors at their default batch sizes (the device processor's 32 MiB batches are an eighth of the
+/// memory limit).
+pub fn default_resources() -> ResourceRequirements {
     let quantity = |q: &str| Quantity(q.to_owned());
     ResourceRequirements {
         requests: Some(BTreeMap::from([
@@ -74,6 +76,37 @@ fn resources() -> ResourceRequirements {
         limits: Some(BTreeMap::from([("memory".to_owned(), quantity("256Mi"))])),
         ..ResourceRequirements::default()
     }
+}
+
+/// The memory limit of `resources` in bytes, if it sets one that parses (`256Mi`, `1G`, `536870912`,
+/// `1e9`); a quantity below one byte counts as none.
+pub fn memory_limit_bytes(resources: &ResourceRequirements) -> Option<u64> {
+    let quantity = resources.limits.as_ref()?.get("memory")?;
+    let text = quantity.0.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    let bytes = number.parse::<f64>().ok()? * factor;
+    // Saturating float-to-int conversion; only positive, finite sizes count.
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 /// The worker container: the operator's image (or the owner's), its config mounted, the controller's
@@ -115,9 +148,15 @@ fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container
             }]
         }),
         ports: Some(ports(owner.http_port)),
-        readiness_probe: Some(probe("/readyz")),
+        // `/readyz` fails while the worker is stalled (a dead letter it cannot send); a custom image
+        // is only asked for `/healthz`.
+        readiness_probe: Some(probe(if owner.image.is_some() {
+            "/healthz"
+        } else {
+            "/readyz"
+        })),
         liveness_probe: Some(probe("/healthz")),
-        resources: Some(resources()),
+        resources: Some(owner.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(restricted()),
         volume_mounts: Some(vec![VolumeMount {
             name: "config".to_owned(),
@@ -160,5 +199,34 @@ pub(super) fn worker_pod(owner: &WorkerOwner, settings: &WorkerSettings) -> PodS
             ..Volume::default()
         }]),
         ..PodSpec::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(memory: &str) -> Option<u64> {
+        memory_limit_bytes(&ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity(memory.to_owned()),
+            )])),
+            ..ResourceRequirements::default()
+        })
+    }
+
+    #[test]
+    fn memory_limits_parse_in_every_kubernetes_notation() {
+        assert_eq!(limit("256Mi"), Some(256 * 1024 * 1024));
+        assert_eq!(limit("1Gi"), Some(1024 * 1024 * 1024));
+        assert_eq!(limit("512M"), Some(512_000_000));
+        assert_eq!(limit("1.5Gi"), Some(1_610_612_736));
+        assert_eq!(limit("536870912"), Some(536_870_912));
+        assert_eq!(limit("1e9"), Some(1_000_000_000));
+        assert_eq!(limit("12Xi"), None);
+        assert_eq!(limit("500m"), None, "half a byte is no limit");
+        assert_eq!(memory_limit_bytes(&default_resources()), Some(256 * 1024 * 1024));
+        assert_eq!(memory_limit_bytes(&ResourceRequirements::default()), None);
     }
 }
