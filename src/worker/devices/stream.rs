@@ -106,9 +106,15 @@ pub async fn run<S: Future<Output = ()> + Send + 'static>(
         let mut batch = match first {
             Ok(message) => vec![message.detach()],
             Err(e) => {
-                tracing::warn!(error = %e, topic = %source.topic, "reading the stream failed; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                let (stale, message) = drain_errors(&consumer);
+                tracing::warn!(error = %e, stale, topic = %source.topic, "reading the stream failed; trying again");
+                match message {
+                    Some(message) => vec![message],
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
             }
         };
         let until = Instant::now() + FILL;
@@ -142,6 +148,26 @@ pub async fn run<S: Future<Output = ()> + Send + 'static>(
     }
     tracing::info!(topic = %source.topic, "stream reader stopped");
     Ok(())
+}
+
+/// The most queued errors read at once after an error (a bound on the loop, far above what an outage
+/// queues between two reads).
+const MAX_STALE_ERRORS: usize = 10_000;
+
+/// Reads the errors already queued behind the one just read, without waiting: while the broker is away,
+/// librdkafka queues an error for every failed connection attempt, several a second, and reading them one
+/// per pause kept a worker reading errors minutes after the broker was back (found by the Kafka outage
+/// test, tests/it/faults_outage.rs). Returns how many were skipped, and the first event found behind
+/// them, if any.
+fn drain_errors(consumer: &StreamConsumer) -> (usize, Option<OwnedMessage>) {
+    for skipped in 0..MAX_STALE_ERRORS {
+        match consumer.recv().now_or_never() {
+            Some(Err(_)) => {}
+            Some(Ok(message)) => return (skipped, Some(message.detach())),
+            None => return (skipped, None),
+        }
+    }
+    (MAX_STALE_ERRORS, None)
 }
 
 /// Commits, per partition of `batch`, the offset after its last event.
