@@ -105,17 +105,10 @@ pub async fn run<S: Future<Output = ()> + Send + 'static>(
         };
         let mut batch = match first {
             Ok(message) => vec![message.detach()],
-            Err(e) => {
-                let (stale, message) = drain_errors(&consumer);
-                tracing::warn!(error = %e, stale, topic = %source.topic, "reading the stream failed; trying again");
-                match message {
-                    Some(message) => vec![message],
-                    None => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-            }
+            Err(e) => match after_error(&consumer, &e, &source.topic).await {
+                Some(message) => vec![message],
+                None => continue,
+            },
         };
         let until = Instant::now() + FILL;
         while batch.len() < source.max_batch {
@@ -148,6 +141,21 @@ pub async fn run<S: Future<Output = ()> + Send + 'static>(
     }
     tracing::info!(topic = %source.topic, "stream reader stopped");
     Ok(())
+}
+
+/// After a read error: the errors queued behind it skipped, and the first event behind them if there is
+/// one; else a pause before the next read.
+async fn after_error(
+    consumer: &StreamConsumer,
+    error: &rdkafka::error::KafkaError,
+    topic: &str,
+) -> Option<OwnedMessage> {
+    let (stale, message) = drain_errors(consumer);
+    tracing::warn!(%error, stale, topic, "reading the stream failed; trying again");
+    if message.is_none() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    message
 }
 
 /// The most queued errors read at once after an error (a bound on the loop, far above what an outage
