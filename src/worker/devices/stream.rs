@@ -247,7 +247,11 @@ impl DeviceProcessor {
                         .await;
                     break;
                 }
-                Err(e) if self.retry.exhausted(attempt) => {
+                // No answer at all is an outage of the sink, not a problem of this event: it waits for
+                // the sink (at most MAX_PAUSE between tries) instead of using up its attempts, which sent
+                // every event of a longer Cosmos DB outage to the dead letter (found by the cosmium outage
+                // test, tests/it/faults_outage.rs).
+                Err(e) if self.retry.exhausted(attempt) && !is_outage(&e) => {
                     self.metrics.failed(started.elapsed());
                     let reason = format!("failed {attempt} times; last: {e}");
                     self.dead_letter(record, origin, &reason, attempt, DeadLetterReason::Exhausted)
@@ -293,6 +297,11 @@ impl DeviceProcessor {
         self.metrics.dead_lettered(kind);
         tracing::info!(position = %at, %reason, "dead-lettered");
     }
+}
+
+/// Whether `error` says the service did not answer at all.
+fn is_outage(error: &crate::cloud::Error) -> bool {
+    matches!(error, crate::cloud::Error::Unreachable { .. })
 }
 
 fn refuses_the_document(error: &crate::cloud::Error) -> bool {
