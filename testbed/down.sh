@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops exactly the processes testbed/up.sh started, by their pid files, newest first, and removes the
 # cluster and emulator state so the next start is fresh (TESTBED_KEEP_STATE=1 keeps the cluster's etcd and
-# Kafka's data; the cloud emulators keep nothing either way). Certificates, tokens and the cache are kept.
+# what moto, Azurite, cosmium and Kafka saved when stopped; ElasticMQ keeps nothing). Certificates, tokens
+# and the cache are kept.
 source "$(dirname "$0")/lib.sh"
 
 order=(elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
@@ -27,5 +28,5 @@ if [[ ${TESTBED_KEEP_STATE:-0} == 1 ]]; then
 	log "keeping the cluster state (TESTBED_KEEP_STATE=1)"
 	rm -f "$TESTBED_DIR/port-base"
 else
-	rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data" "$TESTBED_DIR/port-base"
+	rm -rf "$TESTBED_DIR/etcd" "${EMULATOR_STATE[@]}" "$TESTBED_DIR/port-base"
 fi

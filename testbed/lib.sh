@@ -45,6 +45,10 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((TESTBED_PORT_BASE + 14))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((TESTBED_PORT_BASE + 15))}
 ELASTICMQ_PORT=${ELASTICMQ_PORT:-$((TESTBED_PORT_BASE + 16))}
 
+# Where the emulators keep their state between a stop and a start of one of them (removed when the whole
+# test bed starts afresh or stops, unless TESTBED_KEEP_STATE=1). ElasticMQ keeps nothing.
+EMULATOR_STATE=("$TESTBED_DIR/moto" "$TESTBED_DIR/azurite" "$TESTBED_DIR/cosmium" "$TESTBED_DIR/kafka/data")
+
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() {
 	printf '[testbed] ERROR: %s\n' "$*" >&2

@@ -7,7 +7,8 @@
 # up only re-checks readiness. Stop with testbed/down.sh.
 source "$(dirname "$0")/lib.sh"
 
-bash "$TESTBED_SRC/install.sh"
+# testbed/service.sh starts one stopped service through this script, with everything installed already.
+[[ ${TESTBED_SKIP_INSTALL:-0} == 1 ]] || bash "$TESTBED_SRC/install.sh"
 need openssl "openssl is required to make the test bed's certificates"
 need curl "curl is required to check readiness"
 
@@ -79,11 +80,13 @@ kubeconfig kcm "$TESTBED_DIR/kcm.kubeconfig"
 kubeconfig scheduler "$TESTBED_DIR/scheduler.kubeconfig"
 
 # --- Kubernetes ---------------------------------------------------------------------------------------------
-# A cluster state left by a test bed that was killed rather than stopped would be reconciled against the
-# emulators, which keep nothing: start from an empty cluster unless asked to keep it.
+# A cluster state left by a test bed that was killed rather than stopped would be reconciled against
+# emulators whose state is gone or older: start from an empty cluster and empty emulators unless asked to
+# keep them. The emulators keep their state in $TESTBED_DIR while the test bed runs, so that one of them
+# stopped and started again (testbed/service.sh, the outage tests) comes back with what it held.
 if ! is_running etcd && [[ ${TESTBED_KEEP_STATE:-0} != 1 ]]; then
 	[[ -d $TESTBED_DIR/etcd ]] && log "removing the cluster state of a test bed that was not stopped (TESTBED_KEEP_STATE=1 keeps it)"
-	rm -rf "$TESTBED_DIR/etcd" "$TESTBED_DIR/kafka/data"
+	rm -rf "$TESTBED_DIR/etcd" "${EMULATOR_STATE[@]}"
 fi
 start etcd etcd --name testbed --data-dir "$TESTBED_DIR/etcd" \
 	--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -145,7 +148,11 @@ nodes_ready() {
 wait_for kwok 60 nodes_ready
 
 # --- AWS ----------------------------------------------------------------------------------------------------
-start moto moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+# moto through testbed/moto-server.py (moto's server, run by moto's own Python), which saves its state on
+# SIGTERM and loads it at start: a restart is an outage, not a wipe.
+moto_python="$(dirname "$(readlink "$TESTBED_BIN/moto_server")")/python"
+mkdir -p "$TESTBED_DIR/moto"
+start moto "$moto_python" "$TESTBED_SRC/moto-server.py" -H 127.0.0.1 -p "$MOTO_PORT" --state "$TESTBED_DIR/moto/state.pickle"
 wait_for moto 60 curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/"
 
 # ElasticMQ: SQS only, much faster than moto (for throughput figures) and with SQS's message-move tasks
@@ -162,15 +169,18 @@ start elasticmq java -Xms64m -Xmx384m -XX:+UseSerialGC -Djava.awt.headless=true 
 wait_for elasticmq 60 curl -sf "http://127.0.0.1:$ELASTICMQ_PORT/?Action=ListQueues"
 
 # --- Azure --------------------------------------------------------------------------------------------------
+# On disk (saved every 5 s and on SIGTERM), so a restarted Azurite still has its queues and messages.
 start azurite azurite-queue --queueHost 127.0.0.1 --queuePort "$AZURITE_QUEUE_PORT" \
-	--inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry
+	--location "$TESTBED_DIR/azurite" --skipApiVersionCheck --loose --disableTelemetry
 wait_for azurite 60 port_open "$AZURITE_QUEUE_PORT"
 
 # TLS like the real service: the account endpoint it advertises is https, which clients then follow.
 # -DisableAuth: azure_data_cosmos 1.0 signs the partition-key-range read with the container's resource id,
 # which cosmium 0.1.20 checks against the name-based link and refuses (401), so its key check is off here.
+# -Persist: saved on SIGTERM, loaded at start (a SIGKILL loses what came after the last start).
+mkdir -p "$TESTBED_DIR/cosmium"
 start cosmium cosmium -Host 127.0.0.1 -Port "$COSMOS_PORT" -Cert "$PKI/cosmos.crt" -CertKey "$PKI/cosmos.key" \
-	-DisableAuth
+	-DisableAuth -Persist "$TESTBED_DIR/cosmium/state.json"
 wait_for cosmium 60 port_open "$COSMOS_PORT"
 
 # Kafka in KRaft mode (one combined broker/controller). The SASL_SSL listener mirrors the Event Hubs Kafka

@@ -27,6 +27,8 @@ mod e2e_azure_queue;
 mod e2e_azure_subscription;
 mod e2e_devices;
 mod e2e_orders;
+mod faults_outage;
+mod faults_worker;
 mod filter_differential;
 mod filter_webhook;
 mod image;

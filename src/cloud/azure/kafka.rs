@@ -64,7 +64,13 @@ impl KafkaEndpoint {
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("security.protocol", &self.security_protocol)
             .set("request.timeout.ms", "60000")
-            .set("socket.keepalive.enable", "true");
+            .set("socket.keepalive.enable", "true")
+            // librdkafka reconnects to an unreachable broker after 100 ms by default, doubling to 10 s
+            // per broker connection; starting at 500 ms keeps an outage's first seconds from turning into
+            // several connection attempts a second per client (measured by the Kafka outage test,
+            // tests/it/faults_outage.rs), and costs at most half a second after the broker is back.
+            .set("reconnect.backoff.ms", "500")
+            .set("reconnect.backoff.max.ms", "10000");
         if self.security_protocol == "SASL_SSL" {
             config
                 .set("sasl.mechanisms", "PLAIN")

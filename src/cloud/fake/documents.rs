@@ -1,6 +1,7 @@
 //! The document-store capability in memory, for fast tests of the device processor: [`FakeDocuments`]
 //! keeps documents by (partition key, id) with upsert's replace semantics, counts writes, and fails on
-//! request as Cosmos DB does: a refused document (400), an outage (503), or a number of failing writes.
+//! request as Cosmos DB does: a refused document (400), an unavailable service (503), one that does not answer
+//! at all, or a number of failing writes.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -25,6 +26,8 @@ struct State {
     failing: u64,
     /// Every write fails transiently while set.
     unavailable: bool,
+    /// Every write gets no answer at all while set (the service is down).
+    unreachable: bool,
     /// Ids whose documents are refused (400), as Cosmos DB refuses a malformed or oversized one.
     refused: BTreeSet<String>,
 }
@@ -47,6 +50,11 @@ impl FakeDocuments {
     /// Every upsert fails with a 503 until called again with `false`.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.state().unavailable = unavailable;
+    }
+
+    /// Every upsert gets no answer (connection refused) until called again with `false`.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.state().unreachable = unreachable;
     }
 
     /// Upserts of the document `id` are refused with a 400.
@@ -92,6 +100,12 @@ impl Documents for FakeDocuments {
     async fn upsert(&self, partition_key: &str, id: &str, body: &Value) -> Result<()> {
         let mut state = self.state();
         state.writes += 1;
+        if state.unreachable {
+            return Err(Error::Unreachable {
+                operation: Operation::new("cosmos", "UpsertItem", format!("fake/{id}")),
+                detail: "Connection refused".to_owned(),
+            });
+        }
         if state.refused.contains(id) {
             return Err(error(id, 400, ErrorKind::Permanent, "the document is refused"));
         }

@@ -146,6 +146,8 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
         started: Instant,
     ) -> Settled {
         let mut attempt = earlier.attempts + 1;
+        // Tries in an outage, which do not count as attempts but still lengthen the pause.
+        let mut unanswered = 0;
         loop {
             self.metrics.sink_write();
             let upsert = self
@@ -158,9 +160,10 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
                 }
                 Ok(Err(e)) => e,
                 Err(_) => {
+                    // No answer in time is no answer: like an outage, it is not one of the attempts.
                     let last_error = "the write did not finish before the batch's deadline".to_owned();
                     return Settled::Unsettled(Earlier {
-                        attempts: attempt,
+                        attempts: attempt - 1,
                         last_error,
                     });
                 }
@@ -173,19 +176,28 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
                 let letter = Letter::new(record, origin, &reason, attempt, DeadLetterReason::Rejected);
                 return self.dead_letter(letter, deadline).await;
             }
-            if self.retry.exhausted(attempt) {
+            // No answer at all is an outage of the sink, not a problem of this event: the event waits for
+            // the sink (at most MAX_PAUSE between tries) and the try does not count as one of its attempts,
+            // not even across batches; counting them sent every event of a longer Cosmos DB outage to the
+            // dead letter (found by the cosmium outage test, tests/it/faults_outage.rs).
+            let outage = is_outage(&error);
+            if !outage && self.retry.exhausted(attempt) {
                 let reason = format!("failed {attempt} times; last: {error}");
                 let letter = Letter::new(record, origin, &reason, attempt, DeadLetterReason::Exhausted);
                 return self.dead_letter(letter, deadline).await;
             }
-            tracing::debug!(error = %error, event = %document.id, attempt, "the write failed; retrying");
-            if !self.pause_before(attempt, deadline).await {
+            tracing::debug!(error = %error, event = %document.id, attempt, outage, "the write failed; retrying");
+            if !self.pause_before(attempt + unanswered, deadline).await {
                 return Settled::Unsettled(Earlier {
-                    attempts: attempt,
+                    attempts: if outage { attempt - 1 } else { attempt },
                     last_error: error.to_string(),
                 });
             }
-            attempt += 1;
+            if outage {
+                unanswered += 1;
+            } else {
+                attempt += 1;
+            }
         }
     }
 
@@ -341,6 +353,11 @@ fn delivery(record: &OwnedMessage, at: String) -> Delivery {
         raw_body: body,
         raw_attributes: attributes,
     }
+}
+
+/// Whether `error` says the service did not answer at all.
+fn is_outage(error: &crate::cloud::Error) -> bool {
+    matches!(error, crate::cloud::Error::Unreachable { .. })
 }
 
 #[cfg(test)]

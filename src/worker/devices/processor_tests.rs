@@ -227,6 +227,26 @@ mod settling {
     }
 
     #[tokio::test]
+    async fn a_sink_that_does_not_answer_uses_none_of_the_attempts_across_passes() {
+        let dlq = queue();
+        let p = processor(2, 0, Some(dlq.clone()));
+        p.documents.set_unreachable(true);
+        let mut earlier = Earlier::default();
+        for _ in 0..3 {
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let Settled::Unsettled(next) = settle(&p, EVENT, &earlier, deadline).await else {
+                panic!("an outage leaves the event unsettled");
+            };
+            earlier = next;
+            assert_eq!(earlier.attempts, 0, "unanswered tries are not attempts");
+        }
+        assert!(p.documents.writes() > 2, "it kept trying: {}", p.documents.writes());
+        assert!(dlq.held().is_empty(), "an outage dead-letters nothing");
+        p.documents.set_unreachable(false);
+        assert_eq!(settle(&p, EVENT, &earlier, far()).await, Settled::Written);
+    }
+
+    #[tokio::test]
     async fn an_unsendable_dead_letter_stalls_the_partition_visibly_until_one_is_sent() {
         // A queue that takes no message at all: every dead letter is refused.
         let broken = queue().with_max_bytes(1);

@@ -81,11 +81,10 @@ where
                 };
                 match next {
                     Ok(record) => record,
-                    Err(e) => {
-                        tracing::warn!(error = %e, topic = %source.topic, "reading the stream failed; trying again");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
+                    Err(e) => match after_error(&consumer, &e, &source.topic).await {
+                        Some(record) => record,
+                        None => continue,
+                    },
                 }
             }
         };
@@ -114,6 +113,42 @@ where
     }
     tracing::info!(topic = %source.topic, "stream reader stopped");
     Ok(())
+}
+
+/// After a read error: the errors queued behind it skipped, and the first event behind them if there is
+/// one; else a pause before the next read.
+async fn after_error(
+    consumer: &StreamConsumer,
+    error: &rdkafka::error::KafkaError,
+    topic: &str,
+) -> Option<OwnedMessage> {
+    let (stale, message) = drain_errors(consumer);
+    tracing::warn!(%error, stale, topic, "reading the stream failed; trying again");
+    if message.is_none() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    message
+}
+
+/// The most queued errors read at once after an error (a bound on the loop, far above what an outage
+/// queues between two reads).
+const MAX_STALE_ERRORS: usize = 10_000;
+
+/// Reads the errors already queued behind the one just read, without waiting: while the broker is away,
+/// librdkafka queues an error for every failed connection attempt, several a second, and reading them one
+/// per pause kept a worker reading errors minutes after the broker was back (found by the Kafka outage
+/// test, tests/it/faults_outage.rs). Returns how many were skipped, and the first event found behind
+/// them, if any.
+fn drain_errors(consumer: &StreamConsumer) -> (usize, Option<OwnedMessage>) {
+    use futures::FutureExt as _;
+    for skipped in 0..MAX_STALE_ERRORS {
+        match consumer.recv().now_or_never() {
+            Some(Err(_)) => {}
+            Some(Ok(message)) => return (skipped, Some(message.detach())),
+            None => return (skipped, None),
+        }
+    }
+    (MAX_STALE_ERRORS, None)
 }
 
 /// The consumer in the group: offsets committed by hand, `max.poll.interval.ms` as configured, and the

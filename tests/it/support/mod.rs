@@ -11,6 +11,10 @@ use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 #[path = "../../../testbed/arm-fake/fake.rs"]
 pub mod arm_fake;
 pub mod collector;
+pub mod devices_bed;
+pub mod orders_bed;
+pub mod outage;
+pub mod proxy;
 pub mod share;
 pub mod tools;
 pub mod webhook;
