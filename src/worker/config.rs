@@ -20,7 +20,7 @@ pub const FILE_NAME: &str = "worker.yaml";
 
 /// Everything a worker process needs to know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkerConfig {
     /// The Consumer this worker runs for (in logs, metrics and dead-letter reasons).
     pub consumer: ConsumerName,
@@ -51,7 +51,6 @@ pub struct WorkerConfig {
 
 /// Namespace and name of a Consumer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConsumerName {
     /// Namespace.
     pub namespace: String,
@@ -90,7 +89,7 @@ pub enum ProcessorKind {
 
 /// Message source.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Source {
     /// An SQS queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,7 +108,7 @@ pub struct Source {
 /// Draining an Azure Storage Queue (signed with the account key in `AZURE_STORAGE_KEY`). Its dead letter,
 /// if any, is a Storage Queue URL of the same account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StorageQueueSource {
     /// Queue URL, without a signature.
     pub queue_url: String,
@@ -133,7 +132,7 @@ pub struct StorageQueueSource {
 
 /// Draining an SQS queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SqsSource {
     /// Queue URL.
     pub queue_url: String,
@@ -150,7 +149,7 @@ pub struct SqsSource {
 
 /// Results.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Sink {
     /// DynamoDB table of orders, notifications, stock and shipments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,7 +164,7 @@ pub struct Sink {
 
 /// Retries with exponential backoff, through the queue's visibility timeout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Retry {
     /// Attempts before a failing message is dead-lettered.
     pub max_attempts: u32,
@@ -206,7 +205,7 @@ impl Retry {
 
 /// The dead-letter queue of the Consumer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DeadLetterTarget {
     /// Queue URL: SQS, or a Storage Queue for a `storageQueue` or `kafka` source.
     pub queue_url: String,
@@ -264,10 +263,28 @@ impl WorkerConfig {
             path: shown.clone(),
             source,
         })?;
-        let config: Self =
-            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?;
+        let (config, unknown) =
+            Self::parse(&text).map_err(|source| ConfigError::Parse { path: shown.clone(), source })?;
+        if !unknown.is_empty() {
+            tracing::warn!(
+                path = %shown,
+                fields = ?unknown,
+                "fields of the worker configuration this version does not know are ignored"
+            );
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parses a configuration, with the paths of the fields this version does not know. They are
+    /// ignored, not refused: during a rolling upgrade a newer controller writes fields into the one
+    /// ConfigMap that the older pods still mount, and refusing them would stop those pods from starting.
+    pub fn parse(text: &str) -> Result<(Self, Vec<String>), serde_yaml_ng::Error> {
+        let mut unknown = Vec::new();
+        let config = serde_ignored::deserialize(serde_yaml_ng::Deserializer::from_str(text), |path| {
+            unknown.push(path.to_string());
+        })?;
+        Ok((config, unknown))
     }
 
     /// The rules serde cannot express.

@@ -20,7 +20,7 @@ use crate::{
 
 /// Where the relay delivers, and what it lets through.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RelayTarget {
     /// The Storage Queue's URL, without a signature.
     pub queue_url: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Reading a Kafka topic in a consumer group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct KafkaSource {
     /// `host:port` of the brokers (`<namespace>.servicebus.windows.net:9093` for Event Hubs).
     pub bootstrap_servers: String,
@@ -52,7 +52,7 @@ pub struct KafkaSource {
 
 /// Upserting into a Cosmos DB (NoSQL) container, signed with the key in `AZURE_COSMOS_KEY`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CosmosSink {
     /// Account endpoint (`https://<account>.documents.azure.com:443/`). Certificates are verified except
     /// for an emulator on a loopback address.

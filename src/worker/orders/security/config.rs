@@ -10,7 +10,7 @@ use crate::api::http_source::HttpLimits;
 
 /// Serving HTTP: the order endpoint (`source.http` of `worker.yaml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HttpSource {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -39,7 +39,7 @@ impl HttpSource {
 /// How requests authenticate. The default accepts nobody: a worker configured without credentials
 /// refuses every request rather than serving anonymously.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AuthConfig {
     /// Serve without authentication, every request as principal `anonymous:<namespace>/<consumer>`
     /// (`auth.mode: none`).
@@ -55,7 +55,7 @@ pub struct AuthConfig {
 
 /// Where the hashed API keys are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiKeyFiles {
     /// The directory: file name = key name, content = `sha256:<hex>[ principal=<name>]`. Files whose
     /// name starts with `.` (the kubelet's `..data` links) are skipped. A missing directory means no key.
@@ -71,7 +71,7 @@ fn default_reload_seconds() -> u64 {
 
 /// JWT validation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct JwtConfig {
     /// Expected `iss`.
     pub issuer: String,
@@ -172,7 +172,7 @@ impl JwtConfig {
 /// Limits of the endpoint. A field left out takes the Consumer's default (`spec.source.http.limits`,
 /// declared once, in the API).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LimitsConfig {
     /// Largest body in bytes.
     pub max_body_bytes: usize,
@@ -230,7 +230,7 @@ impl LimitsConfig {
 
 /// The certificate and key files of HTTPS (a mounted `kubernetes.io/tls` Secret).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TlsFiles {
     /// PEM certificate chain.
     pub cert_file: PathBuf,
