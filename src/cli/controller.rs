@@ -273,7 +273,8 @@ impl AzureArgs {
         let base = Some(self.azure_resource_manager_endpoint.as_str())
             .filter(|url| !url.is_empty())
             .unwrap_or(arm::PUBLIC_CLOUD);
-        let hubs = EventHubs::new(Arm::new(base, credential, Duration::from_secs(20)).with_fence(fence.clone()));
+        let hubs =
+            EventHubs::new(Arm::new(base, credential, Duration::from_secs(20)).with_fence(fence.clone()));
         let defaults = EventHubsConfig {
             subscription: non_empty(self.azure_subscription_id.as_ref()),
             resource_group: non_empty(self.azure_resource_group.as_ref()),

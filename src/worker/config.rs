@@ -263,8 +263,10 @@ impl WorkerConfig {
             path: shown.clone(),
             source,
         })?;
-        let (config, unknown) =
-            Self::parse(&text).map_err(|source| ConfigError::Parse { path: shown.clone(), source })?;
+        let (config, unknown) = Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
         if !unknown.is_empty() {
             tracing::warn!(
                 path = %shown,

@@ -72,6 +72,9 @@ async fn readyz(extract::State(state): extract::State<State>) -> impl IntoRespon
     if state.metrics.health().is_ready_at(tokio::time::Instant::now()) {
         (StatusCode::OK, "ok".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the source cannot be reached".to_owned())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the source cannot be reached".to_owned(),
+        )
     }
 }

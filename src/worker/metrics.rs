@@ -212,6 +212,15 @@ impl WorkerMetrics {
             "# HELP tributary_worker_messages_in_flight Messages received and not yet settled.\n# TYPE tributary_worker_messages_in_flight gauge\ntributary_worker_messages_in_flight{{{labels}}} {}",
             c.in_flight.load(Relaxed)
         );
+        self.render_latency(&mut out, &labels);
+        out.push_str(&self.health.render(&labels));
+        out.push_str(&c.stalls.render(&labels));
+        out
+    }
+
+    /// The processing-duration histogram, appended to `out`.
+    fn render_latency(&self, out: &mut String, labels: &str) {
+        let c = &self.inner;
         let name = "tributary_worker_processing_duration_seconds";
         let _ = writeln!(
             out,
@@ -229,9 +238,6 @@ impl WorkerMetrics {
             out,
             "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
         );
-        out.push_str(&self.health.render(&labels));
-        out.push_str(&c.stalls.render(&labels));
-        out
     }
 }
 

@@ -22,8 +22,8 @@ pub mod processor;
 pub mod queue;
 pub mod relay;
 pub mod runtime;
-pub mod supervisor;
 pub mod stalls;
+pub mod supervisor;
 pub mod trace;
 
 use std::{future::Future, sync::Arc, time::Duration};

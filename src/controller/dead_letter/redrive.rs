@@ -145,16 +145,7 @@ pub(crate) async fn step<C: Cloud>(
         .map_err(|source| Error::cloud(&describe(dead_letter), source))?
         .in_flight;
     let from = DeadQueue { url, hidden };
-    fallback(
-        ctx,
-        dead_letter,
-        request,
-        &ctx.aws,
-        from,
-        &destination,
-        FALLBACK,
-    )
-    .await
+    fallback(ctx, dead_letter, request, &ctx.aws, from, &destination, FALLBACK).await
 }
 
 /// The dead-letter queue a fallback moves from: its URL, and how many of its messages were hidden by an

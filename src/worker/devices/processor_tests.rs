@@ -240,7 +240,11 @@ mod settling {
             earlier = next;
             assert_eq!(earlier.attempts, 0, "unanswered tries are not attempts");
         }
-        assert!(p.documents.writes() > 2, "it kept trying: {}", p.documents.writes());
+        assert!(
+            p.documents.writes() > 2,
+            "it kept trying: {}",
+            p.documents.writes()
+        );
         assert!(dlq.held().is_empty(), "an outage dead-letters nothing");
         p.documents.set_unreachable(false);
         assert_eq!(settle(&p, EVENT, &earlier, far()).await, Settled::Written);
