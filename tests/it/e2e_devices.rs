@@ -114,7 +114,7 @@ async fn send_all(producer: &FutureProducer, topic: &str, events: &[(String, Str
 
 /// A worker process with `env` (the Deployment's environment, Secrets resolved).
 fn spawn(file: &std::path::Path, log: &std::path::Path, env: &BTreeMap<String, String>) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+    Command::new(common::tributary_bin())
         .args(["worker", "--config"])
         .arg(file)
         .envs(env)

@@ -56,7 +56,7 @@ impl Worker {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        let child = Command::new(common::tributary_bin())
             .args(["worker", "--config"])
             .arg(&config)
             .env("AWS_ENDPOINT_URL", common::var("AWS_ENDPOINT_URL"))

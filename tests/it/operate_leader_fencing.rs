@@ -97,7 +97,7 @@ fn timing() -> (u64, u64, u64) {
 fn spawn_controller(identity: &str, ns: &str, lease: &str, proxy: u16, metrics: u16, log: &Path) -> Process {
     let (duration, deadline, retry) = timing();
     let output = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+    Command::new(common::tributary_bin())
         .arg("controller")
         .env_clear()
         .env("KUBECONFIG", common::var("KUBECONFIG"))

@@ -167,7 +167,7 @@ async fn the_order_endpoint_withstands_the_attack_suite() {
 /// and authenticates the key as the principal given.
 #[test]
 fn the_apikey_command_prints_the_key_once_and_its_hashed_entry() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = std::process::Command::new(common::tributary_bin())
         .args(["apikey", "new", "--name", "ci-2027", "--principal", "ci"])
         .output()
         .unwrap();
@@ -182,7 +182,7 @@ fn the_apikey_command_prints_the_key_once_and_its_hashed_entry() {
     let (keys, errors) = tributary::worker::orders::security::api_keys::Keys::parse([("ci-2027", entry)]);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(keys.principal(&key), Some("ci"));
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let bad = std::process::Command::new(common::tributary_bin())
         .args(["apikey", "new", "--name", "a/b"])
         .output()
         .unwrap();

@@ -46,7 +46,7 @@ async fn the_worker_drains_a_storage_queue_with_the_key_from_its_environment() {
     std::fs::write(&file, config(&url, port)).unwrap();
 
     // Without the key: a clear error, at once.
-    let refused = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let refused = Command::new(common::tributary_bin())
         .args(["worker", "--config"])
         .arg(&file)
         .env_remove("AZURE_STORAGE_KEY")
@@ -56,7 +56,7 @@ async fn the_worker_drains_a_storage_queue_with_the_key_from_its_environment() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("AZURE_STORAGE_KEY"), "{stderr}");
 
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let mut worker = Command::new(common::tributary_bin())
         .args(["worker", "--config"])
         .arg(&file)
         .env("AZURE_STORAGE_KEY", common::var("AZURE_STORAGE_KEY"))

@@ -103,11 +103,7 @@ fn config(topic: &str, database: &str, port: u16, kafka: &str, dead_letter: Opti
 fn spawn(dir: &Path, text: &str) -> Child {
     let file = dir.join("worker.yaml");
     std::fs::write(&file, text).unwrap();
-    // `TRIBUTARY_BIN` runs a copy of the binary (a target directory shared by several trees may hold
-    // another tree's build by the time the test runs).
-    let binary =
-        std::env::var("TRIBUTARY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tributary").to_owned());
-    Command::new(binary)
+    Command::new(common::tributary_bin())
         .args(["worker", "--config"])
         .arg(&file)
         .env("KAFKA_SASL_PASSWORD", common::var("KAFKA_SASL_PASSWORD"))

@@ -151,7 +151,7 @@ async fn the_service_account_may_do_exactly_what_the_controller_needs_and_that_s
     kubeconfig_with_token(token.trim(), &kubeconfig);
     let log_path = dir.join("controller.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let mut controller = Command::new(crate::support::tributary_bin())
         .args(["controller", "--watch-namespace", &app, "--resync-seconds", "5"])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", common::free_port())])
         .args([

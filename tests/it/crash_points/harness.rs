@@ -69,7 +69,7 @@ impl Launch {
     /// from the restart and the watches, not from a periodic pass that would hide a lost event.
     fn spawn(&self, incarnation: u32) -> std::process::Child {
         let log = std::fs::File::create(self.dir.join(format!("controller-{incarnation}.log"))).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        std::process::Command::new(crate::support::tributary_bin())
             .args(["controller", "--watch-namespace", &self.namespace])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", common::free_port())])
             .args(["--leader-election-namespace", &self.namespace])

@@ -134,7 +134,7 @@ impl DeviceBed {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let deployment = deployments.get("device-processor-worker").await.unwrap();
         let env = deployment_env(&client, &ns, &deployment).await;
-        let worker = Command::new(super::orders_bed::tributary_bin())
+        let worker = Command::new(super::tributary_bin())
             .args(["worker", "--config"])
             .arg(&file)
             .envs(&env)

@@ -20,6 +20,13 @@ pub mod tools;
 pub mod webhook;
 pub mod wire;
 
+/// The `tributary` binary the tests run as controller and worker processes: Cargo's build of this
+/// checkout, or `TRIBUTARY_BIN` when set (a copy of it, where several checkouts share one target
+/// directory and another's build could replace the binary during a run).
+pub fn tributary_bin() -> std::path::PathBuf {
+    std::env::var_os("TRIBUTARY_BIN").map_or_else(|| env!("CARGO_BIN_EXE_tributary").into(), Into::into)
+}
+
 pub use share::{exclusive, shared};
 
 /// The test bed's environment: the `export K='V'` lines of its env file.
@@ -232,7 +239,7 @@ pub async fn azure_drain(
 /// A `tributary worker` process running `config`, with the test bed's AWS endpoint and credentials and
 /// its storage account key in the environment (what a worker pod gets), logging to `log`.
 pub fn spawn_worker(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+    std::process::Command::new(tributary_bin())
         .args(["worker", "--config"])
         .arg(config)
         .env("AZURE_STORAGE_KEY", var("AZURE_STORAGE_KEY"))

@@ -31,14 +31,6 @@ pub const WORKERS: [&str; 4] = ["order-ack", "notification", "inventory", "shipm
 /// The stock each product starts with.
 pub const INITIAL_STOCK: i64 = 100_000;
 
-/// The `tributary` binary the workers run: `TRIBUTARY_TEST_BIN` if set (the build directory is shared
-/// by several checkouts here, and another's build may replace the binary Cargo built for this one in the
-/// middle of a run; copy it away and point this at the copy), else the one Cargo built.
-pub fn tributary_bin() -> PathBuf {
-    std::env::var_os("TRIBUTARY_TEST_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tributary")), PathBuf::from)
-}
-
 /// A `tributary worker` process.
 pub struct Worker {
     child: Child,
@@ -214,7 +206,7 @@ impl OrderBed {
             .append(true)
             .open(self.work.join(format!("{name}.log")))
             .unwrap();
-        let child = Command::new(tributary_bin())
+        let child = Command::new(super::tributary_bin())
             .args(["worker", "--config"])
             .arg(&self.configs[name])
             .env("AWS_ENDPOINT_URL", endpoint)

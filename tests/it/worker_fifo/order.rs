@@ -113,11 +113,7 @@ impl Worker {
             .append(true)
             .open(log)
             .unwrap();
-        // `TRIBUTARY_BIN`: a copy of the binary to run instead (when the target directory is shared with
-        // other builds that may replace it meanwhile).
-        let binary =
-            std::env::var_os("TRIBUTARY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_tributary").into());
-        let child = Command::new(binary)
+        let child = Command::new(common::tributary_bin())
             .args(["worker", "--log-format", "json", "--config"])
             .arg(config)
             .arg("--metrics-listen")
