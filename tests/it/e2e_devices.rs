@@ -156,16 +156,6 @@ async fn deployment_env(
     env
 }
 
-async fn create_secret(client: &kube::Client, ns: &str, name: &str, key: &str) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": {"accountKey": key},
-    }))
-    .unwrap();
-    secrets.create(&Default::default(), &secret).await.unwrap();
-}
-
 async fn group_lag(topic: &str, group: &str) -> Option<i64> {
     let (topic, group) = (topic.to_owned(), group.to_owned());
     tokio::task::spawn_blocking(move || lag(&endpoint(), &topic, &group, Duration::from_secs(10)))
@@ -187,28 +177,7 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
     let event_hubs = common::event_hubs_config(&fake, "00000000-0000-0000-0000-000000000002", "devices");
     let controller =
         common::start_controller_with(&client, &ns, &common::aws_config().await, Some(event_hubs)).await;
-    create_secret(&client, &ns, "devices-storage", &common::var("AZURE_STORAGE_KEY")).await;
-    create_secret(&client, &ns, "devices-cosmos", &common::var("COSMOS_KEY")).await;
-    let database = common::unique("telemetry");
-    let hub_namespace = common::unique("devices-hubs");
-    for file in common::example_files("devices") {
-        let text = std::fs::read_to_string(&file)
-            .unwrap()
-            .replace(
-                "namespace: tributary-devices",
-                &format!("namespace: {hub_namespace}"),
-            )
-            .replace(
-                "storageAccount: tributarydevices",
-                &format!("storageAccount: {}", common::var("AZURE_STORAGE_ACCOUNT")),
-            )
-            .replace(
-                "https://tributary-devices.documents.azure.com:443/",
-                &common::var("COSMOS_ENDPOINT"),
-            )
-            .replace("database: telemetry", &format!("database: {database}"));
-        common::create_yaml(&client, &ns, &text).await;
-    }
+    let database = common::devices_bed::apply_example(&client, &ns).await;
     common::wait_reason(
         &client,
         &ns,

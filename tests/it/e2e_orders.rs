@@ -257,20 +257,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
         .build()
         .unwrap();
     let base = format!("http://127.0.0.1:{ingress_port}");
-    common::eventually("the order endpoint", CONVERGE, || {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            // Answering for an unknown order means the endpoint serves (health is on the metrics port).
-            let status = http
-                .get(format!("{base}/orders/o-none"))
-                .send()
-                .await
-                .ok()?
-                .status();
-            (status == 404).then_some(())
-        }
-    })
-    .await;
+    common::orders_bed::wait_for_order_endpoint(&http, &base).await;
 
     // The orders: every 10th collected in store, every 10th (shifted) with an out-of-stock item, every
     // 50th (shifted) with the product the catalogue lacks.

@@ -80,28 +80,7 @@ impl DeviceBed {
         let hubs = super::event_hubs_config(&fake, "00000000-0000-0000-0000-000000000009", "devices");
         let controller =
             super::start_controller_with(&client, &ns, &super::aws_config().await, Some(hubs)).await;
-        secret(&client, &ns, "devices-storage", &super::var("AZURE_STORAGE_KEY")).await;
-        secret(&client, &ns, "devices-cosmos", &super::var("COSMOS_KEY")).await;
-        let database = super::unique("telemetry");
-        let hub_namespace = super::unique("devices-hubs");
-        for file in super::example_files("devices") {
-            let text = std::fs::read_to_string(&file)
-                .unwrap()
-                .replace(
-                    "namespace: tributary-devices",
-                    &format!("namespace: {hub_namespace}"),
-                )
-                .replace(
-                    "storageAccount: tributarydevices",
-                    &format!("storageAccount: {}", super::var("AZURE_STORAGE_ACCOUNT")),
-                )
-                .replace(
-                    "https://tributary-devices.documents.azure.com:443/",
-                    &super::var("COSMOS_ENDPOINT"),
-                )
-                .replace("database: telemetry", &format!("database: {database}"));
-            super::create_yaml(&client, &ns, &text).await;
-        }
+        let database = apply_example(&client, &ns).await;
         super::wait_reason(
             &client,
             &ns,
@@ -261,6 +240,34 @@ pub async fn send(
         }
     }
     (valid, malformed)
+}
+
+/// Applies examples/devices into `ns` with its Secrets, pointed at the test bed: a hub namespace and a
+/// Cosmos DB database of its own (returned), the test bed's storage account and Cosmos DB endpoint.
+pub async fn apply_example(client: &kube::Client, ns: &str) -> String {
+    secret(client, ns, "devices-storage", &super::var("AZURE_STORAGE_KEY")).await;
+    secret(client, ns, "devices-cosmos", &super::var("COSMOS_KEY")).await;
+    let database = super::unique("telemetry");
+    let hub_namespace = super::unique("devices-hubs");
+    for file in super::example_files("devices") {
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace(
+                "namespace: tributary-devices",
+                &format!("namespace: {hub_namespace}"),
+            )
+            .replace(
+                "storageAccount: tributarydevices",
+                &format!("storageAccount: {}", super::var("AZURE_STORAGE_ACCOUNT")),
+            )
+            .replace(
+                "https://tributary-devices.documents.azure.com:443/",
+                &super::var("COSMOS_ENDPOINT"),
+            )
+            .replace("database: telemetry", &format!("database: {database}"));
+        super::create_yaml(client, ns, &text).await;
+    }
+    database
 }
 
 async fn secret(client: &kube::Client, ns: &str, name: &str, key: &str) {

@@ -176,20 +176,7 @@ impl OrderBed {
         for name in ["a", "b", "c", "d", "e"] {
             bed.table.set_stock(&bed.sku(name), INITIAL_STOCK).await.unwrap();
         }
-        let (http, base) = (bed.poster.http.clone(), bed.poster.base.clone());
-        super::eventually("the order endpoint", CONVERGE, || {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let status = http
-                    .get(format!("{base}/orders/o-none"))
-                    .send()
-                    .await
-                    .ok()?
-                    .status();
-                (status == 404).then_some(())
-            }
-        })
-        .await;
+        wait_for_order_endpoint(&bed.poster.http, &bed.poster.base).await;
         bed
     }
 
@@ -375,4 +362,22 @@ async fn write_configs(
         files.insert(name, path);
     }
     (files, ingress_port)
+}
+
+/// Waits until the order endpoint at `base` serves: it answers for an unknown order (its health is on the
+/// metrics port).
+pub async fn wait_for_order_endpoint(http: &reqwest::Client, base: &str) {
+    super::eventually("the order endpoint", CONVERGE, || {
+        let (http, base) = (http.clone(), base.to_owned());
+        async move {
+            let status = http
+                .get(format!("{base}/orders/o-none"))
+                .send()
+                .await
+                .ok()?
+                .status();
+            (status == 404).then_some(())
+        }
+    })
+    .await;
 }
