@@ -23,10 +23,7 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Secret},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::Api;
 use rdkafka::{
     ClientConfig,
@@ -125,37 +122,6 @@ fn spawn(file: &std::path::Path, log: &std::path::Path, env: &BTreeMap<String, S
         .unwrap()
 }
 
-/// The worker container's environment with every `secretKeyRef` read from its Secret.
-async fn deployment_env(
-    client: &kube::Client,
-    ns: &str,
-    deployment: &Deployment,
-) -> BTreeMap<String, String> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let container = &deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
-    let mut env = BTreeMap::new();
-    for var in container.env.clone().unwrap_or_default() {
-        let value = match (var.value, var.value_from.and_then(|f| f.secret_key_ref)) {
-            (Some(value), _) => value,
-            (None, Some(from)) => {
-                let secret = secrets.get(&from.name).await.unwrap();
-                String::from_utf8(secret.data.unwrap()[&from.key].0.clone()).unwrap()
-            }
-            (None, None) => continue,
-        };
-        env.insert(var.name, value);
-    }
-    env
-}
-
 async fn group_lag(topic: &str, group: &str) -> Option<i64> {
     let (topic, group) = (topic.to_owned(), group.to_owned());
     tokio::task::spawn_blocking(move || lag(&endpoint(), &topic, &group, Duration::from_secs(10)))
@@ -201,7 +167,7 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
     assert_eq!(config.source.kafka.as_ref().unwrap().topic, topic);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let deployment = deployments.get("device-processor-worker").await.unwrap();
-    let env = deployment_env(&client, &ns, &deployment).await;
+    let env = common::devices_bed::deployment_env(&client, &ns, &deployment).await;
     assert!(
         env.contains_key("KAFKA_SASL_PASSWORD")
             && env.contains_key("AZURE_COSMOS_KEY")

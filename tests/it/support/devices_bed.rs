@@ -283,7 +283,7 @@ async fn secret(client: &kube::Client, ns: &str, name: &str, key: &str) {
 }
 
 /// The worker container's environment with every `secretKeyRef` read from its Secret.
-async fn deployment_env(
+pub async fn deployment_env(
     client: &kube::Client,
     ns: &str,
     deployment: &Deployment,
