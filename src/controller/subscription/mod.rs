@@ -374,4 +374,6 @@ mod tests {
 }
 
 #[cfg(test)]
+mod apply_relay_tests;
+#[cfg(test)]
 mod apply_tests;
