@@ -137,5 +137,15 @@ pub async fn backlog<C: Cloud>(ctx: &Context<C>, consumer: &Consumer) -> Result<
     let queue = queue.ok_or_else(gone)?;
     let azure = queue.spec.azure.as_ref().ok_or_else(gone)?;
     let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
-    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer), recorded).await
+    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer), recorded)
+        .await
+        .map_err(|error| match error {
+            // What the Queue lacks (its key Secret, a key in it) is named as the Queue's, not as a field
+            // of the Consumer's.
+            Error::DependencyNotReady { message, .. } | Error::InvalidSpec { message, .. } => not_ready(
+                consumer,
+                format!("spec.source.queueRef: Queue {}: {message}", queue.name_any()),
+            ),
+            other => other,
+        })
 }

@@ -136,11 +136,11 @@ async fn the_queues_key_is_what_signs_the_backlog_read() {
     h.new_azure_calls();
     let waiting = apply(&h, &of_jobs()).await.unwrap_err();
     assert_eq!(waiting.reason(), "DependencyNotReady");
+    let message = waiting.condition_message();
     assert!(
-        waiting
-            .condition_message()
-            .contains("Secret acct-key has no key key"),
-        "{waiting}"
+        message.starts_with("spec.source.queueRef: Queue jobs: ")
+            && message.contains("Secret acct-key has no key key"),
+        "the Queue's Secret, named as the Queue's: {message}"
     );
     assert!(h.new_azure_calls().is_empty(), "nothing asked without the key");
 }
