@@ -61,7 +61,10 @@ fn original_ids(held: &[crate::cloud::fake::Held]) -> Vec<(String, String)> {
     let mut ids: Vec<_> = held
         .iter()
         .map(|m| {
-            let id = m.attributes.get(ORIGINAL_ID_ATTRIBUTE).and_then(|a| a.string_value.clone());
+            let id = m
+                .attributes
+                .get(ORIGINAL_ID_ATTRIBUTE)
+                .and_then(|a| a.string_value.clone());
             (m.body.clone(), id.unwrap_or_default())
         })
         .collect();
@@ -79,7 +82,9 @@ async fn a_second_copy_after_a_crash_between_send_and_delete_carries_the_same_or
     let home = Destination::Queue("q".into());
     // Killed after the send: the copies are out, the originals stay (visible again at once here).
     let crashed = CrashBeforeDelete(account.clone());
-    let first = move_round(&crashed, "dlq", &home, 0, Some("fix-1")).await.unwrap();
+    let first = move_round(&crashed, "dlq", &home, 0, Some("fix-1"))
+        .await
+        .unwrap();
     assert_eq!((first.received, first.moved), (3, 0));
     assert_eq!(dead.held().len(), 3, "nothing deleted");
 
@@ -93,7 +98,10 @@ async fn a_second_copy_after_a_crash_between_send_and_delete_carries_the_same_or
     assert_eq!(copies.len(), 6, "at least once: each message twice");
     for pair in copies.chunks(2) {
         assert_eq!(pair[0], pair[1], "twins carry one original id");
-        assert!(pair[0].1.starts_with("message-"), "the dead letter's id: {pair:?}");
+        assert!(
+            pair[0].1.starts_with("message-"),
+            "the dead letter's id: {pair:?}"
+        );
     }
     assert_ne!(copies[0].1, copies[2].1, "each message its own id");
 }
@@ -107,7 +115,13 @@ fn a_copy_redriven_again_keeps_the_first_original_id_and_it_outranks_the_redrive
         attributes,
         system_attributes: BTreeMap::new(),
     };
-    let first = copy(&message(BTreeMap::new()), "m0".into(), Some("fix-1"), false, Some(10));
+    let first = copy(
+        &message(BTreeMap::new()),
+        "m0".into(),
+        Some("fix-1"),
+        false,
+        Some(10),
+    );
     assert_eq!(
         first.attributes[ORIGINAL_ID_ATTRIBUTE].string_value.as_deref(),
         Some("dead-2")

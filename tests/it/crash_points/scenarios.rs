@@ -9,8 +9,8 @@ use tributary::cloud::redrive::ORIGINAL_ID_ATTRIBUTE;
 
 use super::{
     checks::{
-        ensure, gone, object, only_queues, only_topics, queue_attribute, queue_url, ready,
-        received_with, status, subscriptions,
+        ensure, gone, object, only_queues, only_topics, queue_attribute, queue_url, ready, received_with,
+        status, subscriptions,
     },
     common::wire::Moment,
     harness::{Run, Scenario, Step},
