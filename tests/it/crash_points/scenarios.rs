@@ -234,8 +234,8 @@ async fn redriven(run: &Run) -> Result<(), String> {
 /// after `SendMessageBatch` came back, or instead of forwarding `DeleteMessageBatch`.
 fn in_send_delete_window(run: &Run) -> bool {
     match run.interrupted() {
-        Some((call, Moment::AfterResponse | Moment::StaleRestart)) => call == "sqs:SendMessageBatch",
-        Some((call, Moment::BeforeForward)) => call == "sqs:DeleteMessageBatch",
+        Some((call, Moment::AfterResponse | Moment::StaleRestart)) => call == "aws sqs:SendMessageBatch",
+        Some((call, Moment::BeforeForward)) => call == "aws sqs:DeleteMessageBatch",
         _ => false,
     }
 }
