@@ -12,7 +12,8 @@
 //! account, or on Azure Storage Queues and Event Hubs).
 //!
 //! Delivery is at least once: a message is deleted only after its copy was accepted, so a crash between
-//! the two leaves a duplicate, never a loss. Messages whose copy failed stay in the dead-letter queue and
+//! the two leaves a duplicate, never a loss; every copy carries [`ORIGINAL_ID_ATTRIBUTE`], the same on
+//! both, for consumers to drop the second. Messages whose copy failed stay in the dead-letter queue and
 //! reappear after the visibility timeout.
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
@@ -124,12 +125,27 @@ fn moved_by(message: &ReceivedMessage) -> Option<&str> {
     message.attributes.get(REDRIVE_ATTRIBUTE)?.string_value.as_deref()
 }
 
+/// The attribute every redriven copy carries: the id of the message it is a copy of, as the dead letter
+/// first held it. Copies of one message carry the same id (a second copy after a crash between send and
+/// delete, or a copy of a copy that failed again), so a consumer can recognise them.
+pub const ORIGINAL_ID_ATTRIBUTE: &str = "tributary-original-message-id";
+
+/// The original id a copy of `message` carries: the one it carries already (it was redriven before),
+/// else its own.
+pub fn original_id(message: &ReceivedMessage) -> &str {
+    message
+        .attributes
+        .get(ORIGINAL_ID_ATTRIBUTE)
+        .and_then(|attribute| attribute.string_value.as_deref())
+        .unwrap_or(&message.message_id)
+}
+
 /// What a redrive's copies are deduplicated by when it has no id of its own.
 const REDRIVE: &str = "redrive";
 
 /// The copy of `message` that goes back as batch entry `entry_id`: its FIFO ids fitted to the destination
-/// (`fifo`), without the dead-letter reason (history, not part of it), marked as moved by `redrive` if the
-/// destination has an attribute slot left (`limit`: SQS allows 10).
+/// (`fifo`), without the dead-letter reason (history, not part of it), with its [`original_id`] and marked
+/// as moved by `redrive`, each if the destination has an attribute slot left (`limit`: SQS allows 10).
 fn copy(
     message: &ReceivedMessage,
     entry_id: String,
@@ -146,6 +162,11 @@ fn copy(
         copy.group_id = None;
         copy.deduplication_id = None;
     }
+    // The original id goes first: a consumer's way to drop a second copy outranks the redrive's mark
+    // when only one attribute slot is left.
+    let id = original_id(message);
+    copy.attributes.remove(DEAD_LETTER_REASON);
+    copy.attributes = with_attribute(copy.attributes, ORIGINAL_ID_ATTRIBUTE, id, limit);
     marked(copy, redrive, limit)
 }
 
@@ -306,6 +327,10 @@ pub async fn move_messages<M: Mover>(
 #[cfg(test)]
 #[path = "redrive_fifo_tests.rs"]
 mod fifo_tests;
+
+#[cfg(test)]
+#[path = "redrive_origin_tests.rs"]
+mod origin_tests;
 
 #[cfg(test)]
 mod tests {

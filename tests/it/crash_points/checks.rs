@@ -169,3 +169,45 @@ pub async fn queue_url(run: &Run, name: &str) -> Result<String, String> {
         .queue_url
         .ok_or_else(|| format!("no URL for queue {name}"))
 }
+
+/// Receives (and deletes) every message of the queue at `url`: its body and the string value of its
+/// message attribute `attribute`, if it has one.
+pub async fn received_with(
+    run: &Run,
+    url: &str,
+    attribute: &str,
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let mut messages = Vec::new();
+    loop {
+        let received = run
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| format!("ReceiveMessage {url}: {e}"))?
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            return Ok(messages);
+        }
+        for message in received {
+            let value = message
+                .message_attributes
+                .as_ref()
+                .and_then(|attributes| attributes.get(attribute))
+                .and_then(|value| value.string_value.clone());
+            messages.push((message.body.unwrap_or_default(), value));
+            run.sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| format!("DeleteMessage {url}: {e}"))?;
+        }
+    }
+}

@@ -51,6 +51,25 @@ pub struct Run {
     pub namespace: String,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The run's crash point, and the wire that knows which call it interrupted: an oracle whose rule
+    /// depends on where the controller died asks here.
+    pub crash: Option<CrashPoint>,
+    pub wire: Arc<Wire>,
+    /// What the oracles chose to say about the run (the rule that applied), for its output line.
+    pub notes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Run {
+    /// The call the controller was killed at and how (after its response, or instead of forwarding it).
+    pub fn interrupted(&self) -> Option<(String, Moment)> {
+        let moment = self.crash?.moment;
+        Some((self.wire.killed_at()?, moment))
+    }
+
+    /// Adds `note` to the run's output line.
+    pub fn note(&self, note: String) {
+        self.notes.lock().unwrap().push(note);
+    }
 }
 
 /// How a controller process of a run is started (again, after its crash).
@@ -102,6 +121,8 @@ pub struct Outcome {
     pub killed_at: Option<String>,
     /// `Err`: the step that did not converge and what was wrong.
     pub result: Result<(), String>,
+    /// What the oracles said about the run ([`Run::note`]).
+    pub notes: Vec<String>,
     pub took: Duration,
 }
 
@@ -129,6 +150,9 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
         namespace,
         sns: aws_sdk_sns::Client::new(&aws),
         sqs: aws_sdk_sqs::Client::new(&aws),
+        crash,
+        wire: wire.clone(),
+        notes: std::sync::Mutex::default(),
     };
     let result = steps(&run, scenario.steps).await;
     restarter.abort();
@@ -145,6 +169,7 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
         calls: wire.calls(),
         killed_at: wire.killed_at().or_else(|| wire.dropped()),
         result,
+        notes: run.notes.into_inner().unwrap(),
         took: started.elapsed(),
     }
 }
@@ -268,7 +293,10 @@ fn record(sweep: &mut Sweep, scenario: &str, at: usize, total: usize, moment: Mo
     sweep.points += 1;
     sweep.not_reached += usize::from(outcome.killed_at.is_none());
     let killed = outcome.killed_at.as_deref().unwrap_or("(not reached)");
-    let line = format!("[{scenario}] k={at}/{total} {moment:?} {killed}");
+    let mut line = format!("[{scenario}] k={at}/{total} {moment:?} {killed}");
+    for note in &outcome.notes {
+        line.push_str(&format!(" [{note}]"));
+    }
     match &outcome.result {
         Ok(()) => {
             sweep.converged += 1;
