@@ -172,11 +172,20 @@ async fn the_fallback_moves_every_message_with_its_attributes() {
         let mut expected: Vec<_> = sent.iter().map(|m| m.body.clone()).collect();
         expected.sort();
         assert_eq!(bodies, expected, "fifo={fifo}");
+        let mut originals = std::collections::BTreeSet::new();
         for message in &moved {
-            assert_eq!(message.attributes, sent[0].attributes, "fifo={fifo}");
+            // Each copy keeps the message's attributes and carries the dead letter's message id.
+            let mut attributes = message.attributes.clone();
+            let original = attributes
+                .remove(tributary::cloud::redrive::ORIGINAL_ID_ATTRIBUTE)
+                .and_then(|a| a.string_value)
+                .expect("every copy names its original");
+            originals.insert(original);
+            assert_eq!(attributes, sent[0].attributes, "fifo={fifo}");
             assert_eq!(message.group_id(), group, "fifo={fifo}");
             assert_eq!(message.deduplication_id().is_some(), fifo);
         }
+        assert_eq!(originals.len(), moved.len(), "one original id per message");
     }
 }
 
