@@ -25,7 +25,8 @@ use k8s_openapi::{
 use kube::{Api, Client, api::PostParams};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use super::{fence::Fence, metrics::Metrics};
+use super::fence::Fence;
+use super::metrics::Metrics;
 
 /// Which Lease to hold, as whom, and its timing.
 #[derive(Clone, Debug)]

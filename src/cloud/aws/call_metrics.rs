@@ -17,7 +17,8 @@ use aws_smithy_runtime_api::{
 };
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
-use super::{error::classify, fencing::Refused};
+use super::error::classify;
+use super::fencing::Refused;
 use crate::{cloud::ErrorKind, operate::Metrics};
 
 /// Records each call's outcome and duration; attach one to every client config.

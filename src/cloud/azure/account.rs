@@ -6,7 +6,8 @@ use std::time::Duration;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 
-use super::{error::from_azure, storage_sas::AccountSas};
+use super::error::from_azure;
+use super::storage_sas::AccountSas;
 use crate::cloud::{Error, Operation, Result};
 
 /// The service name in errors.

@@ -1,4 +1,4 @@
-//! Azure: [`AzureCloud`], the controllers' capabilities in one value (see `crate::cloud::traits`);
+//! Azure: [`AzureCloud`], the controllers' capabilities in one value (the traits of `cloud/traits.rs`);
 //! Storage Queues (signed with the account key): managed (`storage_queues`) and their messages
 //! ([`queue`], the message-queue contract), the Cosmos DB
 //! container the device processor writes, and the Event Hubs Kafka endpoint it reads.
