@@ -12,7 +12,7 @@ use crate::{
     cloud::queue::{DEAD_LETTER_REASON, reason_attribute},
     controller::driver::{
         ownership::Owner,
-        testing::{CLUSTER, Harness, NAMESPACE, object, synced},
+        testing::{CLUSTER, Harness, NAMESPACE, object, with_status},
     },
 };
 
@@ -36,12 +36,6 @@ fn dead_letter(h: &Harness, extra: Value) -> DeadLetter {
         spec[key] = value.clone();
     }
     object("dlq", spec)
-}
-
-fn with_status(dead_letter: &DeadLetter, status: DeadLetterStatus) -> DeadLetter {
-    let mut dead_letter = dead_letter.clone();
-    dead_letter.status = Some(synced(&dead_letter, status));
-    dead_letter
 }
 
 /// Queue `jobs` on azure whose dead letter is `dlq`, with its Storage Queue, in the store.

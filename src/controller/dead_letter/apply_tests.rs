@@ -10,7 +10,7 @@ use super::*;
 use crate::{
     api::{common::ObjectRef, dead_letter::RedriveResult, queue::QueueStatus},
     cloud::{Attributes, Tags, fake::FakeAws, traits::MoveTaskStatus},
-    controller::driver::testing::{Harness, object, synced},
+    controller::driver::testing::{Harness, object, with_status},
 };
 
 /// The SQS queue name of DeadLetter `shop/dlq`.
@@ -18,12 +18,6 @@ const NAME: &str = "shop_dlq";
 
 fn dead_letter(spec: Value) -> DeadLetter {
     object("dlq", spec)
-}
-
-fn with_status(dead_letter: &DeadLetter, status: DeadLetterStatus) -> DeadLetter {
-    let mut dead_letter = dead_letter.clone();
-    dead_letter.status = Some(synced(&dead_letter, status));
-    dead_letter
 }
 
 /// Queue `jobs`, whose dead letter is `dlq`, with its SQS queue, in the store: its (ARN, URL).

@@ -371,3 +371,15 @@ pub fn path<K: Resource<DynamicType = ()>>(name: &str) -> String {
 pub fn synced<K: Kind>(object: &K, status: K::Status) -> K::Status {
     status::with_conditions(object, status, &status::applied("in sync", None))
 }
+
+/// `object` with `status` as the controller last wrote it ([`synced`]): what the watch hands the next
+/// reconcile. Through JSON, so that one helper serves every kind.
+pub fn with_status<K>(object: &K, status: K::Status) -> K
+where
+    K: Kind + serde::Serialize + DeserializeOwned,
+    K::Status: serde::Serialize,
+{
+    let mut value = serde_json::to_value(object).expect("an object serializes");
+    value["status"] = serde_json::to_value(synced(object, status)).expect("a status serializes");
+    serde_json::from_value(value).expect("a kind reads its own status back")
+}

@@ -13,7 +13,7 @@ use crate::{
     controller::{
         driver::{
             ownership::Owner,
-            testing::{CLUSTER, Harness, NAMESPACE, object, synced},
+            testing::{CLUSTER, Harness, NAMESPACE, object, with_status},
         },
         resources::storage_queue::marks,
     },
@@ -36,12 +36,6 @@ fn queue(h: &Harness, extra: Value) -> Queue {
         spec[key] = value.clone();
     }
     object("jobs", spec)
-}
-
-fn with_status(queue: &Queue, status: QueueStatus) -> Queue {
-    let mut queue = queue.clone();
-    queue.status = Some(synced(&queue, status));
-    queue
 }
 
 /// The marks of Queue `shop/jobs` of cluster `cluster`.

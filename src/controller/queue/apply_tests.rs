@@ -10,7 +10,7 @@ use crate::{
     cloud::{Tags, Topics as _},
     controller::driver::{
         ownership::{Owner, ownership_tags},
-        testing::{CLUSTER, Harness, NAMESPACE, object, synced},
+        testing::{CLUSTER, Harness, NAMESPACE, object, with_status},
     },
 };
 
@@ -19,12 +19,6 @@ const NAME: &str = "shop_jobs";
 
 fn queue(spec: Value) -> Queue {
     object("jobs", spec)
-}
-
-fn with_status(queue: &Queue, status: QueueStatus) -> Queue {
-    let mut queue = queue.clone();
-    queue.status = Some(synced(&queue, status));
-    queue
 }
 
 /// Topic `orders` with its SNS topic, and a Subscription of Queue `jobs` to it; the topic's ARN.

@@ -19,7 +19,7 @@ use crate::{
     cloud::{Tags, Topics as _},
     controller::driver::{
         ownership::ownership_tags,
-        testing::{CLUSTER, Harness, NAMESPACE, object, path, synced},
+        testing::{CLUSTER, Harness, NAMESPACE, object, path, with_status},
     },
 };
 
@@ -64,12 +64,6 @@ fn subscription(extra: Value) -> Subscription {
         spec[key] = value.clone();
     }
     object("orders-to-jobs", spec)
-}
-
-fn with_status(subscription: &Subscription, status: SubscriptionStatus) -> Subscription {
-    let mut subscription = subscription.clone();
-    subscription.status = Some(synced(&subscription, status));
-    subscription
 }
 
 /// The paths of the children patched (server-side applied) so far, oldest first (Events left out).

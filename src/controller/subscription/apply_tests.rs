@@ -10,7 +10,7 @@ use crate::{
     cloud::{Tags, Topics as _},
     controller::driver::{
         ownership::{TAG_NAME, ownership_tags},
-        testing::{CLUSTER, Harness, NAMESPACE, object, synced},
+        testing::{CLUSTER, Harness, NAMESPACE, object, with_status},
     },
 };
 
@@ -80,12 +80,6 @@ fn subscription(filter: Value) -> Subscription {
         "orders-to-jobs",
         json!({"topicRef": {"name": "orders"}, "queueRef": {"name": "jobs"}, "filter": {"policy": filter}}),
     )
-}
-
-fn with_status(subscription: &Subscription, status: SubscriptionStatus) -> Subscription {
-    let mut subscription = subscription.clone();
-    subscription.status = Some(synced(&subscription, status));
-    subscription
 }
 
 #[tokio::test]

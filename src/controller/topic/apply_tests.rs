@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::controller::driver::{
     ownership::{Owner, ownership_tags},
-    testing::{CLUSTER, Harness, NAMESPACE, object, synced},
+    testing::{CLUSTER, Harness, NAMESPACE, object, with_status},
 };
 
 /// The SNS topic name of Topic `shop/orders`.
@@ -27,11 +27,6 @@ fn ours() -> Tags {
 }
 
 /// `topic` as the watch brings it back after a reconcile that applied `status`: in sync.
-fn with_status(topic: &Topic, status: TopicStatus) -> Topic {
-    let mut topic = topic.clone();
-    topic.status = Some(synced(&topic, status));
-    topic
-}
 
 #[tokio::test]
 async fn a_new_topic_is_created_with_its_attributes_and_ownership_tags_in_one_call() {
