@@ -125,6 +125,11 @@ impl ArmFake {
             .cloned()
     }
 
+    /// The ids of every resource it holds (lower case), to tell what is left behind.
+    pub fn ids(&self) -> Vec<String> {
+        self.data.lock().unwrap().resources.keys().cloned().collect()
+    }
+
     /// Changes a resource behind the controller's back: `pointer` (into the resource) set to `value`.
     pub fn tamper(&self, id: &str, pointer: &str, value: Value) {
         let mut data = self.data.lock().unwrap();

@@ -5,14 +5,21 @@
 //! orphaned or duplicated cloud resource, no duplicate SNS subscription, no lost or duplicated message,
 //! conditions true to the state.
 //!
-//! `make test` sweeps two small scenarios (every crash point, after the call); `make chaos`
+//! The Azure kinds run the same way behind two more proxies (Azurite's queue service and the Resource
+//! Manager fake): a Queue and a DeadLetter's redrive on azure, a DeviceStream, and the relay of a
+//! Subscription from a Topic on aws to a Queue on azure.
+//!
+//! `make test` sweeps three small scenarios (every crash point, after the call); `make chaos`
 //! (`TRIBUTARY_CHAOS=full`) sweeps every scenario: killed after and before each call, restarted against
 //! stale reads, and (no kill) the next watch event after the call dropped;
 //! `TRIBUTARY_CHAOS_ONLY=redrive,adopt` limits either to the scenarios named.
 #![allow(clippy::unwrap_used)]
 
+mod azure;
 mod checks;
+mod device_stream;
 mod harness;
+mod relay;
 mod scenarios;
 
 use crate::support as common;
@@ -88,4 +95,31 @@ async fn every_crash_point_of_consumer_scaling_converges() {
         return;
     }
     sweep_all(&[&scenarios::CONSUMER_SCALING], &[Moment::AfterResponse]).await;
+}
+
+#[tokio::test]
+async fn every_crash_point_of_an_azure_queue_converges() {
+    if full() {
+        sweep_all(&[&azure::QUEUE_LIFECYCLE], &ALL).await;
+    } else {
+        sweep_all(&[&azure::QUEUE_LIFECYCLE], &[Moment::AfterResponse]).await;
+    }
+}
+
+#[tokio::test]
+async fn every_crash_point_of_an_azure_redrive_converges() {
+    if !full() {
+        println!("skipped: the full sweep runs with TRIBUTARY_CHAOS=full (make chaos)");
+        return;
+    }
+    sweep_all(&[&azure::REDRIVE], &ALL).await;
+}
+
+#[tokio::test]
+async fn every_crash_point_of_a_device_stream_and_the_relay_converges() {
+    if !full() {
+        println!("skipped: the full sweep runs with TRIBUTARY_CHAOS=full (make chaos)");
+        return;
+    }
+    sweep_all(&[&device_stream::DEVICE_STREAM, &relay::RELAY], &ALL).await;
 }

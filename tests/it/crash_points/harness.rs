@@ -13,8 +13,12 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 
 use super::common::{
     self,
-    wire::{self, CrashPoint, Moment, Wire},
+    wire::{self, Azure, CrashPoint, Moment, Wire},
 };
+
+/// The Azure subscription and resource group of the controller's DeviceStreams (its defaults).
+pub const AZURE_SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000c4a54";
+pub const AZURE_RESOURCE_GROUP: &str = "crash";
 
 /// How long a step may take to converge, a restart included: a redrive interrupted between its receive
 /// and its delete waits for the hidden messages (60 s) before moving them.
@@ -25,7 +29,8 @@ pub type Check = for<'a> fn(&'a Run) -> BoxFuture<'a, Result<(), String>>;
 
 /// One step of a scenario.
 pub enum Step {
-    /// Server-side apply of every object of a YAML text in the run's namespace.
+    /// Server-side apply of every object of a YAML text in the run's namespace (`{storageAccount}` in it
+    /// becomes the test bed's storage account).
     Apply(&'static str),
     /// A JSON merge patch of `(kind, name)`'s spec (an update).
     Patch(&'static str, &'static str, &'static str),
@@ -51,6 +56,9 @@ pub struct Run {
     pub namespace: String,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Azurite's queue service, and the run's own Resource Manager fake (its Event Hubs on the broker).
+    pub storage: azure_storage_queue::QueueServiceClient,
+    pub arm: common::arm_fake::ArmFake,
     /// The run's crash point, and the wire that knows which call it interrupted: an oracle whose rule
     /// depends on where the controller died asks here.
     pub crash: Option<CrashPoint>,
@@ -78,6 +86,11 @@ struct Launch {
     namespace: String,
     kubeconfig: PathBuf,
     aws: String,
+    /// The proxies of Azurite's queue service and of the Resource Manager fake, and the fake itself (its
+    /// token endpoint, not proxied: a token is a read).
+    storage: String,
+    arm: String,
+    arm_direct: String,
     dir: PathBuf,
 }
 
@@ -102,12 +115,29 @@ impl Launch {
             .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
             .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
             .env("TRIBUTARY_WORKER_IMAGE", "tributary:test")
+            .envs(self.azure_env())
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    /// Azure as `make demo` gives it: a managed identity whose token endpoint is the ARM fake's (so the
+    /// real credential chain runs), the queue service and Resource Manager through the proxies.
+    fn azure_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_QUEUE_ENDPOINT", self.storage.clone()),
+            ("TRIBUTARY_AZURE_CREDENTIAL", "managed-identity".to_owned()),
+            ("IDENTITY_ENDPOINT", format!("{}/msi/token", self.arm_direct)),
+            ("IDENTITY_HEADER", common::arm_fake::IDENTITY_HEADER.to_owned()),
+            ("AZURE_RESOURCE_MANAGER_ENDPOINT", self.arm.clone()),
+            ("AZURE_SUBSCRIPTION_ID", AZURE_SUBSCRIPTION.to_owned()),
+            ("TRIBUTARY_AZURE_RESOURCE_GROUP", AZURE_RESOURCE_GROUP.to_owned()),
+            ("TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT", common::var("KAFKA_BOOTSTRAP")),
+            ("TRIBUTARY_KAFKA_CA_FILE", common::var("KAFKA_CA_FILE")),
+        ]
     }
 }
 
@@ -137,10 +167,15 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
     std::fs::create_dir_all(&dir).unwrap();
     let aws = common::aws_config().await;
     let wire = Wire::new(crash);
+    let arm = common::arm_fake().await;
+    let storage = common::var("AZURE_STORAGE_QUEUE_ENDPOINT");
     let launch = Launch {
         namespace: namespace.clone(),
         kubeconfig: wire::kube_proxy(wire.clone(), client.clone(), &dir).await,
         aws: wire::aws_proxy(wire.clone(), &common::var("AWS_ENDPOINT_URL")).await,
+        storage: wire::azure_proxy(wire.clone(), Azure::Storage, &storage).await,
+        arm: wire::azure_proxy(wire.clone(), Azure::Arm, &arm.base).await,
+        arm_direct: arm.base.clone(),
         dir: dir.clone(),
     };
     wire.set_victim(launch.spawn(0));
@@ -150,6 +185,8 @@ pub async fn run(client: &kube::Client, scenario: &Scenario, crash: Option<Crash
         namespace,
         sns: aws_sdk_sns::Client::new(&aws),
         sqs: aws_sdk_sqs::Client::new(&aws),
+        storage: common::azure_queue_service(),
+        arm,
         crash,
         wire: wire.clone(),
         notes: std::sync::Mutex::default(),
@@ -202,7 +239,8 @@ async fn step_once(run: &Run, step: &Step) -> Result<(), String> {
     match step {
         Step::Apply(yaml) => {
             let params = PatchParams::apply("crash-harness").force();
-            for object in common::yaml_objects(yaml) {
+            let yaml = yaml.replace("{storageAccount}", &common::var("AZURE_STORAGE_ACCOUNT"));
+            for object in common::yaml_objects(&yaml) {
                 let kind = object.types.as_ref().unwrap().kind.clone();
                 let name = kube::ResourceExt::name_any(&object);
                 common::tributary_api(&run.client, &run.namespace, &kind)

@@ -1,12 +1,15 @@
-//! Crash points on the wire ([`kube`] holds the API server's proxy): two small proxies on 127.0.0.1 that a `tributary controller` process talks
-//! through, one in front of moto (plain HTTP, every AWS call) and one in front of the API server (plain
-//! HTTP towards the controller, TLS and the test bed's admin credentials towards the API server, through
-//! a kube client). Both count the controller's state-changing calls in one sequence, and the proxy that
-//! sees the k-th one kills the controller process (SIGKILL) right after its response came back, or before
-//! forwarding it. Nothing inside the product is instrumented: what is counted is what went over the wire.
+//! Crash points on the wire ([`kube`] holds the API server's proxy, [`azure`] those of the Azure services):
+//! small proxies on 127.0.0.1 that a `tributary controller` process talks through, one in front of moto
+//! (plain HTTP, every AWS call), one in front of the API server (plain HTTP towards the controller, TLS and
+//! the test bed's admin credentials towards the API server, through a kube client), and one each in front
+//! of Azurite's queue service and the Resource Manager fake. All count the controller's state-changing
+//! calls in one sequence, and the proxy that sees the k-th one kills the controller process (SIGKILL)
+//! right after its response came back, or before forwarding it. Nothing inside the product is
+//! instrumented: what is counted is what went over the wire.
 //!
-//! Reads (AWS `Get*`/`List*`/`Describe*`, Kubernetes GET and watches) are forwarded but not counted: a crash after a
-//! read is the crash before the next write. Lease renewals and Events are not counted either: their
+//! Reads (AWS `Get*`/`List*`/`Describe*`, Azure GETs but a receive, Resource Manager's `listKeys`,
+//! Kubernetes GET and watches) are forwarded but not counted: a crash after a read is the crash before the
+//! next write. Lease renewals and Events are not counted either: their
 //! number depends on timing, not on the scenario, and neither holds state a reconcile depends on.
 
 use std::{
@@ -15,7 +18,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod azure;
 mod kube;
+pub use azure::{azure_proxy, Azure};
 pub use kube::kube_proxy;
 
 use axum::{
@@ -235,28 +240,36 @@ async fn aws_call(State(proxy): State<AwsProxy>, request: Request) -> Response {
     let counted = (!is_aws_read(&action)).then(|| format!("aws {action}"));
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", proxy.upstream);
-    let forward = async {
-        // Host is left to reqwest, so moto builds queue URLs with its own address, as without the proxy.
-        let sent = proxy
-            .http
-            .request(parts.method.clone(), url)
-            .headers(end_to_end(&parts.headers))
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(answer) => {
-                let (status, headers) = (answer.status(), end_to_end(answer.headers()));
-                let bytes = answer.bytes().await.unwrap_or_default();
-                let mut response = Response::new(Body::from(bytes));
-                *response.status_mut() = status;
-                *response.headers_mut() = headers;
-                response
-            }
-            Err(error) => bad_gateway(&error.to_string()),
-        }
-    };
+    // Host is left to reqwest, so moto builds queue URLs with its own address, as without the proxy.
+    let forward = forward_http(&proxy.http, parts.method.clone(), url, &parts.headers, body);
     proxy.wire.call(counted, forward).await
+}
+
+/// Sends a request on to `url` as it came (its end-to-end headers and body) and answers what came back.
+async fn forward_http(
+    http: &reqwest::Client,
+    method: axum::http::Method,
+    url: String,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sent = http
+        .request(method, url)
+        .headers(end_to_end(headers))
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(answer) => {
+            let (status, headers) = (answer.status(), end_to_end(answer.headers()));
+            let bytes = answer.bytes().await.unwrap_or_default();
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(error) => bad_gateway(&error.to_string()),
+    }
 }
 
 /// The AWS action of a request: the JSON protocol's `X-Amz-Target` (`AmazonSQS.CreateQueue`), else the
