@@ -128,6 +128,31 @@ async fn a_redrive_moves_the_messages_back_to_the_queue_they_came_from() {
     assert_eq!(bodies(&h, DLQ), ["later"]);
 }
 
+/// Found by the crash-point harness (`azredrive`, killed right after a round's receive): a Storage Queue
+/// counts hidden messages with the visible ones, and the redrive was called Completed with the messages
+/// a killed controller had received still hidden in the dead letter, for good.
+#[tokio::test]
+async fn messages_hidden_by_an_earlier_receive_keep_an_azure_redrive_running_until_moved() {
+    use crate::cloud::queue::{MessageQueue as _, Receive};
+    let mut h = Harness::new();
+    jobs(&mut h);
+    let asked = asked_to_redrive(&h, &["a", "b"]).await;
+    // A round of a controller killed before its delete: one message received, hidden for a minute.
+    let dead = h.azure.storage_messages(ACCOUNT, DLQ);
+    assert_eq!(dead.receive(&Receive::to_move(1, 60)).await.unwrap().len(), 1);
+
+    let applied = h.apply(&asked).await.unwrap();
+    let running = applied.status.last_redrive.clone().unwrap();
+    assert_eq!(
+        (running.state.as_str(), running.moved),
+        (redrive::states::RUNNING, 1)
+    );
+    let message = running.message.unwrap_or_default();
+    assert!(message.contains("1 messages in the dead letter are hidden"), "{message}");
+    assert_eq!(bodies(&h, JOBS).len(), 1, "the visible one moved");
+    assert_eq!(h.api.event_reasons(), ["Created"], "not finished");
+}
+
 #[tokio::test]
 async fn messages_with_nowhere_to_go_stay_and_the_redrive_says_how_to_route_them() {
     let h = Harness::new();

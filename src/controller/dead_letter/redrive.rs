@@ -144,7 +144,10 @@ pub(crate) async fn step<C: Cloud>(
         .await
         .map_err(|source| Error::cloud(&describe(dead_letter), source))?
         .in_flight;
-    let from = DeadQueue { url, hidden };
+    let from = DeadQueue {
+        url,
+        hidden: Hidden::Counted(hidden),
+    };
     fallback(ctx, dead_letter, request, &ctx.aws, from, &destination, FALLBACK).await
 }
 
@@ -153,7 +156,27 @@ pub(crate) async fn step<C: Cloud>(
 /// or another reader of the dead letter).
 pub(crate) struct DeadQueue<'a> {
     pub url: &'a str,
-    pub hidden: i64,
+    pub hidden: Hidden,
+}
+
+/// What a dead-letter queue said, before the rounds, about its hidden messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Hidden {
+    /// Counted on their own (SQS's `ApproximateNumberOfMessagesNotVisible`).
+    Counted(i64),
+    /// Only a total of visible and hidden messages (a Storage Queue's approximate count). The rounds
+    /// receive every visible message, so those of the total they did not receive are hidden.
+    InTotal(i64),
+}
+
+impl Hidden {
+    /// The messages hidden when the rounds began, given that they received `received`.
+    pub(crate) fn after_rounds(self, received: u64) -> i64 {
+        match self {
+            Self::Counted(hidden) => hidden,
+            Self::InTotal(total) => (total - i64::try_from(received).unwrap_or(i64::MAX)).max(0),
+        }
+    }
 }
 
 /// `lastRedrive` of a redrive still moving.
@@ -289,12 +312,12 @@ pub(crate) async fn fallback<C: Cloud, M: Mover>(
         .await
         .map_err(|source| Error::cloud(&object, source))?;
     let clean = totals.unroutable == 0 && totals.failed.is_empty();
-    if from.hidden > 0 && clean && totals.moved < limit {
+    let hidden = from.hidden.after_rounds(totals.received);
+    if hidden > 0 && clean && totals.moved < limit {
         let moved = before + i64::try_from(totals.moved).unwrap_or(i64::MAX);
         let message = format!(
-            "{how}; {} messages in the dead letter are hidden by an earlier receive: moving them once \
-             they are visible again",
-            from.hidden
+            "{how}; {hidden} messages in the dead letter are hidden by an earlier receive: moving them \
+             once they are visible again"
         );
         return Ok(Step {
             result: Some(running(request, moved, message)),
@@ -389,4 +412,18 @@ async fn finish<C: Cloud>(
         }),
         requeue: None,
     })
+}
+
+#[cfg(test)]
+mod hidden_tests {
+    use super::Hidden;
+
+    #[test]
+    fn hidden_messages_are_counted_or_told_from_the_total_by_what_the_rounds_received() {
+        assert_eq!(Hidden::Counted(3).after_rounds(10), 3);
+        assert_eq!(Hidden::InTotal(5).after_rounds(0), 5, "a receive hid all five");
+        assert_eq!(Hidden::InTotal(5).after_rounds(3), 2);
+        assert_eq!(Hidden::InTotal(5).after_rounds(5), 0);
+        assert_eq!(Hidden::InTotal(2).after_rounds(4), 0, "more arrived during the rounds");
+    }
 }

@@ -24,7 +24,7 @@ use crate::{
         common::{Provider, StorageQueueLocation},
     },
     cloud::{
-        HubProducers, StorageQueueMessages,
+        HubProducers, StorageQueueAdmin as _, StorageQueueMessages,
         azure::redrive::{StorageRedrive, Target},
         redrive::Destination,
     },
@@ -110,8 +110,18 @@ pub(crate) async fn step<C: Cloud>(
         }
     };
     let messages = StorageRedrive::new(dead_letter_queue, targets);
-    // A Storage Queue counts hidden messages with the visible ones: none are known to be hidden here.
-    let from = redrive::DeadQueue { url, hidden: 0 };
+    // A Storage Queue counts hidden messages with the visible ones: the rounds tell them apart (what they
+    // do not receive is hidden, e.g. by a controller killed between a round's receive and its delete).
+    let total = ctx
+        .azure
+        .observe(&account, &name)
+        .await
+        .map_err(|source| Error::cloud(&describe(dead_letter), source))?
+        .map_or(0, |o| o.messages);
+    let from = redrive::DeadQueue {
+        url,
+        hidden: redrive::Hidden::InTotal(total),
+    };
     redrive::fallback(ctx, dead_letter, &request, &messages, from, &destination, HOW).await
 }
 
