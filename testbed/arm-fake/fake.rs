@@ -4,7 +4,8 @@
 //! (`Microsoft.EventHub`, api-version 2024-01-01): bearer token required, `api-version` required, ARM
 //! error bodies (`{"error": {"code", "message"}}`), a namespace PUT answered 201 with an
 //! `Azure-AsyncOperation` URL that reports `InProgress` once before `Succeeded` (the namespace's
-//! `provisioningState` is `Activating` until then), a hub DELETE answered 202 with a `Location` URL that
+//! `provisioningState` is `Activating` until then; a read of the namespace counts as a poll, since
+//! Resource Manager finishes an operation whether or not its caller polls it), a hub DELETE answered 202 with a `Location` URL that
 //! answers 202 once and then 200, partition counts of 1 to 32 that never decrease, consumer groups with
 //! `$Default`, authorization rules and `listKeys`.
 //!
@@ -316,13 +317,35 @@ async fn handle(
 }
 
 fn get(shared: &Shared, path: &str) -> Response {
-    match shared.data.lock().unwrap().resources.get(path) {
+    let mut data = shared.data.lock().unwrap();
+    provision_on_read(&mut data, path);
+    match data.resources.get(path) {
         Some(resource) => axum::Json(resource.clone()).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             &format!("{path} was not found"),
         ),
+    }
+}
+
+/// Resource Manager finishes an operation whether or not its caller polls it (a caller killed after the
+/// PUT never does): a read of a resource still provisioning counts as a poll of its operation.
+fn provision_on_read(data: &mut Data, path: &str) {
+    let pending = data
+        .operations
+        .values_mut()
+        .find(|(_, done)| matches!(done, Done::Provision(p) if p == path));
+    let Some((left, _)) = pending else {
+        return;
+    };
+    if *left > 0 {
+        *left -= 1;
+        return;
+    }
+    if let Some(resource) = data.resources.get_mut(path) {
+        resource["properties"]["provisioningState"] = "Succeeded".into();
+        resource["properties"]["status"] = "Active".into();
     }
 }
 
