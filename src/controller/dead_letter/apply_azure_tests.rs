@@ -148,7 +148,10 @@ async fn messages_hidden_by_an_earlier_receive_keep_an_azure_redrive_running_unt
         (redrive::states::RUNNING, 1)
     );
     let message = running.message.unwrap_or_default();
-    assert!(message.contains("1 messages in the dead letter are hidden"), "{message}");
+    assert!(
+        message.contains("1 messages in the dead letter are hidden"),
+        "{message}"
+    );
     assert_eq!(bodies(&h, JOBS).len(), 1, "the visible one moved");
     assert_eq!(h.api.event_reasons(), ["Created"], "not finished");
 }

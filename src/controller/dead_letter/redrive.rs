@@ -424,6 +424,10 @@ mod hidden_tests {
         assert_eq!(Hidden::InTotal(5).after_rounds(0), 5, "a receive hid all five");
         assert_eq!(Hidden::InTotal(5).after_rounds(3), 2);
         assert_eq!(Hidden::InTotal(5).after_rounds(5), 0);
-        assert_eq!(Hidden::InTotal(2).after_rounds(4), 0, "more arrived during the rounds");
+        assert_eq!(
+            Hidden::InTotal(2).after_rounds(4),
+            0,
+            "more arrived during the rounds"
+        );
     }
 }

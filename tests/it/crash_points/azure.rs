@@ -34,7 +34,10 @@ pub async fn storage_queues(run: &Run) -> Result<BTreeMap<String, BTreeMap<Strin
         .storage
         .list_queues(Some(options))
         .map_err(|e| format!("ListQueues: {e}"))?;
-    let items: Vec<_> = pager.try_collect().await.map_err(|e| format!("ListQueues: {e}"))?;
+    let items: Vec<_> = pager
+        .try_collect()
+        .await
+        .map_err(|e| format!("ListQueues: {e}"))?;
     Ok(items
         .into_iter()
         .map(|q| {
@@ -89,7 +92,11 @@ pub const QUEUE_LIFECYCLE: Scenario = Scenario {
         Step::Cloud(|run| storage_secret(run).boxed()),
         Step::Apply(QUEUE),
         Step::Converge("q Ready, one Storage Queue", |run| queue_ready(run).boxed()),
-        Step::Patch("Queue", "q", r#"{"spec": {"azure": {"messageTtlSeconds": 3600}}}"#),
+        Step::Patch(
+            "Queue",
+            "q",
+            r#"{"spec": {"azure": {"messageTtlSeconds": 3600}}}"#,
+        ),
         Step::Converge("q Ready for generation 2, the same Storage Queue", |run| {
             queue_updated(run).boxed()
         }),
@@ -108,7 +115,9 @@ async fn queue_ready(run: &Run) -> Result<(), String> {
 async fn queue_updated(run: &Run) -> Result<(), String> {
     let queue = object(run, "Queue", "q").await?;
     let generation = queue.metadata.generation.unwrap_or_default();
-    ensure(generation == 2, || format!("q at generation {generation}, want 2"))?;
+    ensure(generation == 2, || {
+        format!("q at generation {generation}, want 2")
+    })?;
     queue_ready(run).await
 }
 
@@ -205,15 +214,28 @@ async fn redriven(run: &Run) -> Result<(), String> {
         .get_properties(None)
         .await
         .map_err(|e| format!("GetQueueMetadata d: {e}"))?;
-    let count = properties.approximate_messages_count().map_err(|e| e.to_string())?;
-    ensure(count.unwrap_or(0) == 0, || format!("d still holds {count:?} messages"))?;
+    let count = properties
+        .approximate_messages_count()
+        .map_err(|e| e.to_string())?;
+    ensure(count.unwrap_or(0) == 0, || {
+        format!("d still holds {count:?} messages")
+    })?;
     let options = QueueClientPeekMessagesOptions {
         number_of_messages: Some(32),
         ..Default::default()
     };
-    let peeked = dead.peek_messages(Some(options)).await.map_err(|e| e.to_string())?;
-    let items = peeked.into_model().map_err(|e| e.to_string())?.items.unwrap_or_default();
-    ensure(items.is_empty(), || format!("d still shows {} messages", items.len()))
+    let peeked = dead
+        .peek_messages(Some(options))
+        .await
+        .map_err(|e| e.to_string())?;
+    let items = peeked
+        .into_model()
+        .map_err(|e| e.to_string())?
+        .items
+        .unwrap_or_default();
+    ensure(items.is_empty(), || {
+        format!("d still shows {} messages", items.len())
+    })
 }
 
 /// Whether the controller died with a copy sent and its original not deleted: killed after a send

@@ -67,17 +67,27 @@ async fn provisioned(run: &Run) -> Result<(), String> {
     let stream = ready(run, "DeviceStream", "ds").await?;
     let hub = status(&stream, "hubName")?.to_lowercase();
     let partitions = stream.data["status"]["partitions"].as_i64();
-    ensure(partitions == Some(2), || format!("ds status.partitions {partitions:?}"))?;
-    let namespace = run.arm.resource(&namespace_id()).ok_or("no Event Hubs namespace")?;
+    ensure(partitions == Some(2), || {
+        format!("ds status.partitions {partitions:?}")
+    })?;
+    let namespace = run
+        .arm
+        .resource(&namespace_id())
+        .ok_or("no Event Hubs namespace")?;
     let state = &namespace["properties"]["provisioningState"];
-    ensure(state == "Succeeded", || format!("namespace provisioningState {state}"))?;
+    ensure(state == "Succeeded", || {
+        format!("namespace provisioningState {state}")
+    })?;
     let found = under_namespace(run);
     let want: BTreeSet<String> = ["", "/consumergroups/processor", "/consumergroups/analytics"]
         .iter()
         .map(|rest| format!("eventhubs/{hub}{rest}"))
         .chain([format!("eventhubs/{hub}/authorizationrules/tributary-listen")])
         .collect();
-    let extra: Vec<_> = found.difference(&want).filter(|id| !id.ends_with("/$default")).collect();
+    let extra: Vec<_> = found
+        .difference(&want)
+        .filter(|id| !id.ends_with("/$default"))
+        .collect();
     ensure(found.is_superset(&want) && extra.is_empty(), || {
         format!("under the namespace {found:?}, want exactly {want:?}")
     })?;
@@ -87,9 +97,10 @@ async fn provisioned(run: &Run) -> Result<(), String> {
         .map_err(|e| format!("reading Secret ds-eventhub: {e}"))?
         .ok_or("no Secret ds-eventhub")?;
     let topic = secret.data.unwrap_or_default().get("topic").map(|t| t.0.clone());
-    ensure(topic.is_some_and(|t| t.eq_ignore_ascii_case(hub.as_bytes())), || {
-        "Secret ds-eventhub does not name the hub".to_owned()
-    })
+    ensure(
+        topic.is_some_and(|t| t.eq_ignore_ascii_case(hub.as_bytes())),
+        || "Secret ds-eventhub does not name the hub".to_owned(),
+    )
 }
 
 /// ds gone, no hub (nor anything of one) left under the namespace; the namespace, created on request,

@@ -135,7 +135,10 @@ impl Launch {
             ("AZURE_RESOURCE_MANAGER_ENDPOINT", self.arm.clone()),
             ("AZURE_SUBSCRIPTION_ID", AZURE_SUBSCRIPTION.to_owned()),
             ("TRIBUTARY_AZURE_RESOURCE_GROUP", AZURE_RESOURCE_GROUP.to_owned()),
-            ("TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT", common::var("KAFKA_BOOTSTRAP")),
+            (
+                "TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT",
+                common::var("KAFKA_BOOTSTRAP"),
+            ),
             ("TRIBUTARY_KAFKA_CA_FILE", common::var("KAFKA_CA_FILE")),
         ]
     }

@@ -41,9 +41,10 @@ pub const RELAY: Scenario = Scenario {
     steps: &[
         Step::Cloud(|run| storage_secret(run).boxed()),
         Step::Apply(RELAYED),
-        Step::Converge("t, q and s Ready, one SNS subscription to the relay queue", |run| {
-            relayed(run).boxed()
-        }),
+        Step::Converge(
+            "t, q and s Ready, one SNS subscription to the relay queue",
+            |run| relayed(run).boxed(),
+        ),
         Step::Delete("Subscription", "s"),
         Step::Converge("s gone, no SNS subscription, no relay", |run| {
             unrelayed(run).boxed()
@@ -103,9 +104,10 @@ async fn relayed(run: &Run) -> Result<(), String> {
         .map_err(|e| format!("reading Deployment s-relay: {e}"))?
         .ok_or("no Deployment s-relay")?;
     let owner = deployment.metadata.owner_references.unwrap_or_default();
-    ensure(owner.iter().any(|o| o.kind == "Subscription" && o.name == "s"), || {
-        format!("Deployment s-relay owned by {owner:?}")
-    })
+    ensure(
+        owner.iter().any(|o| o.kind == "Subscription" && o.name == "s"),
+        || format!("Deployment s-relay owned by {owner:?}"),
+    )
 }
 
 /// The relay's Deployment gone or being deleted (the garbage collector removes it after its owner).
@@ -117,7 +119,9 @@ async fn relay_worker_gone(run: &Run) -> Result<(), String> {
     let deleting = left
         .as_ref()
         .is_some_and(|d| d.metadata.deletion_timestamp.is_some());
-    ensure(left.is_none() || deleting, || "Deployment s-relay left behind".to_owned())
+    ensure(left.is_none() || deleting, || {
+        "Deployment s-relay left behind".to_owned()
+    })
 }
 
 /// s gone, no SNS subscription on t, no relay queue; t and q still Ready.
@@ -126,7 +130,9 @@ async fn unrelayed(run: &Run) -> Result<(), String> {
     let topic_arn = status(&ready(run, "Topic", "t").await?, "arn")?;
     ready(run, "Queue", "q").await?;
     let found = subscriptions(run, &topic_arn).await?;
-    ensure(found.is_empty(), || format!("SNS subscriptions left on t: {found:?}"))?;
+    ensure(found.is_empty(), || {
+        format!("SNS subscriptions left on t: {found:?}")
+    })?;
     let relays = relay_queues(run).await?;
     ensure(relays.is_empty(), || format!("relay queues left: {relays:?}"))?;
     relay_worker_gone(run).await

@@ -20,7 +20,7 @@ use std::{
 
 mod azure;
 mod kube;
-pub use azure::{azure_proxy, Azure};
+pub use azure::{Azure, azure_proxy};
 pub use kube::kube_proxy;
 
 use axum::{
