@@ -95,6 +95,16 @@ start etcd etcd --name testbed --data-dir "$TESTBED_DIR/etcd" \
 	--listen-metrics-urls "" --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
 wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
+# With the real node the API server reaches its kubelet (logs, exec, port-forward) at the node's address,
+# verifying the kubelet's certificate and showing its own, both from the test bed CA.
+apiserver_node_flags=()
+if [[ ${TESTBED_NODE:-0} == 1 ]]; then
+	source "$TESTBED_SRC/node-lib.sh"
+	signed_cert "$PKI" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+	apiserver_node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
+		--kubelet-certificate-authority "$PKI/ca.crt"
+		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key")
+fi
 start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
 	--cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -103,7 +113,7 @@ start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT"
 	--service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
 	--service-account-issuer https://kubernetes.default.svc.cluster.local \
 	--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-	--profiling=false --v 1
+	"${apiserver_node_flags[@]}" --profiling=false --v 1
 apiserver_ready() {
 	curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$TESTBED_DIR/admin.token")" \
 		"https://127.0.0.1:$APISERVER_PORT/readyz"
@@ -237,6 +247,11 @@ if [[ ! -f $KAFKA_DIR/data/meta.properties ]] && ! is_running kafka; then
 fi
 start kafka "${kafka_java[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
 wait_for kafka 120 grep -q "Kafka Server started" "$TESTBED_DIR/logs/kafka.log"
+
+# --- The real node (opt-in: TESTBED_NODE=1, docs/testbed-node.md) -----------------------------------------------
+if [[ ${TESTBED_NODE:-0} == 1 ]]; then
+	source "$TESTBED_SRC/node-up.sh"
+fi
 
 # --- Environment for tests and humans -----------------------------------------------------------------------
 cat >"$TESTBED_DIR/env" <<EOF
