@@ -9,6 +9,7 @@ source "$TESTBED_SRC/node-lib.sh"
 
 # The kubelet would restart containers killed under it, so it stops first; kube-proxy's rules are removed
 # by its own cleanup mode once it has stopped.
+stop coredns
 stop kubelet
 stop kube-proxy
 if [[ -x $TESTBED_BIN/kube-proxy ]] && iptables -w -t nat -S KUBE-SERVICES >/dev/null 2>&1; then

@@ -26,5 +26,8 @@ go_tool containerd github.com/containerd/containerd/v2/cmd/containerd "$containe
 go_tool containerd github.com/containerd/containerd/v2/cmd/ctr "$containerd_ldflags" urfave_cli_no_docs "" ctr
 go_tool containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 "$containerd_ldflags" \
 	urfave_cli_no_docs,no_grpc "" containerd-shim-runc-v2
-# The pod sandbox ("pause") process, for the image testbed/node.sh builds.
+# The pod sandbox ("pause") process and the network probe, for the images testbed/node-up.sh builds.
 go_tool pause .
+go_tool nodeprobe .
+# Cluster DNS: CoreDNS with the plugins the node's Corefile uses (testbed/tools/coredns).
+go_tool coredns .

@@ -18,6 +18,7 @@ NODE_GUARD_CHAIN="TRIB$TESTBED_PORT_BASE-GUARD"
 NODE_EMULATOR_CHAIN="TRIB$TESTBED_PORT_BASE-EMU"
 CONTAINERD_SOCKET="$NODE_DIR/containerd/containerd.sock"
 PAUSE_IMAGE="tributary.local/pause:testbed"
+NODEPROBE_IMAGE="tributary.local/nodeprobe:testbed"
 # The host settings the kubelet and the CNI bridge plugin change; node-up.sh saves them first and down.sh
 # puts them back.
 NODE_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops

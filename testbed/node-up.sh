@@ -139,12 +139,18 @@ start containerd containerd --config "$NODE_DIR/containerd/config.toml" --log-le
 wait_for containerd 60 node_ctr version
 
 # --- Images: no registry is reachable, so both are imported from archives built here -------------------------
-# The pause image: the static pause binary (testbed/tools/pause) as the whole file system.
-rm -rf "$NODE_DIR/images/pause-rootfs" && mkdir -p "$NODE_DIR/images/pause-rootfs"
-install -m 0755 "$(readlink -f "$TESTBED_BIN/pause")" "$NODE_DIR/images/pause-rootfs/pause"
-python3 "$ROOT/scripts/image_archive.py" "$NODE_DIR/images/pause-rootfs" "$NODE_DIR/images/pause.tar" "$PAUSE_IMAGE" \
-	--entrypoint /pause --user 65535:65535 >/dev/null
-node_ctr images import "$NODE_DIR/images/pause.tar" >/dev/null || die "importing the pause image failed (log: $TESTBED_DIR/logs/ctr.log)"
+# binary_image NAME REFERENCE USER: an image whose whole file system is the static binary $TESTBED_BIN/NAME
+# (at /NAME, its entrypoint), imported into the node.
+binary_image() {
+	local rootfs="$NODE_DIR/images/$1-rootfs"
+	rm -rf "$rootfs" && mkdir -p "$rootfs"
+	install -m 0755 "$(readlink -f "$TESTBED_BIN/$1")" "$rootfs/$1"
+	python3 "$ROOT/scripts/image_archive.py" "$rootfs" "$NODE_DIR/images/$1.tar" "$2" --entrypoint "/$1" --user "$3" >/dev/null
+	node_ctr images import "$NODE_DIR/images/$1.tar" >/dev/null || die "importing the $1 image failed (log: $TESTBED_DIR/logs/ctr.log)"
+}
+# The pod sandbox (testbed/tools/pause), and a network probe for tests (testbed/tools/nodeprobe).
+binary_image pause "$PAUSE_IMAGE" 65535:65535
+binary_image nodeprobe "$NODEPROBE_IMAGE" 65532:65532
 # node_import_tributary ARCHIVE: import the tributary image (`make image`) under the name Pods use.
 node_import_tributary() {
 	local name
@@ -153,7 +159,9 @@ node_import_tributary() {
 	# The CRI looks images up by their normalized name (tributary:X is docker.io/library/tributary:X).
 	node_ctr images tag --force "$name" "docker.io/library/$name" >/dev/null
 	log "image $name imported into the node"
+	NODE_TRIBUTARY_IMAGE=$name
 }
+NODE_TRIBUTARY_IMAGE=
 if [[ -f ${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar} ]]; then
 	node_import_tributary "${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar}"
 else
@@ -187,7 +195,7 @@ authorization: {mode: Webhook}
 registerWithTaints:
 - {key: tributary.dev/real-node, value: "true", effect: NoSchedule}
 clusterDomain: cluster.local
-clusterDNS: [10.96.0.10]
+clusterDNS: [$NODE_IP]
 resolvConf: /etc/resolv.conf
 maxPods: 30
 serializeImagePulls: false
@@ -234,3 +242,44 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOF2
 start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy/config.yaml" --v 1
 wait_for kube-proxy 60 curl -sf "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+
+# --- Cluster DNS ---------------------------------------------------------------------------------------------
+# CoreDNS as a host process answering on port 53 of the node address (pods' resolv.conf names it:
+# clusterDNS), for the cluster domain only: no upstream, so no name is ever sent off this machine. It reads
+# Services and EndpointSlices as system:coredns, with the rights kubeadm gives CoreDNS.
+node_cert coredns "/CN=system:coredns" "extendedKeyUsage=clientAuth"
+mkdir -p "$NODE_DIR/coredns"
+cert_kubeconfig coredns "$NODE_DIR/coredns/kubeconfig"
+kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+EOF
+cat >"$NODE_DIR/coredns/Corefile" <<EOF
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $NODE_IP
+    errors
+    health 127.0.0.1:$COREDNS_HEALTH_PORT
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $NODE_DIR/coredns/kubeconfig tributary-testbed
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    cache 30
+    loadbalance
+}
+EOF
+start coredns coredns -conf "$NODE_DIR/coredns/Corefile"
+wait_for coredns 60 curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
+log "node $NODE_NAME up in $((SECONDS - NODE_START))s"
