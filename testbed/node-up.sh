@@ -13,6 +13,9 @@ for controller in cpu cpuacct memory pids devices freezer; do
 done
 grep -qw overlay /proc/filesystems || die "the kernel has no overlay file system (containerd's snapshotter)"
 for tool in iptables conntrack runc ip; do need "$tool" "install the node's Debian packages: TESTBED_NODE=1 testbed/install.sh"; done
+# The API server must have been started for the node (up.sh gives it the kubelet client flags then).
+grep -qa kubelet-client-certificate "/proc/$(cat "$TESTBED_DIR/pids/kube-apiserver.pid")/cmdline" ||
+	die "the running test bed was started without the node: stop it (testbed/down.sh) and start it with TESTBED_NODE=1"
 mkdir -p "$NODE_DIR"/{containerd,cni/net.d,cni/ipam,kubelet,kube-proxy,images,pki}
 
 # --- Host settings ------------------------------------------------------------------------------------------
