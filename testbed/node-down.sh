@@ -31,8 +31,22 @@ if is_running containerd; then
 	for container in $(node_ctr containers ls -q 2>/dev/null); do
 		node_ctr containers delete "$container" >/dev/null 2>&1 || true
 	done
+	# A pod's shim serves its sandbox until the sandbox itself is removed.
+	for sandbox in $(node_ctr sandboxes ls 2>/dev/null | awk 'NR > 1 {print $1}'); do
+		node_ctr sandboxes rm --force "$sandbox" >/dev/null 2>&1 || true
+	done
 fi
 stop containerd
+# A shim that outlived containerd (its sandbox not removed through the API) is still this node's: found by
+# the socket address in its command line, and stopped by pid.
+for cmdline in /proc/[0-9]*/cmdline; do
+	if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET"; then
+		pid=${cmdline#/proc/}
+		pid=${pid%/cmdline}
+		log "stopping a shim left by containerd (pid $pid)"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+done
 
 # Mounts under the node's folder (overlay root file systems, shm, network namespaces, pod volumes), the
 # deepest first.
