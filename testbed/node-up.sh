@@ -1,6 +1,6 @@
 # Starts the test bed's real node beside the kwok nodes (docs/testbed-node.md): the node's bridge and its
 # iptables guard, containerd 2 with runc and the CNI plugins, the pause and tributary images, the kubelet
-# (node tributary-node) and kube-proxy. Sourced by testbed/up.sh when TESTBED_NODE=1, after the API server is
+# (node tributary-node), kube-proxy and CoreDNS. Sourced by testbed/up.sh when TESTBED_NODE=1, after the API server is
 # ready; every process is started with lib.sh's `start`, so down.sh stops exactly those by pid.
 # shellcheck shell=bash
 
@@ -19,9 +19,10 @@ grep -qa kubelet-client-certificate "/proc/$(cat "$TESTBED_DIR/pids/kube-apiserv
 mkdir -p "$NODE_DIR"/{containerd,cni/net.d,cni/ipam,kubelet,kube-proxy,images,pki}
 
 # --- Host settings ------------------------------------------------------------------------------------------
-# Saved once per node start (the first values are what down.sh restores), then set: forwarding for Services
-# (a packet to a ClusterIP comes in on the bridge and goes out on it again after kube-proxy's DNAT). The
-# kubelet sets the vm/kernel ones itself at start.
+# Saved when the node first starts (down.sh restores them and removes the file, so a second start before a
+# stop keeps the host's original values), then set: forwarding for Services (a packet to a ClusterIP comes
+# in on the bridge and goes out on it again after kube-proxy's DNAT). The kubelet sets the vm/kernel ones
+# itself at start.
 if [[ ! -f $NODE_DIR/sysctl.saved ]]; then
 	for key in "${NODE_SYSCTLS[@]}"; do echo "$key=$(sysctl -n "$key")"; done >"$NODE_DIR/sysctl.saved"
 fi
