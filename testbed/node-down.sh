@@ -17,10 +17,22 @@ if [[ -x $TESTBED_BIN/kube-proxy ]] && iptables -w -t nat -S KUBE-SERVICES >/dev
 		log "kube-proxy --cleanup failed (log: $TESTBED_DIR/logs/kube-proxy-cleanup.log)"
 fi
 
-# Every container and sandbox, killed and removed through containerd, which then lets their shims exit.
+# The shims' sockets, named in their bundles (which removing a task deletes): containerd 2 keeps them in
+# /run/containerd/s whatever its state folder, and a shim that had to be killed leaves its socket there.
+shim_sockets=()
+for bootstrap in "$NODE_DIR"/containerd/state/io.containerd.runtime.v2.task/*/*/bootstrap.json; do
+	[[ -f $bootstrap ]] || continue
+	socket=$(sed -n 's|.*"address":"unix://\(/run/containerd/s/[0-9a-f]*\)".*|\1|p' "$bootstrap")
+	[[ -n $socket ]] && shim_sockets+=("$socket")
+done
+# Every container and sandbox, killed and removed through containerd, which then lets their shims exit: the
+# sandboxes before their containers (a sandbox is stopped through its pause container's record).
 if is_running containerd; then
 	for task in $(node_ctr tasks ls -q 2>/dev/null); do
 		node_ctr tasks kill --signal SIGKILL --all "$task" >/dev/null 2>&1 || true
+	done
+	for sandbox in $(node_ctr sandboxes ls 2>/dev/null | awk 'NR > 1 {print $1}'); do
+		node_ctr sandboxes rm --force "$sandbox" >/dev/null 2>&1 || true
 	done
 	for task in $(node_ctr tasks ls -q 2>/dev/null); do
 		for _ in $(seq 1 40); do
@@ -31,22 +43,28 @@ if is_running containerd; then
 	for container in $(node_ctr containers ls -q 2>/dev/null); do
 		node_ctr containers delete "$container" >/dev/null 2>&1 || true
 	done
-	# A pod's shim serves its sandbox until the sandbox itself is removed.
-	for sandbox in $(node_ctr sandboxes ls 2>/dev/null | awk 'NR > 1 {print $1}'); do
-		node_ctr sandboxes rm --force "$sandbox" >/dev/null 2>&1 || true
-	done
 fi
 stop containerd
-# A shim that outlived containerd (its sandbox not removed through the API) is still this node's: found by
-# the socket address in its command line, and stopped by pid.
-for cmdline in /proc/[0-9]*/cmdline; do
-	if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET"; then
+# A shim outliving containerd is still this node's, found by the socket address in its command line. One
+# whose sandbox was just removed exits by itself within moments; one that does not is stopped by pid, and
+# the sockets of all are removed.
+node_shims() {
+	local cmdline pid
+	for cmdline in /proc/[0-9]*/cmdline; do
+		tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" || continue
 		pid=${cmdline#/proc/}
-		pid=${pid%/cmdline}
-		log "stopping a shim left by containerd (pid $pid)"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
+		echo "${pid%/cmdline}"
+	done
+}
+for _ in $(seq 1 20); do
+	[[ -z $(node_shims) ]] && break
+	sleep 0.25
 done
+for pid in $(node_shims); do
+	log "stopping a shim left by containerd (pid $pid)"
+	kill -KILL "$pid" 2>/dev/null || true
+done
+for socket in "${shim_sockets[@]}"; do rm -f "$socket"; done
 
 # Mounts under the node's folder (overlay root file systems, shm, network namespaces, pod volumes), the
 # deepest first.
