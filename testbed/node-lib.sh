@@ -12,6 +12,8 @@ NODE_NET_OCTET=$(((TESTBED_PORT_BASE / 1000) % 256))
 NODE_POD_CIDR="10.200.$NODE_NET_OCTET.0/24"
 NODE_IP="10.200.$NODE_NET_OCTET.1"
 NODE_BRIDGE="trib$TESTBED_PORT_BASE"
+# The cluster DNS Service's address, as kind's (the test bed's Services are 10.96.0.0/16).
+CLUSTER_DNS_IP=10.96.0.10
 # Chains the node adds: one in mangle FORWARD that keeps pod traffic on the bridge (nothing leaves this
 # machine), one in nat PREROUTING that maps the node address's emulator ports to 127.0.0.1.
 NODE_GUARD_CHAIN="TRIB$TESTBED_PORT_BASE-GUARD"

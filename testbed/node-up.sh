@@ -62,6 +62,12 @@ done
 # --- Certificates from the test bed's CA ---------------------------------------------------------------------
 node_cert() { signed_cert "$NODE_DIR/pki" "$@"; }
 node_cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "extendedKeyUsage=clientAuth"
+# The serving certificate names the node address, which follows the port base: one made for another is
+# made again.
+if [[ -f $NODE_DIR/pki/kubelet-serving.crt ]] &&
+	! openssl x509 -in "$NODE_DIR/pki/kubelet-serving.crt" -noout -ext subjectAltName | grep -qw "IP Address:$NODE_IP"; then
+	rm -f "$NODE_DIR/pki/kubelet-serving.crt"
+fi
 node_cert kubelet-serving "/CN=$NODE_NAME" \
 	"subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"$'\n'"extendedKeyUsage=serverAuth"
 node_cert kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
@@ -199,7 +205,7 @@ authorization: {mode: Webhook}
 registerWithTaints:
 - {key: tributary.dev/real-node, value: "true", effect: NoSchedule}
 clusterDomain: cluster.local
-clusterDNS: [$NODE_IP]
+clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: /etc/resolv.conf
 maxPods: 30
 serializeImagePulls: false
@@ -248,8 +254,8 @@ start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy/config.yaml" --v 1
 wait_for kube-proxy 60 curl -sf "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 
 # --- Cluster DNS ---------------------------------------------------------------------------------------------
-# CoreDNS as a host process answering on port 53 of the node address (pods' resolv.conf names it:
-# clusterDNS), for the cluster domain only: no upstream, so no name is ever sent off this machine. It reads
+# CoreDNS as a host process answering on port 53 of the node address, behind the Service kube-dns whose
+# address pods' resolv.conf names (clusterDNS), for the cluster domain only: no upstream, so no name is ever sent off this machine. It reads
 # Services and EndpointSlices as system:coredns, with the rights kubeadm gives CoreDNS.
 node_cert coredns "/CN=system:coredns" "extendedKeyUsage=clientAuth"
 mkdir -p "$NODE_DIR/coredns"
@@ -286,4 +292,28 @@ cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
 EOF
 start coredns coredns -conf "$NODE_DIR/coredns/Corefile"
 wait_for coredns 60 curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready"
+# The Service pods' resolv.conf names, as in kind (kube-system/kube-dns, 10.96.0.10); its endpoint is CoreDNS
+# on the node address, kept by hand (a Service without selector), and kube-proxy forwards to it.
+kubectl --kubeconfig "$KUBECONFIG_FILE" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: $CLUSTER_DNS_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: tributary-testbed}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}, nodeName: $NODE_NAME}]
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+EOF
 log "node $NODE_NAME up in $((SECONDS - NODE_START))s"
