@@ -96,18 +96,23 @@ start etcd etcd --name testbed --data-dir "$TESTBED_DIR/etcd" \
 wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 # With the real node the API server reaches its kubelet (logs, exec, port-forward) at the node's address,
-# verifying the kubelet's certificate and showing its own, both from the test bed CA.
+# verifying the kubelet's certificate and showing its own, both from the test bed CA. Its serving certificate
+# also names the node address, where pods reach it (DNAT to 127.0.0.1, testbed/node-up.sh), and the
+# in-cluster names.
+apiserver_cert=apiserver
 apiserver_node_flags=()
 if [[ ${TESTBED_NODE:-0} == 1 ]]; then
 	source "$TESTBED_SRC/node-lib.sh"
 	signed_cert "$PKI" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+	apiserver_cert="apiserver-node-$NODE_IP"
+	signed_cert "$PKI" "$apiserver_cert" "/CN=kube-apiserver" "extendedKeyUsage=serverAuth"$'\n'"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:$NODE_IP,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 	apiserver_node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
 		--kubelet-certificate-authority "$PKI/ca.crt"
 		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key")
 fi
 start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-	--cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+	--cert-dir "$PKI" --tls-cert-file "$PKI/$apiserver_cert.crt" --tls-private-key-file "$PKI/$apiserver_cert.key" \
 	--client-ca-file "$PKI/ca.crt" --token-auth-file "$TESTBED_DIR/tokens.csv" \
 	--authorization-mode Node,RBAC --allow-privileged=true \
 	--service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \

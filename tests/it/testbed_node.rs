@@ -4,7 +4,8 @@
 //!
 //! Pods here run for real: the node is Ready with its taint and label, a Pod of the tributary image runs to
 //! completion with a pod IP and its log is read through the API server, and pods reach one another, a
-//! ClusterIP Service (kube-proxy), a Service name (CoreDNS) and an emulator on the node's address.
+//! ClusterIP Service (kube-proxy), a Service name (CoreDNS), an emulator and the API server (TLS verified) on
+//! the node's address.
 #![allow(clippy::unwrap_used)]
 
 use crate::support as common;
@@ -135,7 +136,7 @@ async fn a_pod_of_the_tributary_image_runs_and_its_log_is_read_through_the_api_s
 }
 
 #[tokio::test]
-async fn pods_reach_a_pod_a_cluster_ip_a_service_name_and_an_emulator() {
+async fn pods_reach_a_pod_a_cluster_ip_a_service_name_an_emulator_and_the_api_server() {
     let _bed = common::shared().await;
     let client = common::kube_client().await;
     let ns = common::namespace(&client, "node-net").await;
@@ -157,42 +158,45 @@ async fn pods_reach_a_pod_a_cluster_ip_a_service_name_and_an_emulator() {
     let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
     let web_ip = pod_ip(&wait_phase(&pods, "web", &["Running"], Duration::from_secs(60)).await);
     let node_ip = common::var("TESTBED_NODE_IP");
-    let moto_port = common::var("AWS_ENDPOINT_URL")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
-    // The server answers once it listens: the pod's own IP first, then through the Service.
+    let port = |url: String| url.rsplit(':').next().unwrap().trim_end_matches('/').to_owned();
+    let moto_port = port(common::var("AWS_ENDPOINT_URL"));
+    let api_port = port(common::var("TESTBED_APISERVER_URL"));
+    let web = "200 nodeprobe web";
+    // (container, URL, the start of what it must print). Each container is restarted until it succeeds
+    // (the Service works once kube-proxy has synced), so the pod succeeds when all of them have.
     let checks = [
-        ("pod", vec!["get".to_owned(), format!("http://{web_ip}:8080/")]),
-        (
-            "cluster-ip",
-            vec!["get".to_owned(), format!("http://{cluster_ip}/")],
-        ),
-        (
-            "service-name",
-            vec!["get".to_owned(), format!("http://web.{ns}.svc.cluster.local/")],
-        ),
+        ("pod", format!("http://{web_ip}:8080/"), web),
+        ("cluster-ip", format!("http://{cluster_ip}/"), web),
+        ("service-name", format!("http://web.{ns}.svc.cluster.local/"), web),
         (
             "emulator",
-            vec![
-                "get".to_owned(),
-                format!("http://{node_ip}:{moto_port}/moto-api/"),
-            ],
+            format!("http://{node_ip}:{moto_port}/moto-api/"),
+            "200 ",
+        ),
+        // The API server at the node address, its certificate verified against the cluster's CA (the
+        // kube-root-ca.crt ConfigMap every namespace gets).
+        (
+            "api-server",
+            format!("https://{node_ip}:{api_port}/version"),
+            "200 {",
         ),
     ];
     let containers: Vec<Value> = checks
         .iter()
-        .map(|(name, args)| probe(name, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .map(|(name, url, _)| {
+            let mut container = probe(name, &["get", url]);
+            container["env"] = json!([{"name": "SSL_CERT_FILE", "value": "/ca/ca.crt"}]);
+            container["volumeMounts"] = json!([{"name": "ca", "mountPath": "/ca"}]);
+            container
+        })
         .collect();
-    pods.create(
-        &PostParams::default(),
-        &real_node_pod("client", json!({}), json!(containers), "OnFailure"),
-    )
-    .await
-    .unwrap();
+    let mut client_pod = real_node_pod("client", json!({}), json!(containers), "OnFailure");
+    client_pod.spec.as_mut().unwrap().volumes = Some(
+        serde_json::from_value(json!([{"name": "ca", "configMap": {"name": "kube-root-ca.crt"}}])).unwrap(),
+    );
+    pods.create(&PostParams::default(), &client_pod).await.unwrap();
     let client_pod = wait_phase(&pods, "client", &["Succeeded"], Duration::from_secs(90)).await;
-    for (name, _) in &checks {
+    for (name, _, expected) in &checks {
         let log = pods
             .logs(
                 "client",
@@ -203,11 +207,6 @@ async fn pods_reach_a_pod_a_cluster_ip_a_service_name_and_an_emulator() {
             )
             .await
             .unwrap();
-        let expected = if *name == "emulator" {
-            "200 "
-        } else {
-            "200 nodeprobe web"
-        };
         assert!(log.starts_with(expected), "{name}: {log:?} ({client_pod:?})");
     }
 }
