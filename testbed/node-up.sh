@@ -161,15 +161,17 @@ binary_image() {
 # The pod sandbox (testbed/tools/pause), and a network probe for tests (testbed/tools/nodeprobe).
 binary_image pause "$PAUSE_IMAGE" 65535:65535
 binary_image nodeprobe "$NODEPROBE_IMAGE" 65532:65532
-# node_import_tributary ARCHIVE: import the tributary image (`make image`) under the name Pods use.
+# node_import_tributary ARCHIVE: import the tributary image (`make image`) under the name Pods use. The CRI
+# looks `tributary:X` up by its normalized name (with the default registry's domain), which containerd gives
+# the image only when importing the archive's `docker save` part: the OCI index is left out of the copy
+# imported, and the name is read back from what the import printed.
 node_import_tributary() {
-	local name
-	name=$(node_ctr images import "$1" | awk '$1 ~ /^tributary:/ && $2 == "saved" {print $1; exit}')
-	[[ -n $name ]] || die "importing $1 gave no tributary image"
-	# The CRI looks images up by their normalized name (tributary:X is docker.io/library/tributary:X).
-	node_ctr images tag --force "$name" "docker.io/library/$name" >/dev/null
-	log "image $name imported into the node"
-	NODE_TRIBUTARY_IMAGE=$name
+	local copy="$NODE_DIR/images/tributary-docker.tar" name
+	cp "$1" "$copy" && tar --delete -f "$copy" index.json oci-layout || die "cannot copy $1 without its OCI index"
+	name=$(node_ctr images import "$copy" | awk '$1 ~ /\/tributary:/ && $2 == "saved" {print $1; exit}')
+	[[ -n $name ]] || die "importing $1 gave no tributary image (log: $TESTBED_DIR/logs/ctr.log)"
+	NODE_TRIBUTARY_IMAGE=${name##*/}
+	log "image $NODE_TRIBUTARY_IMAGE imported into the node"
 }
 NODE_TRIBUTARY_IMAGE=
 if [[ -f ${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar} ]]; then
