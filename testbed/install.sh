@@ -3,14 +3,15 @@
 # links them into $TESTBED_DIR/bin. Each component is keyed by a hash of its pin files: a warm run only
 # checks hashes, a changed pin rebuilds just that component.
 #
-#   Go modules:    kube (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl), etcd, kwok, helm, cosmium,
-#                  argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver, debug exporter)
+#   Go modules:    kube (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl), etcd, kwok,
+#                  helm, cosmium, argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver,
+#                  debug exporter)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
-#   Only with TESTBED_NODE=1 (the real node, docs/testbed-node.md): containerd 2 (daemon, ctr, runc shim) and
-#                  the pause binary from Go modules; runc, the CNI plugins, iptables and conntrack from
-#                  Debian's packages (apt-get, pinned in lib.sh).
+#   Only with TESTBED_NODE=1 (the real node, docs/testbed-node.md): containerd 2 (daemon, ctr, runc shim),
+#                  CoreDNS, the pause and nodeprobe binaries from Go modules; runc, the CNI plugins,
+#                  iptables and conntrack from Debian's packages (apt-get, pinned in lib.sh).
 source "$(dirname "$0")/lib.sh"
 
 need go "Go 1.26 is required to build the control plane from Go modules"
