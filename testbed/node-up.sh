@@ -223,8 +223,11 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 EOF2
-# A Node object left from an earlier start would look Ready before this kubelet has registered.
-kubectl --kubeconfig "$KUBECONFIG_FILE" delete node "$NODE_NAME" --ignore-not-found >/dev/null
+# A Node object left from an earlier start would look Ready before this kubelet has registered (a running
+# kubelet keeps its Node: it registers only when it starts).
+if ! is_running kubelet; then
+	kubectl --kubeconfig "$KUBECONFIG_FILE" delete node "$NODE_NAME" --ignore-not-found >/dev/null
+fi
 start kubelet kubelet --config "$NODE_DIR/kubelet/config.yaml" --kubeconfig "$NODE_DIR/kubelet/kubeconfig" \
 	--root-dir "$NODE_DIR/kubelet/root" --cert-dir "$NODE_DIR/kubelet/pki" \
 	--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
