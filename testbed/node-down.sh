@@ -51,7 +51,7 @@ stop containerd
 node_shims() {
 	local cmdline pid
 	for cmdline in /proc/[0-9]*/cmdline; do
-		tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" || continue
+		tr '\0' ' ' 2>/dev/null <"$cmdline" | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" || continue
 		pid=${cmdline#/proc/}
 		echo "${pid%/cmdline}"
 	done

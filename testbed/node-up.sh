@@ -59,6 +59,13 @@ for port in "$MOTO_PORT" "$AZURITE_QUEUE_PORT" "$COSMOS_PORT" "$KAFKA_PORT" "$KA
 	iptables -w -t nat -A "$NODE_EMULATOR_CHAIN" -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port"
 done
 
+# write_config FILE: FILE's content from stdin, left untouched when it is already that (kube-proxy exits when
+# its configuration file changes, so starting the test bed again must not rewrite it).
+write_config() {
+	cat >"$1.new"
+	if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
+}
+
 # --- Certificates from the test bed's CA ---------------------------------------------------------------------
 node_cert() { signed_cert "$NODE_DIR/pki" "$@"; }
 node_cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "extendedKeyUsage=clientAuth"
@@ -92,7 +99,7 @@ cert_kubeconfig kubelet-client "$NODE_DIR/kubelet/kubeconfig"
 cert_kubeconfig kube-proxy "$NODE_DIR/kube-proxy/kubeconfig"
 
 # --- containerd ----------------------------------------------------------------------------------------------
-cat >"$NODE_DIR/cni/net.d/10-tributary.conflist" <<EOF
+write_config "$NODE_DIR/cni/net.d/10-tributary.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "tributary",
@@ -112,7 +119,7 @@ EOF
 # restrict_oom_score_adj: this machine's root lacks CAP_SYS_RESOURCE, so no process may lower its OOM score
 # below its parent's; the runtime would fail every pause container (the kubelet asks for -998). Scores are
 # raised to containerd's own (0) instead.
-cat >"$NODE_DIR/containerd/config.toml" <<EOF
+write_config "$NODE_DIR/containerd/config.toml" <<EOF
 version = 3
 root = "$NODE_DIR/containerd/root"
 state = "$NODE_DIR/containerd/state"
@@ -186,7 +193,7 @@ fi
 # CA (the API server's kubelet-client certificate) and authorizing through the API server; no read-only port.
 # Eviction thresholds are low: the test bed shares its disk and memory with builds, and a node under
 # pressure would evict the pods a test waits for.
-cat >"$NODE_DIR/kubelet/config.yaml" <<EOF2
+write_config "$NODE_DIR/kubelet/config.yaml" <<EOF2
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -242,7 +249,7 @@ log "node $NODE_NAME Ready $((SECONDS - NODE_START))s after its start began"
 # --- kube-proxy ----------------------------------------------------------------------------------------------
 # iptables mode; NodePorts only on the node address (never 127.0.0.1, which would make kube-proxy allow
 # route_localnet on every interface); conntrack limits left as the host has them.
-cat >"$NODE_DIR/kube-proxy/config.yaml" <<EOF2
+write_config "$NODE_DIR/kube-proxy/config.yaml" <<EOF2
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -279,7 +286,7 @@ metadata: {name: "system:coredns"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
 EOF
-cat >"$NODE_DIR/coredns/Corefile" <<EOF
+write_config "$NODE_DIR/coredns/Corefile" <<EOF
 cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     bind $NODE_IP
     errors
