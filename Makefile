@@ -2,13 +2,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test chaos demo testbed-up testbed-down testbed-clean testbed-install lint structure unit crds image argocd-health fuzz bench bench-controller bench-worker
+.PHONY: help test test-node chaos demo testbed-up testbed-down testbed-clean testbed-install lint structure unit crds image argocd-health fuzz bench bench-controller bench-worker
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 test: ## Install what is needed, start the test bed, run all checks and tests, stop the test bed
 	@bash scripts/test.sh
+
+test-node: ## The real node's tests (opt-in, needs root): the image, the test bed with TESTBED_NODE=1, tests/it/testbed_node.rs
+	@bash scripts/test-node.sh
 
 chaos: ## The full crash-point sweep: every scenario, the controller killed after and before each of its calls (docs/testbed.md)
 	@bash scripts/chaos.sh

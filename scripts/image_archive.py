@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes a container image archive from a root filesystem folder, without a container engine.
 
-    image_archive.py ROOTFS OUT.tar NAME:TAG
+    image_archive.py ROOTFS OUT.tar NAME:TAG [--entrypoint PATH] [--user UID:GID]
 
+The image runs ENTRYPOINT (default /tributary) as USER (default 65532:65532, nonroot); the test bed's node
+writes its pause image with other values (testbed/node-up.sh).
 The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that is also in the format of
 `docker save` (manifest.json with RepoTags, pointing at the same blobs), so containerd (`kind load
 image-archive`, `ctr images import`), podman, skopeo and docker all load it. One uncompressed layer holds
@@ -51,12 +53,25 @@ def canonical(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+def options(args: list[str]) -> dict[str, str] | None:
+    """The optional flags after the three positional arguments, or None when they are malformed."""
+    values = {"--entrypoint": "/tributary", "--user": "65532:65532"}
+    if len(args) % 2:
+        return None
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag not in values:
+            return None
+        values[flag] = value
+    return values
+
+
 def main() -> int:
-    if len(sys.argv) != 4 or ":" not in sys.argv[3]:
+    flags = options(sys.argv[4:])
+    if len(sys.argv) < 4 or ":" not in sys.argv[3] or flags is None:
         print(__doc__, file=sys.stderr)
         return 2
-    rootfs, out, reference = sys.argv[1:]
-    _, tag = reference.rsplit(":", 1)
+    rootfs, out, reference = sys.argv[1:4]
+    name, tag = reference.rsplit(":", 1)
     architecture = ARCHITECTURES.get(platform.machine(), platform.machine())
 
     layer_digest, layer = blob(layer_tar(rootfs))
@@ -64,11 +79,11 @@ def main() -> int:
         "architecture": architecture,
         "os": "linux",
         "config": {
-            "User": "65532:65532",
-            "Entrypoint": ["/tributary"],
+            "User": flags["--user"],
+            "Entrypoint": [flags["--entrypoint"]],
             "WorkingDir": "/",
             "Labels": {
-                "org.opencontainers.image.title": "tributary",
+                "org.opencontainers.image.title": name.rsplit("/", 1)[-1],
                 "org.opencontainers.image.version": tag,
             },
         },

@@ -5,24 +5,14 @@
 # and the cache are kept.
 source "$(dirname "$0")/lib.sh"
 
+# The real node first (if it was started): its pods, kubelet, kube-proxy, containerd, and what they changed
+# on the host (testbed/node-down.sh).
+if [[ -d $TESTBED_DIR/node ]]; then
+	source "$TESTBED_SRC/node-down.sh"
+fi
 order=(elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 for name in "${order[@]}"; do
-	pidfile="$TESTBED_DIR/pids/$name.pid"
-	[[ -f $pidfile ]] || continue
-	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 40); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.25
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		log "$name stopped (pid $pid)"
-	fi
-	rm -f "$pidfile"
+	stop "$name"
 done
 if [[ ${TESTBED_KEEP_STATE:-0} == 1 ]]; then
 	log "keeping the cluster state (TESTBED_KEEP_STATE=1)"

@@ -3,11 +3,15 @@
 # links them into $TESTBED_DIR/bin. Each component is keyed by a hash of its pin files: a warm run only
 # checks hashes, a changed pin rebuilds just that component.
 #
-#   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium,
-#                  argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver, debug exporter)
+#   Go modules:    kube (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl), etcd, kwok,
+#                  helm, cosmium, argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver,
+#                  debug exporter)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
+#   Only with TESTBED_NODE=1 (the real node, docs/testbed-node.md): containerd 2 (daemon, ctr, runc shim),
+#                  CoreDNS, the pause and nodeprobe binaries from Go modules; runc, the CNI plugins,
+#                  iptables and conntrack from Debian's packages (apt-get, pinned in lib.sh).
 source "$(dirname "$0")/lib.sh"
 
 need go "Go 1.26 is required to build the control plane from Go modules"
@@ -28,25 +32,26 @@ export CGO_ENABLED=0 GOFLAGS=-trimpath
 # link NAME TARGET: expose a cached file under $TESTBED_BIN/NAME.
 link() { ln -sfn "$2" "$TESTBED_BIN/$1"; }
 
-# go_tool NAME PKG [LDFLAGS] [TAGS] [MODFILE]: build PKG from the wrapper module testbed/tools/NAME into the
-# cache, optionally with another go.mod (`go build -modfile`) that replaces a dependency by a patched copy.
+# go_tool NAME PKG [LDFLAGS] [TAGS] [MODFILE] [BINARY]: build PKG from the wrapper module testbed/tools/NAME
+# into the cache as BINARY (default NAME), optionally with another go.mod (`go build -modfile`) that replaces
+# a dependency by a patched copy.
 go_tool() {
-	local name=$1 pkg=$2 ldflags=${3:-} tags=${4:-} modfile=${5:-}
+	local name=$1 pkg=$2 ldflags=${3:-} tags=${4:-} modfile=${5:-} bin=${6:-$1}
 	local mod="$TESTBED_SRC/tools/$name"
 	local key
 	key=$(printf '%s|%s|%s|%s' "$(go env GOVERSION)" "$pkg" "$ldflags" "$tags" |
 		cat - "$mod/go.mod" "$mod/go.sum" $(find "$mod" -name '*.go' | sort) ${modfile:+"$modfile"} |
 		sha256sum | cut -c1-16)
-	local out="$TRIBUTARY_CACHE/bin/$name-$key/$name"
+	local out="$TRIBUTARY_CACHE/bin/$name-$key/$bin"
 	if [[ ! -x $out ]]; then
-		log "building $name ($pkg)$([[ $name == kube ]] && echo '; cold, this takes about 15 minutes on 2 cores')"
+		log "building $bin ($pkg)$([[ $name == kube ]] && echo '; cold, this takes about 15 minutes on 2 cores')"
 		local start=$SECONDS
 		(cd "$mod" && go build ${modfile:+-modfile="$modfile"} -tags="$tags" -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg") ||
-			die "go build of $name failed (module $mod)"
+			die "go build of $bin failed (module $mod)"
 		mv "$out.tmp" "$out"
-		log "built $name in $((SECONDS - start))s"
+		log "built $bin in $((SECONDS - start))s"
 	fi
-	link "$name" "$out"
+	link "$bin" "$out"
 }
 
 # The version is stamped the way the official build does, so `kubectl version` and /version report it.
@@ -56,7 +61,7 @@ for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 	kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
 done
 go_tool kube ./cmd/kube "$kube_ldflags" selinux,notest,grpcnotrace
-for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do link "$c" kube; done
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do link "$c" kube; done
 go_tool etcd . "-X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
 go_tool kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
 # kwok ships its behaviours ("stages") as YAML in its module, not in the binary: use the pinned module's own
@@ -152,5 +157,10 @@ if [[ ! -f $elasticmq_dir/libs/.complete ]]; then
 	touch "$elasticmq_dir/libs/.complete"
 fi
 ln -sfn "$elasticmq_dir/libs" "$TESTBED_DIR/elasticmq-libs"
+
+# The real node (opt-in, TESTBED_NODE=1): testbed/node-install.sh.
+if [[ ${TESTBED_NODE:-0} == 1 ]]; then
+	source "$TESTBED_SRC/node-install.sh"
+fi
 
 log "installed into $TRIBUTARY_CACHE; binaries linked in $TESTBED_BIN"

@@ -24,6 +24,12 @@ MOTO_VERSION=5.2.5          # testbed/moto-requirements.txt
 AZURITE_VERSION=3.35.0      # testbed/azurite/package-lock.json (3.36+ needs Node 22)
 KAFKA_VERSION=4.1.1         # testbed/kafka/pom.xml
 ELASTICMQ_VERSION=1.6.11    # testbed/elasticmq/pom.xml
+# The real node (TESTBED_NODE=1 only, docs/testbed-node.md):
+CONTAINERD_VERSION=v2.3.7   # testbed/tools/containerd/go.mod
+COREDNS_VERSION=v1.14.7     # testbed/tools/coredns/go.mod
+# Debian 12 packages, installed by apt-get at these versions (a point release that replaces one fails loudly
+# in testbed/node-install.sh: update the pin here).
+NODE_DEBS=(runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 iptables=1.8.9-2 conntrack=1:1.4.7-1+b2)
 
 # --- Ports: one base, fixed offsets ------------------------------------------------------------------------
 # A running test bed remembers its port base, so later commands (make demo, make test) find it again.
@@ -44,6 +50,14 @@ KAFKA_PORT=${KAFKA_PORT:-$((TESTBED_PORT_BASE + 13))}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((TESTBED_PORT_BASE + 14))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((TESTBED_PORT_BASE + 15))}
 ELASTICMQ_PORT=${ELASTICMQ_PORT:-$((TESTBED_PORT_BASE + 16))}
+# The real node's own servers (TESTBED_NODE=1): kubelet's API and health, kube-proxy's health and metrics,
+# CoreDNS's health and readiness (it answers DNS on port 53 of the node's address).
+KUBELET_PORT=${KUBELET_PORT:-$((TESTBED_PORT_BASE + 20))}
+KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-$((TESTBED_PORT_BASE + 21))}
+KUBE_PROXY_HEALTHZ_PORT=${KUBE_PROXY_HEALTHZ_PORT:-$((TESTBED_PORT_BASE + 22))}
+KUBE_PROXY_METRICS_PORT=${KUBE_PROXY_METRICS_PORT:-$((TESTBED_PORT_BASE + 23))}
+COREDNS_HEALTH_PORT=${COREDNS_HEALTH_PORT:-$((TESTBED_PORT_BASE + 24))}
+COREDNS_READY_PORT=${COREDNS_READY_PORT:-$((TESTBED_PORT_BASE + 25))}
 
 # Where the emulators keep their state between a stop and a start of one of them (removed when the whole
 # test bed starts afresh or stops, unless TESTBED_KEEP_STATE=1). ElasticMQ keeps nothing.
@@ -85,6 +99,26 @@ start() {
 	setsid "$@" >"$TESTBED_DIR/logs/$name.log" 2>&1 </dev/null &
 	echo $! >"$TESTBED_DIR/pids/$name.pid"
 	log "$name started (pid $!)"
+}
+
+# stop NAME: stop the process of NAME's pid file (SIGTERM, SIGKILL after 10 s) and remove the pid file.
+stop() {
+	local name=$1 pidfile="$TESTBED_DIR/pids/$1.pid" pid
+	[[ -f $pidfile ]] || return 0
+	pid=$(cat "$pidfile")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 40); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.25
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		log "$name stopped (pid $pid)"
+	fi
+	rm -f "$pidfile"
 }
 
 # wait_for NAME SECONDS CHECK...: poll CHECK until it succeeds; on timeout show NAME's log and fail.

@@ -42,6 +42,9 @@ mod testbed_azure;
 mod testbed_helm;
 mod testbed_kafka;
 mod testbed_kubernetes;
+// Only with the real node (TESTBED_NODE=1 testbed/up.sh): `make test-node`.
+#[cfg(feature = "testbed-node")]
+mod testbed_node;
 mod webhook_availability;
 mod worker_azure;
 mod worker_devices;

@@ -1,0 +1,3 @@
+module tributary.dev/testbed/nodeprobe
+
+go 1.26.0
