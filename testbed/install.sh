@@ -5,7 +5,7 @@
 #
 #   Go modules:    kube (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl), etcd, kwok,
 #                  helm, cosmium, argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver,
-#                  debug exporter)
+#                  debug exporter), promtool (Prometheus: checks and unit-tests the chart's alerting rules)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
@@ -84,6 +84,11 @@ go_tool argocd-lua .
 # An OpenTelemetry Collector of the core OTLP receiver and debug exporter (testbed/tools/otelcol), which the
 # tracing tests export to.
 go_tool otelcol .
+# promtool from the Prometheus module (testbed/tools/promtool), which the chart's rule checks run
+# (tests/it/chart/rules.rs). Built without service discovery (tag remove_all_sd): the rule commands need
+# none of it, and it leaves the cloud SDKs of every discovery plugin out of the build.
+go_tool promtool github.com/prometheus/prometheus/cmd/promtool \
+	"-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" remove_all_sd
 # cosmium listens on ":PORT" (every interface) whatever its -Host flag says, and the test bed binds to
 # 127.0.0.1 only. The pinned module is copied from the Go module cache into the tool cache, its listen address
 # is patched to "-Host:PORT", and the build replaces the module by that copy through a generated go.mod.

@@ -19,6 +19,7 @@ KUBE_VERSION=v1.36.3        # testbed/tools/kube/go.mod pins k8s.io/kubernetes a
 ETCD_VERSION=v3.6.16        # testbed/tools/etcd/go.mod
 KWOK_VERSION=v0.8.0         # testbed/tools/kwok/go.mod
 HELM_VERSION=v3.22.0        # testbed/tools/helm/go.mod
+PROMETHEUS_VERSION=3.16.0   # testbed/tools/promtool/go.mod (Go module v0.316.0: promtool, for the chart's rules)
 COSMIUM_VERSION=v0.1.20     # testbed/tools/cosmium/go.mod (later tags lack the v prefix the Go proxy needs)
 MOTO_VERSION=5.2.5          # testbed/moto-requirements.txt
 AZURITE_VERSION=3.35.0      # testbed/azurite/package-lock.json (3.36+ needs Node 22)

@@ -287,7 +287,7 @@ pub async fn run<C: Cloud>(ctx: Arc<Context<C>>, shutdown: impl Future<Output = 
     let stores = ctx.stores.clone();
     let mut watches = wiring::Watches::new(&ctx.client, writers);
     let controllers = wiring::Controllers::new(&mut watches, &stores);
-    let watches = watches.run(&ctx.client, ctx.config.namespace.as_deref());
+    let watches = watches.run(&ctx.client, ctx.config.namespace.as_deref(), &ctx.metrics);
     let controllers = async {
         tokio::select! {
             ready = stores.ready() => if let Err(error) = ready {

@@ -13,6 +13,7 @@ use super::{
     driver::{reconcile, status, tenancy, watch},
 };
 use crate::api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic};
+use crate::operate::Metrics;
 
 /// The shutdown signal every controller shares.
 pub(super) type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -71,15 +72,18 @@ impl Watches {
     }
 
     /// Runs every watch in `namespace` (all when `None`); a watch never ends by itself, so this ends only
-    /// when the controllers are gone.
-    pub(super) async fn run(self, client: &Client, namespace: Option<&str>) {
+    /// when the controllers are gone. `metrics` loses the per-object gauges of deleted objects.
+    pub(super) async fn run(self, client: &Client, namespace: Option<&str>, metrics: &Metrics) {
         tokio::join!(
-            self.topics.run(watch::api(client, namespace)),
-            self.queues.run(watch::api(client, namespace)),
-            self.dead_letters.run(watch::api(client, namespace)),
-            self.subscriptions.run(watch::api(client, namespace)),
-            self.consumers.run(watch::api(client, namespace)),
-            self.device_streams.run(watch::api(client, namespace)),
+            self.topics.run(watch::api(client, namespace), metrics.clone()),
+            self.queues.run(watch::api(client, namespace), metrics.clone()),
+            self.dead_letters
+                .run(watch::api(client, namespace), metrics.clone()),
+            self.subscriptions
+                .run(watch::api(client, namespace), metrics.clone()),
+            self.consumers.run(watch::api(client, namespace), metrics.clone()),
+            self.device_streams
+                .run(watch::api(client, namespace), metrics.clone()),
             self.policy_feed,
         );
     }

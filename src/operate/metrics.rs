@@ -1,8 +1,9 @@
 //! Controller metrics in the Prometheus text format (0.0.4), kept in memory and rendered on scrape.
 //!
-//! A small hand-written registry rather than a metrics crate: the controller has five fixed families,
-//! label sets are few (kinds, a few dozen cloud operations), and a mutex-guarded map is plenty at
-//! reconcile rates. Everything is cumulative, as Prometheus expects.
+//! A small hand-written registry rather than a metrics crate: the controller has a few fixed families,
+//! label sets are few (kinds, a few dozen cloud operations, one per object for the per-object gauges of
+//! [`object_gauges`](super::object_gauges)), and a mutex-guarded map is plenty at reconcile rates.
+//! Counters and histograms are cumulative, as Prometheus expects.
 
 use std::{
     collections::BTreeMap,
@@ -10,6 +11,8 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
     time::Instant,
 };
+
+use super::object_gauges::{ObjectGauges, Objects, escape};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -37,6 +40,7 @@ struct Families {
     cloud_calls: BTreeMap<Labels, u64>,
     cloud_call_duration: BTreeMap<Labels, Histogram>,
     leader: bool,
+    objects: Objects,
 }
 
 #[derive(Default)]
@@ -123,6 +127,26 @@ impl Metrics {
         self.with(|f| f.leader = leader);
     }
 
+    /// Sets the per-object gauges of `kind` `namespace`/`name` (`tributary_object_ready`, and where
+    /// observed `tributary_queue_depth`, `tributary_queue_oldest_message_age_seconds`,
+    /// `tributary_consumer_backlog`) to what its reconcile observed.
+    pub fn observe_object(&self, kind: &'static str, namespace: &str, name: &str, gauges: ObjectGauges) {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.with(|f| f.objects.set(key, gauges));
+    }
+
+    /// Removes the per-object series of `kind` `namespace`/`name` (the object is deleted).
+    pub fn forget_object(&self, kind: &'static str, namespace: &str, name: &str) {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.with(|f| f.objects.forget(&key));
+    }
+
+    /// Removes the per-object series of the objects of `kind` for which `exists(namespace, name)` is false
+    /// (deleted while the watch was down).
+    pub fn retain_objects(&self, kind: &str, exists: impl Fn(&str, &str) -> bool) {
+        self.with(|f| f.objects.retain(kind, exists));
+    }
+
     /// Everything above in the Prometheus text exposition format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -174,7 +198,8 @@ impl Families {
         counters(out, CLOUD_CALLS, &self.cloud_calls)?;
         histograms(out, CLOUD_CALL_DURATION, &self.cloud_call_duration)?;
         header(out, LEADER, "gauge")?;
-        writeln!(out, "{} {}", LEADER.0, u8::from(self.leader))
+        writeln!(out, "{} {}", LEADER.0, u8::from(self.leader))?;
+        self.objects.render(out)
     }
 }
 
@@ -221,13 +246,7 @@ fn label_set(labels: &Labels, le: Option<&str>) -> String {
         .map(|(k, v)| (*k, v.as_str()))
         .chain(le.map(|le| ("le", le)));
     let rendered: Vec<String> = pairs
-        .map(|(key, value)| {
-            let value = value
-                .replace('\\', r"\\")
-                .replace('"', "\\\"")
-                .replace('\n', r"\n");
-            format!("{key}=\"{value}\"")
-        })
+        .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
         .collect();
     if rendered.is_empty() {
         String::new()
@@ -296,5 +315,79 @@ mod tests {
         assert!(text.contains("tributary_leader 0"));
         metrics.reconcile_failed("Queue", "permanent", "Bad\"Reason\\\n");
         assert!(metrics.render().contains(r#"reason="Bad\"Reason\\\n""#));
+    }
+
+    fn observe_queue(metrics: &Metrics, kind: &'static str, name: &str, depth: i64) {
+        let gauges = ObjectGauges {
+            ready: depth < 100,
+            depth: Some(depth),
+            oldest_message_age_seconds: Some(depth * 2),
+            backlog: None,
+        };
+        metrics.observe_object(kind, "orders", name, gauges);
+    }
+
+    #[test]
+    fn object_gauges_render_one_series_per_object_and_only_what_was_observed() {
+        let metrics = Metrics::new();
+        observe_queue(&metrics, "Queue", "work", 7);
+        observe_queue(&metrics, "DeadLetter", "dlq", 300);
+        metrics.observe_object("Topic", "orders", "placed", ObjectGauges::default());
+        let consumer = ObjectGauges {
+            ready: true,
+            backlog: Some(42),
+            ..ObjectGauges::default()
+        };
+        metrics.observe_object("Consumer", "orders", "fulfil", consumer);
+        let text = metrics.render();
+        for line in [
+            "# TYPE tributary_object_ready gauge",
+            r#"tributary_object_ready{kind="Queue",namespace="orders",name="work"} 1"#,
+            r#"tributary_object_ready{kind="DeadLetter",namespace="orders",name="dlq"} 0"#,
+            r#"tributary_object_ready{kind="Topic",namespace="orders",name="placed"} 0"#,
+            r#"tributary_object_ready{kind="Consumer",namespace="orders",name="fulfil"} 1"#,
+            r#"tributary_queue_depth{kind="Queue",namespace="orders",name="work"} 7"#,
+            r#"tributary_queue_depth{kind="DeadLetter",namespace="orders",name="dlq"} 300"#,
+            r#"tributary_queue_oldest_message_age_seconds{kind="DeadLetter",namespace="orders",name="dlq"} 600"#,
+            r#"tributary_consumer_backlog{namespace="orders",name="fulfil"} 42"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        // A Topic has no depth and a Consumer no queue of its own: no series rather than a made-up 0.
+        let depths = text
+            .lines()
+            .filter(|l| l.starts_with("tributary_queue_depth{"))
+            .count();
+        assert_eq!(depths, 2, "{text}");
+        assert_eq!(text.matches("tributary_consumer_backlog{").count(), 1);
+        // A later observation replaces the earlier one: still one series per object.
+        observe_queue(&metrics, "Queue", "work", 150);
+        let text = metrics.render();
+        assert!(text.contains(r#"tributary_object_ready{kind="Queue",namespace="orders",name="work"} 0"#));
+        assert_eq!(text.matches(r#"tributary_queue_depth{kind="Queue""#).count(), 1);
+    }
+
+    #[test]
+    fn a_deleted_object_leaves_no_series() {
+        let metrics = Metrics::new();
+        observe_queue(&metrics, "Queue", "work", 1);
+        observe_queue(&metrics, "Queue", "gone-while-down", 1);
+        observe_queue(&metrics, "DeadLetter", "work", 1);
+        metrics.forget_object("DeadLetter", "orders", "work");
+        let text = metrics.render();
+        assert!(!text.contains(r#"kind="DeadLetter""#), "{text}");
+        assert!(text.contains(r#"tributary_queue_depth{kind="Queue",namespace="orders",name="work"} 1"#));
+        // After a relist, only the objects still there keep their series; other kinds are untouched.
+        observe_queue(&metrics, "DeadLetter", "kept", 1);
+        metrics.retain_objects("Queue", |namespace, name| namespace == "orders" && name == "work");
+        let text = metrics.render();
+        assert!(!text.contains("gone-while-down"), "{text}");
+        assert!(text.contains(r#"name="work"} 1"#) && text.contains(r#"name="kept"} 1"#));
+        // The families stay declared when no object is left.
+        metrics.forget_object("Queue", "orders", "work");
+        metrics.forget_object("DeadLetter", "orders", "kept");
+        let text = metrics.render();
+        assert!(!text.contains("orders"), "{text}");
+        assert!(text.contains("# TYPE tributary_consumer_backlog gauge"));
     }
 }

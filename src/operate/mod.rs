@@ -1,13 +1,14 @@
 //! Operational basics of the controller process, independent of any one reconciler: Prometheus metrics
-//! ([`metrics`]), the `/metrics`, `/healthz` and `/readyz` endpoints ([`http`]), leader election on a
-//! Lease so that one replica reconciles at a time ([`leader`]) and the fence its cloud calls and API
-//! writes check ([`fence`]), the shutdown signal ([`shutdown`]), and logs with optional OTLP span export
-//! ([`telemetry`]).
+//! ([`metrics`], with the per-object gauges of [`object_gauges`]), the `/metrics`, `/healthz` and
+//! `/readyz` endpoints ([`http`]), leader election on a Lease so that one replica reconciles at a time
+//! ([`leader`]) and the fence its cloud calls and API writes check ([`fence`]), the shutdown signal
+//! ([`shutdown`]), and logs with optional OTLP span export ([`telemetry`]).
 
 pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod object_gauges;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -16,4 +17,5 @@ pub use self::{
     http::HttpState,
     leader::{Leadership, LeaseConfig, acquire},
     metrics::{Metrics, ReconcileTimer},
+    object_gauges::ObjectGauges,
 };

@@ -4,6 +4,8 @@
 //! `rbac.rs` runs the controller binary itself with the chart's ServiceAccount.
 #![allow(clippy::unwrap_used)]
 
+mod json_schema;
+mod observability;
 mod rbac;
 
 use crate::support as common;
@@ -73,6 +75,12 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "clusterId=prod-eu-1",
         "--set",
         "tenancy.defaultPolicy.dynamodbTables={shared-*}",
+        "--set",
+        "metrics.podMonitor.enabled=true",
+        "--set",
+        "dashboards.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
     ];
     let mut lint = vec!["lint", "--strict", CHART];
     lint.extend(all_options);
@@ -100,6 +108,10 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
     let everything = documents(&helm(&template));
     let everything_kinds = kinds(&everything);
     assert!(everything_kinds.contains("NetworkPolicy") && everything_kinds.contains("ServiceMonitor"));
+    // The operational kit (observability.rs checks what it holds).
+    for kind in ["PodMonitor", "PrometheusRule", "ConfigMap"] {
+        assert!(everything_kinds.contains(kind), "no {kind} rendered");
+    }
     let named = |kind: &str, name: &str| {
         everything
             .iter()

@@ -31,6 +31,7 @@ use crate::api::{
     consumer::{ConsumerStatus, Processor},
 };
 use crate::cloud::{Queues as _, Tables as _};
+use crate::controller::driver::gauges;
 use crate::controller::{
     Cloud, Context,
     driver::{
@@ -149,6 +150,7 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
             desired.extend(authentication(&consumer, &ctx).await?);
             let status = status::with_conditions(&*consumer, status, &desired);
             status::write(&ctx.client, &ctx.written, &*consumer, &status).await?;
+            gauges::observe(&ctx.metrics, &*consumer, &status);
             let key = describe(&*consumer);
             ctx.backoff.succeeded(&key);
             ctx.waits.succeeded(&key);

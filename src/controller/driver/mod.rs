@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod drift;
 pub mod error;
 pub mod events;
+pub mod gauges;
 pub mod ownership;
 pub mod reconcile;
 pub mod references;

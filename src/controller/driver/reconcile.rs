@@ -15,6 +15,7 @@ use kube::{
     },
 };
 
+use super::gauges::{self, Gauges};
 use super::{
     error::{Class, Error},
     events,
@@ -69,7 +70,7 @@ pub struct Applied<S> {
 }
 
 /// A kind's apply and cleanup steps.
-pub trait Reconciler<C: Cloud>: Kind {
+pub trait Reconciler<C: Cloud>: Gauges {
     /// Validate, build and apply; returns the observed status.
     fn apply(
         object: Arc<Self>,
@@ -170,6 +171,7 @@ async fn applied<K: Reconciler<C>, C: Cloud>(object: Arc<K>, ctx: Arc<Context<C>
     let desired = status::applied(applied.message, applied.not_ready.as_ref());
     let status = status::with_conditions(&*object, applied.status, &desired);
     status::write(&ctx.client, &ctx.written, &*object, &status).await?;
+    gauges::observe(&ctx.metrics, &*object, &status);
     Ok(Action::requeue(requeue))
 }
 
@@ -201,7 +203,7 @@ fn flatten<K: Kind>(object: &K, error: finalizer::Error<Error>) -> Error {
 
 /// Records a failure: metric, status condition, Event (not for a dependency that is merely not ready
 /// yet, which would be an error storm), and what to do next.
-pub(crate) async fn failed<K: Kind, C: Cloud>(
+pub(crate) async fn failed<K: Gauges, C: Cloud>(
     object: &K,
     ctx: &Context<C>,
     error: Error,
@@ -216,8 +218,11 @@ pub(crate) async fn failed<K: Kind, C: Cloud>(
     }
     let desired = status::failed(&error);
     let status = status::with_conditions(object, object.status().cloned().unwrap_or_default(), &desired);
-    if let Err(write_error) = status::write(&ctx.client, &ctx.written, object, &status).await {
-        tracing::warn!(object = %describe(object), error = %write_error, "unable to write the failure status");
+    match status::write(&ctx.client, &ctx.written, object, &status).await {
+        Ok(()) => gauges::observe(&ctx.metrics, object, &status),
+        Err(write_error) => {
+            tracing::warn!(object = %describe(object), error = %write_error, "unable to write the failure status");
+        }
     }
     match class {
         Class::Dependency => {

@@ -31,6 +31,7 @@ use kube::{
 
 use super::{conditions::types, status::Kind};
 use crate::api::{Consumer, DeadLetter, DeviceStream, Queue, Subscription, TenantPolicy, Topic};
+use crate::operate::Metrics;
 
 /// What the watches have seen of each kind: the reconcilers read their dependencies here.
 #[derive(Clone)]
@@ -181,8 +182,9 @@ impl<K: Kind> Reflector<K> {
     }
 
     /// Watches `api` until the subscribers are gone (the controllers stopped). A list is passed on
-    /// when it is complete and in the store, as the store swaps it in only then.
-    pub async fn run(self, api: Api<K>) {
+    /// when it is complete and in the store, as the store swaps it in only then. A deleted object's
+    /// per-object gauges are removed from `metrics`.
+    pub async fn run(self, api: Api<K>, metrics: Metrics) {
         let Self {
             writer,
             mut subscribers,
@@ -205,6 +207,8 @@ impl<K: Kind> Reflector<K> {
                     publish(&mut subscribers, key, object, false);
                 }
                 Ok(watcher::Event::Delete(object)) => {
+                    let namespace = object.namespace().unwrap_or_default();
+                    metrics.forget_object(K::KIND, &namespace, &object.name_any());
                     publish(
                         &mut subscribers,
                         ObjectRef::from_obj(&object),
@@ -219,6 +223,7 @@ impl<K: Kind> Reflector<K> {
                     for subscriber in &mut subscribers {
                         subscriber.seen.retain(|key, _| store.get(key).is_some());
                     }
+                    metrics.retain_objects(K::KIND, |namespace, name| get(&store, namespace, name).is_some());
                     for key in listed.drain(..) {
                         if let Some(object) = store.get(&key) {
                             publish(&mut subscribers, key, object, false);

@@ -539,6 +539,8 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 pub struct RunningController {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// Its metrics, as `/metrics` would serve them.
+    pub metrics: tributary::operate::Metrics,
 }
 
 impl RunningController {
@@ -614,11 +616,12 @@ pub async fn start_controller_limited(
         cluster: TEST_CLUSTER.to_owned(),
         check_spacing: tributary::controller::CheckSpacing::default(),
     };
+    let metrics = Metrics::new();
     let ctx = std::sync::Arc::new(Context::<Live>::new(
         client.clone(),
         AwsCloud::with_limits(aws, limits),
         AzureCloud::new(storage, hubs),
-        Metrics::new(),
+        metrics.clone(),
         config,
     ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -628,6 +631,7 @@ pub async fn start_controller_limited(
     RunningController {
         stop: Some(stop),
         task,
+        metrics,
     }
 }
 
