@@ -268,7 +268,9 @@ impl Reader {
     }
 
     /// Settles every record of `batch` by `deadline`, `writers` at once and within the in-flight byte
-    /// budget; the outcomes in the batch's order.
+    /// budget; the outcomes in the batch's order. Copies of one event (the same `eventId`) are settled
+    /// one after the other in the order read ([`batch::lanes`]), so the newest copy's write lands last;
+    /// written concurrently, an older copy could land after it and win.
     async fn settle<D: Documents, Q: MessageQueue>(
         &self,
         processor: &DeviceProcessor<D, Q>,
@@ -276,22 +278,42 @@ impl Reader {
         origin: &str,
         deadline: Instant,
     ) -> Vec<Settled> {
-        let no_earlier = Earlier::default();
-        futures::stream::iter(batch.records())
-            .map(|record| {
-                let key = ((record.topic().to_owned(), record.partition()), record.offset());
-                let earlier = self.earlier.get(&key).unwrap_or(&no_earlier);
-                let kib = u32::try_from(batch::size(record).div_ceil(1024)).unwrap_or(u32::MAX);
-                let permits = kib.clamp(1, self.in_flight_kib);
-                async move {
-                    // The semaphore is never closed, so the permit always comes.
-                    let _permit = self.in_flight.acquire_many(permits).await.ok();
-                    processor.settle(record, origin, earlier, deadline).await
+        let records = batch.records();
+        let settled: Vec<Vec<(usize, Settled)>> = futures::stream::iter(batch::lanes(records))
+            .map(|lane| async move {
+                let mut settled = Vec::with_capacity(lane.len());
+                for index in lane {
+                    let outcome = self
+                        .settle_one(processor, &records[index], origin, deadline)
+                        .await;
+                    settled.push((index, outcome));
                 }
+                settled
             })
-            .buffered(self.writers)
+            .buffer_unordered(self.writers.max(1))
             .collect()
-            .await
+            .await;
+        let mut in_order: Vec<(usize, Settled)> = settled.into_iter().flatten().collect();
+        in_order.sort_unstable_by_key(|(index, _)| *index);
+        in_order.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+
+    /// Settles `record` within the in-flight byte budget, after the attempts earlier passes spent on it.
+    async fn settle_one<D: Documents, Q: MessageQueue>(
+        &self,
+        processor: &DeviceProcessor<D, Q>,
+        record: &OwnedMessage,
+        origin: &str,
+        deadline: Instant,
+    ) -> Settled {
+        let no_earlier = Earlier::default();
+        let key = ((record.topic().to_owned(), record.partition()), record.offset());
+        let earlier = self.earlier.get(&key).unwrap_or(&no_earlier);
+        let kib = u32::try_from(batch::size(record).div_ceil(1024)).unwrap_or(u32::MAX);
+        let permits = kib.clamp(1, self.in_flight_kib);
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.in_flight.acquire_many(permits).await.ok();
+        processor.settle(record, origin, earlier, deadline).await
     }
 
     /// The offsets to commit for `batch` settled as `outcomes`; partitions with an unsettled event are
@@ -389,3 +411,7 @@ fn commit(consumer: &StreamConsumer, plan: &Plan, mode: CommitMode) {
         tracing::info!(error = %e, "the commit was refused (a rebalance?): the events will be read again");
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
