@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     cloud::{Documents, MessageQueue, azure::kafka::KafkaEndpoint},
-    worker::{config::KafkaSource, metrics::WorkerMetrics},
+    worker::{config::KafkaSource, health::Health, metrics::WorkerMetrics},
 };
 
 /// How long a batch keeps filling once its first event is there.
@@ -59,7 +59,12 @@ where
     Q: MessageQueue,
     S: Future<Output = ()> + Send + 'static,
 {
-    let consumer = consumer(source, endpoint)?;
+    let consumer = Arc::new(consumer(source, endpoint)?);
+    let probe = tokio::spawn(probe(
+        consumer.clone(),
+        source.topic.clone(),
+        processor.metrics.health().clone(),
+    ));
     let origin = format!("kafka://{}/{}", endpoint.bootstrap_servers, source.topic);
     if processor.dead_letter.is_none() {
         tracing::warn!(consumer = %processor.consumer, "no dead letter: events that cannot be processed are logged with their position and skipped");
@@ -111,8 +116,32 @@ where
         }
         commit(&consumer, &plan, CommitMode::Async);
     }
+    probe.abort();
     tracing::info!(topic = %source.topic, "stream reader stopped");
     Ok(())
+}
+
+/// Checks the broker every third of the readiness bound (1 to 10 s) by asking for the topic's metadata
+/// on the consumer's own connections, for `/readyz`: the stream's reads say nothing while no event comes,
+/// and a broker that cannot be reached is then told apart from a quiet topic only this way. A failed
+/// check counts from when it started.
+async fn probe(consumer: Arc<StreamConsumer>, topic: String, health: Health) {
+    let every = (health.unreachable_after() / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (consumer, topic) = (consumer.clone(), topic.clone());
+        let started = Instant::now();
+        let answered = tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), every))
+            .await
+            .is_ok_and(|metadata| metadata.is_ok());
+        if answered {
+            health.receive_succeeded();
+        } else {
+            health.receive_failed(started);
+        }
+    }
 }
 
 /// After a read error: the errors queued behind it skipped, and the first event behind them if there is

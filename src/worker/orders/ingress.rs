@@ -121,9 +121,14 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
     /// be read were quarantined by the store, and are counted. Whether the pass read a full batch and
     /// settled some of it (more may wait).
     async fn relay_once(&self, grace_millis: i64) -> bool {
+        // The relay's read is also the endpoint's periodic check of its table, for `/readyz`.
         let batch = match self.store.pending_outbox(RELAY_BATCH).await {
-            Ok(batch) => batch,
+            Ok(batch) => {
+                self.metrics.health().receive_succeeded();
+                batch
+            }
             Err(error) => {
+                self.metrics.health().receive_failed(tokio::time::Instant::now());
                 tracing::warn!(%error, "reading the outbox failed");
                 return false;
             }
@@ -225,11 +230,19 @@ async fn place_order<S: OrderStore, P: Publisher>(
         .map(str::to_owned);
     let traceparent = next_traceparent(incoming.as_deref());
     let event = OrderEvent::placed(&order_id, &request);
+    let attempted = tokio::time::Instant::now();
     let created = ingress
         .store
         .create_order(&event, &traceparent, Some(principal))
-        .await
-        .map_err(|e| cloud_failure("recording the order", &e, RETRY_POST))?;
+        .await;
+    // Whether the table takes orders is what `/readyz` reports: while every write and outbox read has
+    // failed for the bound, a Service stops sending this replica orders it cannot record.
+    let health = ingress.metrics.health();
+    match &created {
+        Ok(_) => health.receive_succeeded(),
+        Err(_) => health.receive_failed(attempted),
+    }
+    let created = created.map_err(|e| cloud_failure("recording the order", &e, RETRY_POST))?;
     let trace = trace_id(&traceparent).unwrap_or_default().to_owned();
     if !created {
         // A retried POST: the same order. Publish it if the first attempt could not.
