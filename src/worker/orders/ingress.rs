@@ -49,15 +49,19 @@ pub struct Ingress<S, P> {
     store: S,
     publisher: P,
     metrics: WorkerMetrics,
+    /// This replica's relay, as its outbox claims name it: the pod's name and a random part.
+    relay_id: String,
 }
 
 impl<S: OrderStore, P: Publisher> Ingress<S, P> {
     /// The endpoint over `store` and `publisher`.
     pub fn new(store: S, publisher: P, metrics: WorkerMetrics) -> Arc<Self> {
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
         Arc::new(Self {
             store,
             publisher,
             metrics,
+            relay_id: format!("{host}/{}", random_id(8)),
         })
     }
 
@@ -142,6 +146,9 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
             .into_iter()
             .filter(|p| now - p.recorded_at_millis >= grace_millis)
         {
+            if !self.claim(&entry.event.order_id).await {
+                continue;
+            }
             match self.publish(&entry.event, &entry.traceparent).await {
                 Ok(()) => {
                     settled += 1;
@@ -154,6 +161,23 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
             }
         }
         full && settled > 0
+    }
+
+    /// Whether this relay claimed the entry of `order_id` (another replica's relay may hold it, or have
+    /// published it already); a failed claim is tried again on a later pass.
+    async fn claim(&self, order_id: &str) -> bool {
+        match self.store.claim_outbox(order_id, &self.relay_id).await {
+            Ok(claimed) => {
+                if !claimed {
+                    tracing::debug!(order_id, "outbox entry claimed by another relay or published");
+                }
+                claimed
+            }
+            Err(error) => {
+                tracing::warn!(order_id, %error, "claiming an outbox entry failed");
+                false
+            }
+        }
     }
 }
 
