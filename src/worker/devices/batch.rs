@@ -286,7 +286,7 @@ mod tests {
         ];
         assert_eq!(
             lanes(&records),
-            vec![vec![0, 2, 4], vec![1, 8], vec![3], vec![5], vec![6], vec![7]],
+            [vec![0, 2, 4], vec![1, 8], vec![3], vec![5], vec![6], vec![7]],
             "one lane per id, in the order read (offsets ascending within a partition); records without a \
              string id each alone"
         );
