@@ -218,7 +218,8 @@ pub fn config(
         ..Config::default()
     };
     let storage = StorageQueues::new(azure.storage_queue_endpoint()).with_fence(fence.clone());
-    Ok((config, AzureCloud::new(storage, hubs)))
+    let azure = AzureCloud::new(storage, hubs).with_kafka_fence(fence.clone());
+    Ok((config, azure))
 }
 
 impl WorkersArgs {

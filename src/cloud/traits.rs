@@ -236,6 +236,20 @@ pub trait TableItems: Send + Sync {
         remove: &[&str],
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Claims the existing item with the primary key `key` for `holder` until `until_millis` (Unix
+    /// milliseconds), in one conditional write: the string attribute `attributes.0` becomes `holder` and
+    /// the number `attributes.1` the expiry, only if the item has no claim, its claim expired before
+    /// `now_millis`, or `holder` holds it already (`now_and_until_millis` is `(now_millis, until_millis)`). `false` (and no write) otherwise, or if there is no
+    /// such item: of replicas claiming at once exactly one gets it.
+    fn claim_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        attributes: (&str, &str),
+        holder: &str,
+        now_and_until_millis: (i64, i64),
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Writes `item` whole (replacing any item with its key). [`TableValue::Other`] cannot be written.
     fn put_item(&self, table: &str, item: &TableItem) -> impl Future<Output = Result<()>> + Send;
 

@@ -47,6 +47,14 @@ pub struct WorkerConfig {
     /// workers.
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
+    /// How long every attempt to reach the source (a queue's receives, the stream's reads, the order
+    /// endpoint's table writes and outbox reads) must have failed before `/readyz` fails, naming it.
+    /// Left out when it is the default, so a rendered configuration does not change with this field.
+    #[serde(
+        default = "default_unreachable_after_seconds",
+        skip_serializing_if = "is_default_unreachable_after"
+    )]
+    pub unreachable_after_seconds: u64,
 }
 
 /// Namespace and name of a Consumer.
@@ -221,6 +229,14 @@ fn default_metrics_listen() -> SocketAddr {
 fn default_drain_seconds() -> u64 {
     20
 }
+/// 30 s: two or three receives with their backoff, so one blip does not take a pod out of its Service.
+pub const DEFAULT_UNREACHABLE_AFTER_SECONDS: u64 = 30;
+fn default_unreachable_after_seconds() -> u64 {
+    DEFAULT_UNREACHABLE_AFTER_SECONDS
+}
+fn is_default_unreachable_after(seconds: &u64) -> bool {
+    *seconds == DEFAULT_UNREACHABLE_AFTER_SECONDS
+}
 fn default_visibility() -> i32 {
     30
 }
@@ -373,9 +389,29 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// What `/readyz` names when the source cannot be reached: the queue, the stream, or for the order
+    /// endpoint (whose requests come from anywhere) the table it records them in.
+    pub fn source_name(&self) -> String {
+        let source = &self.source;
+        if let Some(sqs) = &source.sqs {
+            return format!("SQS queue {}", sqs.queue_url);
+        }
+        if let Some(storage) = &source.storage_queue {
+            return format!("Storage Queue {}", storage.queue_url);
+        }
+        if let Some(kafka) = &source.kafka {
+            return format!("Kafka topic {} at {}", kafka.topic, kafka.bootstrap_servers);
+        }
+        let table = self.sink.table.as_deref().unwrap_or_default();
+        format!("DynamoDB table {table}")
+    }
+
     /// What the processor needs besides its source: retries, the relay block, the table and the topic.
     fn validate_processor(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(1..=3600).contains(&self.unreachable_after_seconds) {
+            return invalid("unreachableAfterSeconds must be between 1 and 3600");
+        }
         if self.retry.max_attempts == 0 {
             return invalid("retry.maxAttempts must be at least 1");
         }

@@ -93,3 +93,30 @@ fn retry_delays_double_up_to_the_cap() {
     };
     assert_eq!(long.delay_seconds(40), Retry::MAX_DELAY_SECONDS);
 }
+
+#[test]
+fn the_readiness_bound_defaults_to_30_s_is_left_out_at_its_default_and_has_a_range() {
+    let config: WorkerConfig = serde_yaml_ng::from_str(&sqs_config("inventory")).unwrap();
+    assert_eq!(config.unreachable_after_seconds, 30);
+    assert_eq!(config.source_name(), "SQS queue http://q");
+    let rendered = serde_yaml_ng::to_string(&config).unwrap();
+    assert!(!rendered.contains("unreachableAfterSeconds"), "{rendered}");
+    let short: WorkerConfig = serde_yaml_ng::from_str(&format!(
+        "{}unreachableAfterSeconds: 3\n",
+        sqs_config("inventory")
+    ))
+    .unwrap();
+    short.validate().unwrap();
+    assert!(
+        serde_yaml_ng::to_string(&short)
+            .unwrap()
+            .contains("unreachableAfterSeconds: 3")
+    );
+    let zero: WorkerConfig = serde_yaml_ng::from_str(&format!(
+        "{}unreachableAfterSeconds: 0\n",
+        sqs_config("inventory")
+    ))
+    .unwrap();
+    let error = zero.validate().unwrap_err().to_string();
+    assert!(error.contains("unreachableAfterSeconds"), "{error}");
+}

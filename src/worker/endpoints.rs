@@ -69,12 +69,8 @@ async fn readyz(extract::State(state): extract::State<State>) -> impl IntoRespon
     if let Some(reason) = state.metrics.stalls().not_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, reason);
     }
-    if state.metrics.health().is_ready_at(tokio::time::Instant::now()) {
-        (StatusCode::OK, "ok".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the source cannot be reached".to_owned(),
-        )
+    match state.metrics.health().not_ready_at(tokio::time::Instant::now()) {
+        None => (StatusCode::OK, "ok".to_owned()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }

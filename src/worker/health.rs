@@ -1,7 +1,10 @@
 //! The worker's health as the kubelet asks for it: `/healthz` (liveness) fails while receive loops keep
 //! dying, so the kubelet restarts a pod whose runtime is broken instead of leaving it up and idle;
 //! `/readyz` (readiness) fails while the source cannot be reached (every receive failing for longer than
-//! a bound), and both recover by themselves. Restarts of receive loops are counted for `/metrics`.
+//! a bound, `unreachableAfterSeconds` of `worker.yaml`), naming it, and both recover by themselves.
+//! "Receive" is what the worker's source asks of its dependency: a queue's receive, the device worker's
+//! stream read (and its periodic metadata check), the order endpoint's table writes and outbox reads.
+//! Restarts of receive loops are counted for `/metrics`.
 
 use std::{
     collections::VecDeque,
@@ -55,6 +58,8 @@ struct Inner {
     recent_restarts: Mutex<VecDeque<Instant>>,
     /// Since when every receive has failed; `None` after a success.
     failing_since: Mutex<Option<Instant>>,
+    /// What the receives reach, for `/readyz` (`the source` until [`Health::name_source`] names it).
+    source: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -104,6 +109,32 @@ impl Health {
     pub fn is_ready_at(&self, now: Instant) -> bool {
         lock(&self.inner.failing_since)
             .is_none_or(|since| now.saturating_duration_since(since) < self.inner.bounds.unreachable_after)
+    }
+
+    /// How long every receive must have failed before the worker is not ready.
+    pub fn unreachable_after(&self) -> Duration {
+        self.inner.bounds.unreachable_after
+    }
+
+    /// Names what the receives reach (`queue https://…`, `DynamoDB table orders`), for `/readyz`.
+    pub fn name_source(&self, source: impl Into<String>) {
+        *lock(&self.inner.source) = Some(source.into());
+    }
+
+    /// Why the worker is not ready at `now`, or `None` when it is: the source it cannot reach, and for
+    /// how long every attempt has failed.
+    pub fn not_ready_at(&self, now: Instant) -> Option<String> {
+        let since = (*lock(&self.inner.failing_since))?;
+        let failing = now.saturating_duration_since(since);
+        if failing < self.inner.bounds.unreachable_after {
+            return None;
+        }
+        let source = lock(&self.inner.source).clone();
+        Some(format!(
+            "the source cannot be reached: {}: every attempt has failed for {} s",
+            source.as_deref().unwrap_or("the source"),
+            failing.as_secs()
+        ))
     }
 
     /// `tributary_worker_loop_restarts_total`, in the Prometheus text format with `labels`.
@@ -187,5 +218,23 @@ mod tests {
             health.is_ready_at(start + 60 * SECOND),
             "a new failure starts a new count"
         );
+    }
+
+    #[test]
+    fn not_ready_names_the_source_and_follows_the_bound() {
+        let health = Health::with_bounds(Bounds {
+            unreachable_after: 3 * SECOND,
+            ..Bounds::default()
+        });
+        health.name_source("DynamoDB table orders");
+        let start = Instant::now();
+        health.receive_failed(start);
+        assert_eq!(health.not_ready_at(start + 2 * SECOND), None);
+        assert_eq!(
+            health.not_ready_at(start + 4 * SECOND).as_deref(),
+            Some("the source cannot be reached: DynamoDB table orders: every attempt has failed for 4 s")
+        );
+        health.receive_succeeded();
+        assert_eq!(health.not_ready_at(start + 5 * SECOND), None);
     }
 }

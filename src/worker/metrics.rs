@@ -59,6 +59,14 @@ impl WorkerMetrics {
         Self::default()
     }
 
+    /// Zeroed counters, with `health` (its bounds) instead of the default.
+    pub fn with_health(health: Health) -> Self {
+        Self {
+            inner: Arc::default(),
+            health,
+        }
+    }
+
     /// The liveness and readiness state the runtime keeps and the endpoints serve.
     pub fn health(&self) -> &Health {
         &self.health

@@ -80,7 +80,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown.boxed().shared();
-    let metrics = WorkerMetrics::new();
+    let metrics = WorkerMetrics::with_health(health::Health::with_bounds(health::Bounds {
+        unreachable_after: Duration::from_secs(config.unreachable_after_seconds),
+        ..health::Bounds::default()
+    }));
+    metrics.health().name_source(config.source_name());
     let table = config
         .sink
         .table

@@ -28,6 +28,7 @@ mod e2e_azure_subscription;
 mod e2e_devices;
 mod e2e_orders;
 mod faults_outage;
+mod faults_readiness;
 mod faults_worker;
 mod filter_differential;
 mod filter_webhook;

@@ -335,3 +335,50 @@ async fn an_earlier_versions_table_and_entries_are_upgraded_and_relayed() {
     assert_eq!(metrics.outbox_quarantined_total(), 0);
     assert!(!table.order("o-fresh").await.unwrap().unwrap().outbox_pending);
 }
+
+#[tokio::test]
+async fn two_relays_over_one_outbox_publish_each_entry_exactly_once() {
+    let _bed = common::shared().await;
+    let aws = common::aws_config().await;
+    let name = common::unique("outbox-two");
+    let (client, table) = client_and_table(&aws, &name);
+    table.ensure().await.unwrap();
+    let base = long_ago();
+    let items: Vec<TableItem> = (0..40)
+        .map(|i| {
+            let id = format!("o-t{i:02}");
+            entry(&id, base + i, &event_body(&id))
+        })
+        .collect();
+    put(&client, &name, &items).await;
+    // Two replicas' relays over the same table, both passing every 100 ms, publishing into one record.
+    let recording = Recording::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let ingress = Ingress::new(table.clone(), recording.clone(), WorkerMetrics::new());
+            let mut stopped = stopped.clone();
+            tokio::spawn(
+                ingress.relay(Duration::from_millis(100), Duration::ZERO, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }),
+            )
+        })
+        .collect();
+    common::eventually("the outbox to be empty", Duration::from_secs(60), || async {
+        let rest = table.pending_outbox(25).await.ok()?;
+        (rest.ready.is_empty() && recording.published().len() >= 40).then_some(())
+    })
+    .await;
+    stop.send(true).unwrap();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+    let mut published = recording.published();
+    published.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("o-t{i:02}")).collect();
+    assert_eq!(
+        published, expected,
+        "each entry published once, by one of the relays"
+    );
+}

@@ -285,6 +285,43 @@ impl TableItems for aws_sdk_dynamodb::Client {
         }
     }
 
+    async fn claim_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        (holder_attribute, until_attribute): (&str, &str),
+        holder: &str,
+        (now_millis, until_millis): (i64, i64),
+    ) -> Result<bool> {
+        let operation = Operation::new(DYNAMODB, "UpdateItem", table);
+        let claimed = self
+            .update_item()
+            .table_name(table)
+            .set_key(Some(to_dynamodb(&operation, key)?))
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#u) OR #u < :now OR #h = :holder)",
+            )
+            .update_expression("SET #h = :holder, #u = :until")
+            .expression_attribute_names("#h", holder_attribute)
+            .expression_attribute_names("#u", until_attribute)
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now_millis.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N(until_millis.to_string()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(from_sdk(operation, error)),
+        }
+    }
+
     async fn put_item(&self, table: &str, item: &TableItem) -> Result<()> {
         let operation = Operation::new(DYNAMODB, "PutItem", table);
         self.put_item()

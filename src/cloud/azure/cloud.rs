@@ -14,11 +14,14 @@ use super::{
     redrive::KafkaProducer,
     storage_queues::{Account, Observed, StorageQueues},
 };
-use crate::cloud::{
-    Error, ErrorKind, Operation, Result,
-    traits::{
-        ConsumerLag, EventHubsAdmin, HubProducers, QueueStats, StorageQueueAdmin, StorageQueueMessages,
+use crate::{
+    cloud::{
+        Error, ErrorKind, Operation, Result,
+        traits::{
+            ConsumerLag, EventHubsAdmin, HubProducers, QueueStats, StorageQueueAdmin, StorageQueueMessages,
+        },
     },
+    operate::Fence,
 };
 
 /// The Azure clients of the controller. Cheap to clone.
@@ -39,6 +42,13 @@ impl AzureCloud {
             hubs,
             kafka: KafkaAdmin::default(),
         }
+    }
+
+    /// These clients, with the Kafka calls (lag, redrive producers) refused while `fence` is closed; the
+    /// Storage Queue and Resource Manager clients are given their fence when they are made.
+    pub fn with_kafka_fence(mut self, fence: Fence) -> Self {
+        self.kafka = self.kafka.with_fence(fence);
+        self
     }
 
     /// The Event Hubs client, or the permanent error that says it is not configured.
@@ -247,10 +257,12 @@ impl StorageQueueMessages for StorageQueues {
 /// The lag is read with blocking calls, off the async threads.
 impl ConsumerLag for KafkaAdmin {
     async fn lag(&self, endpoint: &KafkaEndpoint, topic: &str, group: &str) -> Result<Lag> {
-        let (endpoint, timeout) = (endpoint.clone(), self.timeout);
+        let (endpoint, timeout, fence) = (endpoint.clone(), self.timeout, self.fence.clone());
         let (topic, group) = (topic.to_owned(), group.to_owned());
         let resource = format!("{topic} in group {group}");
-        tokio::task::spawn_blocking(move || kafka::lag(&endpoint, &topic, &group, timeout))
+        // Refused here already, so a closed fence costs no blocking thread and no client.
+        kafka::fenced(&fence, || Operation::new("kafka", "Lag", resource.clone()))?;
+        tokio::task::spawn_blocking(move || kafka::fenced_lag(&endpoint, &topic, &group, timeout, &fence))
             .await
             .map_err(|e| Error::Response {
                 operation: Operation::new("kafka", "Lag", resource),
@@ -277,6 +289,74 @@ mod tests {
         assert!(
             error.to_string().contains("no Azure Resource Manager access"),
             "{error}"
+        );
+    }
+
+    /// An endpoint nothing listens on: a call that reached the client would fail there, later and
+    /// differently (a transport error after the request timeout), not with the fence's refusal.
+    fn nowhere() -> KafkaEndpoint {
+        KafkaEndpoint {
+            bootstrap_servers: "127.0.0.1:9".into(),
+            security_protocol: "PLAINTEXT".into(),
+            username: String::new(),
+            password: String::new(),
+            ca_file: None,
+        }
+    }
+
+    fn refused_by_the_fence(error: &Error) -> bool {
+        matches!(error, Error::Unreachable { .. })
+            && error.kind() == ErrorKind::Transient
+            && error.to_string().contains("leader lease")
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_the_lag_without_reaching_the_broker() {
+        let fence = Fence::closed();
+        let azure = AzureCloud::default().with_kafka_fence(fence.clone());
+        let started = std::time::Instant::now();
+        let error = azure.lag(&nowhere(), "t", "g").await.unwrap_err();
+        assert!(refused_by_the_fence(&error), "{error}");
+        assert_eq!(
+            error.operation().to_string(),
+            Operation::new("kafka", "Lag", "t in group g").to_string()
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "refused at once, not after a request"
+        );
+        // A fence whose instant has passed refuses the same way; so does each request inside a lag.
+        fence.open_until(tokio::time::Instant::now());
+        let error =
+            kafka::fenced_lag(&nowhere(), "t", "g", std::time::Duration::from_secs(10), &fence).unwrap_err();
+        assert!(refused_by_the_fence(&error), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_the_redrive_producer_and_its_sends() {
+        use crate::cloud::{queue::OutgoingMessage, traits::HubProducer as _};
+        let fence = Fence::closed();
+        let azure = AzureCloud::default().with_kafka_fence(fence.clone());
+        let error = azure.producer(&nowhere(), "t").unwrap_err();
+        assert!(refused_by_the_fence(&error), "{error}");
+        // Made while leading, then the lease is lost: nothing is produced.
+        fence.open_until(tokio::time::Instant::now() + std::time::Duration::from_secs(60));
+        let producer = azure.producer(&nowhere(), "t").unwrap();
+        fence.close();
+        let message = OutgoingMessage {
+            entry_id: "m0".into(),
+            body: "{}".into(),
+            attributes: BTreeMap::new(),
+            group_id: None,
+            deduplication_id: None,
+        };
+        let started = std::time::Instant::now();
+        let error = producer.send(&[message]).await.unwrap_err();
+        assert!(refused_by_the_fence(&error), "{error}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "not after a delivery timeout"
         );
     }
 }

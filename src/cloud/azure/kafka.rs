@@ -1,6 +1,8 @@
 //! The Event Hubs Kafka endpoint through `rdkafka`: the client settings Event Hubs asks for (SASL_SSL with
 //! PLAIN, user `$ConnectionString`, the connection string as password, long request timeouts), and a
-//! consumer group's lag, which the Consumer reconciler scales on.
+//! consumer group's lag, which the Consumer reconciler scales on. The controller's Kafka calls (the lag,
+//! and the redrive's producers) check the leader [`Fence`] before every broker request, as its other cloud
+//! calls do: a replica that lost its lease sends nothing more, whichever task runs first.
 
 use std::time::Duration;
 
@@ -9,7 +11,10 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-use crate::cloud::{Error, ErrorKind, Operation, Result};
+use crate::{
+    cloud::{Error, ErrorKind, Operation, Result},
+    operate::Fence,
+};
 
 const KAFKA: &str = "kafka";
 
@@ -97,7 +102,19 @@ pub struct Lag {
 /// watermark where nothing is committed yet, as `auto.offset.reset=earliest` reads from there). Blocking
 /// calls: run it off the async threads.
 pub fn lag(endpoint: &KafkaEndpoint, topic: &str, group: &str, timeout: Duration) -> Result<Lag> {
+    fenced_lag(endpoint, topic, group, timeout, &Fence::open())
+}
+
+/// [`lag`], each broker request refused while `fence` is closed (the controller's).
+pub fn fenced_lag(
+    endpoint: &KafkaEndpoint,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+    fence: &Fence,
+) -> Result<Lag> {
     let operation = |name| Operation::new(KAFKA, name, format!("{topic} in group {group}"));
+    let fenced = |name| fenced(fence, || operation(name));
     let kafka = |name, e: rdkafka::error::KafkaError| Error::Service {
         operation: operation(name),
         kind: kind(&e),
@@ -114,6 +131,7 @@ pub fn lag(endpoint: &KafkaEndpoint, topic: &str, group: &str, timeout: Duration
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| kafka("CreateClient", e))?;
+    fenced("Metadata")?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| kafka("Metadata", e))?;
@@ -139,11 +157,13 @@ pub fn lag(endpoint: &KafkaEndpoint, topic: &str, group: &str, timeout: Duration
     for partition in found.partitions() {
         wanted.add_partition(topic, partition.id());
     }
+    fenced("OffsetFetch")?;
     let committed = consumer
         .committed_offsets(wanted, timeout)
         .map_err(|e| kafka("OffsetFetch", e))?;
     let mut total = 0;
     for element in committed.elements() {
+        fenced("ListOffsets")?;
         let (low, high) = consumer
             .fetch_watermarks(topic, element.partition(), timeout)
             .map_err(|e| kafka("ListOffsets", e))?;
@@ -159,18 +179,39 @@ pub fn lag(endpoint: &KafkaEndpoint, topic: &str, group: &str, timeout: Duration
     })
 }
 
-/// The Kafka admin calls of the controller: a consumer group's lag, read off the async threads.
+/// `Ok` while `fence` is open; else the refusal of `operation`, unsent, as unreachable (transient: the
+/// reconcile backs off, and the process exits on the loss anyway).
+pub(super) fn fenced(fence: &Fence, operation: impl FnOnce() -> Operation) -> Result<()> {
+    fence.check().map_err(|refused| Error::Unreachable {
+        operation: operation(),
+        detail: refused.to_string(),
+    })
+}
+
+/// The Kafka admin calls of the controller: a consumer group's lag, read off the async threads, and the
+/// redrive's producers; all refused while the fence is closed.
 #[derive(Clone, Debug)]
 pub struct KafkaAdmin {
     /// The bound of each broker request.
     pub(super) timeout: Duration,
+    /// Checked before every broker request; open unless [`KafkaAdmin::with_fence`] set one.
+    pub(super) fence: Fence,
 }
 
 impl Default for KafkaAdmin {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            fence: Fence::open(),
         }
+    }
+}
+
+impl KafkaAdmin {
+    /// These calls, each broker request refused (unsent, as unreachable) while `fence` is closed.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 }
 

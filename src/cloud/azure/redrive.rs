@@ -18,7 +18,7 @@ use rdkafka::{
 
 use super::{
     account::STORAGE_QUEUE,
-    kafka::{KafkaAdmin, KafkaEndpoint, dead_letter as attrs},
+    kafka::{self, KafkaAdmin, KafkaEndpoint, dead_letter as attrs},
     queue::StorageQueue,
 };
 use crate::cloud::{
@@ -29,6 +29,7 @@ use crate::cloud::{
     redrive::{Destinations, Mover},
     traits::{HubProducer, HubProducers},
 };
+use crate::operate::Fence;
 
 /// How long a redriven event may wait for room in the producer's queue (its delivery is bounded by the
 /// producer's `message.timeout.ms`, [`DELIVERY_TIMEOUT_MS`]).
@@ -55,10 +56,11 @@ impl<Q: MessageQueue, P> std::fmt::Debug for Target<Q, P> {
     }
 }
 
-/// A producer of one Event Hub, through its Kafka endpoint.
+/// A producer of one Event Hub, through its Kafka endpoint; it sends nothing while its fence is closed.
 pub struct KafkaProducer {
     producer: FutureProducer,
     topic: String,
+    fence: Fence,
 }
 
 impl std::fmt::Debug for KafkaProducer {
@@ -72,6 +74,7 @@ impl HubProducers for KafkaAdmin {
     type Producer = KafkaProducer;
 
     fn producer(&self, endpoint: &KafkaEndpoint, topic: &str) -> Result<KafkaProducer> {
+        kafka::fenced(&self.fence, || Operation::new("kafka", "CreateProducer", topic))?;
         let producer = endpoint
             .client_config()
             .set("message.timeout.ms", DELIVERY_TIMEOUT_MS)
@@ -83,13 +86,16 @@ impl HubProducers for KafkaAdmin {
         Ok(KafkaProducer {
             producer,
             topic: topic.to_owned(),
+            fence: self.fence.clone(),
         })
     }
 }
 
-/// Each event on its own, concurrently.
+/// Each event on its own, concurrently; none while the fence is closed (the batch fails unsent, and the
+/// dead letters stay where they are).
 impl HubProducer for KafkaProducer {
     async fn send(&self, messages: &[OutgoingMessage]) -> Result<BatchOutcome> {
+        kafka::fenced(&self.fence, || Operation::new("kafka", "Produce", &self.topic))?;
         let sent = messages.iter().map(|m| produce(&self.producer, &self.topic, m));
         let sent = futures::future::join_all(sent).await;
         let ids = messages.iter().map(|m| m.entry_id.clone());

@@ -439,6 +439,18 @@ impl TableItems for FakeAws {
         state.tables.update(table, key, set, remove)
     }
 
+    async fn claim_item(
+        &self,
+        table: &str,
+        key: &TableItem,
+        attributes: (&str, &str),
+        holder: &str,
+        times: (i64, i64),
+    ) -> Result<bool> {
+        let mut state = self.state(format!("UpdateItem {table} claim"));
+        state.tables.claim(table, key, attributes, holder, times)
+    }
+
     async fn put_item(&self, table: &str, item: &TableItem) -> Result<()> {
         self.state(format!("PutItem {table}")).tables.put(table, item)
     }

@@ -104,6 +104,36 @@ impl FakeTables {
         Ok(true)
     }
 
+    /// Claims the existing item `key` for `holder` until `times.1` if it has no claim, one that expired
+    /// before `times.0`, or `holder`'s own (see `TableItems::claim_item`).
+    pub fn claim(
+        &mut self,
+        table: &str,
+        key: &TableItem,
+        (holder_attribute, until_attribute): (&str, &str),
+        holder: &str,
+        (now_millis, until_millis): (i64, i64),
+    ) -> Result<bool> {
+        let key = key_of("UpdateItem", table, key)?;
+        let Some(item) = self.table("UpdateItem", table)?.get_mut(&key) else {
+            return Ok(false);
+        };
+        let until = item
+            .get(until_attribute)
+            .and_then(TableValue::as_n)
+            .and_then(|n| n.parse::<i64>().ok());
+        let held_by = item.get(holder_attribute).and_then(TableValue::as_s);
+        let free = until.is_none_or(|until| until < now_millis) || held_by == Some(holder);
+        if free {
+            item.insert(holder_attribute.to_owned(), TableValue::S(holder.to_owned()));
+            item.insert(
+                until_attribute.to_owned(),
+                TableValue::N(until_millis.to_string()),
+            );
+        }
+        Ok(free)
+    }
+
     /// Writes `item` whole.
     pub fn put(&mut self, table: &str, item: &TableItem) -> Result<()> {
         if item.values().any(|v| matches!(v, TableValue::Other(_))) {

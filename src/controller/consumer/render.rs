@@ -115,6 +115,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
         relay: None,
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: DRAIN_SECONDS,
+        unreachable_after_seconds: crate::worker::config::DEFAULT_UNREACHABLE_AFTER_SECONDS,
     }
 }
 

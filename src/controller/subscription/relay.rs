@@ -108,6 +108,7 @@ pub fn relay_config(
         }),
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: 20,
+        unreachable_after_seconds: crate::worker::config::DEFAULT_UNREACHABLE_AFTER_SECONDS,
     }
 }
 

@@ -1,9 +1,13 @@
 //! The pure bookkeeping of the stream loop: how full a batch is, by count and by bytes
-//! ([`Batch`]); what to commit and where to rewind once its events are settled ([`plan`]); and how long
-//! a rewound partition waits before it is read again ([`pause_for`]). No Kafka client here, so every
-//! rule is unit-tested.
+//! ([`Batch`]); which of its events must be written one after the other ([`lanes`]); what to commit and
+//! where to rewind once its events are settled ([`plan`]); and how long a rewound partition waits before
+//! it is read again ([`pause_for`]). No Kafka client here, so every rule is unit-tested.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use rdkafka::{
     Message as _,
@@ -82,6 +86,42 @@ impl Batch {
 
 /// A partition of a topic.
 pub type Partition = (String, i32);
+
+/// Only the `eventId` of an event: what decides which document it writes.
+#[derive(serde::Deserialize)]
+struct EventId<'a> {
+    #[serde(rename = "eventId", borrow)]
+    event_id: Option<Cow<'a, str>>,
+}
+
+/// The records of a batch as lanes of indices: records with the same `eventId` share a lane, in the
+/// order read; every other record (no id, not JSON) has a lane of its own. The lanes are settled
+/// concurrently and each lane's records one after the other, so the copies of one event are written in
+/// the order read and the last one read wins. Within a partition that order is the offset order, so
+/// "newer" means a higher offset; copies in different partitions have no order Kafka defines, and are
+/// written in the order this batch read them.
+pub fn lanes(records: &[OwnedMessage]) -> Vec<Vec<usize>> {
+    let mut lanes: Vec<Vec<usize>> = Vec::with_capacity(records.len());
+    let mut by_id: HashMap<Cow<'_, str>, usize> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let id = record
+            .payload()
+            .and_then(|payload| serde_json::from_slice::<EventId<'_>>(payload).ok())
+            .and_then(|event| event.event_id);
+        let Some(id) = id else {
+            lanes.push(vec![index]);
+            continue;
+        };
+        match by_id.get(&id) {
+            Some(&lane) => lanes[lane].push(index),
+            None => {
+                by_id.insert(id, lanes.len());
+                lanes.push(vec![index]);
+            }
+        }
+    }
+    lanes
+}
 
 /// What to do with the offsets of a settled batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -217,6 +257,40 @@ mod tests {
         );
         assert_eq!(plan.commit[&at(2)], 7, "its only event is unsettled: it stays");
         assert_eq!(plan.rewind, BTreeMap::from([(at(0), 11), (at(2), 7)]));
+    }
+
+    fn event(partition: i32, offset: i64, body: &str) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(body.as_bytes().to_vec()),
+            None,
+            "telemetry".into(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn copies_of_one_event_share_a_lane_in_the_order_read() {
+        let records = [
+            event(0, 10, r#"{"eventId":"a","v":1}"#),
+            event(0, 11, r#"{"eventId":"b"}"#),
+            event(1, 4, r#"{"eventId":"a","v":2}"#),
+            event(0, 12, "not json"),
+            event(0, 13, r#"{"eventId":"a","v":3}"#),
+            event(0, 14, r#"{"eventId":7}"#),
+            event(0, 15, r#"{"deviceId":"d"}"#),
+            event(0, 16, "not json"),
+            event(0, 17, r#"{"eventId":"b"}"#),
+        ];
+        assert_eq!(
+            lanes(&records),
+            [vec![0, 2, 4], vec![1, 8], vec![3], vec![5], vec![6], vec![7]],
+            "one lane per id, in the order read (offsets ascending within a partition); records without a \
+             string id each alone"
+        );
+        assert!(lanes(&[]).is_empty());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{
     cloud::{Documents, MessageQueue, azure::kafka::KafkaEndpoint},
-    worker::{config::KafkaSource, metrics::WorkerMetrics},
+    worker::{config::KafkaSource, health::Health, metrics::WorkerMetrics},
 };
 
 /// How long a batch keeps filling once its first event is there.
@@ -59,7 +59,12 @@ where
     Q: MessageQueue,
     S: Future<Output = ()> + Send + 'static,
 {
-    let consumer = consumer(source, endpoint)?;
+    let consumer = Arc::new(consumer(source, endpoint)?);
+    let probe = tokio::spawn(probe(
+        consumer.clone(),
+        source.topic.clone(),
+        processor.metrics.health().clone(),
+    ));
     let origin = format!("kafka://{}/{}", endpoint.bootstrap_servers, source.topic);
     if processor.dead_letter.is_none() {
         tracing::warn!(consumer = %processor.consumer, "no dead letter: events that cannot be processed are logged with their position and skipped");
@@ -111,8 +116,32 @@ where
         }
         commit(&consumer, &plan, CommitMode::Async);
     }
+    probe.abort();
     tracing::info!(topic = %source.topic, "stream reader stopped");
     Ok(())
+}
+
+/// Checks the broker every third of the readiness bound (1 to 10 s) by asking for the topic's metadata
+/// on the consumer's own connections, for `/readyz`: the stream's reads say nothing while no event comes,
+/// and a broker that cannot be reached is then told apart from a quiet topic only this way. A failed
+/// check counts from when it started.
+async fn probe(consumer: Arc<StreamConsumer>, topic: String, health: Health) {
+    let every = (health.unreachable_after() / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (consumer, topic) = (consumer.clone(), topic.clone());
+        let started = Instant::now();
+        let answered = tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), every))
+            .await
+            .is_ok_and(|metadata| metadata.is_ok());
+        if answered {
+            health.receive_succeeded();
+        } else {
+            health.receive_failed(started);
+        }
+    }
 }
 
 /// After a read error: the errors queued behind it skipped, and the first event behind them if there is
@@ -268,7 +297,9 @@ impl Reader {
     }
 
     /// Settles every record of `batch` by `deadline`, `writers` at once and within the in-flight byte
-    /// budget; the outcomes in the batch's order.
+    /// budget; the outcomes in the batch's order. Copies of one event (the same `eventId`) are settled
+    /// one after the other in the order read ([`batch::lanes`]), so the newest copy's write lands last;
+    /// written concurrently, an older copy could land after it and win.
     async fn settle<D: Documents, Q: MessageQueue>(
         &self,
         processor: &DeviceProcessor<D, Q>,
@@ -276,22 +307,42 @@ impl Reader {
         origin: &str,
         deadline: Instant,
     ) -> Vec<Settled> {
-        let no_earlier = Earlier::default();
-        futures::stream::iter(batch.records())
-            .map(|record| {
-                let key = ((record.topic().to_owned(), record.partition()), record.offset());
-                let earlier = self.earlier.get(&key).unwrap_or(&no_earlier);
-                let kib = u32::try_from(batch::size(record).div_ceil(1024)).unwrap_or(u32::MAX);
-                let permits = kib.clamp(1, self.in_flight_kib);
-                async move {
-                    // The semaphore is never closed, so the permit always comes.
-                    let _permit = self.in_flight.acquire_many(permits).await.ok();
-                    processor.settle(record, origin, earlier, deadline).await
+        let records = batch.records();
+        let settled: Vec<Vec<(usize, Settled)>> = futures::stream::iter(batch::lanes(records))
+            .map(|lane| async move {
+                let mut settled = Vec::with_capacity(lane.len());
+                for index in lane {
+                    let outcome = self
+                        .settle_one(processor, &records[index], origin, deadline)
+                        .await;
+                    settled.push((index, outcome));
                 }
+                settled
             })
-            .buffered(self.writers)
+            .buffer_unordered(self.writers.max(1))
             .collect()
-            .await
+            .await;
+        let mut in_order: Vec<(usize, Settled)> = settled.into_iter().flatten().collect();
+        in_order.sort_unstable_by_key(|(index, _)| *index);
+        in_order.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+
+    /// Settles `record` within the in-flight byte budget, after the attempts earlier passes spent on it.
+    async fn settle_one<D: Documents, Q: MessageQueue>(
+        &self,
+        processor: &DeviceProcessor<D, Q>,
+        record: &OwnedMessage,
+        origin: &str,
+        deadline: Instant,
+    ) -> Settled {
+        let no_earlier = Earlier::default();
+        let key = ((record.topic().to_owned(), record.partition()), record.offset());
+        let earlier = self.earlier.get(&key).unwrap_or(&no_earlier);
+        let kib = u32::try_from(batch::size(record).div_ceil(1024)).unwrap_or(u32::MAX);
+        let permits = kib.clamp(1, self.in_flight_kib);
+        // The semaphore is never closed, so the permit always comes.
+        let _permit = self.in_flight.acquire_many(permits).await.ok();
+        processor.settle(record, origin, earlier, deadline).await
     }
 
     /// The offsets to commit for `batch` settled as `outcomes`; partitions with an unsettled event are
@@ -389,3 +440,7 @@ fn commit(consumer: &StreamConsumer, plan: &Plan, mode: CommitMode) {
         tracing::info!(error = %e, "the commit was refused (a rebalance?): the events will be read again");
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

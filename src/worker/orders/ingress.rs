@@ -49,15 +49,19 @@ pub struct Ingress<S, P> {
     store: S,
     publisher: P,
     metrics: WorkerMetrics,
+    /// This replica's relay, as its outbox claims name it: the pod's name and a random part.
+    relay_id: String,
 }
 
 impl<S: OrderStore, P: Publisher> Ingress<S, P> {
     /// The endpoint over `store` and `publisher`.
     pub fn new(store: S, publisher: P, metrics: WorkerMetrics) -> Arc<Self> {
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
         Arc::new(Self {
             store,
             publisher,
             metrics,
+            relay_id: format!("{host}/{}", random_id(8)),
         })
     }
 
@@ -121,9 +125,14 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
     /// be read were quarantined by the store, and are counted. Whether the pass read a full batch and
     /// settled some of it (more may wait).
     async fn relay_once(&self, grace_millis: i64) -> bool {
+        // The relay's read is also the endpoint's periodic check of its table, for `/readyz`.
         let batch = match self.store.pending_outbox(RELAY_BATCH).await {
-            Ok(batch) => batch,
+            Ok(batch) => {
+                self.metrics.health().receive_succeeded();
+                batch
+            }
             Err(error) => {
+                self.metrics.health().receive_failed(tokio::time::Instant::now());
                 tracing::warn!(%error, "reading the outbox failed");
                 return false;
             }
@@ -137,6 +146,9 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
             .into_iter()
             .filter(|p| now - p.recorded_at_millis >= grace_millis)
         {
+            if !self.claim(&entry.event.order_id).await {
+                continue;
+            }
             match self.publish(&entry.event, &entry.traceparent).await {
                 Ok(()) => {
                     settled += 1;
@@ -149,6 +161,23 @@ impl<S: OrderStore, P: Publisher> Ingress<S, P> {
             }
         }
         full && settled > 0
+    }
+
+    /// Whether this relay claimed the entry of `order_id` (another replica's relay may hold it, or have
+    /// published it already); a failed claim is tried again on a later pass.
+    async fn claim(&self, order_id: &str) -> bool {
+        match self.store.claim_outbox(order_id, &self.relay_id).await {
+            Ok(claimed) => {
+                if !claimed {
+                    tracing::debug!(order_id, "outbox entry claimed by another relay or published");
+                }
+                claimed
+            }
+            Err(error) => {
+                tracing::warn!(order_id, %error, "claiming an outbox entry failed");
+                false
+            }
+        }
     }
 }
 
@@ -225,11 +254,19 @@ async fn place_order<S: OrderStore, P: Publisher>(
         .map(str::to_owned);
     let traceparent = next_traceparent(incoming.as_deref());
     let event = OrderEvent::placed(&order_id, &request);
+    let attempted = tokio::time::Instant::now();
     let created = ingress
         .store
         .create_order(&event, &traceparent, Some(principal))
-        .await
-        .map_err(|e| cloud_failure("recording the order", &e, RETRY_POST))?;
+        .await;
+    // Whether the table takes orders is what `/readyz` reports: while every write and outbox read has
+    // failed for the bound, a Service stops sending this replica orders it cannot record.
+    let health = ingress.metrics.health();
+    match &created {
+        Ok(_) => health.receive_succeeded(),
+        Err(_) => health.receive_failed(attempted),
+    }
+    let created = created.map_err(|e| cloud_failure("recording the order", &e, RETRY_POST))?;
     let trace = trace_id(&traceparent).unwrap_or_default().to_owned();
     if !created {
         // A retried POST: the same order. Publish it if the first attempt could not.

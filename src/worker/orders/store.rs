@@ -105,6 +105,10 @@ pub trait OrderStore: Clone + Send + Sync + 'static {
     /// that cannot be read is quarantined (moved aside, kept) and reported instead of stopping the read.
     fn pending_outbox(&self, limit: i32) -> impl Future<Output = Result<OutboxBatch>> + Send;
 
+    /// Claims the order's outbox entry for the relay `holder` for a bounded time, so that no other
+    /// replica's relay publishes it meanwhile. `false` when another relay holds it or it is gone.
+    fn claim_outbox(&self, order_id: &str, holder: &str) -> impl Future<Output = Result<bool>> + Send;
+
     /// Records that the customer was notified of `event` for the order. `false` if already recorded.
     fn record_notification(
         &self,

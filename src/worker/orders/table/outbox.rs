@@ -12,6 +12,12 @@
 //! partition [`QUARANTINE`] of `outboxByAge` (out of the relay's way, still ordered by age) with the
 //! reason and time, keeping every attribute it was written with; `docs/operating.md` shows how to list
 //! and replay it. Generic over [`TableItems`], so these decisions are unit-tested on the fake.
+//!
+//! Every replica of the order endpoint runs a relay over the same oldest entries, so a relay publishes an
+//! entry only after it has claimed it ([`claim`]): one conditional write names the relay and an expiry
+//! [`CLAIM_FOR`] ahead, and succeeds only if the entry has no claim, an expired one, or this relay's. Of
+//! two relays, one publishes; a relay that dies holding a claim loses it at the expiry, and another
+//! relay publishes the entry then (nothing lost).
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +49,13 @@ pub const AGE_ATTRIBUTE: &str = "outboxAge";
 const LEGACY: (&str, &str) = ("outbox", "pending");
 /// How long after finding the earlier layout's partition empty it is read again.
 pub const LEGACY_RECHECK: Duration = Duration::from_secs(60);
+/// The attribute of an entry naming the relay that claimed it (see [`claim`]).
+pub const CLAIMED_BY: &str = "relayClaimedBy";
+/// The attribute of an entry holding when its claim ends, in Unix milliseconds.
+pub const CLAIMED_UNTIL: &str = "relayClaimedUntil";
+/// How long a claim keeps the other relays off an entry: far longer than its publish takes (three tries
+/// within about two seconds), short enough that a dead relay's entries go out within a minute or so.
+pub const CLAIM_FOR: Duration = Duration::from_secs(60);
 /// The longest reason kept on a quarantined item.
 const REASON_CHARS: usize = 500;
 
@@ -197,6 +210,26 @@ impl OutboxReader {
         }
         Ok(batch)
     }
+}
+
+/// Claims the outbox entry of `order_id` for the relay `holder` from `now_millis` for [`CLAIM_FOR`];
+/// `false` when another relay holds an unexpired claim on it or it is gone (published meanwhile).
+pub async fn claim<T: TableItems>(
+    items: &T,
+    table: &str,
+    order_id: &str,
+    holder: &str,
+    now_millis: i64,
+) -> Result<bool> {
+    let key = TableItem::from([
+        ("pk".to_owned(), TableValue::S(format!("ORDER#{order_id}"))),
+        ("sk".to_owned(), TableValue::S("OUTBOX".to_owned())),
+    ]);
+    let lease = i64::try_from(CLAIM_FOR.as_millis()).unwrap_or(i64::MAX);
+    let times = (now_millis, now_millis.saturating_add(lease));
+    items
+        .claim_item(table, &key, (CLAIMED_BY, CLAIMED_UNTIL), holder, times)
+        .await
 }
 
 /// Moves the entry `item` (of age `age`) to the quarantine partition, keeping what it holds; `None` if

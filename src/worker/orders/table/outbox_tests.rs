@@ -244,3 +244,58 @@ fn shards_are_stable_and_spread() {
         "sorts as time first"
     );
 }
+
+#[tokio::test]
+async fn one_relay_at_a_time_holds_an_entry_until_its_claim_expires() {
+    let aws = FakeAws::default();
+    aws.ensure_table(TABLE).await.unwrap();
+    aws.put_item(TABLE, &entry("o-1", 1, &event_body("o-1")))
+        .await
+        .unwrap();
+    let now = 1_000_000;
+    let lease = i64::try_from(CLAIM_FOR.as_millis()).unwrap();
+    assert!(claim(&aws, TABLE, "o-1", "relay-a", now).await.unwrap());
+    assert!(
+        !claim(&aws, TABLE, "o-1", "relay-b", now + 1).await.unwrap(),
+        "held by relay-a"
+    );
+    assert!(
+        claim(&aws, TABLE, "o-1", "relay-a", now + 2).await.unwrap(),
+        "its holder claims it again (a publish that failed is tried again on its next pass)"
+    );
+    assert!(
+        !claim(&aws, TABLE, "o-1", "relay-b", now + 2 + lease - 1)
+            .await
+            .unwrap(),
+        "the renewed claim runs from the renewal"
+    );
+    assert!(
+        claim(&aws, TABLE, "o-1", "relay-b", now + 2 + lease + 1)
+            .await
+            .unwrap(),
+        "an expired claim (a relay that died) is taken over"
+    );
+    let item = aws
+        .table_items(TABLE)
+        .into_iter()
+        .find(|i| i["pk"] == s("ORDER#o-1"))
+        .unwrap();
+    assert_eq!(item[CLAIMED_BY], s("relay-b"));
+    assert_eq!(
+        item["event"],
+        s(&event_body("o-1")),
+        "the entry is otherwise as written"
+    );
+    // Published and cleared by one relay: the others' claims find nothing.
+    aws.delete_item(
+        TABLE,
+        &TableItem::from([("pk".to_owned(), s("ORDER#o-1")), ("sk".to_owned(), s("OUTBOX"))]),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !claim(&aws, TABLE, "o-1", "relay-a", now + 10 * lease)
+            .await
+            .unwrap()
+    );
+}

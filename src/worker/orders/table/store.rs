@@ -122,6 +122,12 @@ impl OrderStore for OrderTable {
         self.outbox.read(&self.client, &self.table, limit).await
     }
 
+    async fn claim_outbox(&self, order_id: &str, holder: &str) -> Result<bool> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        outbox::claim(&self.client, &self.table, order_id, holder, now).await
+    }
+
     async fn record_notification(&self, order_id: &str, event: &str, message: &str) -> Result<bool> {
         let mut item = order_key(order_id, &format!("NOTIFICATION#{event}"));
         item.extend([("message".to_owned(), s(message)), ("at".to_owned(), s(now()))]);
