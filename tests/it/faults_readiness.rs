@@ -41,6 +41,17 @@ async fn readyz(port: u16) -> Option<(u16, String)> {
     Some((status, response.text().await.ok()?))
 }
 
+/// Asserts `/readyz` on `port` keeps answering 200 for longer than the bound: every check of the source
+/// succeeds while it is up (a check that failed all along would still answer 200 within the bound).
+async fn stays_ready(port: u16) {
+    let until = Instant::now() + BOUND + Duration::from_secs(2);
+    while Instant::now() < until {
+        let answer = readyz(port).await;
+        assert!(matches!(&answer, Some((200, _))), "/readyz while the source is up: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until `/readyz` on `port` answers `status`; its body and how long it took from `since`.
 async fn readyz_becomes(port: u16, status: u16, since: Instant) -> (String, Duration) {
     let body = common::eventually(&format!("/readyz to answer {status}"), FOLLOWS_WITHIN, || async {
@@ -171,6 +182,7 @@ async fn the_device_worker_is_not_ready_while_the_broker_cannot_be_reached() {
         .spawn()
         .unwrap();
     readyz_becomes(port, 200, Instant::now()).await;
+    stays_ready(port).await;
 
     let down = Service::Kafka.stop().await;
     let stopped_at = Instant::now();

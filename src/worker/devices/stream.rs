@@ -121,10 +121,12 @@ where
     Ok(())
 }
 
-/// Checks the broker every third of the readiness bound (1 to 10 s) by asking for the topic's metadata
-/// on the consumer's own connections, for `/readyz`: the stream's reads say nothing while no event comes,
-/// and a broker that cannot be reached is then told apart from a quiet topic only this way. A failed
-/// check counts from when it started.
+/// Checks the broker every third of the readiness bound (1 to 10 s) by asking the leader of the topic's
+/// first partition for its offsets on the consumer's own connections, for `/readyz`: the stream's reads
+/// say nothing while no event comes, and a broker that cannot be reached is then told apart from a quiet
+/// topic only this way. A metadata request is not enough: librdkafka answered it while the broker was
+/// stopped (found by tests/it/faults_readiness.rs), whereas the offsets need a round trip to the leader.
+/// A failed check counts from when it started.
 async fn probe(consumer: Arc<StreamConsumer>, topic: String, health: Health) {
     let every = (health.unreachable_after() / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
@@ -133,7 +135,7 @@ async fn probe(consumer: Arc<StreamConsumer>, topic: String, health: Health) {
         tick.tick().await;
         let (consumer, topic) = (consumer.clone(), topic.clone());
         let started = Instant::now();
-        let answered = tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), every))
+        let answered = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, 0, every))
             .await
             .is_ok_and(|metadata| metadata.is_ok());
         if answered {
