@@ -4,7 +4,7 @@
 # checks hashes, a changed pin rebuilds just that component.
 #
 #   Go modules:    kube (apiserver, controller-manager, scheduler, kubectl), etcd, kwok, helm, cosmium,
-#                  argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver, debug exporter)
+#                  argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver, debug and file exporters)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
@@ -76,8 +76,8 @@ go_tool helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.versi
 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
 # Argo CD's Lua interpreter (gopher-lua) behind a small runner of health scripts (testbed/tools/argocd-lua).
 go_tool argocd-lua .
-# An OpenTelemetry Collector of the core OTLP receiver and debug exporter (testbed/tools/otelcol), which the
-# tracing tests export to.
+# An OpenTelemetry Collector of the core OTLP receiver, the debug exporter and the contrib file exporter
+# (testbed/tools/otelcol), which the tracing tests export to.
 go_tool otelcol .
 # cosmium listens on ":PORT" (every interface) whatever its -Host flag says, and the test bed binds to
 # 127.0.0.1 only. The pinned module is copied from the Go module cache into the tool cache, its listen address
