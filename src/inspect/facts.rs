@@ -7,7 +7,7 @@ use crate::api::{
     Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic,
     common::{Provider, QueueObservation},
     consumer::CosmosSink,
-    http_source::HttpSource,
+    http_source::{AuthMode, HttpSource},
     subscription::FilterScope,
 };
 
@@ -145,10 +145,20 @@ pub fn consumer(consumer: &Consumer) -> Shown {
 
 /// The order endpoint's Service: its port and how clients authenticate.
 pub fn endpoint(http: &HttpSource) -> Vec<Fact> {
-    let auth = serde_json::to_value(&http.auth.mode).ok();
+    let auth = &http.auth;
+    let mut ways = Vec::new();
+    if auth.mode == AuthMode::None {
+        ways.push("none");
+    }
+    if auth.mode == AuthMode::Required && auth.api_keys.is_some() {
+        ways.push("api keys");
+    }
+    if auth.mode == AuthMode::Required && auth.jwt.is_some() {
+        ways.push("jwt");
+    }
     let mut facts = vec![Fact::text("port", http.port.to_string())];
-    if let Some(auth) = auth.as_ref().and_then(|v| v.as_str()) {
-        facts.push(Fact::text("auth", auth));
+    if !ways.is_empty() {
+        facts.push(Fact::text("auth", ways.join(", ")));
     }
     facts
 }

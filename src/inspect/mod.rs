@@ -64,7 +64,8 @@ pub fn parse_kind(kind: &str) -> Option<graph::NodeKind> {
     use graph::NodeKind;
     let kind = kind.to_ascii_lowercase();
     let kind = kind.split('.').next().unwrap_or_default();
-    Some(match kind.trim_end_matches('s') {
+    let singular = kind.strip_suffix('s').unwrap_or(kind);
+    Some(match if kind == "ds" { kind } else { singular } {
         "topic" => NodeKind::Topic,
         "devicestream" | "ds" => NodeKind::DeviceStream,
         "consumer" => NodeKind::Consumer,
