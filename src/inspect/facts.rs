@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use crate::api::{
     Consumer, DeadLetter, DeviceStream, Queue, Subscription, Topic,
     common::{Provider, QueueObservation},
-    consumer::CosmosSink,
+    consumer::{CosmosSink, Throughput},
     http_source::{AuthMode, HttpSource},
     subscription::FilterScope,
 };
@@ -115,12 +115,36 @@ pub fn subscription(subscription: &Subscription) -> Shown {
     (readiness(&status.common.conditions), vec![Fact::text("filter", filter)])
 }
 
-/// The relay hop of a Subscription to an Azure Storage Queue.
-pub fn relay(_subscription: &Subscription) -> Vec<Fact> {
-    Vec::new()
+/// The relay hop of a Subscription to an Azure Storage Queue: what its filter admitted and dropped.
+pub fn relay(subscription: &Subscription) -> Vec<Fact> {
+    let relay = subscription.status.as_ref().and_then(|s| s.relay.as_ref());
+    relay.map_or_else(Vec::new, |counts| {
+        vec![
+            Fact::count("admitted", counts.admitted),
+            Fact::count("dropped", counts.dropped),
+        ]
+    })
 }
 
-/// A Consumer: processor, replicas, backlog.
+/// A Consumer's counts from its workers' metrics: rates per minute once two reads made a window, and
+/// the totals.
+fn throughput(throughput: &Throughput) -> Vec<Fact> {
+    let rates = [
+        ("processed/min", throughput.processed_per_minute),
+        ("failed/min", throughput.failed_per_minute),
+        ("dead-lettered/min", throughput.dead_lettered_per_minute),
+    ];
+    let mut facts: Vec<Fact> = rates
+        .into_iter()
+        .filter_map(|(label, rate)| rate.map(|rate| Fact::count(label, rate)))
+        .collect();
+    facts.push(Fact::count("processed", throughput.processed));
+    facts.push(Fact::count("failed", throughput.failed));
+    facts.push(Fact::count("dead-lettered", throughput.dead_lettered));
+    facts
+}
+
+/// A Consumer: processor, replicas, backlog, throughput (when the controller has read it), table.
 pub fn consumer(consumer: &Consumer) -> Shown {
     let status = consumer.status.clone().unwrap_or_default();
     let mut facts = Vec::new();
@@ -136,6 +160,9 @@ pub fn consumer(consumer: &Consumer) -> Shown {
     }
     if let Some(backlog) = status.backlog {
         facts.push(Fact::count("backlog", backlog));
+    }
+    if let Some(counts) = &status.throughput {
+        facts.extend(throughput(counts));
     }
     if let Some(table) = consumer.spec.sink.as_ref().and_then(|s| s.table.as_ref()) {
         facts.push(Fact::text("table", table.clone()));

@@ -161,6 +161,32 @@ fn a_subscription_to_an_azure_queue_goes_through_the_relay_hop() {
 }
 
 #[test]
+fn throughput_and_relay_counts_show_when_status_has_them() {
+    let mut objects = orders("shop");
+    let counts = serde_json::json!({"processedPerMinute": 120, "failedPerMinute": 0, "deadLetteredPerMinute": 2,
+        "processed": 5230, "failed": 4, "deadLettered": 17, "pods": 2, "observedTime": "2026-12-06T15:00:00Z"});
+    let consumer = objects.consumers.iter_mut().find(|c| c.metadata.name.as_deref() == Some("inventory")).unwrap();
+    consumer.status.as_mut().unwrap().throughput = Some(serde_json::from_value(counts).unwrap());
+    let queue = objects.queues.iter_mut().find(|q| q.metadata.name.as_deref() == Some("notifications")).unwrap();
+    queue.spec.provider = crate::api::common::Provider::Azure;
+    let subscription = objects
+        .subscriptions
+        .iter_mut()
+        .find(|s| s.metadata.name.as_deref() == Some("orders-to-notifications"))
+        .unwrap();
+    subscription.status.as_mut().unwrap().relay = Some(
+        serde_json::from_value(serde_json::json!({"admitted": 40, "dropped": 3, "observedTime": "2026-12-06T15:00:00Z"}))
+            .unwrap(),
+    );
+    let text = render(&build(&objects), Format::Tree, false);
+    assert!(
+        text.contains("Consumer/inventory  ✓ Ready  processor inventory · replicas 2 · backlog 7 · processed/min 120 · failed/min 0 · dead-lettered/min 2 · processed 5230 · failed 4 · dead-lettered 17 · table orders"),
+        "{text}"
+    );
+    assert!(text.contains("Relay/orders-to-notifications  admitted 40 · dropped 3"), "{text}");
+}
+
+#[test]
 fn a_reference_to_an_object_not_there_is_a_missing_node() {
     let mut objects = orders("shop");
     objects.queues.retain(|q| q.metadata.name.as_deref() != Some("shipments"));
