@@ -42,10 +42,9 @@ pub struct ParseError {
 
 /// Every span of `text`: JSON lines, or one JSON document.
 pub fn parse(text: &str) -> Result<Vec<Span>, ParseError> {
-    let trimmed = text.trim_start();
-    let whole = trimmed.starts_with('{') && serde_json::from_str::<serde_json::Value>(trimmed).is_ok();
-    if whole {
-        return from_json(trimmed).map_err(|source| ParseError { line: 1, source });
+    // One document (a pretty-printed answer, or a single line) reads as a whole; lines otherwise.
+    if let Ok(spans) = from_json(text) {
+        return Ok(spans);
     }
     let mut spans = Vec::new();
     for (number, line) in text.lines().enumerate() {
