@@ -144,7 +144,10 @@ fn help_names_the_variables_of_the_libraries_and_those_passed_to_workers() {
 
 #[test]
 fn run_as_the_kubectl_plugin_the_same_subcommands_answer_under_its_name() {
-    assert_eq!(plugin_name("/usr/local/bin/kubectl-tributary"), Some("kubectl tributary"));
+    assert_eq!(
+        plugin_name("/usr/local/bin/kubectl-tributary"),
+        Some("kubectl tributary")
+    );
     assert_eq!(plugin_name("kubectl-tributary.exe"), Some("kubectl tributary"));
     assert_eq!(plugin_name("/usr/bin/tributary"), None);
     let command = command_for(Some("/usr/local/bin/kubectl-tributary"));
@@ -158,6 +161,9 @@ fn run_as_the_kubectl_plugin_the_same_subcommands_answer_under_its_name() {
     };
     assert_eq!(tree.namespace.as_deref(), Some("shop"));
     assert_eq!(tree.output, crate::inspect::render::Format::Mermaid);
-    let usage = command.try_get_matches_from(["kubectl-tributary", "nope"]).unwrap_err().to_string();
+    let usage = command
+        .try_get_matches_from(["kubectl-tributary", "nope"])
+        .unwrap_err()
+        .to_string();
     assert!(usage.contains("kubectl tributary"), "{usage}");
 }

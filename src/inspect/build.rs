@@ -33,13 +33,23 @@ pub fn build(objects: &Objects) -> Graph {
         add(&mut graph, NodeKind::Topic, topic, facts::topic(topic));
     }
     for stream in &objects.device_streams {
-        add(&mut graph, NodeKind::DeviceStream, stream, facts::device_stream(stream));
+        add(
+            &mut graph,
+            NodeKind::DeviceStream,
+            stream,
+            facts::device_stream(stream),
+        );
     }
     for queue in &objects.queues {
         add(&mut graph, NodeKind::Queue, queue, facts::queue(queue));
     }
     for dead_letter in &objects.dead_letters {
-        add(&mut graph, NodeKind::DeadLetter, dead_letter, facts::dead_letter(dead_letter));
+        add(
+            &mut graph,
+            NodeKind::DeadLetter,
+            dead_letter,
+            facts::dead_letter(dead_letter),
+        );
     }
     for subscription in &objects.subscriptions {
         subscription_hops(&mut graph, subscription, objects);
@@ -88,7 +98,13 @@ fn referenced(graph: &mut Graph, namespace: &str, kind: NodeKind, name: &str) ->
 }
 
 /// A hop that is no object, named `name`, belonging to an object of `namespace`.
-fn hop(graph: &mut Graph, namespace: &str, kind: NodeKind, name: &str, facts: Vec<super::graph::Fact>) -> usize {
+fn hop(
+    graph: &mut Graph,
+    namespace: &str,
+    kind: NodeKind,
+    name: &str,
+    facts: Vec<super::graph::Fact>,
+) -> usize {
     let id = Graph::id(namespace, kind, name);
     graph.node(&id, || Node {
         id: id.clone(),
@@ -103,7 +119,12 @@ fn hop(graph: &mut Graph, namespace: &str, kind: NodeKind, name: &str, facts: Ve
 /// Topic → Subscription → Queue, with the relay between them when the queue is on Azure.
 fn subscription_hops(graph: &mut Graph, subscription: &Subscription, objects: &Objects) {
     let namespace = subscription.namespace().unwrap_or_default();
-    let node = add(graph, NodeKind::Subscription, subscription, facts::subscription(subscription));
+    let node = add(
+        graph,
+        NodeKind::Subscription,
+        subscription,
+        facts::subscription(subscription),
+    );
     let spec = &subscription.spec;
     let topic = referenced(graph, &namespace, NodeKind::Topic, &spec.topic_ref.name);
     graph.edge(topic, node, None);
@@ -113,7 +134,10 @@ fn subscription_hops(graph: &mut Graph, subscription: &Subscription, objects: &O
             && q.name_any() == spec.queue_ref.name
             && q.spec.provider == Provider::Azure
     });
-    let relayed = subscription.status.as_ref().is_some_and(|s| s.relay_queue_url.is_some());
+    let relayed = subscription
+        .status
+        .as_ref()
+        .is_some_and(|s| s.relay_queue_url.is_some());
     if on_azure || relayed {
         let relay = hop(
             graph,
@@ -154,7 +178,13 @@ fn consumer_hops(graph: &mut Graph, consumer: &Consumer) {
         }
         if let Some(cosmos) = &sink.cosmos {
             let container = format!("{}/{}", cosmos.database, cosmos.container);
-            let sink = hop(graph, &namespace, NodeKind::Cosmos, &container, facts::cosmos(cosmos));
+            let sink = hop(
+                graph,
+                &namespace,
+                NodeKind::Cosmos,
+                &container,
+                facts::cosmos(cosmos),
+            );
             graph.edge(node, sink, Some("writes"));
         }
     }
@@ -175,7 +205,10 @@ fn queue_dead_letter(graph: &mut Graph, queue: &Queue, consumers: &[Consumer]) {
     let shown = consumers.iter().any(|c| {
         c.namespace().as_deref() == Some(namespace.as_str())
             && c.spec.source.queue_ref.as_ref().is_some_and(|q| q.name == name)
-            && c.spec.dead_letter_ref.as_ref().is_some_and(|d| d.name == target.target.name)
+            && c.spec
+                .dead_letter_ref
+                .as_ref()
+                .is_some_and(|d| d.name == target.target.name)
     });
     if shown {
         return;

@@ -108,11 +108,18 @@ pub fn subscription(subscription: &Subscription) -> Shown {
     let filter = match &subscription.spec.filter {
         None => "none (everything)".to_owned(),
         Some(filter) => {
-            let body = if filter.scope == FilterScope::MessageBody { "body: " } else { "" };
+            let body = if filter.scope == FilterScope::MessageBody {
+                "body: "
+            } else {
+                ""
+            };
             shorten(&format!("{body}{}", policy_summary(&filter.policy, "")))
         }
     };
-    (readiness(&status.common.conditions), vec![Fact::text("filter", filter)])
+    (
+        readiness(&status.common.conditions),
+        vec![Fact::text("filter", filter)],
+    )
 }
 
 /// The relay hop of a Subscription to an Azure Storage Queue: what its filter admitted and dropped.

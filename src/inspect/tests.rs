@@ -61,10 +61,25 @@ fn orders(ns: &str) -> Objects {
     let mut texts = ORDERS.to_vec();
     texts.push(CONSUMERS);
     Objects {
-        topics: objects(&texts, "Topic", ns, &with(serde_json::json!({"subscriptionsConfirmed": 3}))),
+        topics: objects(
+            &texts,
+            "Topic",
+            ns,
+            &with(serde_json::json!({"subscriptionsConfirmed": 3})),
+        ),
         subscriptions: objects(&texts, "Subscription", ns, &ready()),
-        queues: objects(&texts, "Queue", ns, &with(serde_json::json!({"depth": 7, "oldestMessageAgeSeconds": 185}))),
-        consumers: objects(&texts, "Consumer", ns, &with(serde_json::json!({"replicas": 2, "backlog": 7}))),
+        queues: objects(
+            &texts,
+            "Queue",
+            ns,
+            &with(serde_json::json!({"depth": 7, "oldestMessageAgeSeconds": 185})),
+        ),
+        consumers: objects(
+            &texts,
+            "Consumer",
+            ns,
+            &with(serde_json::json!({"replicas": 2, "backlog": 7})),
+        ),
         dead_letters: objects(&texts, "DeadLetter", ns, &with(serde_json::json!({"depth": 3}))),
         device_streams: Vec::new(),
     }
@@ -75,7 +90,12 @@ fn devices(ns: &str) -> Objects {
         "reason": "SecretNotFound", "message": "Secret devices-cosmos not found",
         "lastTransitionTime": "2026-12-06T15:00:00Z"}]});
     Objects {
-        device_streams: objects(&DEVICES, "DeviceStream", ns, &with(serde_json::json!({"partitions": 4}))),
+        device_streams: objects(
+            &DEVICES,
+            "DeviceStream",
+            ns,
+            &with(serde_json::json!({"partitions": 4})),
+        ),
         consumers: objects(&DEVICES, "Consumer", ns, &not_ready),
         dead_letters: objects(&DEVICES, "DeadLetter", ns, &serde_json::json!({})),
         ..Objects::default()
@@ -83,7 +103,11 @@ fn devices(ns: &str) -> Objects {
 }
 
 fn node<'a>(graph: &'a Graph, kind: NodeKind, name: &str) -> &'a graph::Node {
-    graph.nodes.iter().find(|n| n.kind == kind && n.name == name).unwrap()
+    graph
+        .nodes
+        .iter()
+        .find(|n| n.kind == kind && n.name == name)
+        .unwrap()
 }
 
 fn edge_labels(graph: &Graph, from: &str, to: &str) -> Vec<Option<String>> {
@@ -98,12 +122,30 @@ fn edge_labels(graph: &Graph, from: &str, to: &str) -> Vec<Option<String>> {
 #[test]
 fn the_order_pipeline_is_endpoint_consumer_topic_subscriptions_queues_consumers_dead_letter() {
     let graph = build(&orders("shop"));
-    assert_eq!(edge_labels(&graph, "Service/order-ack", "Consumer/order-ack"), [None]);
-    assert_eq!(edge_labels(&graph, "Consumer/order-ack", "Topic/orders"), [Some("publishes".into())]);
-    assert_eq!(edge_labels(&graph, "Topic/orders", "Subscription/orders-to-inventory"), [None]);
-    assert_eq!(edge_labels(&graph, "Subscription/orders-to-inventory", "Queue/inventory"), [None]);
-    assert_eq!(edge_labels(&graph, "Queue/inventory", "Consumer/inventory"), [None]);
-    assert_eq!(edge_labels(&graph, "Consumer/inventory", "DeadLetter/orders-dlq"), [Some("rejects".into())]);
+    assert_eq!(
+        edge_labels(&graph, "Service/order-ack", "Consumer/order-ack"),
+        [None]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Consumer/order-ack", "Topic/orders"),
+        [Some("publishes".into())]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Topic/orders", "Subscription/orders-to-inventory"),
+        [None]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Subscription/orders-to-inventory", "Queue/inventory"),
+        [None]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Queue/inventory", "Consumer/inventory"),
+        [None]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Consumer/inventory", "DeadLetter/orders-dlq"),
+        [Some("rejects".into())]
+    );
     // The queue's own redrive leads to the dead letter its Consumer already shows: not drawn twice.
     assert!(edge_labels(&graph, "Queue/inventory", "DeadLetter/orders-dlq").is_empty());
     assert_eq!(graph.roots(), [graph.find("shop/Service/order-ack").unwrap()]);
@@ -120,13 +162,28 @@ fn the_tree_shows_each_node_once_with_readiness_and_numbers() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "namespace shop");
     assert_eq!(lines[1], "Service/order-ack  port 8080 · auth api keys");
-    assert!(lines[2].starts_with("└─ Consumer/order-ack  ✓ Ready  processor order-ack · replicas 2 · backlog 7"), "{text}");
-    assert!(text.contains("Queue/inventory  ✓ Ready  on aws · depth 7 · oldest 3m05s"), "{text}");
-    assert!(text.contains("DeadLetter/orders-dlq  ✓ Ready  on aws · depth 3"), "{text}");
-    assert!(text.contains("publishes → Topic/orders  ↺ (shown above)"), "{text}");
+    assert!(
+        lines[2].starts_with("└─ Consumer/order-ack  ✓ Ready  processor order-ack · replicas 2 · backlog 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Queue/inventory  ✓ Ready  on aws · depth 7 · oldest 3m05s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DeadLetter/orders-dlq  ✓ Ready  on aws · depth 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("publishes → Topic/orders  ↺ (shown above)"),
+        "{text}"
+    );
     // Every object once in full, whatever the cycles (inventory publishes to the topic it drains).
     for name in ["Topic/orders ", "Queue/inventory ", "DeadLetter/orders-dlq "] {
-        let full = lines.iter().filter(|l| l.contains(name) && l.contains("✓ Ready")).count();
+        let full = lines
+            .iter()
+            .filter(|l| l.contains(name) && l.contains("✓ Ready"))
+            .count();
         assert_eq!(full, 1, "{name}: {text}");
     }
     assert!(!text.contains('\u{1b}'), "no colour when not asked");
@@ -145,18 +202,37 @@ fn a_device_stream_leads_to_its_consumer_and_the_cosmos_container_and_not_ready_
         [Some("writes".into())]
     );
     let text = render(&graph, Format::Tree, false);
-    assert!(text.contains("Consumer/device-processor  ✗ NotReady: SecretNotFound: Secret devices-cosmos not found"), "{text}");
+    assert!(
+        text.contains(
+            "Consumer/device-processor  ✗ NotReady: SecretNotFound: Secret devices-cosmos not found"
+        ),
+        "{text}"
+    );
     assert!(text.contains("DeadLetter/devices-dlq  … Pending"), "{text}");
 }
 
 #[test]
 fn a_subscription_to_an_azure_queue_goes_through_the_relay_hop() {
     let mut objects = orders("shop");
-    let queue = objects.queues.iter_mut().find(|q| q.metadata.name.as_deref() == Some("inventory")).unwrap();
+    let queue = objects
+        .queues
+        .iter_mut()
+        .find(|q| q.metadata.name.as_deref() == Some("inventory"))
+        .unwrap();
     queue.spec.provider = crate::api::common::Provider::Azure;
     let graph = build(&objects);
-    assert_eq!(edge_labels(&graph, "Subscription/orders-to-inventory", "Relay/orders-to-inventory"), [None]);
-    assert_eq!(edge_labels(&graph, "Relay/orders-to-inventory", "Queue/inventory"), [Some("to azure".into())]);
+    assert_eq!(
+        edge_labels(
+            &graph,
+            "Subscription/orders-to-inventory",
+            "Relay/orders-to-inventory"
+        ),
+        [None]
+    );
+    assert_eq!(
+        edge_labels(&graph, "Relay/orders-to-inventory", "Queue/inventory"),
+        [Some("to azure".into())]
+    );
     assert!(edge_labels(&graph, "Subscription/orders-to-inventory", "Queue/inventory").is_empty());
 }
 
@@ -165,9 +241,17 @@ fn throughput_and_relay_counts_show_when_status_has_them() {
     let mut objects = orders("shop");
     let counts = serde_json::json!({"processedPerMinute": 120, "failedPerMinute": 0, "deadLetteredPerMinute": 2,
         "processed": 5230, "failed": 4, "deadLettered": 17, "pods": 2, "observedTime": "2026-12-06T15:00:00Z"});
-    let consumer = objects.consumers.iter_mut().find(|c| c.metadata.name.as_deref() == Some("inventory")).unwrap();
+    let consumer = objects
+        .consumers
+        .iter_mut()
+        .find(|c| c.metadata.name.as_deref() == Some("inventory"))
+        .unwrap();
     consumer.status.as_mut().unwrap().throughput = Some(serde_json::from_value(counts).unwrap());
-    let queue = objects.queues.iter_mut().find(|q| q.metadata.name.as_deref() == Some("notifications")).unwrap();
+    let queue = objects
+        .queues
+        .iter_mut()
+        .find(|q| q.metadata.name.as_deref() == Some("notifications"))
+        .unwrap();
     queue.spec.provider = crate::api::common::Provider::Azure;
     let subscription = objects
         .subscriptions
@@ -175,25 +259,41 @@ fn throughput_and_relay_counts_show_when_status_has_them() {
         .find(|s| s.metadata.name.as_deref() == Some("orders-to-notifications"))
         .unwrap();
     subscription.status.as_mut().unwrap().relay = Some(
-        serde_json::from_value(serde_json::json!({"admitted": 40, "dropped": 3, "observedTime": "2026-12-06T15:00:00Z"}))
-            .unwrap(),
+        serde_json::from_value(
+            serde_json::json!({"admitted": 40, "dropped": 3, "observedTime": "2026-12-06T15:00:00Z"}),
+        )
+        .unwrap(),
     );
     let text = render(&build(&objects), Format::Tree, false);
     assert!(
         text.contains("Consumer/inventory  ✓ Ready  processor inventory · replicas 2 · backlog 7 · processed/min 120 · failed/min 0 · dead-lettered/min 2 · processed 5230 · failed 4 · dead-lettered 17 · table orders"),
         "{text}"
     );
-    assert!(text.contains("Relay/orders-to-notifications  admitted 40 · dropped 3"), "{text}");
+    assert!(
+        text.contains("Relay/orders-to-notifications  admitted 40 · dropped 3"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_reference_to_an_object_not_there_is_a_missing_node() {
     let mut objects = orders("shop");
-    objects.queues.retain(|q| q.metadata.name.as_deref() != Some("shipments"));
+    objects
+        .queues
+        .retain(|q| q.metadata.name.as_deref() != Some("shipments"));
     let graph = build(&objects);
-    assert_eq!(node(&graph, NodeKind::Queue, "shipments").ready, Readiness::Missing);
-    assert!(render(&graph, Format::Tree, false).contains("Queue/shipments  ✗ Missing (referenced, not found)"));
-    let scope = Scope::Object { namespace: "shop".into(), kind: NodeKind::Queue, name: "shipments".into() };
+    assert_eq!(
+        node(&graph, NodeKind::Queue, "shipments").ready,
+        Readiness::Missing
+    );
+    assert!(
+        render(&graph, Format::Tree, false).contains("Queue/shipments  ✗ Missing (referenced, not found)")
+    );
+    let scope = Scope::Object {
+        namespace: "shop".into(),
+        kind: NodeKind::Queue,
+        name: "shipments".into(),
+    };
     assert!(matches!(select(&graph, &scope), Err(Error::NotFound { .. })));
 }
 
@@ -208,9 +308,22 @@ fn a_named_object_selects_its_pipeline_and_a_namespace_its_own_objects() {
     let scope = scope(Some("ds/telemetry"), "shop", false).unwrap();
     let pipeline = select(&graph, &scope).unwrap();
     let names: Vec<&str> = pipeline.nodes.iter().map(|n| n.id.as_str()).collect();
-    assert_eq!(names, ["shop/DeviceStream/telemetry", "shop/DeadLetter/devices-dlq", "shop/Consumer/device-processor", "shop/Cosmos/telemetry/readings"]);
+    assert_eq!(
+        names,
+        [
+            "shop/DeviceStream/telemetry",
+            "shop/DeadLetter/devices-dlq",
+            "shop/Consumer/device-processor",
+            "shop/Cosmos/telemetry/readings"
+        ]
+    );
     let topic = select(&graph, &scope_of("Topic/orders")).unwrap();
-    assert_eq!(topic.nodes.len(), 13, "{:?}", topic.nodes.iter().map(|n| &n.id).collect::<Vec<_>>());
+    assert_eq!(
+        topic.nodes.len(),
+        13,
+        "{:?}",
+        topic.nodes.iter().map(|n| &n.id).collect::<Vec<_>>()
+    );
     assert!(build(&orders("elsewhere")).in_namespace("shop").nodes.is_empty());
     assert!(matches!(scope_bad("topics"), Error::BadTarget(_)));
     assert!(matches!(scope_bad("pod/x"), Error::BadTarget(_)));
@@ -245,7 +358,10 @@ fn masking_zeroes_live_numbers_and_keeps_the_rest() {
     let mut graph = build(&orders("shop"));
     graph.mask_counts();
     let text = render(&graph, Format::Tree, false);
-    assert!(text.contains("Queue/inventory  ✓ Ready  on aws · depth 0 · oldest 0s"), "{text}");
+    assert!(
+        text.contains("Queue/inventory  ✓ Ready  on aws · depth 0 · oldest 0s"),
+        "{text}"
+    );
     assert!(text.contains("port 8080"), "spec values stay: {text}");
 }
 
@@ -255,21 +371,35 @@ fn json_dot_and_mermaid_hold_every_node_and_edge() {
     let json: serde_json::Value = serde_json::from_str(&render(&graph, Format::Json, false)).unwrap();
     assert_eq!(json["nodes"].as_array().unwrap().len(), graph.nodes.len());
     assert_eq!(json["edges"].as_array().unwrap().len(), graph.edges.len());
-    let queue = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "shop/Queue/inventory").unwrap();
+    let queue = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "shop/Queue/inventory")
+        .unwrap();
     assert_eq!(queue["ready"]["status"], "ready");
-    assert_eq!(queue["facts"][1], serde_json::json!({"label": "depth", "value": 7}));
+    assert_eq!(
+        queue["facts"][1],
+        serde_json::json!({"label": "depth", "value": 7})
+    );
     assert!(json["edges"].as_array().unwrap().contains(&serde_json::json!(
         {"from": "shop/Consumer/order-ack", "to": "shop/Topic/orders", "label": "publishes"})));
 
     let dot = render(&graph, Format::Dot, false);
     assert!(dot.starts_with("digraph tributary {"));
-    assert!(dot.contains("\"shop/Consumer/order-ack\" -> \"shop/Topic/orders\" [label=\"publishes\"];"), "{dot}");
+    assert!(
+        dot.contains("\"shop/Consumer/order-ack\" -> \"shop/Topic/orders\" [label=\"publishes\"];"),
+        "{dot}"
+    );
     assert_eq!(dot.matches(" -> ").count(), graph.edges.len());
 
     let mermaid = render(&graph, Format::Mermaid, false);
     assert!(mermaid.starts_with("flowchart LR\n"));
     assert_eq!(mermaid.matches("-->").count(), graph.edges.len());
-    assert!(mermaid.contains("Queue/inventory<br/>✓ Ready<br/>on aws · depth 7 · oldest 3m05s"), "{mermaid}");
+    assert!(
+        mermaid.contains("Queue/inventory<br/>✓ Ready<br/>on aws · depth 7 · oldest 3m05s"),
+        "{mermaid}"
+    );
 }
 
 #[test]
@@ -287,7 +417,10 @@ fn readiness_comes_from_the_ready_condition() {
     assert_eq!(facts::readiness(&[condition("True")]), Readiness::Ready);
     assert_eq!(
         facts::readiness(&[condition("False")]),
-        Readiness::NotReady { reason: "QueueMissing".into(), message: "the queue is gone".into() }
+        Readiness::NotReady {
+            reason: "QueueMissing".into(),
+            message: "the queue is gone".into()
+        }
     );
     assert_eq!(facts::readiness(&[]), Readiness::Pending);
 }
@@ -324,13 +457,71 @@ fn order_spans() -> String {
         {"key": "http.response.status_code", "value": {"intValue": "202"}}]);
     let none = serde_json::json!([]);
     [
-        otlp_line("order-ack", &[(TRACE, "00000000000000a1", "", "POST /orders", 1000, 1012, order)]),
-        otlp_line("inventory", &[(TRACE, "00000000000000b2", "00000000000000a1", "process", 1040, 1060, none.clone())]),
-        otlp_line("notification", &[(TRACE, "00000000000000c3", "00000000000000a1", "process", 1030, 1035, none.clone())]),
-        otlp_line("shipment", &[(TRACE, "00000000000000d4", "00000000000000b2", "process", 1090, 1100, none.clone())]),
+        otlp_line(
+            "order-ack",
+            &[(TRACE, "00000000000000a1", "", "POST /orders", 1000, 1012, order)],
+        ),
+        otlp_line(
+            "inventory",
+            &[(
+                TRACE,
+                "00000000000000b2",
+                "00000000000000a1",
+                "process",
+                1040,
+                1060,
+                none.clone(),
+            )],
+        ),
+        otlp_line(
+            "notification",
+            &[(
+                TRACE,
+                "00000000000000c3",
+                "00000000000000a1",
+                "process",
+                1030,
+                1035,
+                none.clone(),
+            )],
+        ),
+        otlp_line(
+            "shipment",
+            &[(
+                TRACE,
+                "00000000000000d4",
+                "00000000000000b2",
+                "process",
+                1090,
+                1100,
+                none.clone(),
+            )],
+        ),
         // Another order's trace, and the same span exported twice.
-        otlp_line("inventory", &[("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "00000000000000e5", "", "process", 1, 2, none.clone())]),
-        otlp_line("shipment", &[(TRACE, "00000000000000d4", "00000000000000b2", "process", 1090, 1100, none)]),
+        otlp_line(
+            "inventory",
+            &[(
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "00000000000000e5",
+                "",
+                "process",
+                1,
+                2,
+                none.clone(),
+            )],
+        ),
+        otlp_line(
+            "shipment",
+            &[(
+                TRACE,
+                "00000000000000d4",
+                "00000000000000b2",
+                "process",
+                1090,
+                1100,
+                none,
+            )],
+        ),
     ]
     .join("\n")
 }
@@ -356,11 +547,21 @@ fn an_order_is_found_by_its_id_and_its_hops_follow_parent_then_start_time() {
             (2, "shipment", 90.0, 10.0)
         ]
     );
-    assert_eq!(trace::journey::find(&spans, TRACE), journeys, "a trace id names the same journey");
+    assert_eq!(
+        trace::journey::find(&spans, TRACE),
+        journeys,
+        "a trace id names the same journey"
+    );
     assert!(trace::journey::find(&spans, "o-unknown").is_empty());
     let text = trace::journey::render("o-abc", &journeys);
-    assert!(text.starts_with(&format!("o-abc  trace {TRACE}  4 spans over 100.0 ms\n")), "{text}");
-    assert!(text.contains("    +90.0 ms    10.0 ms      shipment: process\n"), "{text}");
+    assert!(
+        text.starts_with(&format!("o-abc  trace {TRACE}  4 spans over 100.0 ms\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("    +90.0 ms    10.0 ms      shipment: process\n"),
+        "{text}"
+    );
 }
 
 #[test]

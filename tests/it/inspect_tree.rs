@@ -52,22 +52,29 @@ async fn masked_tree(bed: &OrderBed) -> String {
 /// The `depth` a node shows.
 fn depth(graph: &Graph, kind: NodeKind, name: &str) -> Option<i64> {
     let node = graph.nodes.iter().find(|n| n.kind == kind && n.name == name)?;
-    node.facts.iter().find(|f| f.label == "depth").and_then(|f| match f.value {
-        Value::Count(count) => Some(count),
-        _ => None,
-    })
+    node.facts
+        .iter()
+        .find(|f| f.label == "depth")
+        .and_then(|f| match f.value {
+            Value::Count(count) => Some(count),
+            _ => None,
+        })
 }
 
 /// Waits until the inventory Queue and the DeadLetter show these depths.
 async fn wait_depths(bed: &OrderBed, queue: i64, dead_letter: i64) {
-    common::eventually(&format!("inventory depth {queue}, dead letter depth {dead_letter}"), CONVERGE, || async {
-        let graph = graph(bed).await;
-        let seen = (
-            depth(&graph, NodeKind::Queue, "inventory"),
-            depth(&graph, NodeKind::DeadLetter, "orders-dlq"),
-        );
-        (seen == (Some(queue), Some(dead_letter))).then_some(())
-    })
+    common::eventually(
+        &format!("inventory depth {queue}, dead letter depth {dead_letter}"),
+        CONVERGE,
+        || async {
+            let graph = graph(bed).await;
+            let seen = (
+                depth(&graph, NodeKind::Queue, "inventory"),
+                depth(&graph, NodeKind::DeadLetter, "orders-dlq"),
+            );
+            (seen == (Some(queue), Some(dead_letter))).then_some(())
+        },
+    )
     .await;
 }
 
@@ -92,11 +99,23 @@ async fn tree_of_the_order_pipeline_matches_its_golden_output_and_its_depths_fol
         .env("KUBECONFIG", common::var("KUBECONFIG"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let ids: Vec<&str> = json["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
     let expected = graph(&bed).await;
-    assert_eq!(ids, expected.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        expected.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>()
+    );
 
     // The flow: inventory stopped, 6 good orders and 2 for a product the catalogue lacks.
     bed.workers.remove("inventory");
@@ -104,7 +123,11 @@ async fn tree_of_the_order_pipeline_matches_its_golden_output_and_its_depths_fol
     for i in 0..8 {
         let product = if i < 6 { "a" } else { "missing" };
         let order = bed.order(&format!("flow-{i}"), product, 1);
-        ids.push(bed.poster.post(&order, Duration::from_millis(200), CONVERGE).await);
+        ids.push(
+            bed.poster
+                .post(&order, Duration::from_millis(200), CONVERGE)
+                .await,
+        );
     }
     wait_depths(&bed, 8, 0).await;
     bed.start_worker("inventory", &common::var("AWS_ENDPOINT_URL"));
@@ -118,14 +141,16 @@ async fn tree_of_the_order_pipeline_matches_its_golden_output_and_its_depths_fol
 async fn trace_of_one_order_shows_its_hops_across_the_processors() {
     let _shared = common::shared().await;
     let started = Instant::now();
-    let otel = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "target/faults/trace-otel-{}",
-        std::process::id()
-    ));
+    let otel = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/faults/trace-otel-{}", std::process::id()));
     let collector = Collector::start_exporting(&otel, true).await;
-    let bed = OrderBed::start_exporting("trace", |text| text.to_owned(), Some(collector.endpoint.clone())).await;
+    let bed =
+        OrderBed::start_exporting("trace", |text| text.to_owned(), Some(collector.endpoint.clone())).await;
     let order = bed.order("traced", "a", 1);
-    let id = bed.poster.post(&order, Duration::from_millis(200), CONVERGE).await;
+    let id = bed
+        .poster
+        .post(&order, Duration::from_millis(200), CONVERGE)
+        .await;
     bed.wait_shipped(std::slice::from_ref(&id), CONVERGE).await;
 
     let spans = otel.join("spans.jsonl");
@@ -144,17 +169,31 @@ async fn trace_of_one_order_shows_its_hops_across_the_processors() {
     .await;
     let services: Vec<(u64, &str, &str)> = journey
         .iter()
-        .map(|h| (h["depth"].as_u64().unwrap(), h["service"].as_str().unwrap(), h["name"].as_str().unwrap()))
+        .map(|h| {
+            (
+                h["depth"].as_u64().unwrap(),
+                h["service"].as_str().unwrap(),
+                h["name"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(services[0], (0, "order-ack", "POST /orders"), "{services:?}");
     let depths = |service: &str| -> Vec<u64> {
-        services.iter().filter(|(_, s, _)| *s == service).map(|(d, _, _)| *d).collect()
+        services
+            .iter()
+            .filter(|(_, s, _)| *s == service)
+            .map(|(d, _, _)| *d)
+            .collect()
     };
     assert_eq!(depths("inventory"), [1], "{services:?}");
     assert_eq!(depths("shipment"), [2], "{services:?}");
     let mut notifications = depths("notification");
     notifications.sort_unstable();
-    assert_eq!(notifications, [1, 3], "OrderPlaced's and OrderShipped's: {services:?}");
+    assert_eq!(
+        notifications,
+        [1, 3],
+        "OrderPlaced's and OrderShipped's: {services:?}"
+    );
 
     let text = Command::new(common::tributary_bin())
         .args(["trace", &id, "--spans"])

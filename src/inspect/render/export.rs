@@ -86,10 +86,18 @@ pub fn dot(graph: &Graph) -> String {
 /// A Mermaid flowchart, left to right; node ids are `n0`, `n1`, … (object names may hold any character
 /// Mermaid's ids do not take).
 pub fn mermaid(graph: &Graph) -> String {
-    let escape = |text: &str| text.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;");
+    let escape = |text: &str| {
+        text.replace('"', "#quot;")
+            .replace('<', "#lt;")
+            .replace('>', "#gt;")
+    };
     let mut out = String::from("flowchart LR\n");
     for (index, node) in graph.nodes.iter().enumerate() {
-        let label = lines(node).iter().map(|l| escape(l)).collect::<Vec<_>>().join("<br/>");
+        let label = lines(node)
+            .iter()
+            .map(|l| escape(l))
+            .collect::<Vec<_>>()
+            .join("<br/>");
         out.push_str(&format!("  n{index}[\"{label}\"]\n"));
     }
     for edge in &graph.edges {

@@ -25,7 +25,11 @@ pub fn render(graph: &Graph, color: bool) -> String {
         let node = &graph.nodes[root];
         if namespace != Some(node.namespace.as_str()) {
             namespace = Some(&node.namespace);
-            let _ = writeln!(out, "{}", paint.style(BOLD, &format!("namespace {}", node.namespace)));
+            let _ = writeln!(
+                out,
+                "{}",
+                paint.style(BOLD, &format!("namespace {}", node.namespace))
+            );
         }
         let mut walk = Walk {
             graph,
@@ -65,8 +69,12 @@ impl Walk<'_> {
     /// Writes node `index` after `lead` (its branch), then its children under `indent`.
     fn node(&mut self, index: usize, lead: &str, indent: &str, label: Option<&str>) {
         let node = &self.graph.nodes[index];
-        let via = label.map(|l| self.paint.style(DIM, &format!("{l} → "))).unwrap_or_default();
-        let name = self.paint.style(BOLD, &format!("{}/{}", node.kind.label(), node.name));
+        let via = label
+            .map(|l| self.paint.style(DIM, &format!("{l} → ")))
+            .unwrap_or_default();
+        let name = self
+            .paint
+            .style(BOLD, &format!("{}/{}", node.kind.label(), node.name));
         if std::mem::replace(&mut self.shown[index], true) {
             let again = self.paint.style(DIM, "↺ (shown above)");
             let _ = writeln!(self.out, "{lead}{via}{name}  {again}");
@@ -91,8 +99,17 @@ impl Walk<'_> {
         let children = self.graph.children(index);
         let last = children.len().saturating_sub(1);
         for (position, (child, label)) in children.into_iter().enumerate() {
-            let (branch, rest) = if position == last { ("└─ ", "   ") } else { ("├─ ", "│  ") };
-            self.node(child, &format!("{indent}{branch}"), &format!("{indent}{rest}"), label);
+            let (branch, rest) = if position == last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            self.node(
+                child,
+                &format!("{indent}{branch}"),
+                &format!("{indent}{rest}"),
+                label,
+            );
         }
     }
 }

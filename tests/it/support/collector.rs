@@ -50,7 +50,10 @@ impl Collector {
         let config = dir.join("otelcol.yaml");
         let (file, exporters) = if to_file {
             let path = dir.join("spans.jsonl");
-            let file = format!("  file:\n    path: {}\n    flush_interval: 100ms\n", path.display());
+            let file = format!(
+                "  file:\n    path: {}\n    flush_interval: 100ms\n",
+                path.display()
+            );
             (file, "[debug, file]")
         } else {
             (String::new(), "[debug]")
