@@ -239,6 +239,12 @@ spec:
   deadLetter: {ref: {name: orders-dlq}, maxReceiveCount: 0}
 YAML
 
+echo
+echo "== Both pipelines as \`tributary tree\` shows them (also \`kubectl tributary tree\`: docs/pipeline-view.md):"
+for pipeline in orders devices; do
+	"$bin" tree -n "$pipeline" | sed 's/^/  /'
+done
+
 cat <<MSG
 
 == The test bed is up (the controller and workers stop now). In your shell:

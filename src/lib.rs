@@ -13,6 +13,7 @@ pub mod cloud;
 pub mod controller;
 /// The SNS filter-policy engine: its own crate (`crates/sns-filter`), under its old path.
 pub use sns_filter as filter;
+pub mod inspect;
 pub mod operate;
 pub mod tls;
 pub mod webhook;

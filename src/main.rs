@@ -67,6 +67,8 @@ fn main() -> anyhow::Result<ExitCode> {
             secret,
         }) => return apikey_new(&name, principal.as_deref(), &secret),
         Command::Filter(filter) => return Ok(filter.run()),
+        Command::Tree(args) => tokio::runtime::Runtime::new()?.block_on(tree(args))?,
+        Command::Trace(args) => return trace(&args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -89,6 +91,51 @@ fn apikey_new(name: &str, principal: Option<&str>, secret: &str) -> anyhow::Resu
          Clients send: Authorization: Bearer <key>   or   X-API-Key: <key>",
         entry = new.entry
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tributary tree`: the pipeline graph of the objects the kubeconfig's user may list.
+async fn tree(args: tributary::cli::inspect::TreeArgs) -> anyhow::Result<()> {
+    use tributary::inspect;
+    let client = kube::Client::try_default().await?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let scope = inspect::scope(args.target.as_deref(), &namespace, args.all_namespaces)?;
+    let text = inspect::tree(&client, &scope, args.output, args.color.on_stdout()).await?;
+    print!("{text}");
+    Ok(())
+}
+
+/// `tributary trace`: the journeys of one order (exit 1 when its spans are not found).
+fn trace(args: &tributary::cli::inspect::TraceArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    use tributary::{cli::inspect::TraceFormat, inspect::trace};
+    let mut spans = Vec::new();
+    for path in &args.spans {
+        let mut text = String::new();
+        if path.as_os_str() == "-" {
+            std::io::stdin().read_to_string(&mut text)?;
+        } else {
+            text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        }
+        spans.extend(trace::spans::parse(&text).with_context(|| format!("in {}", path.display()))?);
+    }
+    let journeys = trace::journey::find(&spans, &args.key);
+    if journeys.is_empty() {
+        eprintln!(
+            "no spans of {} among the {} read (an order is found by the `{}` attribute of its POST /orders span)",
+            args.key,
+            spans.len(),
+            trace::journey::ORDER_ID
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    match args.output {
+        TraceFormat::Text => print!("{}", trace::journey::render(&args.key, &journeys)),
+        TraceFormat::Json => println!("{}", serde_json::to_string_pretty(&journeys)?),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,8 @@
 #
 #   Go modules:    kube (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl), etcd, kwok,
 #                  helm, cosmium, argocd-lua (gopher-lua), otelcol (OpenTelemetry Collector: OTLP receiver,
-#                  debug exporter), promtool (Prometheus: checks and unit-tests the chart's alerting rules)
+#                  debug and file exporters), promtool (Prometheus: checks and unit-tests the chart's alerting
+#                  rules)
 #   PyPI:          moto[server]
 #   npm:           azurite
 #   Maven Central: Apache Kafka (broker, KRaft mode), ElasticMQ (SQS-compatible, fast, message-move tasks)
@@ -81,8 +82,8 @@ go_tool helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.versi
 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
 # Argo CD's Lua interpreter (gopher-lua) behind a small runner of health scripts (testbed/tools/argocd-lua).
 go_tool argocd-lua .
-# An OpenTelemetry Collector of the core OTLP receiver and debug exporter (testbed/tools/otelcol), which the
-# tracing tests export to.
+# An OpenTelemetry Collector of the core OTLP receiver, the debug exporter and the contrib file exporter
+# (testbed/tools/otelcol), which the tracing tests export to.
 go_tool otelcol .
 # promtool from the Prometheus module (testbed/tools/promtool), which the chart's rule checks run
 # (tests/it/chart/rules.rs). Built without service discovery (tag remove_all_sd): the rule commands need

@@ -26,6 +26,16 @@ pub use super::http_source::HttpSource;
     printcolumn(name = "Processor", type_ = "string", json_path = ".spec.processor"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
+    printcolumn(
+        name = "Processed/min",
+        type_ = "integer",
+        json_path = ".status.throughput.processedPerMinute"
+    ),
+    printcolumn(
+        name = "DeadLettered/min",
+        type_ = "integer",
+        json_path = ".status.throughput.deadLetteredPerMinute"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.processor) != has(self.image)").message("set exactly one of spec.processor (a built-in processor) and spec.image (a custom worker image)"))]
@@ -236,6 +246,41 @@ pub struct Scaling {
     #[serde(default = "default_stabilization")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_stabilization_seconds: i32,
+    /// Spike filter and age signal (issue 23): flattened so the fields sit beside the ones above.
+    #[serde(flatten)]
+    pub signals: ScalingSignals,
+}
+
+/// What scaling looks at besides the message count, and how long an ask must last before it is followed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSignals {
+    /// Consecutive observations (one per scaling interval, 15 s by default) that must all ask for more
+    /// replicas before replicas are added (1 to 20); the count added is the least of those asks, so a
+    /// backlog that spikes for one observation adds none. 1 follows every observation. Default 2. Going
+    /// from zero to one replica, or up to `minReplicas`, is never delayed.
+    #[serde(default = "default_scale_up_observations")]
+    #[schemars(range(min = 1, max = 20))]
+    pub scale_up_observations: i32,
+    /// Age in seconds of the oldest message above which one replica is added per decision even when the
+    /// count is under target (1 to 1209600), up to `maxReplicas`. Only where the cloud reports that age
+    /// (Azure Storage Queues; SQS does not, see docs/kinds/consumer.md). Unset: the age is not a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_209_600))]
+    pub max_oldest_message_age_seconds: Option<i32>,
+}
+
+impl Default for ScalingSignals {
+    fn default() -> Self {
+        Self {
+            scale_up_observations: default_scale_up_observations(),
+            max_oldest_message_age_seconds: None,
+        }
+    }
+}
+
+fn default_scale_up_observations() -> i32 {
+    2
 }
 
 impl Default for Scaling {
@@ -245,6 +290,7 @@ impl Default for Scaling {
             max_replicas: default_max_replicas(),
             target_backlog_per_replica: default_target_backlog(),
             scale_down_stabilization_seconds: default_stabilization(),
+            signals: ScalingSignals::default(),
         }
     }
 }
@@ -262,8 +308,9 @@ fn default_stabilization() -> i32 {
     60
 }
 
-/// Observed state of a Consumer. Message counts are not kept here but in the workers' `/metrics`
-/// (`tributary_worker_messages_*_total`): a count in status would rewrite the object for every message.
+/// Observed state of a Consumer. Message counts come from the workers' `/metrics`
+/// (`tributary_worker_messages_*_total`), read by the controller at a bounded rate into `throughput`:
+/// a count written per message would rewrite the object for every message.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
@@ -279,6 +326,37 @@ pub struct ConsumerStatus {
     /// The last change of the replica count, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale: Option<ScaleDecision>,
+    /// Message rates and totals read from the workers' metrics; absent until first read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Throughput>,
+}
+
+/// Message counts of a Consumer's workers, read by the controller from each worker pod's `/metrics` at
+/// most once per scrape interval (`--throughput-interval-seconds`, default 60) and written only when
+/// they changed. The rates are absent until two reads make a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Throughput {
+    /// Messages processed per minute over the last observation window (the previous read to
+    /// `observedTime`), counted by the pods read at both ends or started within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_per_minute: Option<i64>,
+    /// Failed processing attempts (retried later, or dead-lettered) per minute over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_per_minute: Option<i64>,
+    /// Messages dead-lettered per minute over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_lettered_per_minute: Option<i64>,
+    /// Messages processed, summed over the pods read (each pod counts from its start).
+    pub processed: i64,
+    /// Failed processing attempts, summed over the pods read.
+    pub failed: i64,
+    /// Messages dead-lettered, summed over the pods read.
+    pub dead_lettered: i64,
+    /// Pods whose metrics were read.
+    pub pods: i32,
+    /// When the metrics were read (RFC 3339).
+    pub observed_time: String,
 }
 
 /// A change of a Consumer's replica count.

@@ -123,4 +123,20 @@ pub struct SubscriptionStatus {
     /// `<name>-relay` sends the messages the filter admits on to the Storage Queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_queue_url: Option<String>,
+    /// For a Queue on azure: what the relay let through and filtered out, from its workers' metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayCounts>,
+}
+
+/// Messages the relay of a Subscription to a Queue on azure has handled, summed over its pods (each pod
+/// counts from its start), read by the controller from the pods' `/metrics` at a bounded rate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayCounts {
+    /// Messages the filter admitted and the relay sent on to the Storage Queue.
+    pub admitted: i64,
+    /// Messages the filter did not match, dropped (SNS would not have delivered them either).
+    pub dropped: i64,
+    /// When the metrics were read (RFC 3339).
+    pub observed_time: String,
 }

@@ -8,6 +8,7 @@
 //! client's) stay with them; each subcommand's `--help` names them after its flags.
 
 pub mod controller;
+pub mod inspect;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ pub enum Command {
     /// API keys of the order endpoint.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Print the pipeline graph of a namespace or of one object: every hop with Ready (and why not),
+    /// depths, ages, backlogs and rates from status. Reads the objects with your kubeconfig.
+    #[command(after_help = "Also the kubectl plugin `kubectl tributary tree` (kubectl-tributary on PATH).")]
+    Tree(inspect::TreeArgs),
+    /// Print one order's journey across the processors (each hop, its start and duration) from the
+    /// spans the workers exported.
+    Trace(inspect::TraceArgs),
 }
 
 /// Settings of `tributary webhook`.
@@ -110,11 +118,32 @@ fn webhook_after_help() -> String {
 /// The command line of this process; a bad value's error names the flag's variable too, since a value
 /// from the environment is easily mistaken for one on the command line.
 pub fn parse() -> Cli {
-    Cli::try_parse().unwrap_or_else(|error| {
+    let argv0 = std::env::args_os().next();
+    let command = command_for(argv0.as_deref().and_then(std::ffi::OsStr::to_str));
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    parsed.unwrap_or_else(|error| {
         let subcommand = std::env::args_os().nth(1);
         let subcommand = subcommand.as_deref().and_then(std::ffi::OsStr::to_str);
         name_the_variable(error, subcommand).exit()
     })
+}
+
+/// The command line, named as it was invoked: `kubectl tributary` when run as the kubectl plugin (the
+/// binary or a link to it named `kubectl-tributary`), so usage and errors show what the user typed.
+pub fn command_for(argv0: Option<&str>) -> clap::Command {
+    let command = Cli::command();
+    match argv0.and_then(plugin_name) {
+        Some(name) => command.name(name).bin_name(name),
+        None => command,
+    }
+}
+
+/// `kubectl tributary` when `argv0`'s file name is `kubectl-tributary` (with any extension).
+pub fn plugin_name(argv0: &str) -> Option<&'static str> {
+    let file = std::path::Path::new(argv0).file_stem()?.to_str()?;
+    (file == "kubectl-tributary").then_some("kubectl tributary")
 }
 
 /// `error` with the environment variable of the flag it is about, looked up in `subcommand`.

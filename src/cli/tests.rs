@@ -141,3 +141,29 @@ fn help_names_the_variables_of_the_libraries_and_those_passed_to_workers() {
     let help = subcommand("worker").render_long_help().to_string();
     assert!(help.contains("OTEL_TRACES_SAMPLER") && help.contains("[env: AZURE_STORAGE_KEY]"));
 }
+
+#[test]
+fn run_as_the_kubectl_plugin_the_same_subcommands_answer_under_its_name() {
+    assert_eq!(
+        plugin_name("/usr/local/bin/kubectl-tributary"),
+        Some("kubectl tributary")
+    );
+    assert_eq!(plugin_name("kubectl-tributary.exe"), Some("kubectl tributary"));
+    assert_eq!(plugin_name("/usr/bin/tributary"), None);
+    let command = command_for(Some("/usr/local/bin/kubectl-tributary"));
+    let matches = command
+        .clone()
+        .try_get_matches_from(["kubectl-tributary", "tree", "-n", "shop", "-o", "mermaid"])
+        .unwrap();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
+    let Command::Tree(tree) = cli.command else {
+        panic!("not tree")
+    };
+    assert_eq!(tree.namespace.as_deref(), Some("shop"));
+    assert_eq!(tree.output, crate::inspect::render::Format::Mermaid);
+    let usage = command
+        .try_get_matches_from(["kubectl-tributary", "nope"])
+        .unwrap_err()
+        .to_string();
+    assert!(usage.contains("kubectl tributary"), "{usage}");
+}

@@ -33,6 +33,7 @@ mod faults_worker;
 mod filter_differential;
 mod filter_webhook;
 mod image;
+mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;

@@ -68,6 +68,7 @@ mod tests {
             max_replicas: max,
             target_backlog_per_replica: target,
             scale_down_stabilization_seconds: 60,
+            ..Scaling::default()
         }
     }
 

@@ -199,6 +199,7 @@ async fn place<S: OrderStore, P: Publisher>(
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         request_id = %request_id.0,
+        order.id = tracing::field::Empty,
     );
     continue_trace(&span, headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
     let response = match place_order(&ingress, &principal.0, &headers, body)
@@ -247,6 +248,8 @@ async fn place_order<S: OrderStore, P: Publisher>(
     let request = body.map_err(|rejection| rejected(&rejection))?.0;
     request.validate().map_err(ApiError::BadRequest)?;
     let order_id = request.order_id(principal, || random_id(10));
+    // What `tributary trace <order-id>` finds the order's trace by.
+    tracing::Span::current().record("order.id", order_id.as_str());
     let incoming = headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())

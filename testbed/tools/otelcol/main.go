@@ -1,10 +1,13 @@
-// A minimal OpenTelemetry Collector for the tests: the core OTLP receiver and the debug exporter, built
-// from the collector's own modules the way its builder (ocb) assembles a distribution. The tests start it
-// with an OTLP/HTTP receiver on 127.0.0.1 and read the spans it prints (debug exporter, detailed).
+// A minimal OpenTelemetry Collector for the tests: the core OTLP receiver, the debug exporter and the
+// contrib file exporter, built from the collector's own modules the way its builder (ocb) assembles a
+// distribution. The tests start it with an OTLP/HTTP receiver on 127.0.0.1 and read the spans it prints
+// (debug exporter, detailed) or writes as OTLP JSON lines (file exporter: what `tributary trace` reads).
 package main
 
 import (
 	"log"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
@@ -22,7 +25,7 @@ func factories() (otelcol.Factories, error) {
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
-	exporters, err := otelcol.MakeFactoryMap[exporter.Factory](debugexporter.NewFactory())
+	exporters, err := otelcol.MakeFactoryMap[exporter.Factory](debugexporter.NewFactory(), fileexporter.NewFactory())
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
@@ -37,7 +40,7 @@ func main() {
 	settings := otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{
 			Command:     "otelcol",
-			Description: "Tributary test bed collector (OTLP receiver, debug exporter)",
+			Description: "Tributary test bed collector (OTLP receiver, debug and file exporters)",
 			Version:     "0.165.0",
 		},
 		Factories: factories,

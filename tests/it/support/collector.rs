@@ -39,16 +39,32 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector whose files live in `dir`, and waits until it accepts OTLP.
     pub async fn start(dir: &Path) -> Self {
+        Self::start_exporting(dir, false).await
+    }
+
+    /// [`Collector::start`], also writing the spans as OTLP JSON lines to `dir/spans.jsonl` (its file
+    /// exporter: what `tributary trace` reads) when `to_file`.
+    pub async fn start_exporting(dir: &Path, to_file: bool) -> Self {
         let port = super::free_port();
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("otelcol.yaml");
+        let (file, exporters) = if to_file {
+            let path = dir.join("spans.jsonl");
+            let file = format!(
+                "  file:\n    path: {}\n    flush_interval: 100ms\n",
+                path.display()
+            );
+            (file, "[debug, file]")
+        } else {
+            (String::new(), "[debug]")
+        };
         std::fs::write(
             &config,
             format!(
                 "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\n\
-                 exporters:\n  debug:\n    verbosity: detailed\n\
+                 exporters:\n  debug:\n    verbosity: detailed\n{file}\
                  service:\n  telemetry:\n    metrics:\n      level: none\n\
-                 \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n"
+                 \x20 pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: {exporters}\n"
             ),
         )
         .unwrap();

@@ -74,6 +74,8 @@ pub struct OrderBed {
     pub workers: BTreeMap<&'static str, Worker>,
     /// POSTs orders to the order endpoint.
     pub poster: Poster,
+    /// Where workers started from now on export their spans (`OTEL_EXPORTER_OTLP_ENDPOINT`); none: off.
+    pub otlp: Option<String>,
     controller: Option<super::RunningController>,
 }
 
@@ -121,6 +123,11 @@ impl OrderBed {
     /// Provisions the example in a new namespace (`edit` may change each file's text first), waits for
     /// its Consumers and starts the four workers against moto.
     pub async fn start(prefix: &str, edit: impl Fn(&str) -> String) -> Self {
+        Self::start_exporting(prefix, edit, None).await
+    }
+
+    /// [`OrderBed::start`] with the workers exporting their spans to `otlp` (an OTLP/HTTP endpoint).
+    pub async fn start_exporting(prefix: &str, edit: impl Fn(&str) -> String, otlp: Option<String>) -> Self {
         let client = super::kube_client().await;
         super::install_crds(&client).await;
         let ns = super::namespace(&client, prefix).await;
@@ -168,6 +175,7 @@ impl OrderBed {
                 http,
                 base: format!("http://127.0.0.1:{ingress_port}"),
             },
+            otlp,
             controller: Some(controller),
         };
         for name in WORKERS {
@@ -193,7 +201,11 @@ impl OrderBed {
             .append(true)
             .open(self.work.join(format!("{name}.log")))
             .unwrap();
-        let child = Command::new(super::tributary_bin())
+        let mut command = Command::new(super::tributary_bin());
+        if let Some(otlp) = &self.otlp {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp);
+        }
+        let child = command
             .args(["worker", "--config"])
             .arg(&self.configs[name])
             .env("AWS_ENDPOINT_URL", endpoint)
