@@ -38,12 +38,17 @@ async fn test_processor() -> (u16, Log, tokio::task::JoinHandle<()>) {
 /// A worker configuration for processor container delivering to the test processor on `port`, with the
 /// source block given (YAML, indented under `source:`) and the rest of the contract's settings.
 fn config(source: &str, port: u16, extra: &str) -> String {
+    let ready = format!("  readyUrl: http://127.0.0.1:{port}/healthz\n");
+    config_at(source, port, &ready, common::free_port(), extra)
+}
+
+/// [`config`] with the `readyUrl` line given (or none) and `/readyz` on `metrics`.
+fn config_at(source: &str, port: u16, ready: &str, metrics: u16, extra: &str) -> String {
     format!(
         "consumer: {{namespace: test, name: delivery}}\nprocessor: container\nsource:\n{source}\n\
          retry: {{maxAttempts: 4, initialBackoffSeconds: 1, maxBackoffSeconds: 1}}\n\
-         delivery:\n  url: http://127.0.0.1:{port}/events\n  readyUrl: http://127.0.0.1:{port}/healthz\n  timeoutSeconds: 1\n  concurrency: 4\n  source: {SOURCE}\n\
-         metricsListen: 127.0.0.1:{}\ndrainSeconds: 5\n{extra}",
-        common::free_port()
+         delivery:\n  url: http://127.0.0.1:{port}/events\n{ready}  timeoutSeconds: 1\n  concurrency: 4\n  source: {SOURCE}\n\
+         metricsListen: 127.0.0.1:{metrics}\ndrainSeconds: 5\n{extra}"
     )
 }
 
@@ -311,6 +316,81 @@ async fn every_outcome_from_sqs_ends_as_the_contract_promises() {
 
     // Nothing lost, nothing left.
     assert_eq!(left_in(&sqs, &source).await, 0, "the source is empty");
+}
+
+/// `/readyz` of the worker whose metrics listen on `port`: status and body.
+async fn readyz(port: u16) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    Some((response.status().as_u16(), response.text().await.ok()?))
+}
+
+/// A worker whose container is not there yet: without a readiness URL its deliveries are refused and
+/// retried, then done once the container listens; with one, `/readyz` fails naming the container and
+/// nothing is sent until it answers, then the worker is ready and delivers.
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_an_unready_container_is_waited_for() {
+    let _bed = common::shared().await;
+    let aws = common::aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let (refused, waited) = (sqs_queue(&sqs, "refused").await, sqs_queue(&sqs, "unready").await);
+    send(&sqs, &refused, "ok-refused", &[]).await;
+    send(&sqs, &waited, "ok-waited", &[]).await;
+    let sqs_source = |url: &str| format!("  sqs: {{queueUrl: '{url}', receivers: 1, waitTimeSeconds: 1}}");
+    let (port, metrics) = (common::free_port(), common::free_port());
+    let (first, first_log) = start_worker(
+        "delivery-refused",
+        &config_at(&sqs_source(&refused), port, "", metrics, ""),
+    );
+    common::eventually("a refused delivery", CONVERGE, || async {
+        (common::metric(metrics, "tributary_worker_messages_failed_total").await? >= 1).then_some(())
+    })
+    .await;
+    let ready = format!("  readyUrl: http://127.0.0.1:{port}/healthz\n");
+    let unready_metrics = common::free_port();
+    let (second, second_log) = start_worker(
+        "delivery-unready",
+        &config_at(&sqs_source(&waited), port, &ready, unready_metrics, ""),
+    );
+    let (status, reason) = common::eventually("/readyz of the second worker", CONVERGE, || {
+        readyz(unready_metrics)
+    })
+    .await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("the container") && reason.contains("/healthz"),
+        "{reason}"
+    );
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let log = Log::default();
+    let server = processor::serve(listener, log.clone());
+    common::eventually("both delivered", CONVERGE, || async {
+        (log.done().len() == 2).then_some(())
+    })
+    .await;
+    let (status, _) = common::eventually("the second worker ready", CONVERGE, || async {
+        readyz(unready_metrics).await.filter(|(status, _)| *status == 200)
+    })
+    .await;
+    assert_eq!(status, 200);
+    stop(first, &first_log).await;
+    stop(second, &second_log).await;
+    server.abort();
+    assert_eq!(
+        log.requests_of("ok-refused").len(),
+        1,
+        "the refused attempts never arrived"
+    );
+    assert_eq!(
+        log.requests_of("ok-waited").len(),
+        1,
+        "nothing was sent before the container was ready"
+    );
+    let failed = std::fs::read_to_string(&first_log).unwrap();
+    assert!(failed.contains("cannot connect to the container"), "{failed}");
+    assert_eq!(left_in(&sqs, &refused).await + left_in(&sqs, &waited).await, 0);
 }
 
 #[tokio::test]

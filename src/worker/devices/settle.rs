@@ -1,4 +1,4 @@
-//! The seam between the stream loop ([`super::stream`]) and what settles each event by the batch's
+//! The seam between the stream loop (`stream.rs`) and what settles each event by the batch's
 //! deadline: [`Settle`], implemented by the device processor and, through [`OnStream`], by any
 //! [`Processor`] of the queue runtime (processor `container`, delivering to the user's container). The
 //! stream's bounds hold for every one of them: bytes per batch, settling within half the poll interval
