@@ -54,7 +54,7 @@ pub struct DeviceProcessor<D, Q> {
 /// How an event ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Settled {
-    /// Its document was written.
+    /// Its document was written (the device processor), or its processor was done with it (any other).
     Written,
     /// It was dead-lettered, for this reason.
     DeadLettered(DeadLetterReason),
