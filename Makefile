@@ -64,5 +64,5 @@ bench: ## Filter engine throughput next to AWS event-ruler, same events and patt
 bench-controller: ## Controller figures on the test bed: order example and 300 Subscriptions to Ready, requests, RSS
 	@bash bench/controller/run.sh
 
-bench-worker: ## Worker runtime (no-op processor) next to a bare SDK receive/delete loop, on ElasticMQ and moto
+bench-worker: ## Worker runtime (no-op processor, and processor container with a no-op container) next to a bare SDK receive/delete loop, on ElasticMQ and moto
 	@bash bench/worker/run.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Worker runtime benchmark: the `tributary worker` binary (no-op processor) next to a bare aws-sdk
-# receive/delete-batch loop, same queue, same messages, same receivers, in one run; on ElasticMQ (fast) and
-# on moto (slow, for comparison). Uses the running test bed or starts one (and then stops it).
+# Worker runtime benchmark: the `tributary worker` binary (no-op processor, and processor container
+# delivering to a no-op container over the CloudEvents contract) next to a bare aws-sdk
+# receive/delete-batch loop, same queue, same messages, same receivers, in one run; on ElasticMQ (fast)
+# and on moto (slow, for comparison). Uses the running test bed or starts one (and then stops it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/cargo-lock.sh restore

@@ -60,6 +60,8 @@ struct Inner {
     failing_since: Mutex<Option<Instant>>,
     /// What the receives reach, for `/readyz` (`the source` until [`Health::name_source`] names it).
     source: Mutex<Option<String>>,
+    /// Why a process the worker delivers to (the user's container) is not ready; `None` while it is.
+    unready_dependency: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -135,6 +137,16 @@ impl Health {
             source.as_deref().unwrap_or("the source"),
             failing.as_secs()
         ))
+    }
+
+    /// A process the worker delivers to is not ready, for `reason` (`None`: it is ready again).
+    pub fn dependency(&self, reason: Option<String>) {
+        *lock(&self.inner.unready_dependency) = reason;
+    }
+
+    /// Why a process the worker delivers to is not ready, if it is not.
+    pub fn unready_dependency(&self) -> Option<String> {
+        lock(&self.inner.unready_dependency).clone()
     }
 
     /// `tributary_worker_loop_restarts_total`, in the Prometheus text format with `labels`.
@@ -236,5 +248,18 @@ mod tests {
         );
         health.receive_succeeded();
         assert_eq!(health.not_ready_at(start + 5 * SECOND), None);
+    }
+
+    #[test]
+    fn an_unready_dependency_is_reported_until_it_is_ready() {
+        let health = Health::default();
+        assert_eq!(health.unready_dependency(), None);
+        health.dependency(Some("the container answers 503".into()));
+        assert_eq!(
+            health.unready_dependency().as_deref(),
+            Some("the container answers 503")
+        );
+        health.dependency(None);
+        assert_eq!(health.unready_dependency(), None);
     }
 }

@@ -10,6 +10,7 @@
 //! an [`processor::Outcome`] and the runtime turns it into acknowledgements, retries and dead letters.
 
 pub mod config;
+pub mod delivery;
 pub mod devices;
 pub mod endpoints;
 pub mod health;
@@ -112,6 +113,11 @@ pub async fn run(
         };
         return started.serve_orders(http, table, publisher).await;
     }
+    if let Some(kafka) = &config.source.kafka
+        && config.processor == ProcessorKind::Container
+    {
+        return started.stream_to_container(kafka, publisher).await;
+    }
     if let Some(kafka) = &config.source.kafka {
         return run_devices(
             &config,
@@ -180,6 +186,39 @@ impl<'a, S: Future<Output = ()> + Send + 'static> Started<'a, S> {
         let _ = relay.await;
         metrics_server.abort();
         Ok(())
+    }
+
+    /// Processor container on a Kafka source, with the stream's bounds and dead letters.
+    async fn stream_to_container(
+        self,
+        kafka: &KafkaSource,
+        publisher: Option<SnsPublisher>,
+    ) -> anyhow::Result<()> {
+        let endpoint = kafka_endpoint(kafka, self.secrets)?;
+        let dead_letter = device_dead_letter(self.config, self.secrets)?;
+        let delivery =
+            (self.config.delivery.as_ref()).context("processor container needs the delivery block")?;
+        let health = self.metrics.health().clone();
+        let container = delivery::start(delivery, publisher, health, self.shutdown.clone())?;
+        let consumer = self.config.consumer.to_string();
+        let state = endpoints::State {
+            metrics: self.metrics.clone(),
+            consumer: consumer.clone(),
+            processor: "container",
+        };
+        let server = tokio::spawn(endpoints::serve(self.listener, state, self.shutdown.clone()));
+        tracing::info!(%consumer, topic = %kafka.topic, group = %kafka.consumer_group, "container processor started on a stream");
+        let processor = devices::settle::OnStream {
+            processor: container,
+            consumer,
+            dead_letter,
+            retry: self.config.retry.clone(),
+            metrics: self.metrics,
+        };
+        let drain = Duration::from_secs(self.config.drain_seconds);
+        let result = devices::stream::run(kafka, &endpoint, processor, self.shutdown, drain).await;
+        server.abort();
+        result
     }
 
     /// A queue worker with `settings`.
@@ -383,27 +422,6 @@ fn settings(
     }
 }
 
-/// The relay processor of `config`: its Storage Queue signed with the storage account key.
-fn relay_processor(config: &WorkerConfig, secrets: &Secrets) -> anyhow::Result<relay::Relay> {
-    let target = config
-        .relay
-        .as_ref()
-        .context("processor relay needs the relay block")?;
-    let policy = target.validate().map_err(anyhow::Error::msg)?;
-    let key = required(
-        &secrets.storage_key,
-        "AZURE_STORAGE_KEY",
-        "relay: the storage account key",
-    )?;
-    let account = Account {
-        name: target.account.clone(),
-        key,
-    };
-    let url = url::Url::parse(&target.queue_url).context("relay.queueUrl is not a URL")?;
-    let queue = StorageQueue::signed(url, &account);
-    Ok(relay::Relay::new(queue, target.message_ttl_seconds, policy))
-}
-
 /// A queue worker about to start.
 struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
@@ -426,7 +444,13 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         match self.config.processor {
             ProcessorKind::Noop => self.run(queue, Noop).await,
             ProcessorKind::Relay => {
-                let relay = relay_processor(self.config, self.secrets)?;
+                let target = (self.config.relay.as_ref()).context("processor relay needs the relay block")?;
+                let key = required(
+                    &self.secrets.storage_key,
+                    "AZURE_STORAGE_KEY",
+                    "relay: the storage account key",
+                )?;
+                let relay = target.processor(key).map_err(anyhow::Error::msg)?;
                 self.run(queue, relay).await
             }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,
@@ -434,8 +458,15 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
             ProcessorKind::Shipment => self.run(queue, Shipment::new(table()?, publisher)).await,
             ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
             ProcessorKind::Device => anyhow::bail!("processor device reads a stream: it needs source.kafka"),
-            ProcessorKind::Custom => {
-                anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
+            ProcessorKind::Container => {
+                let delivery = self
+                    .config
+                    .delivery
+                    .as_ref()
+                    .context("processor container needs the delivery block")?;
+                let health = self.metrics.health().clone();
+                let container = delivery::start(delivery, publisher, health, self.shutdown.clone())?;
+                self.run(queue, container).await
             }
         }
     }

@@ -47,7 +47,10 @@ async fn stays_ready(port: u16) {
     let until = Instant::now() + BOUND + Duration::from_secs(2);
     while Instant::now() < until {
         let answer = readyz(port).await;
-        assert!(matches!(&answer, Some((200, _))), "/readyz while the source is up: {answer:?}");
+        assert!(
+            matches!(&answer, Some((200, _))),
+            "/readyz while the source is up: {answer:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -49,6 +49,7 @@ mod testbed_kubernetes;
 mod testbed_node;
 mod webhook_availability;
 mod worker_azure;
+mod worker_delivery;
 mod worker_devices;
 mod worker_fifo;
 mod worker_orders;

@@ -8,8 +8,12 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::{
-    cloud::fake::{FakeDocuments, FakeQueue},
+    cloud::{
+        Documents,
+        fake::{FakeDocuments, FakeQueue},
+    },
     worker::config::Retry,
+    worker::devices::processor::DeviceProcessor,
 };
 
 /// Cosmos DB as the race needs it: the write of the older copy (`celsius` 1) is slow, so written
