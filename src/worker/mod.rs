@@ -422,7 +422,7 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         match self.config.processor {
             ProcessorKind::Noop => self.run(queue, Noop).await,
             ProcessorKind::Relay => {
-                let relay = relay_processor(self.config, self.secrets)?;
+                let relay = relay_processor(self.config, self.secrets)?.with_metrics(self.metrics.clone());
                 self.run(queue, relay).await
             }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,
