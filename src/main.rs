@@ -124,6 +124,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 
     let ControllerArgs {
         metrics_listen,
+        leader_election_namespace,
         lease_name,
         identity,
         hostname,
@@ -138,10 +139,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
     let lease = args
         .leader_election
-        .lease(
-            (args.leader_election_namespace.clone(), lease_name),
-            identity.clone(),
-        )
+        .lease((leader_election_namespace.clone(), lease_name), identity.clone())
         .map_err(anyhow::Error::msg)?;
 
     let metrics = Metrics::new();
@@ -169,10 +167,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let fence = leadership.fence();
     let (client, cloud, limits) = fenced_clients(kube_config, &fence, &metrics, &aws_rate_limit).await?;
-    let namespaces = (
-        args.monitoring_namespace.as_str(),
-        args.leader_election_namespace.as_str(),
-    );
+    let namespaces = (&*args.monitoring_namespace, &*leader_election_namespace);
     let (base, azure) = tributary::cli::controller::config(&args.workers, &args.azure, namespaces, &fence)
         .map_err(anyhow::Error::msg)?;
     let config = Config {

@@ -57,10 +57,7 @@ pub fn parse(text: &str) -> Counters {
     let mut counters = Counters::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         // The name ends at its labels (`\x7b`, an opening brace) or at the value.
-        let name = line
-            .split(|c: char| c == '\x7b' || c == ' ')
-            .next()
-            .unwrap_or_default();
+        let name = line.split(['\x7b', ' ']).next().unwrap_or_default();
         let field = match name {
             "tributary_worker_messages_processed_total" => &mut counters.processed,
             "tributary_worker_messages_failed_total" => &mut counters.failed,
