@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help test test-node chaos demo testbed-up testbed-down testbed-clean testbed-install lint structure unit crds image argocd-health fuzz bench bench-controller bench-worker
+.PHONY: help test test-node chaos demo testbed-up testbed-down testbed-clean testbed-install lint structure unit crds image argocd-health fuzz bench bench-controller bench-worker bench-counts
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: ## Filter engine throughput next to AWS event-ruler, same events and patt
 
 bench-controller: ## Controller figures on the test bed: order example and 300 Subscriptions to Ready, requests, RSS
 	@bash bench/controller/run.sh
+
+bench-counts: ## API-server status writes caused by Consumers' counts, at 100 Consumers (bench/counts/run.sh)
+	@bash bench/counts/run.sh
 
 bench-worker: ## Worker runtime (no-op processor, and processor container with a no-op container) next to a bare SDK receive/delete loop, on ElasticMQ and moto
 	@bash bench/worker/run.sh

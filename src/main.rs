@@ -186,7 +186,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     tracing::info!(version = tributary::VERSION, %identity, "starting the controller");
     let lease = args
         .leader_election
-        .lease((leader_election_namespace, lease_name), identity.clone())
+        .lease((leader_election_namespace.clone(), lease_name), identity.clone())
         .map_err(anyhow::Error::msg)?;
 
     let metrics = Metrics::new();
@@ -214,9 +214,9 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let fence = leadership.fence();
     let (client, cloud, limits) = fenced_clients(kube_config, &fence, &metrics, &aws_rate_limit).await?;
-    let (base, azure) =
-        tributary::cli::controller::config(&args.workers, &args.azure, &args.monitoring_namespace, &fence)
-            .map_err(anyhow::Error::msg)?;
+    let namespaces = (&*args.monitoring_namespace, &*leader_election_namespace);
+    let (base, azure) = tributary::cli::controller::config(&args.workers, &args.azure, namespaces, &fence)
+        .map_err(anyhow::Error::msg)?;
     let config = Config {
         resync: Duration::from_secs(resync_seconds.max(1)),
         quiet_start: Duration::from_secs(quiet_start_seconds),

@@ -145,6 +145,20 @@ pub struct WorkersArgs {
         value_parser = removed_annotations
     )]
     pub worker_service_account_annotations: Option<String>,
+    /// Seconds between two reads of a Consumer's workers' `/metrics` for its `status.throughput` (at
+    /// least 1): the rates' window, and at most one status write per Consumer per interval.
+    #[arg(long, env = "TRIBUTARY_THROUGHPUT_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub throughput_interval_seconds: u64,
+    /// Seconds one read of a worker's `/metrics` may take before it is left out.
+    #[arg(long, env = "TRIBUTARY_WORKER_METRICS_TIMEOUT_SECONDS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub worker_metrics_timeout_seconds: u64,
+    /// Test beds only: read worker pods whose IP is loopback, at the port of their
+    /// `tributary.dev/metrics-port` annotation (simulated pods whose workers are local processes). Never
+    /// in a cluster: a pod could then point the controller at its own host's services.
+    #[arg(long, env = "TRIBUTARY_SCRAPE_LOOPBACK_PODS", hide = true)]
+    pub scrape_loopback_pods: bool,
 }
 
 /// How the controller reaches Azure: Storage Queues (Queues and DeadLetters on azure) and Resource
@@ -203,18 +217,24 @@ pub struct AzureArgs {
 }
 
 /// The controllers' configuration the settings of workers and Azure make (with the metrics port of the
-/// workers open to `monitoring_namespace`), and the Azure clients, whose calls are refused while `fence`
-/// is closed; the caller sets the rest.
+/// workers open to the `(monitoring, controller)` namespaces), and the Azure clients, whose calls are
+/// refused while `fence` is closed; the caller sets the rest.
 pub fn config(
     workers: &WorkersArgs,
     azure: &AzureArgs,
-    monitoring_namespace: &str,
+    (monitoring_namespace, controller_namespace): (&str, &str),
     fence: &Fence,
 ) -> Result<(Config, AzureCloud), String> {
     let (hubs, event_hubs) = azure.event_hubs(fence)?.unzip();
     let config = Config {
-        worker: workers.settings(monitoring_namespace, forwarded_env()),
+        worker: WorkerSettings {
+            controller_namespace: Some(controller_namespace.to_owned()),
+            ..workers.settings(monitoring_namespace, forwarded_env())
+        },
         event_hubs,
+        throughput_interval: Duration::from_secs(workers.throughput_interval_seconds),
+        worker_metrics_timeout: Duration::from_secs(workers.worker_metrics_timeout_seconds),
+        scrape_loopback_pods: workers.scrape_loopback_pods,
         ..Config::default()
     };
     let storage = StorageQueues::new(azure.storage_queue_endpoint()).with_fence(fence.clone());

@@ -93,6 +93,14 @@ pub struct Config {
     pub instance: Option<String>,
     /// How often a Consumer draining a queue looks at the backlog to scale.
     pub scale_interval: Duration,
+    /// A Consumer's workers' metrics are read for its status at most this often (see
+    /// [`consumer::throughput`]).
+    pub throughput_interval: Duration,
+    /// How long one read of a worker's metrics may take.
+    pub worker_metrics_timeout: Duration,
+    /// Read the metrics of pods whose IP is loopback, at the port their `tributary.dev/metrics-port`
+    /// annotation names: only a test bed, whose simulated pods run their workers as local processes.
+    pub scrape_loopback_pods: bool,
     /// How worker pods are run.
     pub worker: resources::workers::WorkerSettings,
     /// The defaults of DeviceStreams' Event Hubs; `None` without Azure Resource Manager access.
@@ -137,6 +145,9 @@ impl Default for Config {
             quiet_start: Duration::from_secs(30),
             instance: None,
             scale_interval: Duration::from_secs(15),
+            throughput_interval: Duration::from_secs(60),
+            worker_metrics_timeout: Duration::from_secs(2),
+            scrape_loopback_pods: false,
             worker: resources::workers::WorkerSettings::default(),
             event_hubs: None,
             cluster: String::new(),
@@ -172,6 +183,10 @@ pub struct Context<C: Cloud> {
     pub finalizers: reconcile::AddedFinalizers,
     /// The status last written per object, so a stale copy does not write it again.
     pub written: status::Written,
+    /// Reads worker pods' metrics (Consumers' counts); loopback pods only in a test bed.
+    pub scraper: resources::workers::scrape::Scraper,
+    /// What is remembered of each Consumer between reconciles (rate windows, replica asks).
+    pub consumers: consumer::memory::Memory,
     /// The write halves of `stores`, taken by [`run`].
     writers: std::sync::Mutex<Option<watch::Writers>>,
 }
@@ -212,6 +227,10 @@ impl<C: Cloud> Context<C> {
         };
         let (stores, writers) = watch::stores();
         let verified = verified::Verified::spaced(config.check_spacing.clone());
+        let scraper = resources::workers::scrape::Scraper::new(
+            config.worker_metrics_timeout,
+            config.scrape_loopback_pods,
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -225,6 +244,8 @@ impl<C: Cloud> Context<C> {
             verified,
             finalizers: reconcile::AddedFinalizers::default(),
             written: status::Written::default(),
+            scraper,
+            consumers: consumer::memory::Memory::default(),
             writers: std::sync::Mutex::new(Some(writers)),
         }
     }

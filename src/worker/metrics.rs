@@ -43,6 +43,7 @@ struct Counters {
     failed: AtomicU64,
     rejected: AtomicU64,
     exhausted: AtomicU64,
+    filtered: AtomicU64,
     in_flight: AtomicU64,
     sink_writes: AtomicU64,
     outbox_relayed: AtomicU64,
@@ -102,6 +103,11 @@ impl WorkerMetrics {
             DeadLetterReason::Exhausted => &self.inner.exhausted,
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// A relay's filter did not match a message, which was dropped (it counts as processed too).
+    pub fn filtered(&self) {
+        self.inner.filtered.fetch_add(1, Relaxed);
     }
 
     /// A write to the sink was made (Cosmos DB upserts, so the writes per event can be measured).
@@ -185,6 +191,12 @@ impl WorkerMetrics {
             "Processing attempts that failed (retried later, or dead-lettered).",
             "",
             c.failed.load(Relaxed),
+        );
+        counter(
+            "tributary_worker_messages_filtered_total",
+            "Messages a relay's filter did not match and dropped (counted as processed too).",
+            "",
+            c.filtered.load(Relaxed),
         );
         counter(
             "tributary_worker_sink_writes_total",

@@ -450,7 +450,10 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
                     "AZURE_STORAGE_KEY",
                     "relay: the storage account key",
                 )?;
-                let relay = target.processor(key).map_err(anyhow::Error::msg)?;
+                let relay = target
+                    .processor(key)
+                    .map_err(anyhow::Error::msg)?
+                    .with_metrics(self.metrics.clone());
                 self.run(queue, relay).await
             }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,

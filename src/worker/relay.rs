@@ -105,6 +105,7 @@ pub fn admits(policy: Option<&Policy>, message: &Message) -> bool {
 pub struct Relay {
     target: StorageQueue,
     policy: Option<Policy>,
+    metrics: Option<super::metrics::WorkerMetrics>,
 }
 
 impl Relay {
@@ -113,6 +114,16 @@ impl Relay {
         Self {
             target: target.with_message_ttl(ttl_seconds),
             policy,
+            metrics: None,
+        }
+    }
+
+    /// Counts what the filter drops in `metrics` (`tributary_worker_messages_filtered_total`, which the
+    /// controller reads into the Subscription's `status.relay`).
+    pub fn with_metrics(self, metrics: super::metrics::WorkerMetrics) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
         }
     }
 }
@@ -125,6 +136,9 @@ impl Processor for Relay {
     async fn process(&self, message: &Message) -> Outcome {
         if !admits(self.policy.as_ref(), message) {
             tracing::debug!(message_id = %message.id, "filtered out");
+            if let Some(metrics) = &self.metrics {
+                metrics.filtered();
+            }
             return Outcome::Done;
         }
         let attributes = message

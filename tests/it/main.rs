@@ -18,6 +18,7 @@ mod cloud_azure;
 mod controller_aws;
 mod controller_azure;
 mod controller_consumer;
+mod controller_consumer_counts;
 mod controller_consumer_resources;
 mod controller_device_stream;
 mod controller_startup;

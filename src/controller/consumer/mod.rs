@@ -2,18 +2,22 @@
 //! build the worker configuration and the objects that run it ([`render`], pure) → apply: ensure the
 //! Order table, read the backlog, decide the replicas ([`scaling`], pure), server-side apply the
 //! ConfigMap, ServiceAccount, Deployment and Service → status (ready workers, backlog, last scaling
-//! decision).
+//! decision, and the message counts read from the worker pods' metrics at a bounded rate,
+//! [`throughput`]). What scaling and the counts need from one reconcile to the next is kept in memory
+//! ([`memory`]).
 //!
 //! A Consumer owns only Kubernetes objects, which carry owner references: deleting it lets the garbage
 //! collector remove them, so it has no finalizer. The Order table is the pipeline's data and stays.
 
 pub mod device;
 pub mod http;
+pub mod memory;
 pub mod readiness;
 pub mod render;
 pub mod resolved;
 pub mod scaling;
 pub mod storage_queue;
+pub mod throughput;
 
 use std::sync::Arc;
 
@@ -136,6 +140,7 @@ pub async fn reconcile<C: Cloud>(consumer: Arc<Consumer>, ctx: Arc<Context<C>>) 
     let _timer = ctx.metrics.reconcile_started("Consumer");
     if consumer.meta().deletion_timestamp.is_some() {
         // The garbage collector removes the children (owner references).
+        ctx.consumers.forget(&describe(&*consumer));
         return Ok(Action::await_change());
     }
     match apply(&consumer, &ctx).await {
@@ -204,12 +209,6 @@ fn now() -> (String, i64) {
     (text, now.unix_timestamp())
 }
 
-fn seconds_since(rfc3339: &str, now: i64) -> Option<i64> {
-    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| now - t.unix_timestamp())
-}
-
 async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applied<ConsumerStatus>, Error> {
     let object = describe(consumer);
     let err = |source| Error::cloud(&object, source);
@@ -225,24 +224,11 @@ async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applie
     if let Some(table) = &resolved.table {
         ctx.aws.ensure_table(table).await.map_err(err)?;
     }
-    let backlog = if let Some((url, _)) = &resolved.queue {
-        let stats = ctx.aws.queue_stats(url).await.map_err(err)?;
-        Some(stats.visible + stats.in_flight)
-    } else if resolved.storage_queue.is_some() {
-        Some(storage_queue::backlog(ctx, consumer).await?)
-    } else if let Some(stream) = &resolved.stream {
-        Some(device::lag(ctx, consumer, stream).await?)
-    } else {
-        None
-    };
+    let signals = observe(ctx, consumer, &resolved).await?;
+    let backlog = signals.backlog;
     let bounds = device::bounds(&consumer.spec.scaling, resolved.stream.as_ref());
     let previous = consumer.status.as_ref().and_then(|s| s.last_scale.clone());
-    let (now_text, now_seconds) = now();
-    let current = previous.as_ref().map_or(0, |d| d.to);
-    let since = previous
-        .as_ref()
-        .and_then(|d| seconds_since(&d.time, now_seconds));
-    let scale = scaling::decide(&bounds, backlog, current, since, &now_text);
+    let scale = decide_scale(ctx, &object, &bounds, signals, previous.as_ref());
 
     let config = render::worker_config(consumer, &resolved);
     let settings = worker_settings(&policy, &ctx.config.worker);
@@ -273,6 +259,7 @@ async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applie
         replicas: Some(workers.ready),
         backlog,
         last_scale: scale.decision.or(previous),
+        throughput: counts(ctx, consumer, workers.ready).await,
         ..ConsumerStatus::default()
     };
     let requeue = next_look(ctx, backlog.is_some(), workers.not_ready.is_some());
@@ -282,6 +269,116 @@ async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applie
         requeue: Some(requeue),
         not_ready: workers.not_ready,
     })
+}
+
+/// The scale to run, from what the source shows now and the asks remembered of `object` (this one
+/// added), after the last decision `previous`.
+fn decide_scale<C: Cloud>(
+    ctx: &Context<C>,
+    object: &str,
+    bounds: &crate::api::consumer::Scaling,
+    signals: scaling::Signals,
+    previous: Option<&crate::api::consumer::ScaleDecision>,
+) -> scaling::Scale {
+    let (now_text, now_seconds) = now();
+    let current = previous.map_or(0, |d| d.to);
+    let mut want = scaling::wanted(bounds, signals, current);
+    if previous.is_none() {
+        // Never scaled (a new Consumer): nothing to filter yet, it gets what it asks for at once.
+        want.floor = want.replicas;
+    }
+    let ask = scaling::Ask {
+        at: now_seconds,
+        replicas: want.replicas,
+    };
+    let mut remembered = ctx.consumers.get(object);
+    remembered.asks = scaling::remember(&remembered.asks, ask, bounds);
+    let scale = scaling::decide(bounds, &want, current, &remembered.asks, (now_seconds, &now_text));
+    ctx.consumers.put(object, remembered, now_seconds);
+    scale
+}
+
+/// What the source shows now: the backlog (queue depth or consumer lag; none for an HTTP source) and,
+/// where the cloud reports it and the Consumer scales on it, the age of the oldest message.
+async fn observe<C: Cloud>(
+    ctx: &Context<C>,
+    consumer: &Consumer,
+    resolved: &Resolved,
+) -> Result<scaling::Signals, Error> {
+    let object = describe(consumer);
+    let with_age = consumer
+        .spec
+        .scaling
+        .signals
+        .max_oldest_message_age_seconds
+        .is_some();
+    let (backlog, oldest_age) = if let Some((url, _)) = &resolved.queue {
+        let stats = ctx
+            .aws
+            .queue_stats(url)
+            .await
+            .map_err(|e| Error::cloud(&object, e))?;
+        (
+            Some(stats.visible + stats.in_flight),
+            stats.oldest_message_age_seconds,
+        )
+    } else if resolved.storage_queue.is_some() {
+        let (depth, age) = storage_queue::backlog(ctx, consumer, with_age).await?;
+        (Some(depth), age)
+    } else if let Some(stream) = &resolved.stream {
+        (Some(device::lag(ctx, consumer, stream).await?), None)
+    } else {
+        (None, None)
+    };
+    Ok(scaling::Signals { backlog, oldest_age })
+}
+
+/// The message counts of the Consumer's workers for status: read from their pods' metrics at most once
+/// per throughput interval, kept as they are in between, and when a read fails or finds nothing new.
+/// A read never fails the reconcile.
+async fn counts<C: Cloud>(
+    ctx: &Context<C>,
+    consumer: &Consumer,
+    ready: i32,
+) -> Option<crate::api::consumer::Throughput> {
+    let written = consumer.status.as_ref().and_then(|s| s.throughput.clone());
+    let key = describe(consumer);
+    let (now_text, now_seconds) = now();
+    let mut remembered = ctx.consumers.get(&key);
+    let interval = i64::try_from(ctx.config.throughput_interval.as_secs()).unwrap_or(i64::MAX);
+    let due = remembered
+        .read
+        .as_ref()
+        .is_none_or(|r| now_seconds - r.at >= interval);
+    if ready == 0 || !due {
+        return written;
+    }
+    let owner = crate::controller::resources::workers::WorkerOwner::of_consumer(consumer);
+    let namespace = consumer.namespace().unwrap_or_default();
+    let pods = ctx
+        .scraper
+        .read(&ctx.client, &namespace, &owner.selector, &owner.name)
+        .await;
+    let pods = match pods {
+        Ok(pods) if !pods.is_empty() => pods,
+        Ok(_) => return written,
+        Err(error) => {
+            tracing::debug!(consumer = %key, %error, "listing the worker pods failed");
+            return written;
+        }
+    };
+    let read = throughput::Read {
+        at: now_seconds,
+        pods,
+    };
+    let previous = remembered.read.replace(read.clone());
+    ctx.consumers.put(&key, remembered, now_seconds);
+    if previous.is_none() && written.is_some() {
+        // A new leader: its first read starts a window; the status keeps the last one until it ends.
+        return written;
+    }
+    let new = throughput::throughput(previous.as_ref(), &read, &now_text);
+    Some(throughput::settle(written.as_ref(), new))
 }
 
 /// When to look at a Consumer again: at the scaling interval while it drains a queue, else at resync;

@@ -11,7 +11,7 @@ pub use crate::controller::resources::workers::WorkerSettings;
 use crate::{
     api::{Consumer, consumer::Processor},
     controller::resources::workers::{
-        Children, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, children_of, default_resources,
+        Children, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, admit_controller, children_of, default_resources,
         memory_limit_bytes, network_policy,
     },
     worker::config::{
@@ -151,10 +151,13 @@ pub fn children(
     let owner = WorkerOwner::of_consumer(consumer);
     let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
     // An HTTP Consumer's policy also opens the order port to `allowFrom`.
-    children.network_policy = network_policy(
-        &owner,
-        consumer.spec.source.http.as_ref(),
-        settings.monitoring_namespace.as_deref(),
+    children.network_policy = admit_controller(
+        network_policy(
+            &owner,
+            consumer.spec.source.http.as_ref(),
+            settings.monitoring_namespace.as_deref(),
+        ),
+        settings.controller_namespace.as_deref(),
     );
     children
 }

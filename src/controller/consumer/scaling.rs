@@ -1,9 +1,17 @@
-//! Scaling from backlog, pure: replicas = ⌈backlog / targetBacklogPerReplica⌉, clamped to
-//! `[minReplicas, maxReplicas]`; a backlog of zero with `minReplicas: 0` scales to zero, and any
-//! backlog keeps at least one replica. Up is immediate; down waits until
-//! `scaleDownStabilizationSeconds` have passed since the last change, so a backlog that dips between
-//! bursts does not make pods come and go. An HTTP source has no backlog and runs `minReplicas` (at
-//! least one: nothing would answer requests).
+//! Scaling from backlog and age, pure. What one observation asks for ([`wanted`]): ⌈backlog /
+//! targetBacklogPerReplica⌉, clamped to `[minReplicas, maxReplicas]` (a backlog of zero with
+//! `minReplicas: 0` scales to zero, any backlog keeps at least one replica); and when the oldest message
+//! is older than `maxOldestMessageAgeSeconds` (where the cloud reports its age), at least one more than
+//! now runs, so a backlog small in count but stuck still gets help. An HTTP source has no backlog and runs
+//! `minReplicas` (at least one: nothing would answer requests).
+//!
+//! What is followed ([`decide`]), over the recent asks ([`remember`] keeps them):
+//! - up: only when the last `scaleUpObservations` asks all wanted more than now run, to the least of
+//!   them, so one spike adds nothing (KEDA/HPA follow every sample; HPA's scale-up window is 0 s). Up to
+//!   the floor (`minReplicas`, or one replica for any backlog) is immediate.
+//! - down: to the highest ask of the last `scaleDownStabilizationSeconds`, and only once the asks
+//!   remembered cover that window (HPA's scale-down stabilization, whose default is 300 s; ours is 60 s
+//!   because queue workers start in seconds): a backlog that dips between bursts keeps its replicas.
 
 use crate::api::consumer::{ScaleDecision, Scaling};
 
@@ -16,98 +24,120 @@ pub struct Scale {
     pub decision: Option<ScaleDecision>,
 }
 
-/// What `backlog` asks for, before stabilization.
-pub fn wanted(scaling: &Scaling, backlog: Option<i64>) -> (i32, String) {
+/// What one observation asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Replicas asked for.
+    pub replicas: i32,
+}
+
+/// What the source showed at one observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// Messages waiting; `None` for an HTTP source.
+    pub backlog: Option<i64>,
+    /// Age in seconds of the oldest message, where the cloud reports it.
+    pub oldest_age: Option<i64>,
+}
+
+/// What one observation asks for, with `current` replicas running: the replicas, the least that must
+/// run now whatever the filter (the floor), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// Replicas asked for.
+    pub replicas: i32,
+    /// Replicas that run at least, without waiting.
+    pub floor: i32,
+    /// Why, for the decision.
+    pub reason: String,
+}
+
+/// What `signals` ask for with `current` replicas running, before the spike filter and stabilization.
+pub fn wanted(scaling: &Scaling, signals: Signals, current: i32) -> Want {
     let (min, max) = (scaling.min_replicas.max(0), scaling.max_replicas.max(1));
-    let Some(backlog) = backlog else {
-        return (min.max(1).min(max.max(1)), "HTTP source: minReplicas".to_owned());
+    let Some(backlog) = signals.backlog else {
+        let replicas = min.max(1).min(max);
+        let reason = "HTTP source: minReplicas".to_owned();
+        return Want {
+            replicas,
+            floor: replicas,
+            reason,
+        };
     };
     let target = i64::from(scaling.target_backlog_per_replica.max(1));
     let raw = (backlog.max(0) + target - 1) / target;
     let raw = i32::try_from(raw).unwrap_or(i32::MAX);
-    let floor = if backlog > 0 { min.max(1) } else { min };
-    let replicas = raw.clamp(floor, max.max(floor));
-    (replicas, format!("backlog {backlog} / {target} per replica"))
+    let floor = if backlog > 0 { min.max(1) } else { min }.min(max);
+    let mut replicas = raw.clamp(floor, max);
+    let mut reason = format!("backlog {backlog} / {target} per replica");
+    let limit = scaling.signals.max_oldest_message_age_seconds.map(i64::from);
+    if let (Some(age), Some(limit)) = (signals.oldest_age, limit)
+        && age > limit
+        && backlog > 0
+        && replicas <= current
+    {
+        replicas = (current + 1).clamp(floor, max);
+        reason = format!("oldest message {age} s old, over {limit} s");
+    }
+    Want {
+        replicas,
+        floor,
+        reason,
+    }
 }
 
-/// The scale to run now: `current` replicas, the last decision (`last`, with `seconds_since` it), `now`
-/// as RFC 3339 for a new decision.
-pub fn decide(
-    scaling: &Scaling,
-    backlog: Option<i64>,
-    current: i32,
-    seconds_since_last: Option<i64>,
-    now: &str,
-) -> Scale {
-    let (replicas, reason) = wanted(scaling, backlog);
-    let stabilized =
-        seconds_since_last.is_none_or(|s| s >= i64::from(scaling.scale_down_stabilization_seconds));
-    let next = if replicas < current && !stabilized {
-        current
+/// `asks` with `ask` added, keeping what [`decide`] needs: the last `scaleUpObservations` asks, the asks
+/// of the scale-down window and the newest one before it (which shows the window is covered).
+pub fn remember(asks: &[Ask], ask: Ask, scaling: &Scaling) -> Vec<Ask> {
+    let mut kept: Vec<Ask> = asks.iter().copied().filter(|a| a.at <= ask.at).collect();
+    kept.push(ask);
+    let window_start = ask.at - i64::from(scaling.scale_down_stabilization_seconds.max(0));
+    let boundary = kept.iter().rposition(|a| a.at <= window_start).unwrap_or(0);
+    let observations = usize::try_from(scaling.signals.scale_up_observations.max(1)).unwrap_or(1);
+    let first = boundary.min(kept.len().saturating_sub(observations));
+    kept.split_off(first)
+}
+
+/// The scale to run with `current` replicas, given what now is wanted and the asks remembered (this
+/// one last, from [`remember`]); `now` as Unix seconds and RFC 3339 for a new decision.
+pub fn decide(scaling: &Scaling, want: &Want, current: i32, asks: &[Ask], now: (i64, &str)) -> Scale {
+    let next = if want.replicas > current {
+        let needed = usize::try_from(scaling.signals.scale_up_observations.max(1)).unwrap_or(1);
+        let persisted = (asks.len() >= needed)
+            .then(|| asks[asks.len() - needed..].iter().map(|a| a.replicas).min())
+            .flatten()
+            .filter(|least| *least > current);
+        persisted.unwrap_or(current).max(want.floor.min(want.replicas))
+    } else if want.replicas < current {
+        let window = i64::from(scaling.scale_down_stabilization_seconds.max(0));
+        let covered = window == 0 || asks.first().is_some_and(|a| a.at <= now.0 - window);
+        let highest = asks
+            .iter()
+            .filter(|a| window > 0 && a.at > now.0 - window)
+            .map(|a| a.replicas)
+            .max()
+            .unwrap_or(want.replicas);
+        if covered {
+            highest.clamp(want.replicas, current)
+        } else {
+            current
+        }
     } else {
-        replicas
+        current
     };
     Scale {
         replicas: next,
         decision: (next != current).then(|| ScaleDecision {
             from: current,
             to: next,
-            reason,
-            time: now.to_owned(),
+            reason: want.reason.clone(),
+            time: now.1.to_owned(),
         }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scaling(min: i32, max: i32, target: i32) -> Scaling {
-        Scaling {
-            min_replicas: min,
-            max_replicas: max,
-            target_backlog_per_replica: target,
-            scale_down_stabilization_seconds: 60,
-            ..Scaling::default()
-        }
-    }
-
-    #[test]
-    fn replicas_follow_the_backlog_within_the_bounds() {
-        let s = scaling(1, 5, 100);
-        let replicas = |backlog| wanted(&s, Some(backlog)).0;
-        assert_eq!([0, 1, 100, 101, 250, 10_000].map(replicas), [1, 1, 1, 2, 3, 5]);
-        let zero = scaling(0, 3, 50);
-        assert_eq!(wanted(&zero, Some(0)).0, 0, "idle: scale to zero");
-        assert_eq!(wanted(&zero, Some(1)).0, 1, "any backlog: one replica");
-        assert_eq!(wanted(&zero, None).0, 1, "HTTP: never zero");
-        assert_eq!(wanted(&s, Some(420)).1, "backlog 420 / 100 per replica");
-    }
-
-    #[test]
-    fn up_is_immediate_and_down_waits_for_the_window() {
-        let s = scaling(1, 5, 100);
-        let up = decide(&s, Some(450), 1, Some(5), "t1");
-        assert_eq!(up.replicas, 5);
-        assert_eq!(up.decision.as_ref().map(|d| (d.from, d.to)), Some((1, 5)));
-        let early = decide(&s, Some(0), 5, Some(30), "t2");
-        assert_eq!(
-            early,
-            Scale {
-                replicas: 5,
-                decision: None
-            },
-            "within the window"
-        );
-        let later = decide(&s, Some(0), 5, Some(60), "t3");
-        assert_eq!(later.replicas, 1);
-        assert_eq!(later.decision.unwrap().time, "t3");
-        assert_eq!(
-            decide(&s, Some(50), 1, None, "t4"),
-            Scale {
-                replicas: 1,
-                decision: None
-            }
-        );
-    }
-}
+#[path = "scaling_tests.rs"]
+mod tests;

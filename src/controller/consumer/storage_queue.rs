@@ -124,8 +124,13 @@ fn dead_letter(
     Ok(Some(url))
 }
 
-/// The backlog of the Consumer's Storage Queue: its approximate message count, visible and hidden.
-pub async fn backlog<C: Cloud>(ctx: &Context<C>, consumer: &Consumer) -> Result<i64, Error> {
+/// The backlog of the Consumer's Storage Queue: its approximate message count, visible and hidden, and
+/// `with_age`, the age of its oldest visible message (one more call: a peek).
+pub async fn backlog<C: Cloud>(
+    ctx: &Context<C>,
+    consumer: &Consumer,
+    with_age: bool,
+) -> Result<(i64, Option<i64>), Error> {
     let namespace = consumer.namespace().unwrap_or_default();
     let queue = consumer
         .spec
@@ -137,15 +142,22 @@ pub async fn backlog<C: Cloud>(ctx: &Context<C>, consumer: &Consumer) -> Result<
     let queue = queue.ok_or_else(gone)?;
     let azure = queue.spec.azure.as_ref().ok_or_else(gone)?;
     let recorded = queue.status.as_ref().and_then(|s| s.observed.url.as_deref());
-    storage_queue::depth(ctx, &*queue, &azure.location, &describe(consumer), recorded)
-        .await
-        .map_err(|error| match error {
-            // What the Queue lacks (its key Secret, a key in it) is named as the Queue's, not as a field
-            // of the Consumer's.
-            Error::DependencyNotReady { message, .. } | Error::InvalidSpec { message, .. } => not_ready(
-                consumer,
-                format!("spec.source.queueRef: Queue {}: {message}", queue.name_any()),
-            ),
-            other => other,
-        })
+    storage_queue::depth_and_age(
+        ctx,
+        &*queue,
+        &azure.location,
+        &describe(consumer),
+        recorded,
+        with_age,
+    )
+    .await
+    .map_err(|error| match error {
+        // What the Queue lacks (its key Secret, a key in it) is named as the Queue's, not as a field
+        // of the Consumer's.
+        Error::DependencyNotReady { message, .. } | Error::InvalidSpec { message, .. } => not_ready(
+            consumer,
+            format!("spec.source.queueRef: Queue {}: {message}", queue.name_any()),
+        ),
+        other => other,
+    })
 }

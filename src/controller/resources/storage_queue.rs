@@ -177,6 +177,20 @@ pub async fn depth<K: Kind, C: Cloud>(
     object: &str,
     recorded: Option<&str>,
 ) -> Result<i64, Error> {
+    depth_and_age(ctx, owner, location, object, recorded, false)
+        .await
+        .map(|(depth, _)| depth)
+}
+
+/// [`depth`], and `with_age` the age of the oldest visible message (a peek more), for scaling on it.
+pub async fn depth_and_age<K: Kind, C: Cloud>(
+    ctx: &Context<C>,
+    owner: &K,
+    location: &StorageQueueLocation,
+    object: &str,
+    recorded: Option<&str>,
+    with_age: bool,
+) -> Result<(i64, Option<i64>), Error> {
     let account = account(ctx, owner, location).await?;
     let name = queue_name(
         &owner.namespace().unwrap_or_default(),
@@ -184,17 +198,19 @@ pub async fn depth<K: Kind, C: Cloud>(
         location,
         recorded,
     );
-    let observed = ctx
-        .azure
-        .observe(&account, &name)
-        .await
-        .map_err(|source| Error::cloud(object, source))?;
-    observed
+    let err = |source| Error::cloud(object, source);
+    let observed = ctx.azure.observe(&account, &name).await.map_err(err)?;
+    let messages = observed
         .map(|o| o.messages)
         .ok_or_else(|| Error::DependencyNotReady {
             object: object.to_owned(),
             message: format!("Storage Queue {name} does not exist"),
-        })
+        })?;
+    if !with_age || messages == 0 {
+        return Ok((messages, None));
+    }
+    let stats = ctx.azure.stats(&account, &name, messages).await.map_err(err)?;
+    Ok((messages, stats.oldest_message_age_seconds))
 }
 
 /// Cleanup: keep the queue (`Retain`), or delete it if it still carries this object's marks (read again

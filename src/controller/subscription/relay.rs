@@ -27,10 +27,14 @@ use crate::controller::{
         status::describe,
         tenancy,
     },
-    resources::workers::{self, METRICS_PORT, WorkerOwner, worker_settings},
+    resources::workers::{self, METRICS_PORT, WorkerOwner, scrape, worker_settings},
 };
 use crate::{
-    api::{Queue, Subscription, common::DeletionPolicy, subscription::SubscriptionStatus},
+    api::{
+        Queue, Subscription,
+        common::DeletionPolicy,
+        subscription::{RelayCounts, SubscriptionStatus},
+    },
     cloud::{
         Attributes, Tags,
         aws::attributes::{self, SQS_NAME_LIMIT, names},
@@ -48,6 +52,53 @@ pub const SUBSCRIPTION_LABEL: &str = "tributary.dev/subscription";
 const KIND: &str = "Subscription";
 /// SQS's longest retention: what the relay queue holds while the Storage Queue cannot be reached.
 const RETENTION_SECONDS: &str = "1209600";
+
+/// What the relay admitted and dropped, summed over its pods' `/metrics`: read at most once per
+/// throughput interval (the status keeps the last numbers in between, and when no pod can be read), and
+/// the numbers of the status kept as they are when unchanged, so nothing is written. Never fails the
+/// reconcile.
+async fn relay_counts<C: Cloud>(ctx: &Context<C>, subscription: &Subscription) -> Option<RelayCounts> {
+    let written = subscription.status.as_ref().and_then(|s| s.relay.clone());
+    let now = time::OffsetDateTime::now_utc();
+    let interval = ctx.config.throughput_interval.as_secs_f64();
+    let due = written.as_ref().is_none_or(|w| {
+        time::OffsetDateTime::parse(&w.observed_time, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .is_none_or(|at| (now - at).as_seconds_f64() >= interval)
+    });
+    if !due {
+        return written;
+    }
+    let owner = relay_owner(subscription);
+    let namespace = subscription.namespace().unwrap_or_default();
+    let pods = ctx
+        .scraper
+        .read(&ctx.client, &namespace, &owner.selector, &owner.name)
+        .await;
+    let pods = pods.ok().filter(|pods| !pods.is_empty())?;
+    let sum = |field: fn(&scrape::Counters) -> u64| {
+        let total = pods
+            .values()
+            .map(|p| field(&p.counters))
+            .fold(0u64, u64::saturating_add);
+        i64::try_from(total).unwrap_or(i64::MAX)
+    };
+    let dropped = sum(|c| c.filtered);
+    let admitted = sum(|c| c.processed).saturating_sub(dropped).max(0);
+    if written
+        .as_ref()
+        .is_some_and(|w| (w.admitted, w.dropped) == (admitted, dropped))
+    {
+        return written;
+    }
+    Some(RelayCounts {
+        admitted,
+        dropped,
+        observed_time: now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
+}
 
 /// The relay's SQS queue name: `tributary-relay-<namespace>_<name>`, made valid. Kubernetes names have no
 /// `_`, so no two Subscriptions share it, and no Queue's `<namespace>-<name>` default is one.
@@ -248,6 +299,7 @@ pub(crate) async fn apply<C: Cloud>(
             arn: Some(arn.clone()),
             applied_filter_policy: policy.map(Policy::canonical_json),
             relay_queue_url: Some(relay_url.clone()),
+            relay: relay_counts(ctx, subscription).await,
             ..SubscriptionStatus::default()
         },
         message: format!(

@@ -607,6 +607,9 @@ pub async fn start_controller_limited(
         quiet_start: Duration::ZERO,
         instance: Some(format!("test-{}", std::process::id())),
         scale_interval: Duration::from_secs(1),
+        throughput_interval: Duration::from_secs(2),
+        scrape_loopback_pods: true,
+        worker_metrics_timeout: Duration::from_secs(2),
         worker: tributary::controller::consumer::render::WorkerSettings {
             image: "tributary:test".to_owned(),
             env: std::collections::BTreeMap::from([("AWS_REGION".to_owned(), var("AWS_REGION"))]),

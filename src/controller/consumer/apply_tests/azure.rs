@@ -83,13 +83,49 @@ async fn a_storage_queue_consumer_scales_on_the_queues_message_count() {
     );
 
     h.azure.set_message_count(ACCOUNT, STORAGE_QUEUE, 0, None);
-    let idle = scaled_from(&of_jobs(), &applied.status);
+    let mut idle = scaled_from(&of_jobs(), &applied.status);
+    idle.spec.scaling.scale_down_stabilization_seconds = 0;
     let applied = apply(&h, &idle).await.unwrap();
     assert_eq!(applied.status.backlog, Some(0));
     assert_eq!(
         child::<Deployment>(&h).unwrap().spec.unwrap().replicas,
         Some(1),
-        "down to minReplicas once the window has passed"
+        "down to minReplicas (no stabilization window)"
+    );
+}
+
+#[tokio::test]
+async fn an_old_oldest_message_adds_a_replica_though_the_count_is_under_target() {
+    let mut h = Harness::new();
+    storage_jobs(&mut h, 20);
+    h.azure.set_message_count(ACCOUNT, STORAGE_QUEUE, 20, Some(900));
+    let mut jobs = of_jobs();
+    jobs.spec.scaling.signals.max_oldest_message_age_seconds = Some(300);
+    jobs.spec.scaling.signals.scale_up_observations = 1;
+    let first = apply(&h, &jobs).await.unwrap();
+    assert_eq!(
+        h.new_azure_calls(),
+        [
+            format!("GetQueueMetadata {ACCOUNT}/{STORAGE_QUEUE}"),
+            format!("PeekMessages {ACCOUNT}/{STORAGE_QUEUE}")
+        ],
+        "the age is read (a peek) only when the Consumer scales on it"
+    );
+    let running = scaled_from(&jobs, &first.status);
+    let applied = apply(&h, &running).await.unwrap();
+    let decision = applied.status.last_scale.unwrap();
+    assert_eq!(
+        (decision.from, decision.to),
+        (1, 2),
+        "20 messages ask for one; their age for one more"
+    );
+    assert_eq!(decision.reason, "oldest message 900 s old, over 300 s");
+    h.azure.set_message_count(ACCOUNT, STORAGE_QUEUE, 20, Some(60));
+    let young = apply(&h, &scaled_from(&jobs, &first.status)).await.unwrap();
+    assert_eq!(
+        young.status.last_scale.map(|d| d.to),
+        Some(1),
+        "young: the count decides"
     );
 }
 

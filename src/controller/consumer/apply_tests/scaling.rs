@@ -1,6 +1,7 @@
 //! Scaling from the backlog: the SQS queue's visible and in-flight messages from the fake, replicas by
-//! the per-replica target within the bounds, the `Scaled` Event, the scale-down stabilization window, and
-//! how soon the Consumer is looked at again.
+//! the per-replica target within the bounds, the `Scaled` Event, the spike filter (asks that persist),
+//! the scale-down stabilization window over the remembered asks, and how soon the Consumer is looked at
+//! again.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -121,36 +122,103 @@ async fn replicas_are_bounded_by_max_replicas() {
     assert_eq!(deployment_replicas(&h), Some(4), "not 100");
 }
 
-#[tokio::test]
-async fn a_scale_down_waits_for_the_stabilization_window_and_up_does_not() {
-    let mut h = Harness::new();
-    let url = jobs_queue(&mut h).await;
-    let spec = with_scaling(json!({"scaleDownStabilizationSeconds": 300}));
+/// `consumer`'s key in the controller's memory.
+fn key(consumer: &Consumer) -> String {
+    describe(consumer)
+}
 
-    // Scaled to 5 a minute ago; the queue is empty now: still 5, and no new decision.
-    let recent = scaled(&spec, 1, 5, Duration::from_secs(60));
-    let applied = apply(&h, &recent).await.unwrap();
+/// The controller remembers `asks` of `consumer`, each `(seconds ago, replicas)`.
+fn remembered(h: &Harness, consumer: &Consumer, asks: &[(i64, i32)]) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let asks = asks
+        .iter()
+        .map(|(ago, replicas)| crate::controller::consumer::scaling::Ask {
+            at: now - ago,
+            replicas: *replicas,
+        })
+        .collect();
+    let mut entry = crate::controller::consumer::memory::Remembered::default();
+    entry.asks = asks;
+    h.ctx.consumers.put(&key(consumer), entry, now);
+}
+
+#[tokio::test]
+async fn a_scale_down_waits_for_the_window_and_takes_its_highest_ask() {
+    let mut h = Harness::new();
+    jobs_queue(&mut h).await;
+    let spec = with_scaling(json!({"scaleDownStabilizationSeconds": 300}));
+    let running = scaled(&spec, 1, 5, Duration::from_secs(600));
+
+    // The queue is empty, but the controller has seen only two minutes of asks: still 5.
+    remembered(&h, &running, &[(120, 5), (60, 1)]);
+    let applied = apply(&h, &running).await.unwrap();
     assert_eq!(deployment_replicas(&h), Some(5));
     assert_eq!(
         applied.status.last_scale,
-        recent.status.unwrap().last_scale,
+        running.status.clone().unwrap().last_scale,
         "kept"
     );
     assert!(h.api.event_reasons().is_empty());
 
-    // Ten minutes ago: down to the minimum.
-    let settled = scaled(&spec, 1, 5, Duration::from_secs(600));
-    let applied = apply(&h, &settled).await.unwrap();
-    assert_eq!(deployment_replicas(&h), Some(1));
+    // The window is covered and its highest ask is 3: down to 3, not to the minimum.
+    remembered(&h, &running, &[(400, 5), (200, 3), (60, 1)]);
+    let applied = apply(&h, &running).await.unwrap();
+    assert_eq!(deployment_replicas(&h), Some(3));
     let decision = applied.status.last_scale.unwrap();
-    assert_eq!((decision.from, decision.to), (5, 1));
+    assert_eq!((decision.from, decision.to), (5, 3));
     assert_eq!(h.api.event_reasons(), [SCALED]);
 
-    // Up is immediate, however recent the last change.
+    // Only ones in the window: down to the minimum.
+    remembered(&h, &running, &[(400, 5), (200, 1), (60, 1)]);
+    apply(&h, &running).await.unwrap();
+    assert_eq!(deployment_replicas(&h), Some(1));
+}
+
+#[tokio::test]
+async fn one_spike_adds_no_replica_and_a_backlog_that_persists_does() {
+    let mut h = Harness::new();
+    let url = jobs_queue(&mut h).await;
+    let running = scaled(&with_scaling(json!({})), 0, 1, Duration::from_secs(600));
     backlog(&h, &url, 300, 0).await;
-    let just_down = scaled(&spec, 5, 1, Duration::from_secs(1));
-    apply(&h, &just_down).await.unwrap();
+    let spike = apply(&h, &running).await.unwrap();
+    assert_eq!(
+        deployment_replicas(&h),
+        Some(1),
+        "one observation of 300 is a spike"
+    );
+    assert_eq!(
+        spike.status.last_scale,
+        running.status.clone().unwrap().last_scale
+    );
+    assert_eq!(spike.status.backlog, Some(300), "the backlog is still reported");
+    let persisted = apply(&h, &running).await.unwrap();
+    assert_eq!(
+        deployment_replicas(&h),
+        Some(3),
+        "the second (scaleUpObservations 2)"
+    );
+    assert_eq!(persisted.status.last_scale.map(|d| (d.from, d.to)), Some((1, 3)));
+}
+
+#[tokio::test]
+async fn up_is_immediate_with_one_observation_and_for_a_new_consumer() {
+    let mut h = Harness::new();
+    let url = jobs_queue(&mut h).await;
+    backlog(&h, &url, 300, 0).await;
+    let unfiltered = with_scaling(json!({"scaleUpObservations": 1}));
+    apply(&h, &scaled(&unfiltered, 0, 1, Duration::from_secs(1)))
+        .await
+        .unwrap();
     assert_eq!(deployment_replicas(&h), Some(3));
+    let mut fresh = Harness::new();
+    let url = jobs_queue(&mut fresh).await;
+    backlog(&fresh, &url, 300, 0).await;
+    apply(&fresh, &with_scaling(json!({}))).await.unwrap();
+    assert_eq!(
+        deployment_replicas(&fresh),
+        Some(3),
+        "never scaled: nothing to filter"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 //! annotation).
 
 mod pod;
+pub mod scrape;
 
 pub use pod::{default_resources, memory_limit_bytes};
 
@@ -61,6 +62,9 @@ pub struct WorkerSettings {
     /// The namespace whose pods may scrape the workers' metrics port (the order endpoint's
     /// NetworkPolicy); `None` lets no namespace in.
     pub monitoring_namespace: Option<String>,
+    /// The controller's namespace, whose pods may read the workers' metrics port too (the controller
+    /// reads the message counts for status); `None` adds no rule.
+    pub controller_namespace: Option<String>,
     /// Extra labels of the worker pods (the namespace's TenantPolicy: Azure workload identity's
     /// `azure.workload.identity/use`).
     pub pod_labels: BTreeMap<String, String>,
@@ -251,7 +255,10 @@ pub fn children_of(
         service,
         // Every worker gets one: one that serves no HTTP source admits the monitoring namespace to its
         // metrics and no one else.
-        network_policy: network_policy(owner, None, settings.monitoring_namespace.as_deref()),
+        network_policy: admit_controller(
+            network_policy(owner, None, settings.monitoring_namespace.as_deref()),
+            settings.controller_namespace.as_deref(),
+        ),
     }
 }
 
@@ -272,6 +279,30 @@ fn tcp(port: i32) -> Option<Vec<NetworkPolicyPort>> {
         protocol: Some("TCP".to_owned()),
         ..NetworkPolicyPort::default()
     }])
+}
+
+/// `policy` with the metrics port open to the pods of the controller's namespace `controller` too (it
+/// reads the workers' counts for status).
+pub fn admit_controller(mut policy: NetworkPolicy, controller: Option<&str>) -> NetworkPolicy {
+    let Some(controller) = controller.filter(|n| !n.is_empty()) else {
+        return policy;
+    };
+    if let Some(rules) = policy.spec.as_mut().and_then(|spec| spec.ingress.as_mut()) {
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        NAMESPACE_NAME_LABEL.to_owned(),
+                        controller.to_owned(),
+                    )])),
+                    match_expressions: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: tcp(i32::from(METRICS_PORT)),
+        });
+    }
+    policy
 }
 
 /// The NetworkPolicy of a set of workers: ingress to the metrics port from the monitoring namespace
