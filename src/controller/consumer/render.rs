@@ -132,7 +132,7 @@ impl WorkerOwner {
             ]),
             selector: BTreeMap::from([(CONSUMER_LABEL.to_owned(), consumer.name_any())]),
             owner: consumer.controller_owner_ref(&()),
-            image: consumer.spec.image.clone(),
+            sidecar: consumer.spec.container.clone(),
             http_port: consumer.spec.source.http.as_ref().map(|http| http.port),
             resources: Some(resources(consumer)),
         }
@@ -160,3 +160,7 @@ pub fn children(
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "render_container_tests.rs"]
+mod container_tests;
