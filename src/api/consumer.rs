@@ -25,7 +25,12 @@ pub use super::http_source::HttpSource;
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Processor", type_ = "string", json_path = ".spec.processor"),
-    printcolumn(name = "Container", type_ = "string", json_path = ".spec.container.image", priority = 1),
+    printcolumn(
+        name = "Container",
+        type_ = "string",
+        json_path = ".spec.container.image",
+        priority = 1
+    ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

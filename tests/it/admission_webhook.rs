@@ -155,7 +155,8 @@ fn accepted() -> Vec<(&'static str, &'static str, String)> {
         (
             "FIFO SQS source, standard dead letter (workers dead-letter)",
             "Consumer",
-            "source: {queueRef: {name: fifo-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: std-dlq}".into(),
+            "source: {queueRef: {name: fifo-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: std-dlq}"
+                .into(),
         ),
         (
             "SQS redrive to an SQS queue",

@@ -286,7 +286,11 @@ async fn a_container_image_is_forbidden_unless_the_tenant_policy_allows_it() {
     let deployment: Deployment = child(&h).unwrap();
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.containers.len(), 1);
-    assert_ne!(pod.containers[0].image.as_deref(), Some(image), "the worker is Tributary's");
+    assert_ne!(
+        pod.containers[0].image.as_deref(),
+        Some(image),
+        "the worker is Tributary's"
+    );
     let sidecars = pod.init_containers.unwrap();
     assert_eq!(sidecars[0].image.as_deref(), Some(image));
     assert_eq!(sidecars[0].restart_policy.as_deref(), Some("Always"));

@@ -78,8 +78,15 @@ fn the_users_container_is_a_restricted_native_sidecar_probed_on_its_readiness_pa
     let pod = pod_of(&audit());
     let sidecar = sidecar(&pod);
     assert_eq!(sidecar.name, SIDECAR_NAME);
-    assert_eq!(sidecar.image.as_deref(), Some("registry.example.com/shop/audit:1.0"));
-    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"), "a native sidecar");
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("registry.example.com/shop/audit:1.0")
+    );
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "a native sidecar"
+    );
     assert_eq!(sidecar.args, Some(vec!["--verbose".to_owned()]));
     assert_eq!(sidecar.ports.as_ref().unwrap()[0].container_port, 8081);
     for probe in [&sidecar.startup_probe, &sidecar.readiness_probe] {
@@ -103,7 +110,13 @@ fn the_users_container_is_a_restricted_native_sidecar_probed_on_its_readiness_pa
     assert_eq!(pod.containers.len(), 1);
     let worker = &pod.containers[0];
     assert_eq!(worker.image.as_deref(), Some("tributary:test"));
-    let readiness = worker.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    let readiness = worker
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
     assert_eq!(readiness.path.as_deref(), Some("/readyz"));
 }
 
@@ -119,11 +132,15 @@ fn the_sidecar_gets_its_own_environment_and_none_of_the_workers_credentials() {
             {"name": PORT_ENV, "value": "8081"}
         ])
     );
-    assert!(container.env_from.is_none(), "the workers' env Secret stays the worker's");
+    assert!(
+        container.env_from.is_none(),
+        "the workers' env Secret stays the worker's"
+    );
 
     // A PORT of the user's own wins.
     let mut own = audit();
-    own.spec.container.as_mut().unwrap().env = vec![serde_json::from_value(json!({"name": "PORT", "value": "9000"})).unwrap()];
+    own.spec.container.as_mut().unwrap().env =
+        vec![serde_json::from_value(json!({"name": "PORT", "value": "9000"})).unwrap()];
     let env = sidecar(&pod_of(&own)).env.unwrap();
     assert_eq!(env.len(), 1);
     assert_eq!(env[0].value.as_deref(), Some("9000"));

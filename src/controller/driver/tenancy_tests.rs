@@ -74,7 +74,10 @@ fn the_namespace_policy_wins_field_by_field_over_the_cluster_default() {
     assert_eq!(policy.images.from, "TenantPolicy cluster.default");
     assert!(policy.check_image("C", "reg.example.com/app:1").is_ok());
     let error = policy.check_image("C", "evil.example.com/app:1").unwrap_err();
-    assert!(error.condition_message().contains("spec.container.image"), "{error}");
+    assert!(
+        error.condition_message().contains("spec.container.image"),
+        "{error}"
+    );
     assert!(
         error.condition_message().contains("TenantPolicy cluster.default"),
         "{error}"
@@ -148,7 +151,10 @@ fn a_consumer_is_checked_on_image_table_and_cosmos() {
     let error = policy
         .check_consumer("C", &consumer, Some("a-orders"))
         .unwrap_err();
-    assert!(error.condition_message().starts_with("spec.container.image"), "{error}");
+    assert!(
+        error.condition_message().starts_with("spec.container.image"),
+        "{error}"
+    );
     let own = spec("images: ['evil.example.com/*']");
     let policy = effective("b", Some(&own), None);
     let error = policy
