@@ -10,6 +10,7 @@ use std::{net::SocketAddr, path::Path};
 use serde::{Deserialize, Serialize};
 
 // One path per use (not `super::{…}`): the configuration needs its siblings' parts, not the worker's root.
+pub use super::delivery::config::DeliveryConfig;
 pub use super::devices::config::{CosmosSink, KafkaSource};
 pub use super::orders::security::config::{
     ApiKeyFiles, AuthConfig, HttpSource, JwtConfig, LimitsConfig, TlsFiles,
@@ -40,6 +41,9 @@ pub struct WorkerConfig {
     /// Where processor `relay` delivers, and its filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<super::relay::RelayTarget>,
+    /// Where processor `container` delivers (the user's container in the pod), and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryConfig>,
     /// Address of `/metrics` and `/healthz`.
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: SocketAddr,
@@ -83,8 +87,9 @@ pub enum ProcessorKind {
     Relay,
     /// Does nothing and succeeds.
     Noop,
-    /// A custom image's own processor: the image reads this file and speaks the same contract.
-    Custom,
+    /// The user's container beside the worker: each message delivered to it over HTTP as a CloudEvent
+    /// (the `delivery` block).
+    Container,
 }
 
 /// Message source.
@@ -309,17 +314,22 @@ impl WorkerConfig {
             return invalid("source: set exactly one of sqs, storageQueue, kafka and http");
         }
         let device = self.processor == ProcessorKind::Device;
-        if device != self.source.kafka.is_some() {
-            return invalid(
-                "processor device reads source.kafka, and source.kafka is read by processor device only",
-            );
+        if device && self.source.kafka.is_none() {
+            return invalid("processor device reads source.kafka");
         }
         if let Some(kafka) = &self.source.kafka {
+            if !matches!(self.processor, ProcessorKind::Device | ProcessorKind::Container) {
+                return invalid(
+                    "processor device reads source.kafka, and source.kafka is read by processors device and container only",
+                );
+            }
             kafka.validate().map_err(ConfigError::Invalid)?;
-            let Some(cosmos) = &self.sink.cosmos else {
-                return invalid("sink.cosmos is required by processor device");
-            };
-            cosmos.validate().map_err(ConfigError::Invalid)?;
+            if device {
+                let Some(cosmos) = &self.sink.cosmos else {
+                    return invalid("sink.cosmos is required by processor device");
+                };
+                cosmos.validate().map_err(ConfigError::Invalid)?;
+            }
             if let Some(dead_letter) = &self.dead_letter {
                 if dead_letter.storage_account.is_none() {
                     return invalid(
@@ -373,11 +383,22 @@ impl WorkerConfig {
         Ok(())
     }
 
-    /// What the processor needs besides its source: retries, the relay block, the table and the topic.
+    /// What the processor needs besides its source: retries, the delivery and relay blocks, the table
+    /// and the topic.
     fn validate_processor(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.retry.max_attempts == 0 {
             return invalid("retry.maxAttempts must be at least 1");
+        }
+        match (&self.delivery, self.processor) {
+            (Some(delivery), ProcessorKind::Container) => {
+                delivery.validate().map_err(ConfigError::Invalid)?;
+            }
+            (None, ProcessorKind::Container) => {
+                return invalid("processor container needs the delivery block");
+            }
+            (Some(_), _) => return invalid("the delivery block is read by processor container only"),
+            (None, _) => {}
         }
         match (&self.relay, self.processor) {
             (Some(relay), ProcessorKind::Relay) => {

@@ -93,3 +93,46 @@ fn retry_delays_double_up_to_the_cap() {
     };
     assert_eq!(long.delay_seconds(40), Retry::MAX_DELAY_SECONDS);
 }
+
+const DELIVERY: &str = "delivery:\n  url: http://127.0.0.1:8080/\n  readyUrl: http://127.0.0.1:8080/healthz\n  source: /apis/tributary.dev/v1alpha1/namespaces/shop/queues/orders\n  futureField: 1\n";
+
+#[test]
+fn processor_container_reads_the_delivery_block_from_a_queue_or_a_stream() {
+    let text = format!("{}{DELIVERY}", sqs_config("container"));
+    let (config, unknown) = WorkerConfig::parse(&text).unwrap();
+    assert_eq!(unknown, ["delivery.?.futureField"], "tolerant like the rest");
+    config.validate().unwrap();
+    let delivery = config.delivery.as_ref().unwrap();
+    assert_eq!((delivery.timeout_seconds, delivery.concurrency), (30, 8));
+    assert_eq!(delivery.type_attribute, "type");
+
+    let kafka = format!(
+        "consumer: {{namespace: d, name: n}}\nprocessor: container\nsource:\n  kafka: {{bootstrapServers: '127.0.0.1:9092', topic: t, consumerGroup: g}}\n{DELIVERY}"
+    );
+    let (config, _) = WorkerConfig::parse(&kafka).unwrap();
+    config.validate().unwrap();
+}
+
+#[test]
+fn the_delivery_block_goes_with_processor_container_only() {
+    let error = |text: &str| {
+        let (config, _) = WorkerConfig::parse(text).unwrap();
+        config.validate().unwrap_err().to_string()
+    };
+    let missing = error(&sqs_config("container"));
+    assert!(
+        missing.contains("processor container needs the delivery block"),
+        "{missing}"
+    );
+    let stray = error(&format!("{}{DELIVERY}", sqs_config("inventory")));
+    assert!(stray.contains("read by processor container only"), "{stray}");
+    let bad = error(
+        &format!("{}{DELIVERY}", sqs_config("container")).replace("8080/\n", "8080/\n  timeoutSeconds: 0\n"),
+    );
+    assert!(bad.contains("delivery.timeoutSeconds"), "{bad}");
+    let http = error(&format!("{}{DELIVERY}", sqs_config("container")).replace(
+        "  sqs: {queueUrl: 'http://q'}",
+        "  http: {listen: '127.0.0.1:8081'}",
+    ));
+    assert!(http.contains("source.http serves the order endpoint"), "{http}");
+}

@@ -1,6 +1,6 @@
 //! The worker's operational HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (liveness:
 //! 503 while receive loops keep dying) and `GET /readyz` (readiness: 503 with the reason while something
-//! is stalled, see [`super::stalls`], or the source cannot be reached), judged by [`super::health::Health`].
+//! is stalled, see [`super::stalls`], the source cannot be reached, or the user's container is not ready), judged by [`super::health::Health`].
 
 use std::future::Future;
 
@@ -67,6 +67,9 @@ async fn healthz(extract::State(state): extract::State<State>) -> impl IntoRespo
 /// the pod out of the ready ones.
 async fn readyz(extract::State(state): extract::State<State>) -> impl IntoResponse {
     if let Some(reason) = state.metrics.stalls().not_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
+    if let Some(reason) = state.metrics.health().unready_dependency() {
         return (StatusCode::SERVICE_UNAVAILABLE, reason);
     }
     if state.metrics.health().is_ready_at(tokio::time::Instant::now()) {

@@ -55,6 +55,8 @@ struct Inner {
     recent_restarts: Mutex<VecDeque<Instant>>,
     /// Since when every receive has failed; `None` after a success.
     failing_since: Mutex<Option<Instant>>,
+    /// Why a process the worker delivers to (the user's container) is not ready; `None` while it is.
+    unready_dependency: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -104,6 +106,16 @@ impl Health {
     pub fn is_ready_at(&self, now: Instant) -> bool {
         lock(&self.inner.failing_since)
             .is_none_or(|since| now.saturating_duration_since(since) < self.inner.bounds.unreachable_after)
+    }
+
+    /// A process the worker delivers to is not ready, for `reason` (`None`: it is ready again).
+    pub fn dependency(&self, reason: Option<String>) {
+        *lock(&self.inner.unready_dependency) = reason;
+    }
+
+    /// Why a process the worker delivers to is not ready, if it is not.
+    pub fn unready_dependency(&self) -> Option<String> {
+        lock(&self.inner.unready_dependency).clone()
     }
 
     /// `tributary_worker_loop_restarts_total`, in the Prometheus text format with `labels`.
@@ -187,5 +199,18 @@ mod tests {
             health.is_ready_at(start + 60 * SECOND),
             "a new failure starts a new count"
         );
+    }
+
+    #[test]
+    fn an_unready_dependency_is_reported_until_it_is_ready() {
+        let health = Health::default();
+        assert_eq!(health.unready_dependency(), None);
+        health.dependency(Some("the container answers 503".into()));
+        assert_eq!(
+            health.unready_dependency().as_deref(),
+            Some("the container answers 503")
+        );
+        health.dependency(None);
+        assert_eq!(health.unready_dependency(), None);
     }
 }

@@ -27,6 +27,8 @@ pub struct Message {
     /// The message group, on a FIFO queue: the runtime hands a group's messages over one after another,
     /// in the queue's order.
     pub group_id: Option<String>,
+    /// When the source says the message was sent (RFC 3339), if it says: `ce-time` of its CloudEvent.
+    pub sent_at: Option<String>,
 }
 
 impl Message {
@@ -60,6 +62,7 @@ impl Message {
             types,
             receive_count,
             group_id: None,
+            sent_at: None,
         }
     }
 

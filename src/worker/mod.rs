@@ -10,6 +10,7 @@
 //! an [`processor::Outcome`] and the runtime turns it into acknowledgements, retries and dead letters.
 
 pub mod config;
+pub mod delivery;
 pub mod devices;
 pub mod endpoints;
 pub mod health;
@@ -430,8 +431,15 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
             ProcessorKind::Shipment => self.run(queue, Shipment::new(table()?, publisher)).await,
             ProcessorKind::OrderAck => anyhow::bail!("processor order-ack serves HTTP: it needs source.http"),
             ProcessorKind::Device => anyhow::bail!("processor device reads a stream: it needs source.kafka"),
-            ProcessorKind::Custom => {
-                anyhow::bail!("processor custom is run by the Consumer's own image, not by tributary worker")
+            ProcessorKind::Container => {
+                let delivery = self
+                    .config
+                    .delivery
+                    .as_ref()
+                    .context("processor container needs the delivery block")?;
+                let health = self.metrics.health().clone();
+                let container = delivery::start(delivery, publisher, health, self.shutdown.clone())?;
+                self.run(queue, container).await
             }
         }
     }

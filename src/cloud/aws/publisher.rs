@@ -36,13 +36,36 @@ impl SnsPublisher {
 
     /// Publishes `publication` (its FIFO ids only if the topic is FIFO).
     pub async fn publish_message(&self, publication: Publication) -> Result<()> {
+        let attributes = publication
+            .attributes
+            .into_iter()
+            .map(|(name, data_type, value)| (name.to_owned(), data_type, value));
+        self.publish(publication.body, attributes, publication.fifo).await
+    }
+
+    /// Publishes `body` with `String` attributes whose names are known only at run time (a reply of a
+    /// user's processor), and on a FIFO topic the message group and deduplication ids.
+    pub async fn publish_strings(
+        &self,
+        body: String,
+        attributes: Vec<(String, String)>,
+        fifo: Option<(String, String)>,
+    ) -> Result<()> {
+        let attributes = attributes
+            .into_iter()
+            .map(|(name, value)| (name, "String", value));
+        self.publish(body, attributes, fifo).await
+    }
+
+    async fn publish(
+        &self,
+        body: String,
+        attributes: impl Iterator<Item = (String, &str, String)>,
+        fifo: Option<(String, String)>,
+    ) -> Result<()> {
         let operation = Operation::new(SNS, "Publish", &self.topic_arn);
-        let mut request = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message(publication.body);
-        for (name, data_type, value) in publication.attributes {
+        let mut request = self.client.publish().topic_arn(&self.topic_arn).message(body);
+        for (name, data_type, value) in attributes {
             let attribute = MessageAttributeValue::builder()
                 .data_type(data_type)
                 .string_value(value)
@@ -53,7 +76,7 @@ impl SnsPublisher {
                 })?;
             request = request.message_attributes(name, attribute);
         }
-        if let Some((group, deduplication)) = publication.fifo.filter(|_| self.topic_arn.ends_with(".fifo")) {
+        if let Some((group, deduplication)) = fifo.filter(|_| self.topic_arn.ends_with(".fifo")) {
             request = request
                 .message_group_id(group)
                 .message_deduplication_id(deduplication);

@@ -48,7 +48,7 @@ fn processor_kind(consumer: &Consumer) -> ProcessorKind {
         Some(Processor::Inventory) => ProcessorKind::Inventory,
         Some(Processor::Shipment) => ProcessorKind::Shipment,
         Some(Processor::Device) => ProcessorKind::Device,
-        None => ProcessorKind::Custom,
+        None => ProcessorKind::Container,
     }
 }
 
@@ -113,6 +113,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 storage_account: resolved.dead_letter_account.clone(),
             }),
         relay: None,
+        delivery: None,
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: DRAIN_SECONDS,
     }

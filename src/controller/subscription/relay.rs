@@ -106,6 +106,7 @@ pub fn relay_config(
             message_ttl_seconds: azure.map_or(604_800, |a| a.message_ttl_seconds),
             filter: subscription.spec.filter.clone(),
         }),
+        delivery: None,
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: 20,
     }
