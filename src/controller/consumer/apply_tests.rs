@@ -4,6 +4,7 @@
 //! from the backlog is in [`scaling`]; readiness, status and deletion in [`status`].
 
 mod azure;
+mod container;
 mod scaling;
 mod sources;
 mod status;

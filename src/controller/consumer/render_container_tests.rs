@@ -7,7 +7,10 @@ use serde_json::json;
 
 use super::*;
 use crate::controller::{
-    consumer::{resolved::Resolved, validate::validate},
+    consumer::{
+        resolved::{Resolved, StreamSource},
+        validate::validate,
+    },
     resources::workers::{METRICS_PORT, PORT_ENV, SIDECAR_NAME},
 };
 
@@ -188,4 +191,63 @@ fn the_validate_step_refuses_what_the_cel_rules_refuse_naming_the_field() {
         "spec.container.port 9090",
     );
     validate(&audit()).unwrap();
+}
+
+#[test]
+fn worker_yaml_delivers_to_the_sidecar_with_the_consumers_delivery_settings() {
+    let config = worker_config(&audit(), &resolved());
+    config.validate().unwrap();
+    assert_eq!(config.processor, ProcessorKind::Container);
+    assert!(config.sink.table.is_none(), "no Order table for a container");
+    let delivery = config.delivery.as_ref().unwrap();
+    assert_eq!(delivery.url, "http://127.0.0.1:8081/");
+    assert_eq!(delivery.ready_url.as_deref(), Some("http://127.0.0.1:8081/ready"));
+    assert_eq!((delivery.timeout_seconds, delivery.concurrency), (10, 4));
+    assert_eq!(delivery.type_attribute, "type", "the default");
+    assert_eq!(
+        delivery.source,
+        "/apis/tributary.dev/v1alpha1/namespaces/shop/queues/orders"
+    );
+    let text = serde_yaml_ng::to_string(&config).unwrap();
+    assert!(
+        text.contains("processor: container\n") && text.contains("readyUrl: http://127.0.0.1:8081/ready\n"),
+        "{text}"
+    );
+
+    // No spec.delivery: the defaults; a DeviceStream is the source, and a path of the user's own.
+    let stream = consumer(json!({
+        "source": {"deviceStreamRef": {"name": "telemetry"}},
+        "container": {"image": "a", "path": "/events"}
+    }));
+    let resolved = Resolved {
+        stream: Some(StreamSource {
+            bootstrap: "hub:9093".into(),
+            topic: "shop_telemetry".into(),
+            group: "$Default".into(),
+            secret: "telemetry-connection".into(),
+            partitions: 4,
+        }),
+        ..Resolved::default()
+    };
+    let config = worker_config(&stream, &resolved);
+    config.validate().unwrap();
+    let delivery = config.delivery.unwrap();
+    assert_eq!(delivery.url, "http://127.0.0.1:8080/events");
+    assert_eq!(
+        delivery.ready_url.as_deref(),
+        Some("http://127.0.0.1:8080/healthz")
+    );
+    assert_eq!((delivery.timeout_seconds, delivery.concurrency), (30, 8));
+    assert_eq!(delivery.type_attribute, "type");
+    assert_eq!(
+        delivery.source,
+        "/apis/tributary.dev/v1alpha1/namespaces/shop/devicestreams/telemetry"
+    );
+}
+
+#[test]
+fn a_built_in_processor_has_no_delivery_block() {
+    let built_in = consumer(json!({"source": {"queueRef": {"name": "orders"}}, "processor": "inventory"}));
+    let config = worker_config(&built_in, &resolved());
+    assert!(config.delivery.is_none());
 }
