@@ -109,6 +109,11 @@ pub async fn run(
         };
         return started.serve_orders(http, table, publisher).await;
     }
+    if let Some(kafka) = &config.source.kafka
+        && config.processor == ProcessorKind::Container
+    {
+        return started.stream_to_container(kafka, publisher).await;
+    }
     if let Some(kafka) = &config.source.kafka {
         return run_devices(
             &config,
@@ -177,6 +182,39 @@ impl<'a, S: Future<Output = ()> + Send + 'static> Started<'a, S> {
         let _ = relay.await;
         metrics_server.abort();
         Ok(())
+    }
+
+    /// Processor container on a Kafka source, with the stream's bounds and dead letters.
+    async fn stream_to_container(
+        self,
+        kafka: &KafkaSource,
+        publisher: Option<SnsPublisher>,
+    ) -> anyhow::Result<()> {
+        let endpoint = kafka_endpoint(kafka, self.secrets)?;
+        let dead_letter = device_dead_letter(self.config, self.secrets)?;
+        let delivery =
+            (self.config.delivery.as_ref()).context("processor container needs the delivery block")?;
+        let health = self.metrics.health().clone();
+        let container = delivery::start(delivery, publisher, health, self.shutdown.clone())?;
+        let consumer = self.config.consumer.to_string();
+        let state = endpoints::State {
+            metrics: self.metrics.clone(),
+            consumer: consumer.clone(),
+            processor: "container",
+        };
+        let server = tokio::spawn(endpoints::serve(self.listener, state, self.shutdown.clone()));
+        tracing::info!(%consumer, topic = %kafka.topic, group = %kafka.consumer_group, "container processor started on a stream");
+        let processor = devices::settle::OnStream {
+            processor: container,
+            consumer,
+            dead_letter,
+            retry: self.config.retry.clone(),
+            metrics: self.metrics,
+        };
+        let drain = Duration::from_secs(self.config.drain_seconds);
+        let result = devices::stream::run(kafka, &endpoint, processor, self.shutdown, drain).await;
+        server.abort();
+        result
     }
 
     /// A queue worker with `settings`.
@@ -380,27 +418,6 @@ fn settings(
     }
 }
 
-/// The relay processor of `config`: its Storage Queue signed with the storage account key.
-fn relay_processor(config: &WorkerConfig, secrets: &Secrets) -> anyhow::Result<relay::Relay> {
-    let target = config
-        .relay
-        .as_ref()
-        .context("processor relay needs the relay block")?;
-    let policy = target.validate().map_err(anyhow::Error::msg)?;
-    let key = required(
-        &secrets.storage_key,
-        "AZURE_STORAGE_KEY",
-        "relay: the storage account key",
-    )?;
-    let account = Account {
-        name: target.account.clone(),
-        key,
-    };
-    let url = url::Url::parse(&target.queue_url).context("relay.queueUrl is not a URL")?;
-    let queue = StorageQueue::signed(url, &account);
-    Ok(relay::Relay::new(queue, target.message_ttl_seconds, policy))
-}
-
 /// A queue worker about to start.
 struct Drain<'a, S: Future<Output = ()> + Send + 'static> {
     config: &'a WorkerConfig,
@@ -423,7 +440,13 @@ impl<S: Future<Output = ()> + Send + 'static> Drain<'_, S> {
         match self.config.processor {
             ProcessorKind::Noop => self.run(queue, Noop).await,
             ProcessorKind::Relay => {
-                let relay = relay_processor(self.config, self.secrets)?;
+                let target = (self.config.relay.as_ref()).context("processor relay needs the relay block")?;
+                let key = required(
+                    &self.secrets.storage_key,
+                    "AZURE_STORAGE_KEY",
+                    "relay: the storage account key",
+                )?;
+                let relay = target.processor(key).map_err(anyhow::Error::msg)?;
                 self.run(queue, relay).await
             }
             ProcessorKind::Notification => self.run(queue, Notification::new(table()?)).await,

@@ -46,6 +46,10 @@ impl Delivery {
             Message::delivered(received.message_id, received.body.clone(), strings, receive_count)
                 .with_types(&received.attributes);
         message.group_id = group_id;
+        message.sent_at = received
+            .system_attributes
+            .get("SentTimestamp")
+            .and_then(|millis| rfc3339_of_millis(millis));
         Self {
             message,
             receipt: received.receipt_handle,
@@ -53,6 +57,13 @@ impl Delivery {
             raw_attributes: received.attributes,
         }
     }
+}
+
+/// `SentTimestamp` (milliseconds since the epoch) as an RFC 3339 time, if it is one.
+pub fn rfc3339_of_millis(millis: &str) -> Option<String> {
+    let millis: i128 = millis.parse().ok()?;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(millis.checked_mul(1_000_000)?).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339).ok()
 }
 
 /// A queue drained by workers, and its dead letter. Clones share the clients.
@@ -342,5 +353,14 @@ mod tests {
             (body, 0),
             "the body is never lost"
         );
+    }
+
+    #[test]
+    fn a_sent_timestamp_becomes_an_rfc3339_time() {
+        assert_eq!(
+            rfc3339_of_millis("1796569200123").as_deref(),
+            Some("2026-12-06T15:00:00.123Z")
+        );
+        assert_eq!(rfc3339_of_millis("soon"), None);
     }
 }

@@ -12,7 +12,7 @@ use super::processor::{Outcome, Processor};
 use crate::{
     api::subscription::{FilterScope, SubscriptionFilter},
     cloud::{
-        azure::queue::StorageQueue,
+        azure::{queue::StorageQueue, storage_queues::Account},
         queue::{MessageAttribute, MessageQueue as _, OutgoingMessage},
     },
     filter::{self, Policy, Scope},
@@ -54,6 +54,18 @@ impl RelayTarget {
                 Policy::parse(&policy, scope(f.scope)).map_err(|e| format!("relay.filter.policy: {e}"))
             })
             .transpose()
+    }
+
+    /// The relay processor delivering here: its Storage Queue signed with the account's `key`.
+    pub fn processor(&self, key: String) -> Result<Relay, String> {
+        let policy = self.validate()?;
+        let account = Account {
+            name: self.account.clone(),
+            key,
+        };
+        let url = url::Url::parse(&self.queue_url).map_err(|e| format!("relay.queueUrl: {e}"))?;
+        let queue = StorageQueue::signed(url, &account);
+        Ok(Relay::new(queue, self.message_ttl_seconds, policy))
     }
 }
 

@@ -45,6 +45,7 @@ mod testbed_kafka;
 mod testbed_kubernetes;
 mod webhook_availability;
 mod worker_azure;
+mod worker_delivery;
 mod worker_devices;
 mod worker_fifo;
 mod worker_orders;

@@ -162,6 +162,7 @@ impl MessageQueue for SqsQueue {
             SystemAttributes::ReceiveCountAndGroup => vec![
                 MessageSystemAttributeName::ApproximateReceiveCount,
                 MessageSystemAttributeName::MessageGroupId,
+                MessageSystemAttributeName::SentTimestamp,
             ],
             SystemAttributes::All => vec![MessageSystemAttributeName::All],
         };

@@ -269,10 +269,7 @@ impl StorageQueue {
                 receipt_handle: receipt,
                 body,
                 attributes,
-                system_attributes: BTreeMap::from([(
-                    "ApproximateReceiveCount".to_owned(),
-                    count.to_string(),
-                )]),
+                system_attributes: system_attributes(count, message.insertion_time),
             });
         }
         Ok(messages)
@@ -425,6 +422,17 @@ impl MessageQueue for StorageQueue {
     fn fits(&self, message: &OutgoingMessage) -> bool {
         envelope::encode(&message.body, &message.attributes).len() <= MAX_MESSAGE_BYTES
     }
+}
+
+/// The system attributes of a received message as SQS names them: its dequeue count, and when it was
+/// inserted (`SentTimestamp`, milliseconds since the epoch).
+fn system_attributes(count: i64, inserted: Option<time::OffsetDateTime>) -> BTreeMap<String, String> {
+    let mut attributes = BTreeMap::from([("ApproximateReceiveCount".to_owned(), count.to_string())]);
+    if let Some(at) = inserted {
+        let millis = at.unix_timestamp_nanos() / 1_000_000;
+        attributes.insert("SentTimestamp".to_owned(), millis.to_string());
+    }
+    attributes
 }
 
 #[cfg(test)]

@@ -201,9 +201,42 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
         }
     }
 
+    /// What sends this processor's dead letters.
+    fn letters(&self) -> Letters<'_, Q> {
+        Letters {
+            consumer: &self.consumer,
+            dead_letter: self.dead_letter.as_ref(),
+            retry: &self.retry,
+            metrics: &self.metrics,
+        }
+    }
+
+    async fn pause_before(&self, attempt: u32, deadline: Instant) -> bool {
+        self.letters().pause_before(attempt, deadline).await
+    }
+
+    async fn dead_letter(&self, letter: Letter<'_>, deadline: Instant) -> Settled {
+        self.letters().send(letter, deadline).await
+    }
+}
+
+/// What sends the dead letters of events read from the stream, whichever processor settles them: the
+/// event with its key, headers and position, the reason attached, retried until the batch's deadline.
+pub struct Letters<'a, Q> {
+    /// The Consumer, for the reason and logs.
+    pub consumer: &'a str,
+    /// The dead-letter queue, if the Consumer has one.
+    pub dead_letter: Option<&'a Q>,
+    /// The retry delays between sends.
+    pub retry: &'a Retry,
+    /// Counters and stalls.
+    pub metrics: &'a WorkerMetrics,
+}
+
+impl<Q: MessageQueue> Letters<'_, Q> {
     /// Sleeps the retry delay after `attempt`, unless that would reach `deadline` (then returns false at
     /// once: the event is left for a later pass rather than the batch outliving its poll interval).
-    async fn pause_before(&self, attempt: u32, deadline: Instant) -> bool {
+    pub async fn pause_before(&self, attempt: u32, deadline: Instant) -> bool {
         let pause = Duration::from_secs(u64::from(self.retry.delay_seconds(attempt))).min(MAX_PAUSE);
         if Instant::now() + pause >= deadline {
             return false;
@@ -212,22 +245,22 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
         true
     }
 
-    /// Sends `letter`, retrying until it is accepted or `deadline` comes. Each failure counts and marks
+    /// Sends `letter` (or, without a dead letter, logs it and skips the event), retrying until it is accepted or `deadline` comes. Each failure counts and marks
     /// the partition stalled (so `/readyz` fails, naming it) until a dead letter of it is sent.
-    async fn dead_letter(&self, letter: Letter<'_>, deadline: Instant) -> Settled {
+    pub async fn send(&self, letter: Letter<'_>, deadline: Instant) -> Settled {
         let at = format!(
             "{}/{}/{}",
             letter.record.topic(),
             letter.record.partition(),
             letter.record.offset()
         );
-        let Some(queue) = &self.dead_letter else {
+        let Some(queue) = self.dead_letter else {
             tracing::error!(position = %at, reason = %letter.reason, "the event cannot be processed and there is no dead letter: skipped");
             return Settled::Skipped;
         };
         let part = part_of(letter.record);
         let delivery = delivery(letter.record, at.clone());
-        let attached = reason_json(&self.consumer, letter.origin, letter.reason, letter.attempts);
+        let attached = reason_json(self.consumer, letter.origin, letter.reason, letter.attempts);
         let mut attempt = 1;
         loop {
             let error = match tokio::time::timeout_at(deadline, send_dead_letter(queue, &delivery, &attached))
@@ -260,7 +293,7 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
 }
 
 /// A dead letter to send: the event, where it was read, why, after how many attempts.
-struct Letter<'a> {
+pub struct Letter<'a> {
     record: &'a OwnedMessage,
     origin: &'a str,
     reason: &'a str,
@@ -269,7 +302,8 @@ struct Letter<'a> {
 }
 
 impl<'a> Letter<'a> {
-    fn new(
+    /// The dead letter of `record` read from `origin`, for `reason`, after `attempts`, counted as `kind`.
+    pub fn new(
         record: &'a OwnedMessage,
         origin: &'a str,
         reason: &'a str,

@@ -1,6 +1,7 @@
-//! The device processor's loop: read a batch from the consumer group, bounded by count and by bytes
-//! ([`super::batch`]), settle every event in it ([`super::processor`]: its document upserted, or the
-//! event dead-lettered with the reason), and only then commit offsets. A replica that dies mid-batch
+//! The stream loop (the device processor's, and any processor's through [`super::settle`]): read a
+//! batch from the consumer group, bounded by count and by bytes ([`super::batch`]), settle every event
+//! in it ([`super::processor`]: its document upserted, or the event dead-lettered with the reason), and
+//! only then commit offsets. A replica that dies mid-batch
 //! leaves its offsets uncommitted, so another replica reads those events again; the upsert keyed by
 //! event id makes the second write land on the same document, which is how at-least-once delivery gives
 //! exactly-once effects.
@@ -34,10 +35,11 @@ use tokio::{sync::Semaphore, time::Instant};
 
 use super::{
     batch::{self, Batch, Limits, Partition, Plan},
-    processor::{DeviceProcessor, Earlier, Settled},
+    processor::{Earlier, Settled},
+    settle::Settle,
 };
 use crate::{
-    cloud::{Documents, MessageQueue, azure::kafka::KafkaEndpoint},
+    cloud::azure::kafka::KafkaEndpoint,
     worker::{config::KafkaSource, metrics::WorkerMetrics},
 };
 
@@ -47,29 +49,28 @@ const FILL: Duration = Duration::from_millis(20);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `source` until `shutdown`, then finishes the batch in hand (for at most `drain`) and commits it.
-pub async fn run<D, Q, S>(
+pub async fn run<P, S>(
     source: &KafkaSource,
     endpoint: &KafkaEndpoint,
-    processor: DeviceProcessor<D, Q>,
+    processor: P,
     shutdown: Shared<S>,
     drain: Duration,
 ) -> anyhow::Result<()>
 where
-    D: Documents,
-    Q: MessageQueue,
+    P: Settle,
     S: Future<Output = ()> + Send + 'static,
 {
     let consumer = consumer(source, endpoint)?;
     let origin = format!("kafka://{}/{}", endpoint.bootstrap_servers, source.topic);
-    if processor.dead_letter.is_none() {
-        tracing::warn!(consumer = %processor.consumer, "no dead letter: events that cannot be processed are logged with their position and skipped");
+    if !processor.has_dead_letter() {
+        tracing::warn!(consumer = %processor.consumer(), "no dead letter: events that cannot be processed are logged with their position and skipped");
     }
     let mut reader = Reader::new(source);
     // Fused: once it has fired, polling it again is not allowed (a `Shared` panics), and the loop
     // below asks `is_terminated` instead.
     let mut shutdown = std::pin::pin!(shutdown.fuse());
     loop {
-        reader.resume_due(&consumer, &processor.metrics);
+        reader.resume_due(&consumer, processor.metrics());
         let first = match reader.carry.take() {
             Some(record) => record,
             None => {
@@ -269,9 +270,9 @@ impl Reader {
 
     /// Settles every record of `batch` by `deadline`, `writers` at once and within the in-flight byte
     /// budget; the outcomes in the batch's order.
-    async fn settle<D: Documents, Q: MessageQueue>(
+    async fn settle<P: Settle>(
         &self,
-        processor: &DeviceProcessor<D, Q>,
+        processor: &P,
         batch: &Batch,
         origin: &str,
         deadline: Instant,
