@@ -11,7 +11,8 @@ binary mode: the body as it came, the attributes in `ce-*` headers. This service
 - answers 400 to a body that is not a JSON object: Tributary dead-letters the message with
   `HTTP 400: <the start of this answer>` as its reason, never retries it;
 - when the event's FLAG_FIELD is a number above FLAG_ABOVE, answers with a reply CloudEvent
-  (`com.example.audit.flagged`, in binary mode), which Tributary publishes to the Consumer's sink topic;
+  (`com.example.audit.flagged`, in binary mode), which Tributary publishes to the Consumer's sink topic
+  (`spec.sink.topicRef`; without one the answer is only a success);
 - answers 503 while it cannot write the log, so Tributary retries the message later;
 - serves GET /healthz (the pod's readiness probe; the worker takes no message before it answers 200).
 
