@@ -4,7 +4,10 @@
 # controller rendered into each Consumer's ConfigMap, as pods would), applies the example pipelines, posts a
 # burst of sample orders and prints every order's final state, then sends device telemetry through the
 # device pipeline (its Event Hub made through the test bed's ARM fake, whose hubs are topics on the Kafka
-# broker) and prints what reached Cosmos DB and the dead letter. The controller, workers and ARM fake stop
+# broker) and prints what reached Cosmos DB and the dead letter. A user's own processor (examples/custom/audit.py, a
+# Python sidecar) audits every order event and dead-letters poisoned ones with the HTTP status; the test
+# bed runs it as a local process from its Deployment's sidecar (kwok nodes run no containers). The
+# controller, workers and ARM fake stop
 # when the demo ends; the test bed stays up (make testbed-down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +39,13 @@ kubectl get nodes
 kubectl apply --server-side -f crds/tributary.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
 	crd/{topics,queues,subscriptions,consumers,devicestreams,deadletters,tenantpolicies}.tributary.dev >/dev/null
-# The order example's Consumers share the table `orders`, which a namespace may use only where its
-# TenantPolicy lists it (docs/security-tenancy.md).
+# The order example's Consumers share the table `orders`, and the audit Consumer runs the example image,
+# which a namespace may use only where its TenantPolicy lists them (docs/security-tenancy.md).
 kubectl apply --server-side -f - >/dev/null <<'POLICY'
 apiVersion: tributary.dev/v1alpha1
 kind: TenantPolicy
 metadata: {name: orders}
-spec: {dynamodbTables: [orders]}
+spec: {dynamodbTables: [orders], images: [registry.example.com/tributary-examples/*]}
 POLICY
 
 echo
@@ -69,6 +72,7 @@ for pipeline in orders devices; do
 	kubectl create namespace "$pipeline" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
 kubectl apply -n orders -f examples/orders/ >/dev/null
+kubectl apply -n orders -f examples/custom/pipeline-aws.yaml -f examples/custom/subscription-orders.yaml >/dev/null
 # The order endpoint's API key: made once, shown once; the Secret holds only its hash (docs/security-endpoint.md).
 api_key=$("$bin" apikey new --name demo 2>"$demo/api-key-entry")
 kubectl create secret generic -n orders order-ack-api-keys \
@@ -110,6 +114,27 @@ for consumer in order-ack notification inventory shipment; do
 	echo "  $consumer: metrics on 127.0.0.1:$port"
 	port=$((port + 1))
 done
+# The audit Consumer's sidecar, as the process its image runs (examples/custom/audit.py), with the
+# environment of the Deployment's `processor` init container and PORT moved to a local port; its worker
+# from the ConfigMap, pointed at that port.
+sidecar_port=$((base + 43))
+kubectl get deployment -n orders audit-worker -o json >"$demo/audit-deployment.json"
+kubectl get configmap -n orders audit-worker -o jsonpath='{.data.worker\.yaml}' >"$demo/audit.yaml"
+read -r image pod_port sidecar_env < <(python3 -c '
+import json, sys
+sidecar = json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["initContainers"][0]
+env = " ".join(e["name"] + "=" + e["value"] for e in sidecar.get("env", []) if "value" in e)
+print(sidecar["image"], sidecar["ports"][0]["containerPort"], env)' "$demo/audit-deployment.json")
+[[ $image == registry.example.com/tributary-examples/audit:* ]] || { echo "no local program for $image" >&2; exit 1; }
+rm -f "$demo/audit.jsonl"
+# shellcheck disable=SC2086 # the NAME=value words of the sidecar's environment
+env $sidecar_env PORT="$sidecar_port" HOST=127.0.0.1 AUDIT_LOG="$demo/audit.jsonl" \
+	python3 examples/custom/audit.py >"$demo/audit-sidecar.log" 2>&1 &
+pids+=($!)
+sed -i "s|http://127.0.0.1:$pod_port/|http://127.0.0.1:$sidecar_port/|g" "$demo/audit.yaml"
+"$bin" worker --config "$demo/audit.yaml" --metrics-listen "127.0.0.1:$((base + 44))" >"$demo/audit.log" 2>&1 &
+pids+=($!)
+echo "  audit: the Python sidecar on 127.0.0.1:$sidecar_port, its worker's metrics on 127.0.0.1:$((base + 44))"
 # The endpoint serves once it answers 404 for an unknown order (its /healthz is on the metrics port).
 for _ in $(seq 1 100); do
 	[[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $api_key" \
@@ -184,6 +209,42 @@ states = {}
 for o in orders.values():
     states[o["state"]] = states.get(o["state"], 0) + 1
 print(f"\n{len(ids)} orders in {took:.1f}s: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+PY
+
+echo
+echo "== your own processor: examples/custom/audit.py (Python) beside the audit Consumer's worker"
+audit_queue=$(kubectl get queue.tributary.dev -n orders audit-events -o jsonpath='{.status.url}')
+audit_dlq=$(kubectl get deadletter.tributary.dev -n orders audit-dlq -o jsonpath='{.status.url}')
+"$moto_python" - "$demo/audit.jsonl" "$audit_queue" "$audit_dlq" <<PY
+import collections, json, sys, time, boto3
+log, queue, dlq = sys.argv[1:4]
+sqs = boto3.client("sqs", endpoint_url="$AWS_ENDPOINT_URL", region_name="$AWS_REGION")
+for body in ["not an event", "[1, 2]"]:  # poisoned: not a JSON object
+    sqs.send_message(QueueUrl=queue, MessageBody=body)
+def entries():
+    try:
+        return [json.loads(line) for line in open(log)]
+    except (OSError, ValueError):
+        return []
+def dlq_depth():
+    a = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(a["Attributes"]["ApproximateNumberOfMessages"])
+deadline, last, stable = time.time() + 60, -1, 0
+while time.time() < deadline:
+    n, depth = len(entries()), dlq_depth()
+    stable = stable + 1 if n == last else 0
+    last = n
+    if depth >= 2 and stable >= 3:
+        break
+    time.sleep(0.5)
+types = collections.Counter(e["type"] for e in entries())
+ids = [e["id"] for e in entries()]
+print(f"  {len(ids)} order events audited, {len(set(ids))} distinct ce-ids: "
+      + ", ".join(f"{n} {t}" for t, n in sorted(types.items())))
+got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+for m in got.get("Messages", []):
+    reason = json.loads(m["MessageAttributes"]["tributary-dead-letter-reason"]["StringValue"])["reason"]
+    print(f"  dead-lettered {m['Body']!r}: {reason.strip()}")
 PY
 
 echo

@@ -1,4 +1,4 @@
-//! `Consumer`: worker pods that drain a source with a built-in processor or a custom image.
+//! `Consumer`: worker pods that drain a source with a built-in processor or the user's own container.
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -8,7 +8,8 @@ use super::common::{CommonStatus, ObjectRef, SecretKeyRef};
 pub use super::http_source::HttpSource;
 
 /// A Deployment of worker pods reading one source (a Queue, a DeviceStream, or HTTP requests), processing
-/// each message with a built-in processor or a custom image, and dead-lettering what fails.
+/// each message with a built-in processor or the user's own container (which gets each message as a
+/// CloudEvent over HTTP from the worker beside it), and dead-lettering what fails.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tributary.dev",
@@ -24,6 +25,12 @@ pub use super::http_source::HttpSource;
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Processor", type_ = "string", json_path = ".spec.processor"),
+    printcolumn(
+        name = "Container",
+        type_ = "string",
+        json_path = ".spec.container.image",
+        priority = 1
+    ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
     printcolumn(
@@ -38,7 +45,9 @@ pub use super::http_source::HttpSource;
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("has(self.processor) != has(self.image)").message("set exactly one of spec.processor (a built-in processor) and spec.image (a custom worker image)"))]
+#[x_kube(validation = Rule::new("has(self.processor) != has(self.container)").message("set exactly one of spec.processor (a built-in processor) and spec.container (your own processor, which gets each message over HTTP; spec.image was replaced by spec.container)"))]
+#[x_kube(validation = Rule::new("!has(self.delivery) || has(self.container)").message("spec.delivery configures the delivery to spec.container: it needs spec.container"))]
+#[x_kube(validation = Rule::new("!has(self.container) || !has(self.source.http)").message("spec.container cannot serve spec.source.http: the HTTP source is the order endpoint of processor order-ack; feed your container from a Queue or a DeviceStream"))]
 #[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'order-ack' || has(self.source.http)").message("spec.processor order-ack serves the order REST endpoint: it needs spec.source.http"))]
 #[x_kube(validation = Rule::new("!has(self.processor) || self.processor != 'device' || has(self.source.deviceStreamRef)").message("spec.processor device reads telemetry: it needs spec.source.deviceStreamRef"))]
 #[x_kube(validation = Rule::new("!has(self.processor) || !(self.processor in ['notification', 'inventory', 'shipment']) || has(self.source.queueRef)").message("spec.processor notification, inventory and shipment drain a queue: they need spec.source.queueRef"))]
@@ -48,13 +57,19 @@ pub use super::http_source::HttpSource;
 pub struct ConsumerSpec {
     /// Where messages come from: exactly one of `queueRef`, `deviceStreamRef` and `http`.
     pub source: ConsumerSource,
-    /// Built-in processor. Exactly one of `processor` and `image` is set.
+    /// Built-in processor. Exactly one of `processor` and `container` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processor: Option<Processor>,
-    /// Custom worker image speaking Tributary's worker protocol. Exactly one of `processor` and `image`.
+    /// Your own processor: a container run beside Tributary's worker in each pod (a native sidecar), which
+    /// gets each message as a CloudEvent in HTTP binary mode on `http://127.0.0.1:<port><path>` and answers
+    /// 2xx (done), 4xx other than 408/429 (dead letter) or 408/429/5xx (retry). Exactly one of `processor`
+    /// and `container` is set; not with `source.http`. Replaces `spec.image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    pub image: Option<String>,
+    pub container: Option<ProcessorContainer>,
+    /// How the worker delivers to `container`: timeout, concurrency, the `ce-type` attribute. Only with
+    /// `container`; defaults apply when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
     /// Where processed results go (the Order table and topic for order-ack, Cosmos DB for device).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<ConsumerSink>,
@@ -88,6 +103,115 @@ pub enum Processor {
     Shipment,
     /// Validates and enriches device telemetry and writes it to Cosmos DB.
     Device,
+}
+
+/// The worker's own ports in a pod, which `spec.container.port` may not take: metrics and probes.
+pub const WORKER_PORTS: [i32; 1] = [9090];
+
+/// The user's processor container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorContainer {
+    /// Image of the container, e.g. `registry.example.com/shop/audit:1.0` (1 to 512 characters). The
+    /// namespace's TenantPolicy `images` must allow it.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Arguments of the image's entrypoint (at most 64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub args: Vec<String>,
+    /// Environment variables (at most 64), each a literal `value` or a `secretKeyRef` to a key of a Secret
+    /// in this namespace. `PORT` is set to `port` unless listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<ContainerEnv>,
+    /// Requests and limits of this container, as in a Pod. Unset: none (the namespace's defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// Port the container listens on, on the pod's loopback: 1 to 65535, not 9090 (the worker's metrics
+    /// and probes). Default 8080.
+    #[serde(default = "default_container_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    #[x_kube(validation = Rule::new("self != 9090").message("spec.container.port 9090 is the worker's metrics and probe port: choose another"))]
+    pub port: i32,
+    /// Path messages are POSTed to: starts with `/`, at most 256 characters. Default `/`.
+    #[serde(default = "default_container_path")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.container.path must start with '/'"))]
+    pub path: String,
+    /// Path of the container's readiness probe, an HTTP GET on `port`: the pod is ready only when it
+    /// answers 2xx. Starts with `/`, at most 256 characters. Default `/healthz`.
+    #[serde(default = "default_readiness_path")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.container.readinessPath must start with '/'"))]
+    pub readiness_path: String,
+}
+
+fn default_container_port() -> i32 {
+    8080
+}
+fn default_container_path() -> String {
+    "/".to_owned()
+}
+fn default_readiness_path() -> String {
+    "/healthz".to_owned()
+}
+
+/// An environment variable of the user's container: a literal value or a Secret's key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.secretKeyRef)").message("spec.container.env: set exactly one of value and secretKeyRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerEnv {
+    /// Name of the variable: a letter, `_`, `-` or `.` first, then letters, digits, `_`, `-`, `.` (1 to
+    /// 256 characters, as Kubernetes validates it).
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"))]
+    pub name: String,
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A key of a Secret in this namespace (the pod does not start while it is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// Delivery of each message to the user's container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Seconds one request may take before it counts as failed and the message is retried (1 to 900).
+    /// Default 30.
+    #[serde(default = "default_delivery_timeout")]
+    #[schemars(range(min = 1, max = 900))]
+    pub timeout_seconds: i32,
+    /// Deliveries in flight at once per pod (1 to 1000). Default 8.
+    #[serde(default = "default_delivery_concurrency")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub concurrency: i32,
+    /// Message attribute whose value becomes the CloudEvent's `ce-type` (1 to 256 characters); a message
+    /// without it gets `dev.tributary.message`. Default `type`.
+    #[serde(default = "default_type_attribute")]
+    #[schemars(length(min = 1, max = 256))]
+    pub type_attribute: String,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: default_delivery_timeout(),
+            concurrency: default_delivery_concurrency(),
+            type_attribute: default_type_attribute(),
+        }
+    }
+}
+
+fn default_delivery_timeout() -> i32 {
+    30
+}
+fn default_delivery_concurrency() -> i32 {
+    8
+}
+fn default_type_attribute() -> String {
+    "type".to_owned()
 }
 
 /// Source of a Consumer's messages.

@@ -47,7 +47,7 @@ pub struct TenantPolicySpec {
     /// configured default subscription and resource group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure_resource_groups: Option<Vec<AzureResourceGroup>>,
-    /// Image patterns a Consumer's `spec.image` may use (`*` matches any run of characters, e.g.
+    /// Image patterns a Consumer's `spec.container.image` may use (`*` matches any run of characters, e.g.
     /// `registry.example.com/team-a/*`). Default: none (only the built-in processors, which run
     /// Tributary's own image).
     #[serde(default, skip_serializing_if = "Option::is_none")]

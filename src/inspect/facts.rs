@@ -159,8 +159,8 @@ pub fn consumer(consumer: &Consumer) -> Shown {
         let name = serde_json::to_value(processor).ok();
         let name = name.as_ref().and_then(|v| v.as_str()).unwrap_or("custom");
         facts.push(Fact::text("processor", name));
-    } else if consumer.spec.image.is_some() {
-        facts.push(Fact::text("processor", "image"));
+    } else if let Some(container) = &consumer.spec.container {
+        facts.push(Fact::text("container", container.image.clone()));
     }
     if let Some(replicas) = status.replicas {
         facts.push(Fact::count("replicas", i64::from(replicas)));

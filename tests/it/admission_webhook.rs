@@ -77,10 +77,10 @@ fn refused() -> Vec<(&'static str, &'static str, String, &'static str)> {
         ("Storage Queue, SQS dead letter", "Queue", "provider: azure\nazure: {storageAccount: acct}\ndeadLetter: {ref: {name: std-dlq}}".into(), "spec.deadLetter.ref: DeadLetter std-dlq is on aws"),
         ("Storage Queue, dead letter in another account", "Queue", "provider: azure\nazure: {storageAccount: acct}\ndeadLetter: {ref: {name: other-dlq}}".into(), "spec.deadLetter.ref: DeadLetter other-dlq is in storage account other"),
         ("standard topic to FIFO queue", "Subscription", "topicRef: {name: std-topic}\nqueueRef: {name: fifo-q}".into(), "spec.queueRef: Queue fifo-q is FIFO but Topic std-topic is standard"),
-        ("SQS source, azure dead letter", "Consumer", "source: {queueRef: {name: std-q}}\nimage: w\ndeadLetterRef: {name: az-dlq}".into(), "spec.deadLetterRef: DeadLetter az-dlq is on azure"),
-        ("Storage Queue source, SQS dead letter", "Consumer", "source: {queueRef: {name: az-q}}\nimage: w\ndeadLetterRef: {name: fifo-dlq}".into(), "spec.deadLetterRef: DeadLetter fifo-dlq is on aws"),
-        ("Storage Queue source, dead letter in another account", "Consumer", "source: {queueRef: {name: az-q}}\nimage: w\ndeadLetterRef: {name: other-dlq}".into(), "spec.deadLetterRef: DeadLetter other-dlq is in storage account other"),
-        ("Consumer of a queue with visibility 0", "Consumer", "source: {queueRef: {name: still-q}}\nimage: w".into(), "spec.source.queueRef: Queue still-q has spec.aws.visibilityTimeoutSeconds 0"),
+        ("SQS source, azure dead letter", "Consumer", "source: {queueRef: {name: std-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: az-dlq}".into(), "spec.deadLetterRef: DeadLetter az-dlq is on azure"),
+        ("Storage Queue source, SQS dead letter", "Consumer", "source: {queueRef: {name: az-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: fifo-dlq}".into(), "spec.deadLetterRef: DeadLetter fifo-dlq is on aws"),
+        ("Storage Queue source, dead letter in another account", "Consumer", "source: {queueRef: {name: az-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: other-dlq}".into(), "spec.deadLetterRef: DeadLetter other-dlq is in storage account other"),
+        ("Consumer of a queue with visibility 0", "Consumer", "source: {queueRef: {name: still-q}}\ncontainer: {image: w}".into(), "spec.source.queueRef: Queue still-q has spec.aws.visibilityTimeoutSeconds 0"),
         ("consumer group the stream lacks", "Consumer", device("{name: ds, consumerGroup: writers}", ""), "spec.source.deviceStreamRef.consumerGroup: writers is not a consumer group"),
         ("device stream source, SQS dead letter", "Consumer", device("{name: ds}", "deadLetterRef: {name: std-dlq}"), "spec.deadLetterRef: DeadLetter std-dlq is on aws"),
         ("SQS redrive to a Storage Queue", "DeadLetter", "aws: {}\nredrive: {id: r1, destinationRef: {name: az-q}}".into(), "spec.redrive.destinationRef: Queue az-q is on azure"),
@@ -155,7 +155,8 @@ fn accepted() -> Vec<(&'static str, &'static str, String)> {
         (
             "FIFO SQS source, standard dead letter (workers dead-letter)",
             "Consumer",
-            "source: {queueRef: {name: fifo-q}}\nimage: w\ndeadLetterRef: {name: std-dlq}".into(),
+            "source: {queueRef: {name: fifo-q}}\ncontainer: {image: w}\ndeadLetterRef: {name: std-dlq}"
+                .into(),
         ),
         (
             "SQS redrive to an SQS queue",

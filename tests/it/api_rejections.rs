@@ -168,14 +168,56 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
     (
         "no source",
         "Consumer",
-        "source: {}\nimage: example/worker:1",
+        "source: {}\ncontainer: {image: example/worker:1}",
         "spec.source must set exactly one",
     ),
     (
-        "processor and image",
+        "processor and container",
         "Consumer",
-        "source: {queueRef: {name: q}}\nprocessor: notification\nimage: example/worker:1",
+        "source: {queueRef: {name: q}}\nprocessor: notification\ncontainer: {image: example/worker:1}",
         "exactly one of spec.processor",
+    ),
+    (
+        "the removed spec.image alone (pruned: neither processor nor container)",
+        "Consumer",
+        "source: {queueRef: {name: q}}\nimage: example/worker:1",
+        "spec.image was replaced by spec.container",
+    ),
+    (
+        "delivery without container",
+        "Consumer",
+        "source: {queueRef: {name: q}}\nprocessor: notification\ndelivery: {timeoutSeconds: 5}",
+        "spec.delivery configures the delivery to spec.container",
+    ),
+    (
+        "container serving http",
+        "Consumer",
+        "source: {http: {}}\ncontainer: {image: w}",
+        "spec.container cannot serve spec.source.http",
+    ),
+    (
+        "container on the worker's metrics port",
+        "Consumer",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w, port: 9090}",
+        "spec.container.port 9090",
+    ),
+    (
+        "container path without a slash",
+        "Consumer",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w, path: events}",
+        "spec.container.path must start with '/'",
+    ),
+    (
+        "container env with value and secret",
+        "Consumer",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w, env: [{name: A, value: x, secretKeyRef: {name: s, key: k}}]}",
+        "set exactly one of value and secretKeyRef",
+    ),
+    (
+        "delivery timeout above 900",
+        "Consumer",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w}\ndelivery: {timeoutSeconds: 901}",
+        "spec.delivery.timeoutSeconds",
     ),
     (
         "unknown processor",
@@ -186,7 +228,7 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
     (
         "min above max replicas",
         "Consumer",
-        "source: {queueRef: {name: q}}\nimage: w\nscaling: {minReplicas: 5, maxReplicas: 2}",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w}\nscaling: {minReplicas: 5, maxReplicas: 2}",
         "spec.scaling.minReplicas must not exceed",
     ),
     (
@@ -210,7 +252,7 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
     (
         "backoff initial above max",
         "Consumer",
-        "source: {queueRef: {name: q}}\nimage: w\nretry: {initialBackoffSeconds: 600, maxBackoffSeconds: 60}",
+        "source: {queueRef: {name: q}}\ncontainer: {image: w}\nretry: {initialBackoffSeconds: 600, maxBackoffSeconds: 60}",
         "spec.retry.initialBackoffSeconds",
     ),
     (

@@ -26,6 +26,7 @@ mod controller_subscription;
 mod crash_points;
 mod e2e_azure_queue;
 mod e2e_azure_subscription;
+mod e2e_custom;
 mod e2e_devices;
 mod e2e_orders;
 mod faults_outage;

@@ -185,7 +185,7 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
         "  source: {{queueRef: {{name: own}}}}\n  processor: notification\n  sink: {{table: {table}}}\n"
     );
     common::create_yaml(&client, &b, &yaml("Consumer", "thief", &sink)).await;
-    let image = "  source: {queueRef: {name: own}}\n  image: evil.example.com/miner:1\n";
+    let image = "  source: {queueRef: {name: own}}\n  container: {image: evil.example.com/miner:1}\n";
     common::create_yaml(&client, &b, &yaml("Consumer", "miner", image)).await;
     let squatted: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "squat-worker"}, "data": {"owner": "someone else"}
@@ -245,7 +245,7 @@ async fn one_tenant_cannot_take_or_reach_anothers_resources() {
         "Consumer",
         "miner",
         "Forbidden",
-        "spec.image: \"evil.example.com/miner:1\"",
+        "spec.container.image: \"evil.example.com/miner:1\"",
     )
     .await;
     let conflict = format!("ConfigMap {b}/squat-worker exists");

@@ -4,6 +4,7 @@
 //! from the backlog is in [`scaling`]; readiness, status and deletion in [`status`].
 
 mod azure;
+mod container;
 mod scaling;
 mod sources;
 mod status;
@@ -266,16 +267,16 @@ async fn a_dead_letter_on_another_provider_is_an_invalid_spec_naming_the_field()
 }
 
 #[tokio::test]
-async fn a_custom_image_is_forbidden_unless_the_tenant_policy_allows_it() {
+async fn a_container_image_is_forbidden_unless_the_tenant_policy_allows_it() {
     let mut h = Harness::new();
     jobs_queue(&mut h).await;
     let image = "registry.example.com/shop/notifier:1.2";
-    let custom = consumer(json!({"source": {"queueRef": {"name": "jobs"}}, "image": image}));
+    let custom = consumer(json!({"source": {"queueRef": {"name": "jobs"}}, "container": {"image": image}}));
     let refused = apply(&h, &custom).await.unwrap_err();
     assert_eq!(refused.reason(), "Forbidden");
     let message = refused.condition_message();
     assert!(
-        message.contains("spec.image") && message.contains("only the built-in processors"),
+        message.contains("spec.container.image") && message.contains("only the built-in processors"),
         "{message}"
     );
     assert!(h.new_calls().is_empty(), "nothing read or made");
@@ -285,10 +286,18 @@ async fn a_custom_image_is_forbidden_unless_the_tenant_policy_allows_it() {
     apply(&h, &custom).await.unwrap();
     let deployment: Deployment = child(&h).unwrap();
     let pod = deployment.spec.unwrap().template.spec.unwrap();
-    assert_eq!(pod.containers[0].image.as_deref(), Some(image));
+    assert_eq!(pod.containers.len(), 1);
+    assert_ne!(
+        pod.containers[0].image.as_deref(),
+        Some(image),
+        "the worker is Tributary's"
+    );
+    let sidecars = pod.init_containers.unwrap();
+    assert_eq!(sidecars[0].image.as_deref(), Some(image));
+    assert_eq!(sidecars[0].restart_policy.as_deref(), Some("Always"));
     assert!(
         !h.new_calls().iter().any(|c| c.starts_with("CreateTable")),
-        "a custom processor gets no Order table"
+        "a container processor gets no Order table"
     );
 }
 

@@ -1,4 +1,5 @@
-//! The Consumer reconciler (the CEL rules are its validation): resolve the references from the watch caches (no network) →
+//! The Consumer reconciler (the CEL rules are its validation, repeated in [`validate`] for objects stored
+//! before a rule existed): resolve the references from the watch caches (no network) →
 //! build the worker configuration and the objects that run it ([`render`], pure) → apply: ensure the
 //! Order table, read the backlog, decide the replicas ([`scaling`], pure), server-side apply the
 //! ConfigMap, ServiceAccount, Deployment and Service → status (ready workers, backlog, last scaling
@@ -18,6 +19,7 @@ pub mod resolved;
 pub mod scaling;
 pub mod storage_queue;
 pub mod throughput;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -56,6 +58,7 @@ pub const SCALED: &str = "Scaled";
 
 /// The resolve step, pure: the references from the watch caches, or which one is not ready.
 pub fn resolve(consumer: &Consumer, stores: &watch::Stores) -> Result<Resolved, Error> {
+    validate::validate(consumer)?;
     references::validate(consumer, Spec::Consumer(&consumer.spec), stores)?;
     let namespace = consumer.namespace().unwrap_or_default();
     let mut resolved = Resolved::default();

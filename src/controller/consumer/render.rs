@@ -15,8 +15,8 @@ use crate::{
         memory_limit_bytes, network_policy,
     },
     worker::config::{
-        ConsumerName, DeadLetterTarget, KafkaSource, ProcessorKind, Retry, Sink, Source, SqsSource,
-        WorkerConfig,
+        ConsumerName, DeadLetterTarget, DeliveryConfig, KafkaSource, ProcessorKind, Retry, Sink, Source,
+        SqsSource, WorkerConfig,
     },
     worker::devices::config::batch_bytes_for,
 };
@@ -50,6 +50,37 @@ fn processor_kind(consumer: &Consumer) -> ProcessorKind {
         Some(Processor::Device) => ProcessorKind::Device,
         None => ProcessorKind::Container,
     }
+}
+
+/// `ce-source` of the messages a Consumer reads: the API path of its Queue or DeviceStream (of the
+/// Consumer itself for any other source).
+fn event_source(consumer: &Consumer) -> String {
+    let api = Consumer::api_version(&());
+    let namespace = consumer.namespace().unwrap_or_default();
+    let source = &consumer.spec.source;
+    let (plural, name) = match (&source.queue_ref, &source.device_stream_ref) {
+        (Some(queue), _) => ("queues", queue.name.clone()),
+        (None, Some(stream)) => ("devicestreams", stream.name.clone()),
+        (None, None) => ("consumers", consumer.name_any()),
+    };
+    format!("/apis/{api}/namespaces/{namespace}/{plural}/{name}")
+}
+
+/// The `delivery` block of a Consumer with `spec.container`: the sidecar on the pod's loopback at its
+/// port and path, its readiness path, and `spec.delivery` (defaults when unset).
+fn delivery(consumer: &Consumer) -> Option<DeliveryConfig> {
+    let container = consumer.spec.container.as_ref()?;
+    let delivery = consumer.spec.delivery.clone().unwrap_or_default();
+    let positive = |v: i32| u32::try_from(v.max(1)).unwrap_or(1);
+    let base = format!("http://127.0.0.1:{}", container.port);
+    Some(DeliveryConfig {
+        url: format!("{base}{}", container.path),
+        ready_url: Some(format!("{base}{}", container.readiness_path)),
+        timeout_seconds: positive(delivery.timeout_seconds),
+        concurrency: positive(delivery.concurrency),
+        type_attribute: delivery.type_attribute,
+        source: event_source(consumer),
+    })
 }
 
 /// The worker container's requests and limits: `spec.resources`, else the workers' default.
@@ -113,7 +144,7 @@ pub fn worker_config(consumer: &Consumer, resolved: &Resolved) -> WorkerConfig {
                 storage_account: resolved.dead_letter_account.clone(),
             }),
         relay: None,
-        delivery: None,
+        delivery: delivery(consumer),
         metrics_listen: std::net::SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
         drain_seconds: DRAIN_SECONDS,
         unreachable_after_seconds: crate::worker::config::DEFAULT_UNREACHABLE_AFTER_SECONDS,
@@ -134,7 +165,7 @@ impl WorkerOwner {
             ]),
             selector: BTreeMap::from([(CONSUMER_LABEL.to_owned(), consumer.name_any())]),
             owner: consumer.controller_owner_ref(&()),
-            image: consumer.spec.image.clone(),
+            sidecar: consumer.spec.container.clone(),
             http_port: consumer.spec.source.http.as_ref().map(|http| http.port),
             resources: Some(resources(consumer)),
         }
@@ -165,3 +196,7 @@ pub fn children(
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "render_container_tests.rs"]
+mod container_tests;

@@ -48,7 +48,7 @@ pub struct Effective {
     pub cosmos_endpoints: Ruled<Option<Vec<String>>>,
     /// Allowed Azure subscriptions and resource groups; `None`: only the controller's defaults.
     pub azure_resource_groups: Ruled<Option<Vec<AzureResourceGroup>>>,
-    /// Allowed `spec.image` patterns.
+    /// Allowed `spec.container.image` patterns.
     pub images: Ruled<Vec<String>>,
     /// The workers' cloud identity; `None`: the controller's defaults.
     pub worker_identity: Option<WorkerIdentity>,
@@ -250,17 +250,17 @@ impl Effective {
         }
     }
 
-    /// A Consumer's custom image must match `images`.
+    /// A Consumer's container image (`spec.container.image`) must match `images`.
     pub fn check_image(&self, object: &str, image: &str) -> Result<(), Error> {
         if any_matches(&self.images.value, image) {
             return Ok(());
         }
         let rule = if self.images.value.is_empty() {
-            "no custom images are allowed, only the built-in processors".to_owned()
+            "no container images are allowed, only the built-in processors".to_owned()
         } else {
             format!("images allows {:?}", self.images.value)
         };
-        Err(self.forbidden(object, "spec.image", image, &rule, &self.images.from))
+        Err(self.forbidden(object, "spec.container.image", image, &rule, &self.images.from))
     }
 
     /// The annotations of the namespace's worker ServiceAccounts: from the namespace's own policy's
@@ -279,7 +279,7 @@ impl Effective {
         annotations
     }
 
-    /// The Consumer's fields the policy governs: its custom image, its DynamoDB `table` (the resolved
+    /// The Consumer's fields the policy governs: its container's image, its DynamoDB `table` (the resolved
     /// one, `spec.sink.table` or its default) and its Cosmos DB endpoint. Pure.
     pub fn check_consumer(
         &self,
@@ -287,8 +287,8 @@ impl Effective {
         consumer: &Consumer,
         table: Option<&str>,
     ) -> Result<(), Error> {
-        if let Some(image) = &consumer.spec.image {
-            self.check_image(object, image)?;
+        if let Some(container) = &consumer.spec.container {
+            self.check_image(object, &container.image)?;
         }
         let sink = consumer.spec.sink.as_ref();
         if let Some(table) = table {

@@ -74,7 +74,10 @@ fn the_namespace_policy_wins_field_by_field_over_the_cluster_default() {
     assert_eq!(policy.images.from, "TenantPolicy cluster.default");
     assert!(policy.check_image("C", "reg.example.com/app:1").is_ok());
     let error = policy.check_image("C", "evil.example.com/app:1").unwrap_err();
-    assert!(error.condition_message().contains("spec.image"), "{error}");
+    assert!(
+        error.condition_message().contains("spec.container.image"),
+        "{error}"
+    );
     assert!(
         error.condition_message().contains("TenantPolicy cluster.default"),
         "{error}"
@@ -141,14 +144,17 @@ fn worker_identity_comes_from_the_namespaces_own_policy_only() {
 fn a_consumer_is_checked_on_image_table_and_cosmos() {
     let consumer: Consumer = serde_yaml_ng::from_str(
         "apiVersion: tributary.dev/v1alpha1\nkind: Consumer\nmetadata: {name: c, namespace: b}\n\
-         spec:\n  source: {queueRef: {name: q}}\n  image: evil.example.com/x:1\n  sink: {table: a-orders}\n",
+         spec:\n  source: {queueRef: {name: q}}\n  container: {image: evil.example.com/x:1}\n  sink: {table: a-orders}\n",
     )
     .unwrap();
     let policy = effective("b", None, None);
     let error = policy
         .check_consumer("C", &consumer, Some("a-orders"))
         .unwrap_err();
-    assert!(error.condition_message().starts_with("spec.image"), "{error}");
+    assert!(
+        error.condition_message().starts_with("spec.container.image"),
+        "{error}"
+    );
     let own = spec("images: ['evil.example.com/*']");
     let policy = effective("b", Some(&own), None);
     let error = policy

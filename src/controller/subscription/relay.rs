@@ -178,7 +178,7 @@ pub fn relay_owner(subscription: &Subscription) -> WorkerOwner {
         ]),
         selector: BTreeMap::from([(SUBSCRIPTION_LABEL.to_owned(), name)]),
         owner: subscription.controller_owner_ref(&()),
-        image: None,
+        sidecar: None,
         http_port: None,
         resources: None,
     }

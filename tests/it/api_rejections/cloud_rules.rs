@@ -350,7 +350,7 @@ fn consumer_and_dead_letter() -> Vec<Case> {
         case(
             "consumer group with a space",
             "Consumer",
-            "source: {deviceStreamRef: {name: s, consumerGroup: 'a b'}}\nimage: w",
+            "source: {deviceStreamRef: {name: s, consumerGroup: 'a b'}}\ncontainer: {image: w}",
             "spec.source.deviceStreamRef.consumerGroup",
         ),
         case(
@@ -392,7 +392,7 @@ fn consumer_and_dead_letter() -> Vec<Case> {
         case(
             "table with /",
             "Consumer",
-            "source: {queueRef: {name: q}}\nimage: w\nsink: {table: 'a/b'}",
+            "source: {queueRef: {name: q}}\ncontainer: {image: w}\nsink: {table: 'a/b'}",
             "spec.sink.table",
         ),
         case(
@@ -475,6 +475,8 @@ pub fn valid() -> Vec<(&'static str, &'static str, String)> {
         ("resource group of 90", "DeviceStream", ds(format!("resourceGroup: {}", long(90)))),
         ("$Default consumer group, cosmos account of 44", "Consumer", format!("source: {{deviceStreamRef: {{name: s, consumerGroup: $Default}}}}\nprocessor: device\nsink: {{cosmos: {{endpoint: 'https://{}.documents.azure.com:443/', database: 'Telemetry DB', container: c}}}}", long(44))),
         ("emulator endpoint, database of 255", "Consumer", format!("source: {{deviceStreamRef: {{name: s, consumerGroup: readers.v-1_x}}}}\nprocessor: device\nsink: {{cosmos: {{endpoint: 'https://127.0.0.1:8081/', database: {}, container: c}}}}", long(255))),
+        ("container at every limit: port 65535, 64 args, a Secret variable, delivery 900 s x 1000", "Consumer", format!("source: {{queueRef: {{name: q}}}}\ncontainer: {{image: {}, args: [{}], env: [{{name: A.b-c_1, value: ''}}, {{name: T, secretKeyRef: {{name: s, key: k}}}}], port: 65535, path: /events/v1, readinessPath: /, resources: {{limits: {{memory: 64Mi}}}}}}\ndelivery: {{timeoutSeconds: 900, concurrency: 1000, typeAttribute: {}}}", long(512), vec!["x"; 64].join(", "), long(256))),
+        ("container at the lower limits: port 1, delivery 1 s x 1", "Consumer", "source: {deviceStreamRef: {name: s}}\ncontainer: {image: w, port: 1}\ndelivery: {timeoutSeconds: 1, concurrency: 1}".into()),
         ("dead letter name of 80, redrive at 500/s", "DeadLetter", format!("aws: {{name: {}, messageRetentionSeconds: 60}}\nredrive: {{id: r1, maxMessagesPerSecond: 500}}", long(80))),
         ("azure dead letter named with 63", "DeadLetter", format!("provider: azure\nazure: {{storageAccount: acct, name: {}}}", long(63))),
     ]

@@ -16,6 +16,7 @@ pub mod orders_bed;
 pub mod outage;
 pub mod proxy;
 pub mod share;
+pub mod sidecar;
 pub mod tools;
 pub mod webhook;
 pub mod wire;

@@ -190,7 +190,8 @@ async fn a_waiting_consumer_says_which_reference_in_its_conditions_without_an_ev
 async fn a_refused_consumer_gets_a_warning_event_and_its_reason_in_status() {
     let mut h = Harness::new();
     jobs_queue(&mut h).await;
-    let custom = consumer(json!({"source": {"queueRef": {"name": "jobs"}}, "image": "evil.example/x"}));
+    let custom =
+        consumer(json!({"source": {"queueRef": {"name": "jobs"}}, "container": {"image": "evil.example/x"}}));
     let error = reconcile(&h, &custom).await.unwrap_err();
     assert_eq!(error.reason(), "Forbidden");
     let status = written_status(&h);

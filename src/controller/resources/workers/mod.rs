@@ -1,15 +1,17 @@
 //! The worker objects, shared by the two kinds that run workers (a Consumer's, a Subscription relay's),
 //! pure: the worker settings from the controller and the namespace's TenantPolicy, and the Kubernetes
 //! objects that run a worker configuration: a ConfigMap holding `worker.yaml`, a ServiceAccount, a
-//! Deployment of the operator's own image (or the owner's custom image) under the `restricted` Pod
-//! Security Standard ([`pod`]), a Service for an HTTP port and a NetworkPolicy. Each is owned by its
+//! Deployment of the operator's own image (with the user's container as a native sidecar, [`sidecar`])
+//! under the `restricted` Pod Security Standard ([`pod`]), a Service for an HTTP port and a NetworkPolicy. Each is owned by its
 //! object, so deleting it removes them; a change of the configuration rolls the pods (its hash is a pod
 //! annotation).
 
 mod pod;
 pub mod scrape;
+mod sidecar;
 
 pub use pod::{default_resources, memory_limit_bytes};
+pub use sidecar::{PORT_ENV, SIDECAR_NAME};
 
 use std::collections::BTreeMap;
 
@@ -32,7 +34,7 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    api::http_source::HttpSource,
+    api::{consumer::ProcessorContainer, http_source::HttpSource},
     controller::driver::tenancy,
     worker::config::{FILE_NAME, WorkerConfig},
 };
@@ -93,8 +95,8 @@ pub const WORKER_ENV: [&str; 6] = [
     "OTEL_TRACES_SAMPLER_ARG",
 ];
 
-/// Whom a set of worker objects is for: their name, labels and owner, the image and the HTTP port. A
-/// Consumer's workers, or a Subscription's relay.
+/// Whom a set of worker objects is for: their name, labels and owner, the user's container and the HTTP
+/// port. A Consumer's workers, or a Subscription's relay.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerOwner {
     /// The name of every object.
@@ -107,8 +109,8 @@ pub struct WorkerOwner {
     pub selector: BTreeMap<String, String>,
     /// The owner reference that lets the garbage collector remove them with their owner.
     pub owner: Option<OwnerReference>,
-    /// An image other than the operator's.
-    pub image: Option<String>,
+    /// The user's processor container, run beside the worker (a Consumer's `spec.container`).
+    pub sidecar: Option<ProcessorContainer>,
     /// The HTTP source's port, which gets a Service.
     pub http_port: Option<i32>,
     /// The worker container's requests and limits; `None`: [`default_resources`].

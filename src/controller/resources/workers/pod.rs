@@ -1,5 +1,6 @@
 //! The pod of a set of workers: the worker container with its configuration mounted, probes on the
-//! metrics port and the `restricted` Pod Security Standard, under the workers' own ServiceAccount.
+//! metrics port and the `restricted` Pod Security Standard, under the workers' own ServiceAccount; and
+//! for a Consumer with `spec.container` the user's container as a native sidecar ([`super::sidecar`]).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 
+use super::sidecar::sidecar_container;
 use super::{CONFIG_DIR, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, WorkerSettings};
 use crate::worker::config::FILE_NAME;
 
@@ -109,13 +111,12 @@ pub fn memory_limit_bytes(resources: &ResourceRequirements) -> Option<u64> {
     (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
-/// The worker container: the operator's image (or the owner's), its config mounted, the controller's
-/// environment, probes on the metrics port, `restricted` security.
+/// The worker container: the operator's image, its config mounted, the controller's environment, probes
+/// on the metrics port, `restricted` security.
 fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container {
-    let image = owner.image.clone().unwrap_or_else(|| settings.image.clone());
     Container {
         name: "worker".to_owned(),
-        image: Some(image),
+        image: Some(settings.image.clone()),
         args: Some(
             [
                 "worker",
@@ -148,13 +149,9 @@ fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container
             }]
         }),
         ports: Some(ports(owner.http_port)),
-        // `/readyz` fails while the worker is stalled (a dead letter it cannot send); a custom image
-        // is only asked for `/healthz`.
-        readiness_probe: Some(probe(if owner.image.is_some() {
-            "/healthz"
-        } else {
-            "/readyz"
-        })),
+        // `/readyz` fails while the worker is stalled (a dead letter it cannot send) and while the
+        // user's container does not answer its readiness path.
+        readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: Some(owner.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(restricted()),
@@ -168,7 +165,8 @@ fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container
     }
 }
 
-/// The pod of `owner`'s workers: the worker container under the owner's own ServiceAccount.
+/// The pod of `owner`'s workers: the worker container (and the user's container as a native sidecar)
+/// under the owner's own ServiceAccount.
 pub(super) fn worker_pod(owner: &WorkerOwner, settings: &WorkerSettings) -> PodSpec {
     let name = owner.name.clone();
     PodSpec {
@@ -189,6 +187,7 @@ pub(super) fn worker_pod(owner: &WorkerOwner, settings: &WorkerSettings) -> PodS
             }),
             ..PodSecurityContext::default()
         }),
+        init_containers: owner.sidecar.as_ref().map(|spec| vec![sidecar_container(spec)]),
         containers: vec![worker_container(owner, settings)],
         volumes: Some(vec![Volume {
             name: "config".to_owned(),
