@@ -2,7 +2,7 @@
 //! declared once with its flag and its environment variable, what it is and its rule in its doc comment
 //! (which `--help` prints). The values are handed down as plain structs ([`controller::ControllerArgs`]
 //! builds the controller's [`crate::controller::Config`] parts, [`worker::WorkerArgs`] the worker's
-//! [`crate::worker::Secrets`]); nothing below this module reads a Tributary variable.
+//! `worker::Secrets`); nothing below this module reads a Tributary variable.
 //!
 //! The variables of the libraries underneath (the AWS SDK's, OpenTelemetry's, `RUST_LOG`, the Kubernetes
 //! client's) stay with them; each subcommand's `--help` names them after its flags.

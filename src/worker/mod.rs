@@ -23,6 +23,7 @@ pub mod processor;
 pub mod queue;
 pub mod relay;
 pub mod runtime;
+pub mod secrets;
 pub mod stalls;
 pub mod supervisor;
 pub mod trace;
@@ -32,6 +33,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use futures::{FutureExt, future::Shared};
 
+pub use self::secrets::Secrets;
+use self::secrets::{device_dead_letter, kafka_endpoint, required};
 use self::{
     config::{HttpSource, KafkaSource, ProcessorKind, WorkerConfig},
     metrics::WorkerMetrics,
@@ -49,7 +52,6 @@ use crate::cloud::{
     aws::{SnsPublisher, SqsQueue},
     azure::{
         cosmos::{ContainerAddress, CosmosContainer},
-        kafka::KafkaEndpoint,
         queue::StorageQueue,
         storage_queues::Account,
     },
@@ -59,19 +61,6 @@ use crate::cloud::{
 /// request that wrote it.
 const RELAY_EVERY: Duration = Duration::from_secs(2);
 const RELAY_GRACE: Duration = Duration::from_secs(30);
-
-/// The secrets a worker may need, which its Consumer's Deployment gives it from Secrets (declared by
-/// `tributary worker`, which reads them from the environment); each is required only by the sources and
-/// sinks that use it.
-#[derive(Clone, Default)]
-pub struct Secrets {
-    /// The storage account key of a Storage Queue source, dead letter or relay (`AZURE_STORAGE_KEY`).
-    pub storage_key: Option<String>,
-    /// The Cosmos DB account key of the device processor's sink (`AZURE_COSMOS_KEY`).
-    pub cosmos_key: Option<String>,
-    /// The Event Hubs connection string of a `SASL_SSL` Kafka source (`KAFKA_SASL_PASSWORD`).
-    pub kafka_sasl_password: Option<String>,
-}
 
 /// Runs the worker described by `config` until `shutdown` resolves, then drains and returns.
 pub async fn run(
@@ -357,51 +346,6 @@ async fn run_devices<S: Future<Output = ()> + Send + 'static>(
     );
     server.abort();
     result
-}
-
-/// The secret `value`, or an error saying `what` must be in the variable `name`.
-fn required(value: &Option<String>, name: &str, what: &str) -> anyhow::Result<String> {
-    value.clone().with_context(|| format!("{what} must be in {name}"))
-}
-
-/// The Kafka endpoint of a device source, with the Event Hubs connection string when it signs in.
-fn kafka_endpoint(kafka: &KafkaSource, secrets: &Secrets) -> anyhow::Result<KafkaEndpoint> {
-    let password = if kafka.security_protocol == "SASL_SSL" {
-        required(
-            &secrets.kafka_sasl_password,
-            "KAFKA_SASL_PASSWORD",
-            "source.kafka: the Event Hubs connection string",
-        )?
-    } else {
-        String::new()
-    };
-    Ok(KafkaEndpoint {
-        bootstrap_servers: kafka.bootstrap_servers.clone(),
-        security_protocol: kafka.security_protocol.clone(),
-        username: kafka.username.clone(),
-        password,
-        ca_file: kafka.ca_file.clone(),
-    })
-}
-
-/// The device processor's dead-letter Storage Queue, signed with the storage account key.
-fn device_dead_letter(config: &WorkerConfig, secrets: &Secrets) -> anyhow::Result<Option<StorageQueue>> {
-    let Some(target) = &config.dead_letter else {
-        return Ok(None);
-    };
-    let account = Account {
-        name: target
-            .storage_account
-            .clone()
-            .context("deadLetter.storageAccount is required with a kafka source")?,
-        key: required(
-            &secrets.storage_key,
-            "AZURE_STORAGE_KEY",
-            "deadLetter: the storage account key",
-        )?,
-    };
-    let url = url::Url::parse(&target.queue_url).context("deadLetter.queueUrl is not a URL")?;
-    Ok(Some(StorageQueue::signed(url, &account).never_expiring()))
 }
 
 /// The runtime settings of a queue source.
