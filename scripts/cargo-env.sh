@@ -17,3 +17,7 @@ export OPENSSL_STATIC=1 LIBZ_SYS_STATIC=1
 export TRIBUTARY_BUILD_DIR="${CARGO_TARGET_DIR:-target}/$host/debug"
 export TRIBUTARY_RELEASE_DIR="${CARGO_TARGET_DIR:-target}/$host/release"
 unset host triple_var
+# Nothing the tests, the demo or the benchmarks start may ask an instance metadata service
+# (169.254.169.254 is not on this machine): the AWS SDK's default chain does when a process has no region
+# in its environment, e.g. a Storage Queue worker (workers load the AWS configuration whatever their source).
+export AWS_EC2_METADATA_DISABLED=true

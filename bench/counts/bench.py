@@ -1,8 +1,8 @@
 """The API-server write rate caused by Consumers' status counts (issue 23), on the test bed.
 
-COUNT Consumers (HTTP source, a custom image: no cloud resource behind them) in one namespace, each run by
-a Deployment whose one pod kwok simulates. This script is their workers: one process serving a fake
-`/metrics` per pod on its own loopback port, whose processed and dead-lettered counters grow at a rate of
+COUNT order endpoints (Consumers with an HTTP source and processor order-ack, publishing to one Topic) in
+one namespace, each run by a Deployment whose one pod kwok simulates. This script is their workers: one
+process serving a fake `/metrics` per pod on its own loopback port, whose processed and dead-lettered counters grow at a rate of
 their own. Each pod's status gets `podIP: 127.0.0.1` (an admin writes it here, as the kubelet would) and the
 annotation `tributary.dev/metrics-port`, which the controller honours only with --scrape-loopback-pods.
 
@@ -110,14 +110,19 @@ def wait(what, check, timeout):
 
 
 def consumers():
-    docs = []
+    docs = [f"""apiVersion: tributary.dev/v1alpha1
+kind: Topic
+metadata: {{name: orders, namespace: {NS}}}
+spec: {{provider: aws, aws: {{}}}}
+"""]
     for i in range(COUNT):
         docs.append(f"""apiVersion: tributary.dev/v1alpha1
 kind: Consumer
 metadata: {{name: c{i}, namespace: {NS}}}
 spec:
-  image: bench.local/fake-worker:1
   source: {{http: {{auth: {{mode: none}}}}}}
+  processor: order-ack
+  sink: {{topicRef: {{name: orders}}}}
   scaling: {{minReplicas: 1, maxReplicas: 1}}
 """)
     return "---\n".join(docs)

@@ -261,4 +261,43 @@ mod tests {
         let error = filtered.validate().unwrap_err();
         assert!(error.starts_with("relay.filter.policy: "), "{error}");
     }
+
+    #[tokio::test]
+    async fn what_the_filter_drops_is_counted_done_and_never_sent() {
+        let target = RelayTarget {
+            // Nothing listens on the discard port: a message the relay tried to send would be retried.
+            queue_url: "http://127.0.0.1:9/acct/q".into(),
+            account: "acct".into(),
+            message_ttl_seconds: 60,
+            filter: Some(SubscriptionFilter {
+                scope: FilterScope::MessageAttributes,
+                policy: json!({"event": ["OrderPlaced"]}).as_object().unwrap().clone(),
+            }),
+        };
+        let metrics = super::super::metrics::WorkerMetrics::new();
+        let relay = target
+            .processor("a2V5".into())
+            .unwrap()
+            .with_metrics(metrics.clone());
+        let shipped = message(&[("event", "String", "OrderShipped")], "{}");
+        assert_eq!(relay.process(&shipped).await, Outcome::Done);
+        let text = metrics.render("ns/relay", "relay");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tributary_worker_messages_filtered_total"))
+            .unwrap();
+        assert!(line.ends_with(" 1"), "{line}");
+        let placed = message(&[("event", "String", "OrderPlaced")], "{}");
+        assert!(
+            matches!(relay.process(&placed).await, Outcome::Retry(_)),
+            "an admitted message is sent (here: to nothing, so retried)"
+        );
+        let text = metrics.render("ns/relay", "relay");
+        assert!(text.contains("tributary_worker_messages_filtered_total"));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("tributary_worker_messages_filtered_total") && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
 }

@@ -20,7 +20,6 @@ use tributary::worker::{
 };
 
 const CONVERGE: Duration = Duration::from_secs(60);
-const IMAGE: &str = "counts.local/worker:1";
 
 /// Points the Consumer's running pod at `port` on loopback, as the kubelet would report a pod IP.
 async fn wire_pod(client: &kube::Client, ns: &str, port: u16) {
@@ -74,24 +73,23 @@ async fn a_consumers_counts_appear_in_status_and_follow_its_workers_metrics() {
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "ctrl-counts").await;
     let aws = common::aws_config().await;
-    common::tenant_policy(&client, &ns, json!({"images": [IMAGE]})).await;
     let metrics = WorkerMetrics::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = State {
         metrics: metrics.clone(),
         consumer: format!("{ns}/counts"),
-        processor: "custom",
+        processor: "order-ack",
     };
     let server = tokio::spawn(endpoints::serve(listener, state, std::future::pending()));
     let controller = common::start_controller(&client, &ns, &aws).await;
     common::create_yaml(
         &client,
         &ns,
-        &format!(
-            "apiVersion: tributary.dev/v1alpha1\nkind: Consumer\nmetadata: {{name: counts}}\nspec:\n  image: {IMAGE}\n  \
-             source: {{http: {{auth: {{mode: none}}}}}}\n  scaling: {{minReplicas: 1, maxReplicas: 1}}\n"
-        ),
+        "apiVersion: tributary.dev/v1alpha1\nkind: Topic\nmetadata: {name: orders}\nspec: {provider: aws, aws: {}}\n---\n\
+         apiVersion: tributary.dev/v1alpha1\nkind: Consumer\nmetadata: {name: counts}\nspec:\n  \
+         source: {http: {auth: {mode: none}}}\n  processor: order-ack\n  sink: {topicRef: {name: orders}}\n  \
+         scaling: {minReplicas: 1, maxReplicas: 1}\n"
     )
     .await;
     wire_pod(&client, &ns, port).await;

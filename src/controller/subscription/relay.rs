@@ -76,15 +76,7 @@ async fn relay_counts<C: Cloud>(ctx: &Context<C>, subscription: &Subscription) -
         .read(&ctx.client, &namespace, &owner.selector, &owner.name)
         .await;
     let pods = pods.ok().filter(|pods| !pods.is_empty())?;
-    let sum = |field: fn(&scrape::Counters) -> u64| {
-        let total = pods
-            .values()
-            .map(|p| field(&p.counters))
-            .fold(0u64, u64::saturating_add);
-        i64::try_from(total).unwrap_or(i64::MAX)
-    };
-    let dropped = sum(|c| c.filtered);
-    let admitted = sum(|c| c.processed).saturating_sub(dropped).max(0);
+    let (admitted, dropped) = relay_totals(pods.values().map(|p| &p.counters));
     if written
         .as_ref()
         .is_some_and(|w| (w.admitted, w.dropped) == (admitted, dropped))
@@ -98,6 +90,16 @@ async fn relay_counts<C: Cloud>(ctx: &Context<C>, subscription: &Subscription) -
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     })
+}
+
+/// What the relay's pods admitted and dropped in total: a message its filter drops ends processed too
+/// (acknowledged), so what was admitted is what was processed less what was dropped.
+fn relay_totals<'a>(counters: impl Iterator<Item = &'a scrape::Counters>) -> (i64, i64) {
+    let (processed, dropped) = counters.fold((0u64, 0u64), |(p, f), c| {
+        (p.saturating_add(c.processed), f.saturating_add(c.filtered))
+    });
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (as_i64(processed.saturating_sub(dropped)), as_i64(dropped))
 }
 
 /// The relay's SQS queue name: `tributary-relay-<namespace>_<name>`, made valid. Kubernetes names have no
@@ -363,4 +365,22 @@ pub(crate) async fn cleanup<C: Cloud>(
     let note = format!("deleted the relay queue {url}");
     events::normal(&ctx.recorder, &**subscription, reasons::DELETED, note).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod totals_tests {
+    use super::*;
+
+    #[test]
+    fn admitted_is_processed_less_dropped_summed_over_the_pods() {
+        let pod = |processed, filtered| scrape::Counters {
+            processed,
+            filtered,
+            ..scrape::Counters::default()
+        };
+        let pods = [pod(10, 3), pod(5, 5)];
+        assert_eq!(relay_totals(pods.iter()), (7, 8));
+        assert_eq!(relay_totals([].iter()), (0, 0));
+        assert_eq!(relay_totals([pod(u64::MAX, 0)].iter()), (i64::MAX, 0));
+    }
 }

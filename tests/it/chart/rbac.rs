@@ -23,7 +23,7 @@ const EVERY_USER: [(&str, &[&str]); 3] = [
 ];
 
 /// What the controller calls, in any namespace it watches.
-const CONTROLLER: [(&str, &[&str]); 23] = [
+const CONTROLLER: [(&str, &[&str]); 24] = [
     ("topics.tributary.dev", &["list", "patch", "watch"]),
     ("queues.tributary.dev", &["list", "patch", "watch"]),
     ("deadletters.tributary.dev", &["list", "patch", "watch"]),
@@ -45,6 +45,8 @@ const CONTROLLER: [(&str, &[&str]); 23] = [
     ("deployments.apps", &["create", "get", "patch"]),
     ("networkpolicies.networking.k8s.io", &["create", "get", "patch"]),
     ("secrets", &["create", "get", "patch"]),
+    // Worker pods' addresses, for their counts (Consumer status.throughput, a relay's status.relay).
+    ("pods", &["list"]),
     // Cluster-scoped: the TenantPolicies, and the kube-system Namespace (the default cluster identity).
     ("tenantpolicies.tributary.dev", &["get", "list", "watch"]),
     ("namespaces", &["get"]),

@@ -12,7 +12,7 @@ use futures::{FutureExt, TryStreamExt};
 use tributary::cloud::{names::hashed_dns, redrive::ORIGINAL_ID_ATTRIBUTE};
 
 use super::{
-    checks::{ensure, gone, object, ready, status},
+    checks::{DEAD, ensure, gone, judge_redriven, object, ready, status},
     common,
     harness::{Run, Scenario, Step},
 };
@@ -147,9 +147,6 @@ spec:
   deadLetter: {ref: {name: d}, maxReceiveCount: 3}
 ";
 
-/// The messages put in the dead letter, by body.
-const DEAD: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
-
 /// A DeadLetter on azure and its Queue, five dead messages redriven to the Queue: none lost, none
 /// duplicated unless the crash fell between a copy's send and its original's delete ([`delivered`]).
 pub const REDRIVE: Scenario = Scenario {
@@ -256,34 +253,5 @@ async fn delivered(run: &Run) -> Result<(), String> {
         .into_iter()
         .map(|(body, attributes)| (body, attributes.get(ORIGINAL_ID_ATTRIBUTE).cloned()))
         .collect();
-    let mut by_body: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
-    for (body, id) in &copies {
-        by_body.entry(body).or_default().push(id.as_deref());
-    }
-    ensure(by_body.keys().copied().eq(DEAD), || {
-        format!("q holds {copies:?}, want each of {DEAD:?}: none lost, nothing else")
-    })?;
-    let ids: BTreeSet<_> = copies.iter().map(|(_, id)| id.as_deref()).collect();
-    ensure(ids.len() == DEAD.len() && !ids.contains(&None), || {
-        format!("copies {copies:?}: want one {ORIGINAL_ID_ATTRIBUTE} per message, on every copy")
-    })?;
-    let duplicates = copies.len() - DEAD.len();
-    if !in_send_delete_window(run) {
-        ensure(duplicates == 0, || {
-            format!("exactly once (crash outside a send→delete window): q holds {copies:?}")
-        })?;
-        run.note(format!("exactly once: {} copies of {}", copies.len(), DEAD.len()));
-        return Ok(());
-    }
-    for (body, ids) in &by_body {
-        ensure(ids.len() <= 2 && ids.iter().all(|id| *id == ids[0]), || {
-            format!("at least once: the copies of {body} carry {ids:?}, want at most two, one id")
-        })?;
-    }
-    run.note(format!(
-        "at least once, killed in the send→delete window: {} copies of {}, {duplicates} twins",
-        copies.len(),
-        DEAD.len()
-    ));
-    Ok(())
+    judge_redriven(run, &copies, in_send_delete_window(run))
 }

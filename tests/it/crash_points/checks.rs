@@ -3,8 +3,11 @@
 //! the live resource's), the cloud resources of a namespace exactly the desired ones (nothing orphaned,
 //! nothing duplicated), the SNS subscriptions of a topic.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use aws_sdk_sqs::types::QueueAttributeName;
 use kube::api::DynamicObject;
+use tributary::cloud::redrive::ORIGINAL_ID_ATTRIBUTE;
 
 use super::harness::Run;
 
@@ -210,4 +213,44 @@ pub async fn received_with(
                 .map_err(|e| format!("DeleteMessage {url}: {e}"))?;
         }
     }
+}
+
+/// The messages a redrive must deliver back (the same five in every redrive scenario).
+pub const DEAD: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
+
+/// Judges the `copies` (body, original id) a redrive delivered back: every dead message there (none
+/// lost, ever), each copy with its original id, one id per message; exactly once, unless the crash fell
+/// `in_window` (a redrive round's send→delete window): then a message may come twice, both copies with
+/// the same original id (the at-least-once promise of docs/kinds/dead-letter.md).
+pub fn judge_redriven(run: &Run, copies: &[(String, Option<String>)], in_window: bool) -> Result<(), String> {
+    let mut by_body: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
+    for (body, id) in copies {
+        by_body.entry(body).or_default().push(id.as_deref());
+    }
+    ensure(by_body.keys().copied().eq(DEAD), || {
+        format!("q holds {copies:?}, want each of {DEAD:?}: none lost, nothing else")
+    })?;
+    let ids: BTreeSet<_> = copies.iter().map(|(_, id)| id.as_deref()).collect();
+    ensure(ids.len() == DEAD.len() && !ids.contains(&None), || {
+        format!("copies {copies:?}: want one {ORIGINAL_ID_ATTRIBUTE} per message, on every copy")
+    })?;
+    let duplicates = copies.len() - DEAD.len();
+    if !in_window {
+        ensure(duplicates == 0, || {
+            format!("exactly once (crash outside a send→delete window): q holds {copies:?}")
+        })?;
+        run.note(format!("exactly once: {} copies of {}", copies.len(), DEAD.len()));
+        return Ok(());
+    }
+    for (body, ids) in &by_body {
+        ensure(ids.len() <= 2 && ids.iter().all(|id| *id == ids[0]), || {
+            format!("at least once: the copies of {body} carry {ids:?}, want at most two, one id")
+        })?;
+    }
+    run.note(format!(
+        "at least once, killed in the send→delete window: {} copies of {}, {duplicates} twins with one original id",
+        copies.len(),
+        DEAD.len()
+    ));
+    Ok(())
 }

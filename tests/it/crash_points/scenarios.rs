@@ -1,16 +1,14 @@
 //! The scenarios: each a few steps with what the system must converge to after each, ending with the
 //! objects deleted (so a deletion's crash points are tried too, and moto is left as it was).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use aws_sdk_sqs::types::QueueAttributeName;
 use futures::FutureExt;
 use tributary::cloud::redrive::ORIGINAL_ID_ATTRIBUTE;
 
 use super::{
     checks::{
-        ensure, gone, object, only_queues, only_topics, queue_attribute, queue_url, ready, received_with,
-        status, subscriptions,
+        DEAD, ensure, gone, judge_redriven, object, only_queues, only_topics, queue_attribute, queue_url,
+        ready, received_with, status, subscriptions,
     },
     common::wire::Moment,
     harness::{Run, Scenario, Step},
@@ -162,9 +160,6 @@ spec:
   deadLetter: {ref: {name: d}, maxReceiveCount: 3}
 ";
 
-/// The messages put in the dead letter queue, by body.
-const DEAD: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
-
 /// A DeadLetter and its Queue, five dead messages redriven to the Queue: none lost, none duplicated
 /// unless the crash fell between a round's send and its delete ([`delivered`]).
 pub const REDRIVE: Scenario = Scenario {
@@ -246,36 +241,7 @@ fn in_send_delete_window(run: &Run) -> bool {
 async fn delivered(run: &Run) -> Result<(), String> {
     let url = queue_url(run, "q").await?;
     let copies = received_with(run, &url, ORIGINAL_ID_ATTRIBUTE).await?;
-    let mut by_body: BTreeMap<&str, Vec<Option<&str>>> = BTreeMap::new();
-    for (body, id) in &copies {
-        by_body.entry(body).or_default().push(id.as_deref());
-    }
-    ensure(by_body.keys().copied().eq(DEAD), || {
-        format!("q holds {copies:?}, want each of {DEAD:?}: none lost, nothing else")
-    })?;
-    let ids: BTreeSet<_> = copies.iter().map(|(_, id)| id.as_deref()).collect();
-    ensure(ids.len() == DEAD.len() && !ids.contains(&None), || {
-        format!("copies {copies:?}: want one {ORIGINAL_ID_ATTRIBUTE} per message, on every copy")
-    })?;
-    let duplicates = copies.len() - DEAD.len();
-    if !in_send_delete_window(run) {
-        ensure(duplicates == 0, || {
-            format!("exactly once (crash outside a send→delete window): q holds {copies:?}")
-        })?;
-        run.note(format!("exactly once: {} copies of {}", copies.len(), DEAD.len()));
-        return Ok(());
-    }
-    for (body, ids) in &by_body {
-        ensure(ids.len() <= 2 && ids.iter().all(|id| *id == ids[0]), || {
-            format!("at least once: the copies of {body} carry {ids:?}, want at most two, one id")
-        })?;
-    }
-    run.note(format!(
-        "at least once, killed in the send→delete window: {} copies of {}, {duplicates} twins with one original id",
-        copies.len(),
-        DEAD.len()
-    ));
-    Ok(())
+    judge_redriven(run, &copies, in_send_delete_window(run))
 }
 
 const ADOPTED: &str = "
