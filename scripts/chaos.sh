@@ -16,6 +16,6 @@ else
 	trap 'bash testbed/down.sh' EXIT
 fi
 bash testbed/up.sh
-TRIBUTARY_CHAOS=full cargo test --locked --test it crash_points:: -- --nocapture --test-threads 2
+TRIBUTARY_CHAOS=full cargo test --locked --test it crash_points:: -- --include-ignored --nocapture --test-threads 2
 bash testbed/clean.sh
 echo "make chaos: every crash point converged in $((SECONDS - started))s"
