@@ -80,6 +80,14 @@ pub struct Earlier {
     pub last_error: String,
 }
 
+impl Earlier {
+    /// The dead-letter reason of an event whose attempts ran out: how many, and the last failure (one
+    /// wording for the device processor and any processor on the stream).
+    pub fn exhausted_reason(&self) -> String {
+        format!("failed {} times; last: {}", self.attempts, self.last_error)
+    }
+}
+
 /// `topic/partition` of a record: what a stall names.
 pub fn part_of(record: &OwnedMessage) -> String {
     format!("{}/{}", record.topic(), record.partition())
@@ -115,7 +123,7 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
                 self.dead_letter(letter, deadline).await
             }
             Ok(_) if earlier.attempts > 0 && self.retry.exhausted(earlier.attempts) => {
-                let reason = format!("failed {} times; last: {}", earlier.attempts, earlier.last_error);
+                let reason = earlier.exhausted_reason();
                 let letter = Letter::new(
                     record,
                     origin,

@@ -100,7 +100,7 @@ impl<P: Processor, Q: MessageQueue> OnStream<P, Q> {
     ) -> Settled {
         let started = Instant::now();
         if earlier.attempts > 0 && self.retry.exhausted(earlier.attempts) {
-            let reason = format!("failed {} times; last: {}", earlier.attempts, earlier.last_error);
+            let reason = earlier.exhausted_reason();
             let letter = Letter::new(
                 record,
                 origin,

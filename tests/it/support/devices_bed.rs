@@ -288,7 +288,6 @@ pub async fn deployment_env(
     ns: &str,
     deployment: &Deployment,
 ) -> BTreeMap<String, String> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let container = &deployment
         .spec
         .as_ref()
@@ -298,17 +297,5 @@ pub async fn deployment_env(
         .as_ref()
         .unwrap()
         .containers[0];
-    let mut env = BTreeMap::new();
-    for var in container.env.clone().unwrap_or_default() {
-        let value = match (var.value, var.value_from.and_then(|f| f.secret_key_ref)) {
-            (Some(value), _) => value,
-            (None, Some(from)) => {
-                let secret = secrets.get(&from.name).await.unwrap();
-                String::from_utf8(secret.data.unwrap()[&from.key].0.clone()).unwrap()
-            }
-            (None, None) => continue,
-        };
-        env.insert(var.name, value);
-    }
-    env
+    super::sidecar::container_env(client, ns, container).await
 }
