@@ -15,6 +15,37 @@ pub enum Outcome {
     Retry(String),
     /// Can never succeed (malformed, invalid): dead-lettered at once with this reason.
     Reject(String),
+    /// Failed as [`Outcome::Retry`], and the processor said when to try again (an HTTP `Retry-After`):
+    /// the next attempt comes no sooner than `seconds` later, within the Consumer's longest backoff.
+    RetryAfter {
+        /// Why it failed.
+        reason: String,
+        /// How long the processor asked the retry to wait.
+        seconds: u32,
+    },
+}
+
+impl Outcome {
+    /// Why it failed, unless it is done.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Self::Done => None,
+            Self::Retry(reason) | Self::Reject(reason) | Self::RetryAfter { reason, .. } => Some(reason),
+        }
+    }
+
+    /// Whether it is to be retried (with or without a delay the processor asked for).
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry(_) | Self::RetryAfter { .. })
+    }
+
+    /// The delay the processor asked the retry to wait, if it did.
+    pub fn asked_delay(&self) -> Option<u32> {
+        match self {
+            Self::RetryAfter { seconds, .. } => Some(*seconds),
+            _ => None,
+        }
+    }
 }
 
 /// A message processor. Implementations must be idempotent: a redelivered message has no second effect.

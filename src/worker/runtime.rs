@@ -5,6 +5,8 @@
 //! - Success: acknowledged in one batch delete.
 //! - [`Outcome::Retry`]: made visible again after the retry delay (exponential in the receive count,
 //!   through the visibility timeout); on the last attempt, dead-lettered with the reason.
+//!   [`Outcome::RetryAfter`] likewise, its delay lengthened to what the processor asked for (at most the
+//!   longest backoff).
 //! - [`Outcome::Reject`]: dead-lettered at once with the reason.
 //! - A message is deleted only after its dead-letter copy was accepted, so nothing is lost; without a
 //!   dead-letter queue it is hidden for the longest delay instead, and the queue's own redrive policy
@@ -245,13 +247,13 @@ async fn process_one<P: Processor>(
             Some(reason) => Outcome::Reject(reason),
             None => processor.process(&delivery.message).await,
         };
-        match &outcome {
-            Outcome::Done => metrics.processed(started.elapsed()),
-            Outcome::Retry(reason) | Outcome::Reject(reason) => {
+        match outcome.failure() {
+            None => metrics.processed(started.elapsed()),
+            Some(reason) => {
                 metrics.failed(started.elapsed());
                 let span = tracing::Span::current();
                 span.record("otel.status_code", "ERROR");
-                span.record("otel.status_message", reason.as_str());
+                span.record("otel.status_message", reason);
             }
         }
         outcome
@@ -294,7 +296,9 @@ pub fn settlement(outcome: &Outcome, receive_count: u32, retry: &Retry, has_dead
         Outcome::Reject(reason) if has_dead_letter => {
             Settlement::DeadLetter(DeadLetterReason::Rejected, reason.clone())
         }
-        Outcome::Retry(reason) if retry.exhausted(receive_count) && has_dead_letter => {
+        Outcome::Retry(reason) | Outcome::RetryAfter { reason, .. }
+            if retry.exhausted(receive_count) && has_dead_letter =>
+        {
             Settlement::DeadLetter(
                 DeadLetterReason::Exhausted,
                 format!("failed {receive_count} times; last: {reason}"),
@@ -303,8 +307,12 @@ pub fn settlement(outcome: &Outcome, receive_count: u32, retry: &Retry, has_dead
         // No dead letter to send it to: hide it as long as possible, never delete it. The queue's own
         // redrive policy, if any, moves it after maxReceiveCount receives.
         Outcome::Reject(_) => Settlement::Postpone(Retry::MAX_DELAY_SECONDS),
-        Outcome::Retry(_) if retry.exhausted(receive_count) => Settlement::Postpone(Retry::MAX_DELAY_SECONDS),
-        Outcome::Retry(_) => Settlement::Postpone(retry.delay_seconds(receive_count)),
+        Outcome::Retry(_) | Outcome::RetryAfter { .. } if retry.exhausted(receive_count) => {
+            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
+        }
+        Outcome::Retry(_) | Outcome::RetryAfter { .. } => {
+            Settlement::Postpone(retry.delay_seconds_asked(receive_count, outcome.asked_delay()))
+        }
     }
 }
 
@@ -371,7 +379,7 @@ async fn settle_one<Q: MessageQueue + Clone + 'static>(
     ) {
         Settlement::Acknowledge => None,
         Settlement::Postpone(delay) => {
-            if let Outcome::Retry(reason) | Outcome::Reject(reason) = outcome {
+            if let Some(reason) = outcome.failure() {
                 tracing::warn!(
                     message_id = %message.id,
                     trace_id = message.trace_id().unwrap_or_default(),
@@ -436,6 +444,32 @@ mod tests {
         assert_eq!(
             settlement(&reject, 1, &RETRY, true),
             Settlement::DeadLetter(DeadLetterReason::Rejected, "body is not JSON".into())
+        );
+    }
+
+    #[test]
+    fn a_retry_waits_what_the_processor_asked_within_the_longest_backoff() {
+        let after = |seconds| Outcome::RetryAfter {
+            reason: "HTTP 429: slow down".into(),
+            seconds,
+        };
+        // The backoff of the first attempt is 2 s: asked for longer, the retry waits longer.
+        assert_eq!(settlement(&after(10), 1, &RETRY, true), Settlement::Postpone(10));
+        // Never beyond the Consumer's maxBackoffSeconds (60).
+        assert_eq!(settlement(&after(3600), 1, &RETRY, true), Settlement::Postpone(60));
+        // Never sooner than the backoff: asking for less (or 0, a date in the past) does not hurry it.
+        assert_eq!(settlement(&after(0), 2, &RETRY, true), Settlement::Postpone(4));
+        // It is still an attempt: the last one is dead-lettered with its reason.
+        assert_eq!(
+            settlement(&after(10), 3, &RETRY, true),
+            Settlement::DeadLetter(
+                DeadLetterReason::Exhausted,
+                "failed 3 times; last: HTTP 429: slow down".into()
+            )
+        );
+        assert_eq!(
+            settlement(&after(10), 3, &RETRY, false),
+            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
         );
     }
 

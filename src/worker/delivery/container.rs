@@ -1,6 +1,7 @@
 //! Processor `container`: each message POSTed to the user's container as a binary-mode CloudEvent
 //! ([`super::event`]), the answer turned into an [`Outcome`], a reply published before the message is
-//! acknowledged ([`super::reply`]). At most `concurrency` deliveries are in flight; each may take
+//! acknowledged ([`super::reply`]); a retry waits what a 429 or 503 answer's `Retry-After` asks
+//! ([`super::retry_after`]). At most `concurrency` deliveries are in flight; each may take
 //! `timeoutSeconds` from the request to the end of its response; none starts while the container is not
 //! ready (it waits for it, for at most the timeout).
 
@@ -12,6 +13,7 @@ use super::config::DeliveryConfig;
 use super::event::{self, Mapping, Verdict};
 use super::ready::Readiness;
 use super::reply::{self, Replies};
+use super::retry_after;
 use crate::worker::{
     message::{Message, child_traceparent},
     processor::{Outcome, Processor},
@@ -103,7 +105,7 @@ impl<R: Replies> Container<R> {
         match event::verdict(status, &body) {
             Verdict::Done => self.reply(message, &headers, &body).await,
             Verdict::Reject(reason) => Outcome::Reject(reason),
-            Verdict::Retry(reason) => Outcome::Retry(reason),
+            Verdict::Retry(reason) => retry(reason, status, &headers),
         }
     }
 
@@ -145,6 +147,17 @@ impl<R: Replies> Container<R> {
         } else {
             format!("the container closed the connection without a whole answer: {cause}")
         }
+    }
+}
+
+/// A retry, after what the answer's `Retry-After` asks for if it says (see [`retry_after`]).
+fn retry(reason: String, status: u16, headers: &reqwest::header::HeaderMap) -> Outcome {
+    let value = headers
+        .get(retry_after::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok());
+    match retry_after::asked(status, value, std::time::SystemTime::now()) {
+        Some(seconds) => Outcome::RetryAfter { reason, seconds },
+        None => Outcome::Retry(reason),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod container;
 pub mod event;
 pub mod ready;
 pub mod reply;
+pub mod retry_after;
 
 use std::future::Future;
 

@@ -245,7 +245,13 @@ impl<Q: MessageQueue> Letters<'_, Q> {
     /// Sleeps the retry delay after `attempt`, unless that would reach `deadline` (then returns false at
     /// once: the event is left for a later pass rather than the batch outliving its poll interval).
     pub async fn pause_before(&self, attempt: u32, deadline: Instant) -> bool {
-        let pause = Duration::from_secs(u64::from(self.retry.delay_seconds(attempt))).min(MAX_PAUSE);
+        self.pause(self.retry.delay_seconds(attempt), deadline).await
+    }
+
+    /// Sleeps `seconds` (at most the longest pause), unless that would reach `deadline` (then returns
+    /// false at once).
+    pub async fn pause(&self, seconds: u32, deadline: Instant) -> bool {
+        let pause = Duration::from_secs(u64::from(seconds)).min(MAX_PAUSE);
         if Instant::now() + pause >= deadline {
             return false;
         }

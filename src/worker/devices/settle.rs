@@ -127,7 +127,7 @@ impl<P: Processor, Q: MessageQueue> OnStream<P, Q> {
                     });
                 }
             };
-            let reason = match outcome {
+            let (reason, asked) = match outcome {
                 Outcome::Done => {
                     self.metrics.processed(started.elapsed());
                     return Settled::Written;
@@ -137,7 +137,8 @@ impl<P: Processor, Q: MessageQueue> OnStream<P, Q> {
                     let letter = Letter::new(record, origin, &reason, attempt, DeadLetterReason::Rejected);
                     return self.letters().send(letter, deadline).await;
                 }
-                Outcome::Retry(reason) => reason,
+                Outcome::Retry(reason) => (reason, None),
+                Outcome::RetryAfter { reason, seconds } => (reason, Some(seconds)),
             };
             self.metrics.failed(started.elapsed());
             if self.retry.exhausted(attempt) {
@@ -146,7 +147,8 @@ impl<P: Processor, Q: MessageQueue> OnStream<P, Q> {
                 return self.letters().send(letter, deadline).await;
             }
             tracing::debug!(%reason, id = %message.id, attempt, "processing failed; retrying");
-            if !self.letters().pause_before(attempt, deadline).await {
+            let delay = self.retry.delay_seconds_asked(attempt, asked);
+            if !self.letters().pause(delay, deadline).await {
                 return Settled::Unsettled(Earlier {
                     attempts: attempt,
                     last_error: reason,
