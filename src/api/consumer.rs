@@ -62,7 +62,8 @@ pub struct ConsumerSpec {
     pub processor: Option<Processor>,
     /// Your own processor: a container run beside Tributary's worker in each pod (a native sidecar), which
     /// gets each message as a CloudEvent in HTTP binary mode on `http://127.0.0.1:<port><path>` and answers
-    /// 2xx (done), 4xx other than 408/429 (dead letter) or 408/429/5xx (retry). Exactly one of `processor`
+    /// 2xx (done), 4xx other than 408/429 (dead letter) or 408/429/5xx (retry; a 429 or 503 with
+    /// `Retry-After` waits what it asks, at most `spec.retry.maxBackoffSeconds`). Exactly one of `processor`
     /// and `container` is set; not with `source.http`. Replaces `spec.image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ProcessorContainer>,
@@ -321,7 +322,8 @@ pub struct RetryPolicy {
     #[serde(default = "default_initial_backoff")]
     #[schemars(range(min = 1, max = 43200))]
     pub initial_backoff_seconds: i32,
-    /// Longest delay between retries, in seconds (1 to 43200). Default 300.
+    /// Longest delay between retries, in seconds (1 to 43200), also the most a container's `Retry-After`
+    /// can ask for. Default 300.
     #[serde(default = "default_max_backoff")]
     #[schemars(range(min = 1, max = 43200))]
     pub max_backoff_seconds: i32,
