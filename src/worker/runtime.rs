@@ -456,7 +456,10 @@ mod tests {
         // The backoff of the first attempt is 2 s: asked for longer, the retry waits longer.
         assert_eq!(settlement(&after(10), 1, &RETRY, true), Settlement::Postpone(10));
         // Never beyond the Consumer's maxBackoffSeconds (60).
-        assert_eq!(settlement(&after(3600), 1, &RETRY, true), Settlement::Postpone(60));
+        assert_eq!(
+            settlement(&after(3600), 1, &RETRY, true),
+            Settlement::Postpone(60)
+        );
         // Never sooner than the backoff: asking for less (or 0, a date in the past) does not hurry it.
         assert_eq!(settlement(&after(0), 2, &RETRY, true), Settlement::Postpone(4));
         // It is still an attempt: the last one is dead-lettered with its reason.

@@ -7,7 +7,10 @@
 //! Queue on Azurite and from Kafka.
 #![allow(clippy::unwrap_used)]
 
+mod crash;
+mod drain;
 mod processor;
+mod retry_after;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -54,6 +57,11 @@ fn config_at(source: &str, port: u16, ready: &str, metrics: u16, extra: &str) ->
 
 /// A worker process running `config`; stopped with SIGTERM by [`stop`].
 fn start_worker(name: &str, config: &str) -> (std::process::Child, PathBuf) {
+    start_worker_with(name, config, &[])
+}
+
+/// [`start_worker`] with `env` on top of the test bed's (an AWS endpoint of the test's own, say).
+fn start_worker_with(name: &str, config: &str, env: &[(&str, &str)]) -> (std::process::Child, PathBuf) {
     let work = std::env::temp_dir().join(common::unique(name));
     std::fs::create_dir_all(&work).unwrap();
     let path = work.join("worker.yaml");
@@ -69,6 +77,7 @@ fn start_worker(name: &str, config: &str) -> (std::process::Child, PathBuf) {
         .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
         .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -75,7 +75,16 @@ mod tests {
     #[test]
     fn bad_values_are_ignored() {
         for value in [
-            "", " ", "-1", "+5", "1.5", "5s", "0x10", "soon", "tomorrow", "Sun, 32 Dec 2026 18:00:30 GMT",
+            "",
+            " ",
+            "-1",
+            "+5",
+            "1.5",
+            "5s",
+            "0x10",
+            "soon",
+            "tomorrow",
+            "Sun, 32 Dec 2026 18:00:30 GMT",
             "2026-12-06T18:00:30Z",
         ] {
             assert_eq!(asked(503, Some(value), now()), None, "{value:?}");

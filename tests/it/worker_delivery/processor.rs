@@ -15,11 +15,12 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-/// One request as received: lowercase header names.
+/// One request as received: lowercase header names, and when it came.
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    pub at: tokio::time::Instant,
 }
 
 impl Recorded {
@@ -32,6 +33,9 @@ impl Recorded {
 #[derive(Clone, Default)]
 pub struct Log {
     inner: Arc<Mutex<Inner>>,
+    /// Holds the first attempt of every `gated` message until opened.
+    gate: Arc<tokio::sync::Notify>,
+    opened: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -54,6 +58,19 @@ impl Log {
     /// 2xx answers per ce-id.
     pub fn done(&self) -> BTreeMap<String, u32> {
         self.inner.lock().unwrap().done.clone()
+    }
+
+    /// Lets every held `gated` request (and every later one) answer.
+    pub fn open_gate(&self) {
+        self.opened.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.gate.notify_waiters();
+    }
+
+    async fn pass_gate(&self) {
+        let notified = self.gate.notified();
+        if !self.opened.load(std::sync::atomic::Ordering::SeqCst) {
+            notified.await;
+        }
     }
 }
 
@@ -83,14 +100,15 @@ async fn connection(stream: TcpStream, log: Log) {
             .await;
             continue;
         }
-        let recorded = Recorded { headers, body };
+        let at = tokio::time::Instant::now();
+        let recorded = Recorded { headers, body, at };
         let id = recorded.header("ce-id").unwrap_or_default().to_owned();
         let attempt = {
             let mut inner = log.inner.lock().unwrap();
             inner.requests.push(recorded.clone());
             inner.requests.iter().filter(|r| r.body == recorded.body).count()
         };
-        let (status, headers, body) = match script(&recorded.body, attempt).await {
+        let (status, headers, body) = match script(&recorded.body, attempt, &log).await {
             // A container killed mid-request: the request read, the connection closed, no answer.
             Answer::Drop => return,
             Answer::Status(status, headers, body) => (status, headers, body),
@@ -113,7 +131,7 @@ enum Answer {
 pub const SLOW: Duration = Duration::from_secs(3);
 
 /// The script: `<kind>-<anything>`; kinds failing once answer 200 from the second attempt on.
-async fn script(body: &str, attempt: usize) -> Answer {
+async fn script(body: &str, attempt: usize, log: &Log) -> Answer {
     let ok = || Answer::Status(200, Vec::new(), String::new());
     let kind = body.split('-').next().unwrap_or_default();
     let first = attempt == 1;
@@ -144,8 +162,24 @@ async fn script(body: &str, attempt: usize) -> Answer {
             ok()
         }
         "drop" if first => Answer::Drop,
+        // Retry-After: seconds, longer than the Consumer's longest backoff, an HTTP-date, a bad value.
+        "after3" if first => retry_after(503, "3".into()),
+        "afterlong" if first => retry_after(429, "3600".into()),
+        "afterdate" if first => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(4);
+            retry_after(503, httpdate::fmt_http_date(at))
+        }
+        "afterbad" if first => retry_after(503, "soon".into()),
+        "gated" if first => {
+            log.pass_gate().await;
+            ok()
+        }
         _ => ok(),
     }
+}
+
+fn retry_after(status: u16, value: String) -> Answer {
+    Answer::Status(status, vec![("retry-after".into(), value)], "busy".into())
 }
 
 /// Reads one request (method, path, lowercase headers, body); `None` at the end of the connection.
