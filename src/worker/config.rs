@@ -210,16 +210,12 @@ impl Retry {
         doubled.min(self.max_backoff_seconds).min(Self::MAX_DELAY_SECONDS)
     }
 
-    /// The delay before the next attempt after attempt number `attempt` failed and the processor asked
-    /// for `asked` seconds (`Retry-After`): the backoff, lengthened to what was asked but never beyond
-    /// `max_backoff_seconds` (a processor cannot park a message longer than the Consumer allows).
+    /// The delay after attempt `attempt` failed and the processor asked for `asked` seconds
+    /// (`Retry-After`): the backoff, lengthened to what was asked, never beyond `max_backoff_seconds`.
     pub fn delay_seconds_asked(&self, attempt: u32, asked: Option<u32>) -> u32 {
-        let backoff = self.delay_seconds(attempt);
-        let asked = asked
-            .unwrap_or(0)
-            .min(self.max_backoff_seconds)
-            .min(Self::MAX_DELAY_SECONDS);
-        backoff.max(asked)
+        let asked = asked.unwrap_or(0).min(self.max_backoff_seconds);
+        self.delay_seconds(attempt)
+            .max(asked.min(Self::MAX_DELAY_SECONDS))
     }
 
     /// Whether attempt number `attempt` was the last one.

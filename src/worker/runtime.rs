@@ -13,8 +13,8 @@
 //!   (`maxReceiveCount`) moves it eventually.
 //! - Work that outlasts half the visibility timeout gets its messages' visibility extended, never more
 //!   often than every 5 seconds ([`super::hold`]).
-//! - Shutdown: receiving stops; messages in flight get `drain` to finish, and those still unfinished
-//!   are released (visible at once) for another worker.
+//! - Shutdown: receiving stops; messages in flight get `drain` to finish; those that finished are
+//!   settled as usual, and those still unfinished are released (visible at once) for another worker.
 
 use std::{
     future::Future,
@@ -149,11 +149,8 @@ async fn receive_loop<
             continue;
         }
         metrics.received(batch.len());
-        let Some(steps) = process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await
-        else {
-            // Released for another worker: shutting down with work unfinished.
-            break;
-        };
+        let (steps, cut_short) =
+            process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await;
         while pending.len() >= MAX_PENDING_SETTLEMENTS {
             let _ = pending.join_next().await;
         }
@@ -163,13 +160,19 @@ async fn receive_loop<
             metrics.clone(),
             batch.into_iter().zip(steps).collect(),
         ));
+        if cut_short {
+            // Shutting down and the drain time is over: what finished is settled, the rest released.
+            break;
+        }
     }
     while pending.join_next().await.is_some() {}
 }
 
 /// Processes a batch (concurrently; from a FIFO queue each message group in order, see [`ordering`]),
-/// extending visibility while it runs. `None` if shutdown's drain time ran out first (the batch has then
-/// been released).
+/// extending visibility while it runs; each message's step, and whether shutdown's drain time ran out
+/// first. Then the messages that finished have their outcome, to be settled as usual, and the others are
+/// [`Step::Held`], released for another worker (a group's finished messages precede its unfinished one,
+/// so the order holds).
 async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Output = ()> + Send>(
     queue: &WorkQueue<Q>,
     processor: &P,
@@ -177,16 +180,26 @@ async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Outp
     metrics: &WorkerMetrics,
     batch: &[Delivery],
     shutdown: S,
-) -> Option<Vec<Step>> {
+) -> (Vec<Step>, bool) {
     let lanes = ordering::lanes(
         batch.iter().map(|d| d.message.group_id.as_deref()),
         queue.is_fifo(),
     );
     let has_dead_letter = queue.has_dead_letter();
+    let finished = std::sync::Mutex::new(vec![None; batch.len()]);
     let work = ordering::run_lanes(
         batch.len(),
         lanes,
-        |index| process_one(processor, settings, metrics, &batch[index]),
+        |index| {
+            let finished = &finished;
+            async move {
+                let outcome = process_one(processor, settings, metrics, &batch[index]).await;
+                if let Ok(mut finished) = finished.lock() {
+                    finished[index] = Some(outcome.clone());
+                }
+                outcome
+            }
+        },
         // A group goes on past a message only if it is done with it.
         |index, outcome| {
             let receive_count = batch[index].message.receive_count;
@@ -200,7 +213,7 @@ async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Outp
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            steps = &mut work => return Some(steps),
+            steps = &mut work => return (steps, false),
             _ = heartbeat.tick() => {
                 let entries = batch.iter().map(|d| (d.receipt.clone(), hold.seconds())).collect();
                 if let Err(error) = queue.postpone(entries).await {
@@ -211,15 +224,13 @@ async fn process<Q: MessageQueue + Clone + 'static, P: Processor, S: Future<Outp
                 deadline = Some(tokio::time::Instant::now() + settings.drain);
             }
             () = sleep_until(deadline), if deadline.is_some() => {
-                tracing::warn!(messages = batch.len(), "drain time over: releasing unfinished messages");
-                let entries = batch.iter().map(|d| (d.receipt.clone(), 0)).collect();
-                if let Err(error) = queue.postpone(entries).await {
-                    tracing::warn!(%error, "releasing messages failed; they reappear after the visibility timeout");
-                }
-                for _ in batch {
-                    metrics.done();
-                }
-                return None;
+                let finished = finished.lock().map(|f| f.clone()).unwrap_or_default();
+                let steps: Vec<Step> = (0..batch.len())
+                    .map(|i| finished.get(i).cloned().flatten().map_or(Step::Held, Step::Ran))
+                    .collect();
+                let unfinished = steps.iter().filter(|s| **s == Step::Held).count();
+                tracing::warn!(unfinished, "drain time over: releasing unfinished messages");
+                return (steps, true);
             }
         }
     }
@@ -415,107 +426,5 @@ async fn settle_one<Q: MessageQueue + Clone + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RETRY: Retry = Retry {
-        max_attempts: 3,
-        initial_backoff_seconds: 2,
-        max_backoff_seconds: 60,
-    };
-
-    #[test]
-    fn outcomes_become_queue_operations() {
-        assert_eq!(
-            settlement(&Outcome::Done, 1, &RETRY, true),
-            Settlement::Acknowledge
-        );
-        let retry = Outcome::Retry("table throttled".into());
-        assert_eq!(settlement(&retry, 1, &RETRY, true), Settlement::Postpone(2));
-        assert_eq!(settlement(&retry, 2, &RETRY, true), Settlement::Postpone(4));
-        assert_eq!(
-            settlement(&retry, 3, &RETRY, true),
-            Settlement::DeadLetter(
-                DeadLetterReason::Exhausted,
-                "failed 3 times; last: table throttled".into()
-            )
-        );
-        let reject = Outcome::Reject("body is not JSON".into());
-        assert_eq!(
-            settlement(&reject, 1, &RETRY, true),
-            Settlement::DeadLetter(DeadLetterReason::Rejected, "body is not JSON".into())
-        );
-    }
-
-    #[test]
-    fn a_retry_waits_what_the_processor_asked_within_the_longest_backoff() {
-        let after = |seconds| Outcome::RetryAfter {
-            reason: "HTTP 429: slow down".into(),
-            seconds,
-        };
-        // The backoff of the first attempt is 2 s: asked for longer, the retry waits longer.
-        assert_eq!(settlement(&after(10), 1, &RETRY, true), Settlement::Postpone(10));
-        // Never beyond the Consumer's maxBackoffSeconds (60).
-        assert_eq!(
-            settlement(&after(3600), 1, &RETRY, true),
-            Settlement::Postpone(60)
-        );
-        // Never sooner than the backoff: asking for less (or 0, a date in the past) does not hurry it.
-        assert_eq!(settlement(&after(0), 2, &RETRY, true), Settlement::Postpone(4));
-        // It is still an attempt: the last one is dead-lettered with its reason.
-        assert_eq!(
-            settlement(&after(10), 3, &RETRY, true),
-            Settlement::DeadLetter(
-                DeadLetterReason::Exhausted,
-                "failed 3 times; last: HTTP 429: slow down".into()
-            )
-        );
-        assert_eq!(
-            settlement(&after(10), 3, &RETRY, false),
-            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
-        );
-    }
-
-    #[test]
-    fn a_message_received_too_often_is_not_processed_again() {
-        assert_eq!(
-            over_receive_limit(5, Some(5)),
-            None,
-            "the fifth receive is still processed"
-        );
-        let reason = over_receive_limit(6, Some(5)).unwrap_or_default();
-        assert!(
-            reason.contains("received 6 times") && reason.contains("maxReceiveCount of 5"),
-            "{reason}"
-        );
-        assert_eq!(
-            over_receive_limit(1000, None),
-            None,
-            "no limit: the queue decides"
-        );
-    }
-
-    #[test]
-    fn without_a_dead_letter_nothing_is_deleted() {
-        let reject = Outcome::Reject("bad".into());
-        assert_eq!(
-            settlement(&reject, 1, &RETRY, false),
-            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
-        );
-        let retry = Outcome::Retry("down".into());
-        assert_eq!(
-            settlement(&retry, 9, &RETRY, false),
-            Settlement::Postpone(Retry::MAX_DELAY_SECONDS)
-        );
-    }
-
-    #[test]
-    fn the_reason_is_json_naming_the_consumer() {
-        let reason: serde_json::Value =
-            serde_json::from_str(&reason_json("shop/inventory", "http://q", "bad \"sku\"", 2)).unwrap();
-        assert_eq!(reason["consumer"], "shop/inventory");
-        assert_eq!(reason["reason"], "bad \"sku\"");
-        assert_eq!(reason["attempts"], 2);
-        assert_eq!(reason["queue"], "http://q");
-    }
-}
+#[path = "runtime_tests.rs"]
+mod tests;

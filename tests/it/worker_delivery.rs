@@ -85,6 +85,24 @@ fn start_worker_with(name: &str, config: &str, env: &[(&str, &str)]) -> (std::pr
     (worker, log)
 }
 
+/// A process killed when dropped unless taken back first: a failing test leaves none behind.
+struct Reap(Option<std::process::Child>);
+
+impl Reap {
+    fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 async fn stop(mut worker: std::process::Child, log: &PathBuf) {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])

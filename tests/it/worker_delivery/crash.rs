@@ -17,7 +17,7 @@ use std::{
 use serde_json::Value;
 use tributary::cloud::queue::reason_attribute;
 
-use super::{CONVERGE, config_at, left_in, send, sqs_queue, start_worker, stop};
+use super::{CONVERGE, Reap, config_at, left_in, send, sqs_queue, start_worker, stop};
 use crate::support as common;
 
 /// Plain events per test, besides the two held ones.
@@ -123,6 +123,7 @@ async fn killed_mid_request(work: &Work, name: &str, source: &str, tag: &str) {
         .replace("timeoutSeconds: 1\n", "timeoutSeconds: 60\n")
         .replace("maxAttempts: 4", "maxAttempts: 6");
     let (worker, worker_log) = start_worker(name, &config);
+    let mut worker = Reap(Some(worker));
 
     let (before, after) = common::eventually("both held requests in flight", CONVERGE, || async {
         Some((work.held("before")?, work.held("after")?))
@@ -155,7 +156,7 @@ async fn killed_mid_request(work: &Work, name: &str, source: &str, tag: &str) {
     let failed = common::metric(metrics, "tributary_worker_messages_failed_total")
         .await
         .unwrap_or(0);
-    stop(worker, &worker_log).await;
+    stop(worker.take(), &worker_log).await;
     drop(second);
 
     let mut count = BTreeMap::new();

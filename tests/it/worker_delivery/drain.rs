@@ -4,8 +4,9 @@
 //! - drain within the grace: the worker stops receiving at once (no receive begins after the signal,
 //!   though one began every second before it), waits for the deliveries in flight, deletes them (nothing
 //!   redelivered: each answered once) and exits 0;
-//! - the drain time runs out: the worker releases the unfinished messages and exits 0; they are visible
-//!   at once, well before the visibility timeout, and another worker does them;
+//! - the drain time runs out: the worker acknowledges what finished, releases the unfinished messages
+//!   and exits 0; they are visible at once, well before the visibility timeout, and another worker does
+//!   them;
 //! - the worker SIGKILLed (the kubelet after the grace): the messages come back after the visibility
 //!   timeout and another worker does them. Nothing lost in any case.
 
@@ -18,7 +19,7 @@ use std::{
 use axum::{body::Body, extract::Request, response::Response};
 use tokio::time::Instant;
 
-use super::{CONVERGE, config_at, left_in, processor, send, sqs_queue, start_worker_with, stop};
+use super::{CONVERGE, Reap, config_at, left_in, processor, send, sqs_queue, start_worker_with, stop};
 use crate::support as common;
 
 /// The SQS calls a worker made through the proxy: action and when it began.
@@ -103,28 +104,33 @@ fn worker_config(url: &str, port: u16, drain_seconds: u32) -> String {
     config
 }
 
-fn sigterm(worker: &Child) {
+fn sigterm(worker: &Reap) {
+    let pid = worker.0.as_ref().expect("running").id();
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
 }
 
-/// Waits for `worker` to exit, for at most `bound`; its exit status.
-async fn exit_within(worker: Child, bound: Duration) -> std::process::ExitStatus {
-    let mut worker = worker;
+/// Waits for `worker` to exit, for at most `bound` (else it is killed with the failing test); its exit
+/// status.
+async fn exit_within(worker: &mut Reap, bound: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + bound;
     loop {
-        if let Some(status) = worker.try_wait().unwrap() {
+        if let Some(status) = running(worker).try_wait().unwrap() {
             return status;
         }
-        if Instant::now() > deadline {
-            let _ = worker.kill();
-            panic!("the worker did not exit within {bound:?}");
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not exit within {bound:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn running(worker: &mut Reap) -> &mut Child {
+    worker.0.as_mut().expect("running")
 }
 
 /// Sends `n` gated messages to `url`; their bodies.
@@ -163,6 +169,7 @@ async fn sigterm_stops_receiving_at_once_and_settles_the_deliveries_in_flight() 
         &worker_config(&url, port, 20),
         &[("AWS_ENDPOINT_URL", proxy.as_str())],
     );
+    let mut worker = Reap(Some(worker));
     let in_flight = all_in_flight(&log, &bodies).await;
     // The idle receiver keeps polling while the deliveries are in flight: the receives would show.
     common::eventually(
@@ -175,10 +182,9 @@ async fn sigterm_stops_receiving_at_once_and_settles_the_deliveries_in_flight() 
     let signalled = Instant::now();
     sigterm(&worker);
     // The drain: the deliveries stay unanswered for 2 s, in which a receive would have begun twice.
-    let mut worker = worker;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        worker.try_wait().unwrap().is_none(),
+        running(&mut worker).try_wait().unwrap().is_none(),
         "the worker waits for its deliveries in flight"
     );
     // A receive may begin in the moment the signal takes to arrive; none after that.
@@ -190,7 +196,7 @@ async fn sigterm_stops_receiving_at_once_and_settles_the_deliveries_in_flight() 
     );
     let answered = Instant::now();
     log.open_gate();
-    let status = exit_within(worker, Duration::from_secs(15)).await;
+    let status = exit_within(&mut worker, Duration::from_secs(15)).await;
     assert!(
         status.success(),
         "exits 0 after draining: {status}\n{}",
@@ -226,12 +232,20 @@ async fn when_the_drain_time_runs_out_the_unfinished_messages_are_released_for_a
     let sqs = aws_sdk_sqs::Client::new(&common::aws_config().await);
     let url = sqs_queue(&sqs, "delivery-drain-out").await;
     let bodies = send_gated(&sqs, &url, 3).await;
+    send(&sqs, &url, "ok-finished", &[]).await;
     let (port, log, server) = gated_processor().await;
-    let (first, first_log) = start_worker_with("delivery-drain-out", &worker_config(&url, port, 1), &[]);
+    // One receiver: the four messages come in one batch, one of them answered before the drain ends.
+    let config = worker_config(&url, port, 1).replace("receivers: 2", "receivers: 1");
+    let (first, first_log) = start_worker_with("delivery-drain-out", &config, &[]);
+    let mut first = Reap(Some(first));
     all_in_flight(&log, &bodies).await;
+    common::eventually("ok-finished answered", CONVERGE, || async {
+        (log.done().len() == 1).then_some(())
+    })
+    .await;
     let signalled = Instant::now();
     sigterm(&first);
-    let status = exit_within(first, Duration::from_secs(10)).await;
+    let status = exit_within(&mut first, Duration::from_secs(10)).await;
     assert!(
         status.success(),
         "exits 0 when the drain time is over: {status}\n{}",
@@ -240,12 +254,13 @@ async fn when_the_drain_time_runs_out_the_unfinished_messages_are_released_for_a
     // The first requests are never answered; a second worker gets the messages, released at once
     // rather than after the queue's 30 s visibility timeout.
     let (second, second_log) = start_worker_with("delivery-drain-next", &worker_config(&url, port, 5), &[]);
+    let mut second = Reap(Some(second));
     common::eventually("every message done by the second worker", CONVERGE, || async {
-        (log.done().len() == bodies.len()).then_some(())
+        (log.done().len() == bodies.len() + 1).then_some(())
     })
     .await;
     let back_in = signalled.elapsed();
-    stop(second, &second_log).await;
+    stop(second.take(), &second_log).await;
     server.abort();
     assert!(
         back_in < Duration::from_secs(20),
@@ -258,6 +273,11 @@ async fn when_the_drain_time_runs_out_the_unfinished_messages_are_released_for_a
             "{body}: the held request, then the redelivery"
         );
     }
+    assert_eq!(
+        log.requests_of("ok-finished").len(),
+        1,
+        "what finished before the drain ran out is acknowledged, not redelivered"
+    );
     assert!(log.done().values().all(|&n| n == 1));
     assert_eq!(left_in(&sqs, &url).await, 0, "nothing lost, nothing left");
 }
@@ -275,16 +295,16 @@ async fn a_worker_killed_with_deliveries_in_flight_loses_nothing() {
         "waitTimeSeconds: 1, visibilityTimeoutSeconds: 10}",
     );
     let (first, _) = start_worker_with("delivery-killed", &config, &[]);
+    let first = Reap(Some(first));
     let in_flight = all_in_flight(&log, &bodies).await;
-    let mut first = first;
-    first.kill().unwrap();
-    let _ = first.wait();
+    drop(first); // SIGKILL
     let (second, second_log) = start_worker_with("delivery-killed-next", &config, &[]);
+    let mut second = Reap(Some(second));
     common::eventually("every message done by the second worker", CONVERGE, || async {
         (log.done().len() == bodies.len()).then_some(())
     })
     .await;
-    stop(second, &second_log).await;
+    stop(second.take(), &second_log).await;
     server.abort();
     for body in &bodies {
         let requests = log.requests_of(body);
