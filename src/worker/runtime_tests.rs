@@ -1,4 +1,5 @@
-//! Tests of the runtime's pure decisions: outcomes into queue operations, the receive limit, reasons.
+//! Tests of the runtime: its pure decisions (outcomes into queue operations, the receive limit, reasons), and
+//! the drain on the fake queue.
 
 use super::*;
 
@@ -101,4 +102,67 @@ fn the_reason_is_json_naming_the_consumer() {
     assert_eq!(reason["reason"], "bad \"sku\"");
     assert_eq!(reason["attempts"], 2);
     assert_eq!(reason["queue"], "http://q");
+}
+
+/// Answers `ok…` at once and never answers anything else.
+struct HalfDone;
+
+impl Processor for HalfDone {
+    fn name(&self) -> &'static str {
+        "half-done"
+    }
+
+    async fn process(&self, message: &crate::worker::message::Message) -> Outcome {
+        if !message.body.starts_with("ok") {
+            std::future::pending::<()>().await;
+        }
+        Outcome::Done
+    }
+}
+
+#[tokio::test]
+async fn when_the_drain_time_runs_out_what_finished_is_settled_and_the_rest_released() {
+    use std::collections::BTreeMap;
+
+    use crate::cloud::fake::FakeQueue;
+
+    let source = FakeQueue::new("work");
+    for body in ["ok 1", "stuck 1", "ok 2"] {
+        source.push(body, BTreeMap::new(), BTreeMap::new());
+    }
+    let settings = Settings {
+        consumer: "test/half-done".into(),
+        receivers: 1,
+        wait_seconds: 1,
+        visibility_timeout: Duration::from_secs(30),
+        retry: RETRY,
+        drain: Duration::from_millis(100),
+        max_receive_count: None,
+    };
+    let metrics = WorkerMetrics::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(async {
+        let _ = stopped.await;
+    }));
+    let queue = WorkQueue::new(source.clone(), None);
+    let worker = tokio::spawn(run(
+        queue,
+        Arc::new(HalfDone),
+        settings,
+        metrics.clone(),
+        shutdown,
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.processed_total() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not processed in 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the drain is bounded")
+        .unwrap();
+    let left: Vec<String> = source.held().into_iter().map(|m| m.body).collect();
+    assert_eq!(left, ["stuck 1"], "the finished ones are acknowledged");
+    assert_eq!(source.visible(), 1, "the unfinished one is released at once");
 }
