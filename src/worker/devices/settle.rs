@@ -232,6 +232,8 @@ mod tests {
         message::{Header, OwnedHeaders},
     };
 
+    use std::time::Duration;
+
     use super::*;
 
     fn record(headers: &[(&str, &str)], payload: &[u8]) -> OwnedMessage {
@@ -267,6 +269,69 @@ mod tests {
         );
         assert_eq!(message.attribute("partitionkey"), Some("thermo-1"));
         assert_eq!(message.sent_at.as_deref(), Some("2026-12-06T15:00:00Z"));
+    }
+
+    /// Asks for `seconds` more (a 503 with `Retry-After`) on the first attempt, then is done.
+    struct AsksForTime(u32);
+
+    impl Processor for AsksForTime {
+        fn name(&self) -> &'static str {
+            "asks-for-time"
+        }
+        async fn process(&self, message: &Message) -> Outcome {
+            if message.receive_count > 1 {
+                return Outcome::Done;
+            }
+            let reason = "HTTP 503: busy".to_owned();
+            Outcome::RetryAfter {
+                reason,
+                seconds: self.0,
+            }
+        }
+    }
+
+    fn on_stream(
+        asked: u32,
+        max_backoff_seconds: u32,
+    ) -> OnStream<AsksForTime, crate::cloud::fake::FakeQueue> {
+        OnStream {
+            processor: AsksForTime(asked),
+            consumer: "test/stream".into(),
+            dead_letter: None,
+            retry: Retry {
+                max_attempts: 3,
+                initial_backoff_seconds: 1,
+                max_backoff_seconds,
+            },
+            metrics: WorkerMetrics::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_on_the_stream_waits_what_was_asked_within_the_longest_backoff_and_the_deadline() {
+        let record = record(&[], b"{}");
+        let within = |millis| Instant::now() + Duration::from_millis(millis);
+        // Asked for 3 s: past a deadline 2 s away (which the 1 s backoff fits), so the event is left in
+        // the stream at once, its attempt remembered.
+        let started = Instant::now();
+        let settled = on_stream(3, 60)
+            .attempts(&record, "telemetry", &Earlier::default(), within(2000))
+            .await;
+        assert!(
+            matches!(settled, Settled::Unsettled(Earlier { attempts: 1, .. })),
+            "{settled:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "no wait for nothing"
+        );
+        // Asked for an hour, bounded by the longest backoff (1 s): retried within the deadline, done.
+        let started = Instant::now();
+        let settled = on_stream(3600, 1)
+            .attempts(&record, "telemetry", &Earlier::default(), within(3000))
+            .await;
+        assert_eq!(settled, Settled::Written);
+        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 
     #[test]
