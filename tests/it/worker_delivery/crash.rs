@@ -5,7 +5,7 @@
 //! port (what the kubelet does with a crashed native sidecar). Both messages are redelivered: the first
 //! is recorded by the new process, the second (whose effect happened before the kill) is acknowledged
 //! again without a second record. Every message is in the audit log exactly once and the source is
-//! empty: nothing lost, no effect twice. From SQS and from a Storage Queue.
+//! empty: nothing lost, no effect twice. From SQS, a Storage Queue and Kafka.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -230,6 +230,61 @@ async fn a_container_killed_mid_request_loses_nothing_and_records_once_from_a_st
     );
     println!(
         "killed mid-request (Storage Queue): {} events audited once in {:.1} s",
+        PLAIN + 2,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn a_container_killed_mid_request_loses_nothing_and_records_once_from_kafka() {
+    use rdkafka::{
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        message::{Header, OwnedHeaders},
+        producer::FutureRecord,
+    };
+    let _bed = common::shared().await;
+    let endpoint = common::devices_bed::endpoint();
+    let topic = common::unique("delivery-crash");
+    let admin: AdminClient<DefaultClientContext> = endpoint.client_config().create().unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer = common::devices_bed::DeviceBed::producer(std::time::Duration::from_secs(30));
+    for (seq, hold) in events("hub") {
+        let mut headers = OwnedHeaders::new();
+        if let Some(hold) = hold {
+            headers = headers.insert(Header {
+                key: "hold",
+                value: Some(hold),
+            });
+        }
+        let body = body(&seq);
+        let record = FutureRecord::to(&topic)
+            .key("thermo-1")
+            .payload(&body)
+            .headers(headers);
+        producer
+            .send(record, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    let work = Work::new();
+    let started = std::time::Instant::now();
+    let kafka = format!(
+        "  kafka: {{bootstrapServers: '{}', topic: {topic}, consumerGroup: {topic}, username: '{}', caFile: '{}', sessionTimeoutSeconds: 6}}",
+        common::var("KAFKA_BOOTSTRAP"),
+        common::var("KAFKA_SASL_USERNAME"),
+        common::var("KAFKA_CA_FILE"),
+    );
+    killed_mid_request(&work, "delivery-crash-kafka", &kafka, "hub").await;
+    println!(
+        "killed mid-request (Kafka): {} events audited once in {:.1} s",
         PLAIN + 2,
         started.elapsed().as_secs_f64()
     );
