@@ -34,11 +34,6 @@ impl Outcome {
         }
     }
 
-    /// Whether it is to be retried (with or without a delay the processor asked for).
-    pub fn is_retry(&self) -> bool {
-        matches!(self, Self::Retry(_) | Self::RetryAfter { .. })
-    }
-
     /// The delay the processor asked the retry to wait, if it did.
     pub fn asked_delay(&self) -> Option<u32> {
         match self {
