@@ -163,10 +163,10 @@ async fn script(body: &str, attempt: usize, log: &Log) -> Answer {
         }
         "drop" if first => Answer::Drop,
         // Retry-After: seconds, longer than the Consumer's longest backoff, an HTTP-date, a bad value.
-        "after3" if first => retry_after(503, "3".into()),
+        "after5" if first => retry_after(503, "5".into()),
         "afterlong" if first => retry_after(429, "3600".into()),
         "afterdate" if first => {
-            let at = std::time::SystemTime::now() + Duration::from_secs(4);
+            let at = std::time::SystemTime::now() + Duration::from_secs(6);
             retry_after(503, httpdate::fmt_http_date(at))
         }
         "afterbad" if first => retry_after(503, "soon".into()),

@@ -1,5 +1,5 @@
-//! `Retry-After` on the container's answer, against the test processor from SQS: a 503 asking for 3 s
-//! is retried no sooner; a 429 asking for an hour is retried after the Consumer's longest backoff (4 s),
+//! `Retry-After` on the container's answer, against the test processor from SQS: a 503 asking for 5 s
+//! is retried no sooner; a 429 asking for an hour is retried after the Consumer's longest backoff (6 s),
 //! not an hour; an HTTP-date is read; a bad value is ignored (the 1 s backoff applies). Measured as the
 //! time between the first and the second request of each message at the test processor.
 
@@ -21,7 +21,7 @@ async fn retry_after_delays_the_retry_within_the_longest_backoff() {
     let aws = common::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let source = sqs_queue(&sqs, "retry-after").await;
-    let bodies = ["after3-1", "afterlong-1", "afterdate-1", "afterbad-1"];
+    let bodies = ["after5-1", "afterlong-1", "afterdate-1", "afterbad-1"];
     for body in bodies {
         send(&sqs, &source, body, &[]).await;
     }
@@ -31,8 +31,8 @@ async fn retry_after_delays_the_retry_within_the_longest_backoff() {
     let server = processor::serve(listener, log.clone());
     let sqs_source = format!("  sqs: {{queueUrl: '{source}', receivers: 2, waitTimeSeconds: 1}}");
     let config = config_at(&sqs_source, port, "", common::free_port(), "")
-        .replace("maxBackoffSeconds: 1}", "maxBackoffSeconds: 4}");
-    assert!(config.contains("maxBackoffSeconds: 4"), "{config}");
+        .replace("maxBackoffSeconds: 1}", "maxBackoffSeconds: 6}");
+    assert!(config.contains("maxBackoffSeconds: 6"), "{config}");
     let (worker, worker_log) = start_worker("delivery-retry-after", &config);
     common::eventually("every message retried once and done", CONVERGE, || async {
         (log.done().len() == bodies.len()).then_some(())
@@ -41,27 +41,27 @@ async fn retry_after_delays_the_retry_within_the_longest_backoff() {
     stop(worker, &worker_log).await;
     server.abort();
 
-    let asked = gap(&log, "after3-1");
-    assert!(asked >= Duration::from_secs(3), "Retry-After: 3 waited {asked:?}");
+    let asked = gap(&log, "after5-1");
+    assert!(asked >= Duration::from_secs(5), "Retry-After: 5 waited {asked:?}");
     let capped = gap(&log, "afterlong-1");
     assert!(
-        capped >= Duration::from_secs(4) && capped < Duration::from_secs(8),
-        "Retry-After: 3600 waits maxBackoffSeconds (4 s), not an hour: {capped:?}"
+        capped >= Duration::from_secs(6) && capped < Duration::from_secs(10),
+        "Retry-After: 3600 waits maxBackoffSeconds (6 s), not an hour: {capped:?}"
     );
-    // The date is written in whole seconds: 4 s ahead is at least 3 s after the answer.
+    // The date is written in whole seconds: 6 s ahead is at least 5 s after the answer.
     let dated = gap(&log, "afterdate-1");
     assert!(
-        dated >= Duration::from_secs(3),
-        "an HTTP-date 4 s ahead waited {dated:?}"
+        dated >= Duration::from_secs(5),
+        "an HTTP-date 6 s ahead waited {dated:?}"
     );
     let ignored = gap(&log, "afterbad-1");
     assert!(
-        ignored < Duration::from_secs(3),
+        ignored < Duration::from_secs(4),
         "Retry-After: soon is ignored, the 1 s backoff applies: {ignored:?}"
     );
     assert_eq!(left_in(&sqs, &source).await, 0, "nothing left");
     println!(
-        "Retry-After: asked 3 s → {:.1} s, asked 3600 s → {:.1} s (max backoff 4 s), a date 4 s ahead → {:.1} s, a bad value → {:.1} s",
+        "Retry-After: asked 5 s → {:.1} s, asked 3600 s → {:.1} s (max backoff 6 s), a date 6 s ahead → {:.1} s, a bad value → {:.1} s",
         asked.as_secs_f64(),
         capped.as_secs_f64(),
         dated.as_secs_f64(),
