@@ -49,9 +49,10 @@ stop containerd
 # A shim outliving containerd is still this node's, found by the socket address in its command line. One
 # whose sandbox was just removed exits by itself within moments; one that does not is stopped by pid, and
 # the sockets of all are removed.
+# One grep reads every command line (two processes per pid made each look take seconds on a busy machine).
 node_shims() {
 	local cmdline pid
-	for cmdline in /proc/[0-9]*/cmdline; do
+	for cmdline in $(grep -lsaF -- "$CONTAINERD_SOCKET" /proc/[0-9]*/cmdline || true); do
 		tr '\0' ' ' 2>/dev/null <"$cmdline" | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" || continue
 		pid=${cmdline#/proc/}
 		echo "${pid%/cmdline}"
