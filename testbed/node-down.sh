@@ -6,6 +6,7 @@
 # shellcheck shell=bash
 
 source "$TESTBED_SRC/node-lib.sh"
+node_stop_start=$SECONDS
 
 # The kubelet would restart containers killed under it, so it stops first; kube-proxy's rules are removed
 # by its own cleanup mode once it has stopped.
@@ -48,9 +49,10 @@ stop containerd
 # A shim outliving containerd is still this node's, found by the socket address in its command line. One
 # whose sandbox was just removed exits by itself within moments; one that does not is stopped by pid, and
 # the sockets of all are removed.
+# One grep reads every command line (two processes per pid made each look take seconds on a busy machine).
 node_shims() {
 	local cmdline pid
-	for cmdline in /proc/[0-9]*/cmdline; do
+	for cmdline in $(grep -lsaF -- "$CONTAINERD_SOCKET" /proc/[0-9]*/cmdline || true); do
 		tr '\0' ' ' 2>/dev/null <"$cmdline" | grep -q "^[^ ]*containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" || continue
 		pid=${cmdline#/proc/}
 		echo "${pid%/cmdline}"
@@ -84,7 +86,10 @@ ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link delete "$NODE_BRIDGE"
 iptables -w -t mangle -D FORWARD -j "$NODE_GUARD_CHAIN" 2>/dev/null || true
 iptables -w -t mangle -F "$NODE_GUARD_CHAIN" 2>/dev/null && iptables -w -t mangle -X "$NODE_GUARD_CHAIN"
 iptables -w -t nat -D PREROUTING -i "$NODE_BRIDGE" -d "$NODE_IP" -j "$NODE_EMULATOR_CHAIN" 2>/dev/null || true
+iptables -w -t nat -D OUTPUT -d "$NODE_IP" -j "$NODE_EMULATOR_CHAIN" 2>/dev/null || true
 iptables -w -t nat -F "$NODE_EMULATOR_CHAIN" 2>/dev/null && iptables -w -t nat -X "$NODE_EMULATOR_CHAIN"
+iptables -w -t nat -D PREROUTING -i "$NODE_BRIDGE" -j "$NODE_SERVICE_CHAIN" 2>/dev/null || true
+iptables -w -t nat -F "$NODE_SERVICE_CHAIN" 2>/dev/null && iptables -w -t nat -X "$NODE_SERVICE_CHAIN"
 # The chains the kubelet itself adds (for IPv4 and IPv6): its firewall against outside packets to 127.0.0.0/8
 # (jumped to from INPUT and OUTPUT) and the canaries by which it notices a flushed table.
 for tables in iptables ip6tables; do
@@ -109,4 +114,4 @@ if awk -v dir="$NODE_DIR/" 'index($2, dir) == 1 {found = 1} END {exit !found}' /
 fi
 rm -rf "$NODE_DIR/containerd/root" "$NODE_DIR/containerd/state" "$NODE_DIR/containerd/opt" \
 	"$NODE_DIR/kubelet/root" "$NODE_DIR/cni/ipam" "$NODE_DIR/pod-logs" "$NODE_DIR/images"
-log "node $NODE_NAME stopped and cleaned up"
+log "node $NODE_NAME stopped and cleaned up in $((SECONDS - node_stop_start))s"
