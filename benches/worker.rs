@@ -2,7 +2,8 @@
 //! (a) a bare aws-sdk receive/delete-batch loop in this process, (b) the `tributary worker` binary with
 //! the built-in no-op processor, (c) the worker with processor `container` delivering each message over
 //! the CloudEvents contract to a no-op container (this binary again, a separate process serving 200 on
-//! hyper). Same receivers, same messages, the queue filled anew before every case.
+//! hyper), `BENCH_CONCURRENCY` deliveries in flight, and (d) the same with the Consumer's default
+//! concurrency (8). Same receivers, same messages, the queue filled anew before every case.
 //!
 //! The harness, so that it measures the cases and not itself:
 //! - every case runs once first as a warm-up (not counted: the server's JIT, connection pools);
@@ -69,9 +70,11 @@ enum Case {
     Bare,
     Noop,
     Container,
+    /// The container case with the Consumer's default concurrency (8) instead of `BENCH_CONCURRENCY`.
+    ContainerDefault,
 }
 
-const CASES: [Case; 3] = [Case::Bare, Case::Noop, Case::Container];
+const CASES: [Case; 4] = [Case::Bare, Case::Noop, Case::Container, Case::ContainerDefault];
 
 impl Case {
     fn label(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Case {
             Case::Bare => "bare SDK loop",
             Case::Noop => "worker, built-in noop",
             Case::Container => "worker, container (no-op)",
+            Case::ContainerDefault => "  same, concurrency 8",
         }
     }
 }
@@ -103,7 +107,8 @@ struct Bench {
     env: HashMap<String, String>,
     receivers: usize,
     container: NoopContainer,
-    processor_container: String,
+    /// `processor:` of the container cases: `BENCH_CONCURRENCY` in flight, and the default.
+    processor_container: [String; 2],
 }
 
 impl Bench {
@@ -119,7 +124,8 @@ impl Bench {
                 }
             }
             Case::Noop => self.worker(count, "noop").await,
-            Case::Container => self.worker(count, &self.processor_container).await,
+            Case::Container => self.worker(count, &self.processor_container[0]).await,
+            Case::ContainerDefault => self.worker(count, &self.processor_container[1]).await,
         }
     }
 
@@ -209,7 +215,7 @@ fn report(results: &[(Case, Vec<Figures>)], loads: &[f64]) {
         let (worker_cpu, container_cpu) = match case {
             Case::Bare => ("-".to_owned(), "-".to_owned()),
             Case::Noop => (format!("{:.0} µs", cpu(|f| f.worker_cpu_us)), "-".to_owned()),
-            Case::Container => (
+            Case::Container | Case::ContainerDefault => (
                 format!("{:.0} µs", cpu(|f| f.worker_cpu_us)),
                 format!(
                     "{:.0} µs ({:.0}% of a core)",
@@ -229,13 +235,17 @@ fn report(results: &[(Case, Vec<Figures>)], loads: &[f64]) {
         let figures = &results.iter().find(|(c, _)| *c == case).unwrap().1;
         figures.iter().map(|f| f.rate).collect()
     };
-    let (bare, noop, container) = (rates(Case::Bare), rates(Case::Noop), rates(Case::Container));
-    let paired: Vec<f64> = container.iter().zip(&noop).map(|(c, n)| c / n).collect();
-    let (low, high) = spread(&paired);
-    println!(
-        "container / built-in noop: {:.2} (medians); per round {low:.2}–{high:.2} (goal >= 0.80)",
-        median(&container) / median(&noop)
-    );
+    let (bare, noop) = (rates(Case::Bare), rates(Case::Noop));
+    for case in [Case::Container, Case::ContainerDefault] {
+        let container = rates(case);
+        let paired: Vec<f64> = container.iter().zip(&noop).map(|(c, n)| c / n).collect();
+        let (low, high) = spread(&paired);
+        println!(
+            "{} / built-in noop: {:.2} (medians); per round {low:.2}–{high:.2} (goal >= 0.80)",
+            case.label().trim(),
+            median(&container) / median(&noop)
+        );
+    }
     println!(
         "built-in noop / bare SDK loop: {:.2} (medians)",
         median(&noop) / median(&bare)
@@ -306,10 +316,13 @@ async fn bench() {
         .queue_url
         .unwrap();
     let container = NoopContainer::start().await;
-    let processor_container = format!(
-        "container\ndelivery: {{url: '{0}', readyUrl: '{0}healthz', concurrency: {concurrency}, source: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q}}",
-        container.url
-    );
+    let delivery = |concurrency: &str| {
+        format!(
+            "container\ndelivery: {{url: '{0}', readyUrl: '{0}healthz', {concurrency}source: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q}}",
+            container.url
+        )
+    };
+    let processor_container = [delivery(&format!("concurrency: {concurrency}, ")), delivery("")];
     let bench = Bench {
         sqs,
         url,
@@ -342,13 +355,11 @@ async fn bench() {
     }
     report(&results, &loads);
     for in_flight in [1, 8] {
-        let [p50, p90, p99] = latency::deliver_quantiles(&bench.container.url, in_flight, 5_000).await;
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let deliveries = latency::deliver(&bench.container.url, in_flight, 5_000).await;
+        let [p50, p90, p99] = deliveries.quantiles.map(|d| d.as_secs_f64() * 1000.0);
         println!(
-            "added latency per message (Container::deliver, request to response, {in_flight} in flight): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
-            ms(p50),
-            ms(p90),
-            ms(p99)
+            "added latency per message (Container::deliver, request to response, {in_flight} in flight): p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms; client CPU {:.0} µs per delivery",
+            deliveries.cpu.as_secs_f64() * 1e6
         );
     }
     let _ = bench.sqs.delete_queue().queue_url(&bench.url).send().await;

@@ -21,9 +21,17 @@ impl tributary::worker::delivery::reply::Replies for NoReplies {
     }
 }
 
-/// p50, p90 and p99 of the time `Container::deliver` takes per message against the container at `url`,
-/// `concurrency` deliveries in flight, over `count` messages like the queue's (after 200 not counted).
-pub async fn deliver_quantiles(url: &str, concurrency: usize, count: usize) -> [Duration; 3] {
+/// What `Container::deliver` costs against the container at `url`, `concurrency` deliveries in flight,
+/// over `count` messages like the queue's (after 200 not counted).
+pub struct Deliveries {
+    /// p50, p90, p99 from the request to the response.
+    pub quantiles: [Duration; 3],
+    /// This process's CPU time per delivery (the worker's side of the contract; the container's is its
+    /// own process).
+    pub cpu: Duration,
+}
+
+pub async fn deliver(url: &str, concurrency: usize, count: usize) -> Deliveries {
     let config: DeliveryConfig = serde_yaml_ng::from_str(&format!(
         "url: '{url}'\nconcurrency: {concurrency}\nsource: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q\n"
     ))
@@ -37,6 +45,7 @@ pub async fn deliver_quantiles(url: &str, concurrency: usize, count: usize) -> [
         ..Message::default()
     };
     let warm_up = 200;
+    let cpu = super::procs::cpu_time(std::process::id());
     let mut took: Vec<Duration> = futures::stream::iter(0..count + warm_up)
         .map(|i| {
             let (container, message) = (&container, message(i));
@@ -51,9 +60,13 @@ pub async fn deliver_quantiles(url: &str, concurrency: usize, count: usize) -> [
         .filter_map(|(i, took)| async move { (i >= warm_up).then_some(took) })
         .collect()
         .await;
+    let cpu = (super::procs::cpu_time(std::process::id()) - cpu) / u32::try_from(count + warm_up).unwrap();
     took.sort();
     let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
-    [at(0.50), at(0.90), at(0.99)]
+    Deliveries {
+        quantiles: [at(0.50), at(0.90), at(0.99)],
+        cpu,
+    }
 }
 
 /// The worker's processing-duration histogram: (upper bound in seconds, cumulative count), and the sum.
