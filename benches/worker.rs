@@ -23,7 +23,8 @@
 //! Needs the test bed (`make testbed-up`); `bench/worker/run.sh` runs it against ElasticMQ and moto.
 //! Settings: `BENCH_SQS_ENDPOINT` (default the test bed's ElasticMQ), `BENCH_MESSAGES` (default 20000),
 //! `BENCH_RECEIVERS` (4), `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (deliveries in flight, 40: the
-//! receivers' 10 messages each, so the limit does not throttle the runtime).
+//! receivers' 10 messages each, so the limit does not throttle the runtime), `BENCH_CONTAINER_THREADS`
+//! (the no-op container's threads, 1).
 
 #![allow(clippy::unwrap_used)]
 

@@ -144,6 +144,8 @@ pub fn load() -> f64 {
 
 /// Set in the environment of this binary started again as the no-op container: the address it serves.
 pub const CONTAINER_LISTEN: &str = "BENCH_NOOP_CONTAINER_LISTEN";
+/// The no-op container's threads: 1 (the default) is a current-thread runtime.
+pub const CONTAINER_THREADS: &str = "BENCH_CONTAINER_THREADS";
 
 /// The no-op container, a process of its own as in the pod: answers every request (the deliveries and
 /// the readiness path) with 200 and no body, on hyper through axum, keep-alive, TCP_NODELAY, on a
@@ -181,10 +183,18 @@ impl NoopContainer {
     /// Serves at `address` until killed (the no-op container's own `main`).
     pub fn serve(address: &str) {
         use axum::serve::ListenerExt as _;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let threads = std::env::var(CONTAINER_THREADS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let runtime = match threads {
+            1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            n => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build(),
+        }
+        .unwrap();
         runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
