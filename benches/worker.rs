@@ -1,29 +1,51 @@
-//! Worker runtime throughput on a real SQS-compatible server, in one run: the same queue is filled with
-//! the same messages and drained (a) by a bare aws-sdk receive/delete-batch loop in this process, (b) by
-//! the `tributary worker` binary with the no-op processor, and (c) by the worker with processor
-//! `container` delivering each message over the CloudEvents contract to a no-op container (an HTTP/1.1
-//! server in this process answering 200 at once), with the same number of receivers. Prints messages per
-//! second for each, the ratios (the runtime's overhead; the contract's cost next to the built-in no-op),
-//! the worker's peak RSS, and the latency the contract adds per message: each delivery timed from the
-//! request to the response by the container processor itself (`Container::deliver`, the worker's code),
-//! `BENCH_CONCURRENCY` at once, p50 and p99.
+//! Worker runtime throughput on a real SQS-compatible server, three cases on one queue in one run:
+//! (a) a bare aws-sdk receive/delete-batch loop in this process, (b) the `tributary worker` binary with
+//! the built-in no-op processor, (c) the worker with processor `container` delivering each message over
+//! the CloudEvents contract to a no-op container (this binary again, a separate process serving 200 on
+//! hyper), `BENCH_CONCURRENCY` deliveries in flight, and (d) the same with the Consumer's default
+//! concurrency (8). Same receivers, same messages, the queue filled anew before every case.
+//!
+//! The harness, so that it measures the cases and not itself:
+//! - every case runs once first as a warm-up (not counted: the server's JIT, connection pools);
+//! - the cases take turns within each round, the order rotated from round to round (no case always
+//!   follows another), and the figures are medians with the spread (min–max) over the rounds;
+//! - a round starts only on an empty queue (nothing visible or in flight), and after a worker stops the
+//!   bench waits out its long poll: a receive the worker abandoned at shutdown is still open at the server
+//!   and takes messages of the next fill, hiding them for the visibility timeout (30 s) — what made the
+//!   earlier rounds after a worker case crawl at count/30 s;
+//! - the 1-minute load average is printed with each round; the no-op container's and the worker's CPU time
+//!   per message are printed, so a saturated container would show.
+//!
+//! Added latency per message: `Container::deliver` (the worker's code) timed against the no-op container,
+//! 1 and 8 in flight, p50/p90/p99; and the worker's own processing-duration histogram in the rounds (mean,
+//! and the bucket bound holding p50/p99), container case next to no-op.
 //!
 //! Needs the test bed (`make testbed-up`); `bench/worker/run.sh` runs it against ElasticMQ and moto.
-//! Settings from the environment: `BENCH_SQS_ENDPOINT` (default the test bed's ElasticMQ),
-//! `BENCH_MESSAGES` (default 20000), `BENCH_RECEIVERS` (default 4), `BENCH_ROUNDS` (default 2),
-//! `BENCH_CONCURRENCY` (deliveries in flight, default 40: the receivers' 10 messages each, so the limit
-//! does not throttle the runtime).
+//! Settings: `BENCH_SQS_ENDPOINT` (default the test bed's ElasticMQ), `BENCH_MESSAGES` (default 20000),
+//! `BENCH_RECEIVERS` (4), `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (deliveries in flight, 40: the
+//! receivers' 10 messages each, so the limit does not throttle the runtime), `BENCH_CONTAINER_THREADS`
+//! (the no-op container's threads, 1).
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "../bench/worker/latency.rs"]
+mod latency;
+#[path = "../bench/worker/procs.rs"]
+mod procs;
+#[path = "../bench/worker/queue.rs"]
+mod queue;
 
 use std::{
     collections::HashMap,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry};
+use latency::Histogram;
+use procs::{NoopContainer, Worker};
+
+/// Long-poll wait of the bare loop and the workers, seconds.
+const WAIT_SECONDS: u32 = 1;
 
 fn testbed_env() -> HashMap<String, String> {
     let dir = std::env::var_os("TESTBED_DIR")
@@ -44,303 +66,247 @@ fn setting(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn client(endpoint: &str, env: &HashMap<String, String>) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(env["AWS_REGION"].clone()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            env["AWS_ACCESS_KEY_ID"].clone(),
-            env["AWS_SECRET_ACCESS_KEY"].clone(),
-            None,
-            None,
-            "bench",
-        ))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Bare,
+    Noop,
+    Container,
+    /// The container case with the Consumer's default concurrency (8) instead of `BENCH_CONCURRENCY`.
+    ContainerDefault,
 }
 
-/// Sends `count` ~300-byte messages with two attributes, 10 per call, 8 calls at a time.
-async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, count: usize) {
-    let body = format!("{{\"orderId\":\"o-{{}}\",\"pad\":\"{}\"}}", "x".repeat(260));
-    let batches: Vec<Vec<usize>> = (0..count)
-        .collect::<Vec<_>>()
-        .chunks(10)
-        .map(<[usize]>::to_vec)
-        .collect();
-    for group in batches.chunks(8) {
-        let calls = group.iter().map(|batch| {
-            let entries = batch
-                .iter()
-                .map(|i| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(format!("m{i}"))
-                        .message_body(body.replace("{}", &i.to_string()))
-                        .message_attributes(
-                            "event",
-                            aws_sdk_sqs::types::MessageAttributeValue::builder()
-                                .data_type("String")
-                                .string_value("OrderPlaced")
-                                .build()
-                                .unwrap(),
-                        )
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            sqs.send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-        });
-        for result in futures::future::join_all(calls).await {
-            result.expect("send_message_batch");
+const CASES: [Case; 4] = [Case::Bare, Case::Noop, Case::Container, Case::ContainerDefault];
+
+impl Case {
+    fn label(self) -> &'static str {
+        match self {
+            Case::Bare => "bare SDK loop",
+            Case::Noop => "worker, built-in noop",
+            Case::Container => "worker, container (no-op)",
+            Case::ContainerDefault => "  same, concurrency 8",
         }
     }
 }
 
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (i64, i64) {
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("get_queue_attributes")
-        .attributes
-        .unwrap_or_default();
-    let get = |name| attributes.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    )
+/// One case's figures in one round.
+#[derive(Clone, Debug, Default)]
+struct Figures {
+    rate: f64,
+    /// CPU time per message of the worker and of the no-op container, microseconds.
+    worker_cpu_us: f64,
+    container_cpu_us: f64,
+    /// The no-op container's CPU use during the drain, percent of one core.
+    container_busy: f64,
+    histogram: Histogram,
+    peak_rss: f64,
 }
 
-/// The bare loop: `receivers` tasks, each receive 10 (long poll) → delete batch, until `count` deleted.
-async fn bare_loop(sqs: &aws_sdk_sqs::Client, url: &str, count: usize, receivers: usize) -> Duration {
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..receivers)
-        .map(|_| {
-            let (sqs, url, done) = (sqs.clone(), url.to_owned(), done.clone());
-            tokio::spawn(async move {
-                while done.load(std::sync::atomic::Ordering::Relaxed) < count {
-                    let received = sqs
-                        .receive_message()
-                        .queue_url(&url)
-                        .max_number_of_messages(10)
-                        .wait_time_seconds(1)
-                        .message_attribute_names("All")
-                        .send()
-                        .await
-                        .expect("receive");
-                    let messages = received.messages.unwrap_or_default();
-                    if messages.is_empty() {
-                        continue;
-                    }
-                    let entries = messages
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| {
-                            DeleteMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                                .build()
-                                .unwrap()
-                        })
-                        .collect();
-                    sqs.delete_message_batch()
-                        .queue_url(&url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .expect("delete");
-                    done.fetch_add(messages.len(), std::sync::atomic::Ordering::Relaxed);
+struct Bench {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    endpoint: String,
+    env: HashMap<String, String>,
+    receivers: usize,
+    container: NoopContainer,
+    /// `processor:` of the container cases: `BENCH_CONCURRENCY` in flight, and the default.
+    processor_container: [String; 2],
+}
+
+impl Bench {
+    async fn run(&self, case: Case, count: usize) -> Figures {
+        queue::wait_empty(&self.sqs, &self.url, Duration::from_secs(60)).await;
+        queue::fill(&self.sqs, &self.url, count).await;
+        match case {
+            Case::Bare => {
+                let took = queue::bare_loop(&self.sqs, &self.url, count, self.receivers).await;
+                Figures {
+                    rate: count as f64 / took.as_secs_f64(),
+                    ..Figures::default()
                 }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    started.elapsed()
-}
-
-struct Worker {
-    child: Child,
-    metrics_port: u16,
-}
-
-impl Worker {
-    /// A worker draining `url` with `processor` (the YAML of `processor:` and what it reads).
-    fn start(
-        url: &str,
-        endpoint: &str,
-        receivers: usize,
-        processor: &str,
-        env: &HashMap<String, String>,
-    ) -> Self {
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join(format!("worker-{metrics_port}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "consumer: {{namespace: bench, name: noop}}\nprocessor: {processor}\nsource:\n  sqs: {{queueUrl: '{url}', receivers: {receivers}, waitTimeSeconds: 1}}\nmetricsListen: '127.0.0.1:{metrics_port}'\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["worker", "--config"])
-            .arg(&config)
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", &env["AWS_REGION"])
-            .env("AWS_ACCESS_KEY_ID", &env["AWS_ACCESS_KEY_ID"])
-            .env("AWS_SECRET_ACCESS_KEY", &env["AWS_SECRET_ACCESS_KEY"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start tributary worker");
-        Self { child, metrics_port }
-    }
-
-    fn metric(&self, name: &str) -> Option<u64> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        text.lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-    }
-
-    /// Peak resident memory (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// Fills the queue and drains it with a worker running `processor`: messages per second (from the
-/// worker's start to the queue empty), and the worker's peak RSS in MiB.
-async fn worker_round(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    endpoint: &str,
-    processor: &str,
-    env: &HashMap<String, String>,
-) -> (f64, f64) {
-    let (count, receivers) = (setting("BENCH_MESSAGES", 20_000), setting("BENCH_RECEIVERS", 4));
-    fill(sqs, url, count).await;
-    let worker = Worker::start(url, endpoint, receivers, processor, env);
-    let metric = "tributary_worker_messages_processed_total";
-    while worker.metric(metric).is_none() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let started = Instant::now();
-    // Counted as done when the worker has acknowledged every message: processed and the queue empty.
-    loop {
-        let processed = worker.metric(metric).unwrap_or(0);
-        if processed as usize >= count && depth(sqs, url).await == (0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let took = started.elapsed();
-    let rss = worker.peak_rss_mib();
-    worker.stop();
-    (count as f64 / took.as_secs_f64(), rss)
-}
-
-/// The no-op container: answers every request (the deliveries and the readiness path) with 200 and no
-/// body, on hyper through axum (keep-alive, no parsing of its own): as fast as a container can answer.
-async fn noop_container(listener: tokio::net::TcpListener) {
-    let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
-    axum::serve(listener, app).await.unwrap();
-}
-
-/// p50 and p99 of the time `Container::deliver` takes per message against the no-op container at `url`,
-/// `concurrency` deliveries in flight, over `count` messages like the queue's.
-async fn delivery_latency(url: &str, concurrency: usize, count: usize) -> (Duration, Duration) {
-    use futures::StreamExt as _;
-    use tributary::worker::{
-        config::DeliveryConfig, delivery::container::Container, delivery::ready::Readiness,
-        delivery::reply::Reply, message::Message,
-    };
-    struct NoReplies;
-    impl tributary::worker::delivery::reply::Replies for NoReplies {
-        async fn publish(&self, _reply: Reply) -> tributary::cloud::Result<()> {
-            Ok(())
-        }
-    }
-    let config: DeliveryConfig = serde_yaml_ng::from_str(&format!(
-        "url: '{url}'\nconcurrency: {concurrency}\nsource: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q\n"
-    ))
-    .unwrap();
-    let container = Container::<NoReplies>::new(&config, None, Readiness::always()).unwrap();
-    let message = |i: usize| Message {
-        id: format!("m-{i}"),
-        body: format!("{{\"orderId\":\"o-{i}\",\"pad\":\"{}\"}}", "x".repeat(260)),
-        attributes: [("event".to_owned(), "OrderPlaced".to_owned())].into(),
-        receive_count: 1,
-        ..Message::default()
-    };
-    let mut took: Vec<Duration> = futures::stream::iter(0..count)
-        .map(|i| {
-            let (container, message) = (&container, message(i));
-            async move {
-                let started = Instant::now();
-                let outcome = container.deliver(&message).await;
-                assert_eq!(outcome, tributary::worker::processor::Outcome::Done);
-                started.elapsed()
             }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    took.sort();
-    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
-    (at(0.50), at(0.99))
+            Case::Noop => self.worker(count, "noop").await,
+            Case::Container => self.worker(count, &self.processor_container[0]).await,
+            Case::ContainerDefault => self.worker(count, &self.processor_container[1]).await,
+        }
+    }
+
+    /// Drains `count` messages with a worker running `processor`: from the worker answering its metrics
+    /// to every message processed and the queue empty.
+    async fn worker(&self, count: usize, processor: &str) -> Figures {
+        let worker = Worker::start(
+            &self.url,
+            (self.receivers, WAIT_SECONDS),
+            processor,
+            &self.env,
+            &self.endpoint,
+        );
+        let processed = "tributary_worker_messages_processed_total";
+        while worker.metric(processed).is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        let cpu = (
+            procs::cpu_time(worker.pid()),
+            procs::cpu_time(self.container.pid()),
+        );
+        let bound = Duration::from_secs(300);
+        loop {
+            let done = worker.metric(processed).unwrap_or(0) as usize >= count;
+            if done && queue::depth(&self.sqs, &self.url).await == (0, 0) {
+                break;
+            }
+            assert!(
+                started.elapsed() < bound,
+                "the worker did not drain {count} messages in {bound:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = started.elapsed();
+        let worker_cpu = procs::cpu_time(worker.pid()) - cpu.0;
+        let container_cpu = procs::cpu_time(self.container.pid()) - cpu.1;
+        let text = worker.metrics().unwrap_or_default();
+        let received = procs::sample(&text, "tributary_worker_messages_received_total").unwrap_or(0);
+        if received as usize != count {
+            println!("  note: the worker received {received} messages for {count} (redeliveries)");
+        }
+        let peak_rss = procs::peak_rss_mib(worker.pid());
+        worker.stop();
+        // Its receives abandoned at shutdown stay open at the server until their wait ends: let them.
+        tokio::time::sleep(Duration::from_secs(u64::from(WAIT_SECONDS)) + Duration::from_millis(500)).await;
+        let per_message = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count as f64;
+        Figures {
+            rate: count as f64 / took.as_secs_f64(),
+            worker_cpu_us: per_message(worker_cpu),
+            container_cpu_us: per_message(container_cpu),
+            container_busy: 100.0 * container_cpu.as_secs_f64() / took.as_secs_f64(),
+            histogram: Histogram::parse(&text),
+            peak_rss,
+        }
+    }
 }
 
-/// Set in the environment of this binary started again as the no-op container: the address it serves.
-const CONTAINER_LISTEN: &str = "BENCH_NOOP_CONTAINER_LISTEN";
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
 
-#[tokio::main]
-async fn main() {
-    if let Ok(address) = std::env::var(CONTAINER_LISTEN) {
-        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-        noop_container(listener).await;
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    (min, max)
+}
+
+fn report(results: &[(Case, Vec<Figures>)], loads: &[f64]) {
+    println!();
+    println!(
+        "{:<28} {:>10} {:>17} {:>7} {:>14} {:>16}",
+        "case", "median/s", "min–max/s", "spread", "worker CPU/msg", "container CPU/msg"
+    );
+    for (case, figures) in results {
+        let rates: Vec<f64> = figures.iter().map(|f| f.rate).collect();
+        let (min, max) = spread(&rates);
+        let med = median(&rates);
+        let cpu = |pick: fn(&Figures) -> f64| median(&figures.iter().map(pick).collect::<Vec<_>>());
+        let (worker_cpu, container_cpu) = match case {
+            Case::Bare => ("-".to_owned(), "-".to_owned()),
+            Case::Noop => (format!("{:.0} µs", cpu(|f| f.worker_cpu_us)), "-".to_owned()),
+            Case::Container | Case::ContainerDefault => (
+                format!("{:.0} µs", cpu(|f| f.worker_cpu_us)),
+                format!(
+                    "{:.0} µs ({:.0}% of a core)",
+                    cpu(|f| f.container_cpu_us),
+                    cpu(|f| f.container_busy)
+                ),
+            ),
+        };
+        println!(
+            "{:<28} {med:>10.0} {:>17} {:>6.0}% {worker_cpu:>14} {container_cpu:>16}",
+            case.label(),
+            format!("{min:.0}–{max:.0}"),
+            100.0 * (max - min) / med,
+        );
+    }
+    let rates = |case: Case| -> Vec<f64> {
+        let figures = &results.iter().find(|(c, _)| *c == case).unwrap().1;
+        figures.iter().map(|f| f.rate).collect()
+    };
+    let (bare, noop) = (rates(Case::Bare), rates(Case::Noop));
+    for case in [Case::Container, Case::ContainerDefault] {
+        let container = rates(case);
+        let paired: Vec<f64> = container.iter().zip(&noop).map(|(c, n)| c / n).collect();
+        let (low, high) = spread(&paired);
+        println!(
+            "{} / built-in noop: {:.2} (medians); per round {low:.2}–{high:.2} (goal >= 0.80)",
+            case.label().trim(),
+            median(&container) / median(&noop)
+        );
+    }
+    println!(
+        "built-in noop / bare SDK loop: {:.2} (medians)",
+        median(&noop) / median(&bare)
+    );
+    let (low, high) = spread(loads);
+    println!(
+        "load average (1 min) during the rounds: {low:.2}–{high:.2} on {} cores",
+        cores()
+    );
+    let rss = results
+        .iter()
+        .flat_map(|(_, f)| f.iter().map(|f| f.peak_rss))
+        .fold(0.0, f64::max);
+    println!("worker peak RSS {rss:.1} MiB");
+    for (case, figures) in results.iter().filter(|(c, _)| *c != Case::Bare) {
+        let mut merged = figures[0].histogram.clone();
+        for f in &figures[1..] {
+            merged.sum_seconds += f.histogram.sum_seconds;
+            merged.count += f.histogram.count;
+            for (bucket, other) in merged.buckets.iter_mut().zip(&f.histogram.buckets) {
+                bucket.1 += other.1;
+            }
+        }
+        println!(
+            "in the worker, {}: processing mean {:.3} ms, p50 <= {} ms, p99 <= {} ms, {:.1}% within 1 ms",
+            case.label(),
+            merged.mean_ms(),
+            merged.quantile_bound_ms(0.50),
+            merged.quantile_bound_ms(0.99),
+            merged.share_within(0.001)
+        );
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn main() {
+    // Started again as the no-op container: serve on a runtime of its own.
+    if let Ok(address) = std::env::var(procs::CONTAINER_LISTEN) {
+        NoopContainer::serve(&address);
         return;
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
     let env = testbed_env();
     let endpoint =
         std::env::var("BENCH_SQS_ENDPOINT").unwrap_or_else(|_| env["ELASTICMQ_ENDPOINT_URL"].clone());
     let count = setting("BENCH_MESSAGES", 20_000);
     let receivers = setting("BENCH_RECEIVERS", 4);
-    let rounds = setting("BENCH_ROUNDS", 2);
+    let rounds = setting("BENCH_ROUNDS", 3).max(1);
     let concurrency = setting("BENCH_CONCURRENCY", 40);
-    let sqs = client(&endpoint, &env).await;
+    let sqs = queue::client(&endpoint, &env).await;
     let name = format!("bench-worker-{}", std::process::id());
     let url = sqs
         .create_queue()
@@ -350,71 +316,52 @@ async fn main() {
         .unwrap()
         .queue_url
         .unwrap();
-    // The no-op container is a process of its own, as in the pod: this binary again, serving only. (On
-    // a thread of this process it was starved by the bench's own work and measured the bench, not the
-    // contract.)
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let container_url = format!("http://127.0.0.1:{port}/");
-    let mut container_process = Command::new(std::env::current_exe().unwrap())
-        .env(CONTAINER_LISTEN, format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the no-op container");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let container = format!(
-        "container\ndelivery: {{url: '{container_url}', readyUrl: '{container_url}healthz', concurrency: {concurrency}, source: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q}}"
+    let container = NoopContainer::start().await;
+    let delivery = |concurrency: &str| {
+        format!(
+            "container\ndelivery: {{url: '{0}', readyUrl: '{0}healthz', {concurrency}source: /apis/tributary.dev/v1alpha1/namespaces/bench/queues/q}}",
+            container.url
+        )
+    };
+    let processor_container = [delivery(&format!("concurrency: {concurrency}, ")), delivery("")];
+    let bench = Bench {
+        sqs,
+        url,
+        endpoint,
+        env,
+        receivers,
+        container,
+        processor_container,
+    };
+    println!(
+        "server {}: {count} messages per round, {receivers} receivers, {concurrency} deliveries in flight, {rounds} rounds (+1 warm-up), load {:.2}",
+        bench.endpoint,
+        procs::load()
     );
-    println!("server {endpoint}: {count} messages per round, {receivers} receivers, {rounds} rounds");
-
-    let (mut bare, mut noop, mut contract) = (Vec::new(), Vec::new(), Vec::new());
-    let mut rss = 0.0f64;
-    for round in 1..=rounds {
-        fill(&sqs, &url, count).await;
-        let took = bare_loop(&sqs, &url, count, receivers).await;
-        bare.push(count as f64 / took.as_secs_f64());
-        let (rate, peak) = worker_round(&sqs, &url, &endpoint, "noop", &env).await;
-        noop.push(rate);
-        rss = rss.max(peak);
-        let (rate, peak) = worker_round(&sqs, &url, &endpoint, &container, &env).await;
-        contract.push(rate);
-        rss = rss.max(peak);
+    for case in CASES {
+        bench.run(case, count.min(2_000)).await;
+    }
+    let mut results: Vec<(Case, Vec<Figures>)> = CASES.iter().map(|&c| (c, Vec::new())).collect();
+    let mut loads = Vec::new();
+    for round in 0..rounds {
+        let mut line = format!("round {}:", round + 1);
+        for turn in 0..CASES.len() {
+            let index = (turn + round) % CASES.len();
+            let figures = bench.run(CASES[index], count).await;
+            line.push_str(&format!(" {} {:.0}/s |", CASES[index].label(), figures.rate));
+            results[index].1.push(figures);
+        }
+        loads.push(procs::load());
+        println!("{line} load {:.2}", loads[round]);
+    }
+    report(&results, &loads);
+    for in_flight in [1, 8] {
+        let deliveries = latency::deliver(&bench.container.url, in_flight, 5_000).await;
+        let [p50, p90, p99] = deliveries.quantiles.map(|d| d.as_secs_f64() * 1000.0);
         println!(
-            "round {round}: bare loop {:.0} msg/s | worker noop {:.0} msg/s | worker container (no-op container) {:.0} msg/s",
-            bare[round - 1],
-            noop[round - 1],
-            contract[round - 1]
+            "added latency per message (Container::deliver, request to response, {in_flight} in flight): p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms; client CPU {:.0} µs per delivery",
+            deliveries.cpu.as_secs_f64() * 1e6
         );
     }
-    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (b, n, c) = (best(&bare), best(&noop), best(&contract));
-    println!(
-        "best: bare loop {b:.0} msg/s; worker noop {n:.0} msg/s (ratio to bare {:.2})",
-        n / b
-    );
-    println!(
-        "best: worker container {c:.0} msg/s next to worker noop {n:.0} msg/s: ratio {:.2} (goal >= 0.80)",
-        c / n
-    );
-    println!("worker peak RSS {rss:.1} MiB");
-    let (p50, p99) = delivery_latency(&container_url, concurrency.min(8), count.min(20_000)).await;
-    println!(
-        "added latency per message (Container::deliver, request to response, 8 in flight): p50 {:.3} ms, p99 {:.3} ms",
-        p50.as_secs_f64() * 1000.0,
-        p99.as_secs_f64() * 1000.0
-    );
-    let (p50, p99) = delivery_latency(&container_url, 1, count.min(5_000)).await;
-    println!(
-        "added latency per message (one at a time): p50 {:.3} ms, p99 {:.3} ms",
-        p50.as_secs_f64() * 1000.0,
-        p99.as_secs_f64() * 1000.0
-    );
-    let _ = sqs.delete_queue().queue_url(&url).send().await;
-    let _ = container_process.kill();
-    let _ = container_process.wait();
+    let _ = bench.sqs.delete_queue().queue_url(&bench.url).send().await;
 }
