@@ -325,7 +325,7 @@ async fn notified(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> BTreeSet<
     }
 }
 
-/// Sends OrderPlaced for `o-0`, `o-1`, … to the SQS queue at `url`, one every 50 ms, until `stop`; returns
+/// Sends OrderPlaced for `o-0`, `o-1`, … to the SQS queue at `url`, one every 100 ms, until `stop`; returns
 /// the ids sent.
 async fn feed(sqs: aws_sdk_sqs::Client, url: String, stop: Arc<AtomicBool>) -> Vec<String> {
     let mut sent = Vec::new();
@@ -338,7 +338,7 @@ async fn feed(sqs: aws_sdk_sqs::Client, url: String, stop: Arc<AtomicBool>) -> V
             .await
             .unwrap();
         sent.push(id);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sent
 }
