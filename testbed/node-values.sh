@@ -10,7 +10,9 @@
 # `values`: the image the node imported (tributary:<version>, never pulled), every emulator at the node
 # address (where pods reach them: the same port as on 127.0.0.1), AWS rate limits off, the controller
 # watching NAMESPACE only (the release's), a fixed cluster id. Azure Resource Manager and Kafka are set when
-# the env file names their pod-side endpoints.
+# the env file names their pod-side endpoints (the Resource Manager fake itself is started by whoever needs
+# it, at TESTBED_ARM_LISTEN). Tracing stays off, since no collector runs unless a test starts one: add
+# `--set tracing.otlpEndpoint=$TESTBED_NODE_OTEL_URL` when one listens at TESTBED_OTEL_LISTEN.
 # `secret`: the Secret `tributary-testbed-aws` (the emulators' static AWS keys) in NAMESPACE, which the
 # values name twice: the controller's aws.credentialsSecret and the workers' workers.envSecret (a Secret
 # in each Consumer's namespace; with watchNamespace they are the release's).
@@ -81,7 +83,6 @@ aws=$(node_side MOTO_URL "$AWS_ENDPOINT_URL")
 storage=$(node_side AZURITE_QUEUE_URL "$AZURE_STORAGE_QUEUE_ENDPOINT")
 arm=$(node_side ARM_URL)
 kafka=$(node_side KAFKA_BOOTSTRAP)
-otel=$(node_side OTEL_URL)
 
 cat <<EOF
 # From testbed/node-values.sh for the test bed in $TESTBED_DIR (node address $TESTBED_NODE_IP).
@@ -150,8 +151,4 @@ if [[ -n ${TESTBED_NODE_KUBERNETES_SERVICE_HOST:-} ]]; then
 	# Where the `kubernetes` Service does not reach the API server from pods (docs/testbed-node.md).
 	echo "  - {name: KUBERNETES_SERVICE_HOST, value: '$TESTBED_NODE_KUBERNETES_SERVICE_HOST'}"
 	echo "  - {name: KUBERNETES_SERVICE_PORT, value: '${TESTBED_NODE_KUBERNETES_SERVICE_PORT:-443}'}"
-fi
-if [[ -n $otel ]]; then
-	echo "tracing:"
-	echo "  otlpEndpoint: '$otel'"
 fi

@@ -39,8 +39,7 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
-// Only with the real node (TESTBED_NODE=1 testbed/up.sh): `make test-node`.
-#[cfg(feature = "testbed-node")]
+// The chart on the real node (fails saying so without it, like testbed_node).
 mod pods_chart;
 mod security_endpoint;
 mod tenants;
@@ -49,8 +48,7 @@ mod testbed_azure;
 mod testbed_helm;
 mod testbed_kafka;
 mod testbed_kubernetes;
-// Only with the real node (TESTBED_NODE=1 testbed/up.sh): `make test-node`.
-#[cfg(feature = "testbed-node")]
+// They need the real node (testbed/up.sh starts it as root; docs/testbed-node.md), and fail saying so without.
 mod testbed_node;
 mod webhook_availability;
 mod worker_azure;
