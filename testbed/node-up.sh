@@ -221,7 +221,9 @@ if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
 else
 	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/debug}/tributary}
 	if [[ -x $node_binary ]]; then
+		image_start=$SECONDS
 		node_import_tributary "$(node_tributary_archive "$node_binary")"
+		log "tributary image from $node_binary in $((SECONDS - image_start))s"
 	else
 		log "no tributary binary at $node_binary (cargo build --bin tributary, with scripts/cargo-env.sh sourced); the node runs without its image"
 	fi
