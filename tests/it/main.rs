@@ -49,8 +49,7 @@ mod testbed_azure;
 mod testbed_helm;
 mod testbed_kafka;
 mod testbed_kubernetes;
-// Only with the real node (TESTBED_NODE=1 testbed/up.sh): `make test-node`.
-#[cfg(feature = "testbed-node")]
+// They need the real node (testbed/up.sh starts it as root; docs/testbed-node.md), and fail saying so without.
 mod testbed_node;
 mod webhook_availability;
 mod worker_azure;

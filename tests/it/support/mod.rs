@@ -12,6 +12,7 @@ use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
 pub mod arm_fake;
 pub mod collector;
 pub mod devices_bed;
+pub mod node;
 pub mod orders_bed;
 pub mod outage;
 pub mod proxy;
