@@ -39,8 +39,6 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
-// The user's processor in a pod on the real node (TESTBED_NODE=1).
-#[cfg(feature = "testbed-node")]
 mod pods_custom;
 mod security_endpoint;
 mod tenants;

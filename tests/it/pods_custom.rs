@@ -38,6 +38,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+use common::node;
+
 /// The ledger's image, as `examples/custom/go/image.sh` names it.
 const IMAGE: &str = "tributary.local/examples/ledger:0.1";
 const CONSUMER: &str = "ledger";
@@ -116,7 +118,7 @@ async fn import_ledger_image() {
                 "examples/custom/go/image.sh failed: {}",
                 String::from_utf8_lossy(&built.stderr)
             );
-            node::import_image(&archive).await;
+            import_image(&archive);
             eprintln!(
                 "ledger image built and imported into the node in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -127,6 +129,28 @@ async fn import_ledger_image() {
 
 /// The lines of a followed log, as they come.
 type Followed = std::sync::Arc<std::sync::Mutex<Vec<Line>>>;
+
+/// Imports an image archive into the node's containerd (the namespace of the kubelet's pods).
+fn import_image(archive: &std::path::Path) {
+    let ctr = format!("{}/bin/ctr", common::var("TESTBED_DIR"));
+    let output = Command::new(&ctr)
+        .args([
+            "--address",
+            &common::var("CONTAINERD_ADDRESS"),
+            "--namespace",
+            "k8s.io",
+        ])
+        .args(["images", "import"])
+        .arg(archive)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {ctr}: {e}"));
+    assert!(
+        output.status.success(),
+        "ctr images import {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
 
 /// A namespace on the real node running the Go example's pipeline, and the controller reconciling it.
 struct NodePipeline {
@@ -208,7 +232,7 @@ impl NodePipeline {
                 .ok()?;
             pods.items.into_iter().find(|pod| {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                !old.contains(&name) && pod.metadata.deletion_timestamp.is_none() && ready(pod) == Some(true)
+                !old.contains(&name) && pod.metadata.deletion_timestamp.is_none() && node::is_ready(pod)
             })
         })
         .await
@@ -315,13 +339,6 @@ impl NodePipeline {
     }
 }
 
-/// The pod's Ready condition.
-fn ready(pod: &Pod) -> Option<bool> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let condition = conditions.iter().find(|c| c.type_ == "Ready")?;
-    Some(condition.status == "True")
-}
-
 /// The status of the processor (an init container: a native sidecar) or the worker.
 fn container_status<'a>(pod: &'a Pod, name: &str) -> &'a ContainerStatus {
     let status = pod.status.as_ref().unwrap();
@@ -385,7 +402,10 @@ fn spawn_controller(ns: &str, work: &std::path::Path) -> Child {
         .args(["--quiet-start-seconds", "0", "--aws-rate-limit", "*=unlimited"])
         .args(["--cluster-id", common::TEST_CLUSTER])
         .env("KUBECONFIG", common::var("KUBECONFIG"))
-        .env("AWS_ENDPOINT_URL", node::moto_url())
+        .env(
+            "AWS_ENDPOINT_URL",
+            node::pod_url(&common::var("AWS_ENDPOINT_URL")),
+        )
         .env("AWS_REGION", common::var("AWS_REGION"))
         .env("AWS_ACCESS_KEY_ID", common::var("AWS_ACCESS_KEY_ID"))
         .env("AWS_SECRET_ACCESS_KEY", common::var("AWS_SECRET_ACCESS_KEY"))
@@ -429,7 +449,7 @@ async fn the_processor_starts_first_the_pod_is_ready_once_it_answers_and_message
     let apply_to_ready = bed.applied.elapsed();
     let name = pod.metadata.name.clone().unwrap();
     let spec = pod.spec.as_ref().unwrap();
-    assert_eq!(spec.node_name.as_deref(), Some(node::NODE), "on the real node");
+    assert_eq!(spec.node_name.as_deref(), Some(node::NAME), "on the real node");
     let sidecar = &spec.init_containers.as_ref().unwrap()[0];
     assert_eq!(
         (
@@ -544,7 +564,7 @@ async fn a_processor_killed_mid_request_gets_the_messages_again_after_its_restar
     node::kill_container(&bed.ns, &name, "processor").await;
     // Not ready while the processor does not answer; ready again once the restarted one does.
     common::eventually("the pod not Ready after the kill", CONVERGE, || async {
-        (ready(&bed.pods.get(&name).await.ok()?) == Some(false)).then_some(())
+        (!node::is_ready(&bed.pods.get(&name).await.ok()?)).then_some(())
     })
     .await;
     let restarted = bed.ready_pod(&[]).await;
@@ -719,82 +739,4 @@ async fn a_deleted_pod_stops_receiving_finishes_its_deliveries_then_stops_the_pr
         gone.as_secs_f64()
     );
     bed.stop().await;
-}
-
-/// Until support/node.rs lands (s30-node): what this file needs of the real node.
-mod node {
-    use super::common;
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use kube::{Api, api::PostParams};
-
-    pub const NODE: &str = "tributary-node";
-
-    pub fn moto_url() -> String {
-        let port = common::var("AWS_ENDPOINT_URL")
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .to_owned();
-        format!("http://{}:{port}", common::var("TESTBED_NODE_IP"))
-    }
-
-    fn ctr(args: &[&str]) {
-        let bin = std::path::Path::new(&common::var("TESTBED_DIR")).join("bin/ctr");
-        let out = std::process::Command::new(bin)
-            .args([
-                "--address",
-                &common::var("CONTAINERD_ADDRESS"),
-                "--namespace",
-                "k8s.io",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ctr {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    pub async fn import_image(archive: &std::path::Path) {
-        ctr(&["images", "import", archive.to_str().unwrap()]);
-    }
-
-    pub async fn real_node_namespace(client: &kube::Client, prefix: &str) -> String {
-        let name = common::unique(prefix);
-        let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": {"tributary.dev/test": "true", "pod-security.kubernetes.io/enforce": "restricted"},
-            "annotations": {"scheduler.alpha.kubernetes.io/node-selector": "tributary.dev/node=real",
-            "scheduler.alpha.kubernetes.io/defaultTolerations": r#"[{"key":"tributary.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#}}
-        }))
-        .unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-        name
-    }
-
-    pub async fn kill_container(ns: &str, pod: &str, container: &str) {
-        let pods: Api<Pod> = Api::namespaced(common::kube_client().await, ns);
-        let pod = pods.get(pod).await.unwrap();
-        let status = pod.status.unwrap();
-        let id = status
-            .init_container_statuses
-            .into_iter()
-            .chain(status.container_statuses)
-            .flatten()
-            .find(|s| s.name == container)
-            .unwrap()
-            .container_id
-            .unwrap();
-        ctr(&[
-            "tasks",
-            "kill",
-            "-s",
-            "SIGKILL",
-            id.trim_start_matches("containerd://"),
-        ]);
-    }
 }
