@@ -41,6 +41,7 @@ mod operate_leader_fencing;
 mod operate_metrics;
 // The chart on the real node (fails saying so without it, like testbed_node).
 mod pods_chart;
+mod pods_custom;
 mod security_endpoint;
 mod tenants;
 mod testbed_aws;
