@@ -39,6 +39,9 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
+// Only with the real node (TESTBED_NODE=1 testbed/up.sh): `make test-node`.
+#[cfg(feature = "testbed-node")]
+mod pods_chart;
 mod security_endpoint;
 mod tenants;
 mod testbed_aws;
