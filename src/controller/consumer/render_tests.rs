@@ -86,6 +86,13 @@ fn the_deployment_runs_restricted_owned_and_rolls_on_config_change() {
     );
     assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
     assert_eq!(container.env.as_ref().unwrap()[0].name, "AWS_REGION");
+    // Readiness is probed as soon as the worker answers, not a 10 s period after the container started.
+    let startup = container.startup_probe.as_ref().unwrap();
+    assert_eq!(startup.period_seconds, Some(1));
+    assert_eq!(
+        startup.http_get.as_ref().unwrap().path.as_deref(),
+        Some("/healthz")
+    );
     assert!(children.service.is_none());
     let text = &children.config_map.data.as_ref().unwrap()[FILE_NAME];
     let parsed: WorkerConfig = serde_yaml_ng::from_str(text).unwrap();
