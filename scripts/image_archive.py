@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a container image archive from a root filesystem folder, without a container engine.
 
-    image_archive.py ROOTFS OUT.tar NAME:TAG [--entrypoint PATH] [--user UID:GID]
+    image_archive.py ROOTFS OUT.tar NAME:TAG [--entrypoint PATH] [--user UID:GID] [--format oci+docker|docker]
 
 The image runs ENTRYPOINT (default /tributary) as USER (default 65532:65532, nonroot); the test bed's node
 writes its pause image with other values (testbed/node-up.sh).
@@ -10,6 +10,10 @@ The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) th
 image-archive`, `ctr images import`), podman, skopeo and docker all load it. One uncompressed layer holds
 ROOTFS; files are owned by root and every timestamp is zero, so the same ROOTFS always gives the same
 image digest.
+
+`--format docker` leaves the OCI layout out (the test bed's node): containerd names an image it imports
+through an OCI index exactly as the index does (a bare `tributary:TAG`, which the CRI never finds, as it
+looks names up normalized), while it normalizes the names of a `docker save` archive.
 """
 
 import hashlib
@@ -55,14 +59,14 @@ def canonical(value) -> bytes:
 
 def options(args: list[str]) -> dict[str, str] | None:
     """The optional flags after the three positional arguments, or None when they are malformed."""
-    values = {"--entrypoint": "/tributary", "--user": "65532:65532"}
+    values = {"--entrypoint": "/tributary", "--user": "65532:65532", "--format": "oci+docker"}
     if len(args) % 2:
         return None
     for flag, value in zip(args[::2], args[1::2]):
         if flag not in values:
             return None
         values[flag] = value
-    return values
+    return values if values["--format"] in ("oci+docker", "docker") else None
 
 
 def main() -> int:
@@ -123,9 +127,8 @@ def main() -> int:
         "Layers": [f"blobs/sha256/{layer_digest}"],
     }])
 
-    entries = [
-        ("oci-layout", canonical({"imageLayoutVersion": "1.0.0"})),
-        ("index.json", index),
+    oci = [("oci-layout", canonical({"imageLayoutVersion": "1.0.0"})), ("index.json", index)]
+    entries = (oci if flags["--format"] == "oci+docker" else []) + [
         ("manifest.json", docker_manifest),
         (f"blobs/sha256/{layer_digest}", layer),
         (f"blobs/sha256/{config_digest}", config),

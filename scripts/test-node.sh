@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# `make test-node`: the tests of the test bed's real node (docs/testbed-node.md). Builds the image (`make
-# image`; TESTBED_NODE_IMAGE=ARCHIVE uses an archive built before), starts the test bed with the node, runs
-# tests/it/testbed_node.rs (the `testbed-node` feature), and stops the test bed if this run started it.
-# Needs root: the node creates a bridge, network namespaces, cgroups and iptables rules.
+# `make test-node`: only the tests whose pods run on the test bed's real node (docs/testbed-node.md), for
+# work on the node, the chart or the pods: builds the tributary binary (the node's image is assembled from
+# it), starts the test bed with the node, runs those modules, and stops the test bed if this run started it.
+# `make test` runs the same tests among all the others. Needs root: the node creates a bridge, network
+# namespaces, cgroups and iptables rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [[ $(id -u) == 0 ]] || { echo "make test-node: the real node needs root" >&2; exit 1; }
 started=$SECONDS
-if [[ -z ${TESTBED_NODE_IMAGE:-} ]]; then
-	bash scripts/image.sh build
-	export TESTBED_NODE_IMAGE=$PWD/target/image/tributary.tar
-fi
+bash scripts/cargo-lock.sh restore
+# shellcheck source=scripts/cargo-env.sh
+source scripts/cargo-env.sh
+cargo build --locked --bin tributary
+cargo test --locked --test it --no-run
 if [[ -f ${TESTBED_DIR:-target/testbed}/pids/kube-apiserver.pid ]] &&
 	kill -0 "$(cat "${TESTBED_DIR:-target/testbed}/pids/kube-apiserver.pid")" 2>/dev/null; then
 	echo "test bed already running: reusing it and leaving it up"
@@ -20,10 +22,12 @@ else
 fi
 TESTBED_NODE=1 bash testbed/up.sh
 
-bash scripts/cargo-lock.sh restore
-# shellcheck source=scripts/cargo-env.sh
-source scripts/cargo-env.sh
 bash testbed/clean.sh
-cargo test --locked --features testbed-node --test it testbed_node:: -- --test-threads 2
+# The same modules scripts/test.sh skips without the node.
+filters=()
+for module in testbed_node pods_chart pods_orders pods_devices pods_custom; do filters+=("$module::"); done
+for filter in "${filters[@]}"; do
+	cargo test --locked --test it "$filter" -- --test-threads 2
+done
 bash testbed/clean.sh
 echo "make test-node: all passed in $((SECONDS - started))s"

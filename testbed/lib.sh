@@ -51,6 +51,10 @@ KAFKA_PORT=${KAFKA_PORT:-$((TESTBED_PORT_BASE + 13))}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((TESTBED_PORT_BASE + 14))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((TESTBED_PORT_BASE + 15))}
 ELASTICMQ_PORT=${ELASTICMQ_PORT:-$((TESTBED_PORT_BASE + 16))}
+# With the real node, Kafka's listeners advertised on the node's address (bound on 127.0.0.1 like the others,
+# reached through the node address's DNAT): plaintext, and SASL_SSL like the Event Hubs Kafka endpoint.
+KAFKA_NODE_PORT=${KAFKA_NODE_PORT:-$((TESTBED_PORT_BASE + 17))}
+KAFKA_NODE_SASL_PORT=${KAFKA_NODE_SASL_PORT:-$((TESTBED_PORT_BASE + 18))}
 # The real node's own servers (TESTBED_NODE=1): kubelet's API and health, kube-proxy's health and metrics,
 # CoreDNS's health and readiness (it answers DNS on port 53 of the node's address).
 KUBELET_PORT=${KUBELET_PORT:-$((TESTBED_PORT_BASE + 20))}
@@ -59,6 +63,10 @@ KUBE_PROXY_HEALTHZ_PORT=${KUBE_PROXY_HEALTHZ_PORT:-$((TESTBED_PORT_BASE + 22))}
 KUBE_PROXY_METRICS_PORT=${KUBE_PROXY_METRICS_PORT:-$((TESTBED_PORT_BASE + 23))}
 COREDNS_HEALTH_PORT=${COREDNS_HEALTH_PORT:-$((TESTBED_PORT_BASE + 24))}
 COREDNS_READY_PORT=${COREDNS_READY_PORT:-$((TESTBED_PORT_BASE + 25))}
+# Kept free for servers a test or `make demo` starts and pods must reach at a fixed address (the Resource
+# Manager fake, an OpenTelemetry Collector): nothing in the test bed listens there.
+ARM_PORT=${ARM_PORT:-$((TESTBED_PORT_BASE + 26))}
+OTEL_PORT=${OTEL_PORT:-$((TESTBED_PORT_BASE + 27))}
 
 # Where the emulators keep their state between a stop and a start of one of them (removed when the whole
 # test bed starts afresh or stops, unless TESTBED_KEEP_STATE=1). ElasticMQ keeps nothing.

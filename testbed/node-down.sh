@@ -84,7 +84,10 @@ ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link delete "$NODE_BRIDGE"
 iptables -w -t mangle -D FORWARD -j "$NODE_GUARD_CHAIN" 2>/dev/null || true
 iptables -w -t mangle -F "$NODE_GUARD_CHAIN" 2>/dev/null && iptables -w -t mangle -X "$NODE_GUARD_CHAIN"
 iptables -w -t nat -D PREROUTING -i "$NODE_BRIDGE" -d "$NODE_IP" -j "$NODE_EMULATOR_CHAIN" 2>/dev/null || true
+iptables -w -t nat -D OUTPUT -d "$NODE_IP" -j "$NODE_EMULATOR_CHAIN" 2>/dev/null || true
 iptables -w -t nat -F "$NODE_EMULATOR_CHAIN" 2>/dev/null && iptables -w -t nat -X "$NODE_EMULATOR_CHAIN"
+iptables -w -t nat -D PREROUTING -i "$NODE_BRIDGE" -j "$NODE_SERVICE_CHAIN" 2>/dev/null || true
+iptables -w -t nat -F "$NODE_SERVICE_CHAIN" 2>/dev/null && iptables -w -t nat -X "$NODE_SERVICE_CHAIN"
 # The chains the kubelet itself adds (for IPv4 and IPv6): its firewall against outside packets to 127.0.0.0/8
 # (jumped to from INPUT and OUTPUT) and the canaries by which it notices a flushed table.
 for tables in iptables ip6tables; do

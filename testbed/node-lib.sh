@@ -15,9 +15,14 @@ NODE_BRIDGE="trib$TESTBED_PORT_BASE"
 # The cluster DNS Service's address, as kind's (the test bed's Services are 10.96.0.0/16).
 CLUSTER_DNS_IP=10.96.0.10
 # Chains the node adds: one in mangle FORWARD that keeps pod traffic on the bridge (nothing leaves this
-# machine), one in nat PREROUTING that maps the node address's emulator ports to 127.0.0.1.
+# machine); in nat, one (PREROUTING, first) that sends pods' packets for the kubernetes Service to the API
+# server, and one (PREROUTING from the bridge and OUTPUT, after kube-proxy's) that maps the node address's
+# TCP ports to 127.0.0.1.
 NODE_GUARD_CHAIN="TRIB$TESTBED_PORT_BASE-GUARD"
+NODE_SERVICE_CHAIN="TRIB$TESTBED_PORT_BASE-SVC"
 NODE_EMULATOR_CHAIN="TRIB$TESTBED_PORT_BASE-EMU"
+# The kubernetes Service's address (the first of the Service range), as in kind.
+KUBERNETES_SERVICE_IP=10.96.0.1
 CONTAINERD_SOCKET="$NODE_DIR/containerd/containerd.sock"
 PAUSE_IMAGE="tributary.local/pause:testbed"
 NODEPROBE_IMAGE="tributary.local/nodeprobe:testbed"

@@ -34,8 +34,9 @@ if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
 	ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
 fi
 ip link set "$NODE_BRIDGE" up
-# Packets from pods to the node address's emulator ports are DNATed to 127.0.0.1, where the emulators
-# listen; the kernel delivers such packets only when the interface they came in on allows it.
+# Packets from pods to the node address (and to the kubernetes Service) are DNATed to 127.0.0.1, where the
+# emulators and the API server listen; the kernel delivers such packets only when the interface they came in
+# on allows it. Host processes' packets need nothing of the kind: they never leave the loopback interface.
 sysctl -qw "net.ipv4.conf.$NODE_BRIDGE.route_localnet=1"
 
 # --- iptables: keep pods on this machine, let them reach the emulators ---------------------------------------
@@ -54,10 +55,25 @@ ensure_jump mangle FORWARD "$NODE_GUARD_CHAIN"
 iptables -w -t mangle -A "$NODE_GUARD_CHAIN" -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
 iptables -w -t mangle -A "$NODE_GUARD_CHAIN" -i "$NODE_BRIDGE" -j DROP
 iptables -w -t mangle -A "$NODE_GUARD_CHAIN" -o "$NODE_BRIDGE" -j DROP
-ensure_jump nat PREROUTING "$NODE_EMULATOR_CHAIN" -i "$NODE_BRIDGE" -d "$NODE_IP"
-for port in "$MOTO_PORT" "$AZURITE_QUEUE_PORT" "$COSMOS_PORT" "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$ELASTICMQ_PORT" "$APISERVER_PORT"; do
-	iptables -w -t nat -A "$NODE_EMULATOR_CHAIN" -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port"
-done
+# In-cluster configuration unchanged: a pod's KUBERNETES_SERVICE_HOST:PORT is the kubernetes Service,
+# 10.96.0.1:443, which has no endpoints here (the API server is on 127.0.0.1, which no endpoint may name).
+# Its packets from the bridge go to the API server on 127.0.0.1 instead; this chain comes first in
+# PREROUTING, before kube-proxy's (put back first once kube-proxy has started, below).
+ensure_jump nat PREROUTING "$NODE_SERVICE_CHAIN" -i "$NODE_BRIDGE"
+iptables -w -t nat -A "$NODE_SERVICE_CHAIN" -d "$KUBERNETES_SERVICE_IP" -p tcp --dport 443 \
+	-j DNAT --to-destination "127.0.0.1:$APISERVER_PORT"
+# One address for pods and host processes: a TCP connection to the node address, from a pod or from this
+# host, goes to the same port on 127.0.0.1, where the emulators, the API server and any server a test starts
+# listen. Not the node's own servers (the kubelet and DNS listen on the node address itself) nor etcd; and
+# after kube-proxy's rules (appended, while kube-proxy puts its jump first), so NodePorts stay kube-proxy's.
+add_jump() {
+	iptables -w -t "$1" -C "$2" "${@:4}" -j "$3" 2>/dev/null || iptables -w -t "$1" -A "$2" "${@:4}" -j "$3"
+}
+iptables -w -t nat -N "$NODE_EMULATOR_CHAIN" 2>/dev/null || iptables -w -t nat -F "$NODE_EMULATOR_CHAIN"
+add_jump nat PREROUTING "$NODE_EMULATOR_CHAIN" -i "$NODE_BRIDGE" -d "$NODE_IP"
+add_jump nat OUTPUT "$NODE_EMULATOR_CHAIN" -d "$NODE_IP"
+iptables -w -t nat -A "$NODE_EMULATOR_CHAIN" -p tcp -m multiport \
+	! --dports "$KUBELET_PORT,53,$ETCD_PORT,$ETCD_PEER_PORT" -j DNAT --to-destination 127.0.0.1
 
 # write_config FILE: FILE's content from stdin, left untouched when it is already that (kube-proxy exits when
 # its configuration file changes, so starting the test bed again must not rewrite it).
@@ -168,23 +184,47 @@ binary_image() {
 # The pod sandbox (testbed/tools/pause), and a network probe for tests (testbed/tools/nodeprobe).
 binary_image pause "$PAUSE_IMAGE" 65535:65535
 binary_image nodeprobe "$NODEPROBE_IMAGE" 65532:65532
-# node_import_tributary ARCHIVE: import the tributary image (`make image`) under the name Pods use. The CRI
-# looks `tributary:X` up by its normalized name (with the default registry's domain), which containerd gives
-# the image only when importing the archive's `docker save` part: the OCI index is left out of the copy
-# imported, and the name is read back from what the import printed.
+# node_import_tributary ARCHIVE: import a tributary image archive under the name Pods use. The CRI looks
+# `tributary:X` up by its normalized name (with the default registry's domain), which containerd gives an
+# image only when it imports an archive's `docker save` part; through an OCI index it keeps the bare name the
+# index gives, and a Pod asking for `tributary:X` fails with ErrImageNeverPull. The name is read back from what
+# the import printed.
 node_import_tributary() {
-	local copy="$NODE_DIR/images/tributary-docker.tar" name
-	cp "$1" "$copy" && tar --delete -f "$copy" index.json oci-layout || die "cannot copy $1 without its OCI index"
-	name=$(node_ctr images import "$copy" | awk '$1 ~ /\/tributary:/ && $2 == "saved" {print $1; exit}')
+	local name
+	name=$(node_ctr images import "$1" | awk '$1 ~ /\/tributary:/ && $2 == "saved" {print $1; exit}')
 	[[ -n $name ]] || die "importing $1 gave no tributary image (log: $TESTBED_DIR/logs/ctr.log)"
 	NODE_TRIBUTARY_IMAGE=${name##*/}
 	log "image $NODE_TRIBUTARY_IMAGE imported into the node"
 }
+# node_tributary_archive BINARY: the image of the static BINARY (the debug build: no release build for the test
+# bed), its debug sections left out (a quarter of its size), in the `docker save` format only; made again
+# only when BINARY changed.
+node_tributary_archive() {
+	local dir="$NODE_DIR/tributary-image" stamp
+	stamp=$(stat -c '%s %Y %i' "$(readlink -f "$1")")
+	if [[ ! -f $dir/tributary.tar || $(cat "$dir/stamp" 2>/dev/null) != "$stamp" ]]; then
+		mkdir -p "$dir"
+		objcopy --strip-debug "$1" "$dir/tributary" || die "cannot copy $1 without its debug sections"
+		TRIBUTARY_IMAGE_FORMAT=docker bash "$ROOT/scripts/image.sh" assemble "$dir/tributary" "$dir" >/dev/null
+		rm -f "$dir/tributary"
+		echo "$stamp" >"$dir/stamp"
+	fi
+	echo "$dir/tributary.tar"
+}
 NODE_TRIBUTARY_IMAGE=
-if [[ -f ${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar} ]]; then
-	node_import_tributary "${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar}"
+if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
+	[[ -f $TESTBED_NODE_IMAGE ]] || die "TESTBED_NODE_IMAGE=$TESTBED_NODE_IMAGE is not a file"
+	# An archive of `make image` has an OCI index too: imported from a copy without it.
+	cp "$TESTBED_NODE_IMAGE" "$NODE_DIR/images/tributary-docker.tar"
+	tar --delete -f "$NODE_DIR/images/tributary-docker.tar" index.json oci-layout 2>/dev/null || true
+	node_import_tributary "$NODE_DIR/images/tributary-docker.tar"
 else
-	log "no tributary image at ${TESTBED_NODE_IMAGE:-$ROOT/target/image/tributary.tar} (make image); the node runs without it"
+	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/debug}/tributary}
+	if [[ -x $node_binary ]]; then
+		node_import_tributary "$(node_tributary_archive "$node_binary")"
+	else
+		log "no tributary binary at $node_binary (cargo build --bin tributary, with scripts/cargo-env.sh sourced); the node runs without its image"
+	fi
 fi
 
 # --- kubelet -------------------------------------------------------------------------------------------------
@@ -264,6 +304,14 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOF2
 start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy/config.yaml" --v 1
 wait_for kube-proxy 60 curl -sf "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+# kube-proxy puts its jump first in PREROUTING (at its first sync, after it reports healthy): the kubernetes
+# Service's chain goes back before it. kube-proxy only checks that its jump exists, so the order stays.
+kube_proxy_jump() {
+	iptables -w -t nat -C PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES 2>/dev/null
+}
+wait_for kube-proxy 60 kube_proxy_jump
+iptables -w -t nat -D PREROUTING -i "$NODE_BRIDGE" -j "$NODE_SERVICE_CHAIN"
+iptables -w -t nat -I PREROUTING 1 -i "$NODE_BRIDGE" -j "$NODE_SERVICE_CHAIN"
 
 # --- Cluster DNS ---------------------------------------------------------------------------------------------
 # CoreDNS as a host process answering on port 53 of the node address, behind the Service kube-dns whose

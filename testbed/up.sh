@@ -21,13 +21,24 @@ if is_running kube-apiserver && [[ -f $TESTBED_DIR/port-base && $(cat "$TESTBED_
 fi
 echo "$TESTBED_PORT_BASE" >"$TESTBED_DIR/port-base"
 
+# The real node's settings (its address names the emulators' certificates too).
+if [[ ${TESTBED_NODE:-0} == 1 ]]; then
+	source "$TESTBED_SRC/node-lib.sh"
+fi
+
 # --- Certificates and credentials (made once per test bed folder) -----------------------------------------
-# cert NAME CN: a serving certificate for 127.0.0.1/localhost signed by the test bed CA.
+# cert NAME CN: a serving certificate for 127.0.0.1/localhost signed by the test bed CA, and with the real
+# node for its address too (pods reach the emulators there): one made without that address is made again.
 cert() {
-	[[ -f $PKI/$1.crt ]] && return 0
+	local san="IP:127.0.0.1,DNS:localhost"
+	[[ ${TESTBED_NODE:-0} == 1 ]] && san+=",IP:$NODE_IP"
+	if [[ -f $PKI/$1.crt ]]; then
+		[[ ${TESTBED_NODE:-0} != 1 ]] && return 0
+		openssl x509 -in "$PKI/$1.crt" -noout -ext subjectAltName | grep -qw "IP Address:$NODE_IP" && return 0
+	fi
 	openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
 	openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 365 \
-		-extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth') \
+		-extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth' "$san") \
 		-out "$PKI/$1.crt" 2>/dev/null
 }
 if [[ ! -f $PKI/ca.crt ]]; then
@@ -42,7 +53,7 @@ cert cosmos cosmos
 	openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 }
 # Kafka reads a PEM key store: unencrypted PKCS#8 key followed by the certificate chain.
-[[ -f $PKI/kafka-keystore.pem ]] || cat "$PKI/kafka.key" "$PKI/kafka.crt" >"$PKI/kafka-keystore.pem"
+[[ -f $PKI/kafka-keystore.pem && ! $PKI/kafka.crt -nt $PKI/kafka-keystore.pem ]] || cat "$PKI/kafka.key" "$PKI/kafka.crt" >"$PKI/kafka-keystore.pem"
 
 # Static tokens: admin and the controller-manager in system:masters (without per-controller service
 # accounts it needs every controller's rights); the scheduler through its bootstrap RBAC binding.
@@ -102,13 +113,13 @@ wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 apiserver_cert=apiserver
 apiserver_node_flags=()
 if [[ ${TESTBED_NODE:-0} == 1 ]]; then
-	source "$TESTBED_SRC/node-lib.sh"
 	signed_cert "$PKI" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
 	apiserver_cert="apiserver-node-$NODE_IP"
 	signed_cert "$PKI" "$apiserver_cert" "/CN=kube-apiserver" "extendedKeyUsage=serverAuth"$'\n'"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:$NODE_IP,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 	apiserver_node_flags=(--kubelet-preferred-address-types InternalIP,Hostname
 		--kubelet-certificate-authority "$PKI/ca.crt"
-		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key")
+		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key"
+		--enable-admission-plugins PodNodeSelector,PodTolerationRestriction)
 fi
 start kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -203,17 +214,32 @@ wait_for cosmium 60 port_open "$COSMOS_PORT"
 KAFKA_DIR="$TESTBED_DIR/kafka"
 KAFKA_CONNECTION_STRING="Endpoint=sb://127.0.0.1:$KAFKA_SASL_PORT/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=testbed"
 mkdir -p "$KAFKA_DIR"
+# With the real node, two more listeners advertise the node's address, so a client in a pod that follows the
+# broker's metadata comes back to the node address (DNATed to 127.0.0.1, testbed/node-up.sh) instead of its
+# own loopback.
+kafka_listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT"
+kafka_advertised="PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT"
+kafka_protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+kafka_jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_\$ConnectionString=\"$KAFKA_CONNECTION_STRING\";"
+kafka_node_jaas=
+if [[ ${TESTBED_NODE:-0} == 1 ]]; then
+	kafka_listeners+=",NODE://127.0.0.1:$KAFKA_NODE_PORT,NODE_SASL_SSL://127.0.0.1:$KAFKA_NODE_SASL_PORT"
+	kafka_advertised+=",NODE://$NODE_IP:$KAFKA_NODE_PORT,NODE_SASL_SSL://$NODE_IP:$KAFKA_NODE_SASL_PORT"
+	kafka_protocols+=",NODE:PLAINTEXT,NODE_SASL_SSL:SASL_SSL"
+	kafka_node_jaas="listener.name.node_sasl_ssl.plain.sasl.jaas.config=$kafka_jaas"
+fi
 cat >"$KAFKA_DIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listeners=$kafka_listeners
+advertised.listeners=$kafka_advertised
+listener.security.protocol.map=$kafka_protocols
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
-listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_\$ConnectionString="$KAFKA_CONNECTION_STRING";
+listener.name.sasl_ssl.plain.sasl.jaas.config=$kafka_jaas
+$kafka_node_jaas
 ssl.keystore.type=PEM
 ssl.keystore.location=$PKI/kafka-keystore.pem
 log.dirs=$KAFKA_DIR/data
@@ -295,6 +321,20 @@ export TESTBED_NODE_PROBE_IMAGE='$NODEPROBE_IMAGE'
 export TESTBED_NODE_TRIBUTARY_IMAGE='$NODE_TRIBUTARY_IMAGE'
 export CONTAINERD_ADDRESS='$CONTAINERD_SOCKET'
 export CONTAINERD_NAMESPACE=k8s.io
+# Every endpoint at the node address: the same URL serves pods and host processes (docs/testbed-node.md).
+export TESTBED_NODE_APISERVER_URL='https://$NODE_IP:$APISERVER_PORT'
+export TESTBED_NODE_MOTO_URL='http://$NODE_IP:$MOTO_PORT'
+export TESTBED_NODE_ELASTICMQ_URL='http://$NODE_IP:$ELASTICMQ_PORT'
+export TESTBED_NODE_AZURITE_QUEUE_URL='http://$NODE_IP:$AZURITE_QUEUE_PORT/devstoreaccount1'
+export TESTBED_NODE_COSMOS_URL='https://$NODE_IP:$COSMOS_PORT/'
+export TESTBED_NODE_KAFKA_BOOTSTRAP='$NODE_IP:$KAFKA_NODE_SASL_PORT'
+export TESTBED_NODE_KAFKA_PLAINTEXT_BOOTSTRAP='$NODE_IP:$KAFKA_NODE_PORT'
+# Nothing listens on these two: a test or make demo starting the Resource Manager fake or an OpenTelemetry
+# Collector binds the LISTEN address, and pods reach it at the URL.
+export TESTBED_ARM_LISTEN='127.0.0.1:$ARM_PORT'
+export TESTBED_NODE_ARM_URL='http://$NODE_IP:$ARM_PORT'
+export TESTBED_OTEL_LISTEN='127.0.0.1:$OTEL_PORT'
+export TESTBED_NODE_OTEL_URL='http://$NODE_IP:$OTEL_PORT'
 EOF
 fi
 log "test bed up: source $TESTBED_DIR/env (kubectl, helm on PATH; KUBECONFIG=$KUBECONFIG_FILE)"
