@@ -39,9 +39,11 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
-// The chart on the real node (fails saying so without it, like testbed_node).
+// Pipelines and the chart in pods on the real node (docs/testbed-node.md): they fail saying so without it.
 mod pods_chart;
 mod pods_custom;
+mod pods_devices;
+mod pods_orders;
 mod security_endpoint;
 mod tenants;
 mod testbed_aws;
