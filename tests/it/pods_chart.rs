@@ -34,25 +34,15 @@ use kube::{Api, api::PostParams};
 const CONVERGE: Duration = Duration::from_secs(90);
 
 /// A namespace whose pods run on the real node and must meet `restricted`.
-// TODO(s30-node merge): support::node::real_node_namespace.
-async fn node_namespace(_client: &kube::Client, prefix: &str) -> String {
-    let name = common::unique(prefix);
-    let namespace = format!(
-        r#"{{"apiVersion": "v1", "kind": "Namespace", "metadata": {{"name": "{name}",
-        "labels": {{"tributary.dev/test": "true", "pod-security.kubernetes.io/enforce": "restricted"}},
-        "annotations": {{"scheduler.alpha.kubernetes.io/node-selector": "tributary.dev/node=real",
-        "scheduler.alpha.kubernetes.io/defaultTolerations":
-        "[{{\"key\":\"tributary.dev/real-node\",\"operator\":\"Exists\",\"effect\":\"NoSchedule\"}}]"}}}}}}"#
-    );
-    common::tools::ok("kubectl", &["create", "-f", "-"], Some(&namespace));
-    name
+async fn node_namespace(client: &kube::Client, prefix: &str) -> String {
+    common::node::real_node_namespace(client, prefix).await
 }
 
 /// Whether `pod` runs on the real node, Ready, every container ready and never restarted.
 fn ready_on_the_node(pod: &Pod) -> Result<(), String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-    if node.as_deref() != Some(common::var("TESTBED_NODE_NAME").as_str()) {
+    if node.as_deref() != Some(common::node::NAME) {
         return Err(format!("{name} is on {node:?}, not the real node"));
     }
     let status = pod.status.clone().unwrap_or_default();
@@ -209,10 +199,12 @@ async fn assert_uninstalled(client: &kube::Client, ns: &str) {
 
 /// A second image of the same binary under another tag, with another digest (the tag is in the image's
 /// configuration, as `org.opencontainers.image.version`), imported into the node's containerd as
-/// `tributary:<version>-upgrade`: what a release upgrade looks like to the node. Returns that tag.
+/// `tributary:<version>-upgrade`: what a release upgrade looks like to the node. Made from the root
+/// filesystem the node's own image was laid out from (the debug build, testbed/node-up.sh), else from
+/// this checkout's binary. Returns the tag.
 fn import_second_image() -> String {
     let dir = std::env::temp_dir().join(common::unique("chart-image"));
-    let bin = common::tributary_bin();
+    std::fs::create_dir_all(&dir).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let sh = |program: &str, args: &[&str]| {
         let out = Command::new(program)
@@ -228,33 +220,32 @@ fn import_second_image() -> String {
         String::from_utf8(out.stdout).unwrap()
     };
     let dir_s = dir.to_str().unwrap();
-    sh(
-        "bash",
-        &["scripts/image.sh", "assemble", bin.to_str().unwrap(), dir_s],
-    );
-    let first = common::var("TESTBED_NODE_TRIBUTARY_IMAGE");
+    let node_rootfs = format!("{}/node/tributary-image/rootfs", common::var("TESTBED_DIR"));
+    let rootfs = if std::path::Path::new(&node_rootfs).join("tributary").exists() {
+        node_rootfs
+    } else {
+        let bin = common::tributary_bin();
+        sh(
+            "bash",
+            &["scripts/image.sh", "assemble", bin.to_str().unwrap(), dir_s],
+        );
+        format!("{dir_s}/rootfs")
+    };
+    let first = common::node::tributary_image();
     let tag = format!("{}-upgrade", first.rsplit_once(':').unwrap().1);
     let archive = dir.join("upgrade.tar");
     let reference = format!("tributary:{tag}");
+    // The `docker save` format only: imported through an OCI index, containerd would keep the bare name,
+    // which the CRI does not find (docs/testbed-node.md).
     sh(
         "python3",
         &[
             "scripts/image_archive.py",
-            &format!("{dir_s}/rootfs"),
+            &rootfs,
             archive.to_str().unwrap(),
             &reference,
-        ],
-    );
-    // Only the `docker save` part: imported through the OCI index, containerd would keep the bare name,
-    // which the CRI does not find (docs/testbed-node.md).
-    sh(
-        "tar",
-        &[
-            "--delete",
-            "-f",
-            archive.to_str().unwrap(),
-            "index.json",
-            "oci-layout",
+            "--format",
+            "docker",
         ],
     );
     let ctr = format!("{}/bin/ctr", common::var("TESTBED_DIR"));
@@ -385,7 +376,7 @@ async fn a_helm_upgrade_to_another_image_rolls_every_pod_and_loses_no_message() 
     let release = helm::install(&ns, &[]).await;
     eprintln!("helm install to every pod Ready: {:?}", release.ready_after);
     release.wait_webhook_serving().await;
-    let first = common::var("TESTBED_NODE_TRIBUTARY_IMAGE");
+    let first = common::node::tributary_image();
 
     // A Queue and a Consumer of it, whose worker records a notification per order in `<ns>-orders`.
     common::create_yaml(

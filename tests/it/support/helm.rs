@@ -39,6 +39,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(120);
 
 /// The test bed's values for the real node, for a release in `namespace` (`testbed/node-values.sh`).
 pub fn node_values(namespace: &str) -> String {
+    super::node::require();
     node_values_sh(&["values", namespace])
 }
 
