@@ -107,6 +107,8 @@ async fn device_events_reach_cosmos_db_through_the_worker_in_a_pod_and_nothing_i
         .await
         .unwrap();
     let release = common::helm::install(&ns, &["--set", "workers.envSecret=device-worker-env"]).await;
+    // The webhook's pods are Ready before kube-proxy routes its Service: until then every create fails.
+    release.wait_webhook_serving().await;
     let database = apply_example(&client, &ns).await;
     common::wait_reason(
         &client,
