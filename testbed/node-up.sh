@@ -201,8 +201,8 @@ node_import_tributary() {
 # bed), its debug sections left out (a quarter of its size), built by buildah from the Dockerfile itself: the
 # root file system scripts/image.sh lays out stands in for the Dockerfile's build stage (`--build-context
 # build=…`, so that stage, FROM a registry image, is never built or pulled), and its final stage (FROM
-# scratch) is built over it. Written as a `docker save` archive; made again only when BINARY or the
-# Dockerfile changed.
+# scratch) is built over it. Written as a `docker save` archive, $NODE_DIR/tributary-image/tributary.tar;
+# made again only when BINARY or the Dockerfile changed.
 node_tributary_archive() {
 	local dir="$NODE_DIR/tributary-image" stamp version
 	stamp="$(stat -c '%s %Y %i' "$(readlink -f "$1")") $(sha256sum <"$ROOT/Dockerfile" | cut -c1-16)"
@@ -220,7 +220,6 @@ node_tributary_archive() {
 		rm -rf "$dir/storage" "$dir/run" "$dir/stage" "$dir/context" "$dir/tributary"
 		echo "$stamp" >"$dir/stamp"
 	fi
-	echo "$dir/tributary.tar"
 }
 NODE_TRIBUTARY_IMAGE=
 if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
@@ -230,10 +229,11 @@ if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
 	tar --delete -f "$NODE_DIR/images/tributary-docker.tar" index.json oci-layout 2>/dev/null || true
 	node_import_tributary "$NODE_DIR/images/tributary-docker.tar"
 else
-	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/debug}/tributary}
+	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/debug}/tributary}
 	if [[ -x $node_binary ]]; then
 		image_start=$SECONDS
-		node_import_tributary "$(node_tributary_archive "$node_binary")"
+		node_tributary_archive "$node_binary"
+		node_import_tributary "$NODE_DIR/tributary-image/tributary.tar"
 		log "tributary image from $node_binary in $((SECONDS - image_start))s"
 	else
 		log "no tributary binary at $node_binary (cargo build --bin tributary, with scripts/cargo-env.sh sourced); the node runs without its image"

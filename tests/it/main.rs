@@ -39,7 +39,7 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
-// Pipelines and the chart in pods on the real node (docs/testbed-node.md): they fail saying so without it.
+// The chart and the pipelines on the real node (they fail saying so without it, like testbed_node).
 mod pods_chart;
 mod pods_custom;
 mod pods_devices;

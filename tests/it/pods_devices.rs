@@ -1,12 +1,12 @@
 //! The device pipeline with its worker in a pod on the test bed's real node (issue 22): the chart is
 //! installed by Helm into a namespace whose pods all run on the node, with the test bed's values
 //! (testbed/node-values.sh): the controller, in a pod, makes the Event Hub through the Resource Manager
-//! fake (a topic on the Kafka broker, whose listener for pods is advertised on the node address), the
-//! dead-letter Storage Queue in Azurite and the device processor's Deployment. The worker pod reads the
-//! hub through that listener (SASL_SSL, the broker's CA from its ConfigMap) and writes cosmium at the node
-//! address. This process only sends the events (through the broker's host listener: the same topic) and
-//! reads the results: every valid event is one document, every malformed one is in the dead letter with
-//! its reason, and the consumer group has no lag.
+//! fake this test runs (a topic on the Kafka broker, whose listener for pods is advertised on the node
+//! address), the dead-letter Storage Queue in Azurite and the device processor's Deployment. The worker
+//! pod reads the hub through that listener (SASL_SSL, the broker's CA shipped in its ConfigMap) and writes
+//! cosmium at the node address. This process only sends the events (through the broker's host listener:
+//! the same topic) and reads the results: every valid event is one document, every malformed one is in
+//! the dead letter with its reason, and the consumer group has no lag.
 #![allow(clippy::unwrap_used)]
 
 use crate::support as common;
@@ -80,6 +80,18 @@ async fn device_events_reach_cosmos_db_through_the_worker_in_a_pod_and_nothing_i
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::node::real_node_namespace(&client, "pods-devices").await;
+    // The Resource Manager fake, where the chart's values send the controller (TESTBED_NODE_ARM_URL is
+    // this listener at the node address), also its managed identity; its hubs are topics on the broker.
+    let _arm = common::arm_fake::ArmFake::start(
+        &common::var("TESTBED_ARM_LISTEN"),
+        common::arm_fake::Broker {
+            bootstrap: common::var("KAFKA_BOOTSTRAP"),
+            username: common::var("KAFKA_SASL_USERNAME"),
+            password: common::var("KAFKA_SASL_PASSWORD"),
+            ca_file: common::var("KAFKA_CA_FILE"),
+        },
+    )
+    .await;
     // cosmium's certificate is the test bed's: the Cosmos DB SDK's own switch for an emulator,
     // AZURE_COSMOS_EMULATOR_HOST, names the node address, in the workers' env Secret.
     let env_secret: Secret = serde_json::from_value(json!({
@@ -95,6 +107,8 @@ async fn device_events_reach_cosmos_db_through_the_worker_in_a_pod_and_nothing_i
         .await
         .unwrap();
     let release = common::helm::install(&ns, &["--set", "workers.envSecret=device-worker-env"]).await;
+    // The webhook's pods are Ready before kube-proxy routes its Service: until then every create fails.
+    release.wait_webhook_serving().await;
     let database = apply_example(&client, &ns).await;
     common::wait_reason(
         &client,

@@ -97,6 +97,8 @@ impl OrdersInPods {
         let api_key = tributary::worker::orders::security::api_keys::new_key(Some("pods")).unwrap();
         secret(&client, &ns, "order-ack-api-keys", json!({"pods": api_key.entry})).await;
         let release = common::helm::install(&ns, &[]).await;
+        // The webhook's pods are Ready before kube-proxy routes its Service: until then every create fails.
+        release.wait_webhook_serving().await;
         for file in common::example_files("orders") {
             let text = edit(&std::fs::read_to_string(&file).unwrap());
             common::create_yaml(&client, &ns, &text).await;
