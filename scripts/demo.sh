@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: Tributary as a user meets it on kind, on the test bed's real node (docs/demo.md). Builds
-# tributary and assembles the image from the debug binary, starts the test bed with its node
-# (TESTBED_NODE=1, which imports the image), installs the chart with `helm install` (controller and webhook
+# tributary (debug, static), starts the test bed with its node (TESTBED_NODE=1; the test bed makes the
+# node's image from that binary and imports it), installs the chart with `helm install` (controller and webhook
 # in pods; values from testbed/node-values.sh), applies both example pipelines and the custom-processor
 # pipeline (the Go example processor's image) with `kubectl apply`, posts orders to the order endpoint
 # through its Service (`kubectl port-forward`), waits until the workers — pods on the node — have brought
