@@ -44,7 +44,8 @@ wait_until() {
 }
 [[ $(id -u) == 0 ]] || fail "make demo runs Tributary in pods on the test bed's real node, which needs root (docs/testbed-node.md)"
 
-# diagnose: when the demo fails with the cluster up, what it looked like, for finding out why.
+# diagnose: when the demo fails with the cluster up, what it looked like, for finding out why. Best effort:
+# a kubectl that fails here must not stop the clean-up.
 diagnose() {
 	[[ -n ${KUBECONFIG:-} ]] || return 0
 	{
@@ -54,15 +55,18 @@ diagnose() {
 		kubectl describe consumers.tributary.dev -A
 		kubectl logs -n tributary-system deployment/tributary --tail=200
 		for ns in orders devices; do kubectl logs -n "$ns" -l app.kubernetes.io/name=tributary-worker --all-containers --prefix --tail=40; done
-	} >"$demo/diagnostics.txt" 2>&1
+	} >"$demo/diagnostics.txt" 2>&1 || true
 	echo "demo: what the cluster looked like then: $demo/diagnostics.txt" >&2
 }
 pids=()
+# stop: on every exit, the demo's own processes (the Resource Manager fake, the port-forward) are stopped
+# first, whatever else fails; then, after a failure, the diagnostics.
 stop() {
 	local rc=$?
+	set +e
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
 	((rc == 0)) || diagnose
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop EXIT
 
