@@ -16,7 +16,7 @@ test-node: ## Only the tests whose pods run on the real node (needs root): the b
 chaos: ## The full crash-point sweep: every scenario, the controller killed after and before each of its calls (docs/testbed.md)
 	@bash scripts/chaos.sh
 
-demo: ## Bring up the local stack and show it working
+demo: ## The test bed with its real node, Tributary installed by Helm, the examples working (root; docs/demo.md)
 	@bash scripts/demo.sh
 
 testbed-install: ## Build and install the test bed components (cached)

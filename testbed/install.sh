@@ -93,11 +93,14 @@ go_tool promtool github.com/prometheus/prometheus/cmd/promtool \
 # cosmium listens on ":PORT" (every interface) whatever its -Host flag says, and the test bed binds to
 # 127.0.0.1 only. The pinned module is copied from the Go module cache into the tool cache, its listen address
 # is patched to "-Host:PORT", and the build replaces the module by that copy through a generated go.mod.
-# Nothing of cosmium is copied into this repository.
+# Its account (GET /) names the regional endpoint the Cosmos DB SDK then sends every request to: patched to
+# the address the client used (its Host header) rather than -Host, as a real account's regional endpoints
+# are reachable by its clients; otherwise a pod on the real node, which reaches cosmium at the node address,
+# is sent to 127.0.0.1, its own loopback. Nothing of cosmium is copied into this repository.
 cosmium_mod="$TESTBED_SRC/tools/cosmium"
 cosmium_src=$(cd "$cosmium_mod" && go mod download -json github.com/pikami/cosmium | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [[ -d $cosmium_src ]] || die "go mod download of github.com/pikami/cosmium failed"
-cosmium_patched="$TRIBUTARY_CACHE/src/cosmium-$COSMIUM_VERSION-loopback"
+cosmium_patched="$TRIBUTARY_CACHE/src/cosmium-$COSMIUM_VERSION-loopback-host"
 if [[ ! -f $cosmium_patched/.patched ]]; then
 	rm -rf "$cosmium_patched" && mkdir -p "$(dirname "$cosmium_patched")"
 	cp -r "$cosmium_src" "$cosmium_patched" && chmod -R u+w "$cosmium_patched"
@@ -105,6 +108,10 @@ if [[ ! -f $cosmium_patched/.patched ]]; then
 		"$cosmium_patched/api/router.go"
 	grep -q 's.config.Host, s.config.Port' "$cosmium_patched/api/router.go" ||
 		die "cosmium $COSMIUM_VERSION: the listen address line to patch was not found in api/router.go"
+	sed -i 's|"databaseAccountEndpoint": h.config.DatabaseEndpoint,|"databaseAccountEndpoint": "https://" + c.Request.Host + "/",|' \
+		"$cosmium_patched/api/handlers/server_info.go"
+	[[ $(grep -c 'c.Request.Host + "/"' "$cosmium_patched/api/handlers/server_info.go") == 2 ]] ||
+		die "cosmium $COSMIUM_VERSION: the two regional endpoints to patch were not found in api/handlers/server_info.go"
 	touch "$cosmium_patched/.patched"
 fi
 cosmium_modfile="$TRIBUTARY_CACHE/src/cosmium-wrapper.mod"

@@ -211,7 +211,8 @@ pub struct AzureArgs {
     #[arg(long, env = "TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT")]
     pub eventhubs_kafka_endpoint: Option<String>,
     /// CA bundle of that Kafka endpoint when the system does not trust it (an emulator's): the controller
-    /// reads consumer lag with it, and device workers are configured with the same path.
+    /// reads consumer lag with it, and reads it once at start for device workers, which get a copy in
+    /// their ConfigMap (a change needs a controller restart).
     #[arg(long, env = "TRIBUTARY_KAFKA_CA_FILE")]
     pub kafka_ca_file: Option<String>,
 }
@@ -229,6 +230,7 @@ pub fn config(
     let config = Config {
         worker: WorkerSettings {
             controller_namespace: Some(controller_namespace.to_owned()),
+            kafka_ca: azure.kafka_ca()?,
             ..workers.settings(monitoring_namespace, forwarded_env())
         },
         event_hubs,
@@ -260,6 +262,17 @@ impl AzureArgs {
     /// The queue service of every storage account, when one is set (the parser checked it is a URL).
     pub fn storage_queue_endpoint(&self) -> Option<url::Url> {
         non_empty(self.azure_storage_queue_endpoint.as_ref()).and_then(|url| url::Url::parse(&url).ok())
+    }
+
+    /// The Kafka endpoint's CA bundle, read from `--kafka-ca-file` once at start for the workers'
+    /// ConfigMaps (the file is the controller's, not in their pods); `None` without one.
+    pub fn kafka_ca(&self) -> Result<Option<String>, String> {
+        let Some(file) = non_empty(self.kafka_ca_file.as_ref()) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&file)
+            .map(Some)
+            .map_err(|e| format!("TRIBUTARY_KAFKA_CA_FILE (--kafka-ca-file) {file}: cannot be read: {e}"))
     }
 
     /// The Azure identity's settings.

@@ -199,12 +199,17 @@ fn msi_token(headers: &HeaderMap) -> Response {
 }
 
 async fn handle(
-    State(shared): State<Shared>,
+    State(mut shared): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Operation URLs name the address the caller used, as Resource Manager's are reachable by its callers:
+    // a controller in a pod on the real node reaches this fake at the node address, not at 127.0.0.1.
+    if let Some(host) = headers.get("host").and_then(|h| h.to_str().ok()) {
+        shared.base = format!("http://{host}");
+    }
     let path = uri.path().to_lowercase();
     shared
         .data

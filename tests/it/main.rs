@@ -39,6 +39,11 @@ mod inspect_tree;
 mod operate_leader;
 mod operate_leader_fencing;
 mod operate_metrics;
+// The chart and the pipelines on the real node (they fail saying so without it, like testbed_node).
+mod pods_chart;
+mod pods_custom;
+mod pods_devices;
+mod pods_orders;
 mod security_endpoint;
 mod tenants;
 mod testbed_aws;

@@ -56,3 +56,33 @@ seccompProfile:
 app.kubernetes.io/name: tributary-webhook
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+
+{{/* The controller's Azure settings, variable: value (empty ones are left out where used). */}}
+{{- define "tributary.azureEnv" -}}
+AZURE_TENANT_ID: {{ .Values.azure.tenantId | quote }}
+AZURE_CLIENT_ID: {{ .Values.azure.clientId | quote }}
+AZURE_SUBSCRIPTION_ID: {{ .Values.azure.subscriptionId | quote }}
+TRIBUTARY_AZURE_RESOURCE_GROUP: {{ .Values.azure.resourceGroup | quote }}
+TRIBUTARY_AZURE_CREDENTIAL: {{ .Values.azure.credential | quote }}
+AZURE_STORAGE_QUEUE_ENDPOINT: {{ .Values.azure.storageQueueEndpoint | quote }}
+AZURE_RESOURCE_MANAGER_ENDPOINT: {{ .Values.azure.resourceManagerEndpoint | quote }}
+TRIBUTARY_EVENTHUBS_KAFKA_ENDPOINT: {{ .Values.azure.eventHubs.kafkaEndpoint | quote }}
+TRIBUTARY_KAFKA_CA_FILE: {{ .Values.azure.eventHubs.kafkaCaFile | quote }}
+{{- end -}}
+
+{{/* Where the webhook's pods run: its own nodeSelector, tolerations and affinity, else the controller's. */}}
+{{- define "tributary.webhookPlacement" -}}
+{{- with (default .Values.nodeSelector .Values.webhook.nodeSelector) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with (default .Values.tolerations .Values.webhook.tolerations) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with (default .Values.affinity .Values.webhook.affinity) }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -50,7 +50,7 @@ use crate::controller::{
         status::{self, describe},
         tenancy, watch,
     },
-    resources::workers::worker_settings,
+    resources::workers::{kafka_ca_file, worker_settings},
 };
 
 /// The Event reason of a replica change.
@@ -219,11 +219,13 @@ async fn apply<C: Cloud>(consumer: &Consumer, ctx: &Context<C>) -> Result<Applie
     let namespace = consumer.namespace().unwrap_or_default();
     let policy = tenancy::load(&ctx.client, &ctx.stores.policies, &object, &namespace).await?;
     policy.check_consumer(&object, consumer, resolved.table.as_deref())?;
-    resolved.kafka_ca_file = ctx
-        .config
-        .event_hubs
-        .as_ref()
-        .and_then(|e| e.kafka_ca_file.clone());
+    resolved.kafka_ca_file = kafka_ca_file(
+        &ctx.config.worker,
+        ctx.config
+            .event_hubs
+            .as_ref()
+            .and_then(|e| e.kafka_ca_file.clone()),
+    );
     if let Some(table) = &resolved.table {
         ctx.aws.ensure_table(table).await.map_err(err)?;
     }

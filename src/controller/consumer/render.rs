@@ -11,8 +11,8 @@ pub use crate::controller::resources::workers::WorkerSettings;
 use crate::{
     api::{Consumer, consumer::Processor},
     controller::resources::workers::{
-        Children, DRAIN_SECONDS, METRICS_PORT, WorkerOwner, admit_controller, children_of, default_resources,
-        memory_limit_bytes, network_policy,
+        Children, DRAIN_SECONDS, KAFKA_CA_KEY, METRICS_PORT, WorkerOwner, admit_controller, children_of,
+        default_resources, memory_limit_bytes, network_policy,
     },
     worker::config::{
         ConsumerName, DeadLetterTarget, DeliveryConfig, KafkaSource, ProcessorKind, Retry, Sink, Source,
@@ -181,6 +181,14 @@ pub fn children(
 ) -> Children {
     let owner = WorkerOwner::of_consumer(consumer);
     let mut children = children_of(&owner, config, settings, replicas).with_http_secrets(consumer);
+    // A stream reader's CA bundle beside its worker.yaml, where `kafka_ca_file` pointed it.
+    if let (Some(_), Some(ca)) = (&config.source.kafka, &settings.kafka_ca) {
+        children
+            .config_map
+            .data
+            .get_or_insert_with(BTreeMap::new)
+            .insert(KAFKA_CA_KEY.to_owned(), ca.clone());
+    }
     // An HTTP Consumer's policy also opens the order port to `allowFrom`.
     children.network_policy = admit_controller(
         network_policy(

@@ -86,6 +86,13 @@ fn the_deployment_runs_restricted_owned_and_rolls_on_config_change() {
     );
     assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
     assert_eq!(container.env.as_ref().unwrap()[0].name, "AWS_REGION");
+    // Readiness is probed as soon as the worker answers, not a 10 s period after the container started.
+    let startup = container.startup_probe.as_ref().unwrap();
+    assert_eq!(startup.period_seconds, Some(1));
+    assert_eq!(
+        startup.http_get.as_ref().unwrap().path.as_deref(),
+        Some("/healthz")
+    );
     assert!(children.service.is_none());
     let text = &children.config_map.data.as_ref().unwrap()[FILE_NAME];
     let parsed: WorkerConfig = serde_yaml_ng::from_str(text).unwrap();
@@ -323,4 +330,48 @@ fn spec_resources_size_the_worker_container_and_the_device_batches() {
         ..ResourceRequirements::default()
     }));
     assert_eq!(batch, 32 * 1024 * 1024, "no limit: the default budget");
+}
+
+#[test]
+fn a_stream_reader_gets_the_kafka_ca_the_controller_ships_beside_its_configuration() {
+    use crate::controller::resources::workers::{KAFKA_CA_KEY, kafka_ca_file};
+    let device = consumer(ConsumerSpec {
+        processor: Some(Processor::Device),
+        ..ConsumerSpec::default()
+    });
+    let stream = StreamSource {
+        bootstrap: "10.200.30.1:9093".into(),
+        topic: "shop-telemetry".into(),
+        group: "$Default".into(),
+        secret: "telemetry-eventhub".into(),
+        partitions: 4,
+    };
+    let controller_file = Some("/etc/tributary/testbed-ca/ca.crt".to_owned());
+    let shipping = WorkerSettings {
+        kafka_ca: Some("-----BEGIN CERTIFICATE-----\n".into()),
+        ..WorkerSettings::default()
+    };
+    let reading = Resolved {
+        stream: Some(stream),
+        kafka_ca_file: kafka_ca_file(&shipping, controller_file.clone()),
+        ..Resolved::default()
+    };
+    let config = worker_config(&device, &reading);
+    let path = config.source.kafka.as_ref().unwrap().ca_file.clone().unwrap();
+    let data = children(&device, &config, &shipping, 1).config_map.data.unwrap();
+    // The pod mounts the ConfigMap at CONFIG_DIR: the path is the shipped copy's.
+    assert_eq!(path, format!("/etc/tributary/{KAFKA_CA_KEY}"));
+    assert_eq!(data[KAFKA_CA_KEY], "-----BEGIN CERTIFICATE-----\n");
+    // A queue reader gets no copy; without one to ship, the controller's own path is passed on.
+    let queue = children(
+        &queue_consumer(),
+        &worker_config(&queue_consumer(), &resolved()),
+        &shipping,
+        1,
+    );
+    assert!(!queue.config_map.data.unwrap().contains_key(KAFKA_CA_KEY));
+    assert_eq!(
+        kafka_ca_file(&WorkerSettings::default(), controller_file.clone()),
+        controller_file
+    );
 }

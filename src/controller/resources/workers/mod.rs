@@ -47,6 +47,8 @@ pub const CONFIG_DIR: &str = "/etc/tributary";
 pub const CONFIG_HASH: &str = "tributary.dev/config-hash";
 /// Seconds in-flight messages get to finish after SIGTERM (the pod's grace period is longer).
 pub const DRAIN_SECONDS: u64 = 20;
+/// The ConfigMap key, beside `worker.yaml`, of the Kafka endpoint's CA bundle ([`WorkerSettings::kafka_ca`]).
+pub const KAFKA_CA_KEY: &str = "kafka-ca.crt";
 
 /// How worker pods are run, from the controller's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +72,20 @@ pub struct WorkerSettings {
     /// Extra labels of the worker pods (the namespace's TenantPolicy: Azure workload identity's
     /// `azure.workload.identity/use`).
     pub pod_labels: BTreeMap<String, String>,
+    /// The Kafka endpoint's CA bundle (PEM), when the system does not trust it: the controller's own file
+    /// is not in the workers' pods, so it travels in their ConfigMap ([`KAFKA_CA_KEY`]). `None`: workers
+    /// are given the controller's path as it is (workers sharing its file system, as a test bed's local
+    /// processes do).
+    pub kafka_ca: Option<String>,
+}
+
+/// Where a worker finds the Kafka endpoint's CA bundle: the copy in its mounted ConfigMap when the
+/// controller ships one ([`WorkerSettings::kafka_ca`]), else the controller's `file`.
+pub fn kafka_ca_file(settings: &WorkerSettings, file: Option<String>) -> Option<String> {
+    if settings.kafka_ca.is_some() {
+        return Some(format!("{CONFIG_DIR}/{KAFKA_CA_KEY}"));
+    }
+    file
 }
 
 /// The controller's worker settings with the namespace's identity from its own TenantPolicy: the

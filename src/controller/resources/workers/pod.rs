@@ -65,6 +65,18 @@ fn probe(path: &str) -> Probe {
     }
 }
 
+/// The startup probe: `/healthz` every second, for up to a minute. Without it the kubelet's first
+/// readiness probe comes as the container starts, before the worker listens, and the next one only a
+/// period (10 s) later: a new pod (a scale-up, a replacement) would wait that long to get traffic or
+/// count as ready. With it, readiness is probed as soon as the worker answers.
+fn startup_probe() -> Probe {
+    Probe {
+        period_seconds: Some(1),
+        failure_threshold: Some(60),
+        ..probe("/healthz")
+    }
+}
+
 /// The worker container's requests and limits when its owner sets none: enough for the built-in
 /// processors at their default batch sizes (the device processor's 32 MiB batches are an eighth of the
 /// memory limit).
@@ -153,6 +165,7 @@ fn worker_container(owner: &WorkerOwner, settings: &WorkerSettings) -> Container
         // user's container does not answer its readiness path.
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
+        startup_probe: Some(startup_probe()),
         resources: Some(owner.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(restricted()),
         volume_mounts: Some(vec![VolumeMount {

@@ -1,0 +1,3 @@
+module tributary.dev/examples/custom/ledger
+
+go 1.22
