@@ -59,7 +59,7 @@ diagnose() {
 	echo "demo: what the cluster looked like then: $demo/diagnostics.txt" >&2
 }
 pids=()
-# stop: on every exit, the demo's own processes (the Resource Manager fake, the port-forward) are stopped
+# stop: on every exit, the demo's own processes (the port-forward) are stopped
 # first, whatever else fails; then, after a failure, the diagnostics.
 stop() {
 	local rc=$?
@@ -120,8 +120,9 @@ for ns in tributary-system orders devices; do real_node_namespace "$ns"; done
 # controller's pod reaches it at the node address (TESTBED_NODE_ARM_URL), also as its managed identity. The
 # connection string its listKeys hands to the DeviceStream's Secret names the broker's listener at the node
 # address, where the worker's pod reaches it.
-"$demo/arm-fake" "$TESTBED_ARM_LISTEN" >"$demo/arm-fake.log" 2>&1 &
-pids+=($!)
+# It is started as one of the test bed's services (its pid file beside theirs, its log in the test bed's
+# logs/arm-fake.log), so it lives as long as the test bed the demo leaves up, and testbed/down.sh stops it.
+(source testbed/lib.sh && start arm-fake "$PWD/$demo/arm-fake" "$TESTBED_ARM_LISTEN")
 wait_until 10 "the Resource Manager fake answering on $TESTBED_ARM_LISTEN" bash -c ": </dev/tcp/${TESTBED_ARM_LISTEN/://}"
 
 step "helm install tributary charts/tributary (controller and webhook in pods)"
@@ -288,6 +289,6 @@ cat <<MSG
   Azure Storage Queues (Azurite)           $AZURE_STORAGE_QUEUE_ENDPOINT
   Cosmos DB (cosmium)                      $COSMOS_ENDPOINT
   Kafka, Event Hubs-style SASL_SSL         $KAFKA_BOOTSTRAP
-The Resource Manager fake and the port-forward stop now.
-Stop the rest with: make testbed-down
+The port-forward stops now; the Resource Manager fake runs with the test bed.
+Stop it all with: make testbed-down
 MSG

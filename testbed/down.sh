@@ -10,7 +10,8 @@ source "$(dirname "$0")/lib.sh"
 if [[ -d $TESTBED_DIR/node ]]; then
 	source "$TESTBED_SRC/node-down.sh"
 fi
-order=(elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+# arm-fake: started by `make demo` as a service of the test bed (scripts/demo.sh), when it ran.
+order=(arm-fake elasticmq kafka cosmium azurite moto kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 for name in "${order[@]}"; do
 	stop "$name"
 done
