@@ -74,8 +74,6 @@ async fn apply_example(client: &kube::Client, ns: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "not yet passed on the real node: its last run found two test bed gaps, fixed since but not run \
-            again (the node's lock was held); run it with --ignored"]
 async fn device_events_reach_cosmos_db_through_the_worker_in_a_pod_and_nothing_is_lost() {
     let _bed = common::shared().await;
     let started = Instant::now();
