@@ -7,10 +7,10 @@ SHELL := /bin/bash
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-test: ## Install what is needed, start the test bed, run all checks and tests, stop the test bed
+test: ## Install what is needed, start the test bed (with its real node when root; TESTBED_NODE=0 leaves it out), run all checks and tests, stop the test bed
 	@bash scripts/test.sh
 
-test-node: ## The real node's tests (opt-in, needs root): the image, the test bed with TESTBED_NODE=1, tests/it/testbed_node.rs
+test-node: ## Only the tests whose pods run on the real node (needs root): the binary, the test bed with TESTBED_NODE=1, those modules
 	@bash scripts/test-node.sh
 
 chaos: ## The full crash-point sweep: every scenario, the controller killed after and before each of its calls (docs/testbed.md)

@@ -9,8 +9,9 @@
 #       OUT/tributary.tar      the same as an image archive, OCI layout and `docker save` format in one,
 #                              tagged tributary:<version>: `kind load image-archive`, `podman load`,
 #                              `skopeo copy oci-archive:...` and `ctr images import` read it
-#                              (TRIBUTARY_IMAGE_FORMAT=docker: the `docker save` part only, as the test bed's
-#                              node imports it; see scripts/image_archive.py)
+#                              (TRIBUTARY_IMAGE_FORMAT=docker: the `docker save` part only, see
+#                              scripts/image_archive.py; TRIBUTARY_IMAGE_FORMAT=none: rootfs/ only, which the
+#                              test bed's node builds the Dockerfile's final stage over with buildah)
 #
 # The image holds exactly: /tributary (static; the controller and every built-in processor), /etc/passwd
 # and /etc/group with the non-root user 65532 (nonroot), /etc/nsswitch.conf (hosts: files dns), and the CA
@@ -41,6 +42,10 @@ assemble() {
 	printf 'root:x:0:\nnonroot:x:65532:\n' >"$out/rootfs/etc/group"
 	printf 'hosts: files dns\n' >"$out/rootfs/etc/nsswitch.conf"
 	chmod 0644 "$out/rootfs/etc/passwd" "$out/rootfs/etc/group" "$out/rootfs/etc/nsswitch.conf"
+	if [[ ${TRIBUTARY_IMAGE_FORMAT:-} == none ]]; then
+		echo "image: tributary:$version laid out in $out/rootfs"
+		return 0
+	fi
 	python3 scripts/image_archive.py "$out/rootfs" "$out/tributary.tar" "tributary:$version" \
 		--format "${TRIBUTARY_IMAGE_FORMAT:-oci+docker}"
 	echo "image: tributary:$version in $out (rootfs/, tributary.tar)"

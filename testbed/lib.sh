@@ -30,7 +30,8 @@ CONTAINERD_VERSION=v2.3.7   # testbed/tools/containerd/go.mod
 COREDNS_VERSION=v1.14.7     # testbed/tools/coredns/go.mod
 # Debian 12 packages, installed by apt-get at these versions (a point release that replaces one fails loudly
 # in testbed/node-install.sh: update the pin here).
-NODE_DEBS=(runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 iptables=1.8.9-2 conntrack=1:1.4.7-1+b2)
+NODE_DEBS=(runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 iptables=1.8.9-2 conntrack=1:1.4.7-1+b2
+	buildah=1.28.2+ds1-3+deb12u1+b3)
 
 # --- Ports: one base, fixed offsets ------------------------------------------------------------------------
 # A running test bed remembers its port base, so later commands (make demo, make test) find it again.

@@ -6,6 +6,7 @@
 # shellcheck shell=bash
 
 source "$TESTBED_SRC/node-lib.sh"
+node_stop_start=$SECONDS
 
 # The kubelet would restart containers killed under it, so it stops first; kube-proxy's rules are removed
 # by its own cleanup mode once it has stopped.
@@ -112,4 +113,4 @@ if awk -v dir="$NODE_DIR/" 'index($2, dir) == 1 {found = 1} END {exit !found}' /
 fi
 rm -rf "$NODE_DIR/containerd/root" "$NODE_DIR/containerd/state" "$NODE_DIR/containerd/opt" \
 	"$NODE_DIR/kubelet/root" "$NODE_DIR/cni/ipam" "$NODE_DIR/pod-logs" "$NODE_DIR/images"
-log "node $NODE_NAME stopped and cleaned up"
+log "node $NODE_NAME stopped and cleaned up in $((SECONDS - node_stop_start))s"

@@ -3,7 +3,8 @@
 # shellcheck shell=bash
 
 # Debian's packages: runc (the OCI runtime), the CNI plugins (bridge, host-local, loopback, portmap in
-# /usr/lib/cni), iptables (kube-proxy's and portmap's rules) and conntrack (kube-proxy clears UDP entries).
+# /usr/lib/cni), iptables (kube-proxy's and portmap's rules), conntrack (kube-proxy clears UDP entries) and
+# buildah (builds the tributary image from the Dockerfile's final stage, testbed/node-up.sh).
 node_debs_missing=()
 for deb in "${NODE_DEBS[@]}"; do
 	[[ $(dpkg-query -W -f '${Version}' "${deb%%=*}" 2>/dev/null) == "${deb#*=}" ]] || node_debs_missing+=("$deb")

@@ -12,7 +12,8 @@ for controller in cpu cpuacct memory pids devices freezer; do
 	[[ -d /sys/fs/cgroup/$controller ]] || die "cgroup v1 controller $controller is not mounted under /sys/fs/cgroup"
 done
 grep -qw overlay /proc/filesystems || die "the kernel has no overlay file system (containerd's snapshotter)"
-for tool in iptables conntrack runc ip; do need "$tool" "install the node's Debian packages: TESTBED_NODE=1 testbed/install.sh"; done
+for tool in iptables conntrack runc ip buildah; do need "$tool" "install the node's Debian packages: TESTBED_NODE=1 testbed/install.sh"; done
+need objcopy "binutils is required to build the tributary image (Debian: apt-get install binutils)"
 # The API server must have been started for the node (up.sh gives it the kubelet client flags then).
 grep -qa kubelet-client-certificate "/proc/$(cat "$TESTBED_DIR/pids/kube-apiserver.pid")/cmdline" ||
 	die "the running test bed was started without the node: stop it (testbed/down.sh) and start it with TESTBED_NODE=1"
@@ -197,19 +198,28 @@ node_import_tributary() {
 	log "image $NODE_TRIBUTARY_IMAGE imported into the node"
 }
 # node_tributary_archive BINARY: the image of the static BINARY (the debug build: no release build for the test
-# bed), its debug sections left out (a quarter of its size), in the `docker save` format only; made again
-# only when BINARY changed.
+# bed), its debug sections left out (a quarter of its size), built by buildah from the Dockerfile itself: the
+# root file system scripts/image.sh lays out stands in for the Dockerfile's build stage (`--build-context
+# build=…`, so that stage, FROM a registry image, is never built or pulled), and its final stage (FROM
+# scratch) is built over it. Written as a `docker save` archive, $NODE_DIR/tributary-image/tributary.tar;
+# made again only when BINARY or the Dockerfile changed.
 node_tributary_archive() {
-	local dir="$NODE_DIR/tributary-image" stamp
-	stamp=$(stat -c '%s %Y %i' "$(readlink -f "$1")")
+	local dir="$NODE_DIR/tributary-image" stamp version
+	stamp="$(stat -c '%s %Y %i' "$(readlink -f "$1")") $(sha256sum <"$ROOT/Dockerfile" | cut -c1-16)"
 	if [[ ! -f $dir/tributary.tar || $(cat "$dir/stamp" 2>/dev/null) != "$stamp" ]]; then
-		mkdir -p "$dir"
+		rm -rf "$dir" && mkdir -p "$dir/context" "$dir/stage/out"
 		objcopy --strip-debug "$1" "$dir/tributary" || die "cannot copy $1 without its debug sections"
-		TRIBUTARY_IMAGE_FORMAT=docker bash "$ROOT/scripts/image.sh" assemble "$dir/tributary" "$dir" >/dev/null
-		rm -f "$dir/tributary"
+		TRIBUTARY_IMAGE_FORMAT=none bash "$ROOT/scripts/image.sh" assemble "$dir/tributary" "$dir/stage/out" >/dev/null
+		version=$("$dir/tributary" version | awk '{print $NF}')
+		local buildah=(buildah --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs)
+		{
+			"${buildah[@]}" bud --quiet --timestamp 0 --pull=never --iidfile "$dir/image-id" \
+				--build-context "build=$dir/stage" -f "$ROOT/Dockerfile" "$dir/context" &&
+				"${buildah[@]}" push --quiet "$(cat "$dir/image-id")" "docker-archive:$dir/tributary.tar:tributary:$version"
+		} >"$TESTBED_DIR/logs/buildah.log" 2>&1 || die "building the tributary image failed (log: $TESTBED_DIR/logs/buildah.log)"
+		rm -rf "$dir/storage" "$dir/run" "$dir/stage" "$dir/context" "$dir/tributary"
 		echo "$stamp" >"$dir/stamp"
 	fi
-	echo "$dir/tributary.tar"
 }
 NODE_TRIBUTARY_IMAGE=
 if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
@@ -219,9 +229,12 @@ if [[ -n ${TESTBED_NODE_IMAGE:-} ]]; then
 	tar --delete -f "$NODE_DIR/images/tributary-docker.tar" index.json oci-layout 2>/dev/null || true
 	node_import_tributary "$NODE_DIR/images/tributary-docker.tar"
 else
-	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/debug}/tributary}
+	node_binary=${TESTBED_NODE_BINARY:-${TRIBUTARY_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/debug}/tributary}
 	if [[ -x $node_binary ]]; then
-		node_import_tributary "$(node_tributary_archive "$node_binary")"
+		image_start=$SECONDS
+		node_tributary_archive "$node_binary"
+		node_import_tributary "$NODE_DIR/tributary-image/tributary.tar"
+		log "tributary image from $node_binary in $((SECONDS - image_start))s"
 	else
 		log "no tributary binary at $node_binary (cargo build --bin tributary, with scripts/cargo-env.sh sourced); the node runs without its image"
 	fi

@@ -212,7 +212,11 @@ wait_for cosmium 60 port_open "$COSMOS_PORT"
 # Kafka in KRaft mode (one combined broker/controller). The SASL_SSL listener mirrors the Event Hubs Kafka
 # endpoint: TLS, SASL PLAIN, user "$ConnectionString", password = a namespace connection string.
 KAFKA_DIR="$TESTBED_DIR/kafka"
-KAFKA_CONNECTION_STRING="Endpoint=sb://127.0.0.1:$KAFKA_SASL_PORT/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=testbed"
+# With the real node, the connection string (which the Resource Manager fake's listKeys hands to DeviceStreams'
+# connection Secrets) names the listener advertised on the node address, which pods and host processes reach.
+kafka_endpoint_host="127.0.0.1:$KAFKA_SASL_PORT"
+[[ ${TESTBED_NODE:-0} == 1 ]] && kafka_endpoint_host="$NODE_IP:$KAFKA_NODE_SASL_PORT"
+KAFKA_CONNECTION_STRING="Endpoint=sb://$kafka_endpoint_host/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=testbed"
 mkdir -p "$KAFKA_DIR"
 # With the real node, two more listeners advertise the node's address, so a client in a pod that follows the
 # broker's metadata comes back to the node address (DNATed to 127.0.0.1, testbed/node-up.sh) instead of its

@@ -157,11 +157,17 @@ async fn pods_reach_a_pod_a_cluster_ip_a_service_name_an_emulator_and_the_api_se
     pods.create(&PostParams::default(), &server).await.unwrap();
     let service: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))
     .unwrap();
-    let service = services.create(&PostParams::default(), &service).await.unwrap();
-    let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
+    let spec = services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    let cluster_ip = spec.cluster_ip.unwrap();
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap();
     let web_ip = pod_ip(&wait_phase(&pods, "web", &["Running"], Duration::from_secs(60)).await);
     let node_ip = common::var("TESTBED_NODE_IP");
     let port = |url: String| url.rsplit(':').next().unwrap().trim_end_matches('/').to_owned();
@@ -214,6 +220,19 @@ async fn pods_reach_a_pod_a_cluster_ip_a_service_name_an_emulator_and_the_api_se
             .await
             .unwrap();
         assert!(log.starts_with(expected), "{name}: {log:?} ({client_pod:?})");
+    }
+    // From the host too: the ClusterIP through kube-proxy's OUTPUT rules, and the NodePort on the node
+    // address (kube-proxy's, not the node address's DNAT to 127.0.0.1).
+    for url in [
+        format!("http://{cluster_ip}/"),
+        format!("http://{node_ip}:{node_port}/"),
+    ] {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let body = http.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(body.starts_with("nodeprobe web"), "{url}: {body:?}");
     }
 }
 
