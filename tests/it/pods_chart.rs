@@ -196,9 +196,9 @@ async fn assert_uninstalled(client: &kube::Client, ns: &str) {
 
 /// A second image of the same binary under another tag, with another digest (the tag is in the image's
 /// configuration, as `org.opencontainers.image.version`), imported into the node's containerd as
-/// `tributary:<version>-upgrade`: what a release upgrade looks like to the node. Made from the root
-/// filesystem the node's own image was laid out from (the debug build, testbed/node-up.sh), else from
-/// this checkout's binary. Returns the tag.
+/// `tributary:<version>-upgrade`: what a release upgrade looks like to the node. Laid out as the node's
+/// own image is (testbed/node-up.sh: the debug build without its debug sections, scripts/image.sh), written
+/// by scripts/image_archive.py. Returns the tag.
 fn import_second_image() -> String {
     let dir = std::env::temp_dir().join(common::unique("chart-image"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -207,6 +207,7 @@ fn import_second_image() -> String {
         let out = Command::new(program)
             .args(args)
             .current_dir(root)
+            .env("TRIBUTARY_IMAGE_FORMAT", "none")
             .output()
             .unwrap();
         assert!(
@@ -217,17 +218,11 @@ fn import_second_image() -> String {
         String::from_utf8(out.stdout).unwrap()
     };
     let dir_s = dir.to_str().unwrap();
-    let node_rootfs = format!("{}/node/tributary-image/rootfs", common::var("TESTBED_DIR"));
-    let rootfs = if std::path::Path::new(&node_rootfs).join("tributary").exists() {
-        node_rootfs
-    } else {
-        let bin = common::tributary_bin();
-        sh(
-            "bash",
-            &["scripts/image.sh", "assemble", bin.to_str().unwrap(), dir_s],
-        );
-        format!("{dir_s}/rootfs")
-    };
+    let stripped = format!("{dir_s}/tributary");
+    let bin = common::tributary_bin();
+    sh("objcopy", &["--strip-debug", bin.to_str().unwrap(), &stripped]);
+    sh("bash", &["scripts/image.sh", "assemble", &stripped, dir_s]);
+    let rootfs = format!("{dir_s}/rootfs");
     let first = common::node::tributary_image();
     let tag = format!("{}-upgrade", first.rsplit_once(':').unwrap().1);
     let archive = dir.join("upgrade.tar");
