@@ -91,6 +91,7 @@ fn the_chart_lints_and_renders_every_option_without_wildcard_permissions() {
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Lease",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
