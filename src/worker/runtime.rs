@@ -1,6 +1,8 @@
-//! The queue runtime: `receivers` loops, each long-polling for up to 10 messages, processing them
-//! concurrently (from a FIFO queue: each message group's in order, see [`super::ordering`]), and settling
-//! the batch while the next receive is already under way.
+//! The queue runtime: `receivers` loops, each keeping up to 10 messages in flight: it long-polls for as
+//! many as it has room for, processes each batch concurrently in a task of its own (from a FIFO queue:
+//! each message group's in order, see [`super::ordering`]; SQS hands out no message of a group while one
+//! is in flight, so batches in flight at once never share a group), and receives again as soon as a
+//! settled batch frees room, while other batches are still processed.
 //!
 //! - Success: acknowledged in one batch delete.
 //! - [`Outcome::Retry`]: made visible again after the retry delay (exponential in the receive count,
@@ -22,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -59,6 +62,10 @@ pub struct Settings {
 
 /// Settlements a receive loop may have in flight before it waits for one (bounds memory and calls).
 const MAX_PENDING_SETTLEMENTS: usize = 4;
+
+/// Messages a receive loop may have in flight (received, not yet settled), also the most one receive
+/// asks for.
+const BUDGET: usize = 10;
 
 /// Runs until `shutdown` resolves, then drains. Returns when every receive loop has settled its last
 /// batch.
@@ -110,7 +117,7 @@ pub async fn run<Q, P, S>(
 async fn receive_loop<
     Q: MessageQueue + Clone + 'static,
     P: Processor,
-    S: Future<Output = ()> + Clone + Send,
+    S: Future<Output = ()> + Clone + Send + 'static,
 >(
     index: usize,
     queue: WorkQueue<Q>,
@@ -119,14 +126,25 @@ async fn receive_loop<
     metrics: WorkerMetrics,
     shutdown: S,
 ) {
-    let mut pending = JoinSet::new();
+    // This loop's messages in flight (received, not yet settled): it receives again as soon as there
+    // is room, while earlier batches are still processed, so a slow processor gets up to
+    // `receivers × BUDGET` messages at once even when they arrive one at a time.
+    let budget = Arc::new(Semaphore::new(BUDGET));
+    let settling = Arc::new(Semaphore::new(MAX_PENDING_SETTLEMENTS));
+    let mut batches = JoinSet::new();
     let mut errors = 0u32;
     let hold = Hold::of(settings.visibility_timeout).seconds();
     loop {
+        // Finished batches' results, so the set does not grow.
+        while batches.try_join_next().is_some() {}
+        let Some(mut room) = wait_for_room(&budget, shutdown.clone()).await else {
+            break;
+        };
+        let asked = i32::try_from(room.num_permits()).unwrap_or(10);
         let received = tokio::select! {
             biased;
             () = shutdown.clone() => break,
-            received = queue.receive(10, settings.wait_seconds, hold) => received,
+            received = queue.receive(asked, settings.wait_seconds, hold) => received,
         };
         let batch = match received {
             Ok(batch) => {
@@ -135,6 +153,7 @@ async fn receive_loop<
                 batch
             }
             Err(error) => {
+                drop(room);
                 errors = errors.saturating_add(1);
                 metrics.health().receive_failed(tokio::time::Instant::now());
                 let pause = Duration::from_secs(1 << errors.min(5).saturating_sub(1));
@@ -148,24 +167,44 @@ async fn receive_loop<
         if batch.is_empty() {
             continue;
         }
+        // The room not used goes back now; the batch keeps one permit per message until settled.
+        let unused = room.num_permits().saturating_sub(batch.len());
+        drop(room.split(unused));
         metrics.received(batch.len());
-        let (steps, cut_short) =
-            process(&queue, &*processor, &settings, &metrics, &batch, shutdown.clone()).await;
-        while pending.len() >= MAX_PENDING_SETTLEMENTS {
-            let _ = pending.join_next().await;
-        }
-        pending.spawn(settle(
-            queue.clone(),
-            settings.clone(),
-            metrics.clone(),
-            batch.into_iter().zip(steps).collect(),
-        ));
-        if cut_short {
-            // Shutting down and the drain time is over: what finished is settled, the rest released.
-            break;
-        }
+        let (queue, processor) = (queue.clone(), processor.clone());
+        let (settings, metrics, settling) = (settings.clone(), metrics.clone(), settling.clone());
+        let stop = shutdown.clone();
+        batches.spawn(async move {
+            let (steps, _) = process(&queue, &*processor, &settings, &metrics, &batch, stop).await;
+            // At most MAX_PENDING_SETTLEMENTS settle at once (bounds memory and calls).
+            let _settling = settling.acquire_owned().await;
+            settle(queue, settings, metrics, batch.into_iter().zip(steps).collect()).await;
+            drop(room);
+        });
     }
-    while pending.join_next().await.is_some() {}
+    // Each batch drains on its own: what finished is settled, the rest released when `drain` is over.
+    while batches.join_next().await.is_some() {}
+}
+
+/// Waits until this loop has room for at least one more message and takes all there is (at most one
+/// receive's worth), or `None` on shutdown.
+async fn wait_for_room<S: Future<Output = ()>>(
+    budget: &Arc<Semaphore>,
+    shutdown: S,
+) -> Option<OwnedSemaphorePermit> {
+    let mut room = tokio::select! {
+        biased;
+        () = shutdown => return None,
+        permit = budget.clone().acquire_owned() => permit.ok()?,
+    };
+    let more = budget.available_permits().min(BUDGET - 1);
+    if let Ok(extra) = budget
+        .clone()
+        .try_acquire_many_owned(u32::try_from(more).unwrap_or(0))
+    {
+        room.merge(extra);
+    }
+    Some(room)
 }
 
 /// Processes a batch (concurrently; from a FIFO queue each message group in order, see [`ordering`]),
