@@ -348,15 +348,7 @@ async fn install_upgrade_and_uninstall_under_restricted_leave_nothing_behind() {
     let ns = restricted_namespace(&client, "chart").await;
 
     // The namespace really enforces `restricted`: a plain pod is refused.
-    let refused = run(
-        "kubectl",
-        &["run", "plain", "--image=busybox", "-n", &ns, "--dry-run=server"],
-        None,
-    );
-    assert!(
-        !refused.success && refused.stderr.contains("violates PodSecurity"),
-        "{refused:?}"
-    );
+    common::tools::assert_enforces_restricted(&ns);
 
     helm(&[
         "install",

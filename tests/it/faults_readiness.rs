@@ -135,27 +135,6 @@ fn device_config(topic: &str, database: &str, port: u16) -> String {
     )
 }
 
-async fn create_topic(topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let endpoint = tributary::cloud::azure::kafka::KafkaEndpoint {
-        bootstrap_servers: common::var("KAFKA_BOOTSTRAP"),
-        security_protocol: "SASL_SSL".into(),
-        username: common::var("KAFKA_SASL_USERNAME"),
-        password: common::var("KAFKA_SASL_PASSWORD"),
-        ca_file: Some(common::var("KAFKA_CA_FILE")),
-    };
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        endpoint.client_config().create().unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-}
-
 /// Stops the worker (SIGTERM) and waits for it.
 fn stop(mut worker: std::process::Child) {
     let _ = std::process::Command::new("kill")
@@ -168,7 +147,7 @@ fn stop(mut worker: std::process::Child) {
 async fn the_device_worker_is_not_ready_while_the_broker_cannot_be_reached() {
     let _bed = common::exclusive().await;
     let topic = common::unique("ready-devices");
-    create_topic(&topic).await;
+    common::devices_bed::create_topic(&topic, 1).await;
     let dir = std::env::temp_dir().join(common::unique("ready-devices"));
     std::fs::create_dir_all(&dir).unwrap();
     let port = common::free_port();

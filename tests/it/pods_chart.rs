@@ -25,7 +25,7 @@ use std::{
 
 use common::{
     helm::{self, RELEASE, Release},
-    tools::{kubectl, run},
+    tools::kubectl,
 };
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease, core::v1::Pod};
 use kube::{Api, api::PostParams};
@@ -94,15 +94,7 @@ async fn the_chart_runs_under_restricted_refuses_a_bad_filter_in_cluster_and_uni
     let client = common::kube_client().await;
     let ns = node_namespace(&client, "chart-pods").await;
     // The namespace really enforces `restricted`: a pod that may escalate is refused.
-    let refused = run(
-        "kubectl",
-        &["run", "plain", "--image=busybox", "-n", &ns, "--dry-run=server"],
-        None,
-    );
-    assert!(
-        !refused.success && refused.stderr.contains("violates PodSecurity"),
-        "{refused:?}"
-    );
+    common::tools::assert_enforces_restricted(&ns);
 
     let release = helm::install(&ns, &[]).await;
     eprintln!("helm install to every pod Ready: {:?}", release.ready_after);

@@ -27,50 +27,18 @@ use super::pods_orders::{print_start_times, worker_pods};
 const CONVERGE: Duration = Duration::from_secs(90);
 const EVENTS: usize = 2_000;
 
-/// Creates Secret `name` holding `key` as `accountKey`.
-async fn account_key(client: &kube::Client, ns: &str, name: &str, key: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": {"accountKey": key},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-}
-
-/// Applies examples/devices into `ns`, pointed at the test bed as pods see it: a hub namespace and a
-/// Cosmos DB database of its own (returned), the test bed's storage account and cosmium at the node
-/// address. The worker is kept to one small pod.
+/// Applies examples/devices into `ns`, pointed at the test bed as pods see it (cosmium at the node
+/// address): a hub namespace and a Cosmos DB database of its own (returned). The worker is kept to one
+/// small pod.
 async fn apply_example(client: &kube::Client, ns: &str) -> String {
-    account_key(client, ns, "devices-storage", &common::var("AZURE_STORAGE_KEY")).await;
-    account_key(client, ns, "devices-cosmos", &common::var("COSMOS_KEY")).await;
-    let database = common::unique("telemetry");
-    let hub_namespace = common::unique("devices-hubs");
-    for file in common::example_files("devices") {
-        let text = std::fs::read_to_string(&file)
-            .unwrap()
-            .replace(
-                "namespace: tributary-devices",
-                &format!("namespace: {hub_namespace}"),
-            )
-            .replace(
-                "storageAccount: tributarydevices",
-                &format!("storageAccount: {}", common::var("AZURE_STORAGE_ACCOUNT")),
-            )
-            .replace(
-                "https://tributary-devices.documents.azure.com:443/",
-                &common::node::pod_url(&common::var("COSMOS_ENDPOINT")),
-            )
-            .replace("database: telemetry", &format!("database: {database}"))
-            .replace(
-                "scaling: {minReplicas: 1, maxReplicas: 4, targetBacklogPerReplica: 1000}",
-                "scaling: {minReplicas: 1, maxReplicas: 1}\n  resources: {requests: {cpu: 10m, memory: 48Mi}, limits: {memory: 256Mi}}",
-            );
-        common::create_yaml(client, ns, &text).await;
-    }
-    database
+    let cosmos = common::node::pod_url(&common::var("COSMOS_ENDPOINT"));
+    common::devices_bed::apply_example_edited(client, ns, &cosmos, |text| {
+        text.replace(
+            "scaling: {minReplicas: 1, maxReplicas: 4, targetBacklogPerReplica: 1000}",
+            "scaling: {minReplicas: 1, maxReplicas: 1}\n  resources: {requests: {cpu: 10m, memory: 48Mi}, limits: {memory: 256Mi}}",
+        )
+    })
+    .await
 }
 
 #[tokio::test]

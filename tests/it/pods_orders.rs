@@ -41,6 +41,9 @@ use tributary::worker::orders::{
 
 /// How long provisioning, pods and the pipeline get at most.
 const CONVERGE: Duration = Duration::from_secs(90);
+/// Between tries of an order the endpoint did not take yet (503, 429, no answer), and for how long.
+const PAUSE: Duration = Duration::from_millis(200);
+const POST_WITHIN: Duration = Duration::from_secs(60);
 /// The workers of the example, by Consumer name.
 const WORKERS: [&str; 4] = ["order-ack", "notification", "inventory", "shipment"];
 /// The stock each product starts with.
@@ -265,27 +268,6 @@ impl OrdersInPods {
     }
 }
 
-/// POSTs `order` to `base` until it is accepted; returns the order id.
-async fn post(http: &reqwest::Client, base: &str, order: &serde_json::Value) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(answer) = http.post(format!("{base}/orders")).json(order).send().await {
-            let status = answer.status();
-            if status == 202 {
-                let body: serde_json::Value = answer.json().await.unwrap();
-                return body["orderId"].as_str().unwrap().to_owned();
-            }
-            assert!(
-                status == 503 || status == 429,
-                "{order}: {status}: {:?}",
-                answer.text().await
-            );
-        }
-        assert!(Instant::now() < deadline, "{order} not accepted within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until kube-proxy has its rule for the ClusterIP `ip`:`port` in the host's nat table. A host
 /// process reaches a ClusterIP only through that rule (nat OUTPUT); before it exists the host would route
 /// the packet by its default route, off this machine, so nothing is sent to the Service until then.
@@ -369,19 +351,7 @@ pub(crate) fn restarts(pod: &Pod) -> i32 {
 /// A worker pod's `tributary_worker_messages_processed_total`, read from the host at its pod IP.
 pub(crate) async fn processed(pod: &Pod) -> Option<u64> {
     let ip = pod.status.as_ref()?.pod_ip.clone()?;
-    let text = reqwest::get(format!("http://{ip}:9090/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let values: Vec<u64> = text
-        .lines()
-        .filter(|l| l.starts_with("tributary_worker_messages_processed_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+    common::metric_at(&format!("{ip}:9090"), "tributary_worker_messages_processed_total").await
 }
 
 /// Prints each pod's start time (created → Ready) of `ns`'s worker pods that got Ready.
@@ -413,8 +383,8 @@ async fn orders_through_the_service_end_final_with_the_shipment_pod_deleted_and_
     let orders: Vec<_> = (0..count).map(|i| bed.order(i)).collect();
     let mut placed: Vec<(String, Expect, serde_json::Value)> = Vec::new();
     let mut posts = futures::stream::iter(orders.iter().cloned().map(|(order, expect)| {
-        let (http, base) = (bed.http.clone(), bed.base.clone());
-        async move { (post(&http, &base, &order).await, expect, order) }
+        let poster = common::orders_bed::Poster::new(bed.http.clone(), bed.base.clone());
+        async move { (poster.post(&order, PAUSE, POST_WITHIN).await, expect, order) }
     }))
     .buffer_unordered(8);
     let (mut deleted, mut killed) = (None, None);
@@ -526,8 +496,8 @@ async fn scaling_from_backlog_adds_shipment_pods_that_consume_and_removes_them()
     let orders: Vec<_> = (0..count).map(|i| bed.order(10 * i + 2)).collect::<Vec<_>>();
     let placed: Vec<(String, Expect)> =
         futures::stream::iter(orders.iter().cloned().map(|(order, expect)| {
-            let (http, base) = (bed.http.clone(), bed.base.clone());
-            async move { (post(&http, &base, &order).await, expect) }
+            let poster = common::orders_bed::Poster::new(bed.http.clone(), bed.base.clone());
+            async move { (poster.post(&order, PAUSE, POST_WITHIN).await, expect) }
         }))
         .buffer_unordered(8)
         .collect()

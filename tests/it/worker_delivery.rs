@@ -482,23 +482,13 @@ async fn a_storage_queue_message_refused_by_the_container_is_dead_lettered_and_t
 #[tokio::test]
 async fn kafka_events_are_delivered_retried_and_dead_lettered_within_the_stream_bounds() {
     use rdkafka::{
-        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-        client::DefaultClientContext,
         message::{Header, OwnedHeaders},
         producer::{FutureProducer, FutureRecord},
     };
     let _bed = common::shared().await;
     let endpoint = crate::support::devices_bed::endpoint();
     let topic = common::unique("delivery");
-    let admin: AdminClient<DefaultClientContext> = endpoint.client_config().create().unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    common::devices_bed::create_topic(&topic, 1).await;
     let producer: FutureProducer = endpoint.client_config().create().unwrap();
     for body in ["ok-1", "t500-1", "bad-1"] {
         let headers = OwnedHeaders::new().insert(Header {

@@ -18,8 +18,6 @@ use std::{
 use futures::StreamExt as _;
 use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer as _},
     producer::{FutureProducer, FutureRecord},
 };
@@ -42,18 +40,6 @@ fn endpoint() -> KafkaEndpoint {
 
 fn kafka_config() -> ClientConfig {
     endpoint().client_config()
-}
-
-async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = kafka_config().create().unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
 }
 
 /// Sends `(partition, body)` pairs to `topic`, in order per partition.
@@ -183,7 +169,7 @@ async fn large_events_go_through_within_the_byte_bound() {
     let _bed = common::shared().await;
     let topic = common::unique("large");
     let database = common::unique("large");
-    create_topic(&topic, 2).await;
+    common::devices_bed::create_topic(&topic, 2).await;
     let events: Vec<(i32, String)> = (0..EVENTS)
         .map(|i| {
             (
@@ -230,7 +216,7 @@ async fn an_unsendable_dead_letter_stalls_its_partition_visibly_while_the_others
     let _bed = common::shared().await;
     let topic = common::unique("stall");
     let database = common::unique("stall");
-    create_topic(&topic, 2).await;
+    common::devices_bed::create_topic(&topic, 2).await;
     let queue_name = common::unique("stall-dlq").to_lowercase();
     let queue_url = format!(
         "{}/{queue_name}",

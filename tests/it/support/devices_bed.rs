@@ -28,6 +28,21 @@ use tributary::{
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
+/// Creates `topic` with `partitions` on the test bed's broker.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        endpoint().client_config().create().unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
 /// The broker as the Event Hubs Kafka endpoint.
 pub fn endpoint() -> KafkaEndpoint {
     KafkaEndpoint {
@@ -245,6 +260,17 @@ pub async fn send(
 /// Applies examples/devices into `ns` with its Secrets, pointed at the test bed: a hub namespace and a
 /// Cosmos DB database of its own (returned), the test bed's storage account and Cosmos DB endpoint.
 pub async fn apply_example(client: &kube::Client, ns: &str) -> String {
+    apply_example_edited(client, ns, &super::var("COSMOS_ENDPOINT"), |text| text).await
+}
+
+/// [`apply_example`] with the Cosmos DB endpoint the workers are given (`cosmos`: pods reach cosmium at
+/// the node address) and `edit` applied to each file's text after the test bed's own changes.
+pub async fn apply_example_edited(
+    client: &kube::Client,
+    ns: &str,
+    cosmos: &str,
+    edit: impl Fn(String) -> String,
+) -> String {
     secret(client, ns, "devices-storage", &super::var("AZURE_STORAGE_KEY")).await;
     secret(client, ns, "devices-cosmos", &super::var("COSMOS_KEY")).await;
     let database = super::unique("telemetry");
@@ -260,12 +286,9 @@ pub async fn apply_example(client: &kube::Client, ns: &str) -> String {
                 "storageAccount: tributarydevices",
                 &format!("storageAccount: {}", super::var("AZURE_STORAGE_ACCOUNT")),
             )
-            .replace(
-                "https://tributary-devices.documents.azure.com:443/",
-                &super::var("COSMOS_ENDPOINT"),
-            )
+            .replace("https://tributary-devices.documents.azure.com:443/", cosmos)
             .replace("database: telemetry", &format!("database: {database}"));
-        super::create_yaml(client, ns, &text).await;
+        super::create_yaml(client, ns, &edit(text)).await;
     }
     database
 }

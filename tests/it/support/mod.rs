@@ -397,7 +397,12 @@ pub fn event_hubs_config(
 
 /// A counter or gauge of a worker's `/metrics` on 127.0.0.1:`port`, summed over its label sets.
 pub async fn metric(port: u16, name: &str) -> Option<u64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    metric_at(&format!("127.0.0.1:{port}"), name).await
+}
+
+/// A counter or gauge of the `/metrics` at `address` (`host:port`), summed over its label sets.
+pub async fn metric_at(address: &str, name: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://{address}/metrics"))
         .await
         .ok()?
         .text()

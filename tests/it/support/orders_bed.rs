@@ -87,6 +87,11 @@ pub struct Poster {
 }
 
 impl Poster {
+    /// A client of the order endpoint at `base` (`http://host:port`), sending with `http`.
+    pub fn new(http: reqwest::Client, base: String) -> Self {
+        Poster { http, base }
+    }
+
     /// POSTs `order` until it is accepted (a 503, a 429 or no answer mean: the same request again, as a
     /// client would), pausing `pause` between tries, for at most `within`; returns the order id.
     pub async fn post(&self, order: &serde_json::Value, pause: Duration, within: Duration) -> String {

@@ -70,3 +70,17 @@ pub fn helm(args: &[&str]) -> String {
 pub fn kubectl(args: &[&str]) -> String {
     ok("kubectl", args, None)
 }
+
+/// Asserts that namespace `ns` enforces the `restricted` Pod Security Standard: the API server refuses a
+/// plain pod there (a server-side dry run, so nothing is created).
+pub fn assert_enforces_restricted(ns: &str) {
+    let refused = run(
+        "kubectl",
+        &["run", "plain", "--image=busybox", "-n", ns, "--dry-run=server"],
+        None,
+    );
+    assert!(
+        !refused.success && refused.stderr.contains("violates PodSecurity"),
+        "{refused:?}"
+    );
+}

@@ -238,23 +238,12 @@ async fn a_container_killed_mid_request_loses_nothing_and_records_once_from_a_st
 #[tokio::test]
 async fn a_container_killed_mid_request_loses_nothing_and_records_once_from_kafka() {
     use rdkafka::{
-        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-        client::DefaultClientContext,
         message::{Header, OwnedHeaders},
         producer::FutureRecord,
     };
     let _bed = common::shared().await;
-    let endpoint = common::devices_bed::endpoint();
     let topic = common::unique("delivery-crash");
-    let admin: AdminClient<DefaultClientContext> = endpoint.client_config().create().unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    common::devices_bed::create_topic(&topic, 1).await;
     let producer = common::devices_bed::DeviceBed::producer(std::time::Duration::from_secs(30));
     for (seq, hold) in events("hub") {
         let mut headers = OwnedHeaders::new();
