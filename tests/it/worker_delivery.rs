@@ -208,6 +208,36 @@ async fn left_in(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
     attributes.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum()
 }
 
+/// Waits until the worker has dead-lettered bad-1 into the Storage Queue `dead_letter` and the test
+/// processor has answered 2xx to ok-1 and t500-1, then stops the worker and the processor. Returns the
+/// dead letter, asserted to be one message with the 400's reason.
+async fn bad_dead_lettered_and_the_rest_done(
+    dead_letter: &azure_storage_queue::QueueClient,
+    log: &Log,
+    worker: std::process::Child,
+    worker_log: &PathBuf,
+    server: tokio::task::JoinHandle<()>,
+) -> Vec<(String, BTreeMap<String, String>)> {
+    let dead = common::eventually("the dead letter of bad-1", CONVERGE, || async {
+        let dead = common::azure_drain(dead_letter).await;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    common::eventually("ok-1 and t500-1 answered 2xx", CONVERGE, || async {
+        (log.done().len() == 2).then_some(())
+    })
+    .await;
+    stop(worker, worker_log).await;
+    server.abort();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        reason_of(&dead[0].1).starts_with("HTTP 400: invalid order"),
+        "{:?}",
+        dead[0].1
+    );
+    dead
+}
+
 /// The reason a dead letter carries.
 fn reason_of(attributes: &BTreeMap<String, String>) -> String {
     let json: serde_json::Value = serde_json::from_str(&attributes[DEAD_LETTER_REASON]).unwrap();
@@ -450,24 +480,8 @@ async fn a_storage_queue_message_refused_by_the_container_is_dead_lettered_and_t
         "  storageQueue: {{queueUrl: '{endpoint}/{name}', account: {account}, receivers: 1, waitTimeSeconds: 1}}\ndeadLetter: {{queueUrl: '{endpoint}/{dlq}'}}"
     );
     let (worker, worker_log) = start_worker("delivery-azure", &config(&storage, port, ""));
-    let dead = common::eventually("the dead letter of bad-1", CONVERGE, || async {
-        let dead = common::azure_drain(&dead_letter).await;
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
-    common::eventually("ok-1 and t500-1 answered 2xx", CONVERGE, || async {
-        (log.done().len() == 2).then_some(())
-    })
-    .await;
-    stop(worker, &worker_log).await;
-    server.abort();
-    assert_eq!(dead.len(), 1);
-    let (body, attributes) = &dead[0];
-    assert_eq!(body, "bad-1");
-    assert!(
-        reason_of(attributes).starts_with("HTTP 400: invalid order"),
-        "{attributes:?}"
-    );
+    let dead = bad_dead_lettered_and_the_rest_done(&dead_letter, &log, worker, &worker_log, server).await;
+    assert_eq!(dead[0].0, "bad-1");
     let request = log.requests_of("ok-1").remove(0);
     assert_eq!(request.header("ce-source"), Some(SOURCE));
     assert!(
@@ -515,23 +529,7 @@ async fn kafka_events_are_delivered_retried_and_dead_lettered_within_the_stream_
         common::var("AZURE_STORAGE_ACCOUNT"),
     );
     let (worker, worker_log) = start_worker("delivery-kafka", &config(&kafka, port, ""));
-    let dead = common::eventually("the dead letter of bad-1", CONVERGE, || async {
-        let dead = common::azure_drain(&dead_letter).await;
-        (!dead.is_empty()).then_some(dead)
-    })
-    .await;
-    common::eventually("ok-1 and t500-1 answered 2xx", CONVERGE, || async {
-        (log.done().len() == 2).then_some(())
-    })
-    .await;
-    stop(worker, &worker_log).await;
-    server.abort();
-    assert_eq!(dead.len(), 1);
-    assert!(
-        reason_of(&dead[0].1).starts_with("HTTP 400: invalid order"),
-        "{:?}",
-        dead[0].1
-    );
+    bad_dead_lettered_and_the_rest_done(&dead_letter, &log, worker, &worker_log, server).await;
     let request = log.requests_of("ok-1").remove(0);
     assert_eq!(request.header("ce-id"), Some(format!("{topic}-0-0").as_str()));
     assert_eq!(request.header("ce-type"), Some("Reading"));

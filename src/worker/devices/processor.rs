@@ -81,10 +81,12 @@ pub struct Earlier {
 }
 
 impl Earlier {
-    /// The dead-letter reason of an event whose attempts ran out: how many, and the last failure (one
-    /// wording for the device processor and any processor on the stream).
-    pub fn exhausted_reason(&self) -> String {
-        format!("failed {} times; last: {}", self.attempts, self.last_error)
+    /// The dead-letter reason of an event whose attempts ran out in earlier passes (how many, and the last
+    /// failure), or none while `retry` allows another: one rule and one wording for the device processor
+    /// and any processor on the stream.
+    pub fn exhausted_reason(&self, retry: &Retry) -> Option<String> {
+        (self.attempts > 0 && retry.exhausted(self.attempts))
+            .then(|| format!("failed {} times; last: {}", self.attempts, self.last_error))
     }
 }
 
@@ -122,8 +124,7 @@ impl<D: Documents, Q: MessageQueue> DeviceProcessor<D, Q> {
                 let letter = Letter::new(record, origin, &reason, 1, DeadLetterReason::Rejected);
                 self.dead_letter(letter, deadline).await
             }
-            Ok(_) if earlier.attempts > 0 && self.retry.exhausted(earlier.attempts) => {
-                let reason = earlier.exhausted_reason();
+            Ok(_) if let Some(reason) = earlier.exhausted_reason(&self.retry) => {
                 let letter = Letter::new(
                     record,
                     origin,

@@ -99,8 +99,7 @@ impl<P: Processor, Q: MessageQueue> OnStream<P, Q> {
         deadline: Instant,
     ) -> Settled {
         let started = Instant::now();
-        if earlier.attempts > 0 && self.retry.exhausted(earlier.attempts) {
-            let reason = earlier.exhausted_reason();
+        if let Some(reason) = earlier.exhausted_reason(&self.retry) {
             let letter = Letter::new(
                 record,
                 origin,
