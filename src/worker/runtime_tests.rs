@@ -140,10 +140,7 @@ async fn when_the_drain_time_runs_out_what_finished_is_settled_and_the_rest_rele
         max_receive_count: None,
     };
     let metrics = WorkerMetrics::new();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(async {
-        let _ = stopped.await;
-    }));
+    let (stop, shutdown) = shutdown_signal();
     let queue = WorkQueue::new(source.clone(), None);
     let worker = tokio::spawn(run(
         queue,
@@ -242,6 +239,30 @@ fn shutdown_signal() -> (tokio::sync::oneshot::Sender<()>, Shutdown) {
     (stop, shutdown)
 }
 
+/// Starts the runtime with `receivers` loops on `source`, `gate` as its processor; returns its task, the
+/// sender that shuts it down, and its metrics.
+fn start_gated(
+    source: &crate::cloud::fake::FakeQueue,
+    gate: &Gate,
+    receivers: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+    WorkerMetrics,
+) {
+    let (stop, shutdown) = shutdown_signal();
+    let metrics = WorkerMetrics::new();
+    let queue = WorkQueue::new(source.clone(), None);
+    let worker = tokio::spawn(run(
+        queue,
+        Arc::new(gate.clone()),
+        pipelined_settings(receivers),
+        metrics.clone(),
+        shutdown,
+    ));
+    (worker, stop, metrics)
+}
+
 /// Waits (bounded) until `condition` holds.
 async fn until(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -257,16 +278,7 @@ async fn one_loop_keeps_receiving_while_its_batches_are_processed_up_to_its_budg
 
     let source = FakeQueue::new("work");
     let (gate, opener) = Gate::new();
-    let (stop, shutdown) = shutdown_signal();
-    let metrics = WorkerMetrics::new();
-    let queue = WorkQueue::new(source.clone(), None);
-    let worker = tokio::spawn(run(
-        queue,
-        Arc::new(gate.clone()),
-        pipelined_settings(1),
-        metrics.clone(),
-        shutdown,
-    ));
+    let (worker, stop, metrics) = start_gated(&source, &gate, 1);
     // One at a time, each a batch of its own: every one starts while the earlier ones still wait.
     for i in 1..=BUDGET {
         source.push(&format!("slow {i}"), BTreeMap::new(), BTreeMap::new());
@@ -296,16 +308,7 @@ async fn on_shutdown_every_batch_in_flight_drains_settling_the_finished_and_rele
 
     let source = FakeQueue::new("work");
     let (gate, _opener) = Gate::new();
-    let (stop, shutdown) = shutdown_signal();
-    let metrics = WorkerMetrics::new();
-    let queue = WorkQueue::new(source.clone(), None);
-    let worker = tokio::spawn(run(
-        queue,
-        Arc::new(gate.clone()),
-        pipelined_settings(1),
-        metrics.clone(),
-        shutdown,
-    ));
+    let (worker, stop, metrics) = start_gated(&source, &gate, 1);
     // Three batches in flight at once: two stuck, one between them finished.
     source.push("stuck 1", BTreeMap::new(), BTreeMap::new());
     until("the first batch starts", || gate.in_flight() == 1).await;
@@ -331,16 +334,7 @@ async fn a_fifo_group_stays_in_order_while_batches_are_pipelined() {
     let grouped = |group: &str| BTreeMap::from([("MessageGroupId".to_owned(), group.to_owned())]);
     let source = FakeQueue::fifo("work.fifo");
     let (gate, opener) = Gate::new();
-    let (stop, shutdown) = shutdown_signal();
-    let metrics = WorkerMetrics::new();
-    let queue = WorkQueue::new(source.clone(), None);
-    let worker = tokio::spawn(run(
-        queue,
-        Arc::new(gate.clone()),
-        pipelined_settings(2),
-        metrics.clone(),
-        shutdown,
-    ));
+    let (worker, stop, metrics) = start_gated(&source, &gate, 2);
     source.push("a 1", BTreeMap::new(), grouped("a"));
     until("a's first starts", || gate.in_flight() == 1).await;
     // While a's first is in flight its next ones wait in the queue; another group's start at once.
