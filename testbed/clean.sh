@@ -3,6 +3,9 @@
 # (tests/it/support's `namespace` labels them). The tests' controllers are gone, so the finalizers of the
 # Tributary objects in them are removed first by testbed/unfinalize.py (their cloud resources lived in the emulators, which the next
 # `testbed-down` empties); otherwise the namespaces would stay Terminating.
+#
+# With --wait it then waits (up to 3 minutes) until the namespaces whose pods run on the real node are gone,
+# their pods stopped: scripts/test.sh does so before the tests that hold the test bed alone.
 source "$(dirname "$0")/lib.sh"
 # shellcheck disable=SC1091
 source "$TESTBED_DIR/env"
@@ -14,3 +17,12 @@ for ns in $namespaces; do
 	count=$((count + 1))
 done
 log "removed $count test namespaces ($unfinalized objects' finalizers removed first)"
+if [[ ${1:-} == --wait ]]; then
+	node_namespaces=$(kubectl get namespaces -l tributary.dev/test=true,tributary.dev/node=real -o name)
+	if [[ -n $node_namespaces ]]; then
+		# shellcheck disable=SC2086 # one argument per namespace
+		kubectl wait --for=delete $node_namespaces --timeout=180s >/dev/null ||
+			die "the real node's test namespaces were not gone within 3 minutes: $(kubectl get namespaces -l tributary.dev/node=real --no-headers 2>&1)"
+		log "the real node's test namespaces are gone ($(wc -w <<<"$node_namespaces"))"
+	fi
+fi

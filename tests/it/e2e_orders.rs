@@ -9,7 +9,7 @@
 //! shipment backlog the kill leaves scales its Deployment up, and the drained queue back to the minimum
 //! (the Deployment's pods are kwok's; the local processes do the work).
 //!
-//! `E2E_ORDERS` sets the number of orders (default 1000); the figures are printed (`--nocapture`).
+//! `E2E_ORDERS` sets the number of orders (default 300); the figures are printed (`--nocapture`).
 #![allow(clippy::unwrap_used)]
 
 use crate::support as common;
@@ -136,13 +136,14 @@ enum Expect {
 
 #[tokio::test]
 async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
-    // Alone: 1,000 orders keep moto (one request at a time) busy for minutes, which would hold up every
-    // other test's moto calls past its deadlines; and the figures printed are those of a quiet test bed.
+    // Alone: hundreds of orders keep moto (one request at a time) busy for a minute or more, which would
+    // hold up every other test's moto calls past its deadlines; and the figures printed are those of a
+    // quiet test bed.
     let _bed = common::exclusive().await;
     let count: usize = std::env::var("E2E_ORDERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(300);
     let client = common::kube_client().await;
     common::install_crds(&client).await;
     let ns = common::namespace(&client, "e2e-orders").await;
@@ -574,7 +575,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     sampler.abort();
 
     eprintln!(
-        "e2e: {count} orders posted in {:.1}s ({:.0}/s, {retried} POSTs retried after a 503); all in their final state after {:.1}s: {:.1} orders/s end to end",
+        "e2e: {count} orders posted in {:.1}s ({:.0}/s, {retried} POSTs retried after a 503); all in their final state after {:.1}s: {:.1} orders/s end to end; shipment scaled to {most} replicas",
         posted.as_secs_f64(),
         count as f64 / posted.as_secs_f64(),
         elapsed.as_secs_f64(),

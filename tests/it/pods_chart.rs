@@ -34,7 +34,7 @@ use kube::{Api, api::PostParams};
 const CONVERGE: Duration = Duration::from_secs(90);
 
 /// A namespace whose pods run on the real node and must meet `restricted`.
-async fn node_namespace(client: &kube::Client, prefix: &str) -> String {
+async fn node_namespace(client: &kube::Client, prefix: &str) -> common::node::NodeNamespace {
     common::node::real_node_namespace(client, prefix).await
 }
 

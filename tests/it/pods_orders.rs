@@ -81,7 +81,7 @@ impl Expect {
 /// The order example installed and running in pods.
 struct OrdersInPods {
     client: kube::Client,
-    ns: String,
+    ns: common::node::NodeNamespace,
     table: OrderTable,
     http: reqwest::Client,
     /// The order endpoint through its Service: `http://<cluster IP>:<port>`.
@@ -410,7 +410,7 @@ async fn orders_through_the_service_end_final_with_the_shipment_pod_deleted_and_
             // The replacement's worker container SIGKILLed on the node: the kubelet restarts it in place.
             let gone = deleted.clone();
             let pod = common::eventually("a new shipment pod Ready", CONVERGE, || {
-                let (client, ns, gone) = (bed.client.clone(), bed.ns.clone(), gone.clone());
+                let (client, ns, gone) = (bed.client.clone(), bed.ns.to_string(), gone.clone());
                 async move {
                     worker_pods(&client, &ns, "shipment")
                         .await
@@ -467,7 +467,7 @@ async fn scaling_from_backlog_adds_shipment_pods_that_consume_and_removes_them()
     let starts: Arc<Mutex<BTreeMap<String, i64>>> = Arc::default();
     let most = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let sampler = tokio::spawn({
-        let (client, ns, seen, most) = (bed.client.clone(), bed.ns.clone(), seen.clone(), most.clone());
+        let (client, ns, seen, most) = (bed.client.clone(), bed.ns.to_string(), seen.clone(), most.clone());
         let starts = starts.clone();
         async move {
             loop {
@@ -509,7 +509,7 @@ async fn scaling_from_backlog_adds_shipment_pods_that_consume_and_removes_them()
     // Drained: the controller removes the pods it added.
     let consumers = common::tributary_api(&bed.client, &bed.ns, "Consumer");
     common::eventually("shipment scaled back to no pod", CONVERGE, || {
-        let (consumers, client, ns) = (consumers.clone(), bed.client.clone(), bed.ns.clone());
+        let (consumers, client, ns) = (consumers.clone(), bed.client.clone(), bed.ns.to_string());
         async move {
             let status = consumers.get("shipment").await.ok()?.data["status"].clone();
             let idle = status["lastScale"]["to"] == 0 && status["backlog"] == 0;

@@ -16,7 +16,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams},
+    api::{ListParams, LogParams, PostParams, WatchEvent, WatchParams},
 };
 use serde_json::{Value, json};
 
@@ -82,7 +82,7 @@ fn import_image(archive: &std::path::Path) {
 
 /// A namespace on the real node running the Go example's pipeline, and the controller reconciling it.
 pub(super) struct NodePipeline {
-    pub(super) ns: String,
+    pub(super) ns: node::NodeNamespace,
     client: kube::Client,
     pub(super) pods: Api<Pod>,
     pub(super) sqs: aws_sdk_sqs::Client,
@@ -272,12 +272,10 @@ impl NodePipeline {
         .await;
     }
 
-    /// Stops the controller and removes the namespace (its pods leave the node).
+    /// Stops the controller; the namespace goes with `self` (its pods leave the node).
     pub(super) async fn stop(mut self) {
         let _ = self.controller.kill();
         let _ = self.controller.wait();
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        let _ = namespaces.delete(&self.ns, &DeleteParams::default()).await;
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }

@@ -83,10 +83,38 @@ pub fn restricted_security_context() -> Value {
     })
 }
 
+/// A namespace whose pods run on the real node, deleted when a test that passed lets it go: its pods (a
+/// Helm release's controller, the workers it made) would otherwise go on working against the emulators
+/// until `make test` ends, loading the tests that follow and counted among their clients. A failed
+/// test's namespace stays for a look; testbed/clean.sh removes it after the run.
+pub struct NodeNamespace(String);
+
+impl std::ops::Deref for NodeNamespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for NodeNamespace {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = super::tools::run("kubectl", &["delete", "namespace", &self.0, "--wait=false"], None);
+        }
+    }
+}
+
 /// Creates a namespace named from `prefix` whose pods all run on the real node (node selector and
 /// toleration added by admission) under the `restricted` Pod Security level, labelled for
-/// testbed/clean.sh; returns its name once its default ServiceAccount exists (pods need it).
-pub async fn real_node_namespace(client: &Client, prefix: &str) -> String {
+/// testbed/clean.sh (which waits for these to be gone between `make test`'s two runs, by the node
+/// label); returns it once its default ServiceAccount exists (pods need it).
+pub async fn real_node_namespace(client: &Client, prefix: &str) -> NodeNamespace {
     require();
     let name = unique(prefix);
     let tolerations = json!([{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]).to_string();
@@ -95,6 +123,7 @@ pub async fn real_node_namespace(client: &Client, prefix: &str) -> String {
             "name": name,
             "labels": {
                 "tributary.dev/test": "true",
+                LABEL.0: LABEL.1,
                 "pod-security.kubernetes.io/enforce": "restricted",
             },
             "annotations": {
@@ -108,9 +137,10 @@ pub async fn real_node_namespace(client: &Client, prefix: &str) -> String {
         .create(&PostParams::default(), &namespace)
         .await
         .unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    let namespace = NodeNamespace(name);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     eventually(
-        &format!("the default ServiceAccount of {name}"),
+        &format!("the default ServiceAccount of {namespace}"),
         Duration::from_secs(30),
         || {
             let accounts = accounts.clone();
@@ -118,7 +148,7 @@ pub async fn real_node_namespace(client: &Client, prefix: &str) -> String {
         },
     )
     .await;
-    name
+    namespace
 }
 
 /// Whether the pod's Ready condition is True.

@@ -6,7 +6,19 @@
 //! the test bed holds it for its whole run: a share with [`shared`], or all of it with [`exclusive`],
 //! which waits until the running tests are done and holds back the ones that start meanwhile.
 //! Tests that only run local tools (helm template, argocd-lua, the image script) hold nothing.
+//!
+//! `make test` runs the tests that hold it alone by themselves, one after another, after the others
+//! (scripts/test.sh lists them), so no test waits for running tests to finish before it can start. In
+//! its first run (`TESTBED_PHASE=shared`) a test asking for the test bed alone fails, saying it must be
+//! added to that list.
+//!
+//! With `TESTBED_TIMES` naming a file, each test appends one line to it when it lets the test bed go:
+//! its name, how it held the test bed, the seconds it waited for it and the seconds it held it. That is
+//! where `make test`'s time goes (`scripts/test-times.sh` sums it up).
 
+use std::io::Write as _;
+use std::ops::Deref;
+use std::time::Instant;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The test bed: shared for reading, held alone for writing. Tokio's lock is fair (first come, first
@@ -14,13 +26,66 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// not poison: a test that panics releases the test bed as it unwinds.
 static TEST_BED: RwLock<()> = RwLock::const_new(());
 
+/// A hold on the test bed, released when dropped; it records its times there (see the module's text).
+pub struct Held<G> {
+    _guard: G,
+    mode: &'static str,
+    asked: Instant,
+    got: Instant,
+}
+
+impl<G> Deref for Held<G> {
+    type Target = ();
+    fn deref(&self) -> &() {
+        &()
+    }
+}
+
+impl<G> Drop for Held<G> {
+    fn drop(&mut self) {
+        let Some(path) = std::env::var_os("TESTBED_TIMES") else {
+            return;
+        };
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let line = format!(
+            "{test}\t{}\t{:.1}\t{:.1}\n",
+            self.mode,
+            (self.got - self.asked).as_secs_f64(),
+            self.got.elapsed().as_secs_f64()
+        );
+        // Best effort: a record that cannot be written must not fail the test that made it.
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
 /// A share of the test bed alongside the other tests, held until the guard is dropped (bind it to a
 /// variable such as `_bed` so it lives to the end of the test, not `_`, which drops it at once).
-pub async fn shared() -> RwLockReadGuard<'static, ()> {
-    TEST_BED.read().await
+pub async fn shared() -> Held<RwLockReadGuard<'static, ()>> {
+    let asked = Instant::now();
+    let guard = TEST_BED.read().await;
+    Held {
+        _guard: guard,
+        mode: "shared",
+        asked,
+        got: Instant::now(),
+    }
 }
 
 /// The whole test bed, no other test running, held until the guard is dropped.
-pub async fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    TEST_BED.write().await
+pub async fn exclusive() -> Held<RwLockWriteGuard<'static, ()>> {
+    assert!(
+        std::env::var("TESTBED_PHASE").as_deref() != Ok("shared"),
+        "this test holds the test bed alone (support::exclusive), but make test ran it with the tests that \
+         share it: add it to `alone` in scripts/test.sh"
+    );
+    let asked = Instant::now();
+    let guard = TEST_BED.write().await;
+    Held {
+        _guard: guard,
+        mode: "exclusive",
+        asked,
+        got: Instant::now(),
+    }
 }
