@@ -14,10 +14,9 @@
 //!
 //! With `TESTBED_TIMES` naming a file, each test appends one line to it when it lets the test bed go:
 //! its name, how it held the test bed, the seconds it waited for it and the seconds it held it. That is
-//! where `make test`'s time goes (`scripts/test-times.sh` sums it up).
+//! where `make test`'s time goes (it prints the longest at its end).
 
 use std::io::Write as _;
-use std::ops::Deref;
 use std::time::Instant;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -34,10 +33,14 @@ pub struct Held<G> {
     got: Instant,
 }
 
-impl<G> Deref for Held<G> {
-    type Target = ();
-    fn deref(&self) -> &() {
-        &()
+impl<G> Held<G> {
+    fn new(guard: G, mode: &'static str, asked: Instant) -> Self {
+        Self {
+            _guard: guard,
+            mode,
+            asked,
+            got: Instant::now(),
+        }
     }
 }
 
@@ -64,13 +67,7 @@ impl<G> Drop for Held<G> {
 /// variable such as `_bed` so it lives to the end of the test, not `_`, which drops it at once).
 pub async fn shared() -> Held<RwLockReadGuard<'static, ()>> {
     let asked = Instant::now();
-    let guard = TEST_BED.read().await;
-    Held {
-        _guard: guard,
-        mode: "shared",
-        asked,
-        got: Instant::now(),
-    }
+    Held::new(TEST_BED.read().await, "shared", asked)
 }
 
 /// The whole test bed, no other test running, held until the guard is dropped.
@@ -81,11 +78,5 @@ pub async fn exclusive() -> Held<RwLockWriteGuard<'static, ()>> {
          share it: add it to `alone` in scripts/test.sh"
     );
     let asked = Instant::now();
-    let guard = TEST_BED.write().await;
-    Held {
-        _guard: guard,
-        mode: "exclusive",
-        asked,
-        got: Instant::now(),
-    }
+    Held::new(TEST_BED.write().await, "exclusive", asked)
 }
