@@ -191,7 +191,10 @@ table.put_item(Item={"pk": "STOCK#poster", "sk": "STOCK", "available": 0})
 PY
 
 step "kubectl port-forward -n orders service/order-ack-worker :8080 (through the API server and the kubelet)"
-kubectl port-forward -n orders service/order-ack-worker :8080 >"$demo/port-forward.log" 2>&1 &
+# Emptied here, not by the redirection below: that happens in the background child, and the wait that
+# follows could read an earlier demo's port before it.
+: >"$demo/port-forward.log"
+kubectl port-forward -n orders service/order-ack-worker :8080 >>"$demo/port-forward.log" 2>&1 &
 pids+=($!)
 wait_until 20 "kubectl port-forward listening" grep -q 'Forwarding from 127.0.0.1:' "$demo/port-forward.log"
 ingress=$(sed -n 's/^Forwarding from 127.0.0.1:\([0-9]*\) .*/\1/p' "$demo/port-forward.log" | head -1)
