@@ -1,6 +1,7 @@
-"""Removes the finalizers of every Tributary object in the namespaces labelled tributary.dev/test=true,
-through `kubectl proxy`, 16 requests at a time (one kubectl call per object takes minutes for
-thousands). Run by testbed/clean.sh with the test bed's kubeconfig."""
+"""Removes the finalizers of every Tributary object in the namespaces labelled tributary.dev/test=true (or
+matching the label selector given as the argument), through `kubectl proxy`, 16 requests at a time (one
+kubectl call per object takes minutes for thousands). Run by testbed/clean.sh with the test bed's
+kubeconfig."""
 
 import concurrent.futures
 import json
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 KINDS = ("topics", "queues", "deadletters", "subscriptions", "devicestreams", "consumers")
@@ -30,7 +32,9 @@ def main():
                 if time.time() > deadline:
                     sys.exit("unfinalize: kubectl proxy did not start")
                 time.sleep(0.2)
-        with urllib.request.urlopen(f"{base}/api/v1/namespaces?labelSelector=tributary.dev/test=true") as answer:
+        selector = sys.argv[1] if len(sys.argv) > 1 else "tributary.dev/test=true"
+        query = urllib.parse.urlencode({"labelSelector": selector})
+        with urllib.request.urlopen(f"{base}/api/v1/namespaces?{query}") as answer:
             namespaces = {item["metadata"]["name"] for item in json.load(answer)["items"]}
         paths = []
         for kind in KINDS:

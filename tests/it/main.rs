@@ -2,7 +2,8 @@
 //! with its AWS, Azure and Kafka clients once. Each module is one area; `cargo test --test it chart::`
 //! runs one of them, and `cargo test --test it -- --list` lists every test by its module path.
 //!
-//! The tests run at once in this one process (`make test` runs four at a time), so what they share lives
+//! The tests run at once in this one process (`make test` runs those sharing the test bed four at a time,
+//! then those holding it alone one by one), so what they share lives
 //! in [`support`]: names from [`support::unique`] never collide, and each test that reaches the test bed
 //! holds it for its whole run, [`support::shared`] alongside others or [`support::exclusive`] alone.
 

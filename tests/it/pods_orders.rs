@@ -81,12 +81,14 @@ impl Expect {
 /// The order example installed and running in pods.
 struct OrdersInPods {
     client: kube::Client,
+    /// Dropped before the namespace (fields drop in order): Helm keeps the release in a Secret there, and
+    /// a release uninstalled after its namespace went would leave its cluster-wide objects behind.
+    _release: common::helm::Release,
     ns: common::node::NodeNamespace,
     table: OrderTable,
     http: reqwest::Client,
     /// The order endpoint through its Service: `http://<cluster IP>:<port>`.
     base: String,
-    _release: common::helm::Release,
 }
 
 impl OrdersInPods {

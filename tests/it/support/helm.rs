@@ -215,7 +215,8 @@ impl Drop for Release {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.values);
         if !self.uninstalled {
-            // A failed test: leave nothing running on the shared node (the namespace stays for a look).
+            // Not uninstalled by the test (it ended, or failed): leave nothing of the release running on
+            // the shared node (a failed test's namespace stays for a look).
             let _ = run(
                 "helm",
                 &["uninstall", RELEASE, "-n", &self.namespace, "--wait=false"],
