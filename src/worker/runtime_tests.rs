@@ -149,16 +149,8 @@ async fn when_the_drain_time_runs_out_what_finished_is_settled_and_the_rest_rele
         metrics.clone(),
         shutdown,
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.processed_total() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "not processed in 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), worker)
-        .await
-        .expect("the drain is bounded")
-        .unwrap();
+    until("both processed", || metrics.processed_total() >= 2).await;
+    stop_and_join(stop, worker).await;
     let left: Vec<String> = source.held().into_iter().map(|m| m.body).collect();
     assert_eq!(left, ["stuck 1"], "the finished ones are acknowledged");
     assert_eq!(source.visible(), 1, "the unfinished one is released at once");
@@ -263,6 +255,15 @@ fn start_gated(
     (worker, stop, metrics)
 }
 
+/// Signals shutdown and waits, at most 5 s, until the worker has drained and stopped.
+async fn stop_and_join(stop: tokio::sync::oneshot::Sender<()>, worker: tokio::task::JoinHandle<()>) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the drain is bounded")
+        .unwrap();
+}
+
 /// Waits (bounded) until `condition` holds.
 async fn until(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -295,11 +296,7 @@ async fn one_loop_keeps_receiving_while_its_batches_are_processed_up_to_its_budg
     until("all processed", || metrics.processed_total() == 12).await;
     until("all acknowledged", || source.held().is_empty()).await;
     assert_eq!(gate.most(), BUDGET, "at most the budget at once");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), worker)
-        .await
-        .expect("stops")
-        .unwrap();
+    stop_and_join(stop, worker).await;
 }
 
 #[tokio::test]
@@ -317,11 +314,7 @@ async fn on_shutdown_every_batch_in_flight_drains_settling_the_finished_and_rele
     source.push("stuck 2", BTreeMap::new(), BTreeMap::new());
     until("the third batch starts", || gate.in_flight() == 2).await;
     until("the finished one is acknowledged", || source.held().len() == 2).await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), worker)
-        .await
-        .expect("the drain is bounded")
-        .unwrap();
+    stop_and_join(stop, worker).await;
     let left: Vec<String> = source.held().into_iter().map(|m| m.body).collect();
     assert_eq!(left, ["stuck 1", "stuck 2"], "the finished one is acknowledged");
     assert_eq!(source.visible(), 2, "both unfinished ones are released at once");
@@ -356,10 +349,6 @@ async fn a_fifo_group_stays_in_order_while_batches_are_pipelined() {
         .filter(|b| b.starts_with('a'))
         .collect();
     assert_eq!(a, ["a 1", "a 2", "a 3"]);
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), worker)
-        .await
-        .expect("stops")
-        .unwrap();
+    stop_and_join(stop, worker).await;
     assert!(source.held().is_empty(), "everything settled is deleted");
 }

@@ -144,20 +144,9 @@ async fn the_device_example_runs_ten_thousand_events_with_two_workers_one_killed
     let controller =
         common::start_controller_with(&client, &ns, &common::aws_config().await, Some(event_hubs)).await;
     let database = common::devices_bed::apply_example(&client, &ns).await;
-    common::wait_reason(
-        &client,
-        &ns,
-        "Consumer",
-        "device-processor",
-        "Available",
-        CONVERGE,
-    )
-    .await;
+    let dlq_url = common::devices_bed::wait_available(&client, &ns, CONVERGE).await;
     let topic = format!("{ns}_telemetry");
     let group = "device-processor";
-    let dead_letter =
-        common::wait_reason(&client, &ns, "DeadLetter", "devices-dlq", "Available", CONVERGE).await;
-    let dlq_url = dead_letter.data["status"]["url"].as_str().unwrap().to_owned();
     let dlq = common::azure_queue_service()
         .queue_client(dlq_url.rsplit('/').next().unwrap())
         .unwrap();

@@ -250,13 +250,7 @@ async fn orders_flow_through_the_pipeline_and_nothing_is_lost() {
     }
     table.set_stock(&sku("rare"), 0).await.unwrap();
 
-    let http = reqwest::Client::builder()
-        .default_headers(reqwest::header::HeaderMap::from_iter([(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", api_key.key).parse().unwrap(),
-        )]))
-        .build()
-        .unwrap();
+    let http = common::orders_bed::bearer(&api_key.key).build().unwrap();
     let base = format!("http://127.0.0.1:{ingress_port}");
     common::orders_bed::wait_for_order_endpoint(&http, &base).await;
 

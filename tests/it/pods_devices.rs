@@ -78,19 +78,8 @@ async fn device_events_reach_cosmos_db_through_the_worker_in_a_pod_and_nothing_i
     // The webhook's pods are Ready before kube-proxy routes its Service: until then every create fails.
     release.wait_webhook_serving().await;
     let database = apply_example(&client, &ns).await;
-    common::wait_reason(
-        &client,
-        &ns,
-        "Consumer",
-        "device-processor",
-        "Available",
-        CONVERGE,
-    )
-    .await;
-    let dead_letter =
-        common::wait_reason(&client, &ns, "DeadLetter", "devices-dlq", "Available", CONVERGE).await;
+    let dlq_url = common::devices_bed::wait_available(&client, &ns, CONVERGE).await;
     let ready = started.elapsed();
-    let dlq_url = dead_letter.data["status"]["url"].as_str().unwrap().to_owned();
     let dlq_name = dlq_url.rsplit('/').next().unwrap().to_owned();
 
     // The worker reads the broker where pods reach it, with the CA the controller shipped beside its

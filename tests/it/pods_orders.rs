@@ -155,11 +155,7 @@ impl OrdersInPods {
         let (cluster_ip, port) = (spec.cluster_ip.unwrap(), spec.ports.unwrap()[0].port);
         wait_service_rule(&cluster_ip, port).await;
         let base = format!("http://{cluster_ip}:{port}");
-        let http = reqwest::Client::builder()
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {}", api_key.key).parse().unwrap(),
-            )]))
+        let http = common::orders_bed::bearer(&api_key.key)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();

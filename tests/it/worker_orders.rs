@@ -323,13 +323,7 @@ async fn the_order_endpoint_acknowledges_only_published_orders() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = ingress.router(&security);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::builder()
-        .default_headers(reqwest::header::HeaderMap::from_iter([(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", key.key).parse().unwrap(),
-        )]))
-        .build()
-        .unwrap();
+    let http = common::orders_bed::bearer(&key.key).build().unwrap();
     let anonymous = reqwest::Client::new();
     assert_eq!(
         anonymous

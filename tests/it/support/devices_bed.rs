@@ -96,18 +96,7 @@ impl DeviceBed {
         let controller =
             super::start_controller_with(&client, &ns, &super::aws_config().await, Some(hubs)).await;
         let database = apply_example(&client, &ns).await;
-        super::wait_reason(
-            &client,
-            &ns,
-            "Consumer",
-            "device-processor",
-            "Available",
-            CONVERGE,
-        )
-        .await;
-        let dead_letter =
-            super::wait_reason(&client, &ns, "DeadLetter", "devices-dlq", "Available", CONVERGE).await;
-        let dlq_url = dead_letter.data["status"]["url"].as_str().unwrap().to_owned();
+        let dlq_url = wait_available(&client, &ns, CONVERGE).await;
         let dlq = super::azure_queue_service()
             .queue_client(dlq_url.rsplit('/').next().unwrap())
             .unwrap();
@@ -255,6 +244,14 @@ pub async fn send(
         }
     }
     (valid, malformed)
+}
+
+/// Waits until the example's Consumer and then its dead letter are Available, each for at most `within`;
+/// returns the dead letter's Storage Queue URL.
+pub async fn wait_available(client: &kube::Client, ns: &str, within: Duration) -> String {
+    super::wait_reason(client, ns, "Consumer", "device-processor", "Available", within).await;
+    let dead_letter = super::wait_reason(client, ns, "DeadLetter", "devices-dlq", "Available", within).await;
+    dead_letter.data["status"]["url"].as_str().unwrap().to_owned()
 }
 
 /// Applies examples/devices into `ns` with its Secrets, pointed at the test bed: a hub namespace and a

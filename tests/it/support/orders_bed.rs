@@ -161,11 +161,7 @@ impl OrderBed {
         let api_key = tributary::worker::orders::security::api_keys::new_key(Some("faults")).unwrap();
         let (configs, ingress_port) = write_configs(&client, &ns, &table_name, &work, &api_key.entry).await;
         let table = OrderTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name);
-        let http = reqwest::Client::builder()
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {}", api_key.key).parse().unwrap(),
-            )]))
+        let http = bearer(&api_key.key)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
@@ -379,6 +375,15 @@ async fn write_configs(
         files.insert(name, path);
     }
     (files, ingress_port)
+}
+
+/// An HTTP client builder whose every request carries `key` as its bearer token (the order endpoint's
+/// API key).
+pub fn bearer(key: &str) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().default_headers(reqwest::header::HeaderMap::from_iter([(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    )]))
 }
 
 /// Waits until the order endpoint at `base` serves: it answers for an unknown order (its health is on the
